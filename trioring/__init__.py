@@ -1,0 +1,64 @@
+"""trioring: a Kafka-compatible, durable, partitioned log broker built on Trio.
+
+Public names live here; everything else may change between versions.
+"""
+
+from trioring._broker import Broker, FetchResult, ProduceResult, open_broker
+from trioring.config import BrokerConfig
+from trioring.core.metadata import TopicInfo
+from trioring.core.offsets import CommittedOffset
+from trioring.errors import (
+    BrokerClosedError,
+    CorruptRecordError,
+    InvalidArgumentError,
+    InvalidPartitionsError,
+    InvalidRecordError,
+    InvalidRequiredAcksError,
+    InvalidTopicError,
+    OffsetOutOfRangeError,
+    ProtocolError,
+    RecordTooLargeError,
+    StorageError,
+    TopicExistsError,
+    TrioringError,
+    UnknownTopicOrPartitionError,
+    UnsupportedCompressionError,
+)
+from trioring.handlers import Handler, HandlerContext, Handlers, Middleware
+from trioring.protocol.compression import Compression
+from trioring.protocol.records import Record
+from trioring.storage.log import LogConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Broker",
+    "BrokerClosedError",
+    "BrokerConfig",
+    "CommittedOffset",
+    "Compression",
+    "CorruptRecordError",
+    "FetchResult",
+    "Handler",
+    "HandlerContext",
+    "Handlers",
+    "InvalidArgumentError",
+    "InvalidPartitionsError",
+    "InvalidRecordError",
+    "InvalidRequiredAcksError",
+    "InvalidTopicError",
+    "LogConfig",
+    "Middleware",
+    "OffsetOutOfRangeError",
+    "ProduceResult",
+    "ProtocolError",
+    "Record",
+    "RecordTooLargeError",
+    "StorageError",
+    "TopicExistsError",
+    "TopicInfo",
+    "TrioringError",
+    "UnknownTopicOrPartitionError",
+    "UnsupportedCompressionError",
+    "open_broker",
+]

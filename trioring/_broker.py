@@ -1,0 +1,273 @@
+"""The embedded broker: ``async with trioring.open_broker(data_dir) as broker``.
+
+Each method builds a handler request, calls the (possibly wrapped) handler
+and turns the response into Python values. Nothing here knows more of
+Kafka than the handlers do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Literal
+
+import attrs
+import trio
+
+from trioring.config import BrokerConfig
+from trioring.core.metadata import TopicInfo
+from trioring.core.offsets import CommittedOffset
+from trioring.core.shard import Shard
+from trioring.errors import InvalidArgumentError, InvalidRequiredAcksError
+from trioring.handlers import HandlerContext, Handlers, Middleware
+from trioring.handlers.messages import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    CreateTopicRequest,
+    FetchPartition,
+    FetchRequest,
+    ListOffsetsRequest,
+    OffsetCommitRequest,
+    OffsetFetchRequest,
+    ProduceRequest,
+)
+from trioring.protocol.compression import Compression
+from trioring.protocol.records import Record, build_batch, decode_batch, iterate_batches
+from trioring.storage.log import LogConfig
+from trioring.uring import FileBackend, open_backend
+
+logger = logging.getLogger("trioring")
+
+AcksArgument = Literal[0, 1, -1, "all"]
+
+
+@attrs.frozen
+class ProduceResult:
+    #: Offset of the first record; -1 for acks=0, whose outcome is not awaited.
+    base_offset: int
+    last_offset: int
+    log_start_offset: int
+
+
+@attrs.frozen
+class FetchResult:
+    #: Records at or after the offset asked for, each with ``.offset`` set.
+    records: list[Record]
+    high_watermark: int
+    log_start_offset: int
+
+    @property
+    def next_offset(self) -> int | None:
+        """Offset to fetch next, or None when nothing was returned."""
+        if not self.records:
+            return None
+        last = self.records[-1].offset
+        assert last is not None
+        return last + 1
+
+
+def _acks(acks: AcksArgument) -> Literal[0, 1, -1]:
+    if acks in ("all", -1):
+        return -1
+    if acks in (0, 1):
+        return acks
+    raise InvalidRequiredAcksError(f'acks must be 0, 1 or "all", not {acks!r}')
+
+
+class Broker:
+    """An open broker. Get one from :func:`open_broker`."""
+
+    def __init__(self, shard: Shard, handlers: Handlers, nursery: trio.Nursery) -> None:
+        self._shard = shard
+        self._handlers = handlers
+        self._context = HandlerContext(shard)
+        self._nursery = nursery
+
+    @property
+    def config(self) -> BrokerConfig:
+        return self._shard.config
+
+    @property
+    def shard(self) -> Shard:
+        return self._shard
+
+    @property
+    def io_backend(self) -> str:
+        return self._shard.backend.name
+
+    def topics(self) -> dict[str, TopicInfo]:
+        return self._shard.topics
+
+    async def create_topic(
+        self, name: str, partitions: int | None = None, *, config: LogConfig | None = None
+    ) -> TopicInfo:
+        """Create ``name`` with ``partitions`` (default: ``config.default_partitions``).
+
+        Raises TopicExistsError, InvalidTopicError or InvalidPartitionsError.
+        """
+        response = await self._handlers.create_topic(
+            self._context, CreateTopicRequest(name, partitions, config)
+        )
+        topic: TopicInfo = response.topic
+        return topic
+
+    async def produce(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[Record],
+        *,
+        acks: AcksArgument = "all",
+        compression: Compression | str | None = None,
+    ) -> ProduceResult:
+        """Append ``records`` as one batch.
+
+        ``acks="all"`` returns once the records are durable (fdatasync),
+        ``acks=1`` once written, ``acks=0`` at once (errors are logged).
+        """
+        if not records:
+            raise InvalidArgumentError("produce needs at least one record")
+        if not all(isinstance(r, Record) for r in records):
+            raise InvalidArgumentError("records must be trioring.Record instances")
+        now_ms = int(self._shard.config.clock() * 1000)
+        batch = build_batch(records, compression=compression, now_ms=now_ms)
+        return await self.produce_batch(topic, partition, batch, acks=acks)
+
+    async def produce_batch(
+        self,
+        topic: str,
+        partition: int,
+        batch: bytes | bytearray | memoryview,
+        *,
+        acks: AcksArgument = "all",
+    ) -> ProduceResult:
+        """Append one or more encoded RecordBatch v2, as a Kafka producer sends them."""
+        request = ProduceRequest(topic, partition, batch, _acks(acks))
+        if request.acks == 0:
+            self._nursery.start_soon(self._produce_unacknowledged, request)
+            await trio.lowlevel.checkpoint()
+            return ProduceResult(-1, -1, -1)
+        response = await self._handlers.produce(self._context, request)
+        return ProduceResult(response.base_offset, response.last_offset, response.log_start_offset)
+
+    async def _produce_unacknowledged(self, request: ProduceRequest) -> None:
+        try:
+            await self._handlers.produce(self._context, request)
+        except Exception:
+            logger.exception("acks=0 produce to %s-%d failed", request.topic, request.partition)
+
+    async def fetch(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_bytes: int = 1 << 20,
+        max_wait: float = 0.0,
+        min_bytes: int = 1,
+    ) -> FetchResult:
+        """Records from ``offset`` on, waiting up to ``max_wait`` seconds for ``min_bytes``.
+
+        Raises OffsetOutOfRangeError if ``offset`` is below the log start or
+        above the high watermark, UnknownTopicOrPartitionError for unknown
+        partitions.
+        """
+        if max_wait < 0:
+            raise InvalidArgumentError("max_wait must be >= 0 seconds")
+        request = FetchRequest(
+            (FetchPartition(topic, partition, offset, max_bytes),),
+            max_wait_ms=round(max_wait * 1000),
+            min_bytes=min_bytes,
+            max_bytes=max_bytes,
+        )
+        response = await self._handlers.fetch(self._context, request)
+        (fetched,) = response.partitions
+        if fetched.error is not None:
+            raise fetched.error
+        records: list[Record] = []
+        for position, header in iterate_batches(fetched.records):
+            if header.is_control:
+                continue
+            _, batch_records = decode_batch(fetched.records, position)
+            records.extend(r for r in batch_records if r.offset is not None and r.offset >= offset)
+        return FetchResult(records, fetched.high_watermark, fetched.log_start_offset)
+
+    async def list_offset(
+        self, topic: str, partition: int, timestamp: int | Literal["earliest", "latest"]
+    ) -> int:
+        """Offset for a timestamp in ms (first record at or after it; -1 if none),
+        or the partition's earliest / latest (next to be written) offset."""
+        if timestamp == "earliest":
+            timestamp_ms = EARLIEST_TIMESTAMP
+        elif timestamp == "latest":
+            timestamp_ms = LATEST_TIMESTAMP
+        elif isinstance(timestamp, int) and timestamp >= 0:
+            timestamp_ms = timestamp
+        else:
+            raise InvalidArgumentError(
+                f'timestamp must be milliseconds >= 0, "earliest" or "latest", not {timestamp!r}'
+            )
+        response = await self._handlers.list_offsets(
+            self._context, ListOffsetsRequest(topic, partition, timestamp_ms)
+        )
+        offset: int = response.offset
+        return offset
+
+    async def commit_offsets(
+        self, group: str, offsets: Mapping[tuple[str, int], int | CommittedOffset]
+    ) -> None:
+        """Durably commit ``{(topic, partition): offset}`` for ``group``.
+
+        Raises the error of the first partition that could not be committed
+        (e.g. UnknownTopicOrPartitionError); the others are committed.
+        """
+        normalized = {
+            tp: value if isinstance(value, CommittedOffset) else CommittedOffset(int(value))
+            for tp, value in offsets.items()
+        }
+        response = await self._handlers.commit_offsets(
+            self._context, OffsetCommitRequest(group, normalized)
+        )
+        for error in response.errors.values():
+            if error is not None:
+                raise error
+
+    async def committed_offsets(self, group: str) -> dict[tuple[str, int], int]:
+        """``{(topic, partition): offset}`` committed by ``group`` (empty if none)."""
+        response = await self._handlers.fetch_offsets(self._context, OffsetFetchRequest(group))
+        return {tp: committed.offset for tp, committed in response.offsets.items()}
+
+    def statistics(self) -> dict[str, dict[str, int]]:
+        """Per-partition offsets and sizes, keyed ``"topic-partition"``."""
+        return {
+            f"{topic}-{partition}": self._shard.log(topic, partition).statistics()
+            for topic, info in self._shard.topics.items()
+            for partition in range(info.partitions)
+        }
+
+
+@asynccontextmanager
+async def open_broker(
+    config: BrokerConfig | str | os.PathLike[str],
+    *,
+    middleware: Sequence[Middleware] = (),
+    backend: FileBackend | None = None,
+) -> AsyncIterator[Broker]:
+    """Open (creating if needed) a broker on a data directory, recovering after a crash.
+
+    ``config`` is a BrokerConfig or just the data directory. ``middleware``
+    wraps every handler. On exit, all data is flushed and files are closed.
+    """
+    if not isinstance(config, BrokerConfig):
+        config = BrokerConfig(data_dir=os.fspath(config))
+    owned_backend = backend is None
+    file_backend = open_backend(config.io_backend) if backend is None else backend
+    try:
+        async with Shard.open(config, file_backend) as shard, trio.open_nursery() as nursery:
+            yield Broker(shard, Handlers().wrap(*middleware), nursery)
+    finally:
+        if owned_backend:
+            with trio.CancelScope(shield=True):
+                await file_backend.aclose()

@@ -1,0 +1,71 @@
+"""Every limit in one place (TigerBeetle style): named ``*_max``, asserted against each other.
+
+Configurable limits take their defaults from here; limits that guard memory
+safety of the code itself are fixed.
+"""
+
+from __future__ import annotations
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+# --- Record batch format (Kafka RecordBatch v2) ---------------------------------
+#: Bytes of the fixed RecordBatch v2 header before the first record.
+BATCH_HEADER_BYTES = 61
+#: baseOffset (8) + batchLength (4): the part of the header outside batchLength.
+BATCH_LOG_OVERHEAD_BYTES = 12
+#: Records in one batch we agree to decode (a corrupt count must not allocate).
+BATCH_RECORDS_MAX = 1 << 20
+#: Decompressed size of one batch we agree to produce (guards against zip bombs).
+BATCH_DECOMPRESSED_BYTES_MAX = 256 * MIB
+#: Headers on one record.
+RECORD_HEADERS_MAX = 1 << 16
+
+# --- Produce / storage defaults --------------------------------------------------
+#: Largest batch a producer may send (Kafka: message.max.bytes, 1 MiB + overhead).
+BATCH_BYTES_MAX_DEFAULT = 1 * MIB + 12
+#: Segment size before a roll (Kafka: segment.bytes). Positions must fit in uint32.
+SEGMENT_BYTES_DEFAULT = 1 * GIB
+SEGMENT_BYTES_MAX = (1 << 31) - 1
+SEGMENT_BYTES_MIN = 1 * KIB
+#: Segment age before a roll (Kafka: segment.ms, 7 days).
+SEGMENT_MS_DEFAULT = 7 * 24 * 3600 * 1000
+#: Bytes between sparse index entries (Kafka: index.interval.bytes).
+INDEX_INTERVAL_BYTES_DEFAULT = 4 * KIB
+#: Retention (Kafka: retention.ms 7 days, retention.bytes unlimited).
+RETENTION_MS_DEFAULT = 7 * 24 * 3600 * 1000
+#: How often acks=1 data is flushed; bounds what a machine crash can lose.
+FLUSH_INTERVAL_MS_DEFAULT = 1000
+#: How often each log's recovery point is checkpointed (bounds start-up scan).
+RECOVERY_CHECKPOINT_INTERVAL_MS_DEFAULT = 10_000
+#: How often retention runs (Kafka: log.retention.check.interval.ms is 5 min).
+RETENTION_CHECK_INTERVAL_MS_DEFAULT = 60_000
+
+#: Batches that one write system call carries; each batch costs two iovecs and
+#: Linux accepts at most IOV_MAX (1024) per writev.
+WRITE_BATCHES_MAX = 256
+#: Bytes that one coalesced write carries.
+WRITE_BYTES_MAX = 16 * MIB
+#: Appends waiting for the partition writer; more wait on the semaphore.
+APPENDS_PENDING_MAX = 1024
+#: Bytes one fetch of one partition may return (Kafka: max.partition.fetch.bytes cap).
+FETCH_BYTES_MAX = 64 * MIB
+#: Concurrent file reads running in worker threads, per process.
+READ_THREADS_MAX = 16
+
+# --- Topics ----------------------------------------------------------------------
+TOPIC_NAME_LENGTH_MAX = 249
+PARTITIONS_MAX = 10_000
+GROUP_NAME_LENGTH_MAX = 32_767
+
+# --- Committed offsets -----------------------------------------------------------
+#: Offsets-log size past which it is rewritten as a snapshot of the live state.
+OFFSETS_LOG_COMPACT_BYTES_DEFAULT = 64 * MIB
+#: Records per batch when the offsets log writes a snapshot.
+OFFSETS_SNAPSHOT_BATCH_RECORDS_MAX = 1000
+
+assert 2 * WRITE_BATCHES_MAX <= 1024, "two iovecs per batch must fit IOV_MAX"
+assert BATCH_BYTES_MAX_DEFAULT <= WRITE_BYTES_MAX
+assert SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX
+assert FETCH_BYTES_MAX <= SEGMENT_BYTES_MAX

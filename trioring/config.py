@@ -1,0 +1,75 @@
+"""Broker configuration: frozen values, validated on construction."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import attrs
+
+from trioring._constants import (
+    BATCH_BYTES_MAX_DEFAULT,
+    FLUSH_INTERVAL_MS_DEFAULT,
+    OFFSETS_LOG_COMPACT_BYTES_DEFAULT,
+    PARTITIONS_MAX,
+    RECOVERY_CHECKPOINT_INTERVAL_MS_DEFAULT,
+    RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+)
+from trioring.errors import InvalidArgumentError
+from trioring.storage.log import LogConfig
+from trioring.uring import BackendChoice
+
+__all__ = ["BrokerConfig", "LogConfig"]
+
+
+def _positive(name: str) -> Callable[[object, attrs.Attribute[int], int], None]:
+    def check(_instance: object, _attribute: attrs.Attribute[int], value: int) -> None:
+        if value <= 0:
+            raise InvalidArgumentError(f"{name} must be positive, not {value}")
+
+    return check
+
+
+@attrs.frozen
+class BrokerConfig:
+    """Everything a broker needs to start. Only ``data_dir`` is required.
+
+    ``log`` holds the default storage settings of new topics; each topic may
+    override them at creation.
+    """
+
+    data_dir: str = attrs.field(converter=os.fspath)
+    log: LogConfig = attrs.field(factory=LogConfig)
+    io_backend: BackendChoice = "auto"
+    #: Partitions of a topic created without a count (Kafka: num.partitions).
+    default_partitions: int = attrs.field(default=1, validator=_positive("default_partitions"))
+    #: Largest record batch a producer may send (Kafka: message.max.bytes).
+    batch_bytes_max: int = attrs.field(
+        default=BATCH_BYTES_MAX_DEFAULT, validator=_positive("batch_bytes_max")
+    )
+    #: Flush acks=1 data at least this often (None: leave it to the OS, as Kafka does).
+    flush_interval_ms: int | None = FLUSH_INTERVAL_MS_DEFAULT
+    recovery_checkpoint_interval_ms: int = attrs.field(
+        default=RECOVERY_CHECKPOINT_INTERVAL_MS_DEFAULT,
+        validator=_positive("recovery_checkpoint_interval_ms"),
+    )
+    retention_check_interval_ms: int = attrs.field(
+        default=RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+        validator=_positive("retention_check_interval_ms"),
+    )
+    offsets_log_compact_bytes: int = attrs.field(
+        default=OFFSETS_LOG_COMPACT_BYTES_DEFAULT, validator=_positive("offsets_log_compact_bytes")
+    )
+    #: Wall clock in seconds: record timestamps, roll and retention by age.
+    clock: Callable[[], float] = attrs.field(default=time.time, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.default_partitions > PARTITIONS_MAX:
+            raise InvalidArgumentError(f"default_partitions must be <= {PARTITIONS_MAX}")
+        if self.flush_interval_ms is not None and self.flush_interval_ms <= 0:
+            raise InvalidArgumentError("flush_interval_ms must be positive or None")
+        if self.io_backend not in ("auto", "uring", "fallback"):
+            raise InvalidArgumentError(
+                f"io_backend must be 'auto', 'uring' or 'fallback', not {self.io_backend!r}"
+            )

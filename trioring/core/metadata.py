@@ -1,0 +1,140 @@
+"""TopicStore: the durable list of topics and their settings.
+
+One JSON document, replaced atomically (write a temporary file, fdatasync,
+rename, fsync the directory), so a crash leaves either the old or the new
+list, never a torn one. Topics change rarely; a document is simpler to
+inspect and repair by hand than a log, at no cost that matters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from typing import Any
+
+import attrs
+
+from trioring._constants import PARTITIONS_MAX, TOPIC_NAME_LENGTH_MAX
+from trioring.errors import InvalidPartitionsError, InvalidTopicError, StorageError
+from trioring.storage.log import LogConfig
+from trioring.uring import FileBackend
+
+METADATA_DIRECTORY = "__cluster_metadata"
+TOPICS_FILE = "topics.json"
+_FORMAT_VERSION = 1
+_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+#: Names trioring uses for its own directories.
+RESERVED_TOPIC_NAMES = frozenset({METADATA_DIRECTORY, "__consumer_offsets"})
+
+
+@attrs.frozen
+class TopicInfo:
+    name: str
+    partitions: int
+    topic_id: str
+    config: LogConfig
+
+
+def validate_topic_name(name: str) -> None:
+    """Kafka's rules: 1-249 of ``[a-zA-Z0-9._-]``, not ``.`` or ``..``."""
+    if not isinstance(name, str) or not name:
+        raise InvalidTopicError("a topic name must be a non-empty string")
+    if len(name) > TOPIC_NAME_LENGTH_MAX:
+        raise InvalidTopicError(
+            f"topic name is {len(name)} characters; the limit is {TOPIC_NAME_LENGTH_MAX}"
+        )
+    if name in {".", ".."} or not _TOPIC_NAME.match(name):
+        raise InvalidTopicError(
+            f"topic name {name!r} is not allowed: use letters, digits, '.', '_' and '-'"
+        )
+    if name in RESERVED_TOPIC_NAMES:
+        raise InvalidTopicError(f"topic name {name!r} is reserved for trioring's own use")
+
+
+def validate_partitions(partitions: int) -> None:
+    if not isinstance(partitions, int) or not 1 <= partitions <= PARTITIONS_MAX:
+        raise InvalidPartitionsError(
+            f"a topic needs between 1 and {PARTITIONS_MAX} partitions, not {partitions!r}"
+        )
+
+
+def _config_to_json(config: LogConfig) -> dict[str, Any]:
+    return attrs.asdict(config)
+
+
+def _config_from_json(data: dict[str, Any]) -> LogConfig:
+    known = {field.name for field in attrs.fields(LogConfig)}
+    return LogConfig(**{key: value for key, value in data.items() if key in known})
+
+
+class TopicStore:
+    def __init__(self, data_dir: str, backend: FileBackend) -> None:
+        self._directory = os.path.join(data_dir, METADATA_DIRECTORY)
+        self._path = os.path.join(self._directory, TOPICS_FILE)
+        self._backend = backend
+        self.topics: dict[str, TopicInfo] = {}
+
+    async def load(self) -> None:
+        backend = self._backend
+        if await backend.make_directory(self._directory):
+            await backend.fsync_directory(os.path.dirname(self._directory))
+        try:
+            fd = await backend.open(self._path, os.O_RDONLY)
+        except FileNotFoundError:
+            self.topics = {}
+            return
+        try:
+            size = await backend.file_size(fd)
+            raw = await backend.pread(fd, size, 0)
+        finally:
+            await backend.close(fd)
+        try:
+            document = json.loads(raw)
+            if document.get("version") != _FORMAT_VERSION:
+                raise ValueError(f"unknown format version {document.get('version')!r}")
+            self.topics = {
+                entry["name"]: TopicInfo(
+                    name=entry["name"],
+                    partitions=int(entry["partitions"]),
+                    topic_id=entry["topic_id"],
+                    config=_config_from_json(entry["config"]),
+                )
+                for entry in document["topics"]
+            }
+        except (ValueError, KeyError, TypeError) as error:
+            raise StorageError(
+                f"{self._path} is unreadable ({error}); restore it from a backup or remove "
+                "the data directory to start empty"
+            ) from None
+
+    def new_topic(self, name: str, partitions: int, config: LogConfig) -> TopicInfo:
+        return TopicInfo(name, partitions, uuid.uuid4().hex, config)
+
+    async def save(self, topics: dict[str, TopicInfo]) -> None:
+        """Persist ``topics`` atomically; only then make them the current list."""
+        document = {
+            "version": _FORMAT_VERSION,
+            "topics": [
+                {
+                    "name": topic.name,
+                    "partitions": topic.partitions,
+                    "topic_id": topic.topic_id,
+                    "config": _config_to_json(topic.config),
+                }
+                for topic in sorted(topics.values(), key=lambda t: t.name)
+            ],
+        }
+        payload = json.dumps(document, indent=1).encode()
+        backend = self._backend
+        temporary = self._path + ".tmp"
+        fd = await backend.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            await backend.pwritev(fd, [payload], 0)
+            await backend.fdatasync(fd)
+        finally:
+            await backend.close(fd)
+        await backend.rename(temporary, self._path)
+        await backend.fsync_directory(self._directory)
+        self.topics = dict(topics)

@@ -1,0 +1,185 @@
+"""OffsetStore: consumer groups' committed offsets, durable in an internal log.
+
+Kafka's ``__consumer_offsets`` idea on one partition: each commit appends
+records keyed by (group, topic, partition) to a PartitionLog and returns once
+they are durable; start-up replays the log into memory. When the log grows
+past ``compact_bytes`` it rolls and writes the whole live state as one append
+(a snapshot), then deletes the segments before the snapshot, so the log stays
+about as large as the live state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+
+import attrs
+import trio
+
+from trioring._constants import GROUP_NAME_LENGTH_MAX, OFFSETS_SNAPSHOT_BATCH_RECORDS_MAX
+from trioring.errors import InvalidArgumentError, ProtocolError
+from trioring.protocol.records import Record, build_batch, decode_batch, iterate_batches
+from trioring.storage.log import Clock, LogConfig, PartitionLog
+from trioring.uring import FileBackend
+
+logger = logging.getLogger("trioring.offsets")
+
+OFFSETS_DIRECTORY = "__consumer_offsets-0"
+TopicPartition = tuple[str, int]
+
+
+@attrs.frozen
+class CommittedOffset:
+    offset: int
+    metadata: str = ""
+    leader_epoch: int = -1
+    commit_timestamp_ms: int = -1
+
+
+def _key(group: str, topic: str, partition: int) -> bytes:
+    return json.dumps([group, topic, partition], separators=(",", ":")).encode()
+
+
+def _value(committed: CommittedOffset) -> bytes:
+    return json.dumps(attrs.asdict(committed), separators=(",", ":")).encode()
+
+
+def validate_group(group: str) -> None:
+    if not isinstance(group, str) or not group:
+        raise InvalidArgumentError("a consumer group id must be a non-empty string")
+    if len(group) > GROUP_NAME_LENGTH_MAX:
+        raise InvalidArgumentError(f"group id is longer than {GROUP_NAME_LENGTH_MAX} characters")
+
+
+class OffsetStore:
+    def __init__(self, log: PartitionLog, clock: Clock, compact_bytes: int) -> None:
+        self._log = log
+        self._clock = clock
+        self._compact_bytes = compact_bytes
+        self._groups: dict[str, dict[TopicPartition, CommittedOffset]] = {}
+        # Commits and snapshots append one at a time so a snapshot always
+        # includes every commit written before it (see module docstring).
+        self._append_lock = trio.Lock()
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: str,
+        backend: FileBackend,
+        clock: Clock,
+        *,
+        compact_bytes: int,
+    ) -> OffsetStore:
+        config = LogConfig(retention_ms=None, retention_bytes=None, segment_bytes=compact_bytes)
+        log = await PartitionLog.open(
+            os.path.join(data_dir, OFFSETS_DIRECTORY), config, backend, clock
+        )
+        store = cls(log, clock, compact_bytes)
+        try:
+            await store._replay()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await log.aclose()
+            raise
+        return store
+
+    async def _replay(self) -> None:
+        offset = self._log.log_start_offset
+        end = self._log.log_end_offset
+        count = 0
+        while offset < end:
+            result = await self._log.read(offset, 1 << 20)
+            for position, _ in iterate_batches(result.data):
+                header, records = decode_batch(result.data, position)
+                for record in records:
+                    self._apply(record)
+                    count += 1
+                offset = header.next_offset
+        logger.debug("replayed %d committed-offset records", count)
+
+    def _apply(self, record: Record) -> None:
+        try:
+            group, topic, partition = json.loads(record.key or b"")
+            if record.value is None:
+                self._groups.get(group, {}).pop((topic, partition), None)
+                return
+            committed = CommittedOffset(**json.loads(record.value))
+        except (ValueError, TypeError) as error:
+            raise ProtocolError(
+                f"offsets log record {record.offset} is malformed: {error}"
+            ) from None
+        self._groups.setdefault(group, {})[(topic, partition)] = committed
+
+    @property
+    def log(self) -> PartitionLog:
+        return self._log
+
+    def groups(self) -> list[str]:
+        return sorted(group for group, offsets in self._groups.items() if offsets)
+
+    def committed(self, group: str) -> dict[TopicPartition, CommittedOffset]:
+        return dict(self._groups.get(group, {}))
+
+    async def commit(self, group: str, offsets: Mapping[TopicPartition, CommittedOffset]) -> None:
+        """Durably record ``offsets`` for ``group``; return once they survive a crash."""
+        validate_group(group)
+        if not offsets:
+            await trio.lowlevel.checkpoint()
+            return
+        now_ms = int(self._clock() * 1000)
+        records = [
+            Record(key=_key(group, topic, partition), value=_value(committed), timestamp_ms=now_ms)
+            for (topic, partition), committed in offsets.items()
+        ]
+        async with self._append_lock:
+            info = await self._log.append(build_batch(records, now_ms=now_ms))
+            self._groups.setdefault(group, {}).update(offsets)
+        await self._log.flush(info.last_offset + 1)
+
+    async def delete_group(self, group: str) -> None:
+        """Forget every committed offset of ``group`` (durably)."""
+        offsets = self._groups.get(group)
+        if not offsets:
+            await trio.lowlevel.checkpoint()
+            return
+        now_ms = int(self._clock() * 1000)
+        records = [
+            Record(key=_key(group, topic, partition), value=None, timestamp_ms=now_ms)
+            for topic, partition in offsets
+        ]
+        async with self._append_lock:
+            info = await self._log.append(build_batch(records, now_ms=now_ms))
+            self._groups.pop(group, None)
+        await self._log.flush(info.last_offset + 1)
+
+    async def maybe_compact(self) -> bool:
+        """Rewrite the log as a snapshot when it has grown past the threshold."""
+        if self._log.size_bytes <= self._compact_bytes or self._log.segment_count < 2:
+            await trio.lowlevel.checkpoint()
+            return False
+        now_ms = int(self._clock() * 1000)
+        async with self._append_lock:
+            await self._log.roll()
+            records = [
+                Record(
+                    key=_key(group, topic, partition), value=_value(committed), timestamp_ms=now_ms
+                )
+                for group, offsets in self._groups.items()
+                for (topic, partition), committed in offsets.items()
+            ]
+            snapshot_start = self._log.log_end_offset
+            if records:
+                batches = b"".join(
+                    build_batch(records[i : i + OFFSETS_SNAPSHOT_BATCH_RECORDS_MAX], now_ms=now_ms)
+                    for i in range(0, len(records), OFFSETS_SNAPSHOT_BATCH_RECORDS_MAX)
+                )
+                info = await self._log.append(batches)
+                await self._log.flush(info.last_offset + 1)
+        await self._log.delete_segments_before(snapshot_start)
+        logger.info("compacted the offsets log to %d live offsets", len(records))
+        return True
+
+    async def aclose(self) -> None:
+        await self._log.aclose()

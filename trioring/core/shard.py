@@ -1,0 +1,206 @@
+"""Shard: one worker's partitions, topic list, committed offsets and upkeep.
+
+A shard owns its PartitionLogs and one maintenance task that flushes acks=1
+data every ``flush_interval_ms``, checkpoints recovery points, applies
+retention and compacts the offsets log. Handlers reach partitions through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from trioring.config import BrokerConfig
+from trioring.core.metadata import (
+    TopicInfo,
+    TopicStore,
+    validate_partitions,
+    validate_topic_name,
+)
+from trioring.core.offsets import OffsetStore
+from trioring.errors import (
+    BrokerClosedError,
+    InvalidArgumentError,
+    TopicExistsError,
+    UnknownTopicOrPartitionError,
+)
+from trioring.storage.log import LogConfig, PartitionLog
+from trioring.uring import FileBackend
+
+logger = logging.getLogger("trioring.shard")
+
+
+def partition_directory(data_dir: str, topic: str, partition: int) -> str:
+    """Kafka's naming: ``<data_dir>/<topic>-<partition>``."""
+    return os.path.join(data_dir, f"{topic}-{partition}")
+
+
+class Shard:
+    def __init__(self, config: BrokerConfig, backend: FileBackend) -> None:
+        self.config = config
+        self.backend = backend
+        self._topic_store = TopicStore(config.data_dir, backend)
+        self._logs: dict[tuple[str, int], PartitionLog] = {}
+        self._offsets: OffsetStore | None = None
+        self._topics_lock = trio.Lock()
+        self._closed = False
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, config: BrokerConfig, backend: FileBackend) -> AsyncIterator[Shard]:
+        shard = cls(config, backend)
+        try:
+            await shard._load()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(shard._maintain)
+                try:
+                    yield shard
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await shard._close()
+
+    async def _load(self) -> None:
+        config = self.config
+        await self.backend.make_directory(config.data_dir)
+        await self._topic_store.load()
+        for topic in self._topic_store.topics.values():
+            for partition in range(topic.partitions):
+                await self._open_log(topic, partition)
+        self._offsets = await OffsetStore.open(
+            config.data_dir,
+            self.backend,
+            config.clock,
+            compact_bytes=config.offsets_log_compact_bytes,
+        )
+        logger.info(
+            "opened %d topics, %d partitions in %s",
+            len(self._topic_store.topics),
+            len(self._logs),
+            config.data_dir,
+        )
+
+    async def _open_log(self, topic: TopicInfo, partition: int) -> PartitionLog:
+        log = await PartitionLog.open(
+            partition_directory(self.config.data_dir, topic.name, partition),
+            topic.config,
+            self.backend,
+            self.config.clock,
+        )
+        self._logs[(topic.name, partition)] = log
+        return log
+
+    async def _close(self) -> None:
+        self._closed = True
+        for log in self._logs.values():
+            try:
+                await log.aclose()
+            except Exception:
+                logger.exception("closing %s failed", log.directory)
+        if self._offsets is not None:
+            await self._offsets.aclose()
+
+    # --- topics -------------------------------------------------------------------
+
+    @property
+    def topics(self) -> dict[str, TopicInfo]:
+        return dict(self._topic_store.topics)
+
+    @property
+    def offsets(self) -> OffsetStore:
+        assert self._offsets is not None, "shard is not open"
+        return self._offsets
+
+    def log(self, topic: str, partition: int) -> PartitionLog:
+        if self._closed:
+            raise BrokerClosedError("the broker is closed")
+        try:
+            return self._logs[(topic, partition)]
+        except KeyError:
+            if topic in self._topic_store.topics:
+                raise UnknownTopicOrPartitionError(
+                    f"topic {topic!r} has partitions 0-"
+                    f"{self._topic_store.topics[topic].partitions - 1}, not {partition}"
+                ) from None
+            raise UnknownTopicOrPartitionError(
+                f"unknown topic {topic!r}; create it first"
+            ) from None
+
+    async def create_topic(
+        self, name: str, partitions: int | None = None, config: LogConfig | None = None
+    ) -> TopicInfo:
+        """Create a topic durably: the topic list is persisted before any partition exists."""
+        if self._closed:
+            raise BrokerClosedError("the broker is closed")
+        validate_topic_name(name)
+        partitions = self.config.default_partitions if partitions is None else partitions
+        validate_partitions(partitions)
+        if config is not None and not isinstance(config, LogConfig):
+            raise InvalidArgumentError("config must be a trioring.LogConfig")
+        async with self._topics_lock:
+            if name in self._topic_store.topics:
+                raise TopicExistsError(f"topic {name!r} already exists")
+            topic = self._topic_store.new_topic(name, partitions, config or self.config.log)
+            await self._topic_store.save({**self._topic_store.topics, name: topic})
+            for partition in range(partitions):
+                await self._open_log(topic, partition)
+        logger.info("created topic %s with %d partitions", name, partitions)
+        return topic
+
+    # --- upkeep ---------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Periodic upkeep; one task for all partitions, so idle shards cost nothing."""
+        config = self.config
+        periods_s = {
+            "checkpoint": config.recovery_checkpoint_interval_ms / 1000,
+            "retention": config.retention_check_interval_ms / 1000,
+        }
+        if config.flush_interval_ms is not None:
+            periods_s["flush"] = config.flush_interval_ms / 1000
+        now = trio.current_time()
+        due = {name: now + period for name, period in periods_s.items()}
+        while True:
+            await trio.sleep_until(min(due.values()))
+            now = trio.current_time()
+            for name in [name for name, deadline in due.items() if deadline <= now]:
+                due[name] = now + periods_s[name]
+                try:
+                    await getattr(self, f"_run_{name}")()
+                except Exception:
+                    # Upkeep must go on; a partition with a disk error is
+                    # already offline and says so to its producers.
+                    logger.exception("periodic %s failed", name)
+
+    def _all_logs(self) -> list[PartitionLog]:
+        logs = list(self._logs.values())
+        if self._offsets is not None:
+            logs.append(self._offsets.log)
+        return logs
+
+    async def _run_flush(self) -> None:
+        for log in self._all_logs():
+            if log.durable_offset < log.log_end_offset:
+                await log.flush()
+
+    async def _run_checkpoint(self) -> None:
+        for log in self._all_logs():
+            await log.checkpoint()
+
+    async def _run_retention(self) -> None:
+        for log in list(self._logs.values()):
+            await log.enforce_retention()
+        await self.offsets.maybe_compact()
+
+    async def run_upkeep_now(self) -> None:
+        """Run every periodic job once (tests and ``trioring`` tools)."""
+        await self._run_flush()
+        await self._run_checkpoint()
+        await self._run_retention()

@@ -1,0 +1,82 @@
+"""Fetch: read whole batches from several partitions, long-polling for new data.
+
+Waiting is done on each partition's watchable high watermark, never by
+polling: the handler returns as soon as ``min_bytes`` are available, an
+error is found, or ``max_wait_ms`` passes.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from trioring._constants import FETCH_BYTES_MAX
+from trioring.errors import InvalidArgumentError, TrioringError
+from trioring.handlers.context import HandlerContext
+from trioring.handlers.messages import FetchedPartition, FetchPartition, FetchRequest, FetchResponse
+
+
+async def _read(
+    ctx: HandlerContext, want: FetchPartition, budget_bytes: int, first: bool
+) -> FetchedPartition:
+    try:
+        log = ctx.shard.log(want.topic, want.partition)
+        max_bytes = min(want.max_bytes, budget_bytes, FETCH_BYTES_MAX)
+        if max_bytes <= 0 and not first:
+            return FetchedPartition(
+                want.topic, want.partition, b"", log.high_watermark.value, log.log_start_offset
+            )
+        result = await log.read(want.offset, max(max_bytes, 1))
+        return FetchedPartition(
+            want.topic, want.partition, result.data, result.high_watermark, result.log_start_offset
+        )
+    except TrioringError as error:
+        return FetchedPartition(want.topic, want.partition, b"", -1, -1, error)
+
+
+async def _read_all(ctx: HandlerContext, request: FetchRequest) -> list[FetchedPartition]:
+    budget = request.max_bytes
+    results: list[FetchedPartition] = []
+    for want in request.partitions:
+        # As in Kafka, the first batch returned may exceed the limits so a
+        # consumer never stalls on a batch larger than its buffer.
+        result = await _read(ctx, want, budget, first=not any(r.records for r in results))
+        budget -= len(result.records)
+        results.append(result)
+    return results
+
+
+async def fetch(ctx: HandlerContext, request: FetchRequest) -> FetchResponse:
+    if request.max_wait_ms < 0 or request.min_bytes < 0 or request.max_bytes < 0:
+        raise InvalidArgumentError("max_wait_ms, min_bytes and max_bytes must be >= 0")
+    for want in request.partitions:
+        if want.max_bytes < 0 or want.offset < 0:
+            raise InvalidArgumentError(
+                f"{want.topic}-{want.partition}: offset and max_bytes must be >= 0"
+            )
+    deadline = trio.current_time() + request.max_wait_ms / 1000
+    while True:
+        results = await _read_all(ctx, request)
+        total = sum(len(r.records) for r in results)
+        if (
+            total >= request.min_bytes
+            or any(r.error is not None for r in results)
+            or trio.current_time() >= deadline
+        ):
+            return FetchResponse(tuple(results))
+        with trio.move_on_at(deadline):
+            await _wait_for_any(ctx, results)
+
+
+async def _wait_for_any(ctx: HandlerContext, seen: list[FetchedPartition]) -> None:
+    """Return once any partition's high watermark moves past what we saw."""
+    arrived = trio.Event()
+
+    async def watch(topic: str, partition: int, high_watermark: int) -> None:
+        await ctx.shard.log(topic, partition).wait_for_data(high_watermark)
+        arrived.set()
+
+    async with trio.open_nursery() as nursery:
+        for result in seen:
+            nursery.start_soon(watch, result.topic, result.partition, result.high_watermark)
+        await arrived.wait()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,427 @@
+"""Kafka RecordBatch v2, sans-IO: bytes in, records out, and back.
+
+Layout of a batch (all integers big-endian)::
+
+    0  baseOffset int64          35 maxTimestamp int64
+    8  batchLength int32         43 producerId int64
+    12 partitionLeaderEpoch int32 51 producerEpoch int16
+    16 magic int8 (= 2)          53 baseSequence int32
+    17 crc uint32 (CRC32C of bytes 21..end)
+    21 attributes int16          57 recordCount int32
+    23 lastOffsetDelta int32     61 records...
+    27 baseTimestamp int64
+
+The broker stores batches verbatim and only rewrites ``baseOffset``, which the
+CRC does not cover. Reading header fields never touches the records.
+Malformed input raises :class:`~trioring.errors.ProtocolError` (or its
+subclass :class:`~trioring.errors.CorruptRecordError`) and nothing else.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterable, Iterator, Sequence
+
+import attrs
+import crc32c
+
+from trioring._constants import (
+    BATCH_HEADER_BYTES,
+    BATCH_LOG_OVERHEAD_BYTES,
+    BATCH_RECORDS_MAX,
+    RECORD_HEADERS_MAX,
+)
+from trioring.errors import CorruptRecordError, ProtocolError
+from trioring.protocol.compression import Compression, compress, decompress
+
+MAGIC_V2 = 2
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+assert _HEADER.size == BATCH_HEADER_BYTES
+_CRC_START = 21
+_MAGIC_POSITION = 16
+_BASE_OFFSET = struct.Struct(">q")
+
+ATTRIBUTE_COMPRESSION_MASK = 0x07
+ATTRIBUTE_LOG_APPEND_TIME = 0x08
+ATTRIBUTE_TRANSACTIONAL = 0x10
+ATTRIBUTE_CONTROL = 0x20
+
+NO_PRODUCER_ID = -1
+NO_TIMESTAMP = -1
+
+Header = tuple[str, bytes | None]
+
+
+def _headers_tuple(headers: Iterable[Header]) -> tuple[Header, ...]:
+    return tuple(headers)
+
+
+@attrs.frozen
+class Record:
+    """One Kafka record. ``offset`` is set on records read back from a log."""
+
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: tuple[Header, ...] = attrs.field(default=(), converter=_headers_tuple)
+    timestamp_ms: int | None = None
+    offset: int | None = None
+
+
+@attrs.frozen
+class BatchHeader:
+    """The fixed header of one RecordBatch v2, read without decoding records."""
+
+    base_offset: int
+    batch_length: int
+    partition_leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp_ms: int
+    max_timestamp_ms: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    record_count: int
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes the whole batch takes, header included."""
+        return BATCH_LOG_OVERHEAD_BYTES + self.batch_length
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta
+
+    @property
+    def next_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta + 1
+
+    @property
+    def compression(self) -> Compression:
+        return Compression.parse(self.attributes & ATTRIBUTE_COMPRESSION_MASK)
+
+    @property
+    def is_log_append_time(self) -> bool:
+        return bool(self.attributes & ATTRIBUTE_LOG_APPEND_TIME)
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & ATTRIBUTE_TRANSACTIONAL)
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & ATTRIBUTE_CONTROL)
+
+
+def read_batch_header(buffer: bytes | bytearray | memoryview, position: int = 0) -> BatchHeader:
+    """Parse the header at ``position``; the batch body may be absent.
+
+    Raises ProtocolError when fewer than 61 bytes remain, the magic is not 2 or
+    the lengths are impossible.
+    """
+    if position < 0 or len(buffer) - position < BATCH_HEADER_BYTES:
+        raise ProtocolError(
+            f"record batch header needs {BATCH_HEADER_BYTES} bytes, "
+            f"{max(0, len(buffer) - position)} remain at position {position}"
+        )
+    header = BatchHeader(*_HEADER.unpack_from(buffer, position))
+    if header.magic != MAGIC_V2:
+        raise ProtocolError(
+            f"record batch magic is {header.magic}; trioring only accepts magic 2 "
+            "(Kafka 0.11+ record batches); upgrade the client or enable the v2 format"
+        )
+    if header.batch_length < BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES:
+        raise ProtocolError(f"record batch length {header.batch_length} is shorter than its header")
+    if header.last_offset_delta < 0 or header.record_count < 0:
+        raise ProtocolError(
+            f"record batch has negative lastOffsetDelta {header.last_offset_delta} "
+            f"or record count {header.record_count}"
+        )
+    return header
+
+
+def compute_batch_crc(
+    buffer: bytes | bytearray | memoryview, position: int, size_bytes: int
+) -> int:
+    view = memoryview(buffer)[position + _CRC_START : position + size_bytes]
+    result: int = crc32c.crc32c(view)
+    return result
+
+
+def check_batch_crc(
+    buffer: bytes | bytearray | memoryview, position: int, header: BatchHeader
+) -> None:
+    """Raise CorruptRecordError unless the batch at ``position`` has a valid CRC32C."""
+    if len(buffer) - position < header.size_bytes:
+        raise CorruptRecordError(
+            f"record batch at position {position} needs {header.size_bytes} bytes, "
+            f"{len(buffer) - position} remain"
+        )
+    actual = compute_batch_crc(buffer, position, header.size_bytes)
+    if actual != header.crc:
+        raise CorruptRecordError(
+            f"record batch at base offset {header.base_offset} has CRC32C {actual:#010x}, "
+            f"header says {header.crc:#010x}: the data is corrupt"
+        )
+
+
+def iterate_batches(
+    buffer: bytes | bytearray | memoryview, *, allow_partial_tail: bool = False
+) -> Iterator[tuple[int, BatchHeader]]:
+    """Yield ``(position, header)`` of each whole batch in ``buffer``.
+
+    A truncated last batch raises ProtocolError unless ``allow_partial_tail``,
+    in which case iteration stops before it (Kafka fetch responses may end in
+    a partial batch). CRCs are not checked here; see :func:`check_batch_crc`.
+    """
+    position = 0
+    end = len(buffer)
+    while position < end:
+        if end - position < BATCH_HEADER_BYTES:
+            if allow_partial_tail:
+                return
+            raise ProtocolError(f"{end - position} trailing bytes are not a whole record batch")
+        header = read_batch_header(buffer, position)
+        if end - position < header.size_bytes:
+            if allow_partial_tail:
+                return
+            raise ProtocolError(
+                f"record batch at position {position} claims {header.size_bytes} bytes, "
+                f"only {end - position} remain"
+            )
+        yield position, header
+        position += header.size_bytes
+
+
+def set_base_offset(buffer: bytearray | memoryview, position: int, base_offset: int) -> None:
+    """Rewrite a batch's base offset in place (outside the CRC)."""
+    _BASE_OFFSET.pack_into(buffer, position, base_offset)
+
+
+def encode_base_offset(base_offset: int) -> bytes:
+    return _BASE_OFFSET.pack(base_offset)
+
+
+# --- varints (zig-zag, as protobuf) ------------------------------------------------
+
+
+def _write_varint(out: bytearray, value: int) -> None:
+    zigzag = (value << 1) ^ (value >> 63)
+    while zigzag & ~0x7F:
+        out.append((zigzag & 0x7F) | 0x80)
+        zigzag >>= 7
+    out.append(zigzag)
+
+
+def _varint_size(value: int) -> int:
+    zigzag = (value << 1) ^ (value >> 63)
+    size = 1
+    while zigzag & ~0x7F:
+        zigzag >>= 7
+        size += 1
+    return size
+
+
+class _Reader:
+    """Cursor over a records section; every overrun becomes CorruptRecordError."""
+
+    __slots__ = ("buffer", "end", "position")
+
+    def __init__(self, buffer: bytes, position: int = 0) -> None:
+        self.buffer = buffer
+        self.position = position
+        self.end = len(buffer)
+
+    def varint(self) -> int:
+        buffer = self.buffer
+        position = self.position
+        shift = 0
+        result = 0
+        while True:
+            if position >= self.end:
+                raise CorruptRecordError("record varint runs past the end of the batch")
+            byte = buffer[position]
+            position += 1
+            result |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                raise CorruptRecordError("record varint is longer than 10 bytes")
+        self.position = position
+        return (result >> 1) ^ -(result & 1)
+
+    def take(self, length: int) -> bytes:
+        if length < 0 or self.position + length > self.end:
+            raise CorruptRecordError(
+                f"record field of {length} bytes runs past the end of the batch"
+            )
+        start = self.position
+        self.position = start + length
+        return self.buffer[start : self.position]
+
+    def nullable_bytes(self) -> bytes | None:
+        length = self.varint()
+        if length == -1:
+            return None
+        return self.take(length)
+
+    def byte(self) -> int:
+        if self.position >= self.end:
+            raise CorruptRecordError("record attributes run past the end of the batch")
+        value = self.buffer[self.position]
+        self.position += 1
+        return value
+
+
+def _encode_record(out: bytearray, record: Record, offset_delta: int, timestamp_delta: int) -> None:
+    body = bytearray()
+    body.append(0)  # record attributes: unused in v2
+    _write_varint(body, timestamp_delta)
+    _write_varint(body, offset_delta)
+    for field in (record.key, record.value):
+        if field is None:
+            _write_varint(body, -1)
+        else:
+            _write_varint(body, len(field))
+            body += field
+    _write_varint(body, len(record.headers))
+    for name, header_value in record.headers:
+        encoded_name = name.encode()
+        _write_varint(body, len(encoded_name))
+        body += encoded_name
+        if header_value is None:
+            _write_varint(body, -1)
+        else:
+            _write_varint(body, len(header_value))
+            body += header_value
+    _write_varint(out, len(body))
+    out += body
+
+
+def build_batch(
+    records: Sequence[Record],
+    *,
+    base_offset: int = 0,
+    compression: Compression | str | int | None = Compression.NONE,
+    producer_id: int = NO_PRODUCER_ID,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    partition_leader_epoch: int = -1,
+    transactional: bool = False,
+    now_ms: int | None = None,
+) -> bytes:
+    """Encode ``records`` as one RecordBatch v2.
+
+    Records without a timestamp get ``now_ms`` (default: the wall clock).
+    """
+    if not records:
+        raise ValueError("a record batch needs at least one record")
+    if len(records) > BATCH_RECORDS_MAX:
+        raise ValueError(f"{len(records)} records exceed the {BATCH_RECORDS_MAX} per batch")
+    codec = Compression.parse(compression)
+    default_timestamp_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    timestamps = [
+        default_timestamp_ms if r.timestamp_ms is None else r.timestamp_ms for r in records
+    ]
+    base_timestamp_ms = min(timestamps)
+    body = bytearray()
+    for index, (record, timestamp_ms) in enumerate(zip(records, timestamps, strict=True)):
+        _encode_record(body, record, index, timestamp_ms - base_timestamp_ms)
+    payload = compress(codec, bytes(body))
+    attributes = int(codec) | (ATTRIBUTE_TRANSACTIONAL if transactional else 0)
+    batch = bytearray(BATCH_HEADER_BYTES)
+    batch += payload
+    _HEADER.pack_into(
+        batch,
+        0,
+        base_offset,
+        len(batch) - BATCH_LOG_OVERHEAD_BYTES,
+        partition_leader_epoch,
+        MAGIC_V2,
+        0,
+        attributes,
+        len(records) - 1,
+        base_timestamp_ms,
+        max(timestamps),
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        len(records),
+    )
+    struct.pack_into(">I", batch, 17, crc32c.crc32c(memoryview(batch)[_CRC_START:]))
+    return bytes(batch)
+
+
+def decode_batch(
+    buffer: bytes | bytearray | memoryview, position: int = 0
+) -> tuple[BatchHeader, list[Record]]:
+    """Validate and decode the batch at ``position``: header, CRC, records."""
+    header = read_batch_header(buffer, position)
+    check_batch_crc(buffer, position, header)
+    if header.record_count > BATCH_RECORDS_MAX:
+        raise CorruptRecordError(
+            f"batch claims {header.record_count} records, over the {BATCH_RECORDS_MAX} limit"
+        )
+    section = bytes(
+        memoryview(buffer)[position + BATCH_HEADER_BYTES : position + header.size_bytes]
+    )
+    data = decompress(header.compression, section)
+    reader = _Reader(data)
+    records: list[Record] = []
+    for _ in range(header.record_count):
+        length = reader.varint()
+        record_end = reader.position + length
+        if length < 0 or record_end > reader.end:
+            raise CorruptRecordError(f"record of {length} bytes runs past the end of the batch")
+        reader.byte()
+        timestamp_delta = reader.varint()
+        offset_delta = reader.varint()
+        key = reader.nullable_bytes()
+        value = reader.nullable_bytes()
+        header_count = reader.varint()
+        if not 0 <= header_count <= RECORD_HEADERS_MAX:
+            raise CorruptRecordError(f"record claims {header_count} headers")
+        headers: list[Header] = []
+        for _ in range(header_count):
+            name_bytes = reader.take(reader.varint())
+            try:
+                name = name_bytes.decode()
+            except UnicodeDecodeError:
+                raise CorruptRecordError("record header name is not UTF-8") from None
+            headers.append((name, reader.nullable_bytes()))
+        if reader.position != record_end:
+            raise CorruptRecordError(
+                f"record length says {length} bytes, its fields take "
+                f"{reader.position - record_end + length}"
+            )
+        timestamp_ms = (
+            header.max_timestamp_ms
+            if header.is_log_append_time
+            else header.base_timestamp_ms + timestamp_delta
+        )
+        records.append(
+            Record(
+                key=key,
+                value=value,
+                headers=tuple(headers),
+                timestamp_ms=timestamp_ms,
+                offset=header.base_offset + offset_delta,
+            )
+        )
+    if reader.position != reader.end:
+        raise CorruptRecordError(
+            f"{reader.end - reader.position} bytes follow the last record of the batch"
+        )
+    return header, records
+
+
+def estimate_record_bytes(record: Record) -> int:
+    """Upper bound of a record's encoded size, for batching decisions."""
+    size = 16 + len(record.key or b"") + len(record.value or b"")
+    for name, value in record.headers:
+        size += 10 + len(name.encode()) + len(value or b"")
+    return size + _varint_size(size)

@@ -1,0 +1,663 @@
+"""PartitionLog: one partition's ordered segments, appends, durability, recovery.
+
+Offsets, per partition::
+
+    log_start_offset <= durable_offset <= log_end_offset == high_watermark
+
+- ``log_end_offset``: offset after the last batch written to the file (in
+  the page cache, readable).
+- ``durable_offset``: everything below it is covered by a completed
+  fdatasync (and the directory entries of its files are synced).
+- ``high_watermark``: what readers may see. trioring has one replica per
+  partition, so, as in Kafka with replication factor 1, it equals the log end
+  offset; it is a watchable value that wakes long-poll fetches.
+
+Appends are coalesced: whoever holds the write lock writes every pending
+batch with one pwritev, so under load many producers share each system call.
+Flushes are group commits: one fdatasync covers every batch written before
+it started, and callers waiting for an offset it covered return together.
+
+The recovery point (``recovery-point`` file) is a checkpoint of the durable
+offset. On open, batches from the recovery point to the end of the log are
+CRC-checked and a torn or corrupt tail is truncated; everything before the
+recovery point was synced and is trusted, so start-up never rescans old
+segments.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+from collections.abc import Callable
+
+import attrs
+import trio
+import trio_util
+
+from trioring._constants import (
+    APPENDS_PENDING_MAX,
+    INDEX_INTERVAL_BYTES_DEFAULT,
+    RETENTION_MS_DEFAULT,
+    SEGMENT_BYTES_DEFAULT,
+    SEGMENT_BYTES_MAX,
+    SEGMENT_BYTES_MIN,
+    SEGMENT_MS_DEFAULT,
+    WRITE_BATCHES_MAX,
+    WRITE_BYTES_MAX,
+)
+from trioring.errors import (
+    BrokerClosedError,
+    InvalidArgumentError,
+    OffsetOutOfRangeError,
+    StorageError,
+)
+from trioring.protocol.records import (
+    BatchHeader,
+    encode_base_offset,
+    iterate_batches,
+)
+from trioring.storage.segment import (
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    AppendedBatch,
+    LogSegment,
+)
+from trioring.uring import Buffer, FileBackend
+
+logger = logging.getLogger("trioring.storage")
+
+RECOVERY_POINT_FILE = "recovery-point"
+_RECOVERY_POINT_MAGIC = "trioring-recovery-point-v1"
+
+Clock = Callable[[], float]
+"""Wall clock in seconds (injected so tests control time-based roll and retention)."""
+
+
+@attrs.frozen
+class LogConfig:
+    """Per-partition storage settings (Kafka's topic-level config names in comments)."""
+
+    segment_bytes: int = SEGMENT_BYTES_DEFAULT  # segment.bytes
+    segment_ms: int = SEGMENT_MS_DEFAULT  # segment.ms
+    retention_bytes: int | None = None  # retention.bytes (None = unlimited)
+    retention_ms: int | None = RETENTION_MS_DEFAULT  # retention.ms (None = forever)
+    index_interval_bytes: int = INDEX_INTERVAL_BYTES_DEFAULT  # index.interval.bytes
+
+    def __attrs_post_init__(self) -> None:
+        if not SEGMENT_BYTES_MIN <= self.segment_bytes <= SEGMENT_BYTES_MAX:
+            raise InvalidArgumentError(
+                f"segment_bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}, "
+                f"not {self.segment_bytes}"
+            )
+        if self.segment_ms <= 0:
+            raise InvalidArgumentError(f"segment_ms must be positive, not {self.segment_ms}")
+        if self.retention_bytes is not None and self.retention_bytes < 0:
+            raise InvalidArgumentError("retention_bytes must be >= 0 or None for unlimited")
+        if self.retention_ms is not None and self.retention_ms < 0:
+            raise InvalidArgumentError("retention_ms must be >= 0 or None for forever")
+        if self.index_interval_bytes <= 0:
+            raise InvalidArgumentError("index_interval_bytes must be positive")
+
+
+@attrs.frozen
+class AppendInfo:
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int
+    log_start_offset: int
+
+
+@attrs.frozen
+class ReadResult:
+    """Whole batches starting with the one that holds the requested offset."""
+
+    data: bytes
+    high_watermark: int
+    log_start_offset: int
+
+
+@attrs.define(eq=False)
+class _PendingAppend:
+    data: bytes | bytearray | memoryview
+    headers: list[tuple[int, BatchHeader]]
+    size_bytes: int
+    taken: bool = False
+    result: AppendInfo | None = None
+    error: BaseException | None = None
+
+
+class PartitionLog:
+    """Use :meth:`open`; see the module docstring for the model."""
+
+    def __init__(
+        self, directory: str, config: LogConfig, backend: FileBackend, clock: Clock
+    ) -> None:
+        self.directory = directory
+        self.config = config
+        self._backend = backend
+        self._clock = clock
+        self._segments: list[LogSegment] = []
+        self._segment_bases: list[int] = []
+        self._log_end_offset = 0
+        self._durable_offset = 0
+        self.high_watermark: trio_util.AsyncValue[int] = trio_util.AsyncValue(0)
+        self._pending: list[_PendingAppend] = []
+        self._pending_slots = trio.Semaphore(APPENDS_PENDING_MAX)
+        self._write_lock = trio.Lock()
+        self._flush_lock = trio.Lock()
+        self._directory_dirty = False
+        self._checkpointed_offset = -1
+        self._failure: StorageError | None = None
+        self._closed = False
+
+    # --- offsets ----------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._segments[0].base_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._log_end_offset
+
+    @property
+    def durable_offset(self) -> int:
+        return self._durable_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self._segments)
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "log_start_offset": self.log_start_offset,
+            "durable_offset": self._durable_offset,
+            "log_end_offset": self._log_end_offset,
+            "high_watermark": self.high_watermark.value,
+            "segments": len(self._segments),
+            "size_bytes": self.size_bytes,
+        }
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # --- open and recovery ------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        directory: str,
+        config: LogConfig,
+        backend: FileBackend,
+        clock: Clock,
+    ) -> PartitionLog:
+        log = cls(directory, config, backend, clock)
+        try:
+            await log._load()
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await log._close_segments()
+            raise
+        return log
+
+    async def _load(self) -> None:
+        backend = self._backend
+        parent = os.path.dirname(os.path.abspath(self.directory))
+        if await backend.make_directory(self.directory):
+            await backend.fsync_directory(parent)
+        names = await backend.list_directory(self.directory)
+        bases = sorted(
+            int(name[: -len(LOG_SUFFIX)])
+            for name in names
+            if name.endswith(LOG_SUFFIX) and name[: -len(LOG_SUFFIX)].isdigit()
+        )
+        for name in names:
+            # An index without its log, or a half-written checkpoint, is debris.
+            stem, _, suffix = name.rpartition(".")
+            if (name.endswith(INDEX_SUFFIX) and stem.isdigit() and int(stem) not in bases) or (
+                suffix == "tmp"
+            ):
+                await backend.unlink(os.path.join(self.directory, name))
+        if not bases:
+            await self._add_segment(0, create=True)
+            await backend.fsync_directory(self.directory)
+            self._log_end_offset = self._durable_offset = 0
+            self.high_watermark.value = 0
+            await self.checkpoint()
+            return
+        for base in bases:
+            await self._add_segment(base, create=False)
+        for earlier, later in zip(self._segments, self._segments[1:], strict=False):
+            earlier.next_offset = later.base_offset
+        recovery_point = await self._read_recovery_point()
+        await self._recover(recovery_point)
+
+    async def _add_segment(self, base_offset: int, *, create: bool) -> LogSegment:
+        segment = LogSegment(self.directory, base_offset, self.config.index_interval_bytes)
+        await segment.open(self._backend, create=create)
+        self._segments.append(segment)
+        self._segment_bases.append(base_offset)
+        return segment
+
+    async def _read_recovery_point(self) -> int | None:
+        path = os.path.join(self.directory, RECOVERY_POINT_FILE)
+        backend = self._backend
+        try:
+            fd = await backend.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            text = (await backend.pread(fd, 256, 0)).decode("ascii", "replace")
+        finally:
+            await backend.close(fd)
+        fields = text.split()
+        if len(fields) == 2 and fields[0] == _RECOVERY_POINT_MAGIC and fields[1].isdigit():
+            return int(fields[1])
+        logger.warning("%s: unreadable recovery point %r; checking the whole log", path, text)
+        return None
+
+    async def _recover(self, recovery_point: int | None) -> None:
+        """Validate from the recovery point to the end; truncate a bad tail."""
+        backend = self._backend
+        segments = self._segments
+        if recovery_point is None or recovery_point < segments[0].base_offset:
+            slot, start_position = 0, 0
+        else:
+            slot = bisect.bisect_right(self._segment_bases, recovery_point) - 1
+            segment = segments[slot]
+            position = await segment.find_position(backend, recovery_point)
+            start_position = segment.size if position is None else position
+        scanned_bytes = 0
+        for index in range(slot, len(segments)):
+            segment = segments[index]
+            if index > slot:
+                start_position = 0
+            file_size = await backend.file_size(segment.fd)
+            end, reason = await segment.recover(backend, start_position)
+            scanned_bytes += end - start_position
+            if end < file_size or reason is not None:
+                logger.warning(
+                    "%s: truncating %d bytes at position %d (offset %d): %s",
+                    segment.log_path,
+                    file_size - end,
+                    end,
+                    segment.next_offset,
+                    reason,
+                )
+                await segment.truncate(backend, end)
+                for later in segments[index + 1 :]:
+                    logger.warning(
+                        "%s: deleting segment after the truncation point", later.log_path
+                    )
+                    await later.delete(backend)
+                del segments[index + 1 :]
+                del self._segment_bases[index + 1 :]
+                self._directory_dirty = True
+                break
+            if index + 1 < len(segments) and segment.next_offset != segments[index + 1].base_offset:
+                # Should not happen: a segment ends where the next begins.
+                logger.warning(
+                    "%s: ends at offset %d but the next segment starts at %d",
+                    segment.log_path,
+                    segment.next_offset,
+                    segments[index + 1].base_offset,
+                )
+        active = segments[-1]
+        await active.ensure_index(backend)
+        self._log_end_offset = active.next_offset
+        # What survived the crash may still be only in the page cache: make it
+        # durable before calling it durable.
+        for segment in segments[slot:]:
+            segment.synced_size = 0
+            await segment.sync(backend)
+        if self._directory_dirty:
+            await backend.fsync_directory(self.directory)
+            self._directory_dirty = False
+        self._durable_offset = self._log_end_offset
+        self.high_watermark.value = self._log_end_offset
+        if scanned_bytes:
+            logger.info(
+                "%s: recovered, checked %d bytes from offset %s; log end offset %d",
+                self.directory,
+                scanned_bytes,
+                recovery_point,
+                self._log_end_offset,
+            )
+        await self.checkpoint()
+
+    # --- appends ------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise BrokerClosedError(f"partition log {self.directory} is closed")
+        if self._failure is not None:
+            raise StorageError(
+                f"partition log {self.directory} is offline after a disk error "
+                f"({self._failure}); restart the broker to recover it"
+            )
+
+    async def append(self, data: bytes | bytearray | memoryview) -> AppendInfo:
+        """Append one or more whole RecordBatch v2 and assign their offsets.
+
+        ``data`` must already be validated (magic, CRC, sizes: the produce
+        handler does that); only the base offsets are rewritten. Returns after
+        the data is written (readable), not after it is durable: call
+        :meth:`flush` with ``info.last_offset + 1`` for that.
+        """
+        self._check_usable()
+        headers = list(iterate_batches(data))
+        if not headers:
+            raise InvalidArgumentError("append needs at least one record batch")
+        entry = _PendingAppend(data, headers, len(data))
+        async with self._pending_slots:
+            self._pending.append(entry)
+            try:
+                async with self._write_lock:
+                    if not entry.taken:
+                        await self._write_pending()
+            except BaseException:
+                if not entry.taken:
+                    self._pending.remove(entry)
+                raise
+        if entry.error is not None:
+            raise entry.error
+        assert entry.result is not None
+        return entry.result
+
+    async def _write_pending(self) -> None:
+        """Write queued appends in groups (the caller holds the write lock).
+
+        Each append learns its own outcome through its entry; a failed group
+        does not stop later groups from trying.
+        """
+        while self._pending:
+            group: list[_PendingAppend] = []
+            batch_count = 0
+            group_bytes = 0
+            for entry in self._pending:
+                if group and (
+                    batch_count + len(entry.headers) > WRITE_BATCHES_MAX
+                    or group_bytes + entry.size_bytes > WRITE_BYTES_MAX
+                ):
+                    break
+                group.append(entry)
+                batch_count += len(entry.headers)
+                group_bytes += entry.size_bytes
+            del self._pending[: len(group)]
+            for entry in group:
+                entry.taken = True
+            with trio.CancelScope(shield=True):
+                # A WAL write cannot be taken back once issued; its waiters
+                # must learn its real outcome.
+                await self._write_group(group, group_bytes)
+
+    async def _maybe_roll(self, incoming_bytes: int, first_offset: int) -> LogSegment:
+        active = self._segments[-1]
+        if active.size == 0:
+            return active
+        too_big = active.size + incoming_bytes > self.config.segment_bytes
+        too_old = (
+            active.first_timestamp_ms is not None
+            and self._now_ms() - active.first_timestamp_ms >= self.config.segment_ms
+        )
+        offsets_overflow = first_offset - active.base_offset > (1 << 31)
+        if too_big or too_old or offsets_overflow:
+            return await self._roll()
+        return active
+
+    async def _roll(self) -> LogSegment:
+        active = self._segments[-1]
+        await active.index.write_pending(self._backend)
+        segment = await self._add_segment(self._log_end_offset, create=True)
+        self._directory_dirty = True
+        logger.debug("%s: rolled to segment %d", self.directory, segment.base_offset)
+        return segment
+
+    async def roll(self) -> None:
+        """Start a new segment now (if the active one holds data)."""
+        self._check_usable()
+        async with self._write_lock:
+            if self._segments[-1].size:
+                await self._roll()
+
+    async def _write_group(self, group: list[_PendingAppend], group_bytes: int) -> None:
+        now_ms = self._now_ms()
+        next_offset = self._log_end_offset
+        try:
+            self._check_usable()
+            segment = await self._maybe_roll(group_bytes, next_offset)
+            buffers: list[Buffer] = []
+            batches: list[AppendedBatch] = []
+            results: list[AppendInfo] = []
+            for entry in group:
+                view = memoryview(entry.data)
+                base = next_offset
+                for position, header in entry.headers:
+                    # The base offset sits outside the CRC: write it as its
+                    # own iovec and the rest of the batch verbatim.
+                    buffers.append(encode_base_offset(next_offset))
+                    buffers.append(view[position + 8 : position + header.size_bytes])
+                    batches.append(
+                        AppendedBatch(next_offset, header.size_bytes, header.max_timestamp_ms)
+                    )
+                    next_offset += header.last_offset_delta + 1
+                results.append(
+                    AppendInfo(
+                        base_offset=base,
+                        last_offset=next_offset - 1,
+                        log_append_time_ms=now_ms,
+                        log_start_offset=self.log_start_offset,
+                    )
+                )
+            previous_size = segment.size
+            try:
+                await segment.append(self._backend, buffers, batches, next_offset)
+            except OSError as error:
+                await self._undo_failed_write(segment, previous_size, error)
+                raise StorageError(
+                    f"writing {group_bytes} bytes to {segment.log_path} failed: {error}; "
+                    "nothing from this request was acknowledged"
+                ) from error
+        except Exception as error:  # every append in the group gets the same outcome
+            for entry in group:
+                entry.error = error
+            return
+        for entry, result in zip(group, results, strict=True):
+            entry.result = result
+        self._log_end_offset = next_offset
+        self.high_watermark.value = next_offset
+
+    async def _undo_failed_write(self, segment: LogSegment, size: int, error: OSError) -> None:
+        """Cut a partial write off so the file holds only whole batches."""
+        try:
+            await segment.truncate(self._backend, size)
+        except OSError as truncate_error:
+            self._failure = StorageError(
+                f"{segment.log_path}: write failed ({error}) and truncating the partial "
+                f"write failed too ({truncate_error})"
+            )
+            logger.error("%s", self._failure)
+
+    # --- durability ---------------------------------------------------------------
+
+    async def flush(self, offset: int | None = None) -> None:
+        """Return once every offset below ``offset`` (default: all written) is durable.
+
+        Group commit: concurrent callers share fdatasyncs. A failed fdatasync
+        takes the partition offline: after such a failure Linux may have
+        dropped the dirty pages, so retrying could falsely report success.
+        """
+        target = self._log_end_offset if offset is None else offset
+        assert target <= self._log_end_offset, "cannot flush offsets not yet written"
+        if self._durable_offset >= target:
+            await trio.lowlevel.checkpoint()
+            return
+        async with self._flush_lock:
+            if self._durable_offset >= target:
+                return
+            self._check_usable()
+            with trio.CancelScope(shield=True):
+                await self._sync_all()
+
+    async def _sync_all(self) -> None:
+        covered = self._log_end_offset
+        try:
+            for segment in list(self._segments):
+                if segment.synced_size < segment.size and not segment.is_deleted:
+                    await segment.sync(self._backend)
+            if self._directory_dirty:
+                self._directory_dirty = False
+                await self._backend.fsync_directory(self.directory)
+        except OSError as error:
+            self._failure = StorageError(f"fdatasync in {self.directory} failed: {error}")
+            logger.error("%s", self._failure)
+            raise self._failure from error
+        self._durable_offset = max(self._durable_offset, covered)
+
+    async def checkpoint(self) -> None:
+        """Persist the durable offset as the recovery point (atomically)."""
+        offset = self._durable_offset
+        if offset == self._checkpointed_offset or self._failure is not None:
+            await trio.lowlevel.checkpoint()
+            return
+        backend = self._backend
+        # Index entries below the recovery point are trusted at start-up.
+        for segment in self._segments[-2:]:
+            if segment.index.is_open and not segment.is_deleted:
+                await segment.index.sync(backend)
+        path = os.path.join(self.directory, RECOVERY_POINT_FILE)
+        temporary = path + ".tmp"
+        fd = await backend.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            await backend.pwritev(fd, [f"{_RECOVERY_POINT_MAGIC} {offset}\n".encode()], 0)
+            await backend.fdatasync(fd)
+        finally:
+            await backend.close(fd)
+        await backend.rename(temporary, path)
+        self._checkpointed_offset = offset
+
+    # --- reads --------------------------------------------------------------------
+
+    def _check_offset(self, offset: int) -> None:
+        high_watermark = self.high_watermark.value
+        if not self.log_start_offset <= offset <= high_watermark:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside {self.directory}'s range "
+                f"[{self.log_start_offset}, {high_watermark}]",
+                log_start_offset=self.log_start_offset,
+                high_watermark=high_watermark,
+            )
+
+    async def read(self, offset: int, max_bytes: int) -> ReadResult:
+        """Whole batches from the one holding ``offset``; empty at the high watermark.
+
+        At least one batch is returned even if it is larger than ``max_bytes``
+        (as Kafka does, so a consumer never stalls on a big batch).
+        """
+        if self._closed:
+            raise BrokerClosedError(f"partition log {self.directory} is closed")
+        self._check_offset(offset)
+        high_watermark = self.high_watermark.value
+        if offset == high_watermark:
+            await trio.lowlevel.checkpoint()
+            return ReadResult(b"", high_watermark, self.log_start_offset)
+        slot = bisect.bisect_right(self._segment_bases, offset) - 1
+        data = b""
+        while slot < len(self._segments) and not data:
+            segment = self._segments[slot]
+            segment.acquire()
+            try:
+                position = await segment.find_position(self._backend, offset)
+                if position is not None:
+                    data = await segment.read(self._backend, position, max_bytes)
+            finally:
+                await segment.release(self._backend)
+            slot += 1
+        return ReadResult(data, high_watermark, self.log_start_offset)
+
+    async def wait_for_data(self, offset: int) -> None:
+        """Return once the high watermark passes ``offset`` (long-poll fetch)."""
+        await self.high_watermark.wait_value(lambda value: value > offset)
+
+    async def offset_for_timestamp(self, timestamp_ms: int) -> BatchHeader | None:
+        """Header of the first batch with max timestamp >= ``timestamp_ms`` (None if none)."""
+        for segment in list(self._segments):
+            if await segment.max_timestamp_ms(self._backend) < timestamp_ms:
+                continue
+            segment.acquire()
+            try:
+                found = await segment.find_timestamp_position(self._backend, timestamp_ms)
+            finally:
+                await segment.release(self._backend)
+            if found is not None:
+                return found[1]
+        return None
+
+    # --- retention ----------------------------------------------------------------
+
+    async def enforce_retention(self) -> int:
+        """Delete whole old segments past retention by size or age; return how many.
+
+        The active segment is never deleted, as in Kafka.
+        """
+        if self._closed or self._failure is not None:
+            await trio.lowlevel.checkpoint()
+            return 0
+        now_ms = self._now_ms()
+        retention_ms = self.config.retention_ms
+        retention_bytes = self.config.retention_bytes
+        total = self.size_bytes
+        doomed = 0
+        for segment in self._segments[:-1]:
+            expired = (
+                retention_ms is not None
+                and now_ms - await segment.max_timestamp_ms(self._backend) > retention_ms
+            )
+            oversize = retention_bytes is not None and total - segment.size >= retention_bytes
+            if not (expired or oversize):
+                break
+            total -= segment.size
+            doomed += 1
+        if doomed:
+            await self.delete_segments_before(self._segments[doomed].base_offset)
+        return doomed
+
+    async def delete_segments_before(self, offset: int) -> None:
+        """Delete every segment wholly below ``offset``; the log then starts at the next one."""
+        async with self._write_lock:
+            while len(self._segments) > 1 and self._segments[1].base_offset <= offset:
+                segment = self._segments.pop(0)
+                self._segment_bases.pop(0)
+                logger.info(
+                    "%s: deleting segment %d (retention)", self.directory, segment.base_offset
+                )
+                await segment.delete(self._backend)
+            self._directory_dirty = True
+
+    # --- close ----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Flush everything, write the recovery point, close files."""
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        with trio.CancelScope(shield=True):
+            async with self._write_lock:
+                try:
+                    if self._failure is None:
+                        async with self._flush_lock:
+                            await self._sync_all()
+                        await self.checkpoint()
+                finally:
+                    self._closed = True
+                    await self._close_segments()
+
+    async def _close_segments(self) -> None:
+        for segment in self._segments:
+            if not segment.is_deleted:
+                await segment.close(self._backend)

@@ -1,0 +1,396 @@
+"""LogSegment: one ``%020d.log`` file of whole record batches and its index.
+
+A segment knows byte positions, batch headers and its index; it knows
+nothing of partitions, offsets assignment or requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import attrs
+
+from trioring._constants import BATCH_HEADER_BYTES, KIB
+from trioring.errors import ProtocolError
+from trioring.protocol.records import BatchHeader, check_batch_crc, read_batch_header
+from trioring.storage.index import NO_TIMESTAMP, IndexDamagedError, OffsetIndex
+from trioring.uring import Buffer, FileBackend
+
+logger = logging.getLogger("trioring.storage")
+
+#: Bytes a header scan reads at a time.
+SCAN_CHUNK_BYTES = 64 * KIB
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+
+
+def segment_file_name(base_offset: int, suffix: str) -> str:
+    return f"{base_offset:020d}{suffix}"
+
+
+@attrs.frozen
+class AppendedBatch:
+    """What a segment needs to know of a batch it appends."""
+
+    base_offset: int
+    size_bytes: int
+    max_timestamp_ms: int
+
+
+class BatchScanner:
+    """Walks batch headers of a file region in order, reading in chunks.
+
+    Stops at the region's end or at the first batch that does not parse (or,
+    with ``check_crc``, whose CRC fails); ``stop_reason`` says which.
+    """
+
+    def __init__(
+        self,
+        backend: FileBackend,
+        fd: int,
+        start: int,
+        end: int,
+        *,
+        check_crc: bool,
+        chunk_bytes: int = SCAN_CHUNK_BYTES,
+    ) -> None:
+        self._backend = backend
+        self._fd = fd
+        self.position = start
+        self._end = end
+        self._check_crc = check_crc
+        self._chunk_bytes = chunk_bytes
+        self._buffer = b""
+        self._buffer_start = start
+        self.stop_reason: str | None = None
+
+    async def _ensure(self, size: int) -> bool:
+        """Make [position, position+size) available in the buffer; False at EOF."""
+        offset = self.position - self._buffer_start
+        if offset + size <= len(self._buffer):
+            return True
+        read_bytes = max(size, min(self._chunk_bytes, self._end - self.position))
+        self._buffer = await self._backend.pread(self._fd, read_bytes, self.position)
+        self._buffer_start = self.position
+        return len(self._buffer) >= size
+
+    async def next(self) -> tuple[int, BatchHeader] | None:
+        if self.position >= self._end:
+            return None
+        if self._end - self.position < BATCH_HEADER_BYTES or not await self._ensure(
+            BATCH_HEADER_BYTES
+        ):
+            self.stop_reason = f"torn batch header ({self._end - self.position} bytes)"
+            return None
+        try:
+            header = read_batch_header(self._buffer, self.position - self._buffer_start)
+        except ProtocolError as error:
+            self.stop_reason = str(error)
+            return None
+        if self.position + header.size_bytes > self._end:
+            self.stop_reason = (
+                f"batch at base offset {header.base_offset} claims {header.size_bytes} bytes, "
+                f"{self._end - self.position} remain"
+            )
+            return None
+        if self._check_crc:
+            if not await self._ensure(header.size_bytes):
+                self.stop_reason = "batch body is truncated"
+                return None
+            try:
+                check_batch_crc(self._buffer, self.position - self._buffer_start, header)
+            except ProtocolError as error:
+                self.stop_reason = str(error)
+                return None
+        position = self.position
+        self.position += header.size_bytes
+        return position, header
+
+
+class LogSegment:
+    def __init__(self, directory: str, base_offset: int, index_interval_bytes: int) -> None:
+        self.directory = directory
+        self.base_offset = base_offset
+        self.log_path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
+        self.index = OffsetIndex(
+            os.path.join(directory, segment_file_name(base_offset, INDEX_SUFFIX)), base_offset
+        )
+        self._index_interval_bytes = index_interval_bytes
+        self._fd: int | None = None
+        #: Bytes of whole batches in the file.
+        self.size = 0
+        #: Bytes covered by a completed fdatasync.
+        self.synced_size = 0
+        #: Offset after the last batch in this segment.
+        self.next_offset = base_offset
+        #: Largest batch max-timestamp in the segment; None until known (old segments load lazily).
+        self._max_timestamp_ms: int | None = None
+        #: Max timestamp of the first batch (segment age for time-based rolls).
+        self.first_timestamp_ms: int | None = None
+        self._index_loaded = False
+        self._bytes_since_index_entry = 0
+        self._readers = 0
+        self._deleted = False
+
+    @property
+    def fd(self) -> int:
+        assert self._fd is not None, "segment is closed"
+        return self._fd
+
+    @property
+    def is_deleted(self) -> bool:
+        return self._deleted
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def open(self, backend: FileBackend, *, create: bool) -> None:
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        self._fd = await backend.open(self.log_path, flags)
+        self.size = await backend.file_size(self._fd)
+        # Whatever is in the file when we open it is on disk or in the page
+        # cache; the log decides what is durable (recovery syncs it).
+        self.synced_size = self.size
+        if create:
+            self._max_timestamp_ms = NO_TIMESTAMP
+            await self.index.open(backend, log_size=0)
+            self._index_loaded = True
+
+    async def ensure_index(self, backend: FileBackend) -> None:
+        """Load the index on first use; rebuild it by scanning if damaged or missing."""
+        if self._index_loaded:
+            return
+        try:
+            await self.index.open(backend, log_size=self.size)
+            await self._check_last_index_entry(backend)
+        except IndexDamagedError as error:
+            await self.rebuild_index(backend, reason=str(error))
+        self._index_loaded = True
+
+    async def _check_last_index_entry(self, backend: FileBackend) -> None:
+        """The last entry must point at a batch whose base offset matches it."""
+        if not len(self.index):
+            return
+        offset, position, _ = self.index.last_entry()
+        data = await backend.pread(self.fd, BATCH_HEADER_BYTES, position)
+        try:
+            header = read_batch_header(data)
+        except ProtocolError as error:
+            raise IndexDamagedError(
+                f"{self.index.path}: last entry points at position {position}: {error}"
+            ) from None
+        if header.base_offset != offset:
+            raise IndexDamagedError(
+                f"{self.index.path}: last entry says offset {offset} at position {position}, "
+                f"the log has {header.base_offset} there"
+            )
+
+    async def rebuild_index(self, backend: FileBackend, *, reason: str) -> None:
+        """Recreate the index from the whole segment (indexes are caches)."""
+        logger.warning(
+            "rebuilding index %s: %s", self.index.path, reason
+        )
+        if not self.index.is_open:
+            await self.index.open(backend, log_size=0)
+        await self.index.reset(backend)
+        self._bytes_since_index_entry = 0
+        self._max_timestamp_ms = NO_TIMESTAMP
+        scanner = BatchScanner(backend, self.fd, 0, self.size, check_crc=False)
+        while (item := await scanner.next()) is not None:
+            position, header = item
+            self._note_batch(position, header.base_offset, header.size_bytes, header.max_timestamp_ms)
+        await self.index.write_pending(backend)
+        self._index_loaded = True
+
+    async def close(self, backend: FileBackend) -> None:
+        if self._index_loaded and self.index.is_open:
+            await self.index.write_pending(backend)
+        await self.index.close(backend)
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            await backend.close(fd)
+
+    # --- readers and deletion -------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Keep the file descriptor open for a read in progress."""
+        assert not self._deleted or self._readers > 0 or self._fd is not None
+        self._readers += 1
+
+    async def release(self, backend: FileBackend) -> None:
+        self._readers -= 1
+        assert self._readers >= 0
+        if self._deleted and self._readers == 0:
+            await self.close(backend)
+
+    async def delete(self, backend: FileBackend) -> None:
+        """Unlink both files now; close descriptors once the last reader is done."""
+        self._deleted = True
+        for path in (self.log_path, self.index.path):
+            try:
+                await backend.unlink(path)
+            except FileNotFoundError:
+                pass
+        if self._readers == 0:
+            await self.close(backend)
+
+    # --- appends ------------------------------------------------------------------
+
+    def _note_batch(self, position: int, base_offset: int, size_bytes: int, max_timestamp_ms: int) -> None:
+        """Account for a batch at ``position``: index entry, timestamps, sizes."""
+        assert self._max_timestamp_ms is not None
+        if position > 0 and self._bytes_since_index_entry >= self._index_interval_bytes:
+            self.index.append(base_offset, position, self._max_timestamp_ms)
+            self._bytes_since_index_entry = 0
+        if self.first_timestamp_ms is None:
+            self.first_timestamp_ms = max_timestamp_ms
+        self._max_timestamp_ms = max(self._max_timestamp_ms, max_timestamp_ms)
+        self._bytes_since_index_entry += size_bytes
+
+    async def append(
+        self,
+        backend: FileBackend,
+        buffers: Sequence[Buffer],
+        batches: Sequence[AppendedBatch],
+        next_offset: int,
+    ) -> None:
+        """Write whole batches at the end of the file, then index them."""
+        assert self._index_loaded and not self._deleted
+        total = sum(b.size_bytes for b in batches)
+        written = await backend.pwritev(self.fd, buffers, self.size)
+        assert written == total, "backends write everything or raise"
+        position = self.size
+        for batch in batches:
+            self._note_batch(position, batch.base_offset, batch.size_bytes, batch.max_timestamp_ms)
+            position += batch.size_bytes
+        self.size = position
+        self.next_offset = next_offset
+
+    async def truncate(self, backend: FileBackend, position: int) -> None:
+        """Cut the file at ``position`` (a batch boundary) and drop index entries past it."""
+        assert 0 <= position <= self.size or position <= await backend.file_size(self.fd)
+        await backend.ftruncate(self.fd, position)
+        await self.index.truncate_to_position(backend, position)
+        self.size = position
+        self.synced_size = min(self.synced_size, position)
+
+    async def sync(self, backend: FileBackend) -> None:
+        """fdatasync everything written so far."""
+        size = self.size
+        if self._index_loaded and self.index.is_open:
+            await self.index.write_pending(backend)
+        if self.synced_size < size:
+            await backend.fdatasync(self.fd)
+            self.synced_size = max(self.synced_size, size)
+
+    # --- recovery -------------------------------------------------------------------
+
+    async def recover(self, backend: FileBackend, start_position: int) -> tuple[int, str | None]:
+        """CRC-check batches from ``start_position`` (a batch boundary) to the end of the file.
+
+        Everything before ``start_position`` is trusted (it was synced). Index
+        entries at or past it are rebuilt, and batches must continue the
+        offsets of the trusted part without gaps. Returns the position of the
+        first bad batch (or the file size) and why it is bad (None if none).
+        """
+        await self.ensure_index(backend)
+        await self.index.truncate_to_position(backend, start_position)
+        expected_offset, position, max_before = self.index.last_entry()
+        self._max_timestamp_ms = max_before
+        self._bytes_since_index_entry = 0
+        self.first_timestamp_ms = None
+        # Walk the trusted batches between the last index entry and
+        # start_position to restore the running state the writer keeps.
+        scanner = BatchScanner(backend, self.fd, position, start_position, check_crc=False)
+        while (item := await scanner.next()) is not None:
+            self._note_batch(item[0], item[1].base_offset, item[1].size_bytes, item[1].max_timestamp_ms)
+            expected_offset = item[1].next_offset
+        file_size = await backend.file_size(self.fd)
+        scanner = BatchScanner(backend, self.fd, start_position, file_size, check_crc=True)
+        reason: str | None = None
+        while (item := await scanner.next()) is not None:
+            batch_position, header = item
+            if header.base_offset != expected_offset:
+                scanner.position = batch_position
+                reason = (
+                    f"batch at position {batch_position} has base offset {header.base_offset}, "
+                    f"expected {expected_offset}"
+                )
+                break
+            self._note_batch(
+                batch_position, header.base_offset, header.size_bytes, header.max_timestamp_ms
+            )
+            expected_offset = header.next_offset
+        else:
+            reason = scanner.stop_reason
+        self.next_offset = expected_offset
+        self.size = scanner.position
+        if self.size > 0:
+            first = await BatchScanner(backend, self.fd, 0, self.size, check_crc=False).next()
+            self.first_timestamp_ms = first[1].max_timestamp_ms if first else None
+        return scanner.position, reason
+
+    async def max_timestamp_ms(self, backend: FileBackend) -> int:
+        """Largest batch timestamp in the segment (computed once for old segments)."""
+        if self._max_timestamp_ms is None:
+            await self.ensure_index(backend)
+            if self._max_timestamp_ms is None:
+                _, position, max_before = self.index.last_entry()
+                result = max_before
+                scanner = BatchScanner(backend, self.fd, position, self.size, check_crc=False)
+                while (item := await scanner.next()) is not None:
+                    result = max(result, item[1].max_timestamp_ms)
+                self._max_timestamp_ms = result
+        return self._max_timestamp_ms
+
+    # --- reads ----------------------------------------------------------------------
+
+    async def find_position(self, backend: FileBackend, offset: int) -> int | None:
+        """Position of the batch holding ``offset`` (or the first after it), None if past the end."""
+        await self.ensure_index(backend)
+        _, position = self.index.lookup(offset)
+        scanner = BatchScanner(
+            backend,
+            self.fd,
+            position,
+            self.size,
+            check_crc=False,
+            chunk_bytes=self._index_interval_bytes + 2 * BATCH_HEADER_BYTES,
+        )
+        while (item := await scanner.next()) is not None:
+            batch_position, header = item
+            if header.last_offset >= offset:
+                return batch_position
+        return None
+
+    async def find_timestamp_position(
+        self, backend: FileBackend, timestamp_ms: int
+    ) -> tuple[int, BatchHeader] | None:
+        """First batch whose max timestamp is >= ``timestamp_ms``, or None."""
+        await self.ensure_index(backend)
+        position = self.index.lookup_timestamp(timestamp_ms)
+        scanner = BatchScanner(backend, self.fd, position, self.size, check_crc=False)
+        while (item := await scanner.next()) is not None:
+            if item[1].max_timestamp_ms >= timestamp_ms:
+                return item
+        return None
+
+    async def read(self, backend: FileBackend, position: int, max_bytes: int) -> bytes:
+        """Whole batches from ``position``, at most ``max_bytes`` unless the first is larger."""
+        available = self.size - position
+        if available <= 0:
+            return b""
+        data = await backend.pread(self.fd, min(available, max(max_bytes, BATCH_HEADER_BYTES)), position)
+        first = read_batch_header(data)
+        if first.size_bytes >= len(data):
+            if first.size_bytes > len(data):
+                data = await backend.pread(self.fd, first.size_bytes, position)
+            return data[: first.size_bytes]
+        end = first.size_bytes
+        while end + BATCH_HEADER_BYTES <= len(data):
+            header = read_batch_header(data, end)
+            if end + header.size_bytes > len(data):
+                break
+            end += header.size_bytes
+        return data[:end]

@@ -1,0 +1,69 @@
+"""The file I/O interface every backend implements (io_uring or fallback).
+
+Storage does its file I/O only through this interface, so the io_uring
+backend (one ring per worker) and the portable fallback are interchangeable
+and the storage tests run over both.
+
+Rules every implementation keeps:
+- No method blocks the Trio loop on the disk for long: fdatasync and reads
+  that may miss the page cache run off-loop (in a thread or in the kernel).
+- Every async method checkpoints.
+- Writes and syncs are not cancellable mid-flight: once issued they run to
+  completion, and a cancellation is delivered after they finish. A partial
+  WAL write cannot be un-written, so callers must see its real outcome.
+- Errors are OSError with the errno of the failed call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+Buffer = bytes | bytearray | memoryview
+
+
+class FileBackend(Protocol):
+    """File operations on raw file descriptors."""
+
+    @property
+    def name(self) -> str:
+        """Short name logged at start-up ("uring" or "fallback")."""
+        ...
+
+    async def open(self, path: str, flags: int, mode: int = 0o644) -> int: ...
+
+    async def close(self, fd: int) -> None: ...
+
+    async def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
+        """Write all of ``buffers`` at ``offset``; return bytes written (always all)."""
+        ...
+
+    async def pread(self, fd: int, size: int, offset: int) -> bytes:
+        """Read up to ``size`` bytes at ``offset``; short only at end of file."""
+        ...
+
+    async def fdatasync(self, fd: int) -> None: ...
+
+    async def fsync_directory(self, path: str) -> None:
+        """Make a directory's entries (created, renamed, deleted files) durable."""
+        ...
+
+    async def ftruncate(self, fd: int, size: int) -> None: ...
+
+    async def file_size(self, fd: int) -> int: ...
+
+    async def rename(self, source: str, destination: str) -> None:
+        """Atomically replace ``destination`` with ``source`` (rename(2))."""
+        ...
+
+    async def unlink(self, path: str) -> None: ...
+
+    async def make_directory(self, path: str) -> bool:
+        """Create ``path`` (and parents); return whether it was created."""
+        ...
+
+    async def list_directory(self, path: str) -> list[str]: ...
+
+    async def aclose(self) -> None:
+        """Release the backend (the ring); outstanding operations are drained."""
+        ...

@@ -1,0 +1,112 @@
+"""Portable backend: buffered writes in the loop, syncs and reads in threads.
+
+A buffered write of a batch lands in the page cache and returns in
+microseconds, cheaper than a thread round trip (measured ~5x cheaper than an
+io_uring write of 4 KiB on ext4), so writes run inline. fdatasync can take
+milliseconds and reads may miss the cache, so they run in worker threads;
+threads hold no Trio state, so a sync that the caller stops waiting for can't
+corrupt anything, but we still wait for it (uncancellable) so callers learn
+its real outcome.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import trio
+
+from trioring._constants import READ_THREADS_MAX
+from trioring.uring._base import Buffer
+
+_IOV_MAX = 1024
+
+
+class FallbackBackend:
+    def __init__(self, *, read_threads_max: int = READ_THREADS_MAX) -> None:
+        self._read_limiter = trio.CapacityLimiter(read_threads_max)
+        self._sync_limiter = trio.CapacityLimiter(read_threads_max)
+
+    @property
+    def name(self) -> str:
+        return "fallback"
+
+    async def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+        return await trio.to_thread.run_sync(os.open, path, flags | os.O_CLOEXEC, mode)
+
+    async def close(self, fd: int) -> None:
+        await trio.lowlevel.checkpoint()
+        os.close(fd)
+
+    async def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
+        await trio.lowlevel.checkpoint()
+        assert len(buffers) <= _IOV_MAX, "callers bound iovecs per write"
+        total = sum(len(b) for b in buffers)
+        written = os.pwritev(fd, buffers, offset)
+        if written != total:
+            # A short write (e.g. the disk filled part-way); finish or raise.
+            views = _advance([memoryview(b) for b in buffers], written)
+            while views:
+                more = os.pwritev(fd, views, offset + written)
+                if more == 0:
+                    raise OSError(28, "no progress writing to file (disk full?)")
+                written += more
+                views = _advance(views, more)
+        return written
+
+    async def pread(self, fd: int, size: int, offset: int) -> bytes:
+        return await trio.to_thread.run_sync(
+            os.pread, fd, size, offset, limiter=self._read_limiter
+        )
+
+    async def fdatasync(self, fd: int) -> None:
+        await trio.to_thread.run_sync(os.fdatasync, fd, limiter=self._sync_limiter)
+
+    async def fsync_directory(self, path: str) -> None:
+        await trio.to_thread.run_sync(_fsync_directory, path, limiter=self._sync_limiter)
+
+    async def ftruncate(self, fd: int, size: int) -> None:
+        await trio.to_thread.run_sync(os.ftruncate, fd, size, limiter=self._sync_limiter)
+
+    async def file_size(self, fd: int) -> int:
+        await trio.lowlevel.checkpoint()
+        return os.fstat(fd).st_size
+
+    async def rename(self, source: str, destination: str) -> None:
+        await trio.to_thread.run_sync(os.replace, source, destination)
+
+    async def unlink(self, path: str) -> None:
+        await trio.to_thread.run_sync(os.unlink, path)
+
+    async def make_directory(self, path: str) -> bool:
+        return await trio.to_thread.run_sync(_make_directory, path)
+
+    async def list_directory(self, path: str) -> list[str]:
+        return await trio.to_thread.run_sync(os.listdir, path)
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+def _advance(views: list[memoryview], count: int) -> list[memoryview]:
+    while views and count >= len(views[0]):
+        count -= len(views[0])
+        views = views[1:]
+    if views and count:
+        views = [views[0][count:], *views[1:]]
+    return views
+
+
+def _make_directory(path: str) -> bool:
+    if os.path.isdir(path):
+        return False
+    os.makedirs(path, exist_ok=True)
+    return True
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
