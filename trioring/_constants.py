@@ -18,7 +18,8 @@ BATCH_LOG_OVERHEAD_BYTES = 12
 #: Records in one batch we agree to decode (a corrupt count must not allocate).
 BATCH_RECORDS_MAX = 1 << 20
 #: Decompressed size of one batch we agree to produce (guards against zip bombs).
-BATCH_DECOMPRESSED_BYTES_MAX = 256 * MIB
+#: Kafka's default fetch.max.bytes is 50 MiB; a real batch stays well below this.
+BATCH_DECOMPRESSED_BYTES_MAX = 64 * MIB
 #: Headers on one record.
 RECORD_HEADERS_MAX = 1 << 16
 

@@ -116,12 +116,8 @@ class BatchHeader:
         return bool(self.attributes & ATTRIBUTE_CONTROL)
 
 
-def read_batch_header(buffer: bytes | bytearray | memoryview, position: int = 0) -> BatchHeader:
-    """Parse the header at ``position``; the batch body may be absent.
-
-    Raises ProtocolError when fewer than 61 bytes remain, the magic is not 2 or
-    the lengths are impossible.
-    """
+def _unpack_header(buffer: bytes | bytearray | memoryview, position: int) -> BatchHeader:
+    """Unpack the fixed header; check only what locating the CRC needs."""
     if position < 0 or len(buffer) - position < BATCH_HEADER_BYTES:
         raise ProtocolError(
             f"record batch header needs {BATCH_HEADER_BYTES} bytes, "
@@ -135,11 +131,25 @@ def read_batch_header(buffer: bytes | bytearray | memoryview, position: int = 0)
         )
     if header.batch_length < BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES:
         raise ProtocolError(f"record batch length {header.batch_length} is shorter than its header")
+    return header
+
+
+def _check_header_fields(header: BatchHeader) -> None:
     if header.last_offset_delta < 0 or header.record_count < 0:
-        raise ProtocolError(
+        raise CorruptRecordError(
             f"record batch has negative lastOffsetDelta {header.last_offset_delta} "
             f"or record count {header.record_count}"
         )
+
+
+def read_batch_header(buffer: bytes | bytearray | memoryview, position: int = 0) -> BatchHeader:
+    """Parse the header at ``position``; the batch body may be absent.
+
+    Raises ProtocolError when fewer than 61 bytes remain, the magic is not 2 or
+    the lengths are impossible.
+    """
+    header = _unpack_header(buffer, position)
+    _check_header_fields(header)
     return header
 
 
@@ -251,8 +261,17 @@ class _Reader:
             shift += 7
             if shift > 63:
                 raise CorruptRecordError("record varint is longer than 10 bytes")
+        if result >> 64:
+            raise CorruptRecordError("record varint does not fit in 64 bits")
         self.position = position
         return (result >> 1) ^ -(result & 1)
+
+    def varint32(self) -> int:
+        """A varint that Kafka declares as int32 (lengths, counts, offset deltas)."""
+        value = self.varint()
+        if not -(1 << 31) <= value < 1 << 31:
+            raise CorruptRecordError(f"record field {value} does not fit in 32 bits")
+        return value
 
     def take(self, length: int) -> bytes:
         if length < 0 or self.position + length > self.end:
@@ -264,7 +283,7 @@ class _Reader:
         return self.buffer[start : self.position]
 
     def nullable_bytes(self) -> bytes | None:
-        length = self.varint()
+        length = self.varint32()
         if length == -1:
             return None
         return self.take(length)
@@ -360,8 +379,10 @@ def decode_batch(
     buffer: bytes | bytearray | memoryview, position: int = 0
 ) -> tuple[BatchHeader, list[Record]]:
     """Validate and decode the batch at ``position``: header, CRC, records."""
-    header = read_batch_header(buffer, position)
+    header = _unpack_header(buffer, position)
+    # The CRC first: any damage to the covered fields is corruption.
     check_batch_crc(buffer, position, header)
+    _check_header_fields(header)
     if header.record_count > BATCH_RECORDS_MAX:
         raise CorruptRecordError(
             f"batch claims {header.record_count} records, over the {BATCH_RECORDS_MAX} limit"
@@ -372,22 +393,30 @@ def decode_batch(
     data = decompress(header.compression, section)
     reader = _Reader(data)
     records: list[Record] = []
+    previous_offset_delta = -1
     for _ in range(header.record_count):
-        length = reader.varint()
+        length = reader.varint32()
         record_end = reader.position + length
         if length < 0 or record_end > reader.end:
             raise CorruptRecordError(f"record of {length} bytes runs past the end of the batch")
         reader.byte()
         timestamp_delta = reader.varint()
-        offset_delta = reader.varint()
+        offset_delta = reader.varint32()
+        # Deltas increase (compaction may leave gaps) and stay inside the batch.
+        if not previous_offset_delta < offset_delta <= header.last_offset_delta:
+            raise CorruptRecordError(
+                f"record offset delta {offset_delta} is out of order or outside the batch "
+                f"(last offset delta {header.last_offset_delta})"
+            )
+        previous_offset_delta = offset_delta
         key = reader.nullable_bytes()
         value = reader.nullable_bytes()
-        header_count = reader.varint()
+        header_count = reader.varint32()
         if not 0 <= header_count <= RECORD_HEADERS_MAX:
             raise CorruptRecordError(f"record claims {header_count} headers")
         headers: list[Header] = []
         for _ in range(header_count):
-            name_bytes = reader.take(reader.varint())
+            name_bytes = reader.take(reader.varint32())
             try:
                 name = name_bytes.decode()
             except UnicodeDecodeError:
@@ -403,6 +432,8 @@ def decode_batch(
             if header.is_log_append_time
             else header.base_timestamp_ms + timestamp_delta
         )
+        if not -(1 << 63) <= timestamp_ms < 1 << 63:
+            raise CorruptRecordError(f"record timestamp {timestamp_ms} does not fit in 64 bits")
         records.append(
             Record(
                 key=key,
