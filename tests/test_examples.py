@@ -1,0 +1,51 @@
+"""The README's commands and examples keep working."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from trioring.demo import run_demo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_embedded_example_resumes_from_committed_offset(tmp_path: Path) -> None:
+    def run() -> str:
+        completed = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "embedded.py"), str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return completed.stdout
+
+    first = run()
+    assert "produced at offset 0" in first
+    assert "committed {('events', 0): 1}" in first
+    second = run()
+    assert "produced at offset 1" in second
+    # Only the new record is consumed: the group resumed at its committed offset.
+    assert "\n1 b'user-1'" in second and "\n0 b'user-1'" not in second
+    assert "committed {('events', 0): 2}" in second
+
+
+def test_demo_command_runs_and_resumes(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "trioring", "--data-dir", str(tmp_path), "--seconds", "0.5"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    assert "resumes at 0" in first.stdout
+    assert "done: produced" in first.stdout
+    second = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    assert "resumes at 0" not in second.stdout
+
+
+async def test_demo_consumes_everything_it_produces(tmp_path: Path) -> None:
+    lines: list[str] = []
+    counts = await run_demo(str(tmp_path), seconds=0.3, records_per_second=500, say=lines.append)
+    assert counts["produced"] > 0
+    assert counts["consumed"] == counts["produced"]
+    assert counts["committed_offset"] == counts["produced"]
+    again = await run_demo(str(tmp_path), seconds=0.2, records_per_second=500, say=lines.append)
+    assert again["committed_offset"] == counts["produced"] + again["produced"]

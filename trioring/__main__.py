@@ -1,0 +1,61 @@
+"""``python -m trioring``: command-line entry point.
+
+Until the Kafka listener lands, the only (and default) command runs the
+embedded demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+import trio
+
+from trioring.demo import run_demo
+
+DATA_DIR_DEFAULT = "./trioring-data"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trioring",
+        description="trioring: a Kafka-compatible log broker on Trio. "
+        "'demo' (the default) produces, tails and commits through the embedded broker.",
+    )
+    parser.add_argument("command", nargs="?", default="demo", choices=["demo"])
+    parser.add_argument("--data-dir", default=DATA_DIR_DEFAULT, help="default: %(default)s")
+    parser.add_argument("--seconds", type=float, default=5.0, help="default: %(default)s")
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="records per second (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="default: %(default)s",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=options.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    demo = partial(
+        run_demo, options.data_dir, seconds=options.seconds, records_per_second=options.rate
+    )
+    try:
+        trio.run(demo)
+    except KeyboardInterrupt:
+        print("interrupted; committed offsets are saved", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
