@@ -20,7 +20,7 @@ from trioring.config import BrokerConfig
 from trioring.core.metadata import TopicInfo
 from trioring.core.offsets import CommittedOffset
 from trioring.core.shard import Shard
-from trioring.errors import InvalidArgumentError, InvalidRequiredAcksError
+from trioring.errors import BrokerClosedError, InvalidArgumentError, InvalidRequiredAcksError
 from trioring.handlers import HandlerContext, Handlers, Middleware
 from trioring.handlers.messages import (
     EARLIEST_TIMESTAMP,
@@ -146,7 +146,10 @@ class Broker:
         """Append one or more encoded RecordBatch v2, as a Kafka producer sends them."""
         request = ProduceRequest(topic, partition, batch, _acks(acks))
         if request.acks == 0:
-            self._nursery.start_soon(self._produce_unacknowledged, request)
+            try:
+                self._nursery.start_soon(self._produce_unacknowledged, request)
+            except RuntimeError:  # the nursery closed: the broker is shutting down
+                raise BrokerClosedError("the broker is closed") from None
             await trio.lowlevel.checkpoint()
             return ProduceResult(-1, -1, -1)
         response = await self._handlers.produce(self._context, request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import attrs
 
@@ -15,6 +16,8 @@ from trioring._constants import (
     PARTITIONS_MAX,
     RECOVERY_CHECKPOINT_INTERVAL_MS_DEFAULT,
     RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+    SEGMENT_BYTES_MAX,
+    SEGMENT_BYTES_MIN,
 )
 from trioring.errors import InvalidArgumentError
 from trioring.storage.log import LogConfig
@@ -58,9 +61,13 @@ class BrokerConfig:
         default=RETENTION_CHECK_INTERVAL_MS_DEFAULT,
         validator=_positive("retention_check_interval_ms"),
     )
-    offsets_log_compact_bytes: int = attrs.field(
-        default=OFFSETS_LOG_COMPACT_BYTES_DEFAULT, validator=_positive("offsets_log_compact_bytes")
-    )
+    #: The committed-offsets log is rewritten as a snapshot past this size; it is
+    #: also that log's segment size, so it obeys segment_bytes' bounds.
+    offsets_log_compact_bytes: int = OFFSETS_LOG_COMPACT_BYTES_DEFAULT
+    #: What produce checks: "header" (framing, magic, counts, size, CRC32C; no
+    #: per-record work, the default) or "records" (also decodes every record,
+    #: decompressing if needed, as Kafka's broker does; costs CPU per record).
+    produce_validation: Literal["header", "records"] = "header"
     #: Wall clock in seconds: record timestamps, roll and retention by age.
     clock: Callable[[], float] = attrs.field(default=time.time, eq=False, repr=False)
 
@@ -69,6 +76,15 @@ class BrokerConfig:
             raise InvalidArgumentError(f"default_partitions must be <= {PARTITIONS_MAX}")
         if self.flush_interval_ms is not None and self.flush_interval_ms <= 0:
             raise InvalidArgumentError("flush_interval_ms must be positive or None")
+        if not SEGMENT_BYTES_MIN <= self.offsets_log_compact_bytes <= SEGMENT_BYTES_MAX:
+            raise InvalidArgumentError(
+                f"offsets_log_compact_bytes must be between {SEGMENT_BYTES_MIN} and "
+                f"{SEGMENT_BYTES_MAX}, not {self.offsets_log_compact_bytes}"
+            )
+        if self.produce_validation not in ("header", "records"):
+            raise InvalidArgumentError(
+                f"produce_validation must be 'header' or 'records', not {self.produce_validation!r}"
+            )
         if self.io_backend not in ("auto", "uring", "fallback"):
             raise InvalidArgumentError(
                 f"io_backend must be 'auto', 'uring' or 'fallback', not {self.io_backend!r}"

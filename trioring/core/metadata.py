@@ -24,7 +24,7 @@ from trioring.uring import FileBackend
 METADATA_DIRECTORY = "__cluster_metadata"
 TOPICS_FILE = "topics.json"
 _FORMAT_VERSION = 1
-_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]+")
 #: Names trioring uses for its own directories.
 RESERVED_TOPIC_NAMES = frozenset({METADATA_DIRECTORY, "__consumer_offsets"})
 
@@ -45,7 +45,7 @@ def validate_topic_name(name: str) -> None:
         raise InvalidTopicError(
             f"topic name is {len(name)} characters; the limit is {TOPIC_NAME_LENGTH_MAX}"
         )
-    if name in {".", ".."} or not _TOPIC_NAME.match(name):
+    if name in {".", ".."} or not _TOPIC_NAME.fullmatch(name):
         raise InvalidTopicError(
             f"topic name {name!r} is not allowed: use letters, digits, '.', '_' and '-'"
         )
@@ -92,6 +92,8 @@ class TopicStore:
             await backend.close(fd)
         try:
             document = json.loads(raw)
+            if not isinstance(document, dict):
+                raise ValueError(f"expected a JSON object, found {type(document).__name__}")
             if document.get("version") != _FORMAT_VERSION:
                 raise ValueError(f"unknown format version {document.get('version')!r}")
             self.topics = {
@@ -103,7 +105,7 @@ class TopicStore:
                 )
                 for entry in document["topics"]
             }
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise StorageError(
                 f"{self._path} is unreadable ({error}); restore it from a backup or remove "
                 "the data directory to start empty"

@@ -10,14 +10,17 @@ from trioring.errors import (
 )
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import ProduceRequest, ProduceResponse
-from trioring.protocol.records import check_batch_crc, iterate_batches
+from trioring.protocol.records import check_batch_crc, decode_batch, iterate_batches
 
 
-def validate_batches(records: bytes | bytearray | memoryview, batch_bytes_max: int) -> int:
+def validate_batches(
+    records: bytes | bytearray | memoryview, batch_bytes_max: int, *, decode_records: bool = False
+) -> int:
     """Check what a producer sent; return the number of batches.
 
     Raises ProtocolError/CorruptRecordError (framing, magic, CRC, counts),
-    RecordTooLargeError or InvalidRecordError.
+    RecordTooLargeError or InvalidRecordError. With ``decode_records`` every
+    record is decoded too (Kafka's broker does this; it costs per-record CPU).
     """
     count = 0
     for position, header in iterate_batches(records):
@@ -36,6 +39,8 @@ def validate_batches(records: bytes | bytearray | memoryview, batch_bytes_max: i
         if header.is_transactional:
             raise InvalidRecordError("transactions are not supported by trioring yet")
         check_batch_crc(records, position, header)
+        if decode_records:
+            decode_batch(records, position)
         count += 1
     if count == 0:
         raise CorruptRecordError("produce request holds no record batch")
@@ -46,7 +51,12 @@ async def produce(ctx: HandlerContext, request: ProduceRequest) -> ProduceRespon
     if request.acks not in (0, 1, -1):
         raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {request.acks!r}")
     log = ctx.shard.log(request.topic, request.partition)
-    validate_batches(request.records, ctx.shard.config.batch_bytes_max)
+    config = ctx.shard.config
+    validate_batches(
+        request.records,
+        config.batch_bytes_max,
+        decode_records=config.produce_validation == "records",
+    )
     info = await log.append(request.records)
     if request.acks == -1:
         await log.flush(info.last_offset + 1)

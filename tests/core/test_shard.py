@@ -1,0 +1,143 @@
+"""Tests of Shard: partition lookup, topic creation and the periodic upkeep task."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+import trio
+
+import trioring
+from trioring import BrokerConfig, LogConfig, Record
+from trioring.core.shard import Shard, partition_directory
+from trioring.errors import (
+    BrokerClosedError,
+    InvalidArgumentError,
+    UnknownTopicOrPartitionError,
+)
+from trioring.uring import FallbackBackend
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+        self.broken = False
+
+    def __call__(self) -> float:
+        if self.broken:
+            raise RuntimeError("clock is broken")
+        return self.now
+
+
+def directory_exists(path: str) -> bool:
+    return os.path.isdir(path)
+
+
+async def wait_until(predicate) -> None:
+    """Poll ``predicate`` (upkeep state has nothing to wait on) until true, for 5 s at most."""
+    with trio.fail_after(5):
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(0.005)
+
+
+def test_partition_directory_uses_kafka_naming():
+    assert partition_directory("/data", "events", 3) == os.path.join("/data", "events-3")
+
+
+async def test_shard_open_create_lookup_close(tmp_path):
+    config = BrokerConfig(data_dir=tmp_path / "data")
+    backend = FallbackBackend()
+    baseline = trio.lowlevel.current_statistics().tasks_living
+    async with Shard.open(config, backend) as shard:
+        # One upkeep task for the whole shard.
+        assert trio.lowlevel.current_statistics().tasks_living == baseline + 1
+        info = await shard.create_topic("t", 2)
+        assert directory_exists(partition_directory(config.data_dir, "t", 0))
+        assert directory_exists(partition_directory(config.data_dir, "t", 1))
+        assert shard.topics == {"t": info}
+        shard.topics.clear()  # a copy
+        assert shard.topics == {"t": info}
+        assert shard.log("t", 1) is shard.log("t", 1)
+        assert shard.log("t", 0) is not shard.log("t", 1)
+        with pytest.raises(UnknownTopicOrPartitionError, match=r"0-1, not 2"):
+            shard.log("t", 2)
+        with pytest.raises(UnknownTopicOrPartitionError, match="create it first"):
+            shard.log("nope", 0)
+        with pytest.raises(InvalidArgumentError):
+            await shard.create_topic("u", 1, config={"segment_bytes": 1})  # type: ignore[arg-type]
+        assert set(shard.topics) == {"t"}
+    assert trio.lowlevel.current_statistics().tasks_living == baseline
+    with pytest.raises(BrokerClosedError):
+        shard.log("t", 0)
+    with pytest.raises(BrokerClosedError):
+        await shard.create_topic("v")
+    await backend.aclose()
+
+
+async def test_periodic_flush_makes_acks_one_durable(tmp_path):
+    config = BrokerConfig(data_dir=tmp_path, flush_interval_ms=20)
+    async with trioring.open_broker(config) as broker:
+        await broker.create_topic("t")
+        await broker.produce("t", 0, [Record(value=b"x")] * 3, acks=1)
+        log = broker.shard.log("t", 0)
+        await wait_until(lambda: log.durable_offset == 3)
+        await broker.commit_offsets("g", {("t", 0): 1})
+        assert broker.shard.offsets.log.durable_offset == broker.shard.offsets.log.log_end_offset
+
+
+async def test_no_periodic_flush_when_disabled(tmp_path, autojump_clock):
+    config = BrokerConfig(data_dir=tmp_path, flush_interval_ms=None)
+    async with trioring.open_broker(config) as broker:
+        await broker.create_topic("t")
+        await broker.produce("t", 0, [Record(value=b"x")], acks=1)
+        await trio.sleep(3600)
+        assert broker.statistics()["t-0"]["durable_offset"] == 0
+
+
+async def test_periodic_retention_and_offsets_compaction(tmp_path):
+    clock = FakeClock()
+    config = BrokerConfig(
+        data_dir=tmp_path,
+        clock=clock,
+        log=LogConfig(segment_bytes=1024, retention_ms=60_000),
+        retention_check_interval_ms=10,
+        offsets_log_compact_bytes=1024,
+    )
+    async with trioring.open_broker(config) as broker:
+        await broker.create_topic("t")
+        for i in range(20):
+            await broker.produce("t", 0, [Record(value=b"." * 200)], acks=1)
+            await broker.commit_offsets("g", {("t", 0): i})
+        offsets_log = broker.shard.offsets.log
+        # Compaction needs no clock change: the offsets log is past its size.
+        await wait_until(lambda: offsets_log.log_start_offset > 0)
+        assert broker.statistics()["t-0"]["log_start_offset"] == 0
+        clock.now += 61
+        await wait_until(lambda: broker.statistics()["t-0"]["segments"] == 1)
+        assert broker.statistics()["t-0"]["log_start_offset"] > 0
+        assert await broker.committed_offsets("g") == {("t", 0): 19}
+
+
+async def test_upkeep_goes_on_after_a_failing_job(tmp_path, caplog):
+    clock = FakeClock()
+    config = BrokerConfig(
+        data_dir=tmp_path,
+        clock=clock,
+        flush_interval_ms=10,
+        retention_check_interval_ms=10,
+        log=LogConfig(retention_ms=1000),
+    )
+    caplog.set_level(logging.ERROR, logger="trioring.shard")
+    async with trioring.open_broker(config) as broker:
+        await broker.create_topic("t")
+        clock.broken = True  # retention reads the clock and fails
+
+        def failures() -> int:
+            return sum("periodic retention failed" in r.getMessage() for r in caplog.records)
+
+        await wait_until(lambda: failures() >= 2)
+        clock.broken = False
+        await broker.produce("t", 0, [Record(value=b"x")], acks=1)
+        log = broker.shard.log("t", 0)
+        await wait_until(lambda: log.durable_offset == 1)
