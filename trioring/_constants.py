@@ -55,6 +55,26 @@ FETCH_BYTES_MAX = 64 * MIB
 #: Concurrent file reads running in worker threads, per process.
 READ_THREADS_MAX = 16
 
+# --- Kafka wire protocol ----------------------------------------------------------
+#: Bytes of the int32 size prefix in front of every Kafka request and response.
+FRAME_SIZE_BYTES = 4
+#: Largest request frame accepted by default, size prefix excluded
+#: (Kafka: socket.request.max.bytes, 100 MiB).
+FRAME_BYTES_MAX_DEFAULT = 100 * MIB
+#: Largest value the int32 size prefix can carry.
+FRAME_BYTES_MAX_LIMIT = (1 << 31) - 1
+#: Bytes of the fixed request header prefix: api_key int16, api_version int16,
+#: correlation_id int32. With fewer there is no correlation id to answer to.
+REQUEST_HEADER_FIXED_BYTES = 8
+#: Fetch records sections up to this size are copied into the surrounding
+#: response chunk; larger ones are handed to the caller by reference, so a big
+#: fetch costs one vectored write instead of a copy, and a fetch of many small
+#: partitions stays one chunk instead of hundreds of tiny writes.
+FETCH_RECORDS_COPY_BYTES_MAX = 64 * KIB
+
+assert 0 < FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT
+assert FETCH_RECORDS_COPY_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
+
 # --- Topics ----------------------------------------------------------------------
 TOPIC_NAME_LENGTH_MAX = 249
 PARTITIONS_MAX = 10_000
