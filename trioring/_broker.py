@@ -94,6 +94,11 @@ class Broker:
         return self._shard
 
     @property
+    def handlers(self) -> Handlers:
+        """The handlers with the broker's middleware applied (the Kafka listener uses them)."""
+        return self._handlers
+
+    @property
     def io_backend(self) -> str:
         return self._shard.backend.name
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,6 +34,10 @@ from trioring.storage.log import LogConfig, PartitionLog
 from trioring.uring import FileBackend
 
 logger = logging.getLogger("trioring.shard")
+
+#: Appended to the directories of a deleted topic until they are removed.
+DELETED_SUFFIX = ".deleted"
+_PARTITION_DIRECTORY = re.compile(r"(.+)-(\d+)")
 
 
 def partition_directory(data_dir: str, topic: str, partition: int) -> str:
@@ -71,6 +77,8 @@ class Shard:
         config = self.config
         await self.backend.make_directory(config.data_dir)
         await self._topic_store.load()
+        await self._set_aside_orphans()
+        await self._remove_deleted_directories()
         for topic in self._topic_store.topics.values():
             for partition in range(topic.partitions):
                 await self._open_log(topic, partition)
@@ -153,6 +161,53 @@ class Shard:
                 await self._open_log(topic, partition)
         logger.info("created topic %s with %d partitions", name, partitions)
         return topic
+
+    async def delete_topic(self, name: str) -> None:
+        """Delete a topic and its data.
+
+        The topic list is persisted first, so a crash midway leaves directories
+        that start-up recognises as deleted and removes.
+        """
+        if self._closed:
+            raise BrokerClosedError("the broker is closed")
+        async with self._topics_lock:
+            info = self._topic_store.topics.get(name)
+            if info is None:
+                raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+            remaining = {
+                key: value for key, value in self._topic_store.topics.items() if key != name
+            }
+            await self._topic_store.save(remaining)
+            for partition in range(info.partitions):
+                log = self._logs.pop((name, partition))
+                await log.aclose()
+                directory = partition_directory(self.config.data_dir, name, partition)
+                await self.backend.rename(directory, directory + DELETED_SUFFIX)
+            await self.backend.fsync_directory(self.config.data_dir)
+        await self._remove_deleted_directories()
+        logger.info("deleted topic %s", name)
+
+    async def _remove_deleted_directories(self) -> None:
+        data_dir = self.config.data_dir
+        for entry in await self.backend.list_directory(data_dir):
+            if entry.endswith(DELETED_SUFFIX):
+                await trio.to_thread.run_sync(shutil.rmtree, os.path.join(data_dir, entry))
+
+    async def _set_aside_orphans(self) -> None:
+        """Partition directories of topics the list does not have: left by an interrupted delete."""
+        topics = self._topic_store.topics
+        data_dir = self.config.data_dir
+        for entry in await self.backend.list_directory(data_dir):
+            match = _PARTITION_DIRECTORY.fullmatch(entry)
+            if match is None or entry.startswith("__"):
+                continue
+            topic, partition = match.group(1), int(match.group(2))
+            info = topics.get(topic)
+            if info is None or partition >= info.partitions:
+                logger.warning("%s: belongs to no topic (interrupted delete); removing it", entry)
+                await self.backend.rename(
+                    os.path.join(data_dir, entry), os.path.join(data_dir, entry + DELETED_SUFFIX)
+                )
 
     # --- upkeep ---------------------------------------------------------------------
 

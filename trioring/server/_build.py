@@ -1,0 +1,48 @@
+"""Building kio response objects for whichever version a request used.
+
+Kafka versions add and drop fields; kio has one dataclass per version. We
+describe a response once, with every field any version has, and keep the
+ones the requested version's class declares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import sys
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+from kio.static.primitive import i32Timedelta
+
+NO_THROTTLE = i32Timedelta.parse(datetime.timedelta(0))
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(field.name for field in dataclasses.fields(cls))
+
+
+def sibling(response_class: type, name: str) -> type:
+    """The nested class ``name`` of the same schema version as ``response_class``."""
+    cls: type = getattr(sys.modules[response_class.__module__], name)
+    return cls
+
+
+def build(cls: type, **fields: Any) -> Any:
+    """Instantiate ``cls`` with the fields it declares, converting error codes and times."""
+    names = _field_names(cls)
+    kept: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in names:
+            continue
+        if name == "error_code" and isinstance(value, int):
+            kept[name] = ErrorCode(value)
+        elif name == "throttle_time" and value is None:
+            kept[name] = NO_THROTTLE
+        else:
+            kept[name] = value
+    if "throttle_time" in names and "throttle_time" not in kept:
+        kept["throttle_time"] = NO_THROTTLE
+    return cls(**kept)

@@ -1,0 +1,39 @@
+"""Kafka listener settings."""
+
+from __future__ import annotations
+
+import attrs
+
+from trioring._constants import FRAME_BYTES_MAX_DEFAULT
+from trioring.errors import InvalidArgumentError
+
+#: Open connections per listener (Kafka: max.connections, unlimited by default).
+CONNECTIONS_MAX_DEFAULT = 10_000
+#: Bytes read from a socket at a time.
+RECEIVE_BYTES = 256 * 1024
+#: Seconds in-flight requests get to finish after a shutdown signal.
+SHUTDOWN_GRACE_SECONDS_DEFAULT = 5.0
+
+
+@attrs.frozen
+class ServerConfig:
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (tests).
+    port: int = 9092
+    #: Address clients are told to connect to (Metadata); defaults to host:bound port.
+    advertised_host: str | None = None
+    advertised_port: int | None = None
+    #: Largest request accepted (Kafka: socket.request.max.bytes, 100 MiB).
+    frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT
+    connections_max: int = CONNECTIONS_MAX_DEFAULT
+    #: Create topics named in Metadata requests that allow it (Kafka: auto.create.topics.enable).
+    auto_create_topics: bool = True
+    shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS_DEFAULT
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise InvalidArgumentError(f"port must be 0-65535, not {self.port}")
+        if self.frame_bytes_max < 1024:
+            raise InvalidArgumentError("frame_bytes_max must be at least 1024 bytes")
+        if self.connections_max < 1:
+            raise InvalidArgumentError("connections_max must be at least 1")
