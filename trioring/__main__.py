@@ -1,7 +1,7 @@
 """``python -m trioring``: command-line entry point.
 
-Until the Kafka listener lands, the only (and default) command runs the
-embedded demo.
+``serve`` runs a broker with a Kafka listener; ``demo`` (the default until
+consumer groups are served) runs the embedded demo.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from functools import partial
 import trio
 
 from trioring.demo import run_demo
+from trioring.errors import TrioringError
+from trioring.server._cli import add_arguments, serve_main
 
 DATA_DIR_DEFAULT = "./trioring-data"
 
@@ -25,12 +27,18 @@ def _parser() -> argparse.ArgumentParser:
         description="trioring: a Kafka-compatible log broker on Trio. "
         "'demo' (the default) produces, tails and commits through the embedded broker.",
     )
-    parser.add_argument("command", nargs="?", default="demo", choices=["demo"])
-    parser.add_argument("--data-dir", default=DATA_DIR_DEFAULT, help="default: %(default)s")
-    parser.add_argument("--seconds", type=float, default=5.0, help="default: %(default)s")
     parser.add_argument(
-        "--rate", type=float, default=200.0, help="records per second (default: %(default)s)"
+        "command",
+        nargs="?",
+        default="demo",
+        choices=["demo", "serve"],
+        help="demo (default): the embedded demo; serve: a broker with a Kafka listener",
     )
+    parser.add_argument("--seconds", type=float, default=5.0, help="demo: default %(default)s")
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="demo: records per second (%(default)s)"
+    )
+    add_arguments(parser)
     parser.add_argument(
         "--log-level",
         default="WARNING",
@@ -46,11 +54,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=options.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    demo = partial(
-        run_demo, options.data_dir, seconds=options.seconds, records_per_second=options.rate
-    )
     try:
+        if options.command == "serve":
+            return serve_main(options)
+        demo = partial(
+            run_demo,
+            options.data_dir or DATA_DIR_DEFAULT,
+            seconds=options.seconds,
+            records_per_second=options.rate,
+        )
         trio.run(demo)
+    except TrioringError as error:
+        print(f"trioring: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; committed offsets are saved", file=sys.stderr)
         return 130

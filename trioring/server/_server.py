@@ -62,6 +62,7 @@ class KafkaServer:
         self._connections: set[trio.CancelScope] = set()
         self._idle: dict[trio.CancelScope, bool] = {}
         self._draining = False
+        self._all_closed = trio.Event()
         self._connection_slots = trio.Semaphore(config.connections_max)
 
     def _node(self) -> Node:
@@ -98,6 +99,14 @@ class KafkaServer:
     def connection_count(self) -> int:
         return len(self._idle)
 
+    async def wait_closed(self) -> None:
+        """After :meth:`drain`: return once every connection has closed."""
+        assert self._draining, "call drain() first"
+        if self._idle:
+            await self._all_closed.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
         try:
             peer = "{}:{}".format(*stream.socket.getpeername()[:2])
@@ -121,6 +130,8 @@ class KafkaServer:
                     pass
                 finally:
                     del self._idle[scope]
+                    if self._draining and not self._idle:
+                        self._all_closed.set()
                     with trio.CancelScope(shield=True):
                         await stream.aclose()
 
