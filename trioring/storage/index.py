@@ -49,7 +49,14 @@ class OffsetIndex:
         ``log_size`` bounds positions: an entry past the end of the log means
         the index and log disagree, so the index must be rebuilt.
         """
-        self._fd = await backend.open(self.path, os.O_RDWR | os.O_CREAT)
+        try:
+            self._fd = await backend.open(self.path, os.O_RDWR)
+            missing = False
+        except FileNotFoundError:
+            self._fd = await backend.open(self.path, os.O_RDWR | os.O_CREAT)
+            missing = True
+        if missing and log_size > 0:
+            raise IndexDamagedError(f"{self.path} is missing")
         size = await backend.file_size(self._fd)
         data = await backend.pread(self._fd, size, 0) if size else b""
         whole = len(data) - len(data) % ENTRY_BYTES

@@ -265,13 +265,21 @@ class PartitionLog:
         """Validate from the recovery point to the end; truncate a bad tail."""
         backend = self._backend
         segments = self._segments
-        if recovery_point is None or recovery_point < segments[0].base_offset:
-            slot, start_position = 0, 0
-        else:
+        slot, start_position = 0, 0
+        if recovery_point is not None and recovery_point >= segments[0].base_offset:
             slot = bisect.bisect_right(self._segment_bases, recovery_point) - 1
-            segment = segments[slot]
-            position = await segment.find_position(backend, recovery_point)
-            start_position = segment.size if position is None else position
+            # Not find_position: the batch at the recovery point is unsynced
+            # and may be torn or corrupt; only the batches before it are trusted.
+            position = await segments[slot].boundary_position(backend, recovery_point)
+            if position is None:
+                logger.warning(
+                    "%s: recovery point %d is not a batch boundary; checking the whole log",
+                    self.directory,
+                    recovery_point,
+                )
+                slot = 0
+            else:
+                start_position = position
         scanned_bytes = 0
         for index in range(slot, len(segments)):
             segment = segments[index]
@@ -280,6 +288,17 @@ class PartitionLog:
             file_size = await backend.file_size(segment.fd)
             end, reason = await segment.recover(backend, start_position)
             scanned_bytes += end - start_position
+            if (
+                reason is None
+                and index + 1 < len(segments)
+                and segment.next_offset != segments[index + 1].base_offset
+            ):
+                # A segment ends where the next begins; if not, the end of this
+                # one was lost (unsynced) and what follows must go too.
+                reason = (
+                    f"segment ends at offset {segment.next_offset} but the next segment "
+                    f"starts at {segments[index + 1].base_offset}"
+                )
             if end < file_size or reason is not None:
                 logger.warning(
                     "%s: truncating %d bytes at position %d (offset %d): %s",
@@ -299,14 +318,6 @@ class PartitionLog:
                 del self._segment_bases[index + 1 :]
                 self._directory_dirty = True
                 break
-            if index + 1 < len(segments) and segment.next_offset != segments[index + 1].base_offset:
-                # Should not happen: a segment ends where the next begins.
-                logger.warning(
-                    "%s: ends at offset %d but the next segment starts at %d",
-                    segment.log_path,
-                    segment.next_offset,
-                    segments[index + 1].base_offset,
-                )
         active = segments[-1]
         await active.ensure_index(backend)
         self._log_end_offset = active.next_offset
@@ -430,7 +441,13 @@ class PartitionLog:
         next_offset = self._log_end_offset
         try:
             self._check_usable()
-            segment = await self._maybe_roll(group_bytes, next_offset)
+            try:
+                segment = await self._maybe_roll(group_bytes, next_offset)
+            except OSError as error:
+                raise StorageError(
+                    f"starting a new segment in {self.directory} failed: {error}; "
+                    "nothing from this request was acknowledged"
+                ) from error
             buffers: list[Buffer] = []
             batches: list[AppendedBatch] = []
             results: list[AppendInfo] = []
@@ -569,6 +586,8 @@ class PartitionLog:
         slot = bisect.bisect_right(self._segment_bases, offset) - 1
         data = b""
         while slot < len(self._segments) and not data:
+            if self._closed:
+                raise BrokerClosedError(f"partition log {self.directory} is closed")
             segment = self._segments[slot]
             segment.acquire()
             try:
@@ -578,7 +597,9 @@ class PartitionLog:
             finally:
                 await segment.release(self._backend)
             slot += 1
-        return ReadResult(data, high_watermark, self.log_start_offset)
+        # Appends may have landed while we read, and the data may include them:
+        # report the high watermark as of now, which covers all of it.
+        return ReadResult(data, self.high_watermark.value, self.log_start_offset)
 
     async def wait_for_data(self, offset: int) -> None:
         """Return once the high watermark passes ``offset`` (long-poll fetch)."""
@@ -587,10 +608,15 @@ class PartitionLog:
     async def offset_for_timestamp(self, timestamp_ms: int) -> BatchHeader | None:
         """Header of the first batch with max timestamp >= ``timestamp_ms`` (None if none)."""
         for segment in list(self._segments):
-            if await segment.max_timestamp_ms(self._backend) < timestamp_ms:
+            if self._closed:
+                raise BrokerClosedError(f"partition log {self.directory} is closed")
+            if segment.is_deleted:  # by retention meanwhile: below the log start now
                 continue
+            # Hold the segment from the first read on, so retention cannot close it under us.
             segment.acquire()
             try:
+                if await segment.max_timestamp_ms(self._backend) < timestamp_ms:
+                    continue
                 found = await segment.find_timestamp_position(self._backend, timestamp_ms)
             finally:
                 await segment.release(self._backend)

@@ -11,8 +11,9 @@ import os
 from collections.abc import Sequence
 
 import attrs
+import trio
 
-from trioring._constants import BATCH_HEADER_BYTES, KIB
+from trioring._constants import BATCH_HEADER_BYTES, KIB, WRITE_BATCHES_MAX
 from trioring.errors import ProtocolError
 from trioring.protocol.records import BatchHeader, check_batch_crc, read_batch_header
 from trioring.storage.index import NO_TIMESTAMP, IndexDamagedError, OffsetIndex
@@ -24,6 +25,8 @@ logger = logging.getLogger("trioring.storage")
 SCAN_CHUNK_BYTES = 64 * KIB
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
+#: iovecs one pwritev carries (two per batch; within Linux's IOV_MAX of 1024).
+IOVECS_PER_WRITE_MAX = 2 * WRITE_BATCHES_MAX
 
 
 def segment_file_name(base_offset: int, suffix: str) -> str:
@@ -133,6 +136,7 @@ class LogSegment:
         self._bytes_since_index_entry = 0
         self._readers = 0
         self._deleted = False
+        self._closing = False
 
     @property
     def fd(self) -> int:
@@ -148,14 +152,25 @@ class LogSegment:
     async def open(self, backend: FileBackend, *, create: bool) -> None:
         flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
         self._fd = await backend.open(self.log_path, flags)
-        self.size = await backend.file_size(self._fd)
-        # Whatever is in the file when we open it is on disk or in the page
-        # cache; the log decides what is durable (recovery syncs it).
-        self.synced_size = self.size
-        if create:
-            self._max_timestamp_ms = NO_TIMESTAMP
-            await self.index.open(backend, log_size=0)
-            self._index_loaded = True
+        try:
+            self.size = await backend.file_size(self._fd)
+            # Whatever is in the file when we open it is on disk or in the page
+            # cache; the log decides what is durable (recovery syncs it).
+            self.synced_size = self.size
+            if create:
+                self._max_timestamp_ms = NO_TIMESTAMP
+                await self.index.open(backend, log_size=0)
+                self._index_loaded = True
+        except BaseException:
+            # Leave nothing half-open, and no new (empty) file behind that
+            # would make the next attempt to create this segment fail.
+            with trio.CancelScope(shield=True):
+                await self.index.close(backend)
+                fd, self._fd = self._fd, None
+                await backend.close(fd)
+                if create:
+                    await backend.unlink(self.log_path)
+            raise
 
     async def ensure_index(self, backend: FileBackend) -> None:
         """Load the index on first use; rebuild it by scanning if damaged or missing."""
@@ -188,22 +203,36 @@ class LogSegment:
 
     async def rebuild_index(self, backend: FileBackend, *, reason: str) -> None:
         """Recreate the index from the whole segment (indexes are caches)."""
-        logger.warning(
-            "rebuilding index %s: %s", self.index.path, reason
-        )
+        logger.warning("rebuilding index %s: %s", self.index.path, reason)
         if not self.index.is_open:
             await self.index.open(backend, log_size=0)
         await self.index.reset(backend)
         self._bytes_since_index_entry = 0
         self._max_timestamp_ms = NO_TIMESTAMP
         scanner = BatchScanner(backend, self.fd, 0, self.size, check_crc=False)
+        expected_offset = self.base_offset
         while (item := await scanner.next()) is not None:
             position, header = item
-            self._note_batch(position, header.base_offset, header.size_bytes, header.max_timestamp_ms)
+            if header.base_offset != expected_offset:
+                # A corrupt (unsynced) tail: index only what continues the offsets;
+                # recovery truncates the rest.
+                break
+            self._note_batch(
+                position, header.base_offset, header.size_bytes, header.max_timestamp_ms
+            )
+            expected_offset = header.next_offset
         await self.index.write_pending(backend)
         self._index_loaded = True
 
     async def close(self, backend: FileBackend) -> None:
+        """Close the files now, or when the last reader releases the segment.
+
+        A descriptor must not be closed under a read in progress: its number
+        could be reused by another open and the read would see that file.
+        """
+        self._closing = True
+        if self._readers > 0:
+            return
         if self._index_loaded and self.index.is_open:
             await self.index.write_pending(backend)
         await self.index.close(backend)
@@ -221,7 +250,7 @@ class LogSegment:
     async def release(self, backend: FileBackend) -> None:
         self._readers -= 1
         assert self._readers >= 0
-        if self._deleted and self._readers == 0:
+        if (self._deleted or self._closing) and self._readers == 0:
             await self.close(backend)
 
     async def delete(self, backend: FileBackend) -> None:
@@ -237,7 +266,9 @@ class LogSegment:
 
     # --- appends ------------------------------------------------------------------
 
-    def _note_batch(self, position: int, base_offset: int, size_bytes: int, max_timestamp_ms: int) -> None:
+    def _note_batch(
+        self, position: int, base_offset: int, size_bytes: int, max_timestamp_ms: int
+    ) -> None:
         """Account for a batch at ``position``: index entry, timestamps, sizes."""
         assert self._max_timestamp_ms is not None
         if position > 0 and self._bytes_since_index_entry >= self._index_interval_bytes:
@@ -258,7 +289,11 @@ class LogSegment:
         """Write whole batches at the end of the file, then index them."""
         assert self._index_loaded and not self._deleted
         total = sum(b.size_bytes for b in batches)
-        written = await backend.pwritev(self.fd, buffers, self.size)
+        written = 0
+        # One append may hold more batches than one write's iovecs allow.
+        for start in range(0, len(buffers), IOVECS_PER_WRITE_MAX):
+            chunk = buffers[start : start + IOVECS_PER_WRITE_MAX]
+            written += await backend.pwritev(self.fd, chunk, self.size + written)
         assert written == total, "backends write everything or raise"
         position = self.size
         for batch in batches:
@@ -304,7 +339,9 @@ class LogSegment:
         # start_position to restore the running state the writer keeps.
         scanner = BatchScanner(backend, self.fd, position, start_position, check_crc=False)
         while (item := await scanner.next()) is not None:
-            self._note_batch(item[0], item[1].base_offset, item[1].size_bytes, item[1].max_timestamp_ms)
+            self._note_batch(
+                item[0], item[1].base_offset, item[1].size_bytes, item[1].max_timestamp_ms
+            )
             expected_offset = item[1].next_offset
         file_size = await backend.file_size(self.fd)
         scanner = BatchScanner(backend, self.fd, start_position, file_size, check_crc=True)
@@ -364,6 +401,23 @@ class LogSegment:
                 return batch_position
         return None
 
+    async def boundary_position(self, backend: FileBackend, offset: int) -> int | None:
+        """Position where the batch starting at ``offset`` begins, for recovery.
+
+        Walks only the batches before ``offset`` (trusted: they were synced),
+        never the batch at ``offset``, which may be torn or corrupt. None if
+        those batches do not end exactly at ``offset``.
+        """
+        await self.ensure_index(backend)
+        expected, position = self.index.lookup(offset)
+        scanner = BatchScanner(backend, self.fd, position, self.size, check_crc=False)
+        while expected < offset:
+            item = await scanner.next()
+            if item is None or item[1].base_offset != expected:
+                return None
+            expected = item[1].next_offset
+        return scanner.position if expected == offset else None
+
     async def find_timestamp_position(
         self, backend: FileBackend, timestamp_ms: int
     ) -> tuple[int, BatchHeader] | None:
@@ -381,7 +435,9 @@ class LogSegment:
         available = self.size - position
         if available <= 0:
             return b""
-        data = await backend.pread(self.fd, min(available, max(max_bytes, BATCH_HEADER_BYTES)), position)
+        data = await backend.pread(
+            self.fd, min(available, max(max_bytes, BATCH_HEADER_BYTES)), position
+        )
         first = read_batch_header(data)
         if first.size_bytes >= len(data):
             if first.size_bytes > len(data):

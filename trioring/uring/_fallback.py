@@ -55,9 +55,7 @@ class FallbackBackend:
         return written
 
     async def pread(self, fd: int, size: int, offset: int) -> bytes:
-        return await trio.to_thread.run_sync(
-            os.pread, fd, size, offset, limiter=self._read_limiter
-        )
+        return await trio.to_thread.run_sync(os.pread, fd, size, offset, limiter=self._read_limiter)
 
     async def fdatasync(self, fd: int) -> None:
         await trio.to_thread.run_sync(os.fdatasync, fd, limiter=self._sync_limiter)
