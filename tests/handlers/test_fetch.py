@@ -97,12 +97,6 @@ async def test_request_max_bytes_is_shared_across_partitions(broker):
     assert sum(len(r.records) for r in results) == 3 * BATCH_BYTES
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: handlers/fetch.py _read passes the remaining request budget to log.read, "
-    "which returns a whole first batch even when it is larger, so every partition (not only "
-    "the first non-empty one) may exceed FetchRequest.max_bytes",
-)
 async def test_request_max_bytes_is_not_exceeded_after_the_first_partition(broker):
     for partition in range(PARTITIONS):
         await fill(broker, partition, 2)
@@ -112,12 +106,6 @@ async def test_request_max_bytes_is_not_exceeded_after_the_first_partition(broke
     assert sum(len(r.records) for r in results) <= limit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: handlers/fetch.py _read lets a partition after the first non-empty one return "
-    "a whole batch larger than its FetchPartition.max_bytes (only the first batch of the "
-    "first non-empty partition may exceed the limits, as in Kafka)",
-)
 async def test_partition_max_bytes_is_not_exceeded_after_the_first_partition(broker):
     await fill(broker, 0, 1)
     await fill(broker, 1, 1)
@@ -259,12 +247,6 @@ async def test_min_bytes_not_reached_returns_at_max_wait(broker):
     assert [batch_count(r) for r in results] == [1, 0, 0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: handlers/fetch.py counts min_bytes from one log.read, which stops at a "
-    "segment end; when the rest of the data is in later segments the fetch waits out "
-    "max_wait although min_bytes are available (Kafka completes such a fetch at once)",
-)
 async def test_min_bytes_available_across_a_segment_boundary_returns_at_once(tmp_path):
     config = trioring.BrokerConfig(data_dir=tmp_path, log=LogConfig(segment_bytes=1024))
     async with trioring.open_broker(config) as broker:
@@ -276,3 +258,16 @@ async def test_min_bytes_available_across_a_segment_boundary_returns_at_once(tmp
         fetched = await run(broker, request({0: 0}, max_wait_ms=1_000, min_bytes=3 * 1024))
         assert trio.current_time() - start < 0.5
         assert fetched[0].records
+
+
+async def test_long_poll_sees_an_append_that_races_the_first_read(tmp_path):
+    """Regression: a read at the high watermark that an append overtook reported the
+    new watermark with no data, and the long poll then waited past that data."""
+    async with trioring.open_broker(tmp_path) as broker:
+        for round_number in range(50):
+            topic = f"race-{round_number}"
+            await broker.create_topic(topic)
+            await broker.produce(topic, 0, [Record(value=b"fire")], acks=0)
+            with trio.fail_after(5):
+                fetched = await broker.fetch(topic, 0, 0, max_wait=10)
+            assert [r.value for r in fetched.records] == [b"fire"]

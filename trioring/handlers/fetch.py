@@ -13,19 +13,22 @@ from trioring._constants import FETCH_BYTES_MAX
 from trioring.errors import InvalidArgumentError, TrioringError
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import FetchedPartition, FetchPartition, FetchRequest, FetchResponse
+from trioring.protocol.records import iterate_batches
 
 
 async def _read(
     ctx: HandlerContext, want: FetchPartition, budget_bytes: int, first: bool
 ) -> FetchedPartition:
+    """Read one partition within the byte limits.
+
+    As in Kafka (KIP-74), only the first batch of the first partition with
+    data may exceed the limits, so a consumer never stalls on a big batch;
+    every other partition returns only whole batches that fit.
+    """
     try:
         log = ctx.shard.log(want.topic, want.partition)
-        max_bytes = min(want.max_bytes, budget_bytes, FETCH_BYTES_MAX)
-        if max_bytes <= 0 and not first:
-            return FetchedPartition(
-                want.topic, want.partition, b"", log.high_watermark.value, log.log_start_offset
-            )
-        result = await log.read(want.offset, max(max_bytes, 1))
+        max_bytes = max(0, min(want.max_bytes, budget_bytes, FETCH_BYTES_MAX))
+        result = await log.read(want.offset, max_bytes, first_batch_may_exceed=first)
         return FetchedPartition(
             want.topic, want.partition, result.data, result.high_watermark, result.log_start_offset
         )
@@ -37,9 +40,8 @@ async def _read_all(ctx: HandlerContext, request: FetchRequest) -> list[FetchedP
     budget = request.max_bytes
     results: list[FetchedPartition] = []
     for want in request.partitions:
-        # As in Kafka, the first batch returned may exceed the limits so a
-        # consumer never stalls on a batch larger than its buffer.
-        result = await _read(ctx, want, budget, first=not any(r.records for r in results))
+        first = not any(r.records for r in results)
+        result = await _read(ctx, want, budget, first)
         budget -= len(result.records)
         results.append(result)
     return results
@@ -64,19 +66,33 @@ async def fetch(ctx: HandlerContext, request: FetchRequest) -> FetchResponse:
         ):
             return FetchResponse(tuple(results))
         with trio.move_on_at(deadline):
-            await _wait_for_any(ctx, results)
+            await _wait_for_any(ctx, request, results)
 
 
-async def _wait_for_any(ctx: HandlerContext, seen: list[FetchedPartition]) -> None:
-    """Return once any partition's high watermark moves past what we saw."""
+def _next_offset(want: FetchPartition, fetched: FetchedPartition) -> int:
+    """The offset after the data returned (the requested one if none)."""
+    next_offset = want.offset
+    for _, header in iterate_batches(fetched.records):
+        next_offset = header.next_offset
+    return next_offset
+
+
+async def _wait_for_any(
+    ctx: HandlerContext, request: FetchRequest, seen: list[FetchedPartition]
+) -> None:
+    """Return once any partition has data past what this fetch returned.
+
+    Watch the end of the data returned, not the reported high watermark: the
+    watermark may already cover batches the read did not include.
+    """
     arrived = trio.Event()
 
-    async def watch(topic: str, partition: int, high_watermark: int) -> None:
-        await ctx.shard.log(topic, partition).wait_for_data(high_watermark)
+    async def watch(topic: str, partition: int, next_offset: int) -> None:
+        await ctx.shard.log(topic, partition).wait_for_data(next_offset)
         arrived.set()
 
     async with trio.open_nursery() as nursery:
-        for result in seen:
-            nursery.start_soon(watch, result.topic, result.partition, result.high_watermark)
+        for want, result in zip(request.partitions, seen, strict=True):
+            nursery.start_soon(watch, want.topic, want.partition, _next_offset(want, result))
         await arrived.wait()
         nursery.cancel_scope.cancel()

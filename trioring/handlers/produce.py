@@ -10,19 +10,24 @@ from trioring.errors import (
 )
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import ProduceRequest, ProduceResponse
-from trioring.protocol.records import check_batch_crc, decode_batch, iterate_batches
+from trioring.protocol.records import (
+    BatchHeader,
+    check_batch_crc,
+    decode_batch,
+    iterate_batches,
+)
 
 
 def validate_batches(
     records: bytes | bytearray | memoryview, batch_bytes_max: int, *, decode_records: bool = False
-) -> int:
-    """Check what a producer sent; return the number of batches.
+) -> list[tuple[int, BatchHeader]]:
+    """Check what a producer sent; return each batch's (position, header).
 
     Raises ProtocolError/CorruptRecordError (framing, magic, CRC, counts),
     RecordTooLargeError or InvalidRecordError. With ``decode_records`` every
     record is decoded too (Kafka's broker does this; it costs per-record CPU).
     """
-    count = 0
+    headers: list[tuple[int, BatchHeader]] = []
     for position, header in iterate_batches(records):
         if header.size_bytes > batch_bytes_max:
             raise RecordTooLargeError(
@@ -41,10 +46,10 @@ def validate_batches(
         check_batch_crc(records, position, header)
         if decode_records:
             decode_batch(records, position)
-        count += 1
-    if count == 0:
+        headers.append((position, header))
+    if not headers:
         raise CorruptRecordError("produce request holds no record batch")
-    return count
+    return headers
 
 
 async def produce(ctx: HandlerContext, request: ProduceRequest) -> ProduceResponse:
@@ -52,12 +57,12 @@ async def produce(ctx: HandlerContext, request: ProduceRequest) -> ProduceRespon
         raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {request.acks!r}")
     log = ctx.shard.log(request.topic, request.partition)
     config = ctx.shard.config
-    validate_batches(
+    headers = validate_batches(
         request.records,
         config.batch_bytes_max,
         decode_records=config.produce_validation == "records",
     )
-    info = await log.append(request.records)
+    info = await log.append(request.records, headers)
     if request.acks == -1:
         await log.flush(info.last_offset + 1)
     return ProduceResponse(

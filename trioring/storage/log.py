@@ -2,12 +2,15 @@
 
 Offsets, per partition::
 
-    log_start_offset <= durable_offset <= log_end_offset == high_watermark
+    log_start_offset <= log_end_offset == high_watermark
+    durable_offset <= log_end_offset
 
 - ``log_end_offset``: offset after the last batch written to the file (in
   the page cache, readable).
 - ``durable_offset``: everything below it is covered by a completed
-  fdatasync (and the directory entries of its files are synced).
+  fdatasync (and the directory entries of its files are synced). It may lag
+  below ``log_start_offset`` when retention deleted segments that were never
+  synced; the next flush moves it up.
 - ``high_watermark``: what readers may see. trioring has one replica per
   partition, so, as in Kafka with replication factor 1, it equals the log end
   offset; it is a watchable value that wakes long-poll fetches.
@@ -117,6 +120,45 @@ class ReadResult:
     log_start_offset: int
 
 
+class _Role:
+    """An exclusive role (the writer, the syncer) that waiters do not queue for.
+
+    Unlike trio.Lock, releasing it wakes every waiter at once; each re-checks
+    whether its work was done meanwhile and returns, and one of the rest
+    takes the role. A producer whose batch another task wrote, or whose
+    offsets another task's fdatasync covered, never holds the role: that is
+    what keeps coalesced writes and group commit cheap.
+    """
+
+    def __init__(self) -> None:
+        self.held = False
+        self._released = trio.Event()
+
+    def try_acquire(self) -> bool:
+        if self.held:
+            return False
+        self.held = True
+        return True
+
+    def release(self) -> None:
+        assert self.held
+        self.held = False
+        released, self._released = self._released, trio.Event()
+        released.set()
+
+    async def wait_released(self) -> None:
+        await self._released.wait()
+
+    async def acquire(self) -> None:
+        """Take the role, waiting for the holder if needed (for rare exclusive work)."""
+        if not self.try_acquire():
+            while True:
+                await self.wait_released()
+                if self.try_acquire():
+                    return
+        await trio.lowlevel.checkpoint()
+
+
 @attrs.define(eq=False)
 class _PendingAppend:
     data: bytes | bytearray | memoryview
@@ -143,9 +185,8 @@ class PartitionLog:
         self._durable_offset = 0
         self.high_watermark: trio_util.AsyncValue[int] = trio_util.AsyncValue(0)
         self._pending: list[_PendingAppend] = []
-        self._pending_slots = trio.Semaphore(APPENDS_PENDING_MAX)
-        self._write_lock = trio.Lock()
-        self._flush_lock = trio.Lock()
+        self._writer = _Role()
+        self._syncer = _Role()
         self._directory_dirty = False
         self._checkpointed_offset = -1
         self._failure: StorageError | None = None
@@ -352,60 +393,71 @@ class PartitionLog:
                 f"({self._failure}); restart the broker to recover it"
             )
 
-    async def append(self, data: bytes | bytearray | memoryview) -> AppendInfo:
+    async def append(
+        self,
+        data: bytes | bytearray | memoryview,
+        headers: list[tuple[int, BatchHeader]] | None = None,
+    ) -> AppendInfo:
         """Append one or more whole RecordBatch v2 and assign their offsets.
 
         ``data`` must already be validated (magic, CRC, sizes: the produce
-        handler does that); only the base offsets are rewritten. Returns after
-        the data is written (readable), not after it is durable: call
-        :meth:`flush` with ``info.last_offset + 1`` for that.
+        handler does that, and may pass the ``headers`` it parsed); only the
+        base offsets are rewritten. Returns after the data is written
+        (readable), not after it is durable: call :meth:`flush` with
+        ``info.last_offset + 1`` for that.
         """
         self._check_usable()
-        headers = list(iterate_batches(data))
+        if headers is None:
+            headers = list(iterate_batches(data))
         if not headers:
             raise InvalidArgumentError("append needs at least one record batch")
+        while len(self._pending) >= APPENDS_PENDING_MAX:
+            await self._writer.wait_released()
         entry = _PendingAppend(data, headers, len(data))
-        async with self._pending_slots:
-            self._pending.append(entry)
-            try:
-                async with self._write_lock:
-                    if not entry.taken:
-                        await self._write_pending()
-            except BaseException:
-                if not entry.taken:
-                    self._pending.remove(entry)
-                raise
+        self._pending.append(entry)
+        try:
+            while entry.result is None and entry.error is None:
+                if self._writer.try_acquire():
+                    try:
+                        await self._write_next_group()
+                    finally:
+                        self._writer.release()
+                else:
+                    await self._writer.wait_released()
+        except BaseException:
+            if not entry.taken:
+                self._pending.remove(entry)
+            raise
         if entry.error is not None:
             raise entry.error
         assert entry.result is not None
         return entry.result
 
-    async def _write_pending(self) -> None:
-        """Write queued appends in groups (the caller holds the write lock).
+    async def _write_next_group(self) -> None:
+        """Write the oldest pending appends, up to the write limits (writer role held).
 
         Each append learns its own outcome through its entry; a failed group
         does not stop later groups from trying.
         """
-        while self._pending:
-            group: list[_PendingAppend] = []
-            batch_count = 0
-            group_bytes = 0
-            for entry in self._pending:
-                if group and (
-                    batch_count + len(entry.headers) > WRITE_BATCHES_MAX
-                    or group_bytes + entry.size_bytes > WRITE_BYTES_MAX
-                ):
-                    break
-                group.append(entry)
-                batch_count += len(entry.headers)
-                group_bytes += entry.size_bytes
-            del self._pending[: len(group)]
-            for entry in group:
-                entry.taken = True
-            with trio.CancelScope(shield=True):
-                # A WAL write cannot be taken back once issued; its waiters
-                # must learn its real outcome.
-                await self._write_group(group, group_bytes)
+        group: list[_PendingAppend] = []
+        batch_count = 0
+        group_bytes = 0
+        for entry in self._pending:
+            if group and (
+                batch_count + len(entry.headers) > WRITE_BATCHES_MAX
+                or group_bytes + entry.size_bytes > WRITE_BYTES_MAX
+            ):
+                break
+            group.append(entry)
+            batch_count += len(entry.headers)
+            group_bytes += entry.size_bytes
+        del self._pending[: len(group)]
+        for entry in group:
+            entry.taken = True
+        with trio.CancelScope(shield=True):
+            # A WAL write cannot be taken back once issued; its waiters
+            # must learn its real outcome.
+            await self._write_group(group, group_bytes)
 
     async def _maybe_roll(self, incoming_bytes: int, first_offset: int) -> LogSegment:
         active = self._segments[-1]
@@ -432,9 +484,12 @@ class PartitionLog:
     async def roll(self) -> None:
         """Start a new segment now (if the active one holds data)."""
         self._check_usable()
-        async with self._write_lock:
+        await self._writer.acquire()
+        try:
             if self._segments[-1].size:
                 await self._roll()
+        finally:
+            self._writer.release()
 
     async def _write_group(self, group: list[_PendingAppend], group_bytes: int) -> None:
         now_ms = self._now_ms()
@@ -514,12 +569,16 @@ class PartitionLog:
         if self._durable_offset >= target:
             await trio.lowlevel.checkpoint()
             return
-        async with self._flush_lock:
-            if self._durable_offset >= target:
-                return
+        while self._durable_offset < target:
             self._check_usable()
-            with trio.CancelScope(shield=True):
-                await self._sync_all()
+            if self._syncer.try_acquire():
+                try:
+                    with trio.CancelScope(shield=True):
+                        await self._sync_all()
+                finally:
+                    self._syncer.release()
+            else:
+                await self._syncer.wait_released()
 
     async def _sync_all(self) -> None:
         covered = self._log_end_offset
@@ -570,35 +629,60 @@ class PartitionLog:
                 high_watermark=high_watermark,
             )
 
-    async def read(self, offset: int, max_bytes: int) -> ReadResult:
-        """Whole batches from the one holding ``offset``; empty at the high watermark.
+    async def read(
+        self, offset: int, max_bytes: int, *, first_batch_may_exceed: bool = True
+    ) -> ReadResult:
+        """Whole batches from the one holding ``offset``, up to ``max_bytes``, across segments.
 
-        At least one batch is returned even if it is larger than ``max_bytes``
-        (as Kafka does, so a consumer never stalls on a big batch).
+        Empty at the high watermark. With ``first_batch_may_exceed`` (the
+        default) the first batch is returned even if larger than
+        ``max_bytes``, as Kafka does so a consumer never stalls on a big batch;
+        without it, nothing is returned then (for later partitions of a fetch).
         """
         if self._closed:
             raise BrokerClosedError(f"partition log {self.directory} is closed")
         self._check_offset(offset)
         high_watermark = self.high_watermark.value
         if offset == high_watermark:
+            # Capture before the checkpoint: an append may land during it, and
+            # an empty result must not claim a watermark past what it read.
             await trio.lowlevel.checkpoint()
             return ReadResult(b"", high_watermark, self.log_start_offset)
         slot = bisect.bisect_right(self._segment_bases, offset) - 1
-        data = b""
-        while slot < len(self._segments) and not data:
-            if self._closed:
-                raise BrokerClosedError(f"partition log {self.directory} is closed")
-            segment = self._segments[slot]
+        # Hold every segment we may read before the first await, so retention
+        # cannot close one under us.
+        segments = self._segments[slot:]
+        for segment in segments:
             segment.acquire()
-            try:
-                position = await segment.find_position(self._backend, offset)
-                if position is not None:
-                    data = await segment.read(self._backend, position, max_bytes)
-            finally:
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            for segment in segments:
+                if self._closed:
+                    raise BrokerClosedError(f"partition log {self.directory} is closed")
+                if chunks:
+                    position: int | None = 0
+                else:
+                    position = await segment.find_position(self._backend, offset)
+                if position is None:
+                    continue
+                data = await segment.read(
+                    self._backend,
+                    position,
+                    max_bytes - total,
+                    oversized_first_batch=first_batch_may_exceed and not chunks,
+                )
+                if data:
+                    chunks.append(data)
+                    total += len(data)
+                if position + len(data) < segment.size or total >= max_bytes:
+                    break  # the budget ran out inside this segment
+        finally:
+            for segment in segments:
                 await segment.release(self._backend)
-            slot += 1
         # Appends may have landed while we read, and the data may include them:
         # report the high watermark as of now, which covers all of it.
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return ReadResult(data, self.high_watermark.value, self.log_start_offset)
 
     async def wait_for_data(self, offset: int) -> None:
@@ -655,7 +739,8 @@ class PartitionLog:
 
     async def delete_segments_before(self, offset: int) -> None:
         """Delete every segment wholly below ``offset``; the log then starts at the next one."""
-        async with self._write_lock:
+        await self._writer.acquire()
+        try:
             while len(self._segments) > 1 and self._segments[1].base_offset <= offset:
                 segment = self._segments.pop(0)
                 self._segment_bases.pop(0)
@@ -664,6 +749,8 @@ class PartitionLog:
                 )
                 await segment.delete(self._backend)
             self._directory_dirty = True
+        finally:
+            self._writer.release()
 
     # --- close ----------------------------------------------------------------------
 
@@ -673,15 +760,17 @@ class PartitionLog:
             await trio.lowlevel.checkpoint()
             return
         with trio.CancelScope(shield=True):
-            async with self._write_lock:
-                try:
-                    if self._failure is None:
-                        async with self._flush_lock:
-                            await self._sync_all()
-                        await self.checkpoint()
-                finally:
-                    self._closed = True
-                    await self._close_segments()
+            await self._writer.acquire()
+            await self._syncer.acquire()
+            try:
+                if self._failure is None:
+                    await self._sync_all()
+                    await self.checkpoint()
+            finally:
+                self._closed = True
+                self._syncer.release()
+                self._writer.release()
+                await self._close_segments()
 
     async def _close_segments(self) -> None:
         for segment in self._segments:

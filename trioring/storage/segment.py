@@ -430,15 +430,29 @@ class LogSegment:
                 return item
         return None
 
-    async def read(self, backend: FileBackend, position: int, max_bytes: int) -> bytes:
-        """Whole batches from ``position``, at most ``max_bytes`` unless the first is larger."""
+    async def read(
+        self,
+        backend: FileBackend,
+        position: int,
+        max_bytes: int,
+        *,
+        oversized_first_batch: bool = True,
+    ) -> bytes:
+        """Whole batches from ``position``, at most ``max_bytes``.
+
+        A first batch larger than ``max_bytes`` is returned whole if
+        ``oversized_first_batch``, else nothing is.
+        """
         available = self.size - position
-        if available <= 0:
+        if available <= 0 or (max_bytes <= 0 and not oversized_first_batch):
+            await trio.lowlevel.checkpoint()
             return b""
         data = await backend.pread(
             self.fd, min(available, max(max_bytes, BATCH_HEADER_BYTES)), position
         )
         first = read_batch_header(data)
+        if first.size_bytes > max_bytes and not oversized_first_batch:
+            return b""
         if first.size_bytes >= len(data):
             if first.size_bytes > len(data):
                 data = await backend.pread(self.fd, first.size_bytes, position)
