@@ -31,7 +31,7 @@ async def main(data_dir: str, acks_path: str, backend_name: str) -> None:
     backend = None
     if backend_name == "volatile":
         sys.path.insert(0, os.path.dirname(__file__))
-        from volatile_backend import VolatileBackend
+        from volatile_backend import VolatileBackend  # noqa: PLC0415 - only the child has it on sys.path
 
         backend = VolatileBackend()
     acks_fd = os.open(acks_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
@@ -50,7 +50,10 @@ async def main(data_dir: str, acks_path: str, backend_name: str) -> None:
                     for i in range(count)
                 ]
                 result = await broker.produce(TOPIC, 0, records, acks="all")
-                os.write(acks_fd, f"{result.base_offset} {producer}:{start} {sequence} {count}\n".encode())
+                os.write(
+                    acks_fd,
+                    f"{result.base_offset} {producer}:{start} {sequence} {count}\n".encode(),
+                )
                 sequence += 1
 
         async with trio.open_nursery() as nursery:

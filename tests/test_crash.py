@@ -96,7 +96,9 @@ def _check(data_dir: Path, acks: Path) -> int:
             )
     # Per producer, acknowledged sequences appear in order.
     last_offset: dict[str, int] = {}
-    for base, (producer, _sequence, _count) in sorted(acked.items(), key=lambda kv: (kv[1][0], kv[1][1])):
+    for base, (producer, _sequence, _count) in sorted(
+        acked.items(), key=lambda kv: (kv[1][0], kv[1][1])
+    ):
         assert base > last_offset.get(producer, -1)
         last_offset[producer] = base
     return len(acked)

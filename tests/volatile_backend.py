@@ -47,7 +47,9 @@ class VolatileBackend(FallbackBackend):
             start = max(write_offset, offset)
             stop = min(write_offset + len(data), end)
             if start < stop:
-                real[start - offset : stop - offset] = data[start - write_offset : stop - write_offset]
+                real[start - offset : stop - offset] = data[
+                    start - write_offset : stop - write_offset
+                ]
         return bytes(real[: max(0, end - offset)])
 
     async def file_size(self, fd: int) -> int:

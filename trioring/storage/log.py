@@ -248,7 +248,8 @@ class PartitionLog:
 
     async def _load(self) -> None:
         backend = self._backend
-        parent = os.path.dirname(os.path.abspath(self.directory))
+        # abspath only consults the working directory: no disk I/O.
+        parent = os.path.dirname(os.path.abspath(self.directory))  # noqa: ASYNC240
         if await backend.make_directory(self.directory):
             await backend.fsync_directory(parent)
         names = await backend.list_directory(self.directory)

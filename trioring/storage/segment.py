@@ -6,6 +6,7 @@ nothing of partitions, offsets assignment or requests.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -257,10 +258,8 @@ class LogSegment:
         """Unlink both files now; close descriptors once the last reader is done."""
         self._deleted = True
         for path in (self.log_path, self.index.path):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 await backend.unlink(path)
-            except FileNotFoundError:
-                pass
         if self._readers == 0:
             await self.close(backend)
 
@@ -384,7 +383,7 @@ class LogSegment:
     # --- reads ----------------------------------------------------------------------
 
     async def find_position(self, backend: FileBackend, offset: int) -> int | None:
-        """Position of the batch holding ``offset`` (or the first after it), None if past the end."""
+        """Position of the batch holding ``offset`` (or the next one); None past the end."""
         await self.ensure_index(backend)
         _, position = self.index.lookup(offset)
         scanner = BatchScanner(
