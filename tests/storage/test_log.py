@@ -683,7 +683,7 @@ async def test_clean_reopen_scans_nothing(
     total = sum(file_size(p) for _, p in segment_files(directory))
     assert total > 1_500_000 and len(segment_files(directory)) >= 3
     recovery_point = read_file(os.path.join(directory, RECOVERY_POINT_FILE)).split()
-    assert recovery_point == [b"trioring-recovery-point-v1", str(end).encode()]
+    assert recovery_point == [b"trioring-recovery-point-v2", str(end).encode(), b"{}"]
 
     caplog.clear()
     reopened_backend = TestBackend()

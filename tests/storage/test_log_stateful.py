@@ -208,6 +208,12 @@ class LogMachine(RuleBasedStateMachine):
             expected_next = header.next_offset
 
     def _read_everything(self) -> None:
+        """Read the whole log, and look up every segment's first offset through its
+        index (reads continue into later segments without one), so every index
+        is loaded and, if missing or damaged, rebuilt."""
+        for base, _, placed in self._segments():
+            if placed:
+                self._check_read(base, 1)
         offset = self.log_start
         while offset < self.next_offset:
             result = self.portal.run(self.open_log.read, offset, 1 << 20)
@@ -413,7 +419,9 @@ class LogMachine(RuleBasedStateMachine):
 
     @rule()
     def checkpoint(self) -> None:
+        """A checkpoint flushes to the log end and records it as the recovery point."""
         self.portal.run(self.open_log.checkpoint)
+        self.durable = self.next_offset
         with open(os.path.join(self.directory, RECOVERY_POINT_FILE)) as file:
             assert file.read().split()[1] == str(self.durable)
 

@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 import attrs
+import trio
 
 from trioring._constants import PARTITIONS_MAX, TOPIC_NAME_LENGTH_MAX
 from trioring.errors import InvalidPartitionsError, InvalidTopicError, StorageError
@@ -140,3 +141,64 @@ class TopicStore:
         await backend.rename(temporary, self._path)
         await backend.fsync_directory(self._directory)
         self.topics = dict(topics)
+
+
+#: Producer ids reserved durably at a time; a restart skips the rest of a block.
+PRODUCER_ID_BLOCK_SIZE = 1000
+PRODUCER_IDS_FILE = "producer-ids"
+_PRODUCER_IDS_MAGIC = "trioring-producer-ids-v1"
+
+
+class ProducerIdAllocator:
+    """Hands out idempotent producer ids that never repeat, even across crashes.
+
+    Ids are reserved in blocks: the end of the current block is persisted
+    (atomically) before any id from it is handed out.
+    """
+
+    def __init__(self, data_dir: str, backend: FileBackend) -> None:
+        self._directory = os.path.join(data_dir, METADATA_DIRECTORY)
+        self._path = os.path.join(self._directory, PRODUCER_IDS_FILE)
+        self._backend = backend
+        self._next = 0
+        self._block_end = 0
+        self._lock = trio.Lock()
+
+    async def load(self) -> None:
+        try:
+            fd = await self._backend.open(self._path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            text = (await self._backend.pread(fd, 256, 0)).decode("ascii", "replace")
+        finally:
+            await self._backend.close(fd)
+        fields = text.split()
+        if len(fields) != 2 or fields[0] != _PRODUCER_IDS_MAGIC or not fields[1].isdigit():
+            raise StorageError(
+                f"{self._path} is unreadable ({text[:80]!r}); restore it from a backup: "
+                "reusing producer ids could make the broker drop new records as duplicates"
+            )
+        self._next = self._block_end = int(fields[1])
+
+    async def allocate(self) -> int:
+        async with self._lock:
+            if self._next >= self._block_end:
+                block_end = self._next + PRODUCER_ID_BLOCK_SIZE
+                await self._persist(block_end)
+                self._block_end = block_end
+            producer_id = self._next
+            self._next += 1
+            return producer_id
+
+    async def _persist(self, block_end: int) -> None:
+        backend = self._backend
+        temporary = self._path + ".tmp"
+        fd = await backend.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            await backend.pwritev(fd, [f"{_PRODUCER_IDS_MAGIC} {block_end}\n".encode()], 0)
+            await backend.fdatasync(fd)
+        finally:
+            await backend.close(fd)
+        await backend.rename(temporary, self._path)
+        await backend.fsync_directory(self._directory)

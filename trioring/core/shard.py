@@ -18,6 +18,7 @@ import trio
 
 from trioring.config import BrokerConfig
 from trioring.core.metadata import (
+    ProducerIdAllocator,
     TopicInfo,
     TopicStore,
     validate_partitions,
@@ -50,6 +51,7 @@ class Shard:
         self.config = config
         self.backend = backend
         self._topic_store = TopicStore(config.data_dir, backend)
+        self._producer_ids = ProducerIdAllocator(config.data_dir, backend)
         self._logs: dict[tuple[str, int], PartitionLog] = {}
         self._offsets: OffsetStore | None = None
         self._topics_lock = trio.Lock()
@@ -77,6 +79,7 @@ class Shard:
         config = self.config
         await self.backend.make_directory(config.data_dir)
         await self._topic_store.load()
+        await self._producer_ids.load()
         await self._set_aside_orphans()
         await self._remove_deleted_directories()
         for topic in self._topic_store.topics.values():
@@ -161,6 +164,12 @@ class Shard:
                 await self._open_log(topic, partition)
         logger.info("created topic %s with %d partitions", name, partitions)
         return topic
+
+    async def allocate_producer_id(self) -> int:
+        """A new idempotent producer id (Kafka's InitProducerId without transactions)."""
+        if self._closed:
+            raise BrokerClosedError("the broker is closed")
+        return await self._producer_ids.allocate()
 
     async def delete_topic(self, name: str) -> None:
         """Delete a topic and its data.

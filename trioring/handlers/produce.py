@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
+import trio
+
 from trioring.errors import (
     CorruptRecordError,
     InvalidRecordError,
@@ -11,11 +15,13 @@ from trioring.errors import (
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import ProduceRequest, ProduceResponse
 from trioring.protocol.records import (
+    NO_PRODUCER_ID,
     BatchHeader,
     check_batch_crc,
     decode_batch,
     iterate_batches,
 )
+from trioring.storage.producers import ProducerBatch, ProducerStateTable, last_sequence
 
 
 def validate_batches(
@@ -62,6 +68,19 @@ async def produce(ctx: HandlerContext, request: ProduceRequest) -> ProduceRespon
         config.batch_bytes_max,
         decode_records=config.produce_validation == "records",
     )
+    duplicate = check_producer_sequences(log.producers, headers)
+    if duplicate is not None:
+        # A retry of a batch already appended: answer with its offsets.
+        if request.acks == -1:
+            await log.flush(duplicate.last_offset + 1)
+        else:
+            await trio.lowlevel.checkpoint()
+        return ProduceResponse(
+            base_offset=duplicate.base_offset,
+            last_offset=duplicate.last_offset,
+            log_append_time_ms=-1,
+            log_start_offset=log.log_start_offset,
+        )
     info = await log.append(request.records, headers)
     if request.acks == -1:
         await log.flush(info.last_offset + 1)
@@ -71,3 +90,33 @@ async def produce(ctx: HandlerContext, request: ProduceRequest) -> ProduceRespon
         log_append_time_ms=-1,
         log_start_offset=info.log_start_offset,
     )
+
+
+def check_producer_sequences(
+    producers: ProducerStateTable, headers: list[tuple[int, BatchHeader]]
+) -> ProducerBatch | None:
+    """Idempotence checks for the batches of one request (before appending).
+
+    Returns the earlier batch if the request retries one already appended.
+    Kafka producers send one batch per partition per request; a request with
+    several batches of one producer must continue its own sequence.
+    """
+    idempotent = [header for _, header in headers if header.producer_id != NO_PRODUCER_ID]
+    if not idempotent:
+        return None
+    first = idempotent[0]
+    duplicate = producers.check(first)
+    if duplicate is not None:
+        if len(headers) != 1:
+            raise InvalidRecordError("a retried idempotent batch must be sent alone")
+        return duplicate
+    for previous, header in itertools.pairwise(idempotent):
+        if (
+            header.producer_id != previous.producer_id
+            or header.producer_epoch != previous.producer_epoch
+            or header.base_sequence != last_sequence(previous) + 1
+        ):
+            raise InvalidRecordError(
+                "batches of one request must come from one producer in sequence order"
+            )
+    return None

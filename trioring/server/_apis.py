@@ -57,6 +57,7 @@ INVALID_CONFIG = 40
 TOPIC_AUTHORIZATION_FAILED = 29
 COORDINATOR_NOT_AVAILABLE = 15
 INVALID_REQUEST = 42
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 
 
 def error_code(error: BaseException) -> int:
@@ -521,7 +522,35 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
     return build(response_class, results=tuple(results))
 
 
+async def init_producer_id(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.INIT_PRODUCER_ID, version)
+    if request.transactional_id is not None:
+        logger.warning(
+            "client %s asked for transactional id %r: transactions are not supported",
+            ctx.client_id,
+            request.transactional_id,
+        )
+        return build(
+            response_class,
+            error_code=TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            producer_id=-1,
+            producer_epoch=-1,
+        )
+    try:
+        producer_id = await ctx.shard.allocate_producer_id()
+        code = NONE
+    except Exception as error:
+        producer_id, code = -1, error_code(error)
+    return build(
+        response_class,
+        error_code=code,
+        producer_id=producer_id,
+        producer_epoch=0 if code == NONE else -1,
+    )
+
+
 APIS: dict[int, ApiFunction] = {
+    ApiKey.INIT_PRODUCER_ID: init_producer_id,
     ApiKey.METADATA: metadata,
     ApiKey.PRODUCE: produce,
     ApiKey.FETCH: fetch,

@@ -30,6 +30,7 @@ segments.
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -56,10 +57,12 @@ from trioring.errors import (
     StorageError,
 )
 from trioring.protocol.records import (
+    NO_PRODUCER_ID,
     BatchHeader,
     encode_base_offset,
     iterate_batches,
 )
+from trioring.storage.producers import ProducerStateTable
 from trioring.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -71,7 +74,10 @@ from trioring.uring import Buffer, FileBackend
 logger = logging.getLogger("trioring.storage")
 
 RECOVERY_POINT_FILE = "recovery-point"
-_RECOVERY_POINT_MAGIC = "trioring-recovery-point-v1"
+_RECOVERY_POINT_MAGIC = "trioring-recovery-point-v2"
+_RECOVERY_POINT_MAGIC_V1 = "trioring-recovery-point-v1"
+#: Idempotent producers silent this long are forgotten (Kafka: producer.id.expiration.ms).
+PRODUCER_EXPIRATION_MS = 24 * 3600 * 1000
 
 Clock = Callable[[], float]
 """Wall clock in seconds (injected so tests control time-based roll and retention)."""
@@ -187,6 +193,8 @@ class PartitionLog:
         self._pending: list[_PendingAppend] = []
         self._writer = _Role()
         self._syncer = _Role()
+        #: Idempotent producers' sequences, as of the log end offset.
+        self.producers = ProducerStateTable()
         self._directory_dirty = False
         self._checkpointed_offset = -1
         self._failure: StorageError | None = None
@@ -287,6 +295,7 @@ class PartitionLog:
         return segment
 
     async def _read_recovery_point(self) -> int | None:
+        """The checkpointed offset, loading the producer state saved with it."""
         path = os.path.join(self.directory, RECOVERY_POINT_FILE)
         backend = self._backend
         try:
@@ -294,13 +303,21 @@ class PartitionLog:
         except FileNotFoundError:
             return None
         try:
-            text = (await backend.pread(fd, 256, 0)).decode("ascii", "replace")
+            raw = await backend.pread(fd, await backend.file_size(fd), 0)
         finally:
             await backend.close(fd)
-        fields = text.split()
-        if len(fields) == 2 and fields[0] == _RECOVERY_POINT_MAGIC and fields[1].isdigit():
-            return int(fields[1])
-        logger.warning("%s: unreadable recovery point %r; checking the whole log", path, text)
+        text = raw.decode("utf-8", "replace")
+        fields = text.split(maxsplit=2)
+        try:
+            if len(fields) == 2 and fields[0] == _RECOVERY_POINT_MAGIC_V1:
+                return int(fields[1])
+            if len(fields) == 3 and fields[0] == _RECOVERY_POINT_MAGIC:
+                offset = int(fields[1])
+                self.producers = ProducerStateTable.from_json(json.loads(fields[2]))
+                return offset
+        except (ValueError, TypeError, KeyError):
+            self.producers = ProducerStateTable()
+        logger.warning("%s: unreadable recovery point %r; checking the whole log", path, text[:200])
         return None
 
     async def _recover(self, recovery_point: int | None) -> None:
@@ -322,13 +339,18 @@ class PartitionLog:
                 slot = 0
             else:
                 start_position = position
+        if slot == 0 and start_position == 0:
+            # Everything is replayed: the saved producer state would count twice.
+            self.producers = ProducerStateTable()
         scanned_bytes = 0
         for index in range(slot, len(segments)):
             segment = segments[index]
             if index > slot:
                 start_position = 0
             file_size = await backend.file_size(segment.fd)
-            end, reason = await segment.recover(backend, start_position)
+            end, reason = await segment.recover(
+                backend, start_position, on_batch=self._replay_producer_batch
+            )
             scanned_bytes += end - start_position
             if (
                 reason is None
@@ -382,6 +404,9 @@ class PartitionLog:
                 self._log_end_offset,
             )
         await self.checkpoint()
+
+    def _replay_producer_batch(self, header: BatchHeader) -> None:
+        self.producers.record(header, header.base_offset, header.max_timestamp_ms)
 
     # --- appends ------------------------------------------------------------------
 
@@ -542,6 +567,11 @@ class PartitionLog:
             return
         for entry, result in zip(group, results, strict=True):
             entry.result = result
+            base = result.base_offset
+            for _, header in entry.headers:
+                if header.producer_id != NO_PRODUCER_ID:
+                    self.producers.record(header, base, header.max_timestamp_ms)
+                base += header.last_offset_delta + 1
         self._log_end_offset = next_offset
         self.high_watermark.value = next_offset
 
@@ -597,11 +627,19 @@ class PartitionLog:
         self._durable_offset = max(self._durable_offset, covered)
 
     async def checkpoint(self) -> None:
-        """Persist the durable offset as the recovery point (atomically)."""
-        offset = self._durable_offset
-        if offset == self._checkpointed_offset or self._failure is not None:
+        """Persist a recovery point and the producer state as of it (one atomic file).
+
+        Flushes up to the log end first, so the point is durable and the
+        producer state saved with it describes exactly the log below it.
+        """
+        offset = self._log_end_offset
+        if offset == self._checkpointed_offset or self._failure is not None or self._closed:
             await trio.lowlevel.checkpoint()
             return
+        self.producers.expire(self._now_ms(), PRODUCER_EXPIRATION_MS)
+        # Captured together, before any await: the state as of ``offset``.
+        producers = json.dumps(self.producers.to_json(), separators=(",", ":"))
+        await self.flush(offset)
         backend = self._backend
         # Index entries below the recovery point are trusted at start-up.
         for segment in self._segments[-2:]:
@@ -611,7 +649,8 @@ class PartitionLog:
         temporary = path + ".tmp"
         fd = await backend.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
-            await backend.pwritev(fd, [f"{_RECOVERY_POINT_MAGIC} {offset}\n".encode()], 0)
+            payload = f"{_RECOVERY_POINT_MAGIC} {offset} {producers}\n".encode()
+            await backend.pwritev(fd, [payload], 0)
             await backend.fdatasync(fd)
         finally:
             await backend.close(fd)

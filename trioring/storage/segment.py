@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -320,7 +320,13 @@ class LogSegment:
 
     # --- recovery -------------------------------------------------------------------
 
-    async def recover(self, backend: FileBackend, start_position: int) -> tuple[int, str | None]:
+    async def recover(
+        self,
+        backend: FileBackend,
+        start_position: int,
+        *,
+        on_batch: Callable[[BatchHeader], None] | None = None,
+    ) -> tuple[int, str | None]:
         """CRC-check batches from ``start_position`` (a batch boundary) to the end of the file.
 
         Everything before ``start_position`` is trusted (it was synced). Index
@@ -357,6 +363,8 @@ class LogSegment:
             self._note_batch(
                 batch_position, header.base_offset, header.size_bytes, header.max_timestamp_ms
             )
+            if on_batch is not None:
+                on_batch(header)
             expected_offset = header.next_offset
         else:
             reason = scanner.stop_reason
