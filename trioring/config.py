@@ -19,11 +19,12 @@ from trioring._constants import (
     SEGMENT_BYTES_MAX,
     SEGMENT_BYTES_MIN,
 )
+from trioring.core.groups import GroupConfig
 from trioring.errors import InvalidArgumentError
 from trioring.storage.log import LogConfig
 from trioring.uring import BackendChoice
 
-__all__ = ["BrokerConfig", "LogConfig"]
+__all__ = ["BrokerConfig", "GroupConfig", "LogConfig"]
 
 
 def _positive(name: str) -> Callable[[object, attrs.Attribute[int], int], None]:
@@ -68,6 +69,8 @@ class BrokerConfig:
     #: per-record work, the default) or "records" (also decodes every record,
     #: decompressing if needed, as Kafka's broker does; costs CPU per record).
     produce_validation: Literal["header", "records"] = "header"
+    #: Consumer-group coordinator settings (session timeouts, rebalance delay, limits).
+    groups: GroupConfig = attrs.field(factory=GroupConfig)
     #: Wall clock in seconds: record timestamps, roll and retention by age.
     clock: Callable[[], float] = attrs.field(default=time.time, eq=False, repr=False)
 

@@ -111,10 +111,18 @@ __all__ = [
 ]
 
 
+class GroupCoordinatorError(TrioringError):
+    """The group coordinator refused a request (the code says why: Kafka's codes)."""
+
+    def __init__(self, message: str, kafka_error_code: int) -> None:
+        super().__init__(message)
+        self.kafka_error_code = kafka_error_code
+
+
 class InvalidRecordError(InvalidArgumentError):
     """A batch that is well-formed but not acceptable (e.g. transactional, control)."""
 
     kafka_error_code = 87  # INVALID_RECORD
 
 
-__all__ += ["InvalidRecordError"]
+__all__ += ["GroupCoordinatorError", "InvalidRecordError"]

@@ -34,7 +34,7 @@ from typing import Generic, Protocol, TypeVar
 import attrs
 import trio
 
-from trioring._constants import GROUP_NAME_LENGTH_MAX, MIB
+from trioring._constants import FRAME_BYTES_MAX_DEFAULT, GROUP_NAME_LENGTH_MAX, MIB
 from trioring.errors import InvalidArgumentError
 
 __all__ = [
@@ -75,7 +75,9 @@ GROUP_STRING_LENGTH_MAX = 32_767
 
 assert GROUP_MEMBERS_MAX_DEFAULT >= 1
 assert GROUPS_MAX_DEFAULT >= 1
-assert MEMBER_ASSIGNMENT_BYTES_MAX <= 64 * MIB
+# One member's metadata or assignment must fit in a request frame.
+assert MEMBER_METADATA_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
+assert MEMBER_ASSIGNMENT_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
 
 # --- Kafka error codes -------------------------------------------------------------
 NONE = 0
@@ -290,7 +292,7 @@ class _Member:
     client_id: str
     client_host: str
     session_timeout_s: float
-    rebalance_timeout_s: float
+    rebalance_timeout_ms: int
     protocols: tuple[tuple[str, bytes], ...]
     protocol_names: frozenset[str]
     last_seen: float
@@ -332,7 +334,7 @@ class _Group:
     # Empty, when the current initial delay ends).
     join_deadline: float = math.inf
     join_initial: bool = False
-    join_remaining_s: float = 0.0
+    join_remaining_ms: int = 0
     new_member_added: bool = False
     # CompletingRebalance/Stable: members that have not sent SyncGroup since
     # the join phase ended are removed at sync_deadline (Kafka's pending-sync timeout).
@@ -343,8 +345,8 @@ class _Group:
     timer_deadline: float = -math.inf
     timer_wakeup: trio.Event = attrs.Factory(trio.Event)
 
-    def rebalance_timeout_s(self) -> float:
-        return max((member.rebalance_timeout_s for member in self.members.values()), default=0.0)
+    def rebalance_timeout_ms(self) -> int:
+        return max((member.rebalance_timeout_ms for member in self.members.values()), default=0)
 
 
 def _new_member_id(client_id: str) -> str:
@@ -502,7 +504,7 @@ class GroupCoordinator:
             client_id=client_id,
             client_host=client_host,
             session_timeout_s=session_timeout_ms / 1000,
-            rebalance_timeout_s=rebalance_timeout_ms / 1000,
+            rebalance_timeout_ms=rebalance_timeout_ms,
             protocols=member_protocols,
             protocol_names=names,
             last_seen=now,
@@ -556,7 +558,7 @@ class GroupCoordinator:
         member.protocols = member_protocols
         member.protocol_names = names
         member.session_timeout_s = new_member.session_timeout_s
-        member.rebalance_timeout_s = new_member.rebalance_timeout_s
+        member.rebalance_timeout_ms = new_member.rebalance_timeout_ms
         if group.state is GroupState.PREPARING_REBALANCE:
             return self._await_join(group, member)
         if group.state is GroupState.COMPLETING_REBALANCE:
@@ -677,7 +679,7 @@ class GroupCoordinator:
                     member.sync_waiter = None
                     member.last_seen = now
         initial = group.state is GroupState.EMPTY
-        timeout_s = group.rebalance_timeout_s()
+        timeout_ms = group.rebalance_timeout_ms()
         group.state = GroupState.PREPARING_REBALANCE
         # Members may change their protocols now; the vote at the end decides anew.
         group.protocol_name = None
@@ -686,11 +688,11 @@ class GroupCoordinator:
         group.sync_pending.clear()
         group.sync_deadline = math.inf
         if initial:
-            delay_s = min(self.config.initial_rebalance_delay_ms / 1000, timeout_s)
-            group.join_remaining_s = timeout_s - delay_s
-            group.join_deadline = now + delay_s
+            delay_ms = min(self.config.initial_rebalance_delay_ms, timeout_ms)
+            group.join_remaining_ms = timeout_ms - delay_ms
+            group.join_deadline = now + delay_ms / 1000
         else:
-            group.join_deadline = now + timeout_s
+            group.join_deadline = now + timeout_ms / 1000
         logger.info(
             "preparing to rebalance group %s (generation %d): %s",
             group.group_id,
@@ -739,7 +741,7 @@ class GroupCoordinator:
         group.protocol_name = self._select_protocol(group)
         group.state = GroupState.COMPLETING_REBALANCE
         group.sync_pending = set(group.members)
-        group.sync_deadline = now + group.rebalance_timeout_s()
+        group.sync_deadline = now + group.rebalance_timeout_ms() / 1000
         assert group.leader in group.members
         for member in group.members.values():
             member.assignment = b""
@@ -823,10 +825,13 @@ class GroupCoordinator:
         """
         try:
             while True:
-                self._expire(group, trio.current_time())
+                now = trio.current_time()
+                self._expire(group, now)
                 deadline = self._next_deadline(group)
                 if deadline is None:
                     return
+                # Each pass handles every due deadline, so the loop never spins.
+                assert deadline > now, (group.group_id, group.state, deadline, now)
                 group.timer_deadline = deadline
                 group.timer_wakeup = trio.Event()
                 with trio.move_on_at(deadline):
@@ -856,16 +861,16 @@ class GroupCoordinator:
             logger.debug("group %s: new member id %s was never used", group.group_id, member_id)
         if group.state is GroupState.PREPARING_REBALANCE:
             if now >= group.join_deadline:
-                delay_s = min(self.config.initial_rebalance_delay_ms / 1000, group.join_remaining_s)
-                if group.join_initial and group.new_member_added and delay_s > 0:
-                    group.join_remaining_s -= delay_s
-                    group.join_deadline = now + delay_s
+                delay_ms = min(self.config.initial_rebalance_delay_ms, group.join_remaining_ms)
+                if group.join_initial and group.new_member_added and delay_ms > 0:
+                    group.join_remaining_ms -= delay_ms
+                    group.join_deadline = now + delay_ms / 1000
                     group.new_member_added = False
                 else:
                     self._complete_join(group)
             elif expired:
                 self._maybe_complete_join(group)
-        if False:
+        if group.sync_pending and now >= group.sync_deadline:
             assert group.state in (GroupState.COMPLETING_REBALANCE, GroupState.STABLE)
             for member_id in sorted(group.sync_pending):
                 logger.info(

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from trioring.config import BrokerConfig
+from trioring.core.groups import GroupCoordinator
 from trioring.core.metadata import (
     ProducerIdAllocator,
     TopicInfo,
@@ -54,6 +55,7 @@ class Shard:
         self._producer_ids = ProducerIdAllocator(config.data_dir, backend)
         self._logs: dict[tuple[str, int], PartitionLog] = {}
         self._offsets: OffsetStore | None = None
+        self._groups: GroupCoordinator | None = None
         self._topics_lock = trio.Lock()
         self._closed = False
 
@@ -65,7 +67,11 @@ class Shard:
         shard = cls(config, backend)
         try:
             await shard._load()
-            async with trio.open_nursery() as nursery:
+            async with (
+                GroupCoordinator.open(config.groups, offsets=shard.offsets) as groups,
+                trio.open_nursery() as nursery,
+            ):
+                shard._groups = groups
                 nursery.start_soon(shard._maintain)
                 try:
                     yield shard
@@ -123,6 +129,11 @@ class Shard:
     @property
     def topics(self) -> dict[str, TopicInfo]:
         return dict(self._topic_store.topics)
+
+    @property
+    def groups(self) -> GroupCoordinator:
+        assert self._groups is not None, "shard is not open"
+        return self._groups
 
     @property
     def offsets(self) -> OffsetStore:

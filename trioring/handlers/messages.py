@@ -97,6 +97,9 @@ class ListOffsetsResponse:
 class OffsetCommitRequest:
     group: str
     offsets: dict[TopicPartition, CommittedOffset]
+    #: -1 and "" for a commit outside group membership (as the embedded API does).
+    generation_id: int = -1
+    member_id: str = ""
 
 
 @attrs.frozen

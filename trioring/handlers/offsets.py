@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trioring.core.offsets import validate_group
-from trioring.errors import InvalidArgumentError, TrioringError
+from trioring.errors import GroupCoordinatorError, InvalidArgumentError, TrioringError
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import (
     EARLIEST_TIMESTAMP,
@@ -44,6 +44,16 @@ async def list_offsets(ctx: HandlerContext, request: ListOffsetsRequest) -> List
 async def commit_offsets(ctx: HandlerContext, request: OffsetCommitRequest) -> OffsetCommitResponse:
     """Durably commit offsets; partitions of unknown topics get an error each, as in Kafka."""
     validate_group(request.group)
+    code = ctx.shard.groups.validate_offset_commit(
+        group_id=request.group, generation_id=request.generation_id, member_id=request.member_id
+    )
+    if code != 0:
+        refusal = GroupCoordinatorError(
+            f"group {request.group!r} refused the commit of member {request.member_id!r} "
+            f"generation {request.generation_id}",
+            code,
+        )
+        return OffsetCommitResponse({tp: refusal for tp in request.offsets})
     errors: dict[tuple[str, int], TrioringError | None] = {}
     accepted = {}
     for (topic, partition), committed in request.offsets.items():

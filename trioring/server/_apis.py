@@ -84,6 +84,7 @@ class ApiContext:
     cluster_id: str
     auto_create_topics: bool
     client_id: str = ""
+    client_host: str = ""
 
     def handler_context(self) -> HandlerContext:
         return HandlerContext(self.shard, client_id=self.client_id or "kafka")
@@ -339,25 +340,30 @@ async def offset_commit(ctx: ApiContext, version: int, request: Any) -> Any:
     topic_class = sibling(response_class, "OffsetCommitResponseTopic")
     partition_class = sibling(response_class, "OffsetCommitResponsePartition")
     codes: dict[tuple[str, int], int] = {}
-    group_code = ctx_validate_commit(ctx, request)
-    if group_code == NONE:
-        offsets = {
-            (topic.name, partition.partition_index): CommittedOffset(
-                partition.committed_offset, partition.committed_metadata or ""
-            )
-            for topic in request.topics
-            for partition in topic.partitions
+    group_code = NONE
+    offsets = {
+        (topic.name, partition.partition_index): CommittedOffset(
+            partition.committed_offset, partition.committed_metadata or ""
+        )
+        for topic in request.topics
+        for partition in topic.partitions
+    }
+    try:
+        response = await ctx.handlers.commit_offsets(
+            ctx.handler_context(),
+            OffsetCommitRequest(
+                request.group_id,
+                offsets,
+                generation_id=int(request.generation_id_or_member_epoch),
+                member_id=request.member_id,
+            ),
+        )
+        codes = {
+            tp: NONE if error is None else error.kafka_error_code
+            for tp, error in response.errors.items()
         }
-        try:
-            response = await ctx.handlers.commit_offsets(
-                ctx.handler_context(), OffsetCommitRequest(request.group_id, offsets)
-            )
-            codes = {
-                tp: NONE if error is None else error.kafka_error_code
-                for tp, error in response.errors.items()
-            }
-        except Exception as error:
-            group_code = error_code(error)
+    except Exception as error:
+        group_code = error_code(error)
     topics = tuple(
         build(
             topic_class,
@@ -374,11 +380,6 @@ async def offset_commit(ctx: ApiContext, version: int, request: Any) -> Any:
         for topic in request.topics
     )
     return build(response_class, topics=topics)
-
-
-def ctx_validate_commit(ctx: ApiContext, request: Any) -> int:
-    """Group membership check for a commit (the group coordinator plugs in here)."""
-    return NONE
 
 
 # --- Topics --------------------------------------------------------------------------------
@@ -549,7 +550,140 @@ async def init_producer_id(ctx: ApiContext, version: int, request: Any) -> Any:
     )
 
 
+# --- Consumer groups (classic protocol) -----------------------------------------------------
+
+
+def _milliseconds(value: Any) -> int:
+    return int(value.total_seconds() * 1000)
+
+
+async def join_group(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.JOIN_GROUP, version)
+    member_class = sibling(response_class, "JoinGroupResponseMember")
+    rebalance_timeout = getattr(request, "rebalance_timeout", None)
+    result = await ctx.shard.groups.join_group(
+        group_id=request.group_id,
+        member_id=request.member_id,
+        group_instance_id=getattr(request, "group_instance_id", None),
+        protocol_type=request.protocol_type,
+        protocols=[(protocol.name, protocol.metadata) for protocol in request.protocols],
+        session_timeout_ms=_milliseconds(request.session_timeout),
+        rebalance_timeout_ms=None
+        if rebalance_timeout is None
+        else _milliseconds(rebalance_timeout),
+        client_id=ctx.client_id,
+        client_host=ctx.client_host,
+        api_version=version,
+    )
+    return build(
+        response_class,
+        error_code=result.error_code,
+        generation_id=result.generation_id,
+        protocol_name=result.protocol_name or "",
+        leader=result.leader,
+        member_id=result.member_id,
+        members=tuple(
+            build(
+                member_class,
+                member_id=member.member_id,
+                group_instance_id=member.group_instance_id,
+                metadata=member.metadata,
+            )
+            for member in result.members
+        ),
+    )
+
+
+async def sync_group(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.SYNC_GROUP, version)
+    result = await ctx.shard.groups.sync_group(
+        group_id=request.group_id,
+        generation_id=int(request.generation_id),
+        member_id=request.member_id,
+        group_instance_id=getattr(request, "group_instance_id", None),
+        assignments={item.member_id: item.assignment for item in request.assignments},
+    )
+    return build(response_class, error_code=result.error_code, assignment=result.assignment)
+
+
+async def heartbeat(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.HEARTBEAT, version)
+    code = ctx.shard.groups.heartbeat(
+        group_id=request.group_id,
+        generation_id=int(request.generation_id),
+        member_id=request.member_id,
+    )
+    await trio.lowlevel.checkpoint()
+    return build(response_class, error_code=code)
+
+
+async def leave_group(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.LEAVE_GROUP, version)
+    result = ctx.shard.groups.leave_group(group_id=request.group_id, member_ids=[request.member_id])
+    code = result.error_code
+    if code == NONE and result.members:
+        # v0-2 carry one member: its outcome is the answer.
+        code = result.members[0].error_code
+    await trio.lowlevel.checkpoint()
+    return build(response_class, error_code=code)
+
+
+async def describe_groups(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.DESCRIBE_GROUPS, version)
+    group_class = sibling(response_class, "DescribedGroup")
+    member_class = sibling(response_class, "DescribedGroupMember")
+    descriptions = ctx.shard.groups.describe_groups(list(request.groups))
+    await trio.lowlevel.checkpoint()
+    return build(
+        response_class,
+        groups=tuple(
+            build(
+                group_class,
+                error_code=description.error_code,
+                group_id=description.group_id,
+                group_state=description.state,
+                protocol_type=description.protocol_type,
+                protocol_data=description.protocol_data,
+                members=tuple(
+                    build(
+                        member_class,
+                        member_id=member.member_id,
+                        group_instance_id=member.group_instance_id,
+                        client_id=member.client_id,
+                        client_host=member.client_host,
+                        member_metadata=member.metadata,
+                        member_assignment=member.assignment,
+                    )
+                    for member in description.members
+                ),
+            )
+            for description in descriptions
+        ),
+    )
+
+
+async def list_groups(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.LIST_GROUPS, version)
+    listed_class = sibling(response_class, "ListedGroup")
+    result = ctx.shard.groups.list_groups()
+    await trio.lowlevel.checkpoint()
+    return build(
+        response_class,
+        error_code=result.error_code,
+        groups=tuple(
+            build(listed_class, group_id=group.group_id, protocol_type=group.protocol_type)
+            for group in result.groups
+        ),
+    )
+
+
 APIS: dict[int, ApiFunction] = {
+    ApiKey.JOIN_GROUP: join_group,
+    ApiKey.SYNC_GROUP: sync_group,
+    ApiKey.HEARTBEAT: heartbeat,
+    ApiKey.LEAVE_GROUP: leave_group,
+    ApiKey.DESCRIBE_GROUPS: describe_groups,
+    ApiKey.LIST_GROUPS: list_groups,
     ApiKey.INIT_PRODUCER_ID: init_producer_id,
     ApiKey.METADATA: metadata,
     ApiKey.PRODUCE: produce,

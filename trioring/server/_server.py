@@ -109,9 +109,10 @@ class KafkaServer:
 
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
         try:
-            peer = "{}:{}".format(*stream.socket.getpeername()[:2])
+            peer_host, peer_port = stream.socket.getpeername()[:2]
+            peer = f"{peer_host}:{peer_port}"
         except OSError:
-            peer = "unknown peer"
+            peer_host, peer = "", "unknown peer"
         if self._draining:
             await stream.aclose()
             return
@@ -123,7 +124,7 @@ class KafkaServer:
             with trio.CancelScope() as scope:
                 self._idle[scope] = True
                 try:
-                    await self._serve_connection(stream, peer, scope)
+                    await self._serve_connection(stream, peer, peer_host, scope)
                 except ProtocolError as error:
                     logger.warning("%s: closing connection: %s", peer, error)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -136,7 +137,7 @@ class KafkaServer:
                         await stream.aclose()
 
     async def _serve_connection(
-        self, stream: trio.SocketStream, peer: str, scope: trio.CancelScope
+        self, stream: trio.SocketStream, peer: str, peer_host: str, scope: trio.CancelScope
     ) -> None:
         decoder = FrameDecoder(self.config.frame_bytes_max)
         context = ApiContext(
@@ -145,6 +146,7 @@ class KafkaServer:
             self._node(),
             self.cluster_id,
             self.config.auto_create_topics,
+            client_host=peer_host,
         )
         while not self._draining:
             self._idle[scope] = True
