@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,16 @@ def test_embedded_example_resumes_from_committed_offset(tmp_path: Path) -> None:
 
 
 def test_demo_command_runs_and_resumes(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "trioring", "--data-dir", str(tmp_path), "--seconds", "0.5"]
+    command = [
+        sys.executable,
+        "-m",
+        "trioring",
+        "demo",
+        "--data-dir",
+        str(tmp_path),
+        "--seconds",
+        "0.5",
+    ]
     first = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     assert "resumes at 0" in first.stdout
     assert "done: produced" in first.stdout
@@ -49,3 +59,29 @@ async def test_demo_consumes_everything_it_produces(tmp_path: Path) -> None:
     assert counts["committed_offset"] == counts["produced"]
     again = await run_demo(str(tmp_path), seconds=0.2, records_per_second=500, say=lines.append)
     assert again["committed_offset"] == counts["produced"] + again["produced"]
+
+
+def test_default_command_serves_kafka_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """``python -m trioring`` with no command is the server; SIGTERM flushes and exits 0."""
+    command = [
+        sys.executable,
+        "-m",
+        "trioring",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert "listening on 127.0.0.1:" in first and "(Kafka protocol)" in first
+        assert "I/O backend" in first and str(tmp_path / "data") in first
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert process.returncode == 0
+    assert "all data flushed" in stdout

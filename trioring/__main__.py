@@ -1,7 +1,7 @@
 """``python -m trioring``: command-line entry point.
 
-``serve`` runs a broker with a Kafka listener; ``demo`` (the default until
-consumer groups are served) runs the embedded demo.
+``serve`` (the default) runs a broker with a Kafka listener; ``demo`` runs
+a produce / tail / commit demo through the embedded broker.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trioring",
         description="trioring: a Kafka-compatible log broker on Trio. "
-        "'demo' (the default) produces, tails and commits through the embedded broker.",
+        "'serve' (the default) runs a broker with a Kafka listener on 127.0.0.1:9092.",
     )
     parser.add_argument(
         "command",
         nargs="?",
-        default="demo",
-        choices=["demo", "serve"],
-        help="demo (default): the embedded demo; serve: a broker with a Kafka listener",
+        default="serve",
+        choices=["serve", "demo"],
+        help="serve (default): a broker with a Kafka listener; demo: the embedded demo",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="demo: default %(default)s")
     parser.add_argument(
