@@ -19,6 +19,7 @@ import trio
 
 from trioring._constants import PARTITIONS_MAX, TOPIC_NAME_LENGTH_MAX
 from trioring.errors import InvalidPartitionsError, InvalidTopicError, StorageError
+from trioring.storage.files import read_file, replace_file
 from trioring.storage.log import LogConfig
 from trioring.uring import FileBackend
 
@@ -81,16 +82,10 @@ class TopicStore:
         backend = self._backend
         if await backend.make_directory(self._directory):
             await backend.fsync_directory(os.path.dirname(self._directory))
-        try:
-            fd = await backend.open(self._path, os.O_RDONLY)
-        except FileNotFoundError:
+        raw = await read_file(backend, self._path)
+        if raw is None:
             self.topics = {}
             return
-        try:
-            size = await backend.file_size(fd)
-            raw = await backend.pread(fd, size, 0)
-        finally:
-            await backend.close(fd)
         try:
             document = json.loads(raw)
             if not isinstance(document, dict):
@@ -130,16 +125,7 @@ class TopicStore:
             ],
         }
         payload = json.dumps(document, indent=1).encode()
-        backend = self._backend
-        temporary = self._path + ".tmp"
-        fd = await backend.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            await backend.pwritev(fd, [payload], 0)
-            await backend.fdatasync(fd)
-        finally:
-            await backend.close(fd)
-        await backend.rename(temporary, self._path)
-        await backend.fsync_directory(self._directory)
+        await replace_file(self._backend, self._path, payload)
         self.topics = dict(topics)
 
 
@@ -165,14 +151,10 @@ class ProducerIdAllocator:
         self._lock = trio.Lock()
 
     async def load(self) -> None:
-        try:
-            fd = await self._backend.open(self._path, os.O_RDONLY)
-        except FileNotFoundError:
+        raw = await read_file(self._backend, self._path)
+        if raw is None:
             return
-        try:
-            text = (await self._backend.pread(fd, 256, 0)).decode("ascii", "replace")
-        finally:
-            await self._backend.close(fd)
+        text = raw.decode("ascii", "replace")
         fields = text.split()
         if len(fields) != 2 or fields[0] != _PRODUCER_IDS_MAGIC or not fields[1].isdigit():
             raise StorageError(
@@ -192,13 +174,5 @@ class ProducerIdAllocator:
             return producer_id
 
     async def _persist(self, block_end: int) -> None:
-        backend = self._backend
-        temporary = self._path + ".tmp"
-        fd = await backend.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            await backend.pwritev(fd, [f"{_PRODUCER_IDS_MAGIC} {block_end}\n".encode()], 0)
-            await backend.fdatasync(fd)
-        finally:
-            await backend.close(fd)
-        await backend.rename(temporary, self._path)
-        await backend.fsync_directory(self._directory)
+        payload = f"{_PRODUCER_IDS_MAGIC} {block_end}\n".encode()
+        await replace_file(self._backend, self._path, payload)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import trio
 
 from trioring._broker import Broker
+from trioring.core.metadata import METADATA_DIRECTORY
 from trioring.errors import ProtocolError
 from trioring.protocol.kafka import (
     SUPPORTED_VERSIONS,
@@ -33,6 +34,8 @@ from trioring.protocol.kafka import (
 )
 from trioring.server._apis import APIS, ApiContext, Node
 from trioring.server._config import RECEIVE_BYTES, ServerConfig
+from trioring.storage.files import read_file, replace_file
+from trioring.uring import FileBackend
 
 logger = logging.getLogger("trioring.server")
 
@@ -199,24 +202,14 @@ class KafkaServer:
                 await stream.send_all(chunk)
 
 
-def load_cluster_id(data_dir: str) -> str:
+async def load_cluster_id(backend: FileBackend, data_dir: str) -> str:
     """The cluster id clients see, created once and kept in the data directory."""
-    path = os.path.join(data_dir, "__cluster_metadata", "cluster-id")
-    try:
-        with open(path) as file:
-            existing = file.read().strip()
-        if existing:
-            return existing
-    except FileNotFoundError:
-        pass
+    path = os.path.join(data_dir, METADATA_DIRECTORY, "cluster-id")
+    existing = await read_file(backend, path)
+    if existing and existing.strip():
+        return existing.decode("ascii", "replace").strip()
     cluster_id = uuid.uuid4().hex[:22]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = path + ".tmp"
-    with open(temporary, "w") as file:
-        file.write(cluster_id + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    await replace_file(backend, path, f"{cluster_id}\n".encode())
     return cluster_id
 
 
@@ -234,6 +227,6 @@ async def serve_kafka(
         server = await nursery.start(serve_kafka, broker, ServerConfig(port=0))
     """
     config = config or ServerConfig()
-    cluster_id = await trio.to_thread.run_sync(load_cluster_id, broker.config.data_dir)
+    cluster_id = await load_cluster_id(broker.shard.backend, broker.config.data_dir)
     server = KafkaServer(broker, config, cluster_id)
     await server.serve(task_status=task_status)

@@ -62,6 +62,7 @@ from trioring.protocol.records import (
     encode_base_offset,
     iterate_batches,
 )
+from trioring.storage.files import read_file, replace_file
 from trioring.storage.producers import ProducerStateTable
 from trioring.storage.segment import (
     INDEX_SUFFIX,
@@ -297,15 +298,9 @@ class PartitionLog:
     async def _read_recovery_point(self) -> int | None:
         """The checkpointed offset, loading the producer state saved with it."""
         path = os.path.join(self.directory, RECOVERY_POINT_FILE)
-        backend = self._backend
-        try:
-            fd = await backend.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+        raw = await read_file(self._backend, path)
+        if raw is None:
             return None
-        try:
-            raw = await backend.pread(fd, await backend.file_size(fd), 0)
-        finally:
-            await backend.close(fd)
         text = raw.decode("utf-8", "replace")
         fields = text.split(maxsplit=2)
         try:
@@ -645,16 +640,15 @@ class PartitionLog:
         for segment in self._segments[-2:]:
             if segment.index.is_open and not segment.is_deleted:
                 await segment.index.sync(backend)
-        path = os.path.join(self.directory, RECOVERY_POINT_FILE)
-        temporary = path + ".tmp"
-        fd = await backend.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            payload = f"{_RECOVERY_POINT_MAGIC} {offset} {producers}\n".encode()
-            await backend.pwritev(fd, [payload], 0)
-            await backend.fdatasync(fd)
-        finally:
-            await backend.close(fd)
-        await backend.rename(temporary, path)
+        payload = f"{_RECOVERY_POINT_MAGIC} {offset} {producers}\n".encode()
+        # No directory fsync: an older recovery point after a power cut only
+        # means a longer check at start-up.
+        await replace_file(
+            backend,
+            os.path.join(self.directory, RECOVERY_POINT_FILE),
+            payload,
+            sync_directory=False,
+        )
         self._checkpointed_offset = offset
 
     # --- reads --------------------------------------------------------------------
