@@ -73,6 +73,11 @@ def test_confluent_admin_create_describe_delete(broker, topic_name):
         return configs["retention.ms"].value
 
     assert retention_ms(admin) == "3600000"
+    # The override is reported as the topic's own; untouched settings as defaults.
+    resource = admin_module.ConfigResource(admin_module.ResourceType.TOPIC, topic_name)
+    entries = admin.describe_configs([resource])[resource].result(timeout=15)
+    assert not entries["retention.ms"].is_default
+    assert entries["segment.bytes"].is_default
     # Creating it again is refused with TOPIC_ALREADY_EXISTS.
     again = _create_error(admin, admin_module.NewTopic(topic_name, 1, 1))
     assert again is not None and again.code() == confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS

@@ -489,7 +489,9 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
                 code = UnknownTopicOrPartitionError.kafka_error_code
                 message = f"unknown topic {resource.resource_name!r}"
             else:
-                configs = kafka_topic_configs(info.config, ctx.shard.config.batch_bytes_max)
+                batch_bytes_max = ctx.shard.config.batch_bytes_max
+                configs = kafka_topic_configs(info.config, batch_bytes_max)
+                defaults = kafka_topic_configs(ctx.shard.config.log, batch_bytes_max)
                 keys = resource.configuration_keys
                 for name, value in sorted(configs.items()):
                     if keys is not None and name not in keys:
@@ -500,8 +502,9 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
                             name=name,
                             value=value,
                             read_only=False,
-                            is_default=False,
-                            config_source=1,  # DYNAMIC_TOPIC_CONFIG
+                            is_default=value == defaults[name],
+                            # DEFAULT_CONFIG (5) unless the topic overrides it (1).
+                            config_source=5 if value == defaults[name] else 1,
                             is_sensitive=False,
                             synonyms=(),
                         )
