@@ -28,6 +28,7 @@ from storage_support import (
     segment_files,
 )
 
+import trioring.storage.log as log_module
 from trioring.errors import (
     BrokerClosedError,
     InvalidArgumentError,
@@ -1222,3 +1223,16 @@ async def test_concurrent_flush_waiters_all_see_a_sync_failure(
     assert len(errors) == 10
     assert log.durable_offset == 0
     await log.aclose()
+
+
+async def test_role_is_not_leaked_when_acquire_is_cancelled() -> None:
+    """Regression: acquire took the role, then a cancelled checkpoint raised before the
+    caller's try/finally, so the role stayed held and aclose waited forever."""
+    role = log_module._Role()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await role.acquire()
+    assert not role.held
+    with trio.fail_after(5):
+        await role.acquire()
+    role.release()

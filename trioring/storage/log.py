@@ -158,12 +158,15 @@ class _Role:
 
     async def acquire(self) -> None:
         """Take the role, waiting for the holder if needed (for rare exclusive work)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         if not self.try_acquire():
             while True:
                 await self.wait_released()
                 if self.try_acquire():
                     return
-        await trio.lowlevel.checkpoint()
+        # Held from here: a Cancelled now would leak the role, because callers
+        # enter their try/finally only after acquire returns.
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 @attrs.define(eq=False)
