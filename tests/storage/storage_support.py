@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import trio
 
 from trioring.protocol.records import Record, build_batch, iterate_batches
-from trioring.uring import Buffer, FallbackBackend
+from trioring.uring import Buffer, FallbackBackend, UringBackend
 
 T = TypeVar("T")
 
@@ -238,3 +238,20 @@ def file_batches(path: str) -> list[tuple[int, int, int]]:
     with open(path, "rb") as file:
         data = file.read()
     return [(position, h.base_offset, h.size_bytes) for position, h in iterate_batches(data)]
+
+
+class UringTestBackend(TestBackend, UringBackend):
+    """TestBackend's bookkeeping and faults over the io_uring backend.
+
+    The method order is UringTestBackend, TestBackend, UringBackend,
+    FallbackBackend: TestBackend's ``super()`` calls reach the ring. Writes go
+    through the ring too (not inline, the backend's default), so the fault
+    injection exercises the ring's write path; the plain ``UringBackend``
+    the storage tests also use covers the default.
+    """
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._write_on_ring = True

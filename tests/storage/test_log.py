@@ -1208,18 +1208,21 @@ async def test_concurrent_flush_waiters_all_see_a_sync_failure(
     log = await open_log(directory, backend, clock)
     backend.sync_fault = True
     errors = []
+    # Appended before any flush starts: an append that came after the failed
+    # sync would (rightly) be refused by the offline log, which is not what
+    # this test is about (and made it flaky when the sync failed quickly).
+    infos = [await log.append(batch([b"v%d" % i], now_ms=clock.now_ms())) for i in range(10)]
 
-    async def writer(i: int) -> None:
-        info = await log.append(batch([b"v%d" % i], now_ms=clock.now_ms()))
+    async def flusher(end_offset: int) -> None:
         try:
-            await log.flush(info.last_offset + 1)
+            await log.flush(end_offset)
         except StorageError as error:
             errors.append(error)
 
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            for i in range(10):
-                nursery.start_soon(writer, i)
+            for info in infos:
+                nursery.start_soon(flusher, info.last_offset + 1)
     assert len(errors) == 10
     assert log.durable_offset == 0
     await log.aclose()

@@ -1,7 +1,10 @@
 """I/O backends: the interface storage uses, and the choice of implementation.
 
-The io_uring implementation (cffi, one ring per worker) plugs in here; until
-it lands, ``open_backend("auto")`` selects the fallback and says why.
+``open_backend("auto")`` uses io_uring when the extension is built and a
+ring can be set up, and otherwise the fallback, logging once which backend
+runs and why. The uring backend sets its ring up lazily inside the Trio run
+that first uses it, so this stays a plain function; ``await backend.aclose()``
+releases the ring (the end of the run does too).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Literal
 
 from trioring.uring._base import Buffer, FileBackend
 from trioring.uring._fallback import FallbackBackend
+from trioring.uring._uring import UringBackend, UringUnavailableError, uring_unavailable_reason
 
 BackendChoice = Literal["auto", "uring", "fallback"]
 
@@ -18,19 +22,35 @@ logger = logging.getLogger("trioring.uring")
 
 
 def open_backend(choice: BackendChoice = "auto") -> FileBackend:
-    """Return the file backend for ``choice``, logging which one runs and why."""
+    """Return the file backend for ``choice``, logging which one runs and why.
+
+    ``"uring"`` raises :class:`UringUnavailableError` (an OSError with the
+    errno of the failed check) when io_uring cannot run here.
+    """
     if choice == "fallback":
         logger.info("I/O backend: fallback (chosen by configuration)")
         return FallbackBackend()
-    if choice == "uring":
-        raise NotImplementedError(
-            "io_backend='uring' is not available in this build yet; "
-            "use io_backend='auto' or 'fallback'"
-        )
-    if choice != "auto":
+    if choice not in ("auto", "uring"):
         raise ValueError(f"io_backend must be 'auto', 'uring' or 'fallback', not {choice!r}")
-    logger.info("I/O backend: fallback (the io_uring backend is not built into this version)")
+    unavailable = uring_unavailable_reason()
+    if unavailable is None:
+        logger.info("I/O backend: uring (io_uring ring set up)")
+        return UringBackend()
+    if choice == "uring":
+        raise UringUnavailableError(
+            unavailable.errno,
+            f"io_backend='uring' but io_uring is unavailable: {unavailable.strerror}",
+        )
+    logger.info("I/O backend: fallback (io_uring unavailable: %s)", unavailable.strerror)
     return FallbackBackend()
 
 
-__all__ = ["BackendChoice", "Buffer", "FallbackBackend", "FileBackend", "open_backend"]
+__all__ = [
+    "BackendChoice",
+    "Buffer",
+    "FallbackBackend",
+    "FileBackend",
+    "UringBackend",
+    "UringUnavailableError",
+    "open_backend",
+]

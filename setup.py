@@ -1,0 +1,56 @@
+"""Build hook for the optional io_uring extension; all other metadata is in pyproject.toml.
+
+The cffi extension ``trioring.uring._ring_ffi`` compiles against the kernel's
+``<linux/io_uring.h>`` at install time. It is optional: without a compiler,
+kernel headers or Linux, the build warns and the package installs anyway,
+running the fallback backend.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError, PlatformError
+
+_BUILD_ERRORS = (CCompilerError, ExecError, PlatformError, OSError)
+
+
+def _warn_skipped(what: str, error: BaseException) -> None:
+    warnings.warn(
+        f"trioring: not building {what} ({error}); the fallback I/O backend will be used",
+        stacklevel=2,
+    )
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that warns instead of failing when an extension can't compile."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except _BUILD_ERRORS as error:
+            _warn_skipped("C extensions", error)
+
+    def build_extension(self, extension: Any) -> None:
+        try:
+            super().build_extension(extension)
+        except _BUILD_ERRORS as error:
+            _warn_skipped(extension.name, error)
+
+
+def _cffi_arguments() -> dict[str, Any]:
+    if not sys.platform.startswith("linux"):
+        return {}
+    try:
+        import cffi  # noqa: F401, PLC0415 (only to know whether cffi_modules can work)
+    except ImportError as error:
+        _warn_skipped("the io_uring extension", error)
+        return {}
+    return {"cffi_modules": ["trioring/uring/_build_ring.py:ffibuilder"]}
+
+
+setup(cmdclass={"build_ext": OptionalBuildExt}, **_cffi_arguments())

@@ -1,0 +1,193 @@
+"""Cancellation of ring requests: a cancelled read either returns its data
+(it completed first) or raises Cancelled having read nothing; writes and
+syncs run to completion whatever happens to their caller."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from uring_support import close_all, requires_uring
+
+from trioring.uring import UringBackend
+
+pytestmark = requires_uring
+
+RACES = 400
+
+
+async def test_cancelled_blocked_read_raises_and_reads_nothing() -> None:
+    backend = UringBackend(write_on_ring=True)
+    read_end, write_end = os.pipe()
+    try:
+        with trio.move_on_after(0.02) as scope:
+            await backend.pread(read_end, 10, 0)
+        assert scope.cancelled_caught
+        assert backend.statistics()["operations_in_flight"] == 0
+        os.write(write_end, b"after")
+        assert await backend.pread(read_end, 10, 0) == b"after", "the cancelled read took nothing"
+    finally:
+        close_all(read_end, write_end)
+        await backend.aclose()
+
+
+async def test_read_completed_despite_cancel_returns_its_data() -> None:
+    """Cancel and completion in the same scheduler batch: the data is returned.
+
+    The canceller and the submitter run in the same batch, in random order:
+    either the cancel is submitted right behind the read (which completes at
+    once, so the cancel finds nothing) or the read is already done.
+    """
+    backend = UringBackend(write_on_ring=True)
+    read_end, write_end = os.pipe()
+    try:
+        await backend.pread(read_end, 0, 0)  # the ring is up
+        for _ in range(50):
+            os.write(write_end, b"ready")
+            returned = b""
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_cancel_now, scope)
+                    returned = await backend.pread(read_end, 10, 0)
+            assert returned == b"ready"
+            assert scope.cancel_called
+        assert backend.statistics()["cancel_requests"] > 0, "the abort path ran"
+    finally:
+        close_all(read_end, write_end)
+        await backend.aclose()
+
+
+async def _cancel_now(scope: trio.CancelScope) -> None:
+    scope.cancel()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_read_cancel_races_lose_and_duplicate_nothing(seed: int) -> None:
+    """Hundreds of reads, each cancelled at a random moment while a writer feeds
+    the pipe: every byte written is read exactly once, in order."""
+    chooser = random.Random(seed)
+    backend = UringBackend(write_on_ring=True)
+    read_end, write_end = os.pipe()
+    sent = bytearray()
+    received = bytearray()
+    outcomes: Counter[str] = Counter()
+    message_count = RACES
+
+    async def write_messages() -> None:
+        for index in range(message_count):
+            message = index.to_bytes(4, "big")
+            os.write(write_end, message)
+            sent.extend(message)
+            # Sometimes the reader finds data, sometimes it has to wait.
+            if chooser.random() < 0.5:
+                await trio.sleep(chooser.random() * 0.0005)
+            else:
+                for _ in range(chooser.randrange(4)):
+                    await trio.lowlevel.checkpoint()
+
+    async def cancel_after(scope: trio.CancelScope, checkpoints: int, delay_s: float) -> None:
+        for _ in range(checkpoints):
+            await trio.lowlevel.checkpoint()
+        await trio.sleep(delay_s)
+        scope.cancel()
+
+    try:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(write_messages)
+                while len(received) < 4 * message_count:
+                    data = None
+                    cancelled_before_return = False
+                    with trio.CancelScope() as scope:
+                        async with trio.open_nursery() as canceller:
+                            delay_s = chooser.choice([0, chooser.random() * 0.0003])
+                            canceller.start_soon(cancel_after, scope, chooser.randrange(4), delay_s)
+                            data = await backend.pread(read_end, 4 * chooser.randrange(1, 4), 0)
+                            received.extend(data)
+                            cancelled_before_return = scope.cancel_called
+                            scope.cancel()  # done: stop the canceller
+                    if data is None:
+                        outcomes["cancelled"] += 1
+                    elif cancelled_before_return:
+                        outcomes["completed despite cancel"] += 1
+                    else:
+                        outcomes["completed"] += 1
+        assert received == sent
+        assert outcomes["cancelled"] > 0
+        assert outcomes["completed"] > 0
+        assert outcomes["completed despite cancel"] > 0
+        # Some reads completed although their async-cancel had been queued.
+        assert backend.statistics()["cancel_requests"] > outcomes["cancelled"]
+        assert backend.statistics()["operations_in_flight"] == 0
+    finally:
+        close_all(read_end, write_end)
+        await backend.aclose()
+
+
+async def test_write_is_not_cancelled_mid_flight() -> None:
+    """A write blocked on a full pipe finishes although its caller was cancelled."""
+    backend = UringBackend(write_on_ring=True)
+    read_end, write_end = os.pipe()
+    data = os.urandom(1 << 20)  # far more than the pipe holds
+    written = 0
+
+    async def write() -> None:
+        nonlocal written
+        with trio.move_on_after(0.01):
+            written = await backend.pwritev(write_end, [data], 0)
+
+    def drain() -> bytes:
+        chunks = []
+        remaining = len(data)
+        while remaining:
+            chunk = os.read(read_end, remaining)
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write)
+            await trio.sleep(0.05)  # the cancel has been delivered; the write still waits
+            assert written == 0
+            assert await trio.to_thread.run_sync(drain) == data
+        assert written == len(data)
+    finally:
+        close_all(read_end, write_end)
+        await backend.aclose()
+
+
+async def test_sync_is_not_cancelled(tmp_path: Path) -> None:
+    backend = UringBackend(write_on_ring=True)
+    fd = await backend.open(str(tmp_path / "f"), os.O_RDWR | os.O_CREAT)
+    try:
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_now, scope)
+                await backend.write_and_fdatasync(fd, [b"durable"], 0)
+                finished = True
+        assert finished, "the linked write and sync reported their outcome"
+        assert scope.cancel_called
+    finally:
+        await backend.close(fd)
+        await backend.aclose()
+    assert (tmp_path / "f").read_bytes() == b"durable"
+
+
+async def test_checkpoints_even_when_complete() -> None:
+    backend = UringBackend(write_on_ring=True)
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"x")
+        with trio.testing.assert_checkpoints():
+            assert await backend.pread(read_end, 1, 0) == b"x"
+        with trio.testing.assert_checkpoints():
+            await backend.pwritev(write_end, [], 0)
+    finally:
+        close_all(read_end, write_end)
+        await backend.aclose()

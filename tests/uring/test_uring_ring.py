@@ -1,0 +1,277 @@
+"""The io_uring backend's file operations, submission batching, a full
+submission queue and completion-queue overflow."""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from uring_support import close_all, requires_uring
+
+from trioring.uring import UringBackend, _ring
+from trioring.uring._uring import _advance
+
+pytestmark = requires_uring
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[UringBackend]:
+    backend = UringBackend(write_on_ring=True)
+    yield backend
+    await backend.aclose()
+
+
+async def open_file(backend: UringBackend, path: Path) -> int:
+    return await backend.open(str(path), os.O_RDWR | os.O_CREAT)
+
+
+async def test_write_read_sync_round_trip(backend: UringBackend, tmp_path: Path) -> None:
+    fd = await open_file(backend, tmp_path / "f")
+    parts = [b"hello ", bytearray(b"io"), memoryview(b"_uring world")[3:], b""]
+    assert await backend.pwritev(fd, parts, 0) == 17
+    await backend.fdatasync(fd)
+    assert await backend.pread(fd, 100, 0) == b"hello ioing world"
+    assert await backend.pread(fd, 5, 6) == b"ioing"
+    assert await backend.pread(fd, 10, 100) == b"", "past the end: empty"
+    assert await backend.pread(fd, 0, 0) == b""
+    assert await backend.pwritev(fd, [b"X"], 1) == 1
+    assert await backend.file_size(fd) == 17
+    assert await backend.pread(fd, 3, 0) == b"hXl"
+    await backend.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"hXllo ioing world"
+
+
+async def test_large_multi_buffer_write(backend: UringBackend, tmp_path: Path) -> None:
+    fd = await open_file(backend, tmp_path / "f")
+    buffers = [bytes([i]) * (i * 997) for i in range(1, 200)]
+    expected = b"".join(buffers)
+    assert await backend.pwritev(fd, buffers, 10) == len(expected)
+    assert await backend.pread(fd, len(expected) + 100, 10) == expected
+    await backend.close(fd)
+
+
+async def test_write_and_fdatasync(backend: UringBackend, tmp_path: Path) -> None:
+    fd = await open_file(backend, tmp_path / "f")
+    assert await backend.write_and_fdatasync(fd, [b"abc", b"def"], 0) == 6
+    assert await backend.write_and_fdatasync(fd, [b"gh"], 6) == 2
+    assert await backend.write_and_fdatasync(fd, [], 8) == 0  # just the sync
+    await backend.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"abcdefgh"
+
+
+async def test_errors_are_oserrors_with_errno(backend: UringBackend) -> None:
+    fd = 1_000_000  # never open (a just-closed number may be reused by the ring itself)
+    with pytest.raises(OSError) as info:
+        await backend.pread(fd, 10, 0)
+    assert info.value.errno == errno.EBADF
+    with pytest.raises(OSError) as info:
+        await backend.pwritev(fd, [b"x"], 0)
+    assert info.value.errno == errno.EBADF
+    with pytest.raises(OSError) as info:
+        await backend.fdatasync(fd)
+    assert info.value.errno == errno.EBADF
+    with pytest.raises(OSError) as info:
+        await backend.pread(0, 10, -1)
+    assert info.value.errno == errno.EINVAL
+    read_end, write_end = os.pipe()
+    try:
+        # A link breaks on the failed sync: the write lands, the error is the sync's.
+        with pytest.raises(OSError) as info:
+            await backend.write_and_fdatasync(write_end, [b"x"], 0)
+        assert info.value.errno == errno.EINVAL
+        assert os.read(read_end, 10) == b"x"
+    finally:
+        close_all(read_end, write_end)
+
+
+@pytest.fixture
+def file_size_limit() -> Iterator[int]:
+    """RLIMIT_FSIZE at 4 KiB: a write across it comes back short, the next fails EFBIG."""
+    limit = 4096
+    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    previous_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, previous_limit[1]))
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, previous_limit)
+        signal.signal(signal.SIGXFSZ, previous_handler)
+
+
+@pytest.mark.parametrize("sync", [False, True])
+async def test_short_write_is_continued_until_it_fails(
+    backend: UringBackend, tmp_path: Path, file_size_limit: int, sync: bool
+) -> None:
+    fd = await open_file(backend, tmp_path / "f")
+    data = [b"a" * 3000, b"b" * 3000]
+    with pytest.raises(OSError) as info:
+        if sync:
+            await backend.write_and_fdatasync(fd, data, 0)
+        else:
+            await backend.pwritev(fd, data, 0)
+    assert info.value.errno == errno.EFBIG
+    await backend.close(fd)
+    assert (tmp_path / "f").read_bytes() == (b"a" * 3000 + b"b" * 3000)[:file_size_limit]
+
+
+def test_advance_over_pieces() -> None:
+    pieces = [(0, 3), (100, 5), (200, 2)]
+    assert _advance(pieces, 0) == pieces
+    assert _advance(pieces, 3) == [(100, 5), (200, 2)]
+    assert _advance(pieces, 4) == [(101, 4), (200, 2)]
+    assert _advance(pieces, 9) == [(201, 1)]
+    assert _advance(pieces, 10) == []
+
+
+async def test_one_submit_per_scheduler_batch(backend: UringBackend, tmp_path: Path) -> None:
+    fd = await open_file(backend, tmp_path / "f")
+    await backend.pwritev(fd, [bytes(range(256)) * 16], 0)
+    before = backend.statistics()["submit_calls"]
+    results: dict[int, bytes] = {}
+
+    async def read(position: int) -> None:
+        results[position] = await backend.pread(fd, 4, position)
+
+    async with trio.open_nursery() as nursery:
+        for position in range(100):
+            nursery.start_soon(read, position)
+    assert results == {p: bytes(range(p, p + 4)) for p in range(100)}
+    # All 100 were queued in one scheduler batch: one io_uring_enter took them.
+    assert backend.statistics()["submit_calls"] - before == 1
+    await backend.close(fd)
+
+
+async def test_full_submission_queue_loses_nothing(tmp_path: Path) -> None:
+    backend = UringBackend(write_on_ring=True, ring_entries=4)
+    fd = await open_file(backend, tmp_path / "f")
+    data = os.urandom(4096)
+    await backend.pwritev(fd, [data], 0)
+    results: dict[int, bytes] = {}
+
+    async def read(position: int) -> None:
+        results[position] = await backend.pread(fd, 16, position)
+
+    async with trio.open_nursery() as nursery:
+        for position in range(200):
+            nursery.start_soon(read, position)
+    assert results == {p: data[p : p + 16] for p in range(200)}
+    statistics = backend.statistics()
+    assert statistics["submission_entries"] == 4
+    assert statistics["submit_calls"] >= 200 // 4
+    await backend.close(fd)
+    await backend.aclose()
+
+
+async def test_completion_queue_overflow_loses_nothing() -> None:
+    """200 reads complete while the ring's 8-entry completion queue is not drained."""
+    backend = UringBackend(write_on_ring=True, ring_entries=4, completion_entries=8)
+    pipes = [os.pipe() for _ in range(200)]
+    results: dict[int, bytes] = {}
+
+    async def read(index: int) -> None:
+        results[index] = await backend.pread(pipes[index][0], 16, 0)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for index in range(len(pipes)):
+                nursery.start_soon(read, index)
+            # Every read is submitted and parked in the kernel.
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+            assert backend.statistics()["requests_in_flight"] == len(pipes)
+            # No checkpoint while all 200 complete: the completion queue overflows.
+            for index, (_, write_end) in enumerate(pipes):
+                os.write(write_end, index.to_bytes(2, "big"))
+        assert results == {i: i.to_bytes(2, "big") for i in range(len(pipes))}
+        statistics = backend.statistics()
+        assert statistics["completion_entries"] == 8
+        assert statistics["overflow_flushes"] > 0, "the overflow path ran"
+    finally:
+        close_all(*(fd for pipe in pipes for fd in pipe))
+        await backend.aclose()
+
+
+async def test_operations_in_flight_are_bounded(tmp_path: Path) -> None:
+    backend = UringBackend(write_on_ring=True, operations_in_flight_max=3)
+    read_end, write_end = os.pipe()
+    received: list[bytes] = []
+
+    async def read() -> None:
+        received.append(await backend.pread(read_end, 1, 0))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(read)
+            await trio.sleep(0.05)
+            assert backend.statistics()["operations_in_flight"] == 3
+            os.write(write_end, b"0123456789")
+        assert sorted(received) == [bytes([b]) for b in b"0123456789"]
+    finally:
+        close_all(read_end, write_end)
+        await backend.aclose()
+
+
+async def test_ring_is_set_up_again_after_aclose(tmp_path: Path) -> None:
+    backend = UringBackend(write_on_ring=True)
+    fd = await open_file(backend, tmp_path / "f")
+    await backend.pwritev(fd, [b"one"], 0)
+    await backend.aclose()
+    assert backend.statistics() == {}
+    assert await backend.pread(fd, 3, 0) == b"one"
+    await backend.close(fd)
+    await backend.aclose()
+
+
+class _FailingSubmitLibrary:
+    """The cffi library, except that the next submits fail with the given errnos."""
+
+    def __init__(self, real: object, errors: list[int]) -> None:
+        self._real = real
+        self.errors = errors
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+    def trioring_submit(self, handle: object) -> int:
+        if self.errors:
+            return -self.errors.pop(0)
+        return self._real.trioring_submit(handle)  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("errors", "raised"),
+    [
+        ([errno.EAGAIN, errno.EBUSY], None),  # transient: retried
+        ([errno.EINVAL], errno.EINVAL),  # not transient: the queued requests fail
+        ([errno.EAGAIN] * 4, errno.EAGAIN),  # transient, but past SUBMIT_FAILURES_MAX
+    ],
+)
+async def test_submit_failures(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, errors: list[int], raised: int | None
+) -> None:
+    backend = UringBackend(write_on_ring=True)
+    fd = await open_file(backend, tmp_path / "f")
+    await backend.pwritev(fd, [b"data"], 0)
+    library = _FailingSubmitLibrary(_ring.lib, list(errors))
+    monkeypatch.setattr(_ring, "lib", library)
+    monkeypatch.setattr(_ring, "SUBMIT_FAILURES_MAX", 3)
+    try:
+        if raised is None:
+            assert await backend.pread(fd, 4, 0) == b"data"
+        else:
+            with pytest.raises(OSError) as info:
+                await backend.pread(fd, 4, 0)
+            assert info.value.errno == raised
+        assert library.errors == []
+        assert backend.statistics()["operations_in_flight"] == 0
+        assert await backend.pread(fd, 4, 0) == b"data", "the ring still works"
+    finally:
+        await backend.close(fd)
+        await backend.aclose()

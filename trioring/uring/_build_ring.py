@@ -1,0 +1,448 @@
+"""cffi (API mode) build of ``trioring.uring._ring_ffi``: a minimal io_uring binding.
+
+It compiles against the kernel UAPI header ``<linux/io_uring.h>`` only (no
+liburing): raw ``io_uring_setup`` / ``io_uring_enter`` / ``io_uring_register``
+through syscall(2), the SQ and CQ rings mapped with mmap. The ring bookkeeping
+(heads, tails, masks, memory barriers, partial submits, overflow flushing)
+lives in C so the Python side makes one call per SQE and one call per batch of
+completions.
+
+Built by setup.py (``cffi_modules``) at install time; for development,
+``python setup.py build_ext --inplace`` puts it beside this file.
+"""
+
+from __future__ import annotations
+
+# No stubs for cffi on the type-checking path (types-cffi is optional).
+import cffi  # type: ignore[import-untyped,unused-ignore]
+
+MODULE_NAME = "trioring.uring._ring_ffi"
+
+# What Python sees. ``struct trioring_ring`` is partial ("...;"): Python reads
+# only the public fields, the mapped pointers stay private to C.
+CDEF = """
+struct trioring_ring {
+    int ring_fd;
+    int event_fd;
+    unsigned sq_entries;
+    unsigned cq_entries;
+    unsigned features;
+    unsigned setup_flags;
+    uint64_t overflow_flushes;
+    ...;
+};
+
+struct trioring_completion {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+};
+
+struct iovec {
+    void *iov_base;
+    size_t iov_len;
+};
+
+#define IORING_FSYNC_DATASYNC ...
+#define TRIORING_SQE_IO_LINK ...
+
+int trioring_ring_setup(struct trioring_ring **ring_out, unsigned entries, unsigned cq_entries);
+void trioring_ring_close(struct trioring_ring *ring);
+
+unsigned trioring_sq_space(struct trioring_ring *ring);
+unsigned trioring_sq_unsubmitted(struct trioring_ring *ring);
+
+int trioring_prep_read(struct trioring_ring *ring, int fd, void *buffer, uint32_t length,
+                       uint64_t offset, uint64_t user_data);
+int trioring_prep_write(struct trioring_ring *ring, int fd, const void *buffer, uint32_t length,
+                        uint64_t offset, unsigned sqe_flags, uint64_t user_data);
+int trioring_prep_writev(struct trioring_ring *ring, int fd, const struct iovec *iovecs,
+                         unsigned count, uint64_t offset, unsigned sqe_flags, uint64_t user_data);
+int trioring_prep_fsync(struct trioring_ring *ring, int fd, unsigned fsync_flags,
+                        unsigned sqe_flags, uint64_t user_data);
+int trioring_prep_cancel(struct trioring_ring *ring, uint64_t target_user_data,
+                         uint64_t user_data);
+
+int trioring_submit(struct trioring_ring *ring);
+unsigned trioring_sq_discard(struct trioring_ring *ring, uint64_t *user_data_out, unsigned max);
+unsigned trioring_reap(struct trioring_ring *ring, struct trioring_completion *out,
+                       unsigned max, int *error_out);
+int trioring_eventfd_clear(struct trioring_ring *ring);
+"""
+
+SOURCE = r"""
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <linux/io_uring.h>
+
+/*
+ * Guards for everything newer than the oldest headers we accept: the values
+ * are kernel ABI and never change, so a binary built against old headers
+ * still uses the feature on a newer kernel (setup retries without it on an
+ * older one).
+ */
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+#ifndef __NR_io_uring_enter
+#define __NR_io_uring_enter 426
+#endif
+#ifndef __NR_io_uring_register
+#define __NR_io_uring_register 427
+#endif
+#ifndef IORING_SETUP_CQSIZE
+#define IORING_SETUP_CQSIZE (1U << 3)        /* Linux 5.5 */
+#endif
+#ifndef IORING_SETUP_CLAMP
+#define IORING_SETUP_CLAMP (1U << 4)         /* Linux 5.6 */
+#endif
+#ifndef IORING_SETUP_SUBMIT_ALL
+#define IORING_SETUP_SUBMIT_ALL (1U << 7)    /* Linux 5.18 */
+#endif
+#ifndef IORING_SETUP_NO_SQARRAY
+#define IORING_SETUP_NO_SQARRAY (1U << 16)   /* Linux 6.6 */
+#endif
+#ifndef IORING_FEAT_SINGLE_MMAP
+#define IORING_FEAT_SINGLE_MMAP (1U << 0)    /* Linux 5.4 */
+#endif
+#ifndef IORING_FEAT_NODROP
+#define IORING_FEAT_NODROP (1U << 1)         /* Linux 5.5 */
+#endif
+#ifndef IORING_FEAT_SUBMIT_STABLE
+#define IORING_FEAT_SUBMIT_STABLE (1U << 2)  /* Linux 5.5 */
+#endif
+#ifndef IORING_FEAT_RW_CUR_POS
+#define IORING_FEAT_RW_CUR_POS (1U << 3)     /* Linux 5.6: IORING_OP_READ/WRITE exist */
+#endif
+#ifndef IORING_SQ_CQ_OVERFLOW
+#define IORING_SQ_CQ_OVERFLOW (1U << 1)      /* Linux 5.5 */
+#endif
+#ifndef IORING_FSYNC_DATASYNC
+#define IORING_FSYNC_DATASYNC (1U << 0)
+#endif
+#ifndef IORING_ENTER_GETEVENTS
+#define IORING_ENTER_GETEVENTS (1U << 0)
+#endif
+#ifndef IORING_REGISTER_EVENTFD
+#define IORING_REGISTER_EVENTFD 4
+#endif
+
+/* Opcodes are an enum in the header (no #ifdef possible); their values are ABI. */
+#define TRIORING_OP_WRITEV 2
+#define TRIORING_OP_FSYNC 3
+#define TRIORING_OP_ASYNC_CANCEL 14
+#define TRIORING_OP_READ 22
+#define TRIORING_OP_WRITE 23
+#define TRIORING_SQE_IO_LINK (1U << 2)       /* IOSQE_IO_LINK */
+
+/* NODROP: a full CQ queues completions in the kernel instead of losing them.
+ * SUBMIT_STABLE: SQE data (iovecs) is consumed at submit time.
+ * RW_CUR_POS: the kernel has IORING_OP_READ / IORING_OP_WRITE (5.6). */
+#define TRIORING_FEATURES_REQUIRED \
+    (IORING_FEAT_NODROP | IORING_FEAT_SUBMIT_STABLE | IORING_FEAT_RW_CUR_POS)
+
+struct trioring_ring {
+    int ring_fd;
+    int event_fd;
+    unsigned sq_entries;
+    unsigned cq_entries;
+    unsigned features;
+    unsigned setup_flags;
+    uint64_t overflow_flushes;  /* times completions were fetched from the overflow list */
+    /* private */
+    unsigned *sq_head;
+    unsigned *sq_tail;
+    unsigned *sq_flags;
+    unsigned sq_mask;
+    unsigned sqe_tail;          /* next SQE to fill; published to *sq_tail on submit */
+    struct io_uring_sqe *sqes;
+    unsigned *cq_head;
+    unsigned *cq_tail;
+    unsigned cq_mask;
+    struct io_uring_cqe *cqes;
+    void *sq_ring;
+    size_t sq_ring_bytes;
+    void *cq_ring;              /* == sq_ring with IORING_FEAT_SINGLE_MMAP */
+    size_t cq_ring_bytes;
+    size_t sqes_bytes;
+};
+
+struct trioring_completion {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+};
+
+static unsigned load_acquire(const unsigned *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static void store_release(unsigned *p, unsigned v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+static int sys_setup(unsigned entries, struct io_uring_params *p) {
+    return (int)syscall(__NR_io_uring_setup, entries, p);
+}
+static int sys_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags) {
+    return (int)syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, NULL, 0);
+}
+static int sys_register(int fd, unsigned opcode, const void *arg, unsigned count) {
+    return (int)syscall(__NR_io_uring_register, fd, opcode, arg, count);
+}
+
+static void unmap_ring(struct trioring_ring *r) {
+    if (r->sqes && r->sqes != MAP_FAILED) munmap(r->sqes, r->sqes_bytes);
+    if (r->cq_ring && r->cq_ring != MAP_FAILED && r->cq_ring != r->sq_ring)
+        munmap(r->cq_ring, r->cq_ring_bytes);
+    if (r->sq_ring && r->sq_ring != MAP_FAILED) munmap(r->sq_ring, r->sq_ring_bytes);
+}
+
+void trioring_ring_close(struct trioring_ring *r) {
+    if (!r) return;
+    unmap_ring(r);
+    /* Closing the ring fd drops the eventfd registration with it. */
+    if (r->ring_fd >= 0) close(r->ring_fd);
+    if (r->event_fd >= 0) close(r->event_fd);
+    free(r);
+}
+
+/* Returns 0 and a ring, or -errno. */
+int trioring_ring_setup(struct trioring_ring **ring_out, unsigned entries, unsigned cq_entries) {
+    /* Newest flags first; an older kernel answers EINVAL and we drop the newest. */
+    static const unsigned optional_flags[] = {
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_NO_SQARRAY,
+        IORING_SETUP_SUBMIT_ALL,
+        0,
+    };
+    struct io_uring_params p;
+    struct trioring_ring *r;
+    int fd = -1, error;
+    size_t i;
+
+    *ring_out = NULL;
+    r = calloc(1, sizeof *r);
+    if (!r) return -ENOMEM;
+    r->ring_fd = -1;
+    r->event_fd = -1;
+
+    for (i = 0; i < sizeof optional_flags / sizeof optional_flags[0]; i++) {
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | optional_flags[i];
+        p.cq_entries = cq_entries;
+        fd = sys_setup(entries, &p);
+        if (fd >= 0 || errno != EINVAL) break;
+    }
+    if (fd < 0) { error = -errno; goto fail; }
+    r->ring_fd = fd;
+    r->setup_flags = p.flags;
+    r->features = p.features;
+    if ((p.features & TRIORING_FEATURES_REQUIRED) != TRIORING_FEATURES_REQUIRED) {
+        error = -EOPNOTSUPP;
+        goto fail;
+    }
+
+    r->sq_entries = p.sq_entries;
+    r->cq_entries = p.cq_entries;
+    /* As liburing sizes it. With NO_SQARRAY (6.6+, so SINGLE_MMAP too) there is
+     * no array (sq_off.array is 0) and the CQ part of the one mapping dominates. */
+    r->sq_ring_bytes = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    r->cq_ring_bytes = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+        if (r->cq_ring_bytes > r->sq_ring_bytes) r->sq_ring_bytes = r->cq_ring_bytes;
+        r->cq_ring_bytes = r->sq_ring_bytes;
+    }
+    r->sq_ring = mmap(NULL, r->sq_ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                      fd, IORING_OFF_SQ_RING);
+    if (r->sq_ring == MAP_FAILED) { error = -errno; goto fail; }
+    if (p.features & IORING_FEAT_SINGLE_MMAP) {
+        r->cq_ring = r->sq_ring;
+    } else {
+        r->cq_ring = mmap(NULL, r->cq_ring_bytes, PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
+        if (r->cq_ring == MAP_FAILED) { error = -errno; goto fail; }
+    }
+    r->sqes_bytes = p.sq_entries * sizeof(struct io_uring_sqe);
+    r->sqes = mmap(NULL, r->sqes_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                   fd, IORING_OFF_SQES);
+    if (r->sqes == MAP_FAILED) { error = -errno; goto fail; }
+
+    r->sq_head = (unsigned *)((char *)r->sq_ring + p.sq_off.head);
+    r->sq_tail = (unsigned *)((char *)r->sq_ring + p.sq_off.tail);
+    r->sq_flags = (unsigned *)((char *)r->sq_ring + p.sq_off.flags);
+    r->sq_mask = *(unsigned *)((char *)r->sq_ring + p.sq_off.ring_mask);
+    r->sqe_tail = *r->sq_tail;
+    if (!(p.flags & IORING_SETUP_NO_SQARRAY)) {
+        /* Identity map once: SQE slot i is always array entry i. */
+        unsigned *array = (unsigned *)((char *)r->sq_ring + p.sq_off.array);
+        for (i = 0; i < p.sq_entries; i++) array[i] = (unsigned)i;
+    }
+    r->cq_head = (unsigned *)((char *)r->cq_ring + p.cq_off.head);
+    r->cq_tail = (unsigned *)((char *)r->cq_ring + p.cq_off.tail);
+    r->cq_mask = *(unsigned *)((char *)r->cq_ring + p.cq_off.ring_mask);
+    r->cqes = (struct io_uring_cqe *)((char *)r->cq_ring + p.cq_off.cqes);
+
+    r->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (r->event_fd < 0) { error = -errno; goto fail; }
+    if (sys_register(fd, IORING_REGISTER_EVENTFD, &r->event_fd, 1) < 0) {
+        error = -errno;
+        goto fail;
+    }
+    *ring_out = r;
+    return 0;
+
+fail:
+    trioring_ring_close(r);
+    return error;
+}
+
+unsigned trioring_sq_space(struct trioring_ring *r) {
+    return r->sq_entries - (r->sqe_tail - load_acquire(r->sq_head));
+}
+
+unsigned trioring_sq_unsubmitted(struct trioring_ring *r) {
+    return r->sqe_tail - load_acquire(r->sq_head);
+}
+
+/* A zeroed SQE, or NULL when the SQ is full (submit to make room). */
+static struct io_uring_sqe *next_sqe(struct trioring_ring *r) {
+    struct io_uring_sqe *sqe;
+    if (r->sqe_tail - load_acquire(r->sq_head) >= r->sq_entries) return NULL;
+    sqe = &r->sqes[r->sqe_tail & r->sq_mask];
+    r->sqe_tail++;
+    memset(sqe, 0, sizeof *sqe);
+    return sqe;
+}
+
+static int prep_rw(struct trioring_ring *r, uint8_t opcode, int fd, uint64_t address,
+                   uint32_t length, uint64_t offset, uint32_t op_flags, unsigned sqe_flags,
+                   uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (!sqe) return -EBUSY;
+    sqe->opcode = opcode;
+    sqe->flags = (uint8_t)sqe_flags;
+    sqe->fd = fd;
+    sqe->off = offset;
+    sqe->addr = address;
+    sqe->len = length;
+    sqe->rw_flags = op_flags;   /* same union as fsync_flags and cancel_flags */
+    sqe->user_data = user_data;
+    return 0;
+}
+
+int trioring_prep_read(struct trioring_ring *r, int fd, void *buffer, uint32_t length,
+                       uint64_t offset, uint64_t user_data) {
+    return prep_rw(r, TRIORING_OP_READ, fd, (uint64_t)(uintptr_t)buffer, length, offset, 0, 0,
+                   user_data);
+}
+
+int trioring_prep_write(struct trioring_ring *r, int fd, const void *buffer, uint32_t length,
+                        uint64_t offset, unsigned sqe_flags, uint64_t user_data) {
+    return prep_rw(r, TRIORING_OP_WRITE, fd, (uint64_t)(uintptr_t)buffer, length, offset, 0,
+                   sqe_flags, user_data);
+}
+
+int trioring_prep_writev(struct trioring_ring *r, int fd, const struct iovec *iovecs,
+                         unsigned count, uint64_t offset, unsigned sqe_flags, uint64_t user_data) {
+    return prep_rw(r, TRIORING_OP_WRITEV, fd, (uint64_t)(uintptr_t)iovecs, count, offset, 0,
+                   sqe_flags, user_data);
+}
+
+int trioring_prep_fsync(struct trioring_ring *r, int fd, unsigned fsync_flags,
+                        unsigned sqe_flags, uint64_t user_data) {
+    return prep_rw(r, TRIORING_OP_FSYNC, fd, 0, 0, 0, fsync_flags, sqe_flags, user_data);
+}
+
+int trioring_prep_cancel(struct trioring_ring *r, uint64_t target_user_data, uint64_t user_data) {
+    return prep_rw(r, TRIORING_OP_ASYNC_CANCEL, -1, target_user_data, 0, 0, 0, 0, user_data);
+}
+
+/*
+ * Hands every filled SQE to the kernel. Returns 0, or -errno with the rest
+ * still queued (EAGAIN / EBUSY are transient: reap, then call again).
+ * Without IORING_SETUP_SUBMIT_ALL the kernel stops at an SQE that fails to
+ * prepare (it posts that SQE's error CQE), so loop until all are consumed.
+ */
+int trioring_submit(struct trioring_ring *r) {
+    unsigned tail = r->sqe_tail;
+    store_release(r->sq_tail, tail);
+    for (;;) {
+        unsigned pending = tail - load_acquire(r->sq_head);
+        int submitted;
+        if (pending == 0) return 0;
+        submitted = sys_enter(r->ring_fd, pending, 0, 0);
+        if (submitted < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        if (submitted == 0) return -EAGAIN;
+    }
+}
+
+/*
+ * Takes back SQEs the kernel has not consumed (after a submit error that
+ * won't go away), reporting their user_data so their waiters can be failed.
+ */
+unsigned trioring_sq_discard(struct trioring_ring *r, uint64_t *user_data_out, unsigned max) {
+    unsigned head = load_acquire(r->sq_head);
+    unsigned n = 0;
+    while (r->sqe_tail != head && n < max) {
+        r->sqe_tail--;
+        user_data_out[n++] = r->sqes[r->sqe_tail & r->sq_mask].user_data;
+    }
+    store_release(r->sq_tail, r->sqe_tail);
+    return n;
+}
+
+/*
+ * Copies up to ``max`` completions into ``out`` and frees their CQ slots.
+ * When the CQ is drained but the kernel holds overflowed completions
+ * (IORING_SQ_CQ_OVERFLOW), asks it to move them into the CQ and goes on.
+ * ``*error_out`` gets -errno if that flush failed (EBADR: the kernel could
+ * not keep a completion and dropped it).
+ */
+unsigned trioring_reap(struct trioring_ring *r, struct trioring_completion *out, unsigned max,
+                       int *error_out) {
+    unsigned head = *r->cq_head;
+    unsigned n = 0;
+    *error_out = 0;
+    for (;;) {
+        unsigned tail = load_acquire(r->cq_tail);
+        while (head != tail && n < max) {
+            const struct io_uring_cqe *cqe = &r->cqes[head & r->cq_mask];
+            out[n].user_data = cqe->user_data;
+            out[n].res = cqe->res;
+            out[n].flags = cqe->flags;
+            head++;
+            n++;
+        }
+        store_release(r->cq_head, head);
+        if (n == max) return n;
+        if (!(__atomic_load_n(r->sq_flags, __ATOMIC_ACQUIRE) & IORING_SQ_CQ_OVERFLOW)) return n;
+        r->overflow_flushes++;
+        if (sys_enter(r->ring_fd, 0, 0, IORING_ENTER_GETEVENTS) < 0 && errno != EINTR) {
+            *error_out = -errno;
+            return n;
+        }
+    }
+}
+
+/* Resets the eventfd counter so the next completion makes it readable again. */
+int trioring_eventfd_clear(struct trioring_ring *r) {
+    uint64_t count;
+    if (read(r->event_fd, &count, sizeof count) < 0 && errno != EAGAIN) return -errno;
+    return 0;
+}
+"""
+
+
+def make_builder() -> cffi.FFI:
+    builder = cffi.FFI()
+    builder.cdef(CDEF)
+    builder.set_source(MODULE_NAME, SOURCE, extra_compile_args=["-O2", "-std=gnu99"])
+    return builder
+
+
+ffibuilder = make_builder()

@@ -1,0 +1,476 @@
+"""One io_uring instance driven by the Trio run that uses it.
+
+Lifecycle: a :class:`Ring` is set up inside a Trio run and starts one system
+task there, which owns it until :meth:`Ring.aclose` or the end of the run:
+
+- **Submission batching.** ``perform`` writes its SQEs straight into the
+  submission queue (or into a backlog when the queue is full) and wakes the
+  submitter task, which Trio runs in the *next* scheduler batch: every request
+  queued during one batch goes to the kernel with one ``io_uring_enter``.
+- **Reaping.** An eventfd registered with the ring (IORING_REGISTER_EVENTFD)
+  becomes readable when completions arrive; the reaper task waits for it with
+  ``trio.lowlevel.wait_readable``, drains every completion (including ones the
+  kernel kept aside when the completion queue overflowed) and reschedules the
+  waiting tasks. The submitter also reaps right after each submit, so requests
+  that complete inline (page-cache hits) need no wake-up.
+- **Cancellation** (Trio's pattern for completion-based I/O, as in
+  ``trio._core._io_windows.wait_overlapped``): the abort function of a
+  cancellable request queues an IORING_OP_ASYNC_CANCEL and returns
+  ``Abort.FAILED``, so the task keeps waiting for the real completion; the
+  request's buffers stay referenced from the in-flight table until it comes.
+  A request that completed anyway reports its result; one the kernel
+  cancelled raises ``Cancelled``. Writes and syncs are not cancellable: their
+  abort function does nothing, and the cancellation reaches the caller at its
+  next checkpoint, after the outcome is known.
+- **Teardown** (``aclose``): refuse new requests, cancel every cancellable
+  request in flight, keep submitting and reaping until every operation has
+  ended (including further rounds of a write that came back short, which
+  holds the ring open), then close the ring and its eventfd. When the run
+  ends without ``aclose`` (its system tasks are cancelled), the same happens
+  by hand in the system task, shielded, before the run returns.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+from trioring.uring._limits import (
+    LINKED_REQUESTS_MAX,
+    REAP_BATCH_MAX,
+    SUBMIT_FAILURES_MAX,
+    SUBMIT_RETRY_DELAY_S,
+)
+
+try:
+    from trioring.uring._ring_ffi import ffi, lib
+except ImportError as error:  # not built (no compiler, not Linux) or cffi missing
+    EXTENSION_IMPORT_ERROR: ImportError | None = error
+else:
+    EXTENSION_IMPORT_ERROR = None
+    # Read buffers are filled by the kernel: zeroing them first is wasted work.
+    _allocate_uninitialized = ffi.new_allocator(should_clear_after_alloc=False)
+
+__all__ = [
+    "EXTENSION_IMPORT_ERROR",
+    "Request",
+    "Ring",
+    "allocate_uninitialized",
+    "close_ring_handle",
+    "ffi",
+    "lib",
+    "os_error",
+    "setup_ring_handle",
+]
+
+logger = logging.getLogger("trioring.uring")
+
+#: user_data of async-cancel requests: their completions wake nobody.
+CANCEL_USER_DATA = 0
+#: Submit errors that go away once completions are reaped or memory frees up.
+_TRANSIENT_SUBMIT_ERRORS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR})
+#: Results of a request the kernel stopped because we cancelled it
+#: (EINTR: a blocking request interrupted in an io-wq worker).
+_CANCELLED_RESULTS = frozenset({-errno.ECANCELED, -errno.EINTR})
+
+Prepare = Callable[..., int]
+"""A ``lib.trioring_prep_*`` function: (ring, *arguments, user_data) -> 0 or -EBUSY."""
+Request = tuple[Prepare, tuple[Any, ...]]
+"""One SQE to be: its prep function and the arguments between the ring and user_data."""
+
+
+def os_error(negative_errno: int) -> OSError:
+    code = -negative_errno
+    return OSError(code, os.strerror(code))
+
+
+def setup_ring_handle(entries: int, completion_entries: int) -> Any:
+    """Set up a ring in C (io_uring_setup, mmap, eventfd); OSError with the errno if refused."""
+    if EXTENSION_IMPORT_ERROR is not None:
+        message = f"the io_uring extension is not built: {EXTENSION_IMPORT_ERROR}"
+        raise OSError(errno.ENOSYS, message)
+    handle_out = ffi.new("struct trioring_ring **")
+    result = lib.trioring_ring_setup(handle_out, entries, completion_entries)
+    if result < 0:
+        raise os_error(result)
+    return handle_out[0]
+
+
+def close_ring_handle(handle: Any) -> None:
+    lib.trioring_ring_close(handle)
+
+
+def allocate_uninitialized(size: int) -> Any:
+    """A ``char[size]`` for the kernel to read into."""
+    return _allocate_uninitialized("char[]", size)
+
+
+class _Operation:
+    """One ``perform`` call: one SQE, or a linked chain of them, and its waiter."""
+
+    __slots__ = (
+        "cancel_requested",
+        "cancellable",
+        "completions_pending",
+        "first_user_data",
+        "keepalive",
+        "raise_cancel",
+        "results",
+        "task",
+    )
+
+    def __init__(
+        self,
+        task: trio.lowlevel.Task,
+        first_user_data: int,
+        request_count: int,
+        keepalive: object,
+        *,
+        cancellable: bool,
+    ) -> None:
+        self.task = task
+        self.first_user_data = first_user_data
+        self.results = [0] * request_count
+        self.completions_pending = request_count
+        # The kernel reads or writes these buffers until the completion comes.
+        self.keepalive = keepalive
+        self.cancellable = cancellable
+        self.cancel_requested = False
+        self.raise_cancel: trio.lowlevel.RaiseCancelT | None = None
+
+
+class Ring:
+    """See the module docstring. Create and use it inside one Trio run."""
+
+    def __init__(
+        self, *, entries: int, completion_entries: int, operations_in_flight_max: int
+    ) -> None:
+        self._handle = setup_ring_handle(entries, completion_entries)
+        self.fd: int = self._handle.ring_fd
+        self.submission_entries: int = self._handle.sq_entries
+        self.completion_entries: int = self._handle.cq_entries
+        self._event_fd: int = self._handle.event_fd
+        self._operations_in_flight_max = operations_in_flight_max
+        self._operation_count = 0
+        self._slot_released = trio.lowlevel.ParkingLot()
+        #: user_data -> operation, for every SQE handed out and not completed.
+        self._in_flight: dict[int, _Operation] = {}
+        self._next_user_data = CANCEL_USER_DATA + LINKED_REQUESTS_MAX
+        #: Chains waiting for room in the submission queue, in order.
+        self._backlog: deque[tuple[Sequence[Request], int]] = deque()
+        self._submit_requested = False
+        self._submitter_parked: trio.lowlevel.Task | None = None
+        self._completions = ffi.new("struct trioring_completion[]", REAP_BATCH_MAX)
+        self._reap_error = ffi.new("int *")
+        #: Multi-round operations (a write continued after a short write) under way.
+        self._holds = 0
+        self._close_requested = trio.Event()
+        self._idle = trio.Event()
+        self._closing = False
+        self._closed = trio.Event()
+        self._submit_calls = 0
+        self._completion_count = 0
+        self._cancel_requests = 0
+        self._lost_completions_logged = False
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        trio.lowlevel.spawn_system_task(self._main, name=f"trioring io_uring fd {self.fd}")
+
+    @property
+    def closing(self) -> bool:
+        """True from the start of teardown: new requests are refused."""
+        return self._closing
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def aclose(self) -> None:
+        """Cancel what can be cancelled, wait for every operation to end, close the ring."""
+        if self._closed.is_set():
+            await trio.lowlevel.checkpoint()
+            return
+        self._close_requested.set()
+        await self._closed.wait()
+
+    def hold(self) -> None:
+        """Keep the ring open until :meth:`release`, for an operation of several rounds.
+
+        Raises ClosedResourceError once teardown has begun. While held, the
+        holder's ``perform(..., held=True)`` calls are accepted during
+        teardown, so a write is finished rather than abandoned half-done.
+        """
+        self._raise_if_closing()
+        self._holds += 1
+
+    def release(self) -> None:
+        assert self._holds > 0
+        self._holds -= 1
+        self._set_idle_if_drained()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "operations_in_flight": self._operation_count,
+            "requests_in_flight": len(self._in_flight),
+            "backlog": len(self._backlog),
+            "submit_calls": self._submit_calls,
+            "completions": self._completion_count,
+            "cancel_requests": self._cancel_requests,
+            "overflow_flushes": int(self._handle.overflow_flushes) if self._handle else 0,
+            "submission_entries": self.submission_entries,
+            "completion_entries": self.completion_entries,
+        }
+
+    async def _main(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._reap_forever)
+                nursery.start_soon(self._submit_forever)
+                await self._close_requested.wait()
+                # aclose: the reaper and submitter keep serving until every
+                # operation (and every round of a held one) has ended.
+                self._begin_closing()
+                await self._idle.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            # Also reached when the run ends (its system tasks are cancelled;
+            # only system tasks can still have requests in flight then).
+            # Buffers in flight belong to the kernel until their completions
+            # come back, so this runs shielded to the end.
+            with trio.CancelScope(shield=True):
+                await self._shut_down()
+
+    def _begin_closing(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._slot_released.unpark_all()
+        for operation in {id(op): op for op in self._in_flight.values()}.values():
+            if operation.cancellable and not operation.cancel_requested:
+                # raise_cancel stays None: the waiter learns the ring closed.
+                operation.cancel_requested = True
+                self._queue_cancels(operation)
+                self._request_submit()
+        self._set_idle_if_drained()
+
+    def _set_idle_if_drained(self) -> None:
+        if self._closing and self._operation_count == 0 and self._holds == 0:
+            self._idle.set()
+
+    async def _shut_down(self) -> None:
+        """Drain whatever is still in flight by hand, then close the ring."""
+        self._begin_closing()
+        await self._flush()
+        while self._in_flight:
+            await trio.lowlevel.wait_readable(self._event_fd)
+            lib.trioring_eventfd_clear(self._handle)
+            self._reap()
+            if self._backlog or lib.trioring_sq_unsubmitted(self._handle):
+                await self._flush()
+        trio.lowlevel.notify_closing(self._event_fd)
+        close_ring_handle(self._handle)
+        self._handle = ffi.NULL
+        self._closed.set()
+
+    # --- requests -------------------------------------------------------------------
+
+    async def perform(
+        self,
+        requests: Sequence[Request],
+        keepalive: object,
+        *,
+        cancellable: bool,
+        held: bool = False,
+    ) -> list[int]:
+        """Run ``requests`` (linked if more than one) and return their results (``-errno``).
+
+        The caller checkpoints for cancellation *before* calling; this waits
+        (a schedule point) until every request completes. ``keepalive`` (the
+        buffers and iovecs the kernel uses) is referenced until then.
+        ``held``: the caller holds the ring (:meth:`hold`), so teardown
+        accepts this request.
+        """
+        assert 0 < len(requests) <= LINKED_REQUESTS_MAX
+        assert not held or self._holds > 0
+        self._raise_if_closing(held=held)
+        while self._operation_count >= self._operations_in_flight_max:
+            await self._slot_released.park()
+            self._raise_if_closing(held=held)
+        first_user_data = self._next_user_data
+        self._next_user_data += LINKED_REQUESTS_MAX
+        operation = _Operation(
+            trio.lowlevel.current_task(),
+            first_user_data,
+            len(requests),
+            keepalive,
+            cancellable=cancellable,
+        )
+        self._operation_count += 1
+        for index in range(len(requests)):
+            self._in_flight[first_user_data + index] = operation
+        self._queue(requests, first_user_data)
+        self._request_submit()
+
+        def abort(raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            if operation.cancellable and not operation.cancel_requested:
+                operation.cancel_requested = True
+                operation.raise_cancel = raise_cancel
+                self._queue_cancels(operation)
+                self._request_submit()
+            return trio.lowlevel.Abort.FAILED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        results = operation.results
+        if operation.cancel_requested and any(r in _CANCELLED_RESULTS for r in results):
+            if operation.raise_cancel is not None:
+                operation.raise_cancel()
+            raise trio.ClosedResourceError("the io_uring ring closed during the request")
+        return results
+
+    def _raise_if_closing(self, *, held: bool = False) -> None:
+        # A holder gets in until the ring is really closed (which only the
+        # end of the run does while it holds).
+        if self._closed.is_set() or (self._closing and not held):
+            raise trio.ClosedResourceError("the io_uring ring is closed")
+
+    def _queue(self, requests: Sequence[Request], first_user_data: int) -> None:
+        handle = self._handle
+        if not self._backlog:
+            if len(requests) == 1:
+                prepare, arguments = requests[0]
+                if prepare(handle, *arguments, first_user_data) == 0:
+                    return
+            elif lib.trioring_sq_space(handle) >= len(requests):
+                # A chain's SQEs must be adjacent, so all or none go in now.
+                for index, (prepare, arguments) in enumerate(requests):
+                    result = prepare(handle, *arguments, first_user_data + index)
+                    assert result == 0
+                return
+        self._backlog.append((requests, first_user_data))
+
+    def _queue_cancels(self, operation: _Operation) -> None:
+        # Queued behind the target if it is still in the backlog (order is
+        # kept), so the kernel always sees the request before its cancel.
+        self._cancel_requests += 1
+        for index in range(len(operation.results)):
+            user_data = operation.first_user_data + index
+            if user_data in self._in_flight:
+                self._queue(((lib.trioring_prep_cancel, (user_data,)),), CANCEL_USER_DATA)
+
+    def _request_submit(self) -> None:
+        if not self._submit_requested:
+            self._submit_requested = True
+            task = self._submitter_parked
+            if task is not None:
+                self._submitter_parked = None
+                trio.lowlevel.reschedule(task)
+
+    # --- submitter --------------------------------------------------------------------
+
+    async def _submit_forever(self) -> None:
+        while True:
+            if not self._submit_requested:
+                self._submitter_parked = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._abort_submitter_wait)
+            self._submit_requested = False
+            await self._flush()
+
+    def _abort_submitter_wait(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+        self._submitter_parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def _flush(self) -> None:
+        """Submit everything queued, making room from the backlog, then reap."""
+        failures = 0
+        while True:
+            self._move_backlog()
+            result = lib.trioring_submit(self._handle)
+            self._submit_calls += 1
+            self._reap()
+            if result == 0:
+                failures = 0
+                if not self._backlog:
+                    return
+                continue
+            if -result in _TRANSIENT_SUBMIT_ERRORS and failures < SUBMIT_FAILURES_MAX:
+                failures += 1
+                await trio.sleep(SUBMIT_RETRY_DELAY_S)
+                continue
+            logger.error("io_uring submit failed: %s; failing queued requests", os_error(result))
+            self._fail_unsubmitted(result)
+            return
+
+    def _move_backlog(self) -> None:
+        backlog = self._backlog
+        handle = self._handle
+        while backlog:
+            requests, first_user_data = backlog[0]
+            if lib.trioring_sq_space(handle) < len(requests):
+                return
+            backlog.popleft()
+            for index, (prepare, arguments) in enumerate(requests):
+                result = prepare(handle, *arguments, first_user_data + index)
+                assert result == 0
+
+    def _fail_unsubmitted(self, negative_errno: int) -> None:
+        """Take back the SQEs the kernel refused and complete them with the error."""
+        user_data_out = ffi.new("uint64_t[]", self.submission_entries)
+        count = lib.trioring_sq_discard(self._handle, user_data_out, self.submission_entries)
+        for index in range(count):
+            self._complete(user_data_out[index], negative_errno)
+        while self._backlog:
+            requests, first_user_data = self._backlog.popleft()
+            for index in range(len(requests)):
+                self._complete(first_user_data + index, negative_errno)
+
+    # --- reaper ------------------------------------------------------------------------
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(self._event_fd)
+            # Clear before draining: a completion posted after the drain
+            # makes the eventfd readable again, so none is missed.
+            lib.trioring_eventfd_clear(self._handle)
+            self._reap()
+
+    def _reap(self) -> None:
+        completions = self._completions
+        while True:
+            count = lib.trioring_reap(self._handle, completions, REAP_BATCH_MAX, self._reap_error)
+            for index in range(count):
+                completion = completions[index]
+                self._complete(completion.user_data, completion.res)
+            if self._reap_error[0] and not self._lost_completions_logged:
+                # EBADR: the kernel could not allocate an overflow entry and
+                # dropped a completion; its waiter will never wake.
+                self._lost_completions_logged = True
+                logger.error(
+                    "io_uring lost completions (%s); requests may hang",
+                    os_error(self._reap_error[0]),
+                )
+            if count < REAP_BATCH_MAX:
+                return
+
+    def _complete(self, user_data: int, result: int) -> None:
+        self._completion_count += 1
+        if user_data == CANCEL_USER_DATA:
+            return
+        operation = self._in_flight.pop(user_data)
+        operation.results[user_data - operation.first_user_data] = result
+        operation.completions_pending -= 1
+        if operation.completions_pending == 0:
+            operation.keepalive = None
+            self._operation_count -= 1
+            if self._slot_released:
+                self._slot_released.unpark()
+            trio.lowlevel.reschedule(operation.task)
+            if self._closing:
+                self._set_idle_if_drained()
