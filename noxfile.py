@@ -13,8 +13,12 @@ SOURCES = ["trioring", "tests", "benchmarks", "examples", "noxfile.py"]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite, against the package as pip installs it."""
+    """The test suite: dependencies as pip installs them, trioring from this tree."""
     session.install(".[test]")
+    # pytest imports trioring from this source tree (tests/ is a package, so
+    # its parent goes first on sys.path): build the io_uring extension here
+    # too, from the same source pip just built it from.
+    session.run("python", "setup.py", "--quiet", "build_ext", "--inplace")
     session.run("python", "-m", "pytest", *session.posargs)
 
 

@@ -1,0 +1,33 @@
+"""Suite-wide hooks.
+
+``TRIORING_REQUIRE_URING=1`` (set by .ci/run) turns every "io_uring
+unavailable" skip into a failure: CI must run the io_uring variants, and a
+broken extension build must not pass as a run that quietly skipped them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+
+import pytest
+
+URING_SKIP_REASON = "io_uring unavailable"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if (
+        report.skipped
+        and os.environ.get("TRIORING_REQUIRE_URING") == "1"
+        and URING_SKIP_REASON in str(report.longrepr)
+    ):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{report.longrepr}\nTRIORING_REQUIRE_URING=1: the io_uring variant must run here "
+            "(is the extension built? see docs/uring.md)"
+        )
