@@ -22,6 +22,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 import attrs
 import crc32c
@@ -68,9 +69,12 @@ class Record:
     offset: int | None = None
 
 
-@attrs.frozen
-class BatchHeader:
-    """The fixed header of one RecordBatch v2, read without decoding records."""
+class BatchHeader(NamedTuple):
+    """The fixed header of one RecordBatch v2, read without decoding records.
+
+    A named tuple rather than an attrs class: one is made per batch on the
+    produce path, and a tuple is built in a third of the time.
+    """
 
     base_offset: int
     batch_length: int

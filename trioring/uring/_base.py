@@ -11,6 +11,9 @@ Rules every implementation keeps:
 - Writes and syncs are not cancellable mid-flight: once issued they run to
   completion, and a cancellation is delivered after they finish. A partial
   WAL write cannot be un-written, so callers must see its real outcome.
+  ``pwritev`` goes further: it is a schedule point but never raises
+  Cancelled, so a caller that has committed to a write needs no shielding
+  cancel scope around it (the log's hot path relies on this).
 - Errors are OSError with the errno of the failed call.
 """
 

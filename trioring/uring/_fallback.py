@@ -39,7 +39,9 @@ class FallbackBackend:
         os.close(fd)
 
     async def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
-        await trio.lowlevel.checkpoint()
+        # A schedule point, never a cancel point (see _base.py): the caller
+        # has committed to this write.
+        await trio.lowlevel.cancel_shielded_checkpoint()
         assert len(buffers) <= _IOV_MAX, "callers bound iovecs per write"
         total = sum(len(b) for b in buffers)
         written = os.pwritev(fd, buffers, offset)

@@ -148,7 +148,8 @@ class UringBackend(FallbackBackend):
             raise _ring.os_error(result)
 
     async def _write(self, fd: int, buffers: Sequence[Buffer], offset: int, *, sync: bool) -> int:
-        await trio.lowlevel.checkpoint_if_cancelled()
+        # No cancel point: a write is never cancelled (see _base.py); waiting
+        # for its completion is the schedule point.
         assert len(buffers) <= IOVECS_MAX, "callers bound iovecs per write"
         if offset < 0:
             raise OSError(errno.EINVAL, "negative offset")
