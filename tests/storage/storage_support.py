@@ -83,6 +83,8 @@ class TestBackend(FallbackBackend):
         self.open_fault_suffix = ".index"
         self.read_gate: Gate | None = None
         self.sync_gate: Gate | None = None
+        #: Holds writes to matching files (as a slow disk would) until released.
+        self.write_gate: Gate | None = None
 
     def _faulty(self, fd: int) -> bool:
         return self.paths.get(fd, "").endswith(self.fault_suffix)
@@ -113,6 +115,12 @@ class TestBackend(FallbackBackend):
 
     async def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
         self.write_calls[self.paths.get(fd, "?")] += 1
+        gate = self.write_gate
+        if gate is not None and self.paths.get(fd, "").endswith(gate.suffix):
+            gate.reached.set()
+            # Like the real write: a schedule point that cancellation can't stop.
+            with trio.CancelScope(shield=True):
+                await gate.release.wait()
         if self.write_fault is not None and self._faulty(fd):
             await trio.lowlevel.checkpoint()
             if self.write_fault == "half":

@@ -1228,6 +1228,60 @@ async def test_concurrent_flush_waiters_all_see_a_sync_failure(
     await log.aclose()
 
 
+async def test_cancelled_appenders_leave_no_waiter_without_an_outcome(
+    directory: str, backend: TestBackend, clock: FakeClock
+) -> None:
+    """The writer's scope and a queued appender's scope are cancelled mid-write.
+
+    The writer's group is already on its way to the disk: it completes and the
+    writer gets its offsets (cancellation lands at its next checkpoint). The
+    queued append is withdrawn, so it is neither written nor waited for; the
+    append queued behind it is written next, right after the first.
+    """
+    log = await open_log(directory, backend, clock)
+    gate = Gate(".log")
+    backend.write_gate = gate
+    outcomes: dict[str, object] = {}
+
+    async def appender(name: str, scope: trio.CancelScope) -> None:
+        with scope:
+            info = await log.append(batch([name.encode()], now_ms=clock.now_ms()))
+            outcomes[name] = info.base_offset
+            await trio.lowlevel.checkpoint()
+            outcomes[name + " after"] = "not cancelled"
+        if scope.cancelled_caught:
+            outcomes.setdefault(name, "cancelled")
+
+    scopes = {name: trio.CancelScope() for name in ("writer", "queued", "behind")}
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(appender, "writer", scopes["writer"])
+            await gate.reached.wait()
+            for name in ("queued", "behind"):
+                nursery.start_soon(appender, name, scopes[name])
+            await trio.testing.wait_all_tasks_blocked()
+            scopes["writer"].cancel()
+            scopes["queued"].cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            backend.write_gate = None
+            gate.release.set()
+    assert outcomes == {
+        "writer": 0,
+        "queued": "cancelled",
+        "behind": 1,
+        "behind after": "not cancelled",
+    }
+    assert log.log_end_offset == 2
+    result = await log.read(0, 1 << 20)
+    values = [
+        record.value
+        for position, _ in iterate_batches(result.data)
+        for record in decode_batch(result.data, position)[1]
+    ]
+    assert values == [b"writer", b"behind"]
+    await log.aclose()
+
+
 async def test_role_is_not_leaked_when_acquire_is_cancelled() -> None:
     """Regression: acquire took the role, then a cancelled checkpoint raised before the
     caller's try/finally, so the role stayed held and aclose waited forever."""
