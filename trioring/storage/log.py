@@ -34,6 +34,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from typing import NamedTuple
 
 import attrs
 import trio
@@ -110,8 +111,9 @@ class LogConfig:
             raise InvalidArgumentError("index_interval_bytes must be positive")
 
 
-@attrs.frozen
-class AppendInfo:
+class AppendInfo(NamedTuple):
+    """Where an append landed (a tuple: one is made per append)."""
+
     base_offset: int
     last_offset: int
     log_append_time_ms: int
@@ -493,14 +495,14 @@ class PartitionLog:
         # undoing a failed write) shield themselves.
         await self._write_group(group, group_bytes)
 
-    async def _maybe_roll(self, incoming_bytes: int, first_offset: int) -> LogSegment:
+    async def _maybe_roll(self, incoming_bytes: int, first_offset: int, now_ms: int) -> LogSegment:
         active = self._segments[-1]
         if active.size == 0:
             return active
         too_big = active.size + incoming_bytes > self.config.segment_bytes
         too_old = (
             active.first_timestamp_ms is not None
-            and self._now_ms() - active.first_timestamp_ms >= self.config.segment_ms
+            and now_ms - active.first_timestamp_ms >= self.config.segment_ms
         )
         offsets_overflow = first_offset - active.base_offset > (1 << 31)
         if too_big or too_old or offsets_overflow:
@@ -532,7 +534,7 @@ class PartitionLog:
         try:
             self._check_usable()
             try:
-                segment = await self._maybe_roll(group_bytes, next_offset)
+                segment = await self._maybe_roll(group_bytes, next_offset, now_ms)
             except OSError as error:
                 raise StorageError(
                     f"starting a new segment in {self.directory} failed: {error}; "

@@ -286,13 +286,15 @@ class LogSegment:
     ) -> None:
         """Write whole batches at the end of the file, then index them."""
         assert self._index_loaded and not self._deleted
-        total = sum(b.size_bytes for b in batches)
-        written = 0
-        # One append may hold more batches than one write's iovecs allow.
-        for start in range(0, len(buffers), IOVECS_PER_WRITE_MAX):
-            chunk = buffers[start : start + IOVECS_PER_WRITE_MAX]
-            written += await backend.pwritev(self.fd, chunk, self.size + written)
-        assert written == total, "backends write everything or raise"
+        if len(buffers) <= IOVECS_PER_WRITE_MAX:
+            written = await backend.pwritev(self.fd, buffers, self.size)
+        else:
+            written = 0
+            # One append may hold more batches than one write's iovecs allow.
+            for start in range(0, len(buffers), IOVECS_PER_WRITE_MAX):
+                chunk = buffers[start : start + IOVECS_PER_WRITE_MAX]
+                written += await backend.pwritev(self.fd, chunk, self.size + written)
+        assert written == sum(b.size_bytes for b in batches), "backends write all or raise"
         position = self.size
         for batch in batches:
             self._note_batch(position, batch.base_offset, batch.size_bytes, batch.max_timestamp_ms)
