@@ -5,6 +5,11 @@ ring can be set up, and otherwise the fallback, logging once which backend
 runs and why. The uring backend sets its ring up lazily inside the Trio run
 that first uses it, so this stays a plain function; ``await backend.aclose()``
 releases the ring (the end of the run does too).
+
+Sockets follow the file backend: ``open_tcp_listeners_for(backend, ...)``
+gives ring listeners and streams (``_socket.py``) under the uring backend and
+Trio's under the fallback; both are ``trio.abc`` listeners and
+half-closeable streams, and ``send_file_range`` serves a file range to either.
 """
 
 from __future__ import annotations
@@ -14,6 +19,14 @@ from typing import Literal
 
 from trioring.uring._base import Buffer, FileBackend
 from trioring.uring._fallback import FallbackBackend
+from trioring.uring._socket import (
+    RingListener,
+    RingSocketStream,
+    TcpListener,
+    TcpStream,
+    open_tcp_listeners_for,
+    send_file_range,
+)
 from trioring.uring._uring import UringBackend, UringUnavailableError, uring_unavailable_reason
 
 BackendChoice = Literal["auto", "uring", "fallback"]
@@ -50,7 +63,13 @@ __all__ = [
     "Buffer",
     "FallbackBackend",
     "FileBackend",
+    "RingListener",
+    "RingSocketStream",
+    "TcpListener",
+    "TcpStream",
     "UringBackend",
     "UringUnavailableError",
     "open_backend",
+    "open_tcp_listeners_for",
+    "send_file_range",
 ]

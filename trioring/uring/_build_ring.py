@@ -44,6 +44,7 @@ struct iovec {
 };
 
 #define IORING_FSYNC_DATASYNC ...
+#define IORING_FEAT_FAST_POLL ...
 #define TRIORING_SQE_IO_LINK ...
 
 int trioring_ring_setup(struct trioring_ring **ring_out, unsigned entries, unsigned cq_entries);
@@ -62,6 +63,17 @@ int trioring_prep_fsync(struct trioring_ring *ring, int fd, unsigned fsync_flags
                         unsigned sqe_flags, uint64_t user_data);
 int trioring_prep_cancel(struct trioring_ring *ring, uint64_t target_user_data,
                          uint64_t user_data);
+int trioring_prep_poll(struct trioring_ring *ring, int fd, unsigned poll_mask,
+                       uint64_t user_data);
+int trioring_prep_accept(struct trioring_ring *ring, int fd, unsigned accept_flags,
+                         uint64_t user_data);
+int trioring_prep_recv(struct trioring_ring *ring, int fd, void *buffer, uint32_t length,
+                       unsigned msg_flags, unsigned recvsend_flags, uint64_t user_data);
+int trioring_prep_send(struct trioring_ring *ring, int fd, const void *buffer, uint32_t length,
+                       unsigned msg_flags, unsigned recvsend_flags, uint64_t user_data);
+int trioring_prep_splice(struct trioring_ring *ring, int fd_in, int64_t offset_in, int fd_out,
+                         int64_t offset_out, uint32_t length, unsigned splice_flags,
+                         unsigned sqe_flags, uint64_t user_data);
 
 int trioring_submit(struct trioring_ring *ring);
 unsigned trioring_sq_discard(struct trioring_ring *ring, uint64_t *user_data_out, unsigned max);
@@ -121,6 +133,9 @@ SOURCE = r"""
 #ifndef IORING_FEAT_RW_CUR_POS
 #define IORING_FEAT_RW_CUR_POS (1U << 3)     /* Linux 5.6: IORING_OP_READ/WRITE exist */
 #endif
+#ifndef IORING_FEAT_FAST_POLL
+#define IORING_FEAT_FAST_POLL (1U << 5)      /* Linux 5.7: sockets wait by poll, not a thread */
+#endif
 #ifndef IORING_SQ_CQ_OVERFLOW
 #define IORING_SQ_CQ_OVERFLOW (1U << 1)      /* Linux 5.5 */
 #endif
@@ -136,10 +151,15 @@ SOURCE = r"""
 
 /* Opcodes are an enum in the header (no #ifdef possible); their values are ABI. */
 #define TRIORING_OP_WRITEV 2
+#define TRIORING_OP_POLL_ADD 6
 #define TRIORING_OP_FSYNC 3
+#define TRIORING_OP_ACCEPT 13              /* Linux 5.5 */
 #define TRIORING_OP_ASYNC_CANCEL 14
 #define TRIORING_OP_READ 22
 #define TRIORING_OP_WRITE 23
+#define TRIORING_OP_SEND 26                /* Linux 5.6 */
+#define TRIORING_OP_RECV 27                /* Linux 5.6 */
+#define TRIORING_OP_SPLICE 30              /* Linux 5.7 */
 #define TRIORING_SQE_IO_LINK (1U << 2)       /* IOSQE_IO_LINK */
 
 /* NODROP: a full CQ queues completions in the kernel instead of losing them.
@@ -357,6 +377,74 @@ int trioring_prep_fsync(struct trioring_ring *r, int fd, unsigned fsync_flags,
 
 int trioring_prep_cancel(struct trioring_ring *r, uint64_t target_user_data, uint64_t user_data) {
     return prep_rw(r, TRIORING_OP_ASYNC_CANCEL, -1, target_user_data, 0, 0, 0, 0, user_data);
+}
+
+/* One-shot wait until ``fd`` is ready for ``poll_mask`` (POLLIN, POLLOUT...);
+ * the result is the ready events. */
+int trioring_prep_poll(struct trioring_ring *r, int fd, unsigned poll_mask, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (!sqe) return -EBUSY;
+    sqe->opcode = TRIORING_OP_POLL_ADD;
+    sqe->fd = fd;
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    poll_mask = (poll_mask << 16) | (poll_mask >> 16);   /* the kernel reads it word-swapped */
+#endif
+    sqe->poll32_events = poll_mask;
+    sqe->user_data = user_data;
+    return 0;
+}
+
+/* Accepts one connection; the address is not asked for (getpeername gives it). */
+int trioring_prep_accept(struct trioring_ring *r, int fd, unsigned accept_flags,
+                         uint64_t user_data) {
+    return prep_rw(r, TRIORING_OP_ACCEPT, fd, 0, 0, 0, accept_flags, 0, user_data);
+}
+
+/* recvsend_flags (IORING_RECVSEND_*) travel in the ioprio field. */
+static int prep_recvsend(struct trioring_ring *r, uint8_t opcode, int fd, uint64_t address,
+                         uint32_t length, unsigned msg_flags, unsigned recvsend_flags,
+                         uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (!sqe) return -EBUSY;
+    sqe->opcode = opcode;
+    sqe->fd = fd;
+    sqe->addr = address;
+    sqe->len = length;
+    sqe->msg_flags = msg_flags;
+    sqe->ioprio = (uint16_t)recvsend_flags;
+    sqe->user_data = user_data;
+    return 0;
+}
+
+int trioring_prep_recv(struct trioring_ring *r, int fd, void *buffer, uint32_t length,
+                       unsigned msg_flags, unsigned recvsend_flags, uint64_t user_data) {
+    return prep_recvsend(r, TRIORING_OP_RECV, fd, (uint64_t)(uintptr_t)buffer, length, msg_flags,
+                         recvsend_flags, user_data);
+}
+
+int trioring_prep_send(struct trioring_ring *r, int fd, const void *buffer, uint32_t length,
+                       unsigned msg_flags, unsigned recvsend_flags, uint64_t user_data) {
+    return prep_recvsend(r, TRIORING_OP_SEND, fd, (uint64_t)(uintptr_t)buffer, length, msg_flags,
+                         recvsend_flags, user_data);
+}
+
+/* An offset of -1 means "no offset" (required for a pipe end): the kernel
+ * compares the u64 field with (u64)-1. */
+int trioring_prep_splice(struct trioring_ring *r, int fd_in, int64_t offset_in, int fd_out,
+                         int64_t offset_out, uint32_t length, unsigned splice_flags,
+                         unsigned sqe_flags, uint64_t user_data) {
+    struct io_uring_sqe *sqe = next_sqe(r);
+    if (!sqe) return -EBUSY;
+    sqe->opcode = TRIORING_OP_SPLICE;
+    sqe->flags = (uint8_t)sqe_flags;
+    sqe->fd = fd_out;
+    sqe->off = (uint64_t)offset_out;
+    sqe->splice_off_in = (uint64_t)offset_in;
+    sqe->splice_fd_in = fd_in;
+    sqe->len = length;
+    sqe->splice_flags = splice_flags;
+    sqe->user_data = user_data;
+    return 0;
 }
 
 /*

@@ -22,6 +22,18 @@ task there, which owns it until :meth:`Ring.aclose` or the end of the run:
   cancelled raises ``Cancelled``. Writes and syncs are not cancellable: their
   abort function does nothing, and the cancellation reaches the caller at its
   next checkpoint, after the outcome is known.
+- **Owned requests** (sockets): a request made for an :class:`OperationOwner`
+  (one socket) can be cancelled by that owner's close
+  (:meth:`Ring.cancel_owned`; its waiter gets ``ClosedResourceError``), and the
+  owner can wait until none of its requests is in flight, so the descriptor is
+  closed only once the kernel is done with it. Owned requests do not take one
+  of the ``operations_in_flight_max`` slots: a socket keeps a receive in
+  flight for as long as it is idle, which would starve file I/O of slots;
+  they are bounded instead by their owners (one receive and one send per
+  stream, one accept per listener) and the server's connection limit. More
+  of them than completion entries may complete between two reaps; the
+  kernel then keeps the rest aside (IORING_FEAT_NODROP) and reaping fetches
+  them, as with any overflow.
 - **Teardown** (``aclose``): refuse new requests, cancel every cancellable
   request in flight, keep submitting and reaping until every operation has
   ended (including further rounds of a write that came back short, which
@@ -59,6 +71,7 @@ else:
 
 __all__ = [
     "EXTENSION_IMPORT_ERROR",
+    "OperationOwner",
     "Request",
     "Ring",
     "allocate_uninitialized",
@@ -111,15 +124,49 @@ def allocate_uninitialized(size: int) -> Any:
     return _allocate_uninitialized("char[]", size)
 
 
+class OperationOwner:
+    """The requests one resource (a socket) has in flight on a ring.
+
+    Closing the resource cancels them (:meth:`Ring.cancel_owned`) and waits
+    with :meth:`wait_drained` before closing its descriptor: a request still
+    queued must never be submitted against a closed, maybe reused, fd number.
+    """
+
+    __slots__ = ("_drained", "operations")
+
+    def __init__(self) -> None:
+        self.operations: set[_Operation] = set()
+        self._drained: trio.Event | None = None
+
+    def __len__(self) -> int:
+        return len(self.operations)
+
+    async def wait_drained(self) -> None:
+        """Return once none of the owner's requests is in flight (not a cancel point)."""
+        if not self.operations:
+            return
+        if self._drained is None:
+            self._drained = trio.Event()
+        await self._drained.wait()
+
+    def _discard(self, operation: _Operation) -> None:
+        self.operations.discard(operation)
+        if not self.operations and self._drained is not None:
+            self._drained.set()
+            self._drained = None
+
+
 class _Operation:
     """One ``perform`` call: one SQE, or a linked chain of them, and its waiter."""
 
     __slots__ = (
         "cancel_requested",
         "cancellable",
+        "closed_message",
         "completions_pending",
         "first_user_data",
         "keepalive",
+        "owner",
         "raise_cancel",
         "results",
         "task",
@@ -133,6 +180,7 @@ class _Operation:
         keepalive: object,
         *,
         cancellable: bool,
+        owner: OperationOwner | None,
     ) -> None:
         self.task = task
         self.first_user_data = first_user_data
@@ -143,6 +191,9 @@ class _Operation:
         self.cancellable = cancellable
         self.cancel_requested = False
         self.raise_cancel: trio.lowlevel.RaiseCancelT | None = None
+        #: Why the request was cancelled when it was not its waiter's cancellation.
+        self.closed_message = "the io_uring ring closed during the request"
+        self.owner = owner
 
 
 class Ring:
@@ -155,9 +206,13 @@ class Ring:
         self.fd: int = self._handle.ring_fd
         self.submission_entries: int = self._handle.sq_entries
         self.completion_entries: int = self._handle.cq_entries
+        self._features: int = self._handle.features
         self._event_fd: int = self._handle.event_fd
         self._operations_in_flight_max = operations_in_flight_max
+        #: Every operation in flight (teardown waits for none).
         self._operation_count = 0
+        #: Those without an owner, which take one of the operations_in_flight_max slots.
+        self._slotted_operation_count = 0
         self._slot_released = trio.lowlevel.ParkingLot()
         #: user_data -> operation, for every SQE handed out and not completed.
         self._in_flight: dict[int, _Operation] = {}
@@ -178,6 +233,7 @@ class Ring:
         self._completion_count = 0
         self._cancel_requests = 0
         self._lost_completions_logged = False
+        self._close_callbacks: list[Callable[[], None]] = []
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -192,6 +248,19 @@ class Ring:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    @property
+    def supports_sockets(self) -> bool:
+        """Whether socket requests wait by poll in the kernel (IORING_FEAT_FAST_POLL, 5.7).
+
+        Without it an idle receive would hold a kernel worker thread.
+        """
+        return bool(self._features & lib.IORING_FEAT_FAST_POLL)
+
+    def call_at_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the ring has closed (to release per-ring resources)."""
+        self._raise_if_closing()
+        self._close_callbacks.append(callback)
 
     async def aclose(self) -> None:
         """Cancel what can be cancelled, wait for every operation to end, close the ring."""
@@ -219,6 +288,7 @@ class Ring:
     def statistics(self) -> dict[str, int]:
         return {
             "operations_in_flight": self._operation_count,
+            "owned_operations_in_flight": self._operation_count - self._slotted_operation_count,
             "requests_in_flight": len(self._in_flight),
             "backlog": len(self._backlog),
             "submit_calls": self._submit_calls,
@@ -279,6 +349,9 @@ class Ring:
         close_ring_handle(self._handle)
         self._handle = ffi.NULL
         self._closed.set()
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            callback()
 
     # --- requests -------------------------------------------------------------------
 
@@ -289,6 +362,7 @@ class Ring:
         *,
         cancellable: bool,
         held: bool = False,
+        owner: OperationOwner | None = None,
     ) -> list[int]:
         """Run ``requests`` (linked if more than one) and return their results (``-errno``).
 
@@ -296,14 +370,17 @@ class Ring:
         (a schedule point) until every request completes. ``keepalive`` (the
         buffers and iovecs the kernel uses) is referenced until then.
         ``held``: the caller holds the ring (:meth:`hold`), so teardown
-        accepts this request.
+        accepts this request. ``owner``: the resource whose close may cancel
+        the request (see :class:`OperationOwner`); it takes no slot.
         """
         assert 0 < len(requests) <= LINKED_REQUESTS_MAX
         assert not held or self._holds > 0
         self._raise_if_closing(held=held)
-        while self._operation_count >= self._operations_in_flight_max:
-            await self._slot_released.park()
-            self._raise_if_closing(held=held)
+        if owner is None:
+            while self._slotted_operation_count >= self._operations_in_flight_max:
+                await self._slot_released.park()
+                self._raise_if_closing(held=held)
+            self._slotted_operation_count += 1
         first_user_data = self._next_user_data
         self._next_user_data += LINKED_REQUESTS_MAX
         operation = _Operation(
@@ -312,7 +389,10 @@ class Ring:
             len(requests),
             keepalive,
             cancellable=cancellable,
+            owner=owner,
         )
+        if owner is not None:
+            owner.operations.add(operation)
         self._operation_count += 1
         for index in range(len(requests)):
             self._in_flight[first_user_data + index] = operation
@@ -332,8 +412,21 @@ class Ring:
         if operation.cancel_requested and any(r in _CANCELLED_RESULTS for r in results):
             if operation.raise_cancel is not None:
                 operation.raise_cancel()
-            raise trio.ClosedResourceError("the io_uring ring closed during the request")
+            raise trio.ClosedResourceError(operation.closed_message)
         return results
+
+    def cancel_owned(self, owner: OperationOwner, message: str) -> None:
+        """Cancel ``owner``'s cancellable requests; their waiters get ClosedResourceError(message).
+
+        Requests that are not cancellable run to completion. Await
+        ``owner.wait_drained()`` before closing the resource.
+        """
+        for operation in owner.operations:
+            if operation.cancellable and not operation.cancel_requested:
+                operation.cancel_requested = True
+                operation.closed_message = message
+                self._queue_cancels(operation)
+                self._request_submit()
 
     def _raise_if_closing(self, *, held: bool = False) -> None:
         # A holder gets in until the ring is really closed (which only the
@@ -469,8 +562,13 @@ class Ring:
         if operation.completions_pending == 0:
             operation.keepalive = None
             self._operation_count -= 1
-            if self._slot_released:
-                self._slot_released.unpark()
+            owner = operation.owner
+            if owner is None:
+                self._slotted_operation_count -= 1
+                if self._slot_released:
+                    self._slot_released.unpark()
+            else:
+                owner._discard(operation)
             trio.lowlevel.reschedule(operation.task)
             if self._closing:
                 self._set_idle_if_drained()

@@ -96,6 +96,13 @@ class UringBackend(FallbackBackend):
             self._ring = ring
         return ring
 
+    def socket_ring(self) -> _ring.Ring | None:
+        """This run's ring for socket I/O (see ``_socket.py``), or None if the
+        kernel's io_uring can't wait for sockets without a thread each
+        (no IORING_FEAT_FAST_POLL, before Linux 5.7)."""
+        ring = self._running_ring()
+        return ring if ring.supports_sockets else None
+
     def statistics(self) -> dict[str, int]:
         ring = self._ring
         return {} if ring is None or ring.closed else ring.statistics()
