@@ -4,6 +4,12 @@
 module (tests that use it pick unique topic names with ``topic_name``). Both
 are stopped at teardown, which also checks that the broker exited cleanly and
 logged no error or traceback.
+
+Both run the broker on an I/O backend (``io_backend``): "uring" (io_uring for
+files and sockets) where io_uring works, else "fallback" (threads and Trio's
+sockets). The modules in ``BOTH_BACKENDS_MODULES`` run against both, a subset
+that covers produce, fetch, every codec, framing and bad input while keeping
+the doubled part of the suite short (about 25 s).
 """
 
 from __future__ import annotations
@@ -16,10 +22,34 @@ import pytest
 from interop_wire import broker_log, unexpected_log_lines
 
 from trioring.testing import BrokerProcess
+from trioring.uring._uring import uring_unavailable_reason
+
+BOTH_BACKENDS_MODULES = frozenset({"test_interop_roundtrip", "test_interop_malformed"})
+
+_URING_UNAVAILABLE = uring_unavailable_reason()
+_URING = pytest.param(
+    "uring",
+    marks=pytest.mark.skipif(
+        _URING_UNAVAILABLE is not None,
+        reason=f"io_uring unavailable: {_URING_UNAVAILABLE and _URING_UNAVAILABLE.strerror}",
+    ),
+)
 
 
-def _run_broker(data_dir: Path) -> Iterator[BrokerProcess]:
-    with BrokerProcess(data_dir) as broker:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "io_backend" not in metafunc.fixturenames:
+        return
+    module_name = metafunc.module.__name__.rpartition(".")[2]
+    if module_name in BOTH_BACKENDS_MODULES:
+        backends = [_URING, "fallback"]
+    else:
+        backends = ["uring" if _URING_UNAVAILABLE is None else "fallback"]
+    # Module scope: module_broker is shared by the tests of a module and backend.
+    metafunc.parametrize("io_backend", backends, scope="module")
+
+
+def _run_broker(data_dir: Path, io_backend: str) -> Iterator[BrokerProcess]:
+    with BrokerProcess(data_dir, extra_arguments=["--io-backend", io_backend]) as broker:
         yield broker
         running = broker.process is not None
         code = broker.stop()
@@ -31,15 +61,17 @@ def _run_broker(data_dir: Path) -> Iterator[BrokerProcess]:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
+def broker(tmp_path: Path, io_backend: str) -> Iterator[BrokerProcess]:
     """A broker of its own for one test (killing or restarting it is fine)."""
-    yield from _run_broker(tmp_path / "data")
+    yield from _run_broker(tmp_path / "data", io_backend)
 
 
 @pytest.fixture(scope="module")
-def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    """A broker shared by the tests of one module; do not stop or restart it."""
-    yield from _run_broker(tmp_path_factory.mktemp("broker") / "data")
+def module_broker(
+    tmp_path_factory: pytest.TempPathFactory, io_backend: str
+) -> Iterator[BrokerProcess]:
+    """A broker shared by the tests of one module and backend; do not stop or restart it."""
+    yield from _run_broker(tmp_path_factory.mktemp("broker") / "data", io_backend)
 
 
 @pytest.fixture

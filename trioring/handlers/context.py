@@ -18,6 +18,12 @@ class HandlerContext:
     shard: Shard
     #: The Kafka client id, or "embedded" for in-process calls.
     client_id: str = "embedded"
+    #: Called (at most once) by a handler when the rest of its work can no
+    #: longer affect the order of later requests: produce calls it after its
+    #: append, before it waits for the fdatasync. The Kafka server then
+    #: starts the connection's next request (appends stay in request order,
+    #: their fdatasyncs overlap). None when nobody waits on it.
+    order_released: Callable[[], None] | None = None
 
 
 Handler = Callable[[HandlerContext, Any], Awaitable[Any]]

@@ -72,6 +72,8 @@ async def produce(ctx: HandlerContext, request: ProduceRequest) -> ProduceRespon
     if duplicate is not None:
         # A retry of a batch already appended: answer with its offsets.
         if request.acks == -1:
+            if ctx.order_released is not None:
+                ctx.order_released()
             await log.flush(duplicate.last_offset + 1)
         else:
             await trio.lowlevel.checkpoint()
@@ -83,6 +85,8 @@ async def produce(ctx: HandlerContext, request: ProduceRequest) -> ProduceRespon
         )
     info = await log.append(request.records, headers)
     if request.acks == -1:
+        if ctx.order_released is not None:
+            ctx.order_released()
         await log.flush(info.last_offset + 1)
     return ProduceResponse(
         base_offset=info.base_offset,

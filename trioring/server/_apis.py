@@ -86,8 +86,10 @@ class ApiContext:
     client_id: str = ""
     client_host: str = ""
 
-    def handler_context(self) -> HandlerContext:
-        return HandlerContext(self.shard, client_id=self.client_id or "kafka")
+    def handler_context(self, order_released: Callable[[], None] | None = None) -> HandlerContext:
+        return HandlerContext(
+            self.shard, client_id=self.client_id or "kafka", order_released=order_released
+        )
 
 
 ApiFunction = Callable[[ApiContext, int, Any], Awaitable[Any]]
@@ -159,12 +161,37 @@ async def metadata(ctx: ApiContext, version: int, request: Any) -> Any:
 # --- Produce ---------------------------------------------------------------------------
 
 
-async def produce(ctx: ApiContext, version: int, request: Any) -> ProduceResponseBody | None:
+async def produce(
+    ctx: ApiContext,
+    version: int,
+    request: Any,
+    order_released: Callable[[], None] | None = None,
+) -> ProduceResponseBody | None:
+    """Append to every partition of the request; answer once each is as durable as asked.
+
+    ``order_released`` (the server's pipelining hook, see HandlerContext) is
+    called once every partition has appended or failed.
+    """
     acks = int(request.acks)
-    handler_context = ctx.handler_context()
     results: dict[tuple[str, int], ProduceResponsePartition] = {}
+    partitions_unordered = sum(len(topic.partition_data) for topic in request.topic_data)
+
+    def partition_ordered() -> None:
+        nonlocal partitions_unordered
+        partitions_unordered -= 1
+        if partitions_unordered == 0 and order_released is not None:
+            order_released()
 
     async def one(topic: str, partition: int, records: bytes | None) -> None:
+        ordered = False
+
+        def appended() -> None:
+            nonlocal ordered
+            if not ordered:
+                ordered = True
+                partition_ordered()
+
+        handler_context = ctx.handler_context(appended)
         try:
             if acks not in (0, 1, -1):
                 raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1, not {acks}")
@@ -182,7 +209,11 @@ async def produce(ctx: ApiContext, version: int, request: Any) -> ProduceRespons
             results[(topic, partition)] = ProduceResponsePartition(
                 partition, error_code(error), -1, -1, -1
             )
+        finally:
+            appended()
 
+    if partitions_unordered == 0 and order_released is not None:
+        order_released()  # a request naming no partition
     async with trio.open_nursery() as nursery:
         # Partitions are independent: their writes and fdatasyncs overlap.
         for topic in request.topic_data:

@@ -11,6 +11,11 @@ from trioring.errors import InvalidArgumentError
 CONNECTIONS_MAX_DEFAULT = 10_000
 #: Bytes read from a socket at a time.
 RECEIVE_BYTES = 256 * 1024
+#: Requests read from one connection and not yet answered (librdkafka and the
+#: Java client keep up to 5 in flight); past it the connection is not read.
+IN_FLIGHT_REQUESTS_MAX_DEFAULT = 5
+#: Upper bound of the setting: each in-flight request may hold a whole frame.
+IN_FLIGHT_REQUESTS_LIMIT = 100
 #: Seconds in-flight requests get to finish after a shutdown signal.
 SHUTDOWN_GRACE_SECONDS_DEFAULT = 5.0
 
@@ -26,6 +31,9 @@ class ServerConfig:
     #: Largest request accepted (Kafka: socket.request.max.bytes, 100 MiB).
     frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT
     connections_max: int = CONNECTIONS_MAX_DEFAULT
+    #: Pipelined requests per connection: produces beyond the first append
+    #: while earlier ones wait for their fdatasync; 1 handles one at a time.
+    in_flight_requests_max: int = IN_FLIGHT_REQUESTS_MAX_DEFAULT
     #: Create topics named in Metadata requests that allow it (Kafka: auto.create.topics.enable).
     auto_create_topics: bool = True
     shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS_DEFAULT
@@ -37,3 +45,8 @@ class ServerConfig:
             raise InvalidArgumentError("frame_bytes_max must be at least 1024 bytes")
         if self.connections_max < 1:
             raise InvalidArgumentError("connections_max must be at least 1")
+        if not 1 <= self.in_flight_requests_max <= IN_FLIGHT_REQUESTS_LIMIT:
+            raise InvalidArgumentError(
+                f"in_flight_requests_max must be 1-{IN_FLIGHT_REQUESTS_LIMIT}, "
+                f"not {self.in_flight_requests_max}"
+            )

@@ -1,11 +1,12 @@
 """The Kafka listener: a Trio task per connection, bytes <-> codec <-> API functions.
 
-Requests on one connection are handled one at a time in arrival order, as
-Kafka's broker does: clients may pipeline (librdkafka keeps up to 5 in
-flight) and get responses in request order, and two produces to one
-partition on one connection are appended in the order they were sent.
-Read-ahead is bounded by the frame decoder: at most one receive buffer plus
-one partial frame is held per connection.
+Requests on one connection start in arrival order and are answered in that
+order; up to ``in_flight_requests_max`` are read ahead (librdkafka keeps up
+to 5 in flight). A produce lets the next request start once its appends are
+written, while it waits for its fdatasync, so appends keep request order and
+their fdatasyncs overlap; every other request runs to its end first, as in
+Kafka. Read-ahead is bounded by the frame decoder (one receive buffer plus
+one partial frame) and the in-flight limit. See docs/protocol.md.
 
 Bad input closes that connection and logs one line with the peer address;
 other connections are unaffected.
@@ -17,6 +18,7 @@ import logging
 import os
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 import trio
 
@@ -27,15 +29,16 @@ from trioring.protocol.kafka import (
     SUPPORTED_VERSIONS,
     ApiKey,
     FrameDecoder,
+    RequestHeader,
     api_name,
     decode_request,
     encode_api_versions_response,
     encode_response_chunks,
 )
-from trioring.server._apis import APIS, ApiContext, Node
+from trioring.server._apis import APIS, ApiContext, Node, produce
 from trioring.server._config import RECEIVE_BYTES, ServerConfig
 from trioring.storage.files import read_file, replace_file
-from trioring.uring import FileBackend
+from trioring.uring import Buffer, FileBackend, TcpStream, open_tcp_listeners_for
 
 logger = logging.getLogger("trioring.server")
 
@@ -78,7 +81,9 @@ class KafkaServer:
     async def serve(
         self, *, task_status: trio.TaskStatus[KafkaServer] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        listeners = await open_tcp_listeners_for(
+            self.broker.shard.backend, self.config.port, host=self.config.host
+        )
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
             self._connection_nursery = nursery
@@ -110,7 +115,7 @@ class KafkaServer:
         else:
             await trio.lowlevel.checkpoint()
 
-    async def _handle_connection(self, stream: trio.SocketStream) -> None:
+    async def _handle_connection(self, stream: TcpStream) -> None:
         try:
             peer_host, peer_port = stream.socket.getpeername()[:2]
             peer = f"{peer_host}:{peer_port}"
@@ -128,9 +133,9 @@ class KafkaServer:
                 self._idle[scope] = True
                 try:
                     await self._serve_connection(stream, peer, peer_host, scope)
-                except ProtocolError as error:
-                    logger.warning("%s: closing connection: %s", peer, error)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                except* ProtocolError as group:
+                    logger.warning("%s: closing connection: %s", peer, group.exceptions[0])
+                except* (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
                 finally:
                     del self._idle[scope]
@@ -140,7 +145,11 @@ class KafkaServer:
                         await stream.aclose()
 
     async def _serve_connection(
-        self, stream: trio.SocketStream, peer: str, peer_host: str, scope: trio.CancelScope
+        self,
+        stream: trio.abc.HalfCloseableStream,
+        peer: str,
+        peer_host: str,
+        scope: trio.CancelScope,
     ) -> None:
         decoder = FrameDecoder(self.config.frame_bytes_max)
         context = ApiContext(
@@ -151,55 +160,154 @@ class KafkaServer:
             self.config.auto_create_topics,
             client_host=peer_host,
         )
-        while not self._draining:
-            self._idle[scope] = True
-            data = await stream.receive_some(RECEIVE_BYTES)
-            self._idle[scope] = False
-            if not data:
-                return
-            decoder.feed(data)
-            for frame in decoder.frames():
-                await self._handle_frame(stream, peer, context, frame)
+        connection = _Connection(self.config.in_flight_requests_max)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._send_responses, stream, connection, scope)
+            try:
+                while not self._draining:
+                    self._idle[scope] = connection.in_flight == 0
+                    data = None
+                    with trio.CancelScope() as connection.receive_scope:
+                        data = await stream.receive_some(RECEIVE_BYTES)
+                    connection.receive_scope = None
+                    self._idle[scope] = False
+                    if data is None:
+                        continue  # the drain ended the wait; the loop ends
+                    if not data:
+                        return
+                    decoder.feed(data)
+                    for frame in decoder.frames():
+                        await self._start_request(nursery, connection, context, frame)
+            finally:
+                # Requests already read still run and are answered, in order.
+                connection.send_slots.close()
 
-    async def _handle_frame(
-        self, stream: trio.SocketStream, peer: str, context: ApiContext, frame: bytes
+    async def _start_request(
+        self,
+        nursery: trio.Nursery,
+        connection: _Connection,
+        context: ApiContext,
+        frame: bytes,
     ) -> None:
+        """Start one request; return once the next may start (see _Connection)."""
         request = decode_request(frame)
         header = request.header
+        api_versions = header.api_key == ApiKey.API_VERSIONS
+        api = APIS.get(header.api_key)
+        if not api_versions:
+            if request.error is not None or request.body is None:
+                raise ProtocolError(
+                    f"{api_name(header.api_key)} v{header.api_version} "
+                    f"(correlation id {header.correlation_id}, client {header.client_id!r}): "
+                    f"{request.error}"
+                )
+            if api is None or header.api_key not in self.versions:
+                raise ProtocolError(
+                    f"{api_name(header.api_key)} (key {header.api_key}) is not implemented"
+                )
+        await connection.slots_free.acquire()
+        slot = _ResponseSlot()
+        connection.send_slots.send_nowait(slot)  # room: the channel holds every slot
         context.client_id = header.client_id or ""
-        if header.api_key == ApiKey.API_VERSIONS:
+        if api_versions:
             # Answered even for versions we do not speak, in a v0 body that
             # lists our ranges: the client retries with one we share.
-            await stream.send_all(
-                encode_api_versions_response(
-                    header.correlation_id, header.api_version, supported_versions=self.versions
-                )
+            response = encode_api_versions_response(
+                header.correlation_id, header.api_version, supported_versions=self.versions
             )
+            slot.finish([response])
             return
-        if request.error is not None or request.body is None:
-            raise ProtocolError(
-                f"{api_name(header.api_key)} v{header.api_version} "
-                f"(correlation id {header.correlation_id}, client {header.client_id!r}): "
-                f"{request.error}"
-            )
-        api = APIS.get(header.api_key)
-        if api is None or header.api_key not in self.versions:
-            raise ProtocolError(
-                f"{api_name(header.api_key)} (key {header.api_key}) is not implemented"
-            )
-        response = await api(context, header.api_version, request.body)
+        assert api is not None
+        if header.api_key != ApiKey.PRODUCE or connection.slots_total == 1:
+            # Everything but produce runs to its end before the next request
+            # starts, as in Kafka (a long-polling fetch holds the connection).
+            slot.finish(self._encode(header, await api(context, header.api_version, request.body)))
+            return
+        # A produce runs in its own task; the next request starts once its
+        # appends are done (or it failed), while it waits for the fdatasync.
+        ordered = trio.Event()
+        nursery.start_soon(self._run_produce, context, header, request.body, slot, ordered)
+        await ordered.wait()
+
+    async def _run_produce(
+        self,
+        context: ApiContext,
+        header: RequestHeader,
+        body: Any,
+        slot: _ResponseSlot,
+        ordered: trio.Event,
+    ) -> None:
+        try:
+            response = await produce(context, header.api_version, body, ordered.set)
+        finally:
+            ordered.set()
+        slot.finish(self._encode(header, response))
+
+    @staticmethod
+    def _encode(header: RequestHeader, response: Any) -> list[Buffer] | None:
         if response is None:  # acks=0: Kafka sends nothing back
-            return
+            return None
         chunks = encode_response_chunks(
             header.api_key, header.api_version, header.correlation_id, response
         )
-        if len(chunks) == 1:
-            await stream.send_all(chunks[0])
-        elif sum(len(c) for c in chunks) <= _JOIN_BYTES_MAX:
-            await stream.send_all(b"".join(chunks))
-        else:
-            for chunk in chunks:
+        if len(chunks) > 1 and sum(len(c) for c in chunks) <= _JOIN_BYTES_MAX:
+            return [b"".join(chunks)]
+        return chunks
+
+    async def _send_responses(
+        self, stream: trio.abc.HalfCloseableStream, connection: _Connection, scope: trio.CancelScope
+    ) -> None:
+        """Send each request's response in request order, as soon as it is ready."""
+        async for slot in connection.receive_slots:
+            await slot.done.wait()
+            # Large chunks (big fetches) go as they are, without copying.
+            for chunk in slot.chunks or ():
                 await stream.send_all(chunk)
+            connection.slots_free.release()
+            if connection.in_flight == 0 and connection.receive_scope is not None:
+                if self._draining:
+                    connection.receive_scope.cancel()  # drained: nothing left to answer
+                else:
+                    self._idle[scope] = True
+
+
+class _ResponseSlot:
+    """The response to one request, filled when its handler finishes."""
+
+    __slots__ = ("chunks", "done")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        #: Encoded response; None for requests that get none (acks=0 produce).
+        self.chunks: list[Buffer] | None = None
+
+    def finish(self, chunks: list[Buffer] | None) -> None:
+        self.chunks = chunks
+        self.done.set()
+
+
+class _Connection:
+    """Per-connection pipelining state.
+
+    Requests start in arrival order, each once the one before it allows:
+    at its end, or for a produce once its appends are done, so appends keep
+    request order while fdatasyncs overlap (group commit). Responses go back
+    in request order. At most ``slots_total`` requests are read and not yet
+    answered; past that the connection is not read (TCP pushes back).
+    """
+
+    def __init__(self, in_flight_requests_max: int) -> None:
+        self.slots_total = in_flight_requests_max
+        self.slots_free = trio.Semaphore(in_flight_requests_max)
+        # Holds every slot that can exist at once, so sending never blocks.
+        self.send_slots, self.receive_slots = trio.open_memory_channel[_ResponseSlot](
+            in_flight_requests_max
+        )
+        self.receive_scope: trio.CancelScope | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return self.slots_total - self.slots_free.value
 
 
 async def load_cluster_id(backend: FileBackend, data_dir: str) -> str:

@@ -1,0 +1,202 @@
+"""Pipelined requests on one connection (in-process server, raw frames).
+
+Responses go back in request order; produces append in request order; a
+produce waiting for its fdatasync does not hold back the next produce's
+append (their syncs can then be shared), unless in_flight_requests_max is 1;
+at most in_flight_requests_max requests are read and not yet answered.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import struct
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from kio.schema.produce.v7.request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kio.schema.produce.v7.response import ProduceResponse
+from kio.serial import entity_reader, entity_writer
+from kio.static.primitive import i16, i32, i32Timedelta
+
+import trioring
+from trioring.protocol.kafka import ApiKey, encode_request_header
+from trioring.protocol.records import Record, build_batch
+from trioring.server import ServerConfig, serve_kafka
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "storage"))
+from storage_support import Gate, TestBackend
+
+TOPIC = "pipelined"
+SIZE = struct.Struct(">i")
+
+
+def produce_frame(correlation_id: int, value: bytes, acks: int = -1) -> bytes:
+    request = ProduceRequest(
+        transactional_id=None,
+        acks=i16(acks),
+        timeout=i32Timedelta.parse(datetime.timedelta(seconds=30)),
+        topic_data=(
+            TopicProduceData(
+                name=TOPIC,  # type: ignore[arg-type]
+                partition_data=(
+                    PartitionProduceData(index=i32(0), records=build_batch([Record(value=value)])),
+                ),
+            ),
+        ),
+    )
+    body = io.BytesIO()
+    entity_writer(ProduceRequest)(body, request)
+    payload = (
+        encode_request_header(ApiKey.PRODUCE, 7, correlation_id, "pipelining-test", flexible=False)
+        + body.getvalue()
+    )
+    return SIZE.pack(len(payload)) + payload
+
+
+async def read_response(stream: trio.SocketStream, buffer: bytearray) -> tuple[int, int, int]:
+    """(correlation id, error code, base offset) of the next Produce v7 response."""
+    while len(buffer) < 4 or len(buffer) < 4 + SIZE.unpack_from(buffer)[0]:
+        data = await stream.receive_some(65536)
+        assert data, "the broker closed the connection"
+        buffer += data
+    size = SIZE.unpack_from(buffer)[0]
+    frame = bytes(buffer[4 : 4 + size])
+    del buffer[: 4 + size]
+    (correlation_id,) = SIZE.unpack_from(frame)
+    response, _ = entity_reader(ProduceResponse)(frame, 4)
+    partition = response.responses[0].partition_responses[0]
+    return correlation_id, int(partition.error_code.value), int(partition.base_offset)
+
+
+class Server:
+    def __init__(self, broker: trioring.Broker, backend: TestBackend, port: int) -> None:
+        self.broker = broker
+        self.backend = backend
+        self.port = port
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.broker.shard.log(TOPIC, 0).log_end_offset
+
+
+async def start(nursery: trio.Nursery, tmp_path: Path, in_flight: int) -> Server:
+    backend = TestBackend()
+    broker = await nursery.start(_run_broker, tmp_path, backend)
+    await broker.create_topic(TOPIC, partitions=1)
+    server = await nursery.start(
+        serve_kafka, broker, ServerConfig(port=0, in_flight_requests_max=in_flight)
+    )
+    return Server(broker, backend, server.port)
+
+
+async def _run_broker(
+    tmp_path: Path, backend: TestBackend, task_status: trio.TaskStatus[trioring.Broker]
+) -> None:
+    async with trioring.open_broker(str(tmp_path / "data"), backend=backend) as broker:
+        task_status.started(broker)
+        await trio.sleep_forever()
+
+
+@pytest.fixture
+async def nursery() -> AsyncIterator[trio.Nursery]:
+    async with trio.open_nursery() as nursery:
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+async def wait_for_log_end(server: Server, offset: int) -> None:
+    log = server.broker.shard.log(TOPIC, 0)
+    await log.high_watermark.wait_value(lambda value: value >= offset)
+
+
+async def test_produce_appends_while_the_previous_waits_for_its_sync(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server = await start(nursery, tmp_path, in_flight=5)
+    gate = Gate(".log")
+    server.backend.sync_gate = gate
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    buffer = bytearray()
+    with trio.fail_after(10):
+        await stream.send_all(b"".join(produce_frame(i, b"v%d" % i) for i in range(3)))
+        await gate.reached.wait()
+        # The first produce waits for its fdatasync; the next two are appended.
+        await wait_for_log_end(server, 3)
+        server.backend.sync_gate = None
+        gate.release.set()
+        responses = [await read_response(stream, buffer) for _ in range(3)]
+    assert responses == [(0, 0, 0), (1, 0, 1), (2, 0, 2)]
+    fetched = await server.broker.fetch(TOPIC, 0, offset=0)
+    assert [r.value for r in fetched.records] == [b"v0", b"v1", b"v2"]
+    # One fdatasync for the first, one shared by the two appended meanwhile.
+    assert server.backend.log_sync_count() <= 2
+    await stream.aclose()
+
+
+async def test_in_flight_requests_max_bounds_what_is_read(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server = await start(nursery, tmp_path, in_flight=2)
+    gate = Gate(".log")
+    server.backend.sync_gate = gate
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    buffer = bytearray()
+    with trio.fail_after(10):
+        await stream.send_all(b"".join(produce_frame(i, b"v%d" % i) for i in range(4)))
+        await gate.reached.wait()
+        await wait_for_log_end(server, 2)
+        # Two requests are in flight (both waiting on the sync): the third is
+        # not started until the first is answered.
+        await trio.sleep(0.05)
+        assert server.log_end_offset == 2
+        server.backend.sync_gate = None
+        gate.release.set()
+        responses = [await read_response(stream, buffer) for _ in range(4)]
+    assert [r[:2] for r in responses] == [(i, 0) for i in range(4)]
+    assert [r[2] for r in responses] == [0, 1, 2, 3]
+    await stream.aclose()
+
+
+async def test_one_in_flight_handles_requests_one_at_a_time(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server = await start(nursery, tmp_path, in_flight=1)
+    gate = Gate(".log")
+    server.backend.sync_gate = gate
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    buffer = bytearray()
+    with trio.fail_after(10):
+        await stream.send_all(b"".join(produce_frame(i, b"v%d" % i) for i in range(2)))
+        await gate.reached.wait()
+        await trio.sleep(0.05)
+        assert server.log_end_offset == 1, "the second waits for the first's answer"
+        server.backend.sync_gate = None
+        gate.release.set()
+        responses = [await read_response(stream, buffer) for _ in range(2)]
+    assert responses == [(0, 0, 0), (1, 0, 1)]
+    await stream.aclose()
+
+
+async def test_acks_zero_between_pipelined_produces_gets_no_response(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server = await start(nursery, tmp_path, in_flight=5)
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    buffer = bytearray()
+    frames = [produce_frame(0, b"a"), produce_frame(1, b"b", acks=0), produce_frame(2, b"c")]
+    with trio.fail_after(10):
+        await stream.send_all(b"".join(frames))
+        responses = [await read_response(stream, buffer) for _ in range(2)]
+        await wait_for_log_end(server, 3)
+    assert responses == [(0, 0, 0), (2, 0, 2)]
+    await stream.aclose()
+
+
+def test_in_flight_requests_max_is_validated() -> None:
+    with pytest.raises(trioring.InvalidArgumentError, match="in_flight_requests_max"):
+        ServerConfig(in_flight_requests_max=0)
