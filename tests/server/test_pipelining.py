@@ -29,7 +29,9 @@ from trioring.protocol.records import Record, build_batch
 from trioring.server import ServerConfig, serve_kafka
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "storage"))
-from storage_support import Gate, TestBackend
+from storage_support import Gate, TestBackend, UringTestBackend
+
+from trioring.uring._uring import uring_unavailable_reason
 
 TOPIC = "pipelined"
 SIZE = struct.Struct(">i")
@@ -84,8 +86,30 @@ class Server:
         return self.broker.shard.log(TOPIC, 0).log_end_offset
 
 
-async def start(nursery: trio.Nursery, tmp_path: Path, in_flight: int) -> Server:
-    backend = TestBackend()
+_URING_UNAVAILABLE = uring_unavailable_reason()
+
+
+@pytest.fixture(
+    params=[
+        "fallback",
+        pytest.param(
+            "uring",
+            marks=pytest.mark.skipif(
+                _URING_UNAVAILABLE is not None,
+                reason=f"io_uring unavailable: {_URING_UNAVAILABLE}",
+            ),
+        ),
+    ]
+)
+def backend_class(request: pytest.FixtureRequest) -> type[TestBackend]:
+    """The gated test backend over the fallback, or over the ring (files and sockets)."""
+    return UringTestBackend if request.param == "uring" else TestBackend
+
+
+async def start(
+    nursery: trio.Nursery, tmp_path: Path, in_flight: int, backend_class: type[TestBackend]
+) -> Server:
+    backend = backend_class()
     broker = await nursery.start(_run_broker, tmp_path, backend)
     await broker.create_topic(TOPIC, partitions=1)
     server = await nursery.start(
@@ -115,9 +139,9 @@ async def wait_for_log_end(server: Server, offset: int) -> None:
 
 
 async def test_produce_appends_while_the_previous_waits_for_its_sync(
-    nursery: trio.Nursery, tmp_path: Path
+    nursery: trio.Nursery, tmp_path: Path, backend_class: type[TestBackend]
 ) -> None:
-    server = await start(nursery, tmp_path, in_flight=5)
+    server = await start(nursery, tmp_path, 5, backend_class)
     gate = Gate(".log")
     server.backend.sync_gate = gate
     stream = await trio.open_tcp_stream("127.0.0.1", server.port)
@@ -139,9 +163,9 @@ async def test_produce_appends_while_the_previous_waits_for_its_sync(
 
 
 async def test_in_flight_requests_max_bounds_what_is_read(
-    nursery: trio.Nursery, tmp_path: Path
+    nursery: trio.Nursery, tmp_path: Path, backend_class: type[TestBackend]
 ) -> None:
-    server = await start(nursery, tmp_path, in_flight=2)
+    server = await start(nursery, tmp_path, 2, backend_class)
     gate = Gate(".log")
     server.backend.sync_gate = gate
     stream = await trio.open_tcp_stream("127.0.0.1", server.port)
@@ -163,9 +187,9 @@ async def test_in_flight_requests_max_bounds_what_is_read(
 
 
 async def test_one_in_flight_handles_requests_one_at_a_time(
-    nursery: trio.Nursery, tmp_path: Path
+    nursery: trio.Nursery, tmp_path: Path, backend_class: type[TestBackend]
 ) -> None:
-    server = await start(nursery, tmp_path, in_flight=1)
+    server = await start(nursery, tmp_path, 1, backend_class)
     gate = Gate(".log")
     server.backend.sync_gate = gate
     stream = await trio.open_tcp_stream("127.0.0.1", server.port)
@@ -183,9 +207,9 @@ async def test_one_in_flight_handles_requests_one_at_a_time(
 
 
 async def test_acks_zero_between_pipelined_produces_gets_no_response(
-    nursery: trio.Nursery, tmp_path: Path
+    nursery: trio.Nursery, tmp_path: Path, backend_class: type[TestBackend]
 ) -> None:
-    server = await start(nursery, tmp_path, in_flight=5)
+    server = await start(nursery, tmp_path, 5, backend_class)
     stream = await trio.open_tcp_stream("127.0.0.1", server.port)
     buffer = bytearray()
     frames = [produce_frame(0, b"a"), produce_frame(1, b"b", acks=0), produce_frame(2, b"c")]
