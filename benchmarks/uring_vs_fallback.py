@@ -1,0 +1,296 @@
+"""io_uring backend against the fallback, ratios in one run (issue 3's benchmark).
+
+(a) produce-path appends, acks="all", 64 concurrent producers, batches of
+    100 x 1 KiB records: MB/s and CPU seconds per GB (this process's CPU,
+    all threads, including io_uring's kernel workers, which belong to it).
+(b) 32 connections doing 1 KiB request/response against an echo server on
+    the backend's streams (server in a child process, clients here): round
+    trips per second and server CPU per round trip.
+(c) one 256 MiB log segment served to a socket with ``send_file_range``
+    (splice over the ring, sendfile for Trio's sockets): MB/s.
+
+Cases alternate between backends, ``--repeat`` times; the median counts.
+Not a test: run it on a quiet machine and record the numbers in docs/uring.md.
+
+    python benchmarks/uring_vs_fallback.py
+    python benchmarks/uring_vs_fallback.py --cases a --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import trio
+
+import trioring
+from trioring.protocol.records import Record, build_batch
+from trioring.uring import (
+    FallbackBackend,
+    FileBackend,
+    UringBackend,
+)
+from trioring.uring._uring import uring_unavailable_reason
+
+BACKENDS = ("fallback", "uring")
+MESSAGE_BYTES = 1024
+
+
+def make_backend(name: str) -> FileBackend:
+    return UringBackend() if name == "uring" else FallbackBackend()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of ``pid`` (from /proc, in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as file:
+        fields = file.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- (a) appends -------------------------------------------------------------------------
+
+
+async def appends(
+    backend_name: str, directory: str, megabytes: int, producers: int
+) -> dict[str, float]:
+    shutil.rmtree(directory, ignore_errors=True)
+    os.sync()
+    batch = build_batch([Record(value=os.urandom(MESSAGE_BYTES)) for _ in range(100)])
+    batches_total = megabytes * 1_000_000 // len(batch)
+    remaining = batches_total
+    config = trioring.BrokerConfig(data_dir=directory)
+    async with trioring.open_broker(config, backend=make_backend(backend_name)) as broker:
+        await broker.create_topic("bench", partitions=1)
+
+        async def produce() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await broker.produce_batch("bench", 0, batch, acks="all")
+
+        cpu, start = time.process_time(), time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(producers):
+                nursery.start_soon(produce)
+        seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+    shutil.rmtree(directory, ignore_errors=True)
+    gigabytes = batches_total * len(batch) / 1e9
+    return {"MB/s": gigabytes * 1000 / seconds, "CPU s/GB": cpu / gigabytes}
+
+
+# --- (b) and (c): servers in a child process ------------------------------------------------
+
+SERVER_SCRIPT = r"""
+import os, sys, trio
+sys.path.insert(0, sys.argv[3])
+from uring_vs_fallback import make_backend
+from trioring.uring import open_tcp_listeners_for, send_file_range
+
+kind, backend_name = sys.argv[1], sys.argv[2]
+path = sys.argv[4] if len(sys.argv) > 4 else None
+
+async def echo(stream):
+    async with stream:
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            await stream.send_all(data)
+
+async def serve_file(stream):
+    async with stream:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            await send_file_range(stream, fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+async def main():
+    backend = make_backend(backend_name)
+    listeners = await open_tcp_listeners_for(backend, 0, host="127.0.0.1")
+    print(listeners[0].socket.getsockname()[1], flush=True)
+    handler = echo if kind == "echo" else serve_file
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handler, listeners)
+        await trio.to_thread.run_sync(sys.stdin.read)   # until the parent closes stdin
+        nursery.cancel_scope.cancel()
+    await backend.aclose()
+
+trio.run(main)
+"""
+
+
+class ServerProcess:
+    def __init__(self, kind: str, backend_name: str, path: str | None = None) -> None:
+        arguments = [kind, backend_name, os.path.dirname(os.path.abspath(__file__))]
+        if path is not None:
+            arguments.append(path)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVER_SCRIPT, *arguments],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.process.pid)
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def echo_round_trips(backend_name: str, connections: int, seconds: float) -> dict[str, float]:
+    server = ServerProcess("echo", backend_name)
+    message = os.urandom(MESSAGE_BYTES)
+    counts = [0] * connections
+    try:
+        streams = [await trio.open_tcp_stream("127.0.0.1", server.port) for _ in range(connections)]
+        for stream in streams:
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        async def client(index: int, stream: trio.SocketStream, deadline: float) -> None:
+            while trio.current_time() < deadline:
+                await stream.send_all(message)
+                received = 0
+                while received < MESSAGE_BYTES:
+                    data = await stream.receive_some(MESSAGE_BYTES - received)
+                    assert data, "the echo server closed the connection"
+                    received += len(data)
+                counts[index] += 1
+
+        cpu, start = server.cpu_seconds(), time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            deadline = trio.current_time() + seconds
+            for index, stream in enumerate(streams):
+                nursery.start_soon(client, index, stream, deadline)
+        elapsed = time.perf_counter() - start
+        cpu = server.cpu_seconds() - cpu
+        for stream in streams:
+            await stream.aclose()
+    finally:
+        server.stop()
+    round_trips = sum(counts)
+    return {
+        "round trips/s": round_trips / elapsed,
+        "server CPU us/round trip": cpu / round_trips * 1e6,
+    }
+
+
+async def serve_segment(backend_name: str, path: str, size: int) -> dict[str, float]:
+    server = ServerProcess("file", backend_name, path)
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        received = 0
+        cpu, start = server.cpu_seconds(), time.perf_counter()
+        while True:
+            data = await stream.receive_some(1 << 20)
+            if not data:
+                break
+            received += len(data)
+        elapsed = time.perf_counter() - start
+        cpu = server.cpu_seconds() - cpu
+        await stream.aclose()
+    finally:
+        server.stop()
+    assert received == size, f"received {received} of {size} bytes"
+    return {"MB/s": size / elapsed / 1e6, "server CPU s/GB": cpu / (size / 1e9)}
+
+
+# --- driver ------------------------------------------------------------------------------
+
+
+def run_case(
+    title: str, repeat: int, measure: Callable[[str], dict[str, float]], targets: dict[str, str]
+) -> None:
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in BACKENDS}
+    for _ in range(repeat):
+        for name in BACKENDS:
+            results[name].append(measure(name))
+    print(f"\n### {title} (median of {repeat})\n")
+    print("| metric | fallback | uring | uring / fallback | target |")
+    print("|---|---:|---:|---:|---|")
+    for metric in results["fallback"][0]:
+        values = {name: statistics.median(r[metric] for r in results[name]) for name in BACKENDS}
+        ratio = values["uring"] / values["fallback"]
+        print(
+            f"| {metric} | {values['fallback']:,.1f} | {values['uring']:,.1f} | "
+            f"{ratio:.2f} | {targets.get(metric, '')} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default="abc", help="any of a, b, c")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dir", default=None, help="directory on the disk to measure")
+    parser.add_argument("--append-megabytes", type=int, default=256)
+    parser.add_argument("--producers", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--echo-seconds", type=float, default=3.0)
+    parser.add_argument("--segment-mebibytes", type=int, default=256)
+    options = parser.parse_args()
+    unavailable = uring_unavailable_reason()
+    if unavailable is not None:
+        raise SystemExit(f"io_uring unavailable here: {unavailable.strerror}")
+    root = tempfile.mkdtemp(prefix="trioring-uring-bench-", dir=options.dir)
+    try:
+        print(f"# io_uring vs fallback ({os.cpu_count()} cores, data in {root})")
+        if "a" in options.cases:
+            run_case(
+                f"(a) appends, acks=all, {options.producers} producers, 100 x 1 KiB batches, "
+                f"{options.append_megabytes} MB",
+                options.repeat,
+                lambda name: trio.run(
+                    appends,
+                    name,
+                    os.path.join(root, "appends"),
+                    options.append_megabytes,
+                    options.producers,
+                ),
+                {"MB/s": ">= 1.0", "CPU s/GB": "<= 0.8"},
+            )
+        if "b" in options.cases:
+            run_case(
+                f"(b) {options.connections} connections, 1 KiB request/response, "
+                f"{options.echo_seconds:g} s",
+                options.repeat,
+                lambda name: trio.run(
+                    echo_round_trips, name, options.connections, options.echo_seconds
+                ),
+                {"round trips/s": ">= 1.2"},
+            )
+        if "c" in options.cases:
+            path = os.path.join(root, "00000000000000000000.log")
+            with open(path, "wb") as file:
+                chunk = os.urandom(1 << 20)
+                for _ in range(options.segment_mebibytes):
+                    file.write(chunk)
+            run_case(
+                f"(c) serving a {options.segment_mebibytes} MiB segment to a socket (page cache)",
+                options.repeat,
+                lambda name: trio.run(serve_segment, name, path, options.segment_mebibytes << 20),
+                {"MB/s": ">= 1.0"},
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
