@@ -42,6 +42,7 @@ import trio_util
 
 from trioring._constants import (
     APPENDS_PENDING_MAX,
+    BATCH_LOG_OVERHEAD_BYTES,
     INDEX_INTERVAL_BYTES_DEFAULT,
     RETENTION_MS_DEFAULT,
     SEGMENT_BYTES_DEFAULT,
@@ -445,9 +446,26 @@ class PartitionLog:
             headers = list(iterate_batches(data))
         if not headers:
             raise InvalidArgumentError("append needs at least one record batch")
+        entry = _PendingAppend(data, headers, len(data))
+        if not self._pending and self._writer.try_acquire():
+            # Nothing queued and nobody writing (a lone producer): this append
+            # is a group of its own and skips the queue.
+            entry.taken = True
+            try:
+                await self._write_group([entry], entry.size_bytes)
+            finally:
+                self._writer.release()
+        else:
+            await self._append_queued(entry)
+        if entry.error is not None:
+            raise entry.error
+        assert entry.result is not None
+        return entry.result
+
+    async def _append_queued(self, entry: _PendingAppend) -> None:
+        """Queue ``entry``; write groups (taking turns as the writer) until it is written."""
         while len(self._pending) >= APPENDS_PENDING_MAX:
             await self._writer.wait_released()
-        entry = _PendingAppend(data, headers, len(data))
         self._pending.append(entry)
         try:
             while entry.result is None and entry.error is None:
@@ -462,10 +480,6 @@ class PartitionLog:
             if not entry.taken:
                 self._pending.remove(entry)
             raise
-        if entry.error is not None:
-            raise entry.error
-        assert entry.result is not None
-        return entry.result
 
     async def _write_next_group(self) -> None:
         """Write the oldest pending appends, up to the write limits (writer role held).
@@ -540,32 +554,26 @@ class PartitionLog:
                     f"starting a new segment in {self.directory} failed: {error}; "
                     "nothing from this request was acknowledged"
                 ) from error
+            # The hot path of every produce: locals, positional tuples.
             buffers: list[Buffer] = []
             batches: list[AppendedBatch] = []
             results: list[AppendInfo] = []
+            log_start_offset = self._segments[0].base_offset
             for entry in group:
                 view = memoryview(entry.data)
                 base = next_offset
                 for position, header in entry.headers:
+                    size = BATCH_LOG_OVERHEAD_BYTES + header.batch_length
                     # The base offset sits outside the CRC: write it as its
                     # own iovec and the rest of the batch verbatim.
                     buffers.append(encode_base_offset(next_offset))
-                    buffers.append(view[position + 8 : position + header.size_bytes])
-                    batches.append(
-                        AppendedBatch(next_offset, header.size_bytes, header.max_timestamp_ms)
-                    )
+                    buffers.append(view[position + 8 : position + size])
+                    batches.append(AppendedBatch(next_offset, size, header.max_timestamp_ms))
                     next_offset += header.last_offset_delta + 1
-                results.append(
-                    AppendInfo(
-                        base_offset=base,
-                        last_offset=next_offset - 1,
-                        log_append_time_ms=now_ms,
-                        log_start_offset=self.log_start_offset,
-                    )
-                )
+                results.append(AppendInfo(base, next_offset - 1, now_ms, log_start_offset))
             previous_size = segment.size
             try:
-                await segment.append(self._backend, buffers, batches, next_offset)
+                await segment.append(self._backend, buffers, batches, next_offset, group_bytes)
             except OSError as error:
                 await self._undo_failed_write(segment, previous_size, error)
                 raise StorageError(

@@ -283,8 +283,9 @@ class LogSegment:
         buffers: Sequence[Buffer],
         batches: Sequence[AppendedBatch],
         next_offset: int,
+        size_bytes: int,
     ) -> None:
-        """Write whole batches at the end of the file, then index them."""
+        """Write whole batches (``size_bytes`` in all) at the end of the file, then index them."""
         assert self._index_loaded and not self._deleted
         if len(buffers) <= IOVECS_PER_WRITE_MAX:
             written = await backend.pwritev(self.fd, buffers, self.size)
@@ -294,7 +295,7 @@ class LogSegment:
             for start in range(0, len(buffers), IOVECS_PER_WRITE_MAX):
                 chunk = buffers[start : start + IOVECS_PER_WRITE_MAX]
                 written += await backend.pwritev(self.fd, chunk, self.size + written)
-        assert written == sum(b.size_bytes for b in batches), "backends write all or raise"
+        assert written == size_bytes, "backends write all or raise"
         position = self.size
         for batch in batches:
             self._note_batch(position, batch.base_offset, batch.size_bytes, batch.max_timestamp_ms)
