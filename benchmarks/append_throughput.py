@@ -12,9 +12,13 @@ limits at the same sizes:
   that group commit provides.
 
 Each run writes the same number of bytes to a fresh file; files are deleted
-and the page cache flushed between runs so every run starts equal.
+and the page cache flushed between runs so every run starts equal. Each
+trioring run is paired with a limit run right after it, and the ratio is the
+median of the pairs' ratios: on a virtual machine the disk's speed drifts by
+tens of percent within a minute, and pairing keeps that drift out of the
+ratio.
 
-    python benchmarks/append_throughput.py [--dir DIR] [--megabytes N]
+    python benchmarks/append_throughput.py [--dir DIR] [--megabytes N] [--backend uring]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +37,7 @@ import trio
 
 import trioring
 from trioring.protocol.records import build_batch
-from trioring.uring import Buffer, FallbackBackend
+from trioring.uring import Buffer, FallbackBackend, UringBackend
 
 RECORDS_PER_BATCH = 100
 RECORD_BYTES = 1024
@@ -41,8 +46,8 @@ RECORD_BYTES = 1024
 class CountingBackend(FallbackBackend):
     """The fallback backend, counting fdatasyncs of log segments."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
         self.log_syncs = 0
         self._log_fds: set[int] = set()
 
@@ -59,6 +64,16 @@ class CountingBackend(FallbackBackend):
 
     async def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
         return await super().pwritev(fd, buffers, offset)
+
+
+class CountingUringBackend(CountingBackend, UringBackend):
+    """The io_uring backend (default settings), counting fdatasyncs of log segments."""
+
+
+BACKENDS: dict[str, type[CountingBackend]] = {
+    "fallback": CountingBackend,
+    "uring": CountingUringBackend,
+}
 
 
 @attrs.frozen
@@ -127,10 +142,15 @@ def write_sync_loop(
 
 
 async def broker_run(
-    directory: str, batch: bytes, total_bytes: int, producers: int, acks: int | str
+    directory: str,
+    batch: bytes,
+    total_bytes: int,
+    producers: int,
+    acks: int | str,
+    backend_class: type[CountingBackend],
 ) -> Measurement:
     _drop_dirty_state(directory)
-    backend = CountingBackend()
+    backend = backend_class()
     config = trioring.BrokerConfig(data_dir=directory)
     async with trioring.open_broker(config, backend=backend) as broker:
         await broker.create_topic("bench", partitions=1)
@@ -167,8 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sync-megabytes", type=int, default=256, help="per acks=all / fdatasync run"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs per case; the median counts")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="paired runs per case; the median counts"
+    )
     parser.add_argument("--producers", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="fallback")
     options = parser.parse_args(argv)
 
     base = options.dir or tempfile.mkdtemp(prefix="trioring-bench-")
@@ -178,54 +201,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = options.megabytes << 20
     sync_total = options.sync_megabytes << 20
 
+    backend_class = BACKENDS[options.backend]
+
     def median(runs: list[Measurement]) -> Measurement:
         return sorted(runs, key=lambda m: m.megabytes_per_second)[len(runs) // 2]
 
-    rows: list[tuple[Measurement, Measurement]] = []
+    # (trioring median, limit median, median of the pairs' ratios)
+    rows: list[tuple[Measurement, Measurement, float]] = []
     try:
-        plain = median([plain_write_loop(directory, batch, total) for _ in range(options.repeat)])
-        for producers in options.producers:
-            run = median(
-                [
-                    trio.run(broker_run, directory, batch, total, producers, 1)
-                    for _ in range(options.repeat)
-                ]
-            )
-            rows.append((run, plain))
-        for producers in options.producers:
-            run = median(
-                [
-                    trio.run(broker_run, directory, batch, sync_total, producers, "all")
-                    for _ in range(options.repeat)
-                ]
-            )
-            limit = median(
-                [
-                    write_sync_loop(directory, batch, sync_total, run.bytes_per_sync)
-                    for _ in range(options.repeat)
-                ]
-            )
-            rows.append((run, limit))
+        for acks, size in ((1, total), ("all", sync_total)):
+            for producers in options.producers:
+                runs, limits = [], []
+                for _ in range(options.repeat):
+                    run = trio.run(
+                        broker_run, directory, batch, size, producers, acks, backend_class
+                    )
+                    if acks == 1:
+                        limit = plain_write_loop(directory, batch, size)
+                    else:
+                        limit = write_sync_loop(directory, batch, size, run.bytes_per_sync)
+                    runs.append(run)
+                    limits.append(limit)
+                ratio = statistics.median(
+                    r.megabytes_per_second / limit.megabytes_per_second
+                    for r, limit in zip(runs, limits, strict=True)
+                )
+                rows.append((median(runs), median(limits), ratio))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
     print(
         f"batch: {RECORDS_PER_BATCH} x {RECORD_BYTES} B records = {len(batch)} bytes; "
-        f"median of {options.repeat} runs; python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} cores"
+        f"{options.backend} backend; median of {options.repeat} paired runs; "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores"
     )
     print()
     print(
         "| case | MB/s | CPU s per GB | KiB per fdatasync | limit (same run) | limit MB/s | ratio |"
     )
     print("|---|---:|---:|---:|---|---:|---:|")
-    for run, limit in rows:
+    for run, limit, ratio in rows:
         per_sync = f"{run.bytes_per_sync / 1024:.0f}" if run.syncs else "-"
         print(
             f"| {run.name} | {run.megabytes_per_second:.0f} | "
             f"{run.cpu_seconds / (run.bytes_written / 1e9):.2f} | {per_sync} | {limit.name} | "
-            f"{limit.megabytes_per_second:.0f} | "
-            f"{run.megabytes_per_second / limit.megabytes_per_second:.2f} |"
+            f"{limit.megabytes_per_second:.0f} | {ratio:.2f} |"
         )
     return 0
 
