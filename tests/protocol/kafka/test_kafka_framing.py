@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from trioring.errors import ProtocolError
 from trioring.protocol.kafka import FRAME_BYTES_MAX_DEFAULT, FrameDecoder, encode_frame
+from trioring.protocol.kafka._framing import LARGE_FRAME_BYTES
 
 SIZE = struct.Struct(">i")
 PAYLOADS = [b"", b"a", b"hello world", bytes(range(256)) * 40, b"\x00" * 3]
@@ -171,3 +172,47 @@ def test_large_frame_in_many_small_feeds() -> None:
             assert decoder.next_frame() is None
     assert decoder.next_frame() == payload
     assert decoder.buffered_bytes == 0
+
+
+# Frames at or above LARGE_FRAME_BYTES are assembled from chunks (one join);
+# these cover that path and its hand-over back to the buffer.
+_LARGE = st.integers(min_value=LARGE_FRAME_BYTES, max_value=LARGE_FRAME_BYTES + 5000).map(
+    lambda size: bytes(range(251)) * (size // 251) + b"x" * (size % 251)
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    payloads=st.lists(st.one_of(st.binary(max_size=300), _LARGE), max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=30),
+    drain_every_feed=st.booleans(),
+)
+def test_large_frames_any_split_yield_the_same_frames(
+    payloads: list[bytes], cuts: list[int], drain_every_feed: bool
+) -> None:
+    stream = b"".join(encode_frame(payload) for payload in payloads)
+    positions = sorted({cut % (len(stream) + 1) for cut in cuts} | {0, len(stream)})
+    decoder = FrameDecoder()
+    frames = []
+    fed = 0
+    for start, end in itertools.pairwise(positions):
+        decoder.feed(stream[start:end])
+        fed += end - start
+        if drain_every_feed:
+            frames.extend(drain(decoder))
+            returned = sum(len(frame) + 4 for frame in frames)
+            assert decoder.buffered_bytes == fed - returned
+    frames.extend(drain(decoder))
+    assert frames == payloads
+    assert decoder.buffered_bytes == 0
+
+
+def test_large_frame_then_bad_size_is_refused() -> None:
+    payload = b"p" * LARGE_FRAME_BYTES
+    stream = encode_frame(payload) + SIZE.pack(-1)
+    decoder = FrameDecoder()
+    decoder.feed(stream[:100])
+    decoder.feed(stream[100:])
+    assert decoder.next_frame() == payload
+    with pytest.raises(ProtocolError, match="negative"):
+        decoder.next_frame()

