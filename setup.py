@@ -14,7 +14,7 @@ from typing import Any
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
-from setuptools.errors import CCompilerError, ExecError, PlatformError
+from setuptools.errors import CCompilerError, ExecError, FileError, PlatformError
 
 _BUILD_ERRORS = (CCompilerError, ExecError, PlatformError, OSError)
 
@@ -34,6 +34,19 @@ class OptionalBuildExt(build_ext):
             super().run()
         except _BUILD_ERRORS as error:
             _warn_skipped("C extensions", error)
+            return
+        # Also put the built extension beside the sources, as an in-place
+        # build would: `python -m trioring` run from a checkout imports the
+        # package from the checkout (the current directory comes first on
+        # sys.path), which would otherwise run without io_uring.
+        try:
+            self.copy_extensions_to_source()
+        except (FileError, *_BUILD_ERRORS) as error:
+            warnings.warn(
+                f"trioring: could not copy the built extension into the source tree ({error}); "
+                "run the installed package from outside the checkout to use io_uring",
+                stacklevel=2,
+            )
 
     def build_extension(self, extension: Any) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,9 @@ def test_default_command_serves_kafka_and_stops_cleanly_on_sigterm(tmp_path: Pat
         first = process.stdout.readline()
         assert "listening on 127.0.0.1:" in first and "(Kafka protocol)" in first
         assert "I/O backend" in first and str(tmp_path / "data") in first
+        # The line says which backend runs and why (e.g. "uring (io_uring ring
+        # set up)", or "fallback (io_uring unavailable: ...)").
+        assert re.search(r"I/O backend (uring|fallback) \([^)]+\)", first), first
         process.send_signal(signal.SIGTERM)
         stdout, _ = process.communicate(timeout=30)
     finally:

@@ -102,6 +102,11 @@ class Broker:
     def io_backend(self) -> str:
         return self._shard.backend.name
 
+    @property
+    def io_backend_reason(self) -> str:
+        """Why that backend runs, e.g. "io_uring unavailable: ..." ("" if not chosen by config)."""
+        return getattr(self._shard.backend, "selection_reason", "")
+
     def topics(self) -> dict[str, TopicInfo]:
         return self._shard.topics
 

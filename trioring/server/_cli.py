@@ -100,9 +100,10 @@ async def run_server(broker_config: BrokerConfig, server_config: ServerConfig) -
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trioring.open_broker(broker_config) as broker, trio.open_nursery() as nursery:
             server: KafkaServer = await nursery.start(serve_kafka, broker, server_config)
+            reason = f" ({broker.io_backend_reason})" if broker.io_backend_reason else ""
             print(
                 f"trioring listening on {server_config.host}:{server.port} (Kafka protocol), "
-                f"I/O backend {broker.io_backend}, data in {broker_config.data_dir}",
+                f"I/O backend {broker.io_backend}{reason}, data in {broker_config.data_dir}",
                 flush=True,
             )
             async for received in signals:

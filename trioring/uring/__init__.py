@@ -41,21 +41,24 @@ def open_backend(choice: BackendChoice = "auto") -> FileBackend:
     errno of the failed check) when io_uring cannot run here.
     """
     if choice == "fallback":
-        logger.info("I/O backend: fallback (chosen by configuration)")
-        return FallbackBackend()
+        return _chosen(FallbackBackend(), "chosen by configuration")
     if choice not in ("auto", "uring"):
         raise ValueError(f"io_backend must be 'auto', 'uring' or 'fallback', not {choice!r}")
     unavailable = uring_unavailable_reason()
     if unavailable is None:
-        logger.info("I/O backend: uring (io_uring ring set up)")
-        return UringBackend()
+        return _chosen(UringBackend(), "io_uring ring set up")
     if choice == "uring":
         raise UringUnavailableError(
             unavailable.errno,
             f"io_backend='uring' but io_uring is unavailable: {unavailable.strerror}",
         )
-    logger.info("I/O backend: fallback (io_uring unavailable: %s)", unavailable.strerror)
-    return FallbackBackend()
+    return _chosen(FallbackBackend(), f"io_uring unavailable: {unavailable.strerror}")
+
+
+def _chosen(backend: FallbackBackend, reason: str) -> FileBackend:
+    backend.selection_reason = reason
+    logger.info("I/O backend: %s (%s)", backend.name, reason)
+    return backend
 
 
 __all__ = [

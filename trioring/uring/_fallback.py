@@ -26,6 +26,8 @@ class FallbackBackend:
     def __init__(self, *, read_threads_max: int = READ_THREADS_MAX) -> None:
         self._read_limiter = trio.CapacityLimiter(read_threads_max)
         self._sync_limiter = trio.CapacityLimiter(read_threads_max)
+        #: Why this backend runs, for the start-up line (set by open_backend).
+        self.selection_reason = ""
 
     @property
     def name(self) -> str:
