@@ -118,6 +118,17 @@ async def start(
     return Server(broker, backend, server.port)
 
 
+async def start_gated(
+    nursery: trio.Nursery, tmp_path: Path, in_flight: int, backend_class: type[TestBackend]
+) -> tuple[Server, Gate, trio.SocketStream]:
+    """A server whose log fdatasyncs wait at a gate, and a connection to it."""
+    server = await start(nursery, tmp_path, in_flight, backend_class)
+    gate = Gate(".log")
+    server.backend.sync_gate = gate
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    return server, gate, stream
+
+
 async def _run_broker(
     tmp_path: Path, backend: TestBackend, task_status: trio.TaskStatus[trioring.Broker]
 ) -> None:
@@ -141,10 +152,7 @@ async def wait_for_log_end(server: Server, offset: int) -> None:
 async def test_produce_appends_while_the_previous_waits_for_its_sync(
     nursery: trio.Nursery, tmp_path: Path, backend_class: type[TestBackend]
 ) -> None:
-    server = await start(nursery, tmp_path, 5, backend_class)
-    gate = Gate(".log")
-    server.backend.sync_gate = gate
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    server, gate, stream = await start_gated(nursery, tmp_path, 5, backend_class)
     buffer = bytearray()
     with trio.fail_after(10):
         await stream.send_all(b"".join(produce_frame(i, b"v%d" % i) for i in range(3)))
@@ -165,10 +173,7 @@ async def test_produce_appends_while_the_previous_waits_for_its_sync(
 async def test_in_flight_requests_max_bounds_what_is_read(
     nursery: trio.Nursery, tmp_path: Path, backend_class: type[TestBackend]
 ) -> None:
-    server = await start(nursery, tmp_path, 2, backend_class)
-    gate = Gate(".log")
-    server.backend.sync_gate = gate
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    server, gate, stream = await start_gated(nursery, tmp_path, 2, backend_class)
     buffer = bytearray()
     with trio.fail_after(10):
         await stream.send_all(b"".join(produce_frame(i, b"v%d" % i) for i in range(4)))
@@ -189,10 +194,7 @@ async def test_in_flight_requests_max_bounds_what_is_read(
 async def test_one_in_flight_handles_requests_one_at_a_time(
     nursery: trio.Nursery, tmp_path: Path, backend_class: type[TestBackend]
 ) -> None:
-    server = await start(nursery, tmp_path, 1, backend_class)
-    gate = Gate(".log")
-    server.backend.sync_gate = gate
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    server, gate, stream = await start_gated(nursery, tmp_path, 1, backend_class)
     buffer = bytearray()
     with trio.fail_after(10):
         await stream.send_all(b"".join(produce_frame(i, b"v%d" % i) for i in range(2)))

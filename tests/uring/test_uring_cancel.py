@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from uring_support import close_all, requires_uring
+from uring_support import cancel_after, close_all, pause_randomly, requires_uring
 
 from trioring.uring import UringBackend
 
@@ -83,18 +83,7 @@ async def test_read_cancel_races_lose_and_duplicate_nothing(seed: int) -> None:
             message = index.to_bytes(4, "big")
             os.write(write_end, message)
             sent.extend(message)
-            # Sometimes the reader finds data, sometimes it has to wait.
-            if chooser.random() < 0.5:
-                await trio.sleep(chooser.random() * 0.0005)
-            else:
-                for _ in range(chooser.randrange(4)):
-                    await trio.lowlevel.checkpoint()
-
-    async def cancel_after(scope: trio.CancelScope, checkpoints: int, delay_s: float) -> None:
-        for _ in range(checkpoints):
-            await trio.lowlevel.checkpoint()
-        await trio.sleep(delay_s)
-        scope.cancel()
+            await pause_randomly(chooser)
 
     try:
         with trio.fail_after(20):

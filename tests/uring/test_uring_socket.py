@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from uring_support import open_fds, requires_uring
+from uring_support import cancel_after, open_fds, pause_randomly, requires_uring
 
 from trioring.uring import (
     FallbackBackend,
@@ -225,18 +225,7 @@ async def test_receive_cancel_races_lose_and_duplicate_nothing(ring: Ring, seed:
             message = index.to_bytes(4, "big")
             await peer.send_all(message)
             sent.extend(message)
-            # Sometimes the receiver finds data, sometimes it has to wait.
-            if chooser.random() < 0.5:
-                await trio.sleep(chooser.random() * 0.0005)
-            else:
-                for _ in range(chooser.randrange(4)):
-                    await trio.lowlevel.checkpoint()
-
-    async def cancel_after(scope: trio.CancelScope, checkpoints: int, delay_s: float) -> None:
-        for _ in range(checkpoints):
-            await trio.lowlevel.checkpoint()
-        await trio.sleep(delay_s)
-        scope.cancel()
+            await pause_randomly(chooser)
 
     async with stream, peer:
         with trio.fail_after(30):

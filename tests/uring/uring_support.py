@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
+import trio
 
 from trioring.uring._uring import uring_unavailable_reason
 
@@ -25,3 +27,21 @@ def open_fds() -> list[str]:
 def close_all(*fds: int) -> None:
     for fd in fds:
         os.close(fd)
+
+
+async def pause_randomly(chooser: random.Random) -> None:
+    """Pace a writer in a cancellation race: sometimes the reader finds data
+    already there, sometimes it has to wait for it."""
+    if chooser.random() < 0.5:
+        await trio.sleep(chooser.random() * 0.0005)
+    else:
+        for _ in range(chooser.randrange(4)):
+            await trio.lowlevel.checkpoint()
+
+
+async def cancel_after(scope: trio.CancelScope, checkpoints: int, delay_s: float) -> None:
+    """Cancel ``scope`` after some checkpoints and a delay (a race's other side)."""
+    for _ in range(checkpoints):
+        await trio.lowlevel.checkpoint()
+    await trio.sleep(delay_s)
+    scope.cancel()
