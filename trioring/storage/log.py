@@ -509,20 +509,19 @@ class PartitionLog:
         # undoing a failed write) shield themselves.
         await self._write_group(group, group_bytes)
 
-    async def _maybe_roll(self, incoming_bytes: int, first_offset: int, now_ms: int) -> LogSegment:
+    def _must_roll(self, incoming_bytes: int, first_offset: int, now_ms: int) -> bool:
+        """Whether ``incoming_bytes`` starting at ``first_offset`` go to a new segment."""
         active = self._segments[-1]
         if active.size == 0:
-            return active
-        too_big = active.size + incoming_bytes > self.config.segment_bytes
-        too_old = (
-            active.first_timestamp_ms is not None
-            and now_ms - active.first_timestamp_ms >= self.config.segment_ms
+            return False
+        return (
+            active.size + incoming_bytes > self.config.segment_bytes
+            or (
+                active.first_timestamp_ms is not None
+                and now_ms - active.first_timestamp_ms >= self.config.segment_ms
+            )
+            or first_offset - active.base_offset > (1 << 31)  # relative offsets are int32
         )
-        offsets_overflow = first_offset - active.base_offset > (1 << 31)
-        if too_big or too_old or offsets_overflow:
-            with trio.CancelScope(shield=True):  # see _write_next_group
-                return await self._roll()
-        return active
 
     async def _roll(self) -> LogSegment:
         active = self._segments[-1]
@@ -548,7 +547,11 @@ class PartitionLog:
         try:
             self._check_usable()
             try:
-                segment = await self._maybe_roll(group_bytes, next_offset, now_ms)
+                if self._must_roll(group_bytes, next_offset, now_ms):
+                    with trio.CancelScope(shield=True):  # see _write_next_group
+                        segment = await self._roll()
+                else:
+                    segment = self._segments[-1]
             except OSError as error:
                 raise StorageError(
                     f"starting a new segment in {self.directory} failed: {error}; "
