@@ -35,7 +35,7 @@ from trioring.protocol.kafka import (
     encode_api_versions_response,
     encode_response_chunks,
 )
-from trioring.server._apis import APIS, ApiContext, Node, produce
+from trioring.server._apis import APIS, ApiContext, MetadataCache, Node, produce
 from trioring.server._config import RECEIVE_BYTES, ServerConfig
 from trioring.storage.files import read_file, replace_file
 from trioring.uring import Buffer, FileBackend, TcpStream, open_tcp_listeners_for
@@ -70,6 +70,8 @@ class KafkaServer:
         self._draining = False
         self._all_closed = trio.Event()
         self._connection_slots = trio.Semaphore(config.connections_max)
+        #: Encoded Metadata answers, shared by every connection.
+        self.metadata_cache = MetadataCache()
 
     def _node(self) -> Node:
         return Node(
@@ -159,6 +161,7 @@ class KafkaServer:
             self.cluster_id,
             self.config.auto_create_topics,
             client_host=peer_host,
+            metadata_cache=self.metadata_cache,
         )
         connection = _Connection(self.config.in_flight_requests_max)
         async with trio.open_nursery() as nursery:

@@ -80,8 +80,10 @@ from trioring.protocol.kafka._requests import (
     decode_request_body,
 )
 from trioring.protocol.kafka._responses import (
+    EncodedBody,
     ResponseBody,
     encode_response,
+    encode_response_body,
     encode_response_chunks,
     uses_flexible_response_header,
 )
@@ -104,6 +106,7 @@ __all__ = [
     "ApiKey",
     "ApiVersionsResponse",
     "Chunk",
+    "EncodedBody",
     "FetchResponseBody",
     "FetchResponsePartition",
     "FetchResponseTopic",
@@ -126,6 +129,7 @@ __all__ = [
     "encode_produce_response",
     "encode_request_header",
     "encode_response",
+    "encode_response_body",
     "encode_response_chunks",
     "is_flexible",
     "is_supported",

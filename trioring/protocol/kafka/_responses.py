@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import NamedTuple
 
 from kio.serial import entity_writer
 from kio.static.protocol import ResponsePayload
@@ -29,7 +30,34 @@ _FRAME_HEADER = struct.Struct(">ii")  # frame size, correlation id
 #: Response header v1 = v0 + tagged fields; trioring sends none.
 _EMPTY_TAGGED_FIELDS = b"\x00"
 
-ResponseBody = ResponsePayload | ProduceResponseBody | FetchResponseBody
+
+class EncodedBody(NamedTuple):
+    """A response body encoded once, to be framed again for other requests.
+
+    For responses worth caching (Metadata of many topics costs milliseconds
+    to build and encode with kio): :func:`encode_response_body` makes one,
+    :func:`encode_response_chunks` frames it with each request's correlation id.
+    """
+
+    api_key: int
+    api_version: int
+    flexible_header: bool
+    body: bytes
+
+
+ResponseBody = ResponsePayload | ProduceResponseBody | FetchResponseBody | EncodedBody
+
+
+def encode_response_body(response: ResponsePayload) -> EncodedBody:
+    """Encode a kio response's body alone (no size, no header), for reuse."""
+    buffer = io.BytesIO()
+    entity_writer(type(response))(buffer, response)
+    return EncodedBody(
+        int(response.__api_key__),
+        int(response.__version__),
+        uses_flexible_response_header(response),
+        buffer.getvalue(),
+    )
 
 
 def uses_flexible_response_header(response: ResponsePayload) -> bool:
@@ -81,6 +109,17 @@ def encode_response_chunks(
     if isinstance(response, FetchResponseBody):
         _check_matches(api_key, api_version, ApiKey.FETCH, "a FetchResponseBody")
         return encode_fetch_response_chunks(api_version, correlation_id, response)
+    if isinstance(response, EncodedBody):
+        if (response.api_key, response.api_version) != (api_key, api_version):
+            raise ValueError(
+                f"an encoded {api_name(response.api_key)} v{response.api_version} body "
+                f"cannot answer {api_name(api_key)} v{api_version}"
+            )
+        header = _EMPTY_TAGGED_FIELDS if response.flexible_header else b""
+        size = FRAME_SIZE_BYTES + len(header) + len(response.body)  # correlation id + rest
+        if size > FRAME_BYTES_MAX_LIMIT:
+            raise ValueError(f"response of {size} bytes does not fit an int32 frame size")
+        return [b"".join((_FRAME_HEADER.pack(size, correlation_id), header, response.body))]
     schema = type(response)
     if schema.__api_key__ != api_key or schema.__version__ != api_version:
         raise ValueError(
