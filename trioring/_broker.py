@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import attrs
 import trio
@@ -43,8 +43,9 @@ logger = logging.getLogger("trioring")
 AcksArgument = Literal[0, 1, -1, "all"]
 
 
-@attrs.frozen
-class ProduceResult:
+class ProduceResult(NamedTuple):
+    """Where a produce landed (a named tuple: one is made per produce)."""
+
     #: Offset of the first record; -1 for acks=0, whose outcome is not awaited.
     base_offset: int
     last_offset: int
@@ -68,12 +69,14 @@ class FetchResult:
         return last + 1
 
 
+_ACKS: dict[object, Literal[0, 1, -1]] = {"all": -1, -1: -1, 0: 0, 1: 1}
+
+
 def _acks(acks: AcksArgument) -> Literal[0, 1, -1]:
-    if acks in ("all", -1):
-        return -1
-    if acks in (0, 1):
-        return acks
-    raise InvalidRequiredAcksError(f'acks must be 0, 1 or "all", not {acks!r}')
+    try:
+        return _ACKS[acks]
+    except (KeyError, TypeError):  # TypeError: unhashable
+        raise InvalidRequiredAcksError(f'acks must be 0, 1 or "all", not {acks!r}') from None
 
 
 class Broker:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import attrs
-import crc32c
+from crc32c import crc32c as _crc32c
 
 from trioring._constants import (
     BATCH_HEADER_BYTES,
@@ -42,6 +42,11 @@ assert _HEADER.size == BATCH_HEADER_BYTES
 _CRC_START = 21
 _MAGIC_POSITION = 16
 _BASE_OFFSET = struct.Struct(">q")
+#: The smallest batchLength: the header after the length field, no records.
+_BATCH_LENGTH_MIN = BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES
+#: Builds a BatchHeader from the 13 unpacked fields without the generated
+#: ``__new__`` (a third of the time; the struct always yields 13 values).
+_new_header = tuple.__new__
 
 ATTRIBUTE_COMPRESSION_MASK = 0x07
 ATTRIBUTE_LOG_APPEND_TIME = 0x08
@@ -127,15 +132,20 @@ def _unpack_header(buffer: bytes | bytearray | memoryview, position: int) -> Bat
             f"record batch header needs {BATCH_HEADER_BYTES} bytes, "
             f"{max(0, len(buffer) - position)} remain at position {position}"
         )
-    header = BatchHeader(*_HEADER.unpack_from(buffer, position))
+    header = _new_header(BatchHeader, _HEADER.unpack_from(buffer, position))
+    if header.magic != MAGIC_V2 or header.batch_length < _BATCH_LENGTH_MIN:
+        _raise_for_framing(header)
+    return header
+
+
+def _raise_for_framing(header: BatchHeader) -> None:
     if header.magic != MAGIC_V2:
         raise ProtocolError(
             f"record batch magic is {header.magic}; trioring only accepts magic 2 "
             "(Kafka 0.11+ record batches); upgrade the client or enable the v2 format"
         )
-    if header.batch_length < BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD_BYTES:
+    if header.batch_length < _BATCH_LENGTH_MIN:
         raise ProtocolError(f"record batch length {header.batch_length} is shorter than its header")
-    return header
 
 
 def _check_header_fields(header: BatchHeader) -> None:
@@ -153,7 +163,8 @@ def read_batch_header(buffer: bytes | bytearray | memoryview, position: int = 0)
     the lengths are impossible.
     """
     header = _unpack_header(buffer, position)
-    _check_header_fields(header)
+    if header.last_offset_delta < 0 or header.record_count < 0:
+        _check_header_fields(header)
     return header
 
 
@@ -161,7 +172,7 @@ def compute_batch_crc(
     buffer: bytes | bytearray | memoryview, position: int, size_bytes: int
 ) -> int:
     view = memoryview(buffer)[position + _CRC_START : position + size_bytes]
-    result: int = crc32c.crc32c(view)
+    result: int = _crc32c(view)
     return result
 
 
@@ -169,12 +180,13 @@ def check_batch_crc(
     buffer: bytes | bytearray | memoryview, position: int, header: BatchHeader
 ) -> None:
     """Raise CorruptRecordError unless the batch at ``position`` has a valid CRC32C."""
-    if len(buffer) - position < header.size_bytes:
+    size = BATCH_LOG_OVERHEAD_BYTES + header.batch_length
+    if len(buffer) - position < size:
         raise CorruptRecordError(
-            f"record batch at position {position} needs {header.size_bytes} bytes, "
+            f"record batch at position {position} needs {size} bytes, "
             f"{len(buffer) - position} remain"
         )
-    actual = compute_batch_crc(buffer, position, header.size_bytes)
+    actual = _crc32c(memoryview(buffer)[position + _CRC_START : position + size])
     if actual != header.crc:
         raise CorruptRecordError(
             f"record batch at base offset {header.base_offset} has CRC32C {actual:#010x}, "
@@ -182,32 +194,51 @@ def check_batch_crc(
         )
 
 
-def iterate_batches(
+def list_batches(
     buffer: bytes | bytearray | memoryview, *, allow_partial_tail: bool = False
-) -> Iterator[tuple[int, BatchHeader]]:
-    """Yield ``(position, header)`` of each whole batch in ``buffer``.
+) -> list[tuple[int, BatchHeader]]:
+    """``(position, header)`` of each whole batch in ``buffer``.
 
     A truncated last batch raises ProtocolError unless ``allow_partial_tail``,
-    in which case iteration stops before it (Kafka fetch responses may end in
+    in which case the list stops before it (Kafka fetch responses may end in
     a partial batch). CRCs are not checked here; see :func:`check_batch_crc`.
     """
+    batches: list[tuple[int, BatchHeader]] = []
     position = 0
     end = len(buffer)
     while position < end:
         if end - position < BATCH_HEADER_BYTES:
             if allow_partial_tail:
-                return
+                break
             raise ProtocolError(f"{end - position} trailing bytes are not a whole record batch")
-        header = read_batch_header(buffer, position)
-        if end - position < header.size_bytes:
+        # read_batch_header, unrolled: this runs for every batch produced.
+        header = _new_header(BatchHeader, _HEADER.unpack_from(buffer, position))
+        if (
+            header.magic != MAGIC_V2
+            or header.batch_length < _BATCH_LENGTH_MIN
+            or header.last_offset_delta < 0
+            or header.record_count < 0
+        ):
+            read_batch_header(buffer, position)  # raises the precise error
+            raise AssertionError("read_batch_header accepted what list_batches rejects")
+        size = BATCH_LOG_OVERHEAD_BYTES + header.batch_length
+        if end - position < size:
             if allow_partial_tail:
-                return
+                break
             raise ProtocolError(
-                f"record batch at position {position} claims {header.size_bytes} bytes, "
+                f"record batch at position {position} claims {size} bytes, "
                 f"only {end - position} remain"
             )
-        yield position, header
-        position += header.size_bytes
+        batches.append((position, header))
+        position += size
+    return batches
+
+
+def iterate_batches(
+    buffer: bytes | bytearray | memoryview, *, allow_partial_tail: bool = False
+) -> Iterator[tuple[int, BatchHeader]]:
+    """Iterate over :func:`list_batches`."""
+    return iter(list_batches(buffer, allow_partial_tail=allow_partial_tail))
 
 
 def set_base_offset(buffer: bytearray | memoryview, position: int, base_offset: int) -> None:
@@ -375,7 +406,7 @@ def build_batch(
         base_sequence,
         len(records),
     )
-    struct.pack_into(">I", batch, 17, crc32c.crc32c(memoryview(batch)[_CRC_START:]))
+    struct.pack_into(">I", batch, 17, _crc32c(memoryview(batch)[_CRC_START:]))
     return bytes(batch)
 
 

@@ -125,8 +125,9 @@ class OffsetIndex:
         return self._offsets[-1], self._positions[-1], self._timestamps[-1]
 
     def append(self, offset: int, position: int, max_timestamp_before: int) -> None:
-        assert not self._offsets or offset > self._offsets[-1], "index offsets increase"
-        assert not self._positions or position > self._positions[-1], "index positions increase"
+        assert not self._offsets or (
+            offset > self._offsets[-1] and position > self._positions[-1]
+        ), "index offsets and positions increase"
         assert offset - self.base_offset < 1 << 32
         self._offsets.append(offset)
         self._positions.append(position)

@@ -62,7 +62,7 @@ from trioring.protocol.records import (
     NO_PRODUCER_ID,
     BatchHeader,
     encode_base_offset,
-    iterate_batches,
+    list_batches,
 )
 from trioring.storage.files import read_file, replace_file
 from trioring.storage.producers import ProducerStateTable
@@ -441,9 +441,10 @@ class PartitionLog:
         # path raises Cancelled (backend writes never do; rolls and undoing a
         # failed write are shielded), so no waiter is left without an outcome.
         await trio.lowlevel.checkpoint_if_cancelled()
-        self._check_usable()
+        if self._closed or self._failure is not None:
+            self._check_usable()
         if headers is None:
-            headers = list(iterate_batches(data))
+            headers = list_batches(data)
         if not headers:
             raise InvalidArgumentError("append needs at least one record batch")
         entry = _PendingAppend(data, headers, len(data))
@@ -545,7 +546,8 @@ class PartitionLog:
         now_ms = self._now_ms()
         next_offset = self._log_end_offset
         try:
-            self._check_usable()
+            if self._closed or self._failure is not None:
+                self._check_usable()
             try:
                 if self._must_roll(group_bytes, next_offset, now_ms):
                     with trio.CancelScope(shield=True):  # see _write_next_group

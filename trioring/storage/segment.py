@@ -271,11 +271,12 @@ class LogSegment:
         assert self._max_timestamp_ms is not None
         if position > 0 and self._bytes_since_index_entry >= self._index_interval_bytes:
             self.index.append(base_offset, position, self._max_timestamp_ms)
-            self._bytes_since_index_entry = 0
+            self._bytes_since_index_entry = size_bytes
+        else:
+            self._bytes_since_index_entry += size_bytes
         if self.first_timestamp_ms is None:
             self.first_timestamp_ms = max_timestamp_ms
         self._max_timestamp_ms = max(self._max_timestamp_ms, max_timestamp_ms)
-        self._bytes_since_index_entry += size_bytes
 
     async def append(
         self,
