@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import trio
+
 from trioring.uring import Buffer, FallbackBackend
 
 
@@ -33,6 +35,10 @@ class VolatileBackend(FallbackBackend):
         await super().close(fd)
 
     async def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return self.write_now(fd, buffers, offset)
+
+    def write_now(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
         data = b"".join(bytes(b) for b in buffers)
         self._dirty[fd].append((offset, data))
         self._sizes[fd] = max(self._sizes[fd], offset + len(data))

@@ -113,6 +113,16 @@ class TestBackend(FallbackBackend):
         del self.paths[fd]
         await super().close(fd)
 
+    @property
+    def writes_inline(self) -> bool:
+        # A gated write has to wait, which only the async path can.
+        return self.write_gate is None and super().writes_inline
+
+    def write_now(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
+        self.write_calls[self.paths.get(fd, "?")] += 1
+        self._inject_write_fault(fd, buffers, offset)
+        return super().write_now(fd, buffers, offset)
+
     async def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
         self.write_calls[self.paths.get(fd, "?")] += 1
         gate = self.write_gate
@@ -122,12 +132,16 @@ class TestBackend(FallbackBackend):
             with trio.CancelScope(shield=True):
                 await gate.release.wait()
         if self.write_fault is not None and self._faulty(fd):
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            self._inject_write_fault(fd, buffers, offset)
+        return await super().pwritev(fd, buffers, offset)
+
+    def _inject_write_fault(self, fd: int, buffers: Sequence[Buffer], offset: int) -> None:
+        if self.write_fault is not None and self._faulty(fd):
             if self.write_fault == "half":
                 data = b"".join(bytes(b) for b in buffers)
                 os.pwrite(fd, data[: len(data) // 2], offset)
             raise OSError(errno.ENOSPC, "No space left on device (injected)")
-        return await super().pwritev(fd, buffers, offset)
 
     async def pread(self, fd: int, size: int, offset: int) -> bytes:
         gate = self.read_gate

@@ -578,7 +578,14 @@ class PartitionLog:
                 results.append(AppendInfo(base, next_offset - 1, now_ms, log_start_offset))
             previous_size = segment.size
             try:
-                await segment.append(self._backend, buffers, batches, next_offset, group_bytes)
+                if self._backend.writes_inline:
+                    # The append's schedule point, taken holding the writer
+                    # role so that producers arriving meanwhile queue up and
+                    # go out together in the next group's write.
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    segment.append_now(self._backend, buffers, batches, next_offset, group_bytes)
+                else:
+                    await segment.append(self._backend, buffers, batches, next_offset, group_bytes)
             except OSError as error:
                 await self._undo_failed_write(segment, previous_size, error)
                 raise StorageError(

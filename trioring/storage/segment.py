@@ -296,6 +296,30 @@ class LogSegment:
             for start in range(0, len(buffers), IOVECS_PER_WRITE_MAX):
                 chunk = buffers[start : start + IOVECS_PER_WRITE_MAX]
                 written += await backend.pwritev(self.fd, chunk, self.size + written)
+        self._appended(batches, next_offset, size_bytes, written)
+
+    def append_now(
+        self,
+        backend: FileBackend,
+        buffers: Sequence[Buffer],
+        batches: Sequence[AppendedBatch],
+        next_offset: int,
+        size_bytes: int,
+    ) -> None:
+        """:meth:`append` without yielding, for backends that write inline."""
+        assert self._index_loaded and not self._deleted
+        if len(buffers) <= IOVECS_PER_WRITE_MAX:
+            written = backend.write_now(self.fd, buffers, self.size)
+        else:
+            written = 0
+            for start in range(0, len(buffers), IOVECS_PER_WRITE_MAX):
+                chunk = buffers[start : start + IOVECS_PER_WRITE_MAX]
+                written += backend.write_now(self.fd, chunk, self.size + written)
+        self._appended(batches, next_offset, size_bytes, written)
+
+    def _appended(
+        self, batches: Sequence[AppendedBatch], next_offset: int, size_bytes: int, written: int
+    ) -> None:
         assert written == size_bytes, "backends write all or raise"
         position = self.size
         for batch in batches:

@@ -13,7 +13,12 @@ Rules every implementation keeps:
   WAL write cannot be un-written, so callers must see its real outcome.
   ``pwritev`` goes further: it is a schedule point but never raises
   Cancelled, so a caller that has committed to a write needs no shielding
-  cancel scope around it (the log's hot path relies on this).
+  cancel scope around it.
+- A backend whose writes are page-cache copies made in the loop says so with
+  ``writes_inline`` and offers ``write_now``, the same write as a plain
+  function. The log then takes the append's schedule point itself and writes
+  without two more coroutine layers (about 1 us of a lone producer's ~25 us
+  of Python per batch), and can decide when to skip that schedule point.
 - Errors are OSError with the errno of the failed call.
 """
 
@@ -39,6 +44,15 @@ class FileBackend(Protocol):
 
     async def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
         """Write all of ``buffers`` at ``offset``; return bytes written (always all)."""
+        ...
+
+    @property
+    def writes_inline(self) -> bool:
+        """Whether :meth:`write_now` may be called (writes are made in the loop)."""
+        ...
+
+    def write_now(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
+        """``pwritev`` without the schedule point; only when ``writes_inline``."""
         ...
 
     async def pread(self, fd: int, size: int, offset: int) -> bytes:

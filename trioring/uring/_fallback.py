@@ -40,23 +40,18 @@ class FallbackBackend:
         await trio.lowlevel.checkpoint()
         os.close(fd)
 
+    @property
+    def writes_inline(self) -> bool:
+        return True
+
     async def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
         # A schedule point, never a cancel point (see _base.py): the caller
         # has committed to this write.
         await trio.lowlevel.cancel_shielded_checkpoint()
-        assert len(buffers) <= _IOV_MAX, "callers bound iovecs per write"
-        total = sum(len(b) for b in buffers)
-        written = os.pwritev(fd, buffers, offset)
-        if written != total:
-            # A short write (e.g. the disk filled part-way); finish or raise.
-            views = _advance([memoryview(b) for b in buffers], written)
-            while views:
-                more = os.pwritev(fd, views, offset + written)
-                if more == 0:
-                    raise OSError(28, "no progress writing to file (disk full?)")
-                written += more
-                views = _advance(views, more)
-        return written
+        return write_all(fd, buffers, offset)
+
+    def write_now(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
+        return write_all(fd, buffers, offset)
 
     async def pread(self, fd: int, size: int, offset: int) -> bytes:
         return await trio.to_thread.run_sync(os.pread, fd, size, offset, limiter=self._read_limiter)
@@ -88,6 +83,22 @@ class FallbackBackend:
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
+
+
+def write_all(fd: int, buffers: Sequence[Buffer], offset: int) -> int:
+    """pwritev(2) all of ``buffers`` at ``offset``, continuing short writes; or raise OSError."""
+    assert len(buffers) <= _IOV_MAX, "callers bound iovecs per write"
+    written = os.pwritev(fd, buffers, offset)
+    if written != sum(map(len, buffers)):
+        # A short write (e.g. the disk filled part-way); finish or raise.
+        views = _advance([memoryview(b) for b in buffers], written)
+        while views:
+            more = os.pwritev(fd, views, offset + written)
+            if more == 0:
+                raise OSError(28, "no progress writing to file (disk full?)")
+            written += more
+            views = _advance(views, more)
+    return written
 
 
 def _advance(views: list[memoryview], count: int) -> list[memoryview]:

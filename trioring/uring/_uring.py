@@ -32,7 +32,7 @@ import trio
 from trioring._constants import READ_THREADS_MAX
 from trioring.uring import _ring
 from trioring.uring._base import Buffer
-from trioring.uring._fallback import FallbackBackend
+from trioring.uring._fallback import FallbackBackend, write_all
 from trioring.uring._limits import (
     COMPLETION_ENTRIES_DEFAULT,
     IOVECS_MAX,
@@ -133,6 +133,14 @@ class UringBackend(FallbackBackend):
         if result < 0:
             raise _ring.os_error(result)
         return bytes(_ring.ffi.buffer(buffer, result))
+
+    @property
+    def writes_inline(self) -> bool:
+        return not self._write_on_ring
+
+    def write_now(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
+        assert not self._write_on_ring, "write_now is only for inline writes"
+        return write_all(fd, buffers, offset)
 
     async def pwritev(self, fd: int, buffers: Sequence[Buffer], offset: int) -> int:
         if not self._write_on_ring:
