@@ -44,6 +44,7 @@ from trioring.protocol.records import (
 )
 from trioring.storage.index import ENTRY, ENTRY_BYTES
 from trioring.storage.log import RECOVERY_POINT_FILE, LogConfig, PartitionLog
+from trioring.uring import FallbackBackend
 
 STORAGE_LOGGER = "trioring.storage"
 
@@ -1293,3 +1294,82 @@ async def test_role_is_not_leaked_when_acquire_is_cancelled() -> None:
     with trio.fail_after(5):
         await role.acquire()
     role.release()
+
+
+# --- schedule points of inline appends -------------------------------------------------
+
+
+class StepCounter(trio.abc.Instrument):
+    """Counts the steps of one task: each is a resumption after a schedule point."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+async def test_inline_appends_skip_schedule_points_taken_moments_ago(
+    directory: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(log_module, "monotonic", lambda: now[0])
+    log = await PartitionLog.open(directory, config(), FallbackBackend(), clock)
+    assert log._backend.writes_inline
+    counter = StepCounter(trio.lowlevel.current_task())
+    trio.lowlevel.add_instrument(counter)
+    try:
+        for _ in range(10):
+            await log.append(batch([b"x"], now_ms=clock.now_ms()))
+        assert counter.steps == 1, "the first append yields, the next nine do not"
+        now[0] += 1.5 * log_module.APPEND_SCHEDULE_INTERVAL_SECONDS
+        await log.append(batch([b"x"], now_ms=clock.now_ms()))
+        assert counter.steps == 2, "an interval later, an append yields again"
+        for _ in range(5):
+            await log.append(batch([b"x"], now_ms=clock.now_ms()))
+        assert counter.steps == 2
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert log.log_end_offset == 16
+    await log.aclose()
+
+
+async def test_an_append_that_skips_its_schedule_point_is_still_a_cancel_point(
+    directory: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_module, "monotonic", lambda: 1000.0)
+    log = await PartitionLog.open(directory, config(), FallbackBackend(), clock)
+    await log.append(batch([b"first"], now_ms=clock.now_ms()))  # takes the schedule point
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await log.append(batch([b"never"], now_ms=clock.now_ms()))
+    assert scope.cancelled_caught
+    assert log.log_end_offset == 1
+    await log.aclose()
+
+
+async def test_a_looping_producer_lets_other_tasks_run(directory: str, clock: FakeClock) -> None:
+    """With the real clock: another task runs while a producer appends in a loop.
+
+    2000 appends take far longer than the schedule interval (tens of ms), and
+    none of them rolls a segment (a roll would yield on its own).
+    """
+    log = await PartitionLog.open(
+        directory, config(segment_bytes=64 << 20), FallbackBackend(), clock
+    )
+    other_ran = trio.Event()
+
+    async def other() -> None:
+        other_ran.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        for _ in range(2000):
+            await log.append(batch([b"y" * 1000], now_ms=clock.now_ms()))
+            if other_ran.is_set():
+                break
+        assert other_ran.is_set()
+    assert log.segment_count == 1
+    await log.aclose()
