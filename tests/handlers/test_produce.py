@@ -150,6 +150,23 @@ def test_transactional_and_control_batches_are_invalid_records(flag):
         validate_batches(data, LIMIT)
 
 
+@pytest.mark.parametrize(
+    ("fmt", "position", "value"),
+    [
+        (">h", ATTRIBUTES_POSITION, ATTRIBUTE_CONTROL),
+        (">h", ATTRIBUTES_POSITION, ATTRIBUTE_TRANSACTIONAL),
+        (">i", RECORD_COUNT_POSITION, 7),
+    ],
+)
+def test_checks_run_in_kafkas_order(fmt, position, value):
+    """Size, then CRC, then fields: a field damaged in transit is corruption."""
+    damaged = edited(batch(), fmt, position, value, crc=False)
+    with pytest.raises(CorruptRecordError, match="CRC"):
+        validate_batches(damaged, LIMIT)
+    with pytest.raises(RecordTooLargeError):
+        validate_batches(damaged, len(damaged) - 1)
+
+
 @pytest.mark.parametrize("empty", [b"", bytearray(), memoryview(b"")])
 def test_empty_is_rejected(empty):
     with pytest.raises(ProtocolError):
