@@ -1373,3 +1373,24 @@ async def test_a_looping_producer_lets_other_tasks_run(directory: str, clock: Fa
         assert other_ran.is_set()
     assert log.segment_count == 1
     await log.aclose()
+
+
+async def test_one_append_of_more_batches_than_one_write_carries(
+    directory: str, backend: TestBackend, clock: FakeClock
+) -> None:
+    """An append of 300 batches needs 600 iovecs, more than one pwritev takes:
+    it goes out in several writes, in order, with every offset assigned once."""
+    log = await open_log(directory, backend, clock)
+    await append_values(log, clock, [2])
+    data = b"".join(batch([value_of(2 + i)], now_ms=clock.now_ms()) for i in range(300))
+    writes_before = backend.log_write_count()
+    info = await log.append(data)
+    assert (info.base_offset, info.last_offset) == (2, 301)
+    assert backend.log_write_count() - writes_before >= 2
+    check_values(await read_all(log), 0, 302)
+    ((_, path),) = segment_files(directory)
+    assert [base for _, base, _ in file_batches(path)] == [0, *range(2, 302)]
+    await log.aclose()
+    reopened = await open_log(directory, backend, clock)
+    check_values(await read_all(reopened), 0, 302)
+    await reopened.aclose()
