@@ -36,7 +36,7 @@ import attrs
 import trio
 
 import trioring
-from trioring.protocol.records import build_batch
+from trioring.protocol.records import CRC32C_IMPLEMENTATION, build_batch
 from trioring.uring import FallbackBackend, UringBackend
 
 RECORDS_PER_BATCH = 100
@@ -231,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(
         f"batch: {RECORDS_PER_BATCH} x {RECORD_BYTES} B records = {len(batch)} bytes; "
-        f"{options.backend} backend; median of {options.repeat} paired runs; "
+        f"{options.backend} backend; CRC32C by {CRC32C_IMPLEMENTATION}; "
+        f"median of {options.repeat} paired runs; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores"
     )
     print()
