@@ -112,6 +112,17 @@ class BatchScanner:
         return position, header
 
 
+def _write_chunks(buffers: Sequence[Buffer]) -> Sequence[Sequence[Buffer]]:
+    """The iovec lists of one append's writes: one, unless the append holds
+    more batches than one write's iovecs allow."""
+    if len(buffers) <= IOVECS_PER_WRITE_MAX:
+        return (buffers,)
+    return [
+        buffers[start : start + IOVECS_PER_WRITE_MAX]
+        for start in range(0, len(buffers), IOVECS_PER_WRITE_MAX)
+    ]
+
+
 class LogSegment:
     def __init__(self, directory: str, base_offset: int, index_interval_bytes: int) -> None:
         self.directory = directory
@@ -288,14 +299,9 @@ class LogSegment:
     ) -> None:
         """Write whole batches (``size_bytes`` in all) at the end of the file, then index them."""
         assert self._index_loaded and not self._deleted
-        if len(buffers) <= IOVECS_PER_WRITE_MAX:
-            written = await backend.pwritev(self.fd, buffers, self.size)
-        else:
-            written = 0
-            # One append may hold more batches than one write's iovecs allow.
-            for start in range(0, len(buffers), IOVECS_PER_WRITE_MAX):
-                chunk = buffers[start : start + IOVECS_PER_WRITE_MAX]
-                written += await backend.pwritev(self.fd, chunk, self.size + written)
+        written = 0
+        for chunk in _write_chunks(buffers):
+            written += await backend.pwritev(self.fd, chunk, self.size + written)
         self._appended(batches, next_offset, size_bytes, written)
 
     def append_now(
@@ -308,13 +314,9 @@ class LogSegment:
     ) -> None:
         """:meth:`append` without yielding, for backends that write inline."""
         assert self._index_loaded and not self._deleted
-        if len(buffers) <= IOVECS_PER_WRITE_MAX:
-            written = backend.write_now(self.fd, buffers, self.size)
-        else:
-            written = 0
-            for start in range(0, len(buffers), IOVECS_PER_WRITE_MAX):
-                chunk = buffers[start : start + IOVECS_PER_WRITE_MAX]
-                written += backend.write_now(self.fd, chunk, self.size + written)
+        written = 0
+        for chunk in _write_chunks(buffers):
+            written += backend.write_now(self.fd, chunk, self.size + written)
         self._appended(batches, next_offset, size_bytes, written)
 
     def _appended(
