@@ -77,7 +77,18 @@ REQUEST_HEADER_FIXED_BYTES = 8
 #: partitions stays one chunk instead of hundreds of tiny writes.
 FETCH_RECORDS_COPY_BYTES_MAX = 64 * KIB
 
+#: Requests up to this size are "small" for the server's request-memory budget:
+#: large frames may hold only the budget less a reserve kept for small ones, so
+#: clients holding huge partial frames cannot stop ordinary requests.
+SMALL_REQUEST_BYTES_MAX = 1 * MIB
+#: The reserve for small requests is the budget divided by this (1/8).
+SMALL_REQUESTS_RESERVE_DIVISOR = 8
+#: Bytes read from a socket at a time.
+RECEIVE_BYTES = 256 * KIB
+
 assert 0 < FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT
+# A frame that arrives whole within one receive is charged as a small request.
+assert RECEIVE_BYTES <= SMALL_REQUEST_BYTES_MAX
 assert FETCH_RECORDS_COPY_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
 
 # --- Topics ----------------------------------------------------------------------
@@ -95,3 +106,13 @@ assert 2 * WRITE_BATCHES_MAX <= 1024, "two iovecs per batch must fit IOV_MAX"
 assert BATCH_BYTES_MAX_DEFAULT <= WRITE_BYTES_MAX
 assert SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX
 assert FETCH_BYTES_MAX <= SEGMENT_BYTES_MAX
+
+# --- Logging ---------------------------------------------------------------------
+#: Lines of one kind (one message template) logged per interval; the rest are
+#: counted and the count is reported with the next line of that kind.
+LOG_BURST_LINES_MAX = 20
+LOG_RATE_INTERVAL_SECONDS = 60.0
+#: Kinds of rate-limited lines remembered (least recently used forgotten).
+LOG_RATE_KEYS_MAX = 1024
+#: Characters of a client-chosen string (client id, topic name) put in a log line.
+LOG_UNTRUSTED_CHARACTERS_MAX = 200
