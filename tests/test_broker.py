@@ -24,6 +24,7 @@ from trioring import (
     TrioringError,
     UnknownTopicOrPartitionError,
 )
+from trioring._exception_groups import leaf_exceptions
 from trioring.handlers import HandlerContext
 from trioring.handlers import fetch as fetch_handler
 from trioring.handlers.messages import (
@@ -344,7 +345,8 @@ async def test_fetch_offset_out_of_range(broker):
     # Out of range is reported at once, not after max_wait.
     with trio.fail_after(5), pytest.raises(OffsetOutOfRangeError):
         await broker.fetch("t", 0, 100, max_wait=30)
-    with pytest.raises(InvalidArgumentError):
+    # A negative offset is out of range too, as in Kafka.
+    with pytest.raises(OffsetOutOfRangeError):
         await broker.fetch("t", 0, -1)
     with pytest.raises(InvalidArgumentError):
         await broker.fetch("t", 0, 0, max_wait=-1)
@@ -944,3 +946,62 @@ async def test_statistics_shape(broker):
     assert stats["a-1"]["durable_offset"] == 3
     assert stats["a-1"]["log_start_offset"] == 0
     assert stats["a-1"]["size_bytes"] > 0
+
+
+# --- Library manners: the body's exceptions come back as raised ---------------------------
+
+
+async def test_an_exception_from_the_body_comes_back_unwrapped(tmp_path):
+    """The README's example on its second run: ``except TopicExistsError`` must match."""
+    async with trioring.open_broker(tmp_path) as broker:
+        await broker.create_topic("events")
+    with pytest.raises(trioring.TopicExistsError) as raised:
+        async with trioring.open_broker(tmp_path) as broker:
+            await broker.create_topic("events")
+    assert type(raised.value) is trioring.TopicExistsError
+    assert not isinstance(raised.value.__context__, BaseExceptionGroup)
+
+    class UserError(Exception):
+        pass
+
+    with pytest.raises(UserError):
+        async with trioring.open_broker(tmp_path):
+            raise UserError("raised by user code")
+    # The broker closed cleanly all the same: it opens again.
+    async with trioring.open_broker(tmp_path) as broker:
+        assert "events" in broker.topics()
+
+
+async def test_cancellation_of_the_body_passes_through(tmp_path):
+    with trio.move_on_after(0.05) as scope:
+        async with trioring.open_broker(tmp_path):
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+
+
+async def test_a_failing_background_task_is_not_hidden_behind_the_body_error(tmp_path):
+    """If the broker's own task failed too, both errors are raised, in a group."""
+
+    class UserError(Exception):
+        pass
+
+    async def fail() -> None:
+        raise RuntimeError("background failure")
+
+    with pytest.raises(BaseExceptionGroup) as raised:
+        async with trioring.open_broker(tmp_path) as broker:
+            broker._nursery.start_soon(fail)
+            await trio.sleep(0.01)
+            raise UserError("body")
+    leaves = list(leaf_exceptions(raised.value))
+    assert [type(leaf) for leaf in leaves] == [RuntimeError], leaves
+
+
+async def test_a_locked_data_directory_is_refused_naming_the_holder(tmp_path):
+    async with trioring.open_broker(tmp_path):
+        with pytest.raises(trioring.DataDirectoryInUseError, match=f"process {os.getpid()}"):
+            async with trioring.open_broker(tmp_path):
+                pass
+    # Released on close: it opens again.
+    async with trioring.open_broker(tmp_path):
+        pass

@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple
 import attrs
 import trio
 
+from trioring._exception_groups import BodyError, body_exception_unwrapped
 from trioring.config import BrokerConfig
 from trioring.core.metadata import TopicInfo
 from trioring.core.offsets import CommittedOffset
@@ -35,6 +36,7 @@ from trioring.handlers.messages import (
 )
 from trioring.protocol.compression import Compression
 from trioring.protocol.records import Record, build_batch, decode_batch, iterate_batches
+from trioring.storage.lock import DataDirectoryLock
 from trioring.storage.log import LogConfig
 from trioring.uring import FileBackend, open_backend
 
@@ -281,15 +283,34 @@ async def open_broker(
 
     ``config`` is a BrokerConfig or just the data directory. ``middleware``
     wraps every handler. On exit, all data is flushed and files are closed.
+
+    The data directory is locked for as long as the broker is open: another
+    process (broker, demo) opening it raises DataDirectoryInUseError naming
+    the holder. An exception raised in the ``async with`` body comes back
+    as it was raised, not wrapped in an ExceptionGroup.
     """
     if not isinstance(config, BrokerConfig):
         config = BrokerConfig(data_dir=os.fspath(config))
-    owned_backend = backend is None
-    file_backend = open_backend(config.io_backend) if backend is None else backend
+    # Before anything in the directory is read or written: one owner at a time.
+    lock = await DataDirectoryLock.acquire(config.data_dir)
     try:
-        async with Shard.open(config, file_backend) as shard, trio.open_nursery() as nursery:
-            yield Broker(shard, Handlers().wrap(*middleware), nursery)
+        owned_backend = backend is None
+        file_backend = open_backend(config.io_backend) if backend is None else backend
+        try:
+            body = BodyError()
+            async with (
+                body_exception_unwrapped(body),
+                Shard.open(config, file_backend) as shard,
+                trio.open_nursery() as nursery,
+            ):
+                try:
+                    yield Broker(shard, Handlers().wrap(*middleware), nursery)
+                except BaseException as error:
+                    body.error = error
+                    raise
+        finally:
+            if owned_backend:
+                with trio.CancelScope(shield=True):
+                    await file_backend.aclose()
     finally:
-        if owned_backend:
-            with trio.CancelScope(shield=True):
-                await file_backend.aclose()
+        lock.release()

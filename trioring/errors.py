@@ -8,12 +8,14 @@ network server maps exceptions to wire error codes in one place.
 
 from __future__ import annotations
 
+from kio.schema.errors import ErrorCode
+
 
 class TrioringError(Exception):
     """Base class of every error trioring raises on purpose."""
 
     #: Kafka protocol error code this error maps to (-1 = UNKNOWN_SERVER_ERROR).
-    kafka_error_code: int = -1
+    kafka_error_code: int = ErrorCode.unknown_server_error
 
 
 class ProtocolError(TrioringError):
@@ -23,53 +25,53 @@ class ProtocolError(TrioringError):
     struct.error or UnicodeDecodeError.
     """
 
-    kafka_error_code = 2  # CORRUPT_MESSAGE
+    kafka_error_code = ErrorCode.corrupt_message
 
 
 class CorruptRecordError(ProtocolError):
     """A record batch whose CRC32C or framing is wrong."""
 
-    kafka_error_code = 2  # CORRUPT_MESSAGE
+    kafka_error_code = ErrorCode.corrupt_message
 
 
 class UnsupportedCompressionError(ProtocolError):
     """A batch names a compression codec trioring cannot decode."""
 
-    kafka_error_code = 76  # UNSUPPORTED_COMPRESSION_TYPE
+    kafka_error_code = ErrorCode.unsupported_compression_type
 
 
 class InvalidArgumentError(TrioringError, ValueError):
     """A caller passed a value outside what the operation accepts."""
 
-    kafka_error_code = 42  # INVALID_REQUEST
+    kafka_error_code = ErrorCode.invalid_request
 
 
 class InvalidRequiredAcksError(InvalidArgumentError):
-    kafka_error_code = 21  # INVALID_REQUIRED_ACKS
+    kafka_error_code = ErrorCode.invalid_required_acks
 
 
 class InvalidTopicError(InvalidArgumentError):
-    kafka_error_code = 17  # INVALID_TOPIC_EXCEPTION
+    kafka_error_code = ErrorCode.invalid_topic_exception
 
 
 class InvalidPartitionsError(InvalidArgumentError):
-    kafka_error_code = 37  # INVALID_PARTITIONS
+    kafka_error_code = ErrorCode.invalid_partitions
 
 
 class RecordTooLargeError(InvalidArgumentError):
-    kafka_error_code = 10  # MESSAGE_TOO_LARGE
+    kafka_error_code = ErrorCode.message_too_large
 
 
 class UnknownTopicOrPartitionError(TrioringError, LookupError):
-    kafka_error_code = 3  # UNKNOWN_TOPIC_OR_PARTITION
+    kafka_error_code = ErrorCode.unknown_topic_or_partition
 
 
 class TopicExistsError(TrioringError):
-    kafka_error_code = 36  # TOPIC_ALREADY_EXISTS
+    kafka_error_code = ErrorCode.topic_already_exists
 
 
 class OffsetOutOfRangeError(TrioringError):
-    kafka_error_code = 1  # OFFSET_OUT_OF_RANGE
+    kafka_error_code = ErrorCode.offset_out_of_range
 
     def __init__(self, message: str, *, log_start_offset: int, high_watermark: int) -> None:
         super().__init__(message)
@@ -84,13 +86,13 @@ class StorageError(TrioringError):
     acknowledged, and the log is truncated back to its last whole batch.
     """
 
-    kafka_error_code = 56  # KAFKA_STORAGE_ERROR
+    kafka_error_code = ErrorCode.kafka_storage_error
 
 
 class BrokerClosedError(TrioringError):
     """The broker (or partition) was closed while the operation ran."""
 
-    kafka_error_code = 6  # NOT_LEADER_OR_FOLLOWER: clients retry elsewhere
+    kafka_error_code = ErrorCode.not_leader_or_follower  # clients retry elsewhere
 
 
 __all__ = [
@@ -122,7 +124,48 @@ class GroupCoordinatorError(TrioringError):
 class InvalidRecordError(InvalidArgumentError):
     """A batch that is well-formed but not acceptable (e.g. transactional, control)."""
 
-    kafka_error_code = 87  # INVALID_RECORD
+    kafka_error_code = ErrorCode.invalid_record
 
 
-__all__ += ["GroupCoordinatorError", "InvalidRecordError"]
+class InvalidConfigError(InvalidArgumentError):
+    """A topic or broker config name or value that trioring does not accept."""
+
+    kafka_error_code = ErrorCode.invalid_config
+
+
+class InvalidGroupIdError(InvalidArgumentError):
+    """A consumer group id Kafka does not accept (empty, or too long)."""
+
+    kafka_error_code = ErrorCode.invalid_group_id
+
+
+class ReplicationFactorError(InvalidArgumentError):
+    """A replication factor other than 1: trioring keeps one replica per partition."""
+
+    kafka_error_code = ErrorCode.invalid_replication_factor
+
+
+class ReplicaAssignmentError(InvalidArgumentError):
+    """A manual replica assignment trioring cannot follow."""
+
+    kafka_error_code = ErrorCode.invalid_replica_assignment
+
+
+class DataDirectoryInUseError(TrioringError):
+    """Another process holds the data directory's lock: two brokers must never share one."""
+
+
+class ConfigurationError(TrioringError):
+    """An operator's mistake in the command line or the configuration file."""
+
+
+__all__ += [
+    "ConfigurationError",
+    "DataDirectoryInUseError",
+    "GroupCoordinatorError",
+    "InvalidConfigError",
+    "InvalidGroupIdError",
+    "InvalidRecordError",
+    "ReplicaAssignmentError",
+    "ReplicationFactorError",
+]

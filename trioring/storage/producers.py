@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 
 import attrs
+from kio.schema.errors import ErrorCode
 
 from trioring.errors import TrioringError
 from trioring.protocol.records import NO_PRODUCER_ID, BatchHeader
@@ -25,15 +26,15 @@ _SEQUENCE_MODULUS = 1 << 31
 
 
 class OutOfOrderSequenceError(TrioringError):
-    kafka_error_code = 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
+    kafka_error_code = ErrorCode.out_of_order_sequence_number
 
 
 class InvalidProducerEpochError(TrioringError):
-    kafka_error_code = 47  # INVALID_PRODUCER_EPOCH
+    kafka_error_code = ErrorCode.invalid_producer_epoch
 
 
 class UnknownProducerIdError(TrioringError):
-    kafka_error_code = 59  # UNKNOWN_PRODUCER_ID
+    kafka_error_code = ErrorCode.unknown_producer_id
 
 
 @attrs.frozen

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kio.schema.errors import ErrorCode
+
 from trioring.errors import ProtocolError
 
 
@@ -13,7 +15,7 @@ class UnsupportedVersionError(ProtocolError):
     API Kafka closes the connection.
     """
 
-    kafka_error_code = 35  # UNSUPPORTED_VERSION
+    kafka_error_code = ErrorCode.unsupported_version
 
     def __init__(self, message: str, *, api_key: int, api_version: int) -> None:
         super().__init__(message)
