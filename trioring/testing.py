@@ -36,13 +36,19 @@ class BrokerProcess:
         *,
         extra_arguments: Sequence[str] = (),
         log_level: str = "WARNING",
+        log_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.extra_arguments = list(extra_arguments)
         self.log_level = log_level
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.broker.log"
+        #: The broker's stderr; by default beside the data directory.
+        self.log_path = (
+            Path(log_path)
+            if log_path is not None
+            else self.data_dir.parent / f"{self.data_dir.name}.broker.log"
+        )
 
     @property
     def bootstrap(self) -> str:

@@ -19,7 +19,7 @@ import trio
 
 from trioring._constants import PARTITIONS_MAX, TOPIC_NAME_LENGTH_MAX
 from trioring.errors import InvalidPartitionsError, InvalidTopicError, StorageError
-from trioring.storage.files import read_file, replace_file
+from trioring.storage.files import read_file, remove_temporary_files, replace_file
 from trioring.storage.log import LogConfig
 from trioring.uring import FileBackend
 
@@ -82,6 +82,8 @@ class TopicStore:
         backend = self._backend
         if await backend.make_directory(self._directory):
             await backend.fsync_directory(os.path.dirname(self._directory))
+        # A replacement a crash or a full disk interrupted: the real file is intact.
+        await remove_temporary_files(backend, self._directory)
         raw = await read_file(backend, self._path)
         if raw is None:
             self.topics = {}

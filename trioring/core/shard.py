@@ -11,11 +11,13 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import trio
 
+from trioring._logging import RateLimitedLogger
 from trioring.config import BrokerConfig
 from trioring.core.groups import GroupCoordinator
 from trioring.core.metadata import (
@@ -29,6 +31,7 @@ from trioring.core.offsets import OffsetStore
 from trioring.errors import (
     BrokerClosedError,
     InvalidArgumentError,
+    StorageError,
     TopicExistsError,
     UnknownTopicOrPartitionError,
 )
@@ -36,15 +39,29 @@ from trioring.storage.log import LogConfig, PartitionLog
 from trioring.uring import FileBackend
 
 logger = logging.getLogger("trioring.shard")
+upkeep_log = RateLimitedLogger(logger, burst=1, interval_seconds=60.0)
 
-#: Appended to the directories of a deleted topic until they are removed.
-DELETED_SUFFIX = ".deleted"
+#: Ends the name of a deleted partition's directory until it is removed.
+DELETED_SUFFIX = "-delete"
+#: Longest file name Linux file systems take (NAME_MAX).
+_NAME_BYTES_MAX = 255
 _PARTITION_DIRECTORY = re.compile(r"(.+)-(\d+)")
 
 
 def partition_directory(data_dir: str, topic: str, partition: int) -> str:
     """Kafka's naming: ``<data_dir>/<topic>-<partition>``."""
     return os.path.join(data_dir, f"{topic}-{partition}")
+
+
+def deleted_directory_name(entry: str) -> str:
+    """The name a partition directory ``entry`` takes while it waits for removal.
+
+    Kafka's scheme: a unique id and the suffix, with the topic part cut so the
+    name stays within NAME_MAX (a 249-character topic name plus "-0.deleted"
+    does not fit, and the rename failed).
+    """
+    suffix = f".{uuid.uuid4().hex}{DELETED_SUFFIX}"
+    return entry[: _NAME_BYTES_MAX - len(suffix)] + suffix
 
 
 class Shard:
@@ -158,7 +175,14 @@ class Shard:
     async def create_topic(
         self, name: str, partitions: int | None = None, config: LogConfig | None = None
     ) -> TopicInfo:
-        """Create a topic durably: the topic list is persisted before any partition exists."""
+        """Create a topic durably, or not at all.
+
+        The partition directories come first and the topic list last: a
+        failure on the way (a full disk) removes the new directories and
+        leaves the list as it was, and a crash on the way leaves directories
+        of no topic, which start-up removes. The topic exists once the list
+        naming it is durable.
+        """
         if self._closed:
             raise BrokerClosedError("the broker is closed")
         validate_topic_name(name)
@@ -170,11 +194,34 @@ class Shard:
             if name in self._topic_store.topics:
                 raise TopicExistsError(f"topic {name!r} already exists")
             topic = self._topic_store.new_topic(name, partitions, config or self.config.log)
-            await self._topic_store.save({**self._topic_store.topics, name: topic})
-            for partition in range(partitions):
-                await self._open_log(topic, partition)
+            try:
+                for partition in range(partitions):
+                    await self._open_log(topic, partition)
+                await self._topic_store.save({**self._topic_store.topics, name: topic})
+            except BaseException as error:
+                with trio.CancelScope(shield=True):
+                    await self._discard_new_partitions(topic)
+                if isinstance(error, OSError):
+                    raise StorageError(
+                        f"creating topic {name!r} failed: {error.strerror or error}; "
+                        "nothing was created"
+                    ) from error
+                raise
         logger.info("created topic %s with %d partitions", name, partitions)
         return topic
+
+    async def _discard_new_partitions(self, topic: TopicInfo) -> None:
+        """Undo a creation that failed midway (best effort: start-up removes what is left)."""
+        for partition in range(topic.partitions):
+            log = self._logs.pop((topic.name, partition), None)
+            try:
+                if log is not None:
+                    await log.aclose()
+                directory = partition_directory(self.config.data_dir, topic.name, partition)
+                if os.path.isdir(directory):  # noqa: ASYNC240 - a stat, after a failure
+                    await trio.to_thread.run_sync(shutil.rmtree, directory, True)
+            except Exception:
+                logger.exception("cleaning up after the failed creation of %s", topic.name)
 
     async def allocate_producer_id(self) -> int:
         """A new idempotent producer id (Kafka's InitProducerId without transactions)."""
@@ -198,19 +245,39 @@ class Shard:
                 key: value for key, value in self._topic_store.topics.items() if key != name
             }
             await self._topic_store.save(remaining)
-            for partition in range(info.partitions):
-                log = self._logs.pop((name, partition))
-                await log.aclose()
-                directory = partition_directory(self.config.data_dir, name, partition)
-                await self.backend.rename(directory, directory + DELETED_SUFFIX)
-            await self.backend.fsync_directory(self.config.data_dir)
+            try:
+                for partition in range(info.partitions):
+                    log = self._logs.pop((name, partition))
+                    await log.aclose()
+                    directory = partition_directory(self.config.data_dir, name, partition)
+                    await self.backend.rename(
+                        directory,
+                        os.path.join(
+                            self.config.data_dir,
+                            deleted_directory_name(os.path.basename(directory)),
+                        ),
+                    )
+                await self.backend.fsync_directory(self.config.data_dir)
+            except OSError as error:
+                # The topic is gone (the list says so); start-up removes what is left.
+                raise StorageError(
+                    f"topic {name!r} is deleted, but removing its files failed: "
+                    f"{error.strerror or error}; they are removed at the next start"
+                ) from error
+            finally:
+                for partition in range(info.partitions):
+                    leftover = self._logs.pop((name, partition), None)
+                    if leftover is not None:
+                        with trio.CancelScope(shield=True):
+                            await leftover.aclose()
         await self._remove_deleted_directories()
         logger.info("deleted topic %s", name)
 
     async def _remove_deleted_directories(self) -> None:
         data_dir = self.config.data_dir
         for entry in await self.backend.list_directory(data_dir):
-            if entry.endswith(DELETED_SUFFIX):
+            # ".deleted": what trioring 0.1 named them.
+            if entry.endswith((DELETED_SUFFIX, ".deleted")):
                 await trio.to_thread.run_sync(shutil.rmtree, os.path.join(data_dir, entry))
 
     async def _set_aside_orphans(self) -> None:
@@ -226,7 +293,8 @@ class Shard:
             if info is None or partition >= info.partitions:
                 logger.warning("%s: belongs to no topic (interrupted delete); removing it", entry)
                 await self.backend.rename(
-                    os.path.join(data_dir, entry), os.path.join(data_dir, entry + DELETED_SUFFIX)
+                    os.path.join(data_dir, entry),
+                    os.path.join(data_dir, deleted_directory_name(entry)),
                 )
 
     # --- upkeep ---------------------------------------------------------------------
@@ -249,10 +317,13 @@ class Shard:
                 due[name] = now + periods_s[name]
                 try:
                     await getattr(self, f"_run_{name}")()
-                except Exception:
+                except StorageError as error:
                     # Upkeep must go on; a partition with a disk error is
-                    # already offline and says so to its producers.
-                    logger.exception("periodic %s failed", name)
+                    # already offline and says so to its producers. A full
+                    # disk fails every round: one line a minute per job.
+                    upkeep_log.warning("periodic %s failed: %s", name, error, key=name)
+                except Exception:
+                    upkeep_log.error("periodic %s failed", name, exc_info=True, key=name)
 
     def _all_logs(self) -> list[PartitionLog]:
         logs = list(self._logs.values())
@@ -260,18 +331,31 @@ class Shard:
             logs.append(self._offsets.log)
         return logs
 
+    async def _each_log(
+        self, logs: list[PartitionLog], job: Callable[[PartitionLog], Awaitable[object]]
+    ) -> None:
+        """Run ``job`` on every log; one log's disk error does not skip the others."""
+        failure: StorageError | None = None
+        for log in logs:
+            try:
+                await job(log)
+            except StorageError as error:
+                failure = failure or error
+        if failure is not None:
+            raise failure
+
     async def _run_flush(self) -> None:
-        for log in self._all_logs():
+        async def flush(log: PartitionLog) -> None:
             if log.durable_offset < log.log_end_offset:
                 await log.flush()
 
+        await self._each_log(self._all_logs(), flush)
+
     async def _run_checkpoint(self) -> None:
-        for log in self._all_logs():
-            await log.checkpoint()
+        await self._each_log(self._all_logs(), PartitionLog.checkpoint)
 
     async def _run_retention(self) -> None:
-        for log in list(self._logs.values()):
-            await log.enforce_retention()
+        await self._each_log(list(self._logs.values()), PartitionLog.enforce_retention)
         await self.offsets.maybe_compact()
 
     async def run_upkeep_now(self) -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
+import trio
+
+from trioring.errors import StorageError
 from trioring.uring import FileBackend
+
+#: Suffix of the temporary file a replacement writes before its rename.
+TEMPORARY_SUFFIX = ".tmp"
 
 
 async def replace_file(
@@ -14,17 +21,39 @@ async def replace_file(
 
     Write a temporary file, fdatasync it, rename it over ``path``, and (by
     default) fsync the directory so the rename itself survives a power cut.
+    A failure (a full disk, say) raises StorageError and leaves no temporary
+    file behind; ``path`` keeps its old content.
     """
-    temporary = path + ".tmp"
-    fd = await backend.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    temporary = path + TEMPORARY_SUFFIX
     try:
-        await backend.pwritev(fd, [payload], 0)
-        await backend.fdatasync(fd)
-    finally:
-        await backend.close(fd)
-    await backend.rename(temporary, path)
+        fd = await backend.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            await backend.pwritev(fd, [payload], 0)
+            await backend.fdatasync(fd)
+        finally:
+            await backend.close(fd)
+        await backend.rename(temporary, path)
+    except OSError as error:
+        with trio.CancelScope(shield=True), contextlib.suppress(OSError):
+            await backend.unlink(temporary)
+        raise StorageError(f"writing {path} failed: {error.strerror or error}") from error
     if sync_directory:
-        await backend.fsync_directory(os.path.dirname(path) or ".")
+        try:
+            await backend.fsync_directory(os.path.dirname(path) or ".")
+        except OSError as error:
+            raise StorageError(
+                f"syncing the directory of {path} failed: {error.strerror or error}"
+            ) from error
+
+
+async def remove_temporary_files(backend: FileBackend, directory: str) -> list[str]:
+    """Delete what replacements interrupted by a crash left in ``directory``; their names."""
+    removed = []
+    for name in await backend.list_directory(directory):
+        if name.endswith(TEMPORARY_SUFFIX):
+            await backend.unlink(os.path.join(directory, name))
+            removed.append(name)
+    return removed
 
 
 async def read_file(backend: FileBackend, path: str) -> bytes | None:

@@ -54,6 +54,7 @@ from trioring._constants import (
     WRITE_BATCHES_MAX,
     WRITE_BYTES_MAX,
 )
+from trioring._logging import RateLimitedLogger
 from trioring.errors import (
     BrokerClosedError,
     InvalidArgumentError,
@@ -77,6 +78,9 @@ from trioring.storage.segment import (
 from trioring.uring import Buffer, FileBackend
 
 logger = logging.getLogger("trioring.storage")
+#: Failed appends: one line per partition per minute, with the count of the
+#: others (a full disk fails every produce, and each would log a line).
+append_failures_log = RateLimitedLogger(logger, burst=1, interval_seconds=60.0)
 
 RECOVERY_POINT_FILE = "recovery-point"
 _RECOVERY_POINT_MAGIC = "trioring-recovery-point-v2"
@@ -608,6 +612,10 @@ class PartitionLog:
         except Exception as error:  # every append in the group gets the same outcome
             for entry in group:
                 entry.error = error
+            if isinstance(error, StorageError):
+                append_failures_log.warning(
+                    "%s: appends fail: %s", self.directory, error, key=self.directory
+                )
             return
         for entry, result in zip(group, results, strict=True):
             entry.result = result
