@@ -175,18 +175,59 @@ async def test_errors_are_per_partition(broker):
         assert (failed.high_watermark, failed.log_start_offset) == (-1, -1)
 
 
-async def test_invalid_requests_are_rejected_whole(broker):
+async def test_invalid_limits_are_rejected_whole(broker):
     context = HandlerContext(broker.shard)
-    bad_requests = [
-        request(max_wait_ms=-1),
-        request(min_bytes=-1),
-        request(max_bytes=-1),
-        request({0: -1}),
-        request(partition_max_bytes=-1),
-    ]
-    for bad in bad_requests:
+    for bad in [request(max_wait_ms=-1), request(min_bytes=-1), request(max_bytes=-1)]:
         with pytest.raises(InvalidArgumentError):
             await fetch(context, bad)
+
+
+async def test_a_bad_partition_is_that_partitions_error_only(broker):
+    """As Kafka: a negative offset is OFFSET_OUT_OF_RANGE and a negative partition
+    limit INVALID_REQUEST for that partition; the others are served.
+
+    (Before, either made the handler raise, and the server let the exception
+    stop the whole process: kafka-python with max_partition_fetch_bytes=-1
+    was enough.)
+    """
+    await fill(broker, 0, 2)
+    await fill(broker, 1, 1)
+    results = await run(
+        broker,
+        FetchRequest(
+            [
+                FetchPartition("t", 0, -1, BIG),
+                FetchPartition("t", 1, 0, -1),
+                FetchPartition("t", 0, 0, BIG),
+            ],
+            max_bytes=BIG,
+        ),
+    )
+    negative_offset, negative_limit, good = results
+    assert isinstance(negative_offset.error, OffsetOutOfRangeError)
+    assert negative_offset.error.high_watermark == 2
+    assert negative_offset.error.kafka_error_code == 1
+    assert isinstance(negative_limit.error, InvalidArgumentError)
+    assert negative_limit.error.kafka_error_code == 42
+    assert good.error is None and batch_count(good) == 2
+    # An unknown partition is still UNKNOWN_TOPIC_OR_PARTITION, offset or not.
+    (unknown,) = await run(broker, FetchRequest([FetchPartition("t", 9, -1, BIG)]))
+    assert isinstance(unknown.error, UnknownTopicOrPartitionError)
+
+
+async def test_a_stopping_server_ends_long_polls_at_once(broker, autojump_clock):
+    stopping = trio.Event()
+    context = HandlerContext(broker.shard, stopping=stopping)
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fetch, context, request(max_wait_ms=60_000))
+        await trio.sleep(1)
+        stopping.set()
+    assert trio.current_time() - start == pytest.approx(1.0)
+    # Already stopping: answered without waiting at all.
+    response = await fetch(context, request(max_wait_ms=60_000))
+    assert trio.current_time() - start == pytest.approx(1.0)
+    assert all(p.records == b"" and p.error is None for p in response.partitions)
 
 
 async def test_empty_request_waits_and_returns_nothing(broker, autojump_clock):

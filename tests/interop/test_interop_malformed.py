@@ -215,3 +215,40 @@ def test_random_bytes_never_hurt_the_broker(module_broker, data):
     assert outcome in ("eof", "reset"), f"connection left open after EOF ({outcome})"
     assert len(_peer_lines(module_broker, peer, since)) <= 1
     assert_broker_serves(module_broker)
+
+
+# --- valid requests with values Kafka refuses ---------------------------------------------
+
+
+def test_kafka_python_with_a_negative_partition_fetch_limit(module_broker, topic_name):
+    """Before: ``max_partition_fetch_bytes=-1`` made the broker process exit
+    (InvalidArgumentError from the fetch handler, handled nowhere). Now that
+    partition gets INVALID_REQUEST, which kafka-python raises, and the broker
+    goes on serving everyone, this client too once it asks sanely."""
+    kafka = pytest.importorskip("kafka")
+    producer = kafka.KafkaProducer(bootstrap_servers=module_broker.bootstrap)
+    producer.send(topic_name, b"kept").get(timeout=15)
+    producer.close()
+    consumer = kafka.KafkaConsumer(
+        topic_name,
+        bootstrap_servers=module_broker.bootstrap,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=-1,
+        consumer_timeout_ms=5000,
+    )
+    try:
+        with pytest.raises(kafka.errors.InvalidRequestError):
+            list(consumer)
+    finally:
+        consumer.close()
+    assert_broker_serves(module_broker)
+    consumer = kafka.KafkaConsumer(
+        topic_name,
+        bootstrap_servers=module_broker.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    try:
+        assert next(consumer).value == b"kept"
+    finally:
+        consumer.close()

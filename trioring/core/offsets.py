@@ -19,7 +19,7 @@ import attrs
 import trio
 
 from trioring._constants import GROUP_NAME_LENGTH_MAX, OFFSETS_SNAPSHOT_BATCH_RECORDS_MAX
-from trioring.errors import InvalidArgumentError, ProtocolError
+from trioring.errors import InvalidGroupIdError, ProtocolError
 from trioring.protocol.records import Record, build_batch, decode_batch, iterate_batches
 from trioring.storage.log import Clock, LogConfig, PartitionLog
 from trioring.uring import FileBackend
@@ -48,9 +48,9 @@ def _value(committed: CommittedOffset) -> bytes:
 
 def validate_group(group: str) -> None:
     if not isinstance(group, str) or not group:
-        raise InvalidArgumentError("a consumer group id must be a non-empty string")
+        raise InvalidGroupIdError("a consumer group id must be a non-empty string")
     if len(group) > GROUP_NAME_LENGTH_MAX:
-        raise InvalidArgumentError(f"group id is longer than {GROUP_NAME_LENGTH_MAX} characters")
+        raise InvalidGroupIdError(f"group id is longer than {GROUP_NAME_LENGTH_MAX} characters")
 
 
 class OffsetStore:

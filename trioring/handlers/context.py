@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import attrs
+import trio
 
 from trioring.core.shard import Shard
 
@@ -24,6 +25,9 @@ class HandlerContext:
     #: starts the connection's next request (appends stay in request order,
     #: their fdatasyncs overlap). None when nobody waits on it.
     order_released: Callable[[], None] | None = None
+    #: Set when the server stops: long-polling requests (Fetch) answer at
+    #: once with what they have instead of waiting out their max_wait.
+    stopping: trio.Event | None = None
 
 
 Handler = Callable[[HandlerContext, Any], Awaitable[Any]]

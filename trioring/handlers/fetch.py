@@ -10,7 +10,7 @@ from __future__ import annotations
 import trio
 
 from trioring._constants import FETCH_BYTES_MAX
-from trioring.errors import InvalidArgumentError, TrioringError
+from trioring.errors import InvalidArgumentError, OffsetOutOfRangeError, TrioringError
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import FetchedPartition, FetchPartition, FetchRequest, FetchResponse
 from trioring.protocol.records import iterate_batches
@@ -23,9 +23,21 @@ async def _read(
 
     As in Kafka (KIP-74), only the first batch of the first partition with
     data may exceed the limits, so a consumer never stalls on a big batch;
-    every other partition returns only whole batches that fit.
+    every other partition returns only whole batches that fit. A bad offset
+    or limit is that partition's error, as in Kafka, not the whole fetch's.
     """
     try:
+        if want.offset < 0:
+            log = ctx.shard.log(want.topic, want.partition)
+            raise OffsetOutOfRangeError(
+                f"{want.topic}-{want.partition}: offset {want.offset} is negative",
+                log_start_offset=log.log_start_offset,
+                high_watermark=log.high_watermark.value,
+            )
+        if want.max_bytes < 0:
+            raise InvalidArgumentError(
+                f"{want.topic}-{want.partition}: partition max bytes {want.max_bytes} is negative"
+            )
         log = ctx.shard.log(want.topic, want.partition)
         max_bytes = max(0, min(want.max_bytes, budget_bytes, FETCH_BYTES_MAX))
         result = await log.read(want.offset, max_bytes, first_batch_may_exceed=first)
@@ -50,12 +62,8 @@ async def _read_all(ctx: HandlerContext, request: FetchRequest) -> list[FetchedP
 async def fetch(ctx: HandlerContext, request: FetchRequest) -> FetchResponse:
     if request.max_wait_ms < 0 or request.min_bytes < 0 or request.max_bytes < 0:
         raise InvalidArgumentError("max_wait_ms, min_bytes and max_bytes must be >= 0")
-    for want in request.partitions:
-        if want.max_bytes < 0 or want.offset < 0:
-            raise InvalidArgumentError(
-                f"{want.topic}-{want.partition}: offset and max_bytes must be >= 0"
-            )
     deadline = trio.current_time() + request.max_wait_ms / 1000
+    stopping = ctx.stopping
     while True:
         results = await _read_all(ctx, request)
         total = sum(len(r.records) for r in results)
@@ -63,6 +71,7 @@ async def fetch(ctx: HandlerContext, request: FetchRequest) -> FetchResponse:
             total >= request.min_bytes
             or any(r.error is not None for r in results)
             or trio.current_time() >= deadline
+            or (stopping is not None and stopping.is_set())
         ):
             return FetchResponse(tuple(results))
         with trio.move_on_at(deadline):
@@ -91,8 +100,15 @@ async def _wait_for_any(
         await ctx.shard.log(topic, partition).wait_for_data(next_offset)
         arrived.set()
 
+    async def stop() -> None:
+        assert ctx.stopping is not None
+        await ctx.stopping.wait()
+        arrived.set()
+
     async with trio.open_nursery() as nursery:
         for want, result in zip(request.partitions, seen, strict=True):
             nursery.start_soon(watch, want.topic, want.partition, _next_offset(want, result))
+        if ctx.stopping is not None:
+            nursery.start_soon(stop)
         await arrived.wait()
         nursery.cancel_scope.cancel()

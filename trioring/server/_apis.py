@@ -8,19 +8,30 @@ which Kafka answers with nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import trio
+from kio.schema.errors import ErrorCode
 
+from trioring._logging import RateLimitedLogger, printable
+from trioring.core.metadata import validate_partitions, validate_topic_name
 from trioring.core.offsets import CommittedOffset
 from trioring.core.shard import Shard
 from trioring.errors import (
+    GroupCoordinatorError,
     InvalidArgumentError,
+    InvalidConfigError,
     InvalidPartitionsError,
     InvalidRequiredAcksError,
+    InvalidTopicError,
+    ReplicaAssignmentError,
+    ReplicationFactorError,
+    TopicExistsError,
     TrioringError,
     UnknownTopicOrPartitionError,
 )
@@ -43,6 +54,7 @@ from trioring.protocol.kafka import (
     ProduceResponseBody,
     ProduceResponsePartition,
     ProduceResponseTopic,
+    UnsupportedVersionError,
     encode_response_body,
     response_schema,
 )
@@ -50,26 +62,36 @@ from trioring.server._build import build, sibling
 from trioring.storage.log import LogConfig
 
 logger = logging.getLogger("trioring.server")
+client_log = RateLimitedLogger(logger)
 
 #: Distinct Metadata answers kept encoded (a few per client configuration).
 METADATA_CACHE_ENTRIES_MAX = 64
 
-NONE = 0
-UNKNOWN_SERVER_ERROR = -1
-INVALID_TOPIC_EXCEPTION = 17
-INVALID_REPLICATION_FACTOR = 38
-INVALID_CONFIG = 40
-TOPIC_AUTHORIZATION_FAILED = 29
-COORDINATOR_NOT_AVAILABLE = 15
-INVALID_REQUEST = 42
-TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+NONE: int = ErrorCode.none
+#: Kafka's offset.metadata.max.bytes (counted in characters, as Kafka does).
+OFFSET_METADATA_CHARACTERS_MAX = 4096
+#: Fetch and ListOffsets isolation levels: read_uncommitted, read_committed.
+ISOLATION_LEVELS = (0, 1)
+#: ListOffsets special timestamps of versions 1-2: latest (-1), earliest (-2).
+LIST_OFFSETS_SPECIAL_TIMESTAMPS = (-1, -2)
 
 
 def error_code(error: BaseException) -> int:
+    """The Kafka code of an operating error; a bug is logged and answered UNKNOWN_SERVER_ERROR."""
     if isinstance(error, TrioringError):
         return error.kafka_error_code
-    logger.error("unexpected error while handling a request", exc_info=error)
-    return UNKNOWN_SERVER_ERROR
+    client_log.error(
+        "a request failed unexpectedly (%r); answered UNKNOWN_SERVER_ERROR for its entry",
+        error,
+        exc_info=error,
+    )
+    return ErrorCode.unknown_server_error
+
+
+def duplicates(keys: list[Any]) -> set[Any]:
+    """Keys that occur more than once."""
+    counts = Counter(keys)
+    return {key for key, count in counts.items() if count > 1}
 
 
 @attrs.frozen
@@ -123,10 +145,15 @@ class ApiContext:
     client_host: str = ""
     #: Encoded Metadata responses, shared by the server's connections.
     metadata_cache: MetadataCache = attrs.field(factory=MetadataCache)
+    #: Set when the server stops (see HandlerContext.stopping).
+    stopping: trio.Event | None = None
 
     def handler_context(self, order_released: Callable[[], None] | None = None) -> HandlerContext:
         return HandlerContext(
-            self.shard, client_id=self.client_id or "kafka", order_released=order_released
+            self.shard,
+            client_id=self.client_id or "kafka",
+            order_released=order_released,
+            stopping=self.stopping,
         )
 
 
@@ -147,17 +174,23 @@ async def metadata(ctx: ApiContext, version: int, request: Any) -> Any:
     # (name, error code, partition count) per topic, creating topics first.
     entries: list[tuple[str, int, int]] = []
     for name in names:
-        code = NONE
+        code: int = NONE
         info = known.get(name)
-        if info is None and allow_create:
+        if info is None:
+            try:
+                # Kafka answers INVALID_TOPIC_EXCEPTION for a name no topic can have.
+                validate_topic_name(name)
+            except InvalidTopicError as error:
+                code = error.kafka_error_code
+        if info is None and allow_create and code == NONE:
             try:
                 info = (
                     await ctx.handlers.create_topic(ctx.handler_context(), CreateTopicRequest(name))
                 ).topic
-                logger.info("auto-created topic %s for client %s", name, ctx.client_id)
+                logger.info("auto-created topic %s for client %s", name, printable(ctx.client_id))
             except TrioringError as error:
                 code = error.kafka_error_code
-                if code == 36:  # created concurrently
+                if code == ErrorCode.topic_already_exists:  # created concurrently
                     info, code = ctx.shard.topics.get(name), NONE
         if info is None and code == NONE:
             code = UnknownTopicOrPartitionError.kafka_error_code
@@ -256,19 +289,34 @@ async def produce(
             )
         except Exception as error:
             if acks == 0:
-                logger.warning("acks=0 produce to %s-%d failed: %s", topic, partition, error)
+                client_log.warning(
+                    "acks=0 produce to %s-%d failed: %s",
+                    printable(topic),
+                    partition,
+                    printable(error),
+                )
             results[(topic, partition)] = ProduceResponsePartition(
                 partition, error_code(error), -1, -1, -1
             )
         finally:
             appended()
 
+    # A partition named twice is refused, and not appended (Kafka keeps the
+    # last; a client that sends such a request has a bug worth seeing).
+    repeated = duplicates(
+        [(topic.name, data.index) for topic in request.topic_data for data in topic.partition_data]
+    )
+    for key in repeated:
+        results[key] = ProduceResponsePartition(key[1], ErrorCode.invalid_request, -1, -1, -1)
     if partitions_unordered == 0 and order_released is not None:
         order_released()  # a request naming no partition
     async with trio.open_nursery() as nursery:
         # Partitions are independent: their writes and fdatasyncs overlap.
         for topic in request.topic_data:
             for data in topic.partition_data:
+                if (topic.name, data.index) in repeated:
+                    partition_ordered()
+                    continue
                 nursery.start_soon(one, topic.name, data.index, data.records)
     if acks == 0:
         return None
@@ -286,15 +334,53 @@ async def produce(
 # --- Fetch -----------------------------------------------------------------------------
 
 
+def _fetch_session_error(version: int, request: Any) -> int:
+    """Kafka's answer to fetch-session fields from a broker that keeps no sessions.
+
+    Session 0 with epoch 0 asks for a new session, -1 for none: both are full
+    fetches, answered with session id 0 (the client then keeps sending full
+    fetches). Anything else names a session this broker cannot have.
+    """
+    if version < 7:
+        return NONE
+    if int(request.session_id) != 0 or int(request.session_epoch) not in (0, -1):
+        return ErrorCode.fetch_session_id_not_found
+    return NONE
+
+
+def _leader_epoch_error(partition: Any) -> int:
+    """Every partition's leader epoch is 0 (one replica, never re-elected)."""
+    epoch = int(getattr(partition, "current_leader_epoch", -1))
+    if epoch > 0:
+        return ErrorCode.unknown_leader_epoch
+    return NONE  # 0, or negative: the client does not know it, no check (as Kafka)
+
+
 async def fetch(ctx: ApiContext, version: int, request: Any) -> FetchResponseBody:
-    wanted = [
-        FetchPartition(
-            topic.topic, partition.partition, partition.fetch_offset, partition.partition_max_bytes
-        )
-        for topic in request.topics
-        for partition in topic.partitions
-    ]
+    session_error = _fetch_session_error(version, request)
+    if session_error != NONE:
+        return FetchResponseBody((), error_code=session_error)
+    isolation_level = int(getattr(request, "isolation_level", 0))
+    if isolation_level not in ISOLATION_LEVELS:
+        raise InvalidArgumentError(f"isolation level {isolation_level} is neither 0 nor 1")
+    wanted = []
+    refused: dict[tuple[str, int], int] = {}
+    for topic in request.topics:
+        for partition in topic.partitions:
+            code = _leader_epoch_error(partition)
+            if code != NONE:
+                refused[(topic.topic, partition.partition)] = code
+                continue
+            wanted.append(
+                FetchPartition(
+                    topic.topic,
+                    partition.partition,
+                    partition.fetch_offset,
+                    partition.partition_max_bytes,
+                )
+            )
     max_wait_ms = int(request.max_wait.total_seconds() * 1000)
+    # Negative limits answer at once, as Kafka's do (they are not errors there).
     response = await ctx.handlers.fetch(
         ctx.handler_context(),
         FetchRequest(
@@ -319,6 +405,10 @@ async def fetch(ctx: ApiContext, version: int, request: Any) -> FetchResponseBod
                 fetched.records,
             )
         )
+    for (topic_name, partition_index), code in refused.items():
+        by_topic.setdefault(topic_name, []).append(
+            FetchResponsePartition(partition_index, code, -1, -1, -1, b"")
+        )
     return FetchResponseBody(
         tuple(FetchResponseTopic(name, tuple(parts)) for name, parts in by_topic.items())
     )
@@ -331,14 +421,30 @@ async def list_offsets(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.LIST_OFFSETS, version)
     topic_class = sibling(response_class, "ListOffsetsTopicResponse")
     partition_class = sibling(response_class, "ListOffsetsPartitionResponse")
+    isolation_level = int(getattr(request, "isolation_level", 0))
+    if isolation_level not in ISOLATION_LEVELS:
+        raise InvalidArgumentError(f"isolation level {isolation_level} is neither 0 nor 1")
+    repeated = duplicates(
+        [(topic.name, p.partition_index) for topic in request.topics for p in topic.partitions]
+    )
     topics = []
     for topic in request.topics:
         partitions = []
         for partition in topic.partitions:
+            timestamp_ms = int(partition.timestamp)
             try:
+                if (topic.name, partition.partition_index) in repeated:
+                    raise InvalidArgumentError("partition listed twice in one request")
+                if timestamp_ms < 0 and timestamp_ms not in LIST_OFFSETS_SPECIAL_TIMESTAMPS:
+                    # As Kafka: a special timestamp this version does not have.
+                    raise UnsupportedVersionError(
+                        f"timestamp {timestamp_ms} needs a newer ListOffsets version",
+                        api_key=ApiKey.LIST_OFFSETS,
+                        api_version=version,
+                    )
                 response = await ctx.handlers.list_offsets(
                     ctx.handler_context(),
-                    ListOffsetsRequest(topic.name, partition.partition_index, partition.timestamp),
+                    ListOffsetsRequest(topic.name, partition.partition_index, timestamp_ms),
                 )
                 code, offset, timestamp = NONE, response.offset, response.timestamp_ms
             except Exception as error:
@@ -362,10 +468,12 @@ async def list_offsets(ctx: ApiContext, version: int, request: Any) -> Any:
 async def find_coordinator(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.FIND_COORDINATOR, version)
     key_type = int(getattr(request, "key_type", 0))
-    if key_type != 0:
+    if key_type not in (0, 1):  # group, transaction
+        raise InvalidArgumentError(f"coordinator key type {key_type} is neither 0 nor 1")
+    if key_type == 1:
         return build(
             response_class,
-            error_code=COORDINATOR_NOT_AVAILABLE,
+            error_code=ErrorCode.coordinator_not_available,
             error_message="transactions are not supported",
             node_id=-1,
             host="",
@@ -422,14 +530,16 @@ async def offset_commit(ctx: ApiContext, version: int, request: Any) -> Any:
     topic_class = sibling(response_class, "OffsetCommitResponseTopic")
     partition_class = sibling(response_class, "OffsetCommitResponsePartition")
     codes: dict[tuple[str, int], int] = {}
-    group_code = NONE
-    offsets = {
-        (topic.name, partition.partition_index): CommittedOffset(
-            partition.committed_offset, partition.committed_metadata or ""
-        )
-        for topic in request.topics
-        for partition in topic.partitions
-    }
+    group_code: int = NONE
+    offsets = {}
+    for topic in request.topics:
+        for partition in topic.partitions:
+            key = (topic.name, partition.partition_index)
+            metadata = partition.committed_metadata or ""
+            if len(metadata) > OFFSET_METADATA_CHARACTERS_MAX:
+                codes[key] = ErrorCode.offset_metadata_too_large
+                continue
+            offsets[key] = CommittedOffset(partition.committed_offset, metadata)
     try:
         response = await ctx.handlers.commit_offsets(
             ctx.handler_context(),
@@ -440,10 +550,10 @@ async def offset_commit(ctx: ApiContext, version: int, request: Any) -> Any:
                 member_id=request.member_id,
             ),
         )
-        codes = {
-            tp: NONE if error is None else error.kafka_error_code
+        codes.update(
+            (tp, NONE if error is None else error.kafka_error_code)
             for tp, error in response.errors.items()
-        }
+        )
     except Exception as error:
         group_code = error_code(error)
     topics = tuple(
@@ -477,21 +587,37 @@ _TOPIC_CONFIGS: dict[str, str] = {
 
 
 def log_config_from_kafka(base: LogConfig, configs: dict[str, str | None]) -> LogConfig:
+    """A topic's LogConfig from Kafka config entries; InvalidConfigError names the bad one."""
     changes: dict[str, int | None] = {}
     for name, value in configs.items():
-        if name == "cleanup.policy" and value in (None, "delete"):
+        if value is None:
+            # As Kafka: a null value in CreateTopics is refused, not "unset".
+            raise InvalidConfigError(f"null value not supported for topic config {name!r}")
+        if name == "cleanup.policy":
+            if value != "delete":
+                raise InvalidConfigError(
+                    f"cleanup.policy={printable(value)!r} is not supported: only 'delete'"
+                )
             continue
         field = _TOPIC_CONFIGS.get(name)
         if field is None:
-            raise InvalidArgumentError(f"topic config {name!r} is not supported")
+            raise InvalidConfigError(f"topic config {printable(name)!r} is not supported")
         try:
-            number = None if value is None else int(value)
+            number = int(value)
         except ValueError:
-            raise InvalidArgumentError(f"topic config {name}={value!r} is not a number") from None
-        if field in ("retention_ms", "retention_bytes") and number is not None and number < 0:
-            number = None  # Kafka's -1: unlimited
-        changes[field] = number
-    return attrs.evolve(base, **changes)  # type: ignore[arg-type]
+            raise InvalidConfigError(
+                f"topic config {name}={printable(value)!r} is not a number"
+            ) from None
+        if field in ("retention_ms", "retention_bytes") and number < 0:
+            if number != -1:
+                raise InvalidConfigError(f"{name} must be -1 (unlimited) or >= 0, not {number}")
+            changes[field] = None  # Kafka's -1: unlimited
+        else:
+            changes[field] = number
+    try:
+        return attrs.evolve(base, **changes)  # type: ignore[arg-type]
+    except InvalidArgumentError as error:
+        raise InvalidConfigError(str(error)) from None
 
 
 def kafka_topic_configs(config: LogConfig, batch_bytes_max: int) -> dict[str, str]:
@@ -507,38 +633,71 @@ def kafka_topic_configs(config: LogConfig, batch_bytes_max: int) -> dict[str, st
     }
 
 
+def _create_topic_partitions(ctx: ApiContext, topic: Any) -> int | None:
+    """The partition count a CreateTopics entry asks for (None: the broker's default).
+
+    Checks in Kafka's order: replication factor, partition count, then
+    manual assignments, which trioring accepts when they place every
+    partition, numbered from 0, on this one node.
+    """
+    replication_factor = int(topic.replication_factor)
+    partitions = int(topic.num_partitions)
+    if replication_factor == 0 or replication_factor < -1:
+        raise ReplicationFactorError(
+            f"replication factor must be -1 or 1, not {replication_factor}"
+        )
+    if replication_factor > 1:
+        raise ReplicationFactorError(
+            f"replication factor {replication_factor} is larger than the 1 broker available: "
+            "trioring keeps one replica per partition"
+        )
+    if partitions == 0 or partitions < -1:
+        raise InvalidPartitionsError(f"a topic needs at least 1 partition, not {partitions}")
+    if not topic.assignments:
+        return None if partitions == -1 else partitions
+    if replication_factor != -1 or partitions != -1:
+        raise InvalidArgumentError(
+            "give either assignments or a partition count and replication factor, not both"
+        )
+    indexes = sorted(int(assignment.partition_index) for assignment in topic.assignments)
+    if indexes != list(range(len(indexes))):
+        raise ReplicaAssignmentError("assigned partitions must be numbered 0, 1, 2, ... once each")
+    for assignment in topic.assignments:
+        if list(assignment.broker_ids) != [ctx.node.node_id]:
+            raise ReplicaAssignmentError(
+                f"partition {assignment.partition_index} is assigned to brokers "
+                f"{list(assignment.broker_ids)}; the only broker is {ctx.node.node_id}"
+            )
+    return len(indexes)
+
+
 async def create_topics(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.CREATE_TOPICS, version)
     result_class = sibling(response_class, "CreatableTopicResult")
+    repeated = duplicates([topic.name for topic in request.topics])
     results = []
     for topic in request.topics:
-        code, message = NONE, None
+        code: int = NONE
+        message = None
         try:
-            if topic.replication_factor not in (-1, 1):
-                code = INVALID_REPLICATION_FACTOR
-                message = "trioring keeps one replica per partition: use replication factor 1"
-            elif topic.assignments:
-                raise InvalidArgumentError("manual replica assignments are not supported")
+            if topic.name in repeated:
+                raise InvalidArgumentError(f"topic {topic.name!r} is named twice in the request")
+            partitions = _create_topic_partitions(ctx, topic)
+            config = log_config_from_kafka(
+                ctx.shard.config.log, {c.name: c.value for c in topic.configs}
+            )
+            if request.validate_only:
+                validate_topic_name(topic.name)
+                if partitions is not None:
+                    validate_partitions(partitions)
+                if topic.name in ctx.shard.topics:
+                    raise TopicExistsError(f"topic {topic.name!r} already exists")
             else:
-                partitions = None if topic.num_partitions == -1 else int(topic.num_partitions)
-                if partitions is not None and partitions < 1:
-                    raise InvalidPartitionsError(
-                        f"a topic needs at least 1 partition, not {partitions}"
-                    )
-                config = log_config_from_kafka(
-                    ctx.shard.config.log, {c.name: c.value for c in topic.configs}
+                await ctx.handlers.create_topic(
+                    ctx.handler_context(), CreateTopicRequest(topic.name, partitions, config)
                 )
-                if request.validate_only:
-                    if topic.name in ctx.shard.topics:
-                        code, message = 36, f"topic {topic.name!r} already exists"
-                else:
-                    await ctx.handlers.create_topic(
-                        ctx.handler_context(), CreateTopicRequest(topic.name, partitions, config)
-                    )
         except Exception as error:
             code, message = error_code(error), str(error)
-            if isinstance(error, InvalidArgumentError) and "config" in str(error):
-                code = INVALID_CONFIG
         results.append(build(result_class, name=topic.name, error_code=code, error_message=message))
     return build(response_class, topics=tuple(results))
 
@@ -546,30 +705,50 @@ async def create_topics(ctx: ApiContext, version: int, request: Any) -> Any:
 async def delete_topics(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.DELETE_TOPICS, version)
     result_class = sibling(response_class, "DeletableTopicResult")
+    repeated = duplicates(list(request.topic_names))
     results = []
     for name in request.topic_names:
         try:
+            if name in repeated:
+                raise InvalidArgumentError(f"topic {name!r} is named twice in the request")
             await ctx.shard.delete_topic(name)
-            code = NONE
+            code: int = NONE
         except Exception as error:
             code = error_code(error)
         results.append(build(result_class, name=name, error_code=code))
     return build(response_class, responses=tuple(results))
 
 
+#: DescribeConfigs resource types (Kafka's ConfigResource.Type).
+_TOPIC_RESOURCE = 2
+_BROKER_RESOURCE = 4
+
+
 async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.DESCRIBE_CONFIGS, version)
     result_class = sibling(response_class, "DescribeConfigsResult")
     entry_class = sibling(response_class, "DescribeConfigsResourceResult")
-    topic_resource, broker_resource = 2, 4
+    for resource in request.resources:
+        if resource.resource_type not in (_TOPIC_RESOURCE, _BROKER_RESOURCE):
+            # As Kafka: one unknown resource type refuses the whole request.
+            raise InvalidArgumentError(
+                f"resource type {resource.resource_type} is not supported: "
+                f"use {_TOPIC_RESOURCE} (topic) or {_BROKER_RESOURCE} (broker)"
+            )
     results = []
     for resource in request.resources:
-        code, message, entries = NONE, None, []
-        if resource.resource_type == topic_resource:
+        code: int = NONE
+        message = None
+        entries = []
+        if resource.resource_type == _TOPIC_RESOURCE:
             info = ctx.shard.topics.get(resource.resource_name)
             if info is None:
-                code = UnknownTopicOrPartitionError.kafka_error_code
-                message = f"unknown topic {resource.resource_name!r}"
+                try:
+                    validate_topic_name(resource.resource_name)
+                    code = UnknownTopicOrPartitionError.kafka_error_code
+                    message = f"unknown topic {resource.resource_name!r}"
+                except InvalidTopicError as error:
+                    code, message = error.kafka_error_code, str(error)
             else:
                 batch_bytes_max = ctx.shard.config.batch_bytes_max
                 configs = kafka_topic_configs(info.config, batch_bytes_max)
@@ -591,10 +770,14 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
                             synonyms=(),
                         )
                     )
-        elif resource.resource_type == broker_resource:
-            pass  # no broker configs are exposed yet: an empty, successful answer
-        else:
-            code, message = INVALID_REQUEST, f"resource type {resource.resource_type} unsupported"
+        elif resource.resource_name not in ("", str(ctx.node.node_id)):
+            code = ErrorCode.invalid_request
+            message = (
+                f"unexpected broker id {printable(resource.resource_name)!r}, "
+                f"expected {ctx.node.node_id}"
+            )
+        # A broker resource of this node: no broker configs are exposed yet,
+        # an empty, successful answer.
         results.append(
             build(
                 result_class,
@@ -611,14 +794,14 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
 async def init_producer_id(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.INIT_PRODUCER_ID, version)
     if request.transactional_id is not None:
-        logger.warning(
-            "client %s asked for transactional id %r: transactions are not supported",
-            ctx.client_id,
-            request.transactional_id,
+        client_log.warning(
+            "client %s asked for transactional id %s: transactions are not supported",
+            printable(ctx.client_id),
+            printable(request.transactional_id),
         )
         return build(
             response_class,
-            error_code=TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            error_code=ErrorCode.transactional_id_authorization_failed,
             producer_id=-1,
             producer_epoch=-1,
         )
@@ -638,6 +821,37 @@ async def init_producer_id(ctx: ApiContext, version: int, request: Any) -> Any:
 # --- Consumer groups (classic protocol) -----------------------------------------------------
 
 
+_T = TypeVar("_T")
+
+
+async def _unless_stopping(ctx: ApiContext, wait: Callable[[], Awaitable[_T]]) -> _T:
+    """Run a request that may wait long (a group join); NOT_COORDINATOR if the server stops.
+
+    Kafka answers pending joins NOT_COORDINATOR when a coordinator goes away,
+    and clients then find the coordinator again: a stop does not wait out a
+    rebalance timeout.
+    """
+    stopping = ctx.stopping
+    if stopping is None:
+        return await wait()
+    outcome: list[_T] = []
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            outcome.append(await wait())
+            nursery.cancel_scope.cancel()
+
+        async def stop() -> None:
+            await stopping.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(run)
+        nursery.start_soon(stop)
+    if not outcome:
+        raise GroupCoordinatorError("the broker is stopping", ErrorCode.not_coordinator)
+    return outcome[0]
+
+
 def _milliseconds(value: Any) -> int:
     return int(value.total_seconds() * 1000)
 
@@ -646,7 +860,8 @@ async def join_group(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.JOIN_GROUP, version)
     member_class = sibling(response_class, "JoinGroupResponseMember")
     rebalance_timeout = getattr(request, "rebalance_timeout", None)
-    result = await ctx.shard.groups.join_group(
+    join = functools.partial(
+        ctx.shard.groups.join_group,
         group_id=request.group_id,
         member_id=request.member_id,
         group_instance_id=getattr(request, "group_instance_id", None),
@@ -660,6 +875,7 @@ async def join_group(ctx: ApiContext, version: int, request: Any) -> Any:
         client_host=ctx.client_host,
         api_version=version,
     )
+    result = await _unless_stopping(ctx, join)
     return build(
         response_class,
         error_code=result.error_code,
@@ -681,13 +897,15 @@ async def join_group(ctx: ApiContext, version: int, request: Any) -> Any:
 
 async def sync_group(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.SYNC_GROUP, version)
-    result = await ctx.shard.groups.sync_group(
+    sync = functools.partial(
+        ctx.shard.groups.sync_group,
         group_id=request.group_id,
         generation_id=int(request.generation_id),
         member_id=request.member_id,
         group_instance_id=getattr(request, "group_instance_id", None),
         assignments={item.member_id: item.assignment for item in request.assignments},
     )
+    result = await _unless_stopping(ctx, sync)
     return build(response_class, error_code=result.error_code, assignment=result.assignment)
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import attrs
 
-from trioring._constants import FRAME_BYTES_MAX_DEFAULT
+from trioring._constants import FRAME_BYTES_MAX_DEFAULT, MIB
 from trioring.errors import InvalidArgumentError
 
 #: Open connections per listener (Kafka: max.connections, unlimited by default).
 CONNECTIONS_MAX_DEFAULT = 10_000
-#: Bytes read from a socket at a time.
-RECEIVE_BYTES = 256 * 1024
 #: Requests read from one connection and not yet answered (librdkafka and the
 #: Java client keep up to 5 in flight); past it the connection is not read.
 IN_FLIGHT_REQUESTS_MAX_DEFAULT = 5
@@ -18,6 +16,13 @@ IN_FLIGHT_REQUESTS_MAX_DEFAULT = 5
 IN_FLIGHT_REQUESTS_LIMIT = 100
 #: Seconds in-flight requests get to finish after a shutdown signal.
 SHUTDOWN_GRACE_SECONDS_DEFAULT = 5.0
+#: Bytes of requests read and not yet answered, all connections together
+#: (Kafka: queued.max.request.bytes, unlimited there). Must hold at least one
+#: frame of frame_bytes_max.
+QUEUED_REQUEST_BYTES_MAX_DEFAULT = 256 * MIB
+#: A connection with no request in flight and no bytes arriving for this
+#: long is closed (Kafka: connections.max.idle.ms, 10 minutes).
+CONNECTIONS_MAX_IDLE_MS_DEFAULT = 10 * 60 * 1000
 
 
 @attrs.frozen
@@ -37,6 +42,10 @@ class ServerConfig:
     #: Create topics named in Metadata requests that allow it (Kafka: auto.create.topics.enable).
     auto_create_topics: bool = True
     shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS_DEFAULT
+    #: Memory budget for requests read and not yet answered, all connections
+    #: together; past it connections stop being read (back-pressure).
+    queued_request_bytes_max: int = QUEUED_REQUEST_BYTES_MAX_DEFAULT
+    connections_max_idle_ms: int = CONNECTIONS_MAX_IDLE_MS_DEFAULT
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -45,6 +54,19 @@ class ServerConfig:
             raise InvalidArgumentError("frame_bytes_max must be at least 1024 bytes")
         if self.connections_max < 1:
             raise InvalidArgumentError("connections_max must be at least 1")
+        if self.queued_request_bytes_max < self.frame_bytes_max:
+            raise InvalidArgumentError(
+                f"queued_request_bytes_max ({self.queued_request_bytes_max}) must be at least "
+                f"frame_bytes_max ({self.frame_bytes_max}): one whole request must fit"
+            )
+        if self.connections_max_idle_ms <= 0:
+            raise InvalidArgumentError(
+                f"connections_max_idle_ms must be positive, not {self.connections_max_idle_ms}"
+            )
+        if self.shutdown_grace_seconds < 0:
+            raise InvalidArgumentError(
+                f"shutdown_grace_seconds must be >= 0, not {self.shutdown_grace_seconds}"
+            )
         if not 1 <= self.in_flight_requests_max <= IN_FLIGHT_REQUESTS_LIMIT:
             raise InvalidArgumentError(
                 f"in_flight_requests_max must be 1-{IN_FLIGHT_REQUESTS_LIMIT}, "

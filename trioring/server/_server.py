@@ -15,16 +15,21 @@ other connections are unaffected.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import trio
+from kio.schema.errors import ErrorCode
 
 from trioring._broker import Broker
+from trioring._constants import RECEIVE_BYTES
+from trioring._logging import RateLimitedLogger, printable
 from trioring.core.metadata import METADATA_DIRECTORY
-from trioring.errors import ProtocolError
+from trioring.errors import ProtocolError, TrioringError
 from trioring.protocol.kafka import (
     SUPPORTED_VERSIONS,
     ApiKey,
@@ -36,11 +41,15 @@ from trioring.protocol.kafka import (
     encode_response_chunks,
 )
 from trioring.server._apis import APIS, ApiContext, MetadataCache, Node, produce
-from trioring.server._config import RECEIVE_BYTES, ServerConfig
+from trioring.server._config import ServerConfig
+from trioring.server._error_responses import error_response
+from trioring.server._memory import RequestMemory, RequestMemoryStatistics
 from trioring.storage.files import read_file, replace_file
 from trioring.uring import Buffer, FileBackend, TcpStream, open_tcp_listeners_for
 
 logger = logging.getLogger("trioring.server")
+#: Every line a client can cause goes through this (see trioring._logging).
+client_log = RateLimitedLogger(logger)
 
 #: Join response chunks smaller than this into one send (fewer system calls);
 #: larger ones (big fetches) are sent as they are, without copying.
@@ -65,13 +74,17 @@ class KafkaServer:
         self.cluster_id = cluster_id
         self.versions = advertised_versions()
         self.port = 0
-        self._connections: set[trio.CancelScope] = set()
-        self._idle: dict[trio.CancelScope, bool] = {}
+        self._connections: dict[trio.CancelScope, _Connection] = {}
         self._draining = False
+        #: Set by drain(): long-polling requests answer at once with what they have.
+        self._stopping = trio.Event()
         self._all_closed = trio.Event()
         self._connection_slots = trio.Semaphore(config.connections_max)
+        #: Bytes of requests read and not yet answered, all connections together.
+        self.memory = RequestMemory(config.queued_request_bytes_max)
         #: Encoded Metadata answers, shared by every connection.
         self.metadata_cache = MetadataCache()
+        self._idle_closed_total = 0
 
     def _node(self) -> Node:
         return Node(
@@ -98,21 +111,40 @@ class KafkaServer:
                         await listener.aclose()
 
     async def drain(self) -> None:
-        """Stop reading new requests: idle connections close, busy ones after their request."""
+        """Stop reading new requests: idle connections close, busy ones after their request.
+
+        Long-polling fetches (and group joins waiting for a rebalance) answer
+        at once, so a stop does not wait out their ``max_wait``.
+        """
         self._draining = True
-        for scope, idle in list(self._idle.items()):
-            if idle:
+        self._stopping.set()
+        for scope, connection in list(self._connections.items()):
+            if connection.in_flight == 0:
                 scope.cancel()
+            elif connection.receive_scope is not None:
+                connection.receive_scope.cancel()
         await trio.lowlevel.checkpoint()
 
     @property
     def connection_count(self) -> int:
-        return len(self._idle)
+        return len(self._connections)
+
+    def statistics(self) -> dict[str, Any]:
+        """Connections, request memory and idle closes, for monitoring and tests."""
+        memory: RequestMemoryStatistics = self.memory.statistics()
+        return {
+            "connections": len(self._connections),
+            "request_bytes_max": memory.bytes_max,
+            "request_bytes_used": memory.bytes_used,
+            "connections_waiting_for_memory": memory.waiting,
+            "memory_waits_total": memory.waits_total,
+            "idle_connections_closed_total": self._idle_closed_total,
+        }
 
     async def wait_closed(self) -> None:
         """After :meth:`drain`: return once every connection has closed."""
         assert self._draining, "call drain() first"
-        if self._idle:
+        if self._connections:
             await self._all_closed.wait()
         else:
             await trio.lowlevel.checkpoint()
@@ -127,21 +159,38 @@ class KafkaServer:
             await stream.aclose()
             return
         if self._connection_slots.value == 0:
-            logger.warning("%s: refused, %d connections open", peer, self.config.connections_max)
+            client_log.warning(
+                "%s: refused, %d connections open", peer, self.config.connections_max
+            )
             await stream.aclose()
             return
         async with self._connection_slots:
+            connection = _Connection(self.config.in_flight_requests_max)
             with trio.CancelScope() as scope:
-                self._idle[scope] = True
+                self._connections[scope] = connection
                 try:
-                    await self._serve_connection(stream, peer, peer_host, scope)
+                    await self._serve_connection(stream, peer, peer_host, connection)
                 except* ProtocolError as group:
-                    logger.warning("%s: closing connection: %s", peer, group.exceptions[0])
+                    client_log.warning(
+                        "%s: closing connection: %s", peer, printable(group.exceptions[0])
+                    )
                 except* (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
+                except* Exception as group:
+                    # The last error boundary: whatever went wrong costs this
+                    # one connection, never the listener or other clients.
+                    client_log.error(
+                        "%s: closing connection after an unexpected error: %r",
+                        peer,
+                        group.exceptions[0],
+                        exc_info=group.exceptions[0],
+                    )
                 finally:
-                    del self._idle[scope]
-                    if self._draining and not self._idle:
+                    del self._connections[scope]
+                    if connection.held_bytes:
+                        self.memory.release(connection.held_bytes)
+                        connection.held_bytes = 0
+                    if self._draining and not self._connections:
                         self._all_closed.set()
                     with trio.CancelScope(shield=True):
                         await stream.aclose()
@@ -151,7 +200,7 @@ class KafkaServer:
         stream: trio.abc.HalfCloseableStream,
         peer: str,
         peer_host: str,
-        scope: trio.CancelScope,
+        connection: _Connection,
     ) -> None:
         decoder = FrameDecoder(self.config.frame_bytes_max)
         context = ApiContext(
@@ -162,28 +211,60 @@ class KafkaServer:
             self.config.auto_create_topics,
             client_host=peer_host,
             metadata_cache=self.metadata_cache,
+            stopping=self._stopping,
         )
-        connection = _Connection(self.config.in_flight_requests_max)
+        idle_seconds = self.config.connections_max_idle_ms / 1000
+        connection.idle_seconds = idle_seconds
+        memory = self.memory
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._send_responses, stream, connection, scope)
+            nursery.start_soon(self._send_responses, stream, connection)
             try:
                 while not self._draining:
-                    self._idle[scope] = connection.in_flight == 0
+                    if connection.reserved_bytes == 0:
+                        # Between frames: read on only while the budget has
+                        # room (a reserved partial frame reads on regardless,
+                        # so reservations always complete).
+                        await connection.wait_for_room(memory, self.config.frame_bytes_max)
                     data = None
                     with trio.CancelScope() as connection.receive_scope:
+                        if connection.in_flight == 0:
+                            connection.receive_scope.deadline = trio.current_time() + idle_seconds
                         data = await stream.receive_some(RECEIVE_BYTES)
-                    connection.receive_scope = None
-                    self._idle[scope] = False
+                    receive_scope, connection.receive_scope = connection.receive_scope, None
                     if data is None:
-                        continue  # the drain ended the wait; the loop ends
+                        if self._draining:
+                            continue  # the drain ended the wait; the loop ends
+                        if receive_scope.cancelled_caught and connection.in_flight == 0:
+                            self._idle_closed_total += 1
+                            logger.info(
+                                "%s: closing connection idle for %.0f s (connections_max_idle_ms)",
+                                peer,
+                                idle_seconds,
+                            )
+                            return
+                        continue
                     if not data:
                         return
                     decoder.feed(data)
                     for frame in decoder.frames():
+                        self._account_frame(connection, len(frame))
                         await self._start_request(nursery, connection, context, frame)
+                    partial = decoder.partial_frame_bytes
+                    if partial and connection.reserved_bytes == 0:
+                        await connection.reserve(memory, partial, self.config.frame_bytes_max)
             finally:
                 # Requests already read still run and are answered, in order.
                 connection.send_slots.close()
+
+    def _account_frame(self, connection: _Connection, size: int) -> None:
+        """Hand a whole frame its bytes of the budget: its reservation, or a charge."""
+        if connection.reserved_bytes:
+            assert connection.reserved_bytes == size, (connection.reserved_bytes, size)
+            connection.reserved_bytes = 0  # the reservation becomes the request's
+        else:
+            self.memory.charge(size)
+            connection.held_bytes += size
+        connection.next_request_bytes = size
 
     async def _start_request(
         self,
@@ -193,30 +274,37 @@ class KafkaServer:
         frame: bytes,
     ) -> None:
         """Start one request; return once the next may start (see _Connection)."""
+        request_bytes, connection.next_request_bytes = connection.next_request_bytes, 0
         request = decode_request(frame)
+        del frame  # the request holds what it needs; the frame's bytes can go
         header = request.header
         api_versions = header.api_key == ApiKey.API_VERSIONS
         api = APIS.get(header.api_key)
         if not api_versions:
             if request.error is not None or request.body is None:
+                connection.release(self.memory, request_bytes)
                 raise ProtocolError(
                     f"{api_name(header.api_key)} v{header.api_version} "
-                    f"(correlation id {header.correlation_id}, client {header.client_id!r}): "
-                    f"{request.error}"
+                    f"(correlation id {header.correlation_id}, "
+                    f"client {printable(header.client_id)!r}): {request.error}"
                 )
             if api is None or header.api_key not in self.versions:
+                connection.release(self.memory, request_bytes)
                 raise ProtocolError(
                     f"{api_name(header.api_key)} (key {header.api_key}) is not implemented"
                 )
         await connection.slots_free.acquire()
-        slot = _ResponseSlot()
+        slot = _ResponseSlot(request_bytes)
         connection.send_slots.send_nowait(slot)  # room: the channel holds every slot
         context.client_id = header.client_id or ""
         if api_versions:
             # Answered even for versions we do not speak, in a v0 body that
             # lists our ranges: the client retries with one we share.
             response = encode_api_versions_response(
-                header.correlation_id, header.api_version, supported_versions=self.versions
+                header.correlation_id,
+                header.api_version,
+                error_code=_api_versions_error(request.body),
+                supported_versions=self.versions,
             )
             slot.finish([response])
             return
@@ -224,7 +312,11 @@ class KafkaServer:
         if header.api_key != ApiKey.PRODUCE or connection.slots_total == 1:
             # Everything but produce runs to its end before the next request
             # starts, as in Kafka (a long-polling fetch holds the connection).
-            slot.finish(self._encode(header, await api(context, header.api_version, request.body)))
+            try:
+                response = await api(context, header.api_version, request.body)
+            except Exception as error:
+                response = self._failed(context, header, request.body, error)
+            slot.finish(self._encode(context, header, request.body, response))
             return
         # A produce runs in its own task; the next request starts once its
         # appends are done (or it failed), while it waits for the fdatasync.
@@ -242,23 +334,59 @@ class KafkaServer:
     ) -> None:
         try:
             response = await produce(context, header.api_version, body, ordered.set)
+        except Exception as error:
+            response = self._failed(context, header, body, error)
         finally:
             ordered.set()
-        slot.finish(self._encode(header, response))
+        slot.finish(self._encode(context, header, body, response))
 
-    @staticmethod
-    def _encode(header: RequestHeader, response: Any) -> list[Buffer] | None:
+    def _failed(
+        self, context: ApiContext, header: RequestHeader, body: Any, error: Exception
+    ) -> Any:
+        """The per-request error boundary: the request gets an error code, nothing else breaks.
+
+        An operating error (a TrioringError) carries its own Kafka code; any
+        other exception is a bug, answered with UNKNOWN_SERVER_ERROR and
+        logged (rate-limited) with its traceback.
+        """
+        if isinstance(error, TrioringError):
+            code = error.kafka_error_code
+        else:
+            code = ErrorCode.unknown_server_error
+            client_log.error(
+                "%s v%d from client %s failed unexpectedly; answered UNKNOWN_SERVER_ERROR",
+                api_name(header.api_key),
+                header.api_version,
+                printable(context.client_id),
+                exc_info=error,
+                key=("handler bug", header.api_key),
+            )
+        return error_response(header.api_key, header.api_version, body, code, str(error))
+
+    def _encode(
+        self, context: ApiContext, header: RequestHeader, body: Any, response: Any
+    ) -> list[Buffer] | None:
         if response is None:  # acks=0: Kafka sends nothing back
             return None
-        chunks = encode_response_chunks(
-            header.api_key, header.api_version, header.correlation_id, response
-        )
+        try:
+            chunks = encode_response_chunks(
+                header.api_key, header.api_version, header.correlation_id, response
+            )
+        except Exception as error:
+            # A response that does not encode is a bug of ours; the client
+            # still gets an answer it can parse.
+            fallback = self._failed(context, header, body, error)
+            if fallback is None:
+                return None
+            chunks = encode_response_chunks(
+                header.api_key, header.api_version, header.correlation_id, fallback
+            )
         if len(chunks) > 1 and sum(len(c) for c in chunks) <= _JOIN_BYTES_MAX:
             return [b"".join(chunks)]
         return chunks
 
     async def _send_responses(
-        self, stream: trio.abc.HalfCloseableStream, connection: _Connection, scope: trio.CancelScope
+        self, stream: trio.abc.HalfCloseableStream, connection: _Connection
     ) -> None:
         """Send each request's response in request order, as soon as it is ready."""
         async for slot in connection.receive_slots:
@@ -266,23 +394,44 @@ class KafkaServer:
             # Large chunks (big fetches) go as they are, without copying.
             for chunk in slot.chunks or ():
                 await stream.send_all(chunk)
+            slot.chunks = None
+            connection.release(self.memory, slot.request_bytes)
             connection.slots_free.release()
-            if connection.in_flight == 0 and connection.receive_scope is not None:
+            receive_scope = connection.receive_scope
+            if connection.in_flight == 0 and receive_scope is not None:
                 if self._draining:
-                    connection.receive_scope.cancel()  # drained: nothing left to answer
+                    receive_scope.cancel()  # drained: nothing left to answer
                 else:
-                    self._idle[scope] = True
+                    # Idle from now on, unless the client sends again.
+                    receive_scope.deadline = trio.current_time() + connection.idle_seconds
+
+
+#: What Kafka accepts as ApiVersions v3+ client_software_name and _version.
+_CLIENT_SOFTWARE = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?")
+
+
+def _api_versions_error(body: Any) -> int:
+    """INVALID_REQUEST for a v3+ ApiVersions whose client software fields Kafka would refuse."""
+    name = getattr(body, "client_software_name", None)
+    version = getattr(body, "client_software_version", None)
+    if name is None or version is None:
+        return ErrorCode.none  # before v3, or a body we could not decode
+    if _CLIENT_SOFTWARE.fullmatch(name) and _CLIENT_SOFTWARE.fullmatch(version):
+        return ErrorCode.none
+    return ErrorCode.invalid_request
 
 
 class _ResponseSlot:
     """The response to one request, filled when its handler finishes."""
 
-    __slots__ = ("chunks", "done")
+    __slots__ = ("chunks", "done", "request_bytes")
 
-    def __init__(self) -> None:
+    def __init__(self, request_bytes: int) -> None:
         self.done = trio.Event()
         #: Encoded response; None for requests that get none (acks=0 produce).
         self.chunks: list[Buffer] | None = None
+        #: Bytes of the request frame, held in the memory budget until answered.
+        self.request_bytes = request_bytes
 
     def finish(self, chunks: list[Buffer] | None) -> None:
         self.chunks = chunks
@@ -290,13 +439,17 @@ class _ResponseSlot:
 
 
 class _Connection:
-    """Per-connection pipelining state.
+    """Per-connection state: pipelining, memory held, idleness.
 
     Requests start in arrival order, each once the one before it allows:
     at its end, or for a produce once its appends are done, so appends keep
     request order while fdatasyncs overlap (group commit). Responses go back
     in request order. At most ``slots_total`` requests are read and not yet
     answered; past that the connection is not read (TCP pushes back).
+
+    Memory: ``held_bytes`` is what this connection holds of the server's
+    budget (requests not yet answered, and the reservation of a partial
+    frame, ``reserved_bytes``); it is all given back when the connection ends.
     """
 
     def __init__(self, in_flight_requests_max: int) -> None:
@@ -307,10 +460,41 @@ class _Connection:
             in_flight_requests_max
         )
         self.receive_scope: trio.CancelScope | None = None
+        self.idle_seconds = math.inf
+        self.held_bytes = 0
+        self.reserved_bytes = 0
+        #: Bytes of the frame being started (set by the reader, taken by the request).
+        self.next_request_bytes = 0
+        self._released = trio.Event()
 
     @property
     def in_flight(self) -> int:
         return self.slots_total - self.slots_free.value
+
+    async def wait_for_room(self, memory: RequestMemory, connection_bytes_max: int) -> None:
+        """Before reading between frames: the server's budget and this connection's share."""
+        while self.held_bytes >= connection_bytes_max:
+            self._released = trio.Event()
+            await self._released.wait()
+        await memory.wait_for_room()
+
+    async def reserve(self, memory: RequestMemory, size: int, connection_bytes_max: int) -> None:
+        """Reserve a partial frame's size before reading its body (back-pressure)."""
+        # One connection's requests together stay within one frame's limit,
+        # unless it has nothing else in flight.
+        while self.held_bytes and self.held_bytes + size > connection_bytes_max:
+            self._released = trio.Event()
+            await self._released.wait()
+        await memory.reserve(size)
+        self.reserved_bytes = size
+        self.held_bytes += size
+
+    def release(self, memory: RequestMemory, size: int) -> None:
+        if size:
+            assert size <= self.held_bytes
+            self.held_bytes -= size
+            memory.release(size)
+            self._released.set()
 
 
 async def load_cluster_id(backend: FileBackend, data_dir: str) -> str:

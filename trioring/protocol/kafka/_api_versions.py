@@ -80,6 +80,7 @@ def encode_api_versions_response(
     correlation_id: int,
     api_version: int,
     *,
+    error_code: int = 0,
     throttle_time_ms: int = 0,
     supported_versions: Mapping[int, tuple[int, int]] = SUPPORTED_VERSIONS,
 ) -> bytes:
@@ -88,14 +89,17 @@ def encode_api_versions_response(
     A version we do not speak gets UNSUPPORTED_VERSION (35) in a v0 body that
     still lists our ranges, as Kafka does: the client then retries with the
     highest version both sides know. Closing the connection instead makes
-    librdkafka reconnect forever and kafka-python time out.
+    librdkafka reconnect forever and kafka-python time out. Any other
+    ``error_code`` (INVALID_REQUEST for a bad client software name) is
+    answered, as Kafka does, with no ranges.
     """
     low, high = supported_versions[ApiKey.API_VERSIONS]
     if low <= api_version <= high:
         response = build_api_versions_response(
             api_version,
+            error_code=error_code,
             throttle_time_ms=throttle_time_ms,
-            supported_versions=supported_versions,
+            supported_versions=supported_versions if error_code == 0 else {},
         )
         return encode_response(ApiKey.API_VERSIONS, api_version, correlation_id, response)
     response = build_api_versions_response(

@@ -70,6 +70,26 @@ class FrameDecoder:
             buffered += FRAME_SIZE_BYTES + self._parts_bytes
         return buffered
 
+    @property
+    def partial_frame_bytes(self) -> int:
+        """Size of the frame being received (its size prefix in, its body not whole); else 0.
+
+        After :meth:`frames` is drained, this is the frame the next bytes
+        belong to: a server reserves that much memory before reading on.
+        """
+        if self._failure is not None:
+            return 0
+        if self._parts is not None:
+            return self._parts_frame_bytes
+        if len(self._buffer) - self._start < FRAME_SIZE_BYTES:
+            return 0
+        (size,) = _SIZE.unpack_from(self._buffer, self._start)
+        if not 0 <= size <= self.frame_bytes_max:
+            return 0  # next_frame raises for it
+        if len(self._buffer) - self._start - FRAME_SIZE_BYTES >= size:
+            return 0  # whole: not partial
+        return int(size)
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes; raise ProtocolError if the next frame's size is invalid."""
         self._raise_if_failed()

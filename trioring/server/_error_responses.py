@@ -1,0 +1,292 @@
+"""The answer to a request whose handling failed: every entry carries one error code.
+
+Kafka answers a request its API layer could not handle with that API's
+error response (``AbstractRequest.getErrorResponse``): the request's topics,
+partitions, groups or resources echoed back, each with the error code. The
+server's per-request error boundary uses :func:`error_response`, so a bug or
+an unexpected failure in one handler costs that one request an error code,
+never the connection of other clients or the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from trioring.protocol.kafka import (
+    ApiKey,
+    FetchResponseBody,
+    FetchResponsePartition,
+    FetchResponseTopic,
+    ProduceResponseBody,
+    ProduceResponsePartition,
+    ProduceResponseTopic,
+    response_schema,
+)
+from trioring.server._build import build, sibling
+
+__all__ = ["error_response", "has_error_response"]
+
+_Builder = Callable[[int, Any, ErrorCode, str], Any]
+
+
+def _produce(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    if int(request.acks) == 0:
+        return None  # Kafka never answers acks=0, not even with an error
+    return ProduceResponseBody(
+        tuple(
+            ProduceResponseTopic(
+                topic.name,
+                tuple(
+                    ProduceResponsePartition(data.index, code, -1, -1, -1)
+                    for data in topic.partition_data
+                ),
+            )
+            for topic in request.topic_data
+        )
+    )
+
+
+def _fetch(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    return FetchResponseBody(
+        tuple(
+            FetchResponseTopic(
+                topic.topic,
+                tuple(
+                    FetchResponsePartition(partition.partition, code, -1, -1, -1, b"")
+                    for partition in topic.partitions
+                ),
+            )
+            for topic in request.topics
+        ),
+        error_code=code,
+    )
+
+
+def _list_offsets(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.LIST_OFFSETS, version)
+    topic_class = sibling(response_class, "ListOffsetsTopicResponse")
+    partition_class = sibling(response_class, "ListOffsetsPartitionResponse")
+    return build(
+        response_class,
+        topics=tuple(
+            build(
+                topic_class,
+                name=topic.name,
+                partitions=tuple(
+                    build(
+                        partition_class,
+                        partition_index=partition.partition_index,
+                        error_code=code,
+                        timestamp=-1,
+                        offset=-1,
+                    )
+                    for partition in topic.partitions
+                ),
+            )
+            for topic in request.topics
+        ),
+    )
+
+
+def _metadata(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.METADATA, version)
+    topic_class = sibling(response_class, "MetadataResponseTopic")
+    return build(
+        response_class,
+        brokers=(),
+        cluster_id=None,
+        controller_id=-1,
+        topics=tuple(
+            build(topic_class, error_code=code, name=topic.name, is_internal=False, partitions=())
+            for topic in request.topics or ()
+        ),
+    )
+
+
+def _offset_commit(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.OFFSET_COMMIT, version)
+    topic_class = sibling(response_class, "OffsetCommitResponseTopic")
+    partition_class = sibling(response_class, "OffsetCommitResponsePartition")
+    return build(
+        response_class,
+        topics=tuple(
+            build(
+                topic_class,
+                name=topic.name,
+                partitions=tuple(
+                    build(partition_class, partition_index=p.partition_index, error_code=code)
+                    for p in topic.partitions
+                ),
+            )
+            for topic in request.topics
+        ),
+    )
+
+
+def _offset_fetch(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.OFFSET_FETCH, version)
+    topic_class = sibling(response_class, "OffsetFetchResponseTopic")
+    partition_class = sibling(response_class, "OffsetFetchResponsePartition")
+    return build(
+        response_class,
+        error_code=code,
+        topics=tuple(
+            build(
+                topic_class,
+                name=topic.name,
+                partitions=tuple(
+                    build(
+                        partition_class,
+                        partition_index=index,
+                        committed_offset=-1,
+                        metadata="",
+                        error_code=code,
+                    )
+                    for index in topic.partition_indexes
+                ),
+            )
+            for topic in request.topics or ()
+        ),
+    )
+
+
+def _find_coordinator(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    return build(
+        response_schema(ApiKey.FIND_COORDINATOR, version),
+        error_code=code,
+        error_message=message,
+        node_id=-1,
+        host="",
+        port=-1,
+    )
+
+
+def _join_group(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    return build(
+        response_schema(ApiKey.JOIN_GROUP, version),
+        error_code=code,
+        generation_id=-1,
+        protocol_name="",
+        leader="",
+        member_id=request.member_id,
+        members=(),
+    )
+
+
+def _error_code_only(api_key: ApiKey) -> _Builder:
+    def builder(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+        return build(response_schema(api_key, version), error_code=code)
+
+    return builder
+
+
+def _sync_group(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    return build(response_schema(ApiKey.SYNC_GROUP, version), error_code=code, assignment=b"")
+
+
+def _describe_groups(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.DESCRIBE_GROUPS, version)
+    group_class = sibling(response_class, "DescribedGroup")
+    return build(
+        response_class,
+        groups=tuple(
+            build(
+                group_class,
+                error_code=code,
+                group_id=group_id,
+                group_state="",
+                protocol_type="",
+                protocol_data="",
+                members=(),
+            )
+            for group_id in request.groups
+        ),
+    )
+
+
+def _list_groups(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    return build(response_schema(ApiKey.LIST_GROUPS, version), error_code=code, groups=())
+
+
+def _create_topics(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.CREATE_TOPICS, version)
+    result_class = sibling(response_class, "CreatableTopicResult")
+    return build(
+        response_class,
+        topics=tuple(
+            build(result_class, name=topic.name, error_code=code, error_message=message)
+            for topic in request.topics
+        ),
+    )
+
+
+def _delete_topics(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.DELETE_TOPICS, version)
+    result_class = sibling(response_class, "DeletableTopicResult")
+    return build(
+        response_class,
+        responses=tuple(
+            build(result_class, name=name, error_code=code) for name in request.topic_names
+        ),
+    )
+
+
+def _init_producer_id(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    return build(
+        response_schema(ApiKey.INIT_PRODUCER_ID, version),
+        error_code=code,
+        producer_id=-1,
+        producer_epoch=-1,
+    )
+
+
+def _describe_configs(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.DESCRIBE_CONFIGS, version)
+    result_class = sibling(response_class, "DescribeConfigsResult")
+    return build(
+        response_class,
+        results=tuple(
+            build(
+                result_class,
+                error_code=code,
+                error_message=message,
+                resource_type=resource.resource_type,
+                resource_name=resource.resource_name,
+                configs=(),
+            )
+            for resource in request.resources
+        ),
+    )
+
+
+_BUILDERS: dict[int, _Builder] = {
+    ApiKey.PRODUCE: _produce,
+    ApiKey.FETCH: _fetch,
+    ApiKey.LIST_OFFSETS: _list_offsets,
+    ApiKey.METADATA: _metadata,
+    ApiKey.OFFSET_COMMIT: _offset_commit,
+    ApiKey.OFFSET_FETCH: _offset_fetch,
+    ApiKey.FIND_COORDINATOR: _find_coordinator,
+    ApiKey.JOIN_GROUP: _join_group,
+    ApiKey.HEARTBEAT: _error_code_only(ApiKey.HEARTBEAT),
+    ApiKey.LEAVE_GROUP: _error_code_only(ApiKey.LEAVE_GROUP),
+    ApiKey.SYNC_GROUP: _sync_group,
+    ApiKey.DESCRIBE_GROUPS: _describe_groups,
+    ApiKey.LIST_GROUPS: _list_groups,
+    ApiKey.CREATE_TOPICS: _create_topics,
+    ApiKey.DELETE_TOPICS: _delete_topics,
+    ApiKey.INIT_PRODUCER_ID: _init_producer_id,
+    ApiKey.DESCRIBE_CONFIGS: _describe_configs,
+}
+
+
+def has_error_response(api_key: int) -> bool:
+    return api_key in _BUILDERS
+
+
+def error_response(api_key: int, version: int, request: Any, code: int, message: str) -> Any:
+    """``request``'s answer with ``code`` everywhere an error code goes (None for acks=0)."""
+    return _BUILDERS[api_key](version, request, ErrorCode(code), message)
