@@ -89,3 +89,21 @@ def test_default_command_serves_kafka_and_stops_cleanly_on_sigterm(tmp_path: Pat
         process.wait(timeout=30)
     assert process.returncode == 0
     assert "all data flushed" in stdout
+
+
+def test_readme_embedded_example_runs_twice(tmp_path: Path) -> None:
+    """The README's code, as written, on the same data directory twice (the second
+    run used to fail: its topic exists, and the error came wrapped in a group)."""
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("## Embedded use", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'open_broker("./data")' in code
+    script = tmp_path / "readme_example.py"
+    script.write_text(code.replace('"./data"', repr(str(tmp_path / "data"))))
+    outputs = [
+        subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        for _ in range(2)
+    ]
+    assert outputs[0].splitlines()[0] == "0"  # the first record's offset
+    assert outputs[1].splitlines()[0] == "1"

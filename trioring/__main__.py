@@ -1,7 +1,10 @@
 """``python -m trioring``: command-line entry point.
 
-``serve`` (the default) runs a broker with a Kafka listener; ``demo`` runs
-a produce / tail / commit demo through the embedded broker.
+``serve`` (the default when no command is given) runs a broker with a Kafka
+listener; ``demo`` runs a produce / tail / commit demo through the embedded
+broker. An operator's mistake (a flag, the configuration file, a port in
+use, a data directory that is locked or unusable) is one line on stderr and
+exit code 2; ``--log-level DEBUG`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -9,48 +12,102 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from functools import partial
 
 import trio
 
-from trioring.demo import run_demo
+import trioring
+from trioring._exception_groups import leaf_exceptions
+from trioring.demo import DEMO_DATA_DIR_DEFAULT, run_demo
 from trioring.errors import TrioringError
 from trioring.server._cli import add_arguments, serve_main
 
-DATA_DIR_DEFAULT = "./trioring-data"
+COMMANDS = ("serve", "demo")
+#: Exit codes: 2 for an operator's mistake (as argparse uses), 130 for Ctrl-C.
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _log_level_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="default: %(default)s; DEBUG also prints tracebacks of start-up errors",
+    )
+    return parent
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trioring",
         description="trioring: a Kafka-compatible log broker on Trio. "
-        "'serve' (the default) runs a broker with a Kafka listener on 127.0.0.1:9092.",
+        "With no command, 'serve' runs a broker with a Kafka listener on 127.0.0.1:9092.",
     )
-    parser.add_argument(
-        "command",
-        nargs="?",
-        default="serve",
-        choices=["serve", "demo"],
-        help="serve (default): a broker with a Kafka listener; demo: the embedded demo",
+    parser.add_argument("--version", action="version", version=f"trioring {trioring.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parent = _log_level_parent()
+    serve = commands.add_parser(
+        "serve",
+        parents=[parent],
+        help="run a broker with a Kafka listener (the default)",
+        description="Run a broker with a Kafka listener until SIGINT/SIGTERM. "
+        "Settings: defaults, then the --config TOML file, then these flags "
+        "(docs/configuration.md lists every key).",
     )
-    parser.add_argument("--seconds", type=float, default=5.0, help="demo: default %(default)s")
-    parser.add_argument(
-        "--rate", type=float, default=200.0, help="demo: records per second (%(default)s)"
+    add_arguments(serve)
+    demo = commands.add_parser(
+        "demo",
+        parents=[parent],
+        help="produce, tail and commit through the embedded broker for a few seconds",
+        description="Produce, tail and commit through the embedded broker; run it twice "
+        "to see the consumer resume from its committed offset.",
     )
-    add_arguments(parser)
-    parser.add_argument(
-        "--log-level",
-        default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="default: %(default)s",
+    demo.add_argument(
+        "--data-dir",
+        default=DEMO_DATA_DIR_DEFAULT,
+        help="default: %(default)s (its own, so it never touches a server's data)",
+    )
+    demo.add_argument("--seconds", type=float, default=5.0, help="default: %(default)s")
+    demo.add_argument(
+        "--rate", type=float, default=200.0, help="records per second (default: %(default)s)"
     )
     return parser
 
 
+def _with_default_command(argv: Sequence[str]) -> list[str]:
+    """``python -m trioring --listen ...`` means ``serve --listen ...``."""
+    arguments = list(argv)
+    if arguments and (arguments[0] in COMMANDS or arguments[0] in ("-h", "--help", "--version")):
+        return arguments
+    return ["serve", *arguments]
+
+
+def _operator_error(error: BaseException) -> BaseException | None:
+    """The one error to report as a mistake of the operator, or None for a bug.
+
+    Trio nurseries wrap what is raised inside them in exception groups;
+    a start-up mistake is the one real exception inside.
+    """
+    leaves = [leaf for leaf in leaf_exceptions(error) if not isinstance(leaf, trio.Cancelled)]
+    if len(leaves) == 1 and isinstance(leaves[0], TrioringError | OSError):
+        return leaves[0]
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, OSError) and not isinstance(error, TrioringError) and error.strerror:
+        where = f" ({error.filename})" if error.filename else ""
+        return f"{error.strerror}{where}"
+    return str(error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    options = _parser().parse_args(argv)
+    options = _parser().parse_args(_with_default_command(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=options.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -58,18 +115,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.command == "serve":
             return serve_main(options)
         demo = partial(
-            run_demo,
-            options.data_dir or DATA_DIR_DEFAULT,
-            seconds=options.seconds,
-            records_per_second=options.rate,
+            run_demo, options.data_dir, seconds=options.seconds, records_per_second=options.rate
         )
         trio.run(demo)
-    except TrioringError as error:
-        print(f"trioring: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print("interrupted; committed offsets are saved", file=sys.stderr)
-        return 130
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BaseException as error:
+        mistake = _operator_error(error)
+        if mistake is None:
+            raise  # a bug: the traceback is what helps
+        if options.log_level == "DEBUG":
+            traceback.print_exception(error)
+        print(f"trioring: error: {_describe(mistake)}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

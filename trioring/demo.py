@@ -18,6 +18,8 @@ import trioring
 
 TOPIC = "demo"
 GROUP = "demo-consumer"
+#: The demo's own directory: never a running server's (./trioring-data).
+DEMO_DATA_DIR_DEFAULT = "./trioring-demo-data"
 
 
 async def run_demo(

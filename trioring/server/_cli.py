@@ -1,18 +1,27 @@
 """``python -m trioring serve``: run a broker with a Kafka listener until signalled.
 
-SIGINT / SIGTERM: stop accepting, let in-flight requests finish (up to
-``shutdown_grace_seconds``), flush every partition, exit 0. A second signal
-exits at once.
+SIGINT / SIGTERM: stop accepting, answer long-polls at once, let in-flight
+requests finish (up to ``shutdown_grace_seconds``), flush every partition,
+exit 0. A second signal exits at once.
+
+Settings come from the defaults, then the ``--config`` TOML file, then the
+flags. The TOML tables are ``[broker]``, ``[log]``, ``[groups]`` and
+``[server]``, their keys the fields of BrokerConfig, LogConfig, GroupConfig
+and ServerConfig (docs/configuration.md); an unknown table or key, or a value
+of the wrong type, is refused with its name.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
 import sys
 import tomllib
+import types
+import typing
 from typing import Any
 
 import attrs
@@ -20,7 +29,8 @@ import trio
 
 import trioring
 from trioring.config import BrokerConfig
-from trioring.errors import InvalidArgumentError
+from trioring.core.groups import GroupConfig
+from trioring.errors import ConfigurationError, InvalidArgumentError
 from trioring.server._config import ServerConfig
 from trioring.server._server import KafkaServer, serve_kafka
 from trioring.storage.log import LogConfig
@@ -30,9 +40,21 @@ logger = logging.getLogger("trioring.server")
 DATA_DIR_DEFAULT = "./trioring-data"
 LISTEN_DEFAULT = "127.0.0.1:9092"
 
+#: TOML table -> the settings class its keys belong to.
+TABLES: dict[str, type] = {
+    "broker": BrokerConfig,
+    "log": LogConfig,
+    "groups": GroupConfig,
+    "server": ServerConfig,
+}
+#: BrokerConfig fields that are not plain settings (tables of their own, or code).
+_NOT_KEYS = {"broker": {"log", "groups", "clock"}}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML file with [broker], [log] and [server] tables")
+    parser.add_argument(
+        "--config", help="TOML file with [broker], [log], [groups] and [server] tables"
+    )
     parser.add_argument("--data-dir", help=f"default: {DATA_DIR_DEFAULT}")
     parser.add_argument("--listen", help=f"HOST:PORT to listen on (default: {LISTEN_DEFAULT})")
     parser.add_argument("--advertised", help="HOST:PORT clients are told to connect to")
@@ -46,31 +68,107 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _host_port(value: str, flag: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit():
-        raise InvalidArgumentError(f"{flag} must look like HOST:PORT, not {value!r}")
+        raise ConfigurationError(f"{flag} must look like HOST:PORT, not {value!r}")
     return host, int(port)
+
+
+def setting_keys(table: str) -> dict[str, Any]:
+    """The keys a TOML table takes, with the type each value must have."""
+    settings_class = TABLES[table]
+    hints = typing.get_type_hints(settings_class)
+    skipped = _NOT_KEYS.get(table, set())
+    return {
+        field.name: hints[field.name]
+        for field in attrs.fields(settings_class)
+        if field.name not in skipped and field.init
+    }
+
+
+def _type_name(expected: Any) -> str:
+    if typing.get_origin(expected) is typing.Literal:
+        return " or ".join(repr(value) for value in typing.get_args(expected))
+    if isinstance(expected, type):
+        return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true/false"}[
+            expected.__name__
+        ]
+    return str(expected)
+
+
+def _matches(value: object, expected: Any) -> bool:
+    origin = typing.get_origin(expected)
+    if origin is typing.Union or isinstance(expected, types.UnionType):
+        return any(_matches(value, option) for option in typing.get_args(expected))
+    if origin is typing.Literal:
+        return value in typing.get_args(expected)
+    if expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    raise AssertionError(f"no TOML check for {expected!r}")
+
+
+def _check_table(source: str, table: str, values: object) -> dict[str, Any]:
+    if not isinstance(values, dict):
+        raise ConfigurationError(f"{source}: [{table}] must be a table")
+    keys = setting_keys(table)
+    checked: dict[str, Any] = {}
+    for key, given in values.items():
+        if key not in keys:
+            raise ConfigurationError(
+                f"{source}: unknown key {key!r} in [{table}]; known keys: {', '.join(sorted(keys))}"
+            )
+        expected = keys[key]
+        value = given
+        # TOML has no null: -1 means "unlimited" where a setting takes None.
+        if value == -1 and _matches(None, expected) and not isinstance(value, bool):
+            value = None
+        if not _matches(value, expected):
+            raise ConfigurationError(
+                f"{source}: [{table}] {key} must be {_type_name(expected)}, not {given!r}"
+            )
+        checked[key] = value
+    return checked
+
+
+def read_config_file(path: str) -> dict[str, dict[str, Any]]:
+    """The tables of a TOML settings file, every key checked (ConfigurationError if wrong)."""
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigurationError(f"config file {path} does not exist") from None
+    except OSError as error:
+        raise ConfigurationError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {error}") from None
+    unknown = set(document) - set(TABLES)
+    if unknown:
+        raise ConfigurationError(
+            f"{path}: unknown table(s) {', '.join(f'[{name}]' for name in sorted(unknown))}; "
+            f"known tables: {', '.join(f'[{name}]' for name in TABLES)}"
+        )
+    return {table: _check_table(path, table, values) for table, values in document.items()}
 
 
 def build_configs(options: argparse.Namespace) -> tuple[BrokerConfig, ServerConfig]:
     """Defaults, then the TOML file, then command-line flags."""
-    file: dict[str, Any] = {}
-    if options.config:
-        with open(options.config, "rb") as handle:
-            file = tomllib.load(handle)
-    unknown = set(file) - {"broker", "log", "server"}
-    if unknown:
-        raise InvalidArgumentError(f"unknown tables in {options.config}: {sorted(unknown)}")
-    log_settings = dict(file.get("log", {}))
-    broker_settings = dict(file.get("broker", {}))
-    server_settings = dict(file.get("server", {}))
-    if options.retention_ms is not None:
-        log_settings["retention_ms"] = options.retention_ms
-    if options.retention_bytes is not None:
-        log_settings["retention_bytes"] = options.retention_bytes
+    file = read_config_file(options.config) if options.config else {}
+    log_settings = file.get("log", {})
+    broker_settings = file.get("broker", {})
+    group_settings = file.get("groups", {})
+    server_settings = file.get("server", {})
+    for flag in ("retention_ms", "retention_bytes"):
+        value = getattr(options, flag)
+        if value is not None:
+            log_settings[flag] = None if value < 0 else value
     if options.segment_bytes is not None:
         log_settings["segment_bytes"] = options.segment_bytes
-    for key in ("retention_ms", "retention_bytes"):
-        if log_settings.get(key, 0) is not None and log_settings.get(key, 0) < 0:
-            log_settings[key] = None
     broker_settings.setdefault("data_dir", DATA_DIR_DEFAULT)
     if options.data_dir:
         broker_settings["data_dir"] = options.data_dir
@@ -88,18 +186,35 @@ def build_configs(options: argparse.Namespace) -> tuple[BrokerConfig, ServerConf
         server_settings["advertised_host"] = advertised_host
         server_settings["advertised_port"] = advertised_port
     try:
-        log_config = LogConfig(**log_settings)
-        broker_config = BrokerConfig(log=log_config, **broker_settings)
+        broker_config = BrokerConfig(
+            log=LogConfig(**log_settings), groups=GroupConfig(**group_settings), **broker_settings
+        )
         server_config = ServerConfig(**server_settings)
-    except TypeError as error:
-        raise InvalidArgumentError(f"invalid setting: {error}") from None
+    except InvalidArgumentError as error:
+        raise ConfigurationError(f"invalid setting: {error}") from None
     return broker_config, server_config
+
+
+async def _serve(
+    broker: trioring.Broker, config: ServerConfig, nursery: trio.Nursery
+) -> KafkaServer:
+    try:
+        server: KafkaServer = await nursery.start(serve_kafka, broker, config)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            advice = "stop what uses it, or choose another --listen"
+        else:
+            advice = "check --listen"
+        raise ConfigurationError(
+            f"cannot listen on {config.host}:{config.port}: {error.strerror}; {advice}"
+        ) from None
+    return server
 
 
 async def run_server(broker_config: BrokerConfig, server_config: ServerConfig) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trioring.open_broker(broker_config) as broker, trio.open_nursery() as nursery:
-            server: KafkaServer = await nursery.start(serve_kafka, broker, server_config)
+            server = await _serve(broker, server_config, nursery)
             reason = f" ({broker.io_backend_reason})" if broker.io_backend_reason else ""
             print(
                 f"trioring listening on {server_config.host}:{server.port} (Kafka protocol), "
@@ -131,4 +246,4 @@ def serve_main(options: argparse.Namespace) -> int:
     return trio.run(run_server, broker_config, server_config)
 
 
-__all__ = ["add_arguments", "build_configs", "run_server", "serve_main"]
+__all__ = ["add_arguments", "build_configs", "read_config_file", "run_server", "serve_main"]

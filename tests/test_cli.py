@@ -1,0 +1,229 @@
+"""``python -m trioring`` as an operator meets it: help, version, mistakes, locks, stops.
+
+Every start-up mistake is one line on stderr and exit code 2, without a
+traceback (``--log-level DEBUG`` adds it); two processes never share a data
+directory; SIGTERM does not wait out a long-polling fetch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import confluent_kafka
+import pytest
+from kio.schema.fetch.v11.request import FetchPartition, FetchRequest, FetchTopic
+from kio.serial import entity_writer
+from kio.static.primitive import i32, i32Timedelta, i64
+
+import trioring
+from trioring.protocol.kafka import ApiKey, encode_request_header
+from trioring.server._cli import TABLES, read_config_file, setting_keys
+from trioring.testing import BrokerProcess
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "interop"))
+from interop_wire import create_topic
+
+TIMEOUT_SECONDS = 60
+
+
+def run(*arguments: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trioring", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("trioring: error: "), lines[0]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"trioring {trioring.__version__}"
+
+
+def test_each_command_has_its_own_help() -> None:
+    serve = run("serve", "--help").stdout
+    assert "--listen" in serve and "--config" in serve and "--seconds" not in serve
+    demo = run("demo", "--help").stdout
+    assert "--seconds" in demo and "--listen" not in demo
+    top = run("--help").stdout
+    assert "serve" in top and "demo" in top and "--version" in top
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run("--config", str(tmp_path / "nope.toml")), "nope.toml", "does not exist"
+    )
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragments"),
+    [
+        ("[log]\nsegment_bytez = 5\n", ["unknown key 'segment_bytez' in [log]", "segment_bytes"]),
+        ("[server]\nport = 'x'\n", ["[server] port must be an integer"]),
+        ("[kafka]\n", ["unknown table(s) [kafka]"]),
+        ("not = toml = at all", ["not valid TOML"]),
+        ("[log]\nsegment_bytes = 5\n", ["segment_bytes must be between"]),
+        ("[broker]\nio_backend = 'fast'\n", ["io_backend must be 'auto' or 'uring' or 'fallback'"]),
+    ],
+)
+def test_bad_config_files_name_the_key(tmp_path: Path, toml: str, fragments: list[str]) -> None:
+    config = tmp_path / "broker.toml"
+    config.write_text(toml)
+    assert_one_line_error(
+        run("--config", str(config), "--data-dir", str(tmp_path / "data")), *fragments
+    )
+
+
+def test_config_file_keys_are_applied(tmp_path: Path) -> None:
+    config = tmp_path / "broker.toml"
+    config.write_text(
+        "[broker]\nflush_interval_ms = -1\n[log]\nretention_bytes = -1\n"
+        "[groups]\ninitial_rebalance_delay_ms = 0\n[server]\nconnections_max_idle_ms = 1000\n"
+    )
+    tables = read_config_file(str(config))
+    assert tables == {
+        "broker": {"flush_interval_ms": None},
+        "log": {"retention_bytes": None},
+        "groups": {"initial_rebalance_delay_ms": 0},
+        "server": {"connections_max_idle_ms": 1000},
+    }
+
+
+def test_unusable_data_directory(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    assert_one_line_error(
+        run("--data-dir", str(a_file), "--listen", "127.0.0.1:0"), "is not a directory"
+    )
+    assert_one_line_error(
+        run("--data-dir", str(a_file / "below"), "--listen", "127.0.0.1:0"),
+        "cannot create the data directory",
+    )
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("--data-dir", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}")
+        assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}", "in use")
+        debug = run(
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "DEBUG",
+        )
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1].startswith("trioring: error: cannot listen")
+
+
+def test_bad_listen_address() -> None:
+    assert_one_line_error(run("--listen", "nonsense"), "--listen must look like HOST:PORT")
+
+
+def test_a_second_process_on_a_data_directory_is_refused(tmp_path: Path) -> None:
+    """Before: ``demo`` dropped a running server's topic from topics.json, and a
+    second ``serve`` deleted a partition directory and truncated the offsets log."""
+    data = tmp_path / "data"
+    with BrokerProcess(data) as broker:
+        assert broker.process is not None
+        producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+        producer.produce("precious", b"record")
+        assert producer.flush(15) == 0
+        topics_before = (data / "__cluster_metadata" / "topics.json").read_bytes()
+        for command in (
+            ["demo", "--data-dir", str(data), "--seconds", "0.2"],
+            ["serve", "--data-dir", str(data), "--listen", "127.0.0.1:0"],
+        ):
+            assert_one_line_error(run(*command), "is in use by process", str(broker.process.pid))
+        assert (data / "__cluster_metadata" / "topics.json").read_bytes() == topics_before
+        assert (data / "precious-0").is_dir()
+        # SIGKILL: the kernel drops the lock with the process; no stale lock remains.
+        broker.kill()
+        broker.start()
+        assert "precious" in json.loads(topics_before)["topics"][0]["name"]
+
+
+def test_demo_has_a_directory_of_its_own(tmp_path: Path) -> None:
+    result = run("demo", "--seconds", "0.2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "trioring-demo-data").is_dir()
+    assert not (tmp_path / "trioring-data").exists()
+
+
+def _long_poll_fetch(port: int, topic: str, max_wait_ms: int) -> socket.socket:
+    request = FetchRequest(
+        max_wait=i32Timedelta.parse(datetime.timedelta(milliseconds=max_wait_ms)),
+        min_bytes=i32(1),
+        topics=(
+            FetchTopic(
+                topic=topic,  # type: ignore[arg-type]
+                partitions=(
+                    FetchPartition(
+                        partition=i32(0), fetch_offset=i64(0), partition_max_bytes=i32(1 << 20)
+                    ),
+                ),
+            ),
+        ),
+        forgotten_topics_data=(),
+        rack_id="",
+    )
+    body = io.BytesIO()
+    entity_writer(FetchRequest)(body, request)
+    payload = encode_request_header(ApiKey.FETCH, 11, 9, "long-poll", flexible=False)
+    payload += body.getvalue()
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    connection.sendall(struct.pack(">i", len(payload)) + payload)
+    return connection
+
+
+def test_sigterm_answers_long_polls_at_once_and_stops(tmp_path: Path) -> None:
+    """Before, SIGTERM waited out the whole 5 s grace period for a 30 s long poll."""
+    with BrokerProcess(tmp_path / "data") as broker:
+        create_topic(broker.port, "idle", 1)
+        connection = _long_poll_fetch(broker.port, "idle", 30_000)
+        time.sleep(0.3)  # the fetch is waiting now
+        assert broker.process is not None
+        started = time.monotonic()
+        broker.process.send_signal(signal.SIGTERM)
+        answer = connection.recv(1 << 16)
+        answered_after = time.monotonic() - started
+        code = broker._wait()
+        stopped_after = time.monotonic() - started
+        connection.close()
+    assert answer[4:8] == struct.pack(">i", 9), "the fetch was answered"
+    assert code == 0
+    assert answered_after < 2.0 and stopped_after < 3.0, (answered_after, stopped_after)
+
+
+def test_every_settings_key_is_documented() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    for table in TABLES:
+        section = page.split(f"## [{table}]", 1)[1].split("\n## ", 1)[0]
+        for key in setting_keys(table):
+            assert f"| `{key}` |" in section, f"[{table}] {key} is not in docs/configuration.md"
