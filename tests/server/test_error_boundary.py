@@ -262,3 +262,29 @@ async def test_a_handler_that_raises_costs_its_request_an_error_code(
     bugs = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(bugs) == 1, [r.getMessage() for r in bugs]
     assert "failed unexpectedly" in bugs[0].getMessage() and bugs[0].exc_info is not None
+
+
+async def test_a_flood_of_bad_connections_logs_a_bounded_number_of_escaped_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: a fuzzing client produced 110,943 WARNING lines, with raw control
+    bytes from its client ids in them."""
+    caplog.set_level(logging.INFO, logger="trioring")
+    evil = "evil\x1b[2J\r\nforged 2026-01-01 ERROR line"
+    async with running_server(tmp_path / "data") as (broker, server):
+        await broker.create_topic(TOPIC)
+        for attempt in range(200):
+            wire = await KafkaWire.connect(server.port)
+            # A request for an unknown topic with an evil client id, then garbage.
+            header = encode_request_header(ApiKey.METADATA, 4, attempt, evil, flexible=False)
+            payload = header + b"\xff\xff"  # a body that does not decode
+            await wire.send_raw(SIZE.pack(len(payload)) + payload)
+            with pytest.raises(ServerClosed):
+                await wire.read_frame()
+            await wire.aclose()
+        await assert_serves(server.port)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("trioring.server")]
+    closing = [line for line in lines if "closing connection" in line]
+    assert 1 <= len(closing) <= 20, len(closing)
+    assert all("\x1b" not in line and "\n" not in line and "\r" not in line for line in lines)
+    assert any("evil\\x1b[2J\\r\\nforged" in line for line in closing), closing[:1]

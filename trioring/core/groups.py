@@ -35,6 +35,7 @@ import attrs
 import trio
 
 from trioring._constants import FRAME_BYTES_MAX_DEFAULT, GROUP_NAME_LENGTH_MAX, MIB
+from trioring._logging import RateLimitedLogger, printable
 from trioring.errors import InvalidArgumentError
 
 __all__ = [
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trioring.groups")
+#: Lines a client can cause by the thousand (groups it cannot create).
+group_log = RateLimitedLogger(logger)
 
 # --- Limits ------------------------------------------------------------------------
 # These belong in trioring/_constants.py with the other limits; they live here
@@ -602,11 +605,13 @@ class GroupCoordinator:
             )
             if evictable is None:
                 logger.warning(
-                    "cannot create group %s: %d groups are active", group_id, len(self._groups)
+                    "cannot create group %s: %d groups are active",
+                    printable(group_id),
+                    len(self._groups),
                 )
                 return None
             del self._groups[evictable.group_id]
-            logger.info("forgot empty group %s to make room", evictable.group_id)
+            logger.info("forgot empty group %s to make room", printable(evictable.group_id))
         group = _Group(group_id)
         self._groups[group_id] = group
         return group
@@ -623,10 +628,10 @@ class GroupCoordinator:
             group.leader = member.member_id
         logger.info(
             "member %s (client %s from %s) joins group %s",
-            member.member_id,
-            member.client_id,
-            member.client_host,
-            group.group_id,
+            printable(member.member_id),
+            printable(member.client_id),
+            printable(member.client_host),
+            printable(group.group_id),
         )
         if group.state is GroupState.PREPARING_REBALANCE:
             waiter = self._await_join(group, member)
@@ -695,9 +700,9 @@ class GroupCoordinator:
             group.join_deadline = now + timeout_ms / 1000
         logger.info(
             "preparing to rebalance group %s (generation %d): %s",
-            group.group_id,
+            printable(group.group_id),
             group.generation_id,
-            reason,
+            printable(reason),
         )
         self._wake_timer(group)
         self._maybe_complete_join(group)
@@ -723,8 +728,8 @@ class GroupCoordinator:
                 if member.join_waiter is None:
                     logger.info(
                         "member %s of group %s did not rejoin in time; removing it",
-                        member.member_id,
-                        group.group_id,
+                        printable(member.member_id),
+                        printable(group.group_id),
                     )
                     self._drop_member(group, member)
         group.generation_id += 1
@@ -735,7 +740,9 @@ class GroupCoordinator:
             group.state = GroupState.EMPTY
             group.protocol_name = None
             group.leader = None
-            logger.info("group %s is empty (generation %d)", group.group_id, group.generation_id)
+            logger.info(
+                "group %s is empty (generation %d)", printable(group.group_id), group.generation_id
+            )
             self._wake_timer(group)
             return
         group.protocol_name = self._select_protocol(group)
@@ -752,11 +759,11 @@ class GroupCoordinator:
             waiter.resolve(self._join_result(group, member))
         logger.info(
             "group %s generation %d: %d members, protocol %s, leader %s",
-            group.group_id,
+            printable(group.group_id),
             group.generation_id,
             len(group.members),
-            group.protocol_name,
-            group.leader,
+            printable(group.protocol_name),
+            printable(group.leader),
         )
         self._wake_timer(group)
 
@@ -791,7 +798,12 @@ class GroupCoordinator:
 
     def _remove_member(self, group: _Group, member: _Member, reason: str) -> None:
         self._drop_member(group, member)
-        logger.info("member %s %s; removed from group %s", member.member_id, reason, group.group_id)
+        logger.info(
+            "member %s %s; removed from group %s",
+            printable(member.member_id),
+            printable(reason),
+            printable(group.group_id),
+        )
         self._after_removal(group, f"member {member.member_id} {reason}")
 
     def _after_removal(self, group: _Group, reason: str) -> None:
@@ -875,8 +887,8 @@ class GroupCoordinator:
             for member_id in sorted(group.sync_pending):
                 logger.info(
                     "member %s of group %s did not sync in time; removing it",
-                    member_id,
-                    group.group_id,
+                    printable(member_id),
+                    printable(group.group_id),
                 )
                 self._drop_member(group, group.members[member_id])
             self._after_removal(group, "members did not sync in time")
@@ -970,7 +982,7 @@ class GroupCoordinator:
                 each.last_seen = now
         logger.info(
             "group %s generation %d is stable with %d members",
-            group.group_id,
+            printable(group.group_id),
             group.generation_id,
             len(group.members),
         )

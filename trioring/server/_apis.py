@@ -596,17 +596,17 @@ def log_config_from_kafka(base: LogConfig, configs: dict[str, str | None]) -> Lo
         if name == "cleanup.policy":
             if value != "delete":
                 raise InvalidConfigError(
-                    f"cleanup.policy={printable(value)!r} is not supported: only 'delete'"
+                    f"cleanup.policy='{printable(value)}' is not supported: only 'delete'"
                 )
             continue
         field = _TOPIC_CONFIGS.get(name)
         if field is None:
-            raise InvalidConfigError(f"topic config {printable(name)!r} is not supported")
+            raise InvalidConfigError(f"topic config '{printable(name)}' is not supported")
         try:
             number = int(value)
         except ValueError:
             raise InvalidConfigError(
-                f"topic config {name}={printable(value)!r} is not a number"
+                f"topic config {name}='{printable(value)}' is not a number"
             ) from None
         if field in ("retention_ms", "retention_bytes") and number < 0:
             if number != -1:
@@ -773,7 +773,7 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
         elif resource.resource_name not in ("", str(ctx.node.node_id)):
             code = ErrorCode.invalid_request
             message = (
-                f"unexpected broker id {printable(resource.resource_name)!r}, "
+                f"unexpected broker id '{printable(resource.resource_name)}', "
                 f"expected {ctx.node.node_id}"
             )
         # A broker resource of this node: no broker configs are exposed yet,

@@ -286,7 +286,7 @@ class KafkaServer:
                 raise ProtocolError(
                     f"{api_name(header.api_key)} v{header.api_version} "
                     f"(correlation id {header.correlation_id}, "
-                    f"client {printable(header.client_id)!r}): {request.error}"
+                    f"client '{printable(header.client_id)}'): {request.error}"
                 )
             if api is None or header.api_key not in self.versions:
                 connection.release(self.memory, request_bytes)
