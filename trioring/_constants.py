@@ -96,6 +96,36 @@ TOPIC_NAME_LENGTH_MAX = 249
 PARTITIONS_MAX = 10_000
 GROUP_NAME_LENGTH_MAX = 32_767
 
+# --- Consumer groups -------------------------------------------------------------
+#: Members of one group, by default (Kafka: group.max.size, unbounded there).
+GROUP_MEMBERS_MAX_DEFAULT = 1000
+#: Groups one coordinator keeps in memory, by default. At the limit the oldest
+#: Empty group is forgotten to make room (its committed offsets stay).
+GROUPS_MAX_DEFAULT = 10_000
+#: Protocols (assignors) one member may offer; real clients offer one to three.
+GROUP_PROTOCOLS_MAX = 64
+#: Bytes of one member's protocol metadata, all its protocols together.
+MEMBER_METADATA_BYTES_MAX = 1 * MIB
+#: Bytes of the assignment the leader gives one member.
+MEMBER_ASSIGNMENT_BYTES_MAX = 1 * MIB
+#: Characters of a client-chosen string the coordinator keeps (client id and
+#: host, instance id, protocol type and names): Kafka's int16 string limit.
+GROUP_STRING_LENGTH_MAX = 32_767
+#: Session timeouts members may ask for, by default (Kafka's
+#: group.min.session.timeout.ms and group.max.session.timeout.ms).
+GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT = 6_000
+GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT = 1_800_000
+#: How long the first rebalance of an Empty group waits for more members
+#: (Kafka's group.initial.rebalance.delay.ms is 3000: too slow for a single
+#: consumer that must be stable within a second).
+INITIAL_REBALANCE_DELAY_MS_DEFAULT = 300
+
+assert GROUP_MEMBERS_MAX_DEFAULT >= 1
+assert GROUPS_MAX_DEFAULT >= 1
+# One member's metadata or assignment must fit in a request frame.
+assert MEMBER_METADATA_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
+assert MEMBER_ASSIGNMENT_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
+
 # --- Committed offsets -----------------------------------------------------------
 #: Offsets-log size past which it is rewritten as a snapshot of the live state.
 OFFSETS_LOG_COMPACT_BYTES_DEFAULT = 64 * MIB

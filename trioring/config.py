@@ -12,6 +12,11 @@ import attrs
 from trioring._constants import (
     BATCH_BYTES_MAX_DEFAULT,
     FLUSH_INTERVAL_MS_DEFAULT,
+    GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT,
+    GROUP_MEMBERS_MAX_DEFAULT,
+    GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT,
+    GROUPS_MAX_DEFAULT,
+    INITIAL_REBALANCE_DELAY_MS_DEFAULT,
     OFFSETS_LOG_COMPACT_BYTES_DEFAULT,
     PARTITIONS_MAX,
     RECOVERY_CHECKPOINT_INTERVAL_MS_DEFAULT,
@@ -19,7 +24,6 @@ from trioring._constants import (
     SEGMENT_BYTES_MAX,
     SEGMENT_BYTES_MIN,
 )
-from trioring.core.groups import GroupConfig
 from trioring.errors import InvalidArgumentError
 from trioring.storage.log import LogConfig
 from trioring.uring import BackendChoice
@@ -29,10 +33,54 @@ __all__ = ["BrokerConfig", "GroupConfig", "LogConfig"]
 
 def _positive(name: str) -> Callable[[object, attrs.Attribute[int], int], None]:
     def check(_instance: object, _attribute: attrs.Attribute[int], value: int) -> None:
-        if value <= 0:
-            raise InvalidArgumentError(f"{name} must be positive, not {value}")
+        if not isinstance(value, int) or value <= 0:
+            raise InvalidArgumentError(f"{name} must be a positive integer, not {value!r}")
 
     return check
+
+
+def _non_negative(name: str) -> Callable[[object, attrs.Attribute[int], int], None]:
+    def check(_instance: object, _attribute: attrs.Attribute[int], value: int) -> None:
+        if not isinstance(value, int) or value < 0:
+            raise InvalidArgumentError(f"{name} must be a non-negative integer, not {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class GroupConfig:
+    """Settings of the group coordinator; Kafka's broker settings of the same names."""
+
+    #: Shortest session timeout a member may ask for (group.min.session.timeout.ms).
+    group_min_session_timeout_ms: int = attrs.field(
+        default=GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT,
+        validator=_positive("group_min_session_timeout_ms"),
+    )
+    #: Longest session timeout a member may ask for (group.max.session.timeout.ms).
+    group_max_session_timeout_ms: int = attrs.field(
+        default=GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT,
+        validator=_positive("group_max_session_timeout_ms"),
+    )
+    #: How long the first rebalance of an Empty group waits for more members,
+    #: extended by each newcomer up to the rebalance timeout
+    #: (group.initial.rebalance.delay.ms).
+    initial_rebalance_delay_ms: int = attrs.field(
+        default=INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+        validator=_non_negative("initial_rebalance_delay_ms"),
+    )
+    #: Members of one group (group.max.size).
+    group_members_max: int = attrs.field(
+        default=GROUP_MEMBERS_MAX_DEFAULT, validator=_positive("group_members_max")
+    )
+    #: Groups kept in memory; the oldest Empty group is forgotten past it.
+    groups_max: int = attrs.field(default=GROUPS_MAX_DEFAULT, validator=_positive("groups_max"))
+
+    def __attrs_post_init__(self) -> None:
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms:
+            raise InvalidArgumentError(
+                f"group_min_session_timeout_ms ({self.group_min_session_timeout_ms}) is larger "
+                f"than group_max_session_timeout_ms ({self.group_max_session_timeout_ms})"
+            )
 
 
 @attrs.frozen

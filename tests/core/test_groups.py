@@ -11,22 +11,14 @@ import trio
 import trio.testing
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from kio.schema.errors import ErrorCode
 
-from trioring.core.groups import (
-    COORDINATOR_NOT_AVAILABLE,
-    GROUP_MAX_SIZE_REACHED,
+from trioring._constants import (
     GROUP_PROTOCOLS_MAX,
-    ILLEGAL_GENERATION,
-    INCONSISTENT_GROUP_PROTOCOL,
-    INVALID_GROUP_ID,
-    INVALID_REQUEST,
-    INVALID_SESSION_TIMEOUT,
     MEMBER_ASSIGNMENT_BYTES_MAX,
-    MEMBER_ID_REQUIRED,
     MEMBER_METADATA_BYTES_MAX,
-    NONE,
-    REBALANCE_IN_PROGRESS,
-    UNKNOWN_MEMBER_ID,
+)
+from trioring.core.groups import (
     GroupConfig,
     GroupCoordinator,
     JoinGroupMember,
@@ -37,6 +29,18 @@ from trioring.core.groups import (
 from trioring.core.offsets import CommittedOffset, OffsetStore
 from trioring.errors import InvalidArgumentError
 from trioring.uring import FallbackBackend
+
+NONE = ErrorCode.none
+COORDINATOR_NOT_AVAILABLE = ErrorCode.coordinator_not_available
+GROUP_MAX_SIZE_REACHED = ErrorCode.group_max_size_reached
+ILLEGAL_GENERATION = ErrorCode.illegal_generation
+INCONSISTENT_GROUP_PROTOCOL = ErrorCode.inconsistent_group_protocol
+INVALID_GROUP_ID = ErrorCode.invalid_group_id
+INVALID_REQUEST = ErrorCode.invalid_request
+INVALID_SESSION_TIMEOUT = ErrorCode.invalid_session_timeout
+MEMBER_ID_REQUIRED = ErrorCode.member_id_required
+REBALANCE_IN_PROGRESS = ErrorCode.rebalance_in_progress
+UNKNOWN_MEMBER_ID = ErrorCode.unknown_member_id
 
 GROUP = "g"
 SESSION_MS = 10_000

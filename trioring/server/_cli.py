@@ -28,8 +28,7 @@ import attrs
 import trio
 
 import trioring
-from trioring.config import BrokerConfig
-from trioring.core.groups import GroupConfig
+from trioring.config import BrokerConfig, GroupConfig
 from trioring.errors import ConfigurationError, InvalidArgumentError
 from trioring.server._config import ServerConfig
 from trioring.server._server import KafkaServer, serve_kafka

@@ -1,23 +1,21 @@
-"""GroupCoordinator: Kafka's classic consumer-group protocol for one shard's groups.
+"""The classic consumer-group state machine: synchronous transitions, the clock passed in.
 
 Members join (JoinGroup), the broker picks the protocol they all support and
 names a leader, the leader computes the assignment on the client side and
 hands it back (SyncGroup), and the broker relays each member its share.
 Heartbeats keep members alive; a member that falls silent for its session
-timeout is removed and the others rebalance. Committed offsets live in the
-OffsetStore; the coordinator only says whether a commit is allowed.
+timeout is removed and the others rebalance.
 
-The state machine follows Kafka's GroupCoordinator/GroupMetadata (states
-Empty, PreparingRebalance, CompletingRebalance, Stable; "Dead" only in answers
-about groups we do not know). Every state change is synchronous code; the only
-awaits are a caller waiting for its JoinGroup or SyncGroup answer and one
-timer task per group with something to time (session timeouts, rebalance and
-sync deadlines, pending members). Deadlines use Trio's clock, so tests run
-them in virtual time.
-
-A caller cancelled while waiting (the client disconnected) leaves the group as
-it was: as in Kafka, which does not see disconnects, its join or sync stays
-registered and the member stays until its session times out.
+The states and transitions follow Kafka's GroupCoordinator/GroupMetadata
+(Empty, PreparingRebalance, CompletingRebalance, Stable; "Dead" only in
+answers about groups we do not know). Nothing here awaits or reads a clock:
+every transition takes ``now`` (seconds, Trio's clock in the coordinator)
+and returns at once. A JoinGroup or SyncGroup that must wait for other
+members returns a :class:`Pending` key; the answer comes out later in
+:attr:`GroupStateMachine.answers`, when some transition completes it. The
+groups whose deadlines may have moved are collected in
+:attr:`GroupStateMachine.timer_changes`. The coordinator
+(``coordinator.py``) turns both into Trio waiters and timer tasks.
 """
 
 from __future__ import annotations
@@ -27,76 +25,50 @@ import logging
 import math
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import attrs
-import trio
+from kio.schema.errors import ErrorCode
 
-from trioring._constants import FRAME_BYTES_MAX_DEFAULT, GROUP_NAME_LENGTH_MAX, MIB
+from trioring._constants import (
+    GROUP_NAME_LENGTH_MAX,
+    GROUP_PROTOCOLS_MAX,
+    GROUP_STRING_LENGTH_MAX,
+    MEMBER_ASSIGNMENT_BYTES_MAX,
+    MEMBER_METADATA_BYTES_MAX,
+)
 from trioring._logging import RateLimitedLogger, printable
-from trioring.errors import InvalidArgumentError
+from trioring.config import GroupConfig
+from trioring.core.groups.results import (
+    GroupDescription,
+    GroupListing,
+    GroupMemberDescription,
+    JoinGroupMember,
+    JoinGroupResult,
+    LeaveGroupMemberResult,
+    LeaveGroupResult,
+    ListGroupsResult,
+    SyncGroupResult,
+)
 
-__all__ = [
-    "GroupConfig",
-    "GroupCoordinator",
-    "GroupDescription",
-    "GroupListing",
-    "GroupMemberDescription",
-    "GroupState",
-    "JoinGroupMember",
-    "JoinGroupResult",
-    "LeaveGroupMemberResult",
-    "LeaveGroupResult",
-    "ListGroupsResult",
-    "SyncGroupResult",
-]
+__all__ = ["Answer", "GroupState", "GroupStateMachine", "Pending"]
 
 logger = logging.getLogger("trioring.groups")
 #: Lines a client can cause by the thousand (groups it cannot create).
 group_log = RateLimitedLogger(logger)
 
-# --- Limits ------------------------------------------------------------------------
-# These belong in trioring/_constants.py with the other limits; they live here
-# until that file's owner moves them.
+NONE = ErrorCode.none
+COORDINATOR_NOT_AVAILABLE = ErrorCode.coordinator_not_available
+ILLEGAL_GENERATION = ErrorCode.illegal_generation
+INCONSISTENT_GROUP_PROTOCOL = ErrorCode.inconsistent_group_protocol
+INVALID_GROUP_ID = ErrorCode.invalid_group_id
+UNKNOWN_MEMBER_ID = ErrorCode.unknown_member_id
+INVALID_SESSION_TIMEOUT = ErrorCode.invalid_session_timeout
+REBALANCE_IN_PROGRESS = ErrorCode.rebalance_in_progress
+INVALID_REQUEST = ErrorCode.invalid_request
+MEMBER_ID_REQUIRED = ErrorCode.member_id_required
+GROUP_MAX_SIZE_REACHED = ErrorCode.group_max_size_reached
 
-#: Members of one group, by default (Kafka: group.max.size, unbounded there).
-GROUP_MEMBERS_MAX_DEFAULT = 1000
-#: Groups one coordinator keeps in memory, by default. At the limit the oldest
-#: Empty group is forgotten to make room (its committed offsets stay).
-GROUPS_MAX_DEFAULT = 10_000
-#: Protocols (assignors) one member may offer; real clients offer one to three.
-GROUP_PROTOCOLS_MAX = 64
-#: Bytes of one member's protocol metadata, all its protocols together.
-MEMBER_METADATA_BYTES_MAX = 1 * MIB
-#: Bytes of the assignment the leader gives one member.
-MEMBER_ASSIGNMENT_BYTES_MAX = 1 * MIB
-#: Characters of a client-chosen string the coordinator keeps (client id and
-#: host, instance id, protocol type and names): Kafka's int16 string limit.
-GROUP_STRING_LENGTH_MAX = 32_767
-
-assert GROUP_MEMBERS_MAX_DEFAULT >= 1
-assert GROUPS_MAX_DEFAULT >= 1
-# One member's metadata or assignment must fit in a request frame.
-assert MEMBER_METADATA_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
-assert MEMBER_ASSIGNMENT_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
-
-# --- Kafka error codes -------------------------------------------------------------
-NONE = 0
-COORDINATOR_NOT_AVAILABLE = 15
-ILLEGAL_GENERATION = 22
-INCONSISTENT_GROUP_PROTOCOL = 23
-INVALID_GROUP_ID = 24
-UNKNOWN_MEMBER_ID = 25
-INVALID_SESSION_TIMEOUT = 26
-REBALANCE_IN_PROGRESS = 27
-INVALID_REQUEST = 42
-MEMBER_ID_REQUIRED = 79
-GROUP_MAX_SIZE_REACHED = 81
-
-#: generation_id of "no generation" (Kafka's NoGeneration).
-NO_GENERATION = -1
 #: JoinGroup v4 is the first that asks an unknown member to rejoin with an id.
 _JOIN_MEMBER_ID_REQUIRED_VERSION = 4
 
@@ -111,181 +83,21 @@ class GroupState(enum.Enum):
     DEAD = "Dead"
 
 
-def _non_negative(name: str) -> Callable[[object, attrs.Attribute[int], int], None]:
-    def check(_instance: object, _attribute: attrs.Attribute[int], value: int) -> None:
-        if not isinstance(value, int) or value < 0:
-            raise InvalidArgumentError(f"{name} must be a non-negative integer, not {value!r}")
-
-    return check
-
-
-def _positive(name: str) -> Callable[[object, attrs.Attribute[int], int], None]:
-    def check(_instance: object, _attribute: attrs.Attribute[int], value: int) -> None:
-        if not isinstance(value, int) or value <= 0:
-            raise InvalidArgumentError(f"{name} must be a positive integer, not {value!r}")
-
-    return check
-
-
 @attrs.frozen
-class GroupConfig:
-    """Settings of the group coordinator; Kafka's broker settings of the same names."""
+class Pending:
+    """A JoinGroup ("join") or SyncGroup ("sync") whose answer comes later."""
 
-    #: Shortest session timeout a member may ask for (group.min.session.timeout.ms).
-    group_min_session_timeout_ms: int = attrs.field(
-        default=6_000, validator=_positive("group_min_session_timeout_ms")
-    )
-    #: Longest session timeout a member may ask for (group.max.session.timeout.ms).
-    group_max_session_timeout_ms: int = attrs.field(
-        default=1_800_000, validator=_positive("group_max_session_timeout_ms")
-    )
-    #: How long the first rebalance of an Empty group waits for more members,
-    #: extended by each newcomer up to the rebalance timeout
-    #: (group.initial.rebalance.delay.ms; Kafka's 3000 is too slow for a
-    #: single consumer that must be stable within a second).
-    initial_rebalance_delay_ms: int = attrs.field(
-        default=300, validator=_non_negative("initial_rebalance_delay_ms")
-    )
-    #: Members of one group (group.max.size).
-    group_members_max: int = attrs.field(
-        default=GROUP_MEMBERS_MAX_DEFAULT, validator=_positive("group_members_max")
-    )
-    #: Groups kept in memory; the oldest Empty group is forgotten past it.
-    groups_max: int = attrs.field(default=GROUPS_MAX_DEFAULT, validator=_positive("groups_max"))
-
-    def __attrs_post_init__(self) -> None:
-        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms:
-            raise InvalidArgumentError(
-                f"group_min_session_timeout_ms ({self.group_min_session_timeout_ms}) is larger "
-                f"than group_max_session_timeout_ms ({self.group_max_session_timeout_ms})"
-            )
-
-
-# --- Results -------------------------------------------------------------------------
-
-
-@attrs.frozen
-class JoinGroupMember:
-    member_id: str
-    group_instance_id: str | None
-    metadata: bytes
-
-
-@attrs.frozen
-class JoinGroupResult:
-    """The JoinGroup answer; ``members`` is filled for the leader only.
-
-    ``protocol_type`` / ``protocol_name`` are None when there is none (errors);
-    JoinGroup v0-6 send "" for None.
-    """
-
-    error_code: int
-    generation_id: int = NO_GENERATION
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader: str = ""
-    member_id: str = ""
-    members: tuple[JoinGroupMember, ...] = ()
-
-
-@attrs.frozen
-class SyncGroupResult:
-    error_code: int
-    assignment: bytes = b""
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-
-
-@attrs.frozen
-class LeaveGroupMemberResult:
-    member_id: str
-    error_code: int
-
-
-@attrs.frozen
-class LeaveGroupResult:
-    """``error_code`` is for the whole request; each member has its own.
-
-    LeaveGroup v0-2 carry one member and one error: send that member's code.
-    """
-
-    error_code: int
-    members: tuple[LeaveGroupMemberResult, ...] = ()
-
-
-@attrs.frozen
-class GroupMemberDescription:
-    member_id: str
-    group_instance_id: str | None
-    client_id: str
-    client_host: str
-    #: Metadata for the chosen protocol; empty unless the group is Stable (as Kafka).
-    metadata: bytes
-    #: Empty unless the group is Stable (as Kafka).
-    assignment: bytes
-
-
-@attrs.frozen
-class GroupDescription:
-    """One group of a DescribeGroups answer.
-
-    ``generation_id`` and ``leader`` are not in the DescribeGroups response;
-    they are here for tools and tests.
-    """
-
-    error_code: int
     group_id: str
-    state: str
-    protocol_type: str
-    #: The chosen protocol's name while Stable, else "" (as Kafka).
-    protocol_data: str
-    members: tuple[GroupMemberDescription, ...] = ()
-    generation_id: int = NO_GENERATION
-    leader: str = ""
+    member_id: str
+    kind: str
 
 
 @attrs.frozen
-class GroupListing:
-    group_id: str
-    protocol_type: str
-    state: str
+class Answer:
+    """The answer to a pending JoinGroup or SyncGroup."""
 
-
-@attrs.frozen
-class ListGroupsResult:
-    error_code: int
-    groups: tuple[GroupListing, ...] = ()
-
-
-class CommittedGroups(Protocol):
-    """What the coordinator needs of the OffsetStore: the groups with committed offsets."""
-
-    def groups(self) -> Iterable[str]: ...
-
-
-# --- Internal state ----------------------------------------------------------------
-
-_T = TypeVar("_T")
-
-
-class _Waiter(Generic[_T]):
-    """An answer some callers wait for; resolved once."""
-
-    __slots__ = ("event", "result")
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.result: _T | None = None
-
-    def resolve(self, result: _T) -> None:
-        assert not self.event.is_set(), "a waiter is resolved once"
-        self.result = result
-        self.event.set()
-
-    async def wait(self) -> _T:
-        await self.event.wait()
-        assert self.result is not None
-        return self.result
+    pending: Pending
+    result: JoinGroupResult | SyncGroupResult
 
 
 @attrs.define(eq=False)
@@ -300,10 +112,10 @@ class _Member:
     protocol_names: frozenset[str]
     last_seen: float
     assignment: bytes = b""
-    #: Set while the member awaits the end of the join phase (Kafka: awaitingJoinCallback).
-    join_waiter: _Waiter[JoinGroupResult] | None = None
-    #: Set while a follower awaits the leader's assignment (Kafka: awaitingSyncCallback).
-    sync_waiter: _Waiter[SyncGroupResult] | None = None
+    #: Awaits the end of the join phase (Kafka: awaitingJoinCallback).
+    awaiting_join: bool = False
+    #: A follower awaiting the leader's assignment (Kafka: awaitingSyncCallback).
+    awaiting_sync: bool = False
 
     def metadata(self, protocol: str) -> bytes:
         for name, metadata in self.protocols:
@@ -315,7 +127,7 @@ class _Member:
     def kept_alive(self) -> bool:
         # As Kafka's shouldKeepAlive: a member waiting for the coordinator
         # cannot heartbeat, so its session does not run meanwhile.
-        return self.join_waiter is not None or self.sync_waiter is not None
+        return self.awaiting_join or self.awaiting_sync
 
     @property
     def session_deadline(self) -> float:
@@ -343,16 +155,12 @@ class _Group:
     # the join phase ended are removed at sync_deadline (Kafka's pending-sync timeout).
     sync_pending: set[str] = attrs.Factory(set)
     sync_deadline: float = math.inf
-    # The group's timer task (see GroupCoordinator._run_timer).
-    timer_running: bool = False
-    timer_deadline: float = -math.inf
-    timer_wakeup: trio.Event = attrs.Factory(trio.Event)
 
     def rebalance_timeout_ms(self) -> int:
         return max((member.rebalance_timeout_ms for member in self.members.values()), default=0)
 
 
-def _new_member_id(client_id: str) -> str:
+def new_member_id(client_id: str) -> str:
     return f"{client_id}-{uuid.uuid4()}"
 
 
@@ -364,109 +172,59 @@ def _valid_group_id(group_id: str) -> bool:
     return isinstance(group_id, str) and 0 < len(group_id) <= GROUP_NAME_LENGTH_MAX
 
 
-class GroupCoordinator:
-    """All consumer groups of one shard.
-
-    Open it with :meth:`open`; the context owns the timer tasks. JoinGroup and
-    SyncGroup are async (they wait for other members); everything else
-    answers at once and is synchronous.
-    """
+class GroupStateMachine:
+    """All consumer groups of one coordinator, and every transition between their states."""
 
     def __init__(
-        self,
-        config: GroupConfig,
-        offsets: CommittedGroups,
-        nursery: trio.Nursery,
-        new_member_id: Callable[[str], str] = _new_member_id,
+        self, config: GroupConfig, new_member_id: Callable[[str], str] = new_member_id
     ) -> None:
         self.config = config
-        self._offsets = offsets
-        self._nursery = nursery
         self._new_member_id = new_member_id
         self._groups: dict[str, _Group] = {}
-        self._closed = False
+        self.closed = False
+        #: Answers to pending JoinGroups and SyncGroups, in the order they came.
+        self.answers: list[Answer] = []
+        #: Group id -> the earliest deadline that may have moved (-inf: recompute).
+        self.timer_changes: dict[str, float] = {}
 
-    @classmethod
-    @asynccontextmanager
-    async def open(
-        cls,
-        config: GroupConfig | None = None,
-        *,
-        offsets: CommittedGroups,
-        new_member_id: Callable[[str], str] = _new_member_id,
-    ) -> AsyncIterator[GroupCoordinator]:
-        """Run a coordinator for the duration of the ``async with`` block.
+    def take_answers(self) -> list[Answer]:
+        answers, self.answers = self.answers, []
+        return answers
 
-        On exit every waiting JoinGroup/SyncGroup answers
-        COORDINATOR_NOT_AVAILABLE (clients look for the coordinator again) and
-        the timers stop.
-        """
-        async with trio.open_nursery() as nursery:
-            coordinator = cls(config or GroupConfig(), offsets, nursery, new_member_id)
-            try:
-                yield coordinator
-            finally:
-                coordinator._close()
-                nursery.cancel_scope.cancel()
+    def take_timer_changes(self) -> dict[str, float]:
+        changes, self.timer_changes = self.timer_changes, {}
+        return changes
 
-    def _close(self) -> None:
-        self._closed = True
-        closed_join = _join_error(COORDINATOR_NOT_AVAILABLE)
-        closed_sync = SyncGroupResult(COORDINATOR_NOT_AVAILABLE)
+    def close(self) -> None:
+        """Answer every pending JoinGroup and SyncGroup with COORDINATOR_NOT_AVAILABLE."""
+        self.closed = True
         for group in self._groups.values():
             for member in group.members.values():
-                if member.join_waiter is not None:
-                    member.join_waiter.resolve(closed_join)
-                    member.join_waiter = None
-                if member.sync_waiter is not None:
-                    member.sync_waiter.resolve(closed_sync)
-                    member.sync_waiter = None
-        logger.debug("group coordinator closed with %d groups", len(self._groups))
+                if member.awaiting_join:
+                    self._answer_join(group, member, _join_error(COORDINATOR_NOT_AVAILABLE))
+                if member.awaiting_sync:
+                    self._answer_sync(group, member, SyncGroupResult(COORDINATOR_NOT_AVAILABLE))
+
+    def _answer_join(self, group: _Group, member: _Member, result: JoinGroupResult) -> None:
+        assert member.awaiting_join
+        member.awaiting_join = False
+        self.answers.append(Answer(Pending(group.group_id, member.member_id, "join"), result))
+
+    def _answer_sync(self, group: _Group, member: _Member, result: SyncGroupResult) -> None:
+        assert member.awaiting_sync
+        member.awaiting_sync = False
+        self.answers.append(Answer(Pending(group.group_id, member.member_id, "sync"), result))
+
+    def _timer_changed(self, group: _Group, deadline: float = -math.inf) -> None:
+        if not self.closed:
+            previous = self.timer_changes.get(group.group_id, math.inf)
+            self.timer_changes[group.group_id] = min(previous, deadline)
 
     # --- JoinGroup --------------------------------------------------------------------
 
-    async def join_group(
+    def join(
         self,
-        *,
-        group_id: str,
-        member_id: str,
-        protocol_type: str,
-        protocols: Sequence[tuple[str, bytes]],
-        session_timeout_ms: int,
-        rebalance_timeout_ms: int | None = None,
-        group_instance_id: str | None = None,
-        client_id: str,
-        client_host: str,
-        api_version: int,
-    ) -> JoinGroupResult:
-        """JoinGroup: wait until the join phase ends and answer with the new generation.
-
-        ``rebalance_timeout_ms`` None (JoinGroup v0) means the session
-        timeout, as Kafka. ``group_instance_id`` is accepted and reported but
-        static membership is not implemented: every member is dynamic.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        outcome = self._join(
-            group_id=group_id,
-            member_id=member_id,
-            protocol_type=protocol_type,
-            protocols=protocols,
-            session_timeout_ms=session_timeout_ms,
-            rebalance_timeout_ms=(
-                session_timeout_ms if rebalance_timeout_ms is None else rebalance_timeout_ms
-            ),
-            group_instance_id=group_instance_id,
-            client_id=client_id,
-            client_host=client_host,
-            api_version=api_version,
-        )
-        if isinstance(outcome, JoinGroupResult):
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return outcome
-        return await outcome.wait()
-
-    def _join(
-        self,
+        now: float,
         *,
         group_id: str,
         member_id: str,
@@ -478,8 +236,8 @@ class GroupCoordinator:
         client_id: str,
         client_host: str,
         api_version: int,
-    ) -> JoinGroupResult | _Waiter[JoinGroupResult]:
-        if self._closed:
+    ) -> JoinGroupResult | Pending:
+        if self.closed:
             return _join_error(COORDINATOR_NOT_AVAILABLE, member_id)
         if not _valid_group_id(group_id):
             return _join_error(INVALID_GROUP_ID, member_id)
@@ -500,7 +258,6 @@ class GroupCoordinator:
             return _join_error(INVALID_REQUEST, member_id)
         member_protocols = tuple((name, bytes(metadata)) for name, metadata in protocols)
         names = frozenset(name for name, _ in member_protocols)
-        now = trio.current_time()
         new_member = _Member(
             member_id=member_id,
             group_instance_id=group_instance_id,
@@ -536,13 +293,13 @@ class GroupCoordinator:
                 group.pending[new_member.member_id] = deadline
                 logger.debug(
                     "group %s: new member id %s for client %s must rejoin with it",
-                    group_id,
-                    new_member.member_id,
-                    client_id,
+                    printable(group_id),
+                    printable(new_member.member_id),
+                    printable(client_id),
                 )
-                self._wake_timer(group, deadline)
+                self._timer_changed(group, deadline)
                 return _join_error(MEMBER_ID_REQUIRED, new_member.member_id)
-            return self._add_member_and_rebalance(group, new_member, protocol_type)
+            return self._add_member_and_rebalance(now, group, new_member, protocol_type)
 
         if group is None:
             return _join_error(UNKNOWN_MEMBER_ID, member_id)
@@ -552,7 +309,7 @@ class GroupCoordinator:
             if len(group.members) >= config.group_members_max:
                 return _join_error(GROUP_MAX_SIZE_REACHED)
             del group.pending[member_id]
-            return self._add_member_and_rebalance(group, new_member, protocol_type)
+            return self._add_member_and_rebalance(now, group, new_member, protocol_type)
         member = group.members.get(member_id)
         if member is None:
             return _join_error(UNKNOWN_MEMBER_ID, member_id)
@@ -563,19 +320,19 @@ class GroupCoordinator:
         member.session_timeout_s = new_member.session_timeout_s
         member.rebalance_timeout_ms = new_member.rebalance_timeout_ms
         if group.state is GroupState.PREPARING_REBALANCE:
-            return self._await_join(group, member)
+            return self._await_join(now, group, member)
         if group.state is GroupState.COMPLETING_REBALANCE:
             if matches:
                 # It probably lost the JoinGroup answer: send it again.
                 return self._join_result(group, member)
-            self._prepare_rebalance(group, f"member {member_id} rejoined with new metadata")
-            return self._await_join(group, member)
+            self._prepare_rebalance(now, group, f"member {member_id} rejoined with new metadata")
+            return self._await_join(now, group, member)
         assert group.state is GroupState.STABLE, group.state
         if group.leader == member_id or not matches:
             # A leader's JoinGroup asks for a rebalance (e.g. topic metadata
             # changed); new metadata needs one.
-            self._prepare_rebalance(group, f"member {member_id} rejoined")
-            return self._await_join(group, member)
+            self._prepare_rebalance(now, group, f"member {member_id} rejoined")
+            return self._await_join(now, group, member)
         return self._join_result(group, member)
 
     def _supports(
@@ -604,7 +361,7 @@ class GroupCoordinator:
                 None,
             )
             if evictable is None:
-                logger.warning(
+                group_log.warning(
                     "cannot create group %s: %d groups are active",
                     printable(group_id),
                     len(self._groups),
@@ -617,8 +374,8 @@ class GroupCoordinator:
         return group
 
     def _add_member_and_rebalance(
-        self, group: _Group, member: _Member, protocol_type: str
-    ) -> _Waiter[JoinGroupResult]:
+        self, now: float, group: _Group, member: _Member, protocol_type: str
+    ) -> Pending:
         if group.state is GroupState.PREPARING_REBALANCE and group.join_initial:
             group.new_member_added = True
         if not group.members:
@@ -634,20 +391,16 @@ class GroupCoordinator:
             printable(group.group_id),
         )
         if group.state is GroupState.PREPARING_REBALANCE:
-            waiter = self._await_join(group, member)
-        else:
-            member.join_waiter = _Waiter()
-            waiter = member.join_waiter
-            self._prepare_rebalance(group, f"member {member.member_id} joined")
-        return waiter
+            return self._await_join(now, group, member)
+        member.awaiting_join = True
+        self._prepare_rebalance(now, group, f"member {member.member_id} joined")
+        return Pending(group.group_id, member.member_id, "join")
 
-    def _await_join(self, group: _Group, member: _Member) -> _Waiter[JoinGroupResult]:
+    def _await_join(self, now: float, group: _Group, member: _Member) -> Pending:
         assert group.state is GroupState.PREPARING_REBALANCE
-        if member.join_waiter is None:
-            member.join_waiter = _Waiter()
-        waiter = member.join_waiter
-        self._maybe_complete_join(group)
-        return waiter
+        member.awaiting_join = True
+        self._maybe_complete_join(now, group)
+        return Pending(group.group_id, member.member_id, "join")
 
     def _join_result(self, group: _Group, member: _Member) -> JoinGroupResult:
         assert group.protocol_name is not None and group.leader is not None
@@ -671,17 +424,15 @@ class GroupCoordinator:
 
     # --- Rebalance ------------------------------------------------------------------
 
-    def _prepare_rebalance(self, group: _Group, reason: str) -> None:
+    def _prepare_rebalance(self, now: float, group: _Group, reason: str) -> None:
         assert group.members, "an empty group has nothing to rebalance"
         assert group.state is not GroupState.PREPARING_REBALANCE
-        now = trio.current_time()
         if group.state is GroupState.COMPLETING_REBALANCE:
             # Followers waiting for the leader's assignment must rejoin instead.
             for member in group.members.values():
                 member.assignment = b""
-                if member.sync_waiter is not None:
-                    member.sync_waiter.resolve(SyncGroupResult(REBALANCE_IN_PROGRESS))
-                    member.sync_waiter = None
+                if member.awaiting_sync:
+                    self._answer_sync(group, member, SyncGroupResult(REBALANCE_IN_PROGRESS))
                     member.last_seen = now
         initial = group.state is GroupState.EMPTY
         timeout_ms = group.rebalance_timeout_ms()
@@ -704,10 +455,10 @@ class GroupCoordinator:
             group.generation_id,
             printable(reason),
         )
-        self._wake_timer(group)
-        self._maybe_complete_join(group)
+        self._timer_changed(group)
+        self._maybe_complete_join(now, group)
 
-    def _maybe_complete_join(self, group: _Group) -> None:
+    def _maybe_complete_join(self, now: float, group: _Group) -> None:
         if group.state is not GroupState.PREPARING_REBALANCE:
             return
         if group.members:
@@ -716,16 +467,15 @@ class GroupCoordinator:
             # and no member is still on its way in with a new id.
             if group.join_initial or group.pending:
                 return
-            if not all(member.join_waiter is not None for member in group.members.values()):
+            if not all(member.awaiting_join for member in group.members.values()):
                 return
-        self._complete_join(group)
+        self._complete_join(now, group)
 
-    def _complete_join(self, group: _Group) -> None:
+    def _complete_join(self, now: float, group: _Group) -> None:
         """End the join phase: drop who did not rejoin and start the next generation."""
-        now = trio.current_time()
         if group.state is GroupState.PREPARING_REBALANCE:
             for member in list(group.members.values()):
-                if member.join_waiter is None:
+                if not member.awaiting_join:
                     logger.info(
                         "member %s of group %s did not rejoin in time; removing it",
                         printable(member.member_id),
@@ -743,7 +493,7 @@ class GroupCoordinator:
             logger.info(
                 "group %s is empty (generation %d)", printable(group.group_id), group.generation_id
             )
-            self._wake_timer(group)
+            self._timer_changed(group)
             return
         group.protocol_name = self._select_protocol(group)
         group.state = GroupState.COMPLETING_REBALANCE
@@ -753,10 +503,8 @@ class GroupCoordinator:
         for member in group.members.values():
             member.assignment = b""
             member.last_seen = now
-            waiter = member.join_waiter
-            member.join_waiter = None
-            assert waiter is not None, "members that did not rejoin were removed"
-            waiter.resolve(self._join_result(group, member))
+            assert member.awaiting_join, "members that did not rejoin were removed"
+            self._answer_join(group, member, self._join_result(group, member))
         logger.info(
             "group %s generation %d: %d members, protocol %s, leader %s",
             printable(group.group_id),
@@ -765,7 +513,7 @@ class GroupCoordinator:
             printable(group.protocol_name),
             printable(group.leader),
         )
-        self._wake_timer(group)
+        self._timer_changed(group)
 
     def _select_protocol(self, group: _Group) -> str:
         """Kafka's vote: each member votes for its favourite protocol that all support."""
@@ -785,18 +533,16 @@ class GroupCoordinator:
 
     def _drop_member(self, group: _Group, member: _Member) -> None:
         """Remove a member; the caller moves the group on (see _after_removal)."""
-        if member.join_waiter is not None:
-            member.join_waiter.resolve(_join_error(UNKNOWN_MEMBER_ID))
-            member.join_waiter = None
-        if member.sync_waiter is not None:
-            member.sync_waiter.resolve(SyncGroupResult(REBALANCE_IN_PROGRESS))
-            member.sync_waiter = None
+        if member.awaiting_join:
+            self._answer_join(group, member, _join_error(UNKNOWN_MEMBER_ID))
+        if member.awaiting_sync:
+            self._answer_sync(group, member, SyncGroupResult(REBALANCE_IN_PROGRESS))
         del group.members[member.member_id]
         group.sync_pending.discard(member.member_id)
         if group.leader == member.member_id:
             group.leader = next(iter(group.members), None)
 
-    def _remove_member(self, group: _Group, member: _Member, reason: str) -> None:
+    def _remove_member(self, now: float, group: _Group, member: _Member, reason: str) -> None:
         self._drop_member(group, member)
         logger.info(
             "member %s %s; removed from group %s",
@@ -804,55 +550,24 @@ class GroupCoordinator:
             printable(reason),
             printable(group.group_id),
         )
-        self._after_removal(group, f"member {member.member_id} {reason}")
+        self._after_removal(now, group, f"member {member.member_id} {reason}")
 
-    def _after_removal(self, group: _Group, reason: str) -> None:
+    def _after_removal(self, now: float, group: _Group, reason: str) -> None:
         if not group.members:
             if group.state is not GroupState.EMPTY:
-                self._complete_join(group)
+                self._complete_join(now, group)
         elif group.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
-            self._prepare_rebalance(group, reason)
+            self._prepare_rebalance(now, group, reason)
         else:
-            self._maybe_complete_join(group)
+            self._maybe_complete_join(now, group)
 
-    # --- Timers ---------------------------------------------------------------------
+    # --- Deadlines ------------------------------------------------------------------
 
-    def _wake_timer(self, group: _Group, deadline: float = -math.inf) -> None:
-        """Make the group's timer task notice a deadline (default: recompute all)."""
-        if self._closed:
-            return
-        if not group.timer_running:
-            group.timer_running = True
-            group.timer_deadline = -math.inf
-            self._nursery.start_soon(self._run_timer, group, name=f"group {group.group_id} timer")
-        elif deadline < group.timer_deadline:
-            group.timer_deadline = -math.inf
-            group.timer_wakeup.set()
-
-    async def _run_timer(self, group: _Group) -> None:
-        """Expire what is due, then sleep until the next deadline or a state change.
-
-        Runs while the group has members or pending members; a heartbeat only
-        moves a deadline later, so it needs no wake-up.
-        """
-        try:
-            while True:
-                now = trio.current_time()
-                self._expire(group, now)
-                deadline = self._next_deadline(group)
-                if deadline is None:
-                    return
-                # Each pass handles every due deadline, so the loop never spins.
-                assert deadline > now, (group.group_id, group.state, deadline, now)
-                group.timer_deadline = deadline
-                group.timer_wakeup = trio.Event()
-                with trio.move_on_at(deadline):
-                    await group.timer_wakeup.wait()
-                group.timer_deadline = -math.inf
-        finally:
-            group.timer_running = False
-
-    def _next_deadline(self, group: _Group) -> float | None:
+    def next_deadline(self, group_id: str) -> float | None:
+        """When ``expire`` must next run for the group; None while it has nothing to time."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return None
         if not group.members and not group.pending:
             assert group.state is GroupState.EMPTY
             return None
@@ -866,11 +581,19 @@ class GroupCoordinator:
                 deadline = min(deadline, member.session_deadline)
         return deadline
 
-    def _expire(self, group: _Group, now: float) -> None:
+    def expire(self, group_id: str, now: float) -> None:
+        """Act on every deadline of the group that ``now`` has reached."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return
         expired = [member_id for member_id, deadline in group.pending.items() if deadline <= now]
         for member_id in expired:
             del group.pending[member_id]
-            logger.debug("group %s: new member id %s was never used", group.group_id, member_id)
+            logger.debug(
+                "group %s: new member id %s was never used",
+                printable(group.group_id),
+                printable(member_id),
+            )
         if group.state is GroupState.PREPARING_REBALANCE:
             if now >= group.join_deadline:
                 delay_ms = min(self.config.initial_rebalance_delay_ms, group.join_remaining_ms)
@@ -879,9 +602,9 @@ class GroupCoordinator:
                     group.join_deadline = now + delay_ms / 1000
                     group.new_member_added = False
                 else:
-                    self._complete_join(group)
+                    self._complete_join(now, group)
             elif expired:
-                self._maybe_complete_join(group)
+                self._maybe_complete_join(now, group)
         if group.sync_pending and now >= group.sync_deadline:
             assert group.state in (GroupState.COMPLETING_REBALANCE, GroupState.STABLE)
             for member_id in sorted(group.sync_pending):
@@ -891,49 +614,20 @@ class GroupCoordinator:
                     printable(group.group_id),
                 )
                 self._drop_member(group, group.members[member_id])
-            self._after_removal(group, "members did not sync in time")
+            self._after_removal(now, group, "members did not sync in time")
         for member in list(group.members.values()):
             if (
                 group.members.get(member.member_id) is member
                 and not member.kept_alive
                 and member.session_deadline <= now
             ):
-                self._remove_member(group, member, "session timed out")
+                self._remove_member(now, group, member, "session timed out")
 
     # --- SyncGroup -------------------------------------------------------------------
 
-    async def sync_group(
+    def sync(
         self,
-        *,
-        group_id: str,
-        generation_id: int,
-        member_id: str,
-        assignments: Mapping[str, bytes],
-        group_instance_id: str | None = None,
-        protocol_type: str | None = None,
-        protocol_name: str | None = None,
-    ) -> SyncGroupResult:
-        """SyncGroup: the leader hands in the assignment; every member gets its share.
-
-        A follower waits for the leader's SyncGroup. ``protocol_type`` and
-        ``protocol_name`` (v5+) are checked when given.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        outcome = self._sync(
-            group_id=group_id,
-            generation_id=generation_id,
-            member_id=member_id,
-            assignments=assignments,
-            protocol_type=protocol_type,
-            protocol_name=protocol_name,
-        )
-        if isinstance(outcome, SyncGroupResult):
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return outcome
-        return await outcome.wait()
-
-    def _sync(
-        self,
+        now: float,
         *,
         group_id: str,
         generation_id: int,
@@ -941,8 +635,8 @@ class GroupCoordinator:
         assignments: Mapping[str, bytes],
         protocol_type: str | None,
         protocol_name: str | None,
-    ) -> SyncGroupResult | _Waiter[SyncGroupResult]:
-        if self._closed:
+    ) -> SyncGroupResult | Pending:
+        if self.closed:
             return SyncGroupResult(COORDINATOR_NOT_AVAILABLE)
         if not _valid_group_id(group_id):
             return SyncGroupResult(INVALID_GROUP_ID)
@@ -958,16 +652,14 @@ class GroupCoordinator:
             return SyncGroupResult(INCONSISTENT_GROUP_PROTOCOL)
         if group.state is GroupState.PREPARING_REBALANCE:
             return SyncGroupResult(REBALANCE_IN_PROGRESS)
-        now = trio.current_time()
         member.last_seen = now
         group.sync_pending.discard(member_id)
         if group.state is GroupState.STABLE:
             return self._sync_result(group, member)
         assert group.state is GroupState.COMPLETING_REBALANCE, group.state
         if member_id != group.leader:
-            if member.sync_waiter is None:
-                member.sync_waiter = _Waiter()
-            return member.sync_waiter
+            member.awaiting_sync = True
+            return Pending(group.group_id, member.member_id, "sync")
         if any(
             len(assignment) > MEMBER_ASSIGNMENT_BYTES_MAX for assignment in assignments.values()
         ):
@@ -976,9 +668,8 @@ class GroupCoordinator:
             each.assignment = bytes(assignments.get(each.member_id, b""))
         group.state = GroupState.STABLE
         for each in group.members.values():
-            if each.sync_waiter is not None:
-                each.sync_waiter.resolve(self._sync_result(group, each))
-                each.sync_waiter = None
+            if each.awaiting_sync:
+                self._answer_sync(group, each, self._sync_result(group, each))
                 each.last_seen = now
         logger.info(
             "group %s generation %d is stable with %d members",
@@ -986,7 +677,7 @@ class GroupCoordinator:
             group.generation_id,
             len(group.members),
         )
-        self._wake_timer(group)
+        self._timer_changed(group)
         return self._sync_result(group, member)
 
     @staticmethod
@@ -995,16 +686,9 @@ class GroupCoordinator:
 
     # --- Heartbeat, LeaveGroup, OffsetCommit ------------------------------------------
 
-    def heartbeat(
-        self,
-        *,
-        group_id: str,
-        generation_id: int,
-        member_id: str,
-        group_instance_id: str | None = None,
-    ) -> int:
+    def heartbeat(self, now: float, *, group_id: str, generation_id: int, member_id: str) -> int:
         """Heartbeat: keep the member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
-        if self._closed:
+        if self.closed:
             return COORDINATOR_NOT_AVAILABLE
         if not _valid_group_id(group_id):
             return INVALID_GROUP_ID
@@ -1014,39 +698,36 @@ class GroupCoordinator:
             return UNKNOWN_MEMBER_ID
         if generation_id != group.generation_id:
             return ILLEGAL_GENERATION
-        member.last_seen = trio.current_time()
+        member.last_seen = now
         if group.state is GroupState.PREPARING_REBALANCE:
             return REBALANCE_IN_PROGRESS
         return NONE
 
-    def leave_group(self, *, group_id: str, member_ids: Sequence[str]) -> LeaveGroupResult:
+    def leave(self, now: float, *, group_id: str, member_ids: Sequence[str]) -> LeaveGroupResult:
         """LeaveGroup: remove members (v0-2 send one); the others rebalance."""
-        if self._closed:
+        if self.closed:
             return LeaveGroupResult(COORDINATOR_NOT_AVAILABLE)
         if not _valid_group_id(group_id):
             return LeaveGroupResult(INVALID_GROUP_ID)
         group = self._groups.get(group_id)
         results = []
         for member_id in member_ids:
-            error_code = UNKNOWN_MEMBER_ID
+            error_code: int = UNKNOWN_MEMBER_ID
             if group is not None and member_id in group.pending:
                 del group.pending[member_id]
-                logger.debug("group %s: new member id %s left", group_id, member_id)
-                self._maybe_complete_join(group)
+                logger.debug(
+                    "group %s: new member id %s left", printable(group_id), printable(member_id)
+                )
+                self._maybe_complete_join(now, group)
                 error_code = NONE
             elif group is not None and member_id in group.members:
-                self._remove_member(group, group.members[member_id], "left")
+                self._remove_member(now, group, group.members[member_id], "left")
                 error_code = NONE
             results.append(LeaveGroupMemberResult(member_id, error_code))
         return LeaveGroupResult(NONE, tuple(results))
 
     def validate_offset_commit(
-        self,
-        *,
-        group_id: str,
-        generation_id: int,
-        member_id: str,
-        group_instance_id: str | None = None,
+        self, now: float, *, group_id: str, generation_id: int, member_id: str
     ) -> int:
         """Whether an OffsetCommit may go ahead (NONE) or the Kafka error code to answer.
 
@@ -1057,7 +738,7 @@ class GroupCoordinator:
         partitions-revoked callback before rejoining) and refused with
         REBALANCE_IN_PROGRESS between JoinGroup and SyncGroup.
         """
-        if self._closed:
+        if self.closed:
             return COORDINATOR_NOT_AVAILABLE
         if not _valid_group_id(group_id):
             return INVALID_GROUP_ID
@@ -1073,17 +754,19 @@ class GroupCoordinator:
             return ILLEGAL_GENERATION
         if group.state is GroupState.COMPLETING_REBALANCE:
             return REBALANCE_IN_PROGRESS
-        member.last_seen = trio.current_time()
+        member.last_seen = now
         return NONE
 
     # --- DescribeGroups, ListGroups --------------------------------------------------
 
-    def describe_groups(self, group_ids: Iterable[str]) -> list[GroupDescription]:
+    def describe_groups(
+        self, group_ids: Iterable[str], committed_groups: Callable[[], Iterable[str]]
+    ) -> list[GroupDescription]:
         """DescribeGroups; unknown groups are "Dead", groups with only offsets "Empty"."""
         descriptions = []
         offset_groups: set[str] | None = None
         for group_id in group_ids:
-            if self._closed:
+            if self.closed:
                 descriptions.append(
                     GroupDescription(COORDINATOR_NOT_AVAILABLE, group_id, "", "", "")
                 )
@@ -1093,7 +776,7 @@ class GroupCoordinator:
                 descriptions.append(self._describe(group))
                 continue
             if offset_groups is None:
-                offset_groups = set(self._offsets.groups())
+                offset_groups = set(committed_groups())
             state = GroupState.EMPTY if group_id in offset_groups else GroupState.DEAD
             descriptions.append(GroupDescription(NONE, group_id, state.value, "", ""))
         return descriptions
@@ -1129,19 +812,17 @@ class GroupCoordinator:
             leader=group.leader or "",
         )
 
-    def list_groups(self, states: Collection[str] | None = None) -> ListGroupsResult:
-        """ListGroups, including groups known only by their committed offsets.
-
-        ``states`` (ListGroups v4) keeps the groups in those states; None or
-        empty keeps all.
-        """
-        if self._closed:
+    def list_groups(
+        self, committed_groups: Iterable[str], states: Collection[str] | None = None
+    ) -> ListGroupsResult:
+        """ListGroups, including groups known only by their committed offsets."""
+        if self.closed:
             return ListGroupsResult(COORDINATOR_NOT_AVAILABLE)
         listings = {
             group_id: GroupListing(group_id, group.protocol_type or "", group.state.value)
             for group_id, group in self._groups.items()
         }
-        for group_id in self._offsets.groups():
+        for group_id in committed_groups:
             if group_id not in listings:
                 listings[group_id] = GroupListing(group_id, "", GroupState.EMPTY.value)
         wanted = set(states) if states else None
@@ -1156,7 +837,11 @@ class GroupCoordinator:
 
     # --- Checks ---------------------------------------------------------------------
 
-    def _assert_invariants(self) -> None:
+    def groups_with_deadlines(self) -> list[str]:
+        """Groups that need a timer (members or pending members)."""
+        return [g.group_id for g in self._groups.values() if g.members or g.pending]
+
+    def assert_invariants(self) -> None:
         """Check the state machine's invariants (tests call this after every step)."""
         for group_id, group in self._groups.items():
             assert group.group_id == group_id
@@ -1173,15 +858,11 @@ class GroupCoordinator:
             )
             assert group.sync_pending <= set(group.members)
             assert not set(group.pending) & set(group.members)
-            if group.members or group.pending:
-                assert group.timer_running or self._closed
             for member in group.members.values():
-                if member.join_waiter is not None:
+                if member.awaiting_join:
                     assert group.state is GroupState.PREPARING_REBALANCE
-                    assert not member.join_waiter.event.is_set()
-                if member.sync_waiter is not None:
+                if member.awaiting_sync:
                     assert group.state is GroupState.COMPLETING_REBALANCE
-                    assert not member.sync_waiter.event.is_set()
                 if group.protocol_name is not None:
                     assert group.protocol_name in member.protocol_names
             if group.members:

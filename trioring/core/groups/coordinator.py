@@ -1,0 +1,304 @@
+"""GroupCoordinator: the group state machine on Trio's clock, with waiters and timers.
+
+The state machine (``state.py``) decides; this module only waits. A
+JoinGroup or SyncGroup that must wait for other members parks on a waiter
+keyed by (group, member, kind) until the state machine answers it; each
+group with something to time (session timeouts, rebalance and sync
+deadlines, pending members) has one timer task that sleeps until its next
+deadline and lets the state machine expire what is due. Deadlines use
+Trio's clock, so tests run them in virtual time.
+
+A caller cancelled while waiting (the client disconnected) leaves the group
+as it was: as in Kafka, which does not see disconnects, its join or sync
+stays registered and the member stays until its session times out.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Generic, Protocol, TypeVar
+
+import trio
+
+from trioring.config import GroupConfig
+from trioring.core.groups.results import (
+    GroupDescription,
+    JoinGroupResult,
+    LeaveGroupResult,
+    ListGroupsResult,
+    SyncGroupResult,
+)
+from trioring.core.groups.state import GroupStateMachine, Pending, new_member_id
+
+__all__ = ["CommittedGroups", "GroupCoordinator"]
+
+logger = logging.getLogger("trioring.groups")
+
+_T = TypeVar("_T")
+
+
+class CommittedGroups(Protocol):
+    """What the coordinator needs of the committed offsets: the groups that have some."""
+
+    def groups(self) -> Iterable[str]: ...
+
+
+class _Waiter(Generic[_T]):
+    """An answer some callers wait for; resolved once."""
+
+    __slots__ = ("event", "result")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.result: _T | None = None
+
+    def resolve(self, result: _T) -> None:
+        assert not self.event.is_set(), "a waiter is resolved once"
+        self.result = result
+        self.event.set()
+
+    async def wait(self) -> _T:
+        await self.event.wait()
+        assert self.result is not None
+        return self.result
+
+
+class _Timer:
+    """One group's timer task: its next deadline, and how to wake it early."""
+
+    __slots__ = ("deadline", "wakeup")
+
+    def __init__(self) -> None:
+        self.deadline = -math.inf
+        self.wakeup = trio.Event()
+
+
+class GroupCoordinator:
+    """All consumer groups of one shard.
+
+    Open it with :meth:`open`; the context owns the timer tasks. JoinGroup and
+    SyncGroup are async (they wait for other members); everything else
+    answers at once and is synchronous.
+    """
+
+    def __init__(
+        self,
+        config: GroupConfig,
+        offsets: CommittedGroups,
+        nursery: trio.Nursery,
+        new_member_id: Callable[[str], str] = new_member_id,
+    ) -> None:
+        self.config = config
+        self._offsets = offsets
+        self._nursery = nursery
+        self._state = GroupStateMachine(config, new_member_id)
+        self._waiters: dict[Pending, _Waiter[JoinGroupResult] | _Waiter[SyncGroupResult]] = {}
+        self._timers: dict[str, _Timer] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        config: GroupConfig | None = None,
+        *,
+        offsets: CommittedGroups,
+        new_member_id: Callable[[str], str] = new_member_id,
+    ) -> AsyncIterator[GroupCoordinator]:
+        """Run a coordinator for the duration of the ``async with`` block.
+
+        On exit every waiting JoinGroup/SyncGroup answers
+        COORDINATOR_NOT_AVAILABLE (clients look for the coordinator again) and
+        the timers stop.
+        """
+        async with trio.open_nursery() as nursery:
+            coordinator = cls(config or GroupConfig(), offsets, nursery, new_member_id)
+            try:
+                yield coordinator
+            finally:
+                coordinator._state.close()
+                coordinator._settle()
+                nursery.cancel_scope.cancel()
+
+    # --- waiting and timing -------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """Hand out the state machine's answers and (re)start the timers it asks for."""
+        state = self._state
+        for answer in state.take_answers():
+            waiter = self._waiters.pop(answer.pending, None)
+            if waiter is not None:  # None: the caller gave up waiting (disconnected)
+                waiter.resolve(answer.result)  # type: ignore[arg-type]
+        for group_id, deadline in state.take_timer_changes().items():
+            timer = self._timers.get(group_id)
+            if timer is None:
+                timer = self._timers[group_id] = _Timer()
+                self._nursery.start_soon(self._run_timer, group_id, timer, name="group timer")
+            elif deadline < timer.deadline:
+                timer.deadline = -math.inf
+                timer.wakeup.set()
+
+    async def _run_timer(self, group_id: str, timer: _Timer) -> None:
+        """Expire what is due, then sleep until the next deadline or a state change.
+
+        Runs while the group has members or pending members; a heartbeat only
+        moves a deadline later, so it needs no wake-up.
+        """
+        try:
+            while True:
+                now = trio.current_time()
+                self._state.expire(group_id, now)
+                deadline = self._state.next_deadline(group_id)
+                # The state machine may ask for this very timer again: it runs.
+                self._state.timer_changes.pop(group_id, None)
+                self._settle()
+                if deadline is None:
+                    return
+                # Each pass handles every due deadline, so the loop never spins.
+                assert deadline > now, (group_id, deadline, now)
+                timer.deadline = deadline
+                timer.wakeup = trio.Event()
+                with trio.move_on_at(deadline):
+                    await timer.wakeup.wait()
+                timer.deadline = -math.inf
+        finally:
+            del self._timers[group_id]
+
+    async def _wait(self, outcome: _T | Pending) -> _T:
+        """Return a result at once, or park on the answer to a pending request."""
+        if not isinstance(outcome, Pending):
+            self._settle()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return outcome
+        waiter = self._waiters.get(outcome)
+        if waiter is None:
+            waiter = self._waiters[outcome] = _Waiter()
+        self._settle()
+        return await waiter.wait()  # type: ignore[return-value]
+
+    # --- the Kafka group APIs -----------------------------------------------------------
+
+    async def join_group(
+        self,
+        *,
+        group_id: str,
+        member_id: str,
+        protocol_type: str,
+        protocols: Sequence[tuple[str, bytes]],
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int | None = None,
+        group_instance_id: str | None = None,
+        client_id: str,
+        client_host: str,
+        api_version: int,
+    ) -> JoinGroupResult:
+        """JoinGroup: wait until the join phase ends and answer with the new generation.
+
+        ``rebalance_timeout_ms`` None (JoinGroup v0) means the session
+        timeout, as Kafka. ``group_instance_id`` is accepted and reported but
+        static membership is not implemented: every member is dynamic.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        outcome = self._state.join(
+            trio.current_time(),
+            group_id=group_id,
+            member_id=member_id,
+            protocol_type=protocol_type,
+            protocols=protocols,
+            session_timeout_ms=session_timeout_ms,
+            rebalance_timeout_ms=(
+                session_timeout_ms if rebalance_timeout_ms is None else rebalance_timeout_ms
+            ),
+            group_instance_id=group_instance_id,
+            client_id=client_id,
+            client_host=client_host,
+            api_version=api_version,
+        )
+        return await self._wait(outcome)
+
+    async def sync_group(
+        self,
+        *,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        assignments: Mapping[str, bytes],
+        group_instance_id: str | None = None,
+        protocol_type: str | None = None,
+        protocol_name: str | None = None,
+    ) -> SyncGroupResult:
+        """SyncGroup: the leader hands in the assignment; every member gets its share.
+
+        A follower waits for the leader's SyncGroup. ``protocol_type`` and
+        ``protocol_name`` (v5+) are checked when given.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        outcome = self._state.sync(
+            trio.current_time(),
+            group_id=group_id,
+            generation_id=generation_id,
+            member_id=member_id,
+            assignments=assignments,
+            protocol_type=protocol_type,
+            protocol_name=protocol_name,
+        )
+        return await self._wait(outcome)
+
+    def heartbeat(
+        self,
+        *,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None = None,
+    ) -> int:
+        """Heartbeat: keep the member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
+        code = self._state.heartbeat(
+            trio.current_time(), group_id=group_id, generation_id=generation_id, member_id=member_id
+        )
+        self._settle()
+        return code
+
+    def leave_group(self, *, group_id: str, member_ids: Sequence[str]) -> LeaveGroupResult:
+        """LeaveGroup: remove members (v0-2 send one); the others rebalance."""
+        result = self._state.leave(trio.current_time(), group_id=group_id, member_ids=member_ids)
+        self._settle()
+        return result
+
+    def validate_offset_commit(
+        self,
+        *,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None = None,
+    ) -> int:
+        """Whether an OffsetCommit may go ahead (NONE) or the Kafka error code to answer."""
+        code = self._state.validate_offset_commit(
+            trio.current_time(), group_id=group_id, generation_id=generation_id, member_id=member_id
+        )
+        self._settle()
+        return code
+
+    def describe_groups(self, group_ids: Iterable[str]) -> list[GroupDescription]:
+        """DescribeGroups; unknown groups are "Dead", groups with only offsets "Empty"."""
+        return self._state.describe_groups(group_ids, self._offsets.groups)
+
+    def list_groups(self, states: Collection[str] | None = None) -> ListGroupsResult:
+        """ListGroups, including groups known only by their committed offsets.
+
+        ``states`` (ListGroups v4) keeps the groups in those states; None or
+        empty keeps all.
+        """
+        return self._state.list_groups(self._offsets.groups(), states)
+
+    def _assert_invariants(self) -> None:
+        """Check the state machine's invariants and that every group that needs a timer has one."""
+        self._state.assert_invariants()
+        if not self._state.closed:
+            for group_id in self._state.groups_with_deadlines():
+                assert group_id in self._timers, f"group {group_id} has deadlines but no timer"
+        for pending, waiter in self._waiters.items():
+            assert not waiter.event.is_set(), pending

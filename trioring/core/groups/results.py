@@ -1,0 +1,114 @@
+"""What the group coordinator answers: one value type per Kafka group API."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = [
+    "NO_GENERATION",
+    "GroupDescription",
+    "GroupListing",
+    "GroupMemberDescription",
+    "JoinGroupMember",
+    "JoinGroupResult",
+    "LeaveGroupMemberResult",
+    "LeaveGroupResult",
+    "ListGroupsResult",
+    "SyncGroupResult",
+]
+
+#: generation_id of "no generation" (Kafka's NoGeneration).
+NO_GENERATION = -1
+
+
+@attrs.frozen
+class JoinGroupMember:
+    member_id: str
+    group_instance_id: str | None
+    metadata: bytes
+
+
+@attrs.frozen
+class JoinGroupResult:
+    """The JoinGroup answer; ``members`` is filled for the leader only.
+
+    ``protocol_type`` / ``protocol_name`` are None when there is none (errors);
+    JoinGroup v0-6 send "" for None.
+    """
+
+    error_code: int
+    generation_id: int = NO_GENERATION
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader: str = ""
+    member_id: str = ""
+    members: tuple[JoinGroupMember, ...] = ()
+
+
+@attrs.frozen
+class SyncGroupResult:
+    error_code: int
+    assignment: bytes = b""
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+
+
+@attrs.frozen
+class LeaveGroupMemberResult:
+    member_id: str
+    error_code: int
+
+
+@attrs.frozen
+class LeaveGroupResult:
+    """``error_code`` is for the whole request; each member has its own.
+
+    LeaveGroup v0-2 carry one member and one error: send that member's code.
+    """
+
+    error_code: int
+    members: tuple[LeaveGroupMemberResult, ...] = ()
+
+
+@attrs.frozen
+class GroupMemberDescription:
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    #: Metadata for the chosen protocol; empty unless the group is Stable (as Kafka).
+    metadata: bytes
+    #: Empty unless the group is Stable (as Kafka).
+    assignment: bytes
+
+
+@attrs.frozen
+class GroupDescription:
+    """One group of a DescribeGroups answer.
+
+    ``generation_id`` and ``leader`` are not in the DescribeGroups response;
+    they are here for tools and tests.
+    """
+
+    error_code: int
+    group_id: str
+    state: str
+    protocol_type: str
+    #: The chosen protocol's name while Stable, else "" (as Kafka).
+    protocol_data: str
+    members: tuple[GroupMemberDescription, ...] = ()
+    generation_id: int = NO_GENERATION
+    leader: str = ""
+
+
+@attrs.frozen
+class GroupListing:
+    group_id: str
+    protocol_type: str
+    state: str
+
+
+@attrs.frozen
+class ListGroupsResult:
+    error_code: int
+    groups: tuple[GroupListing, ...] = ()
