@@ -45,7 +45,7 @@ from trioring.server._config import ServerConfig
 from trioring.server._error_responses import error_response
 from trioring.server._memory import RequestMemory, RequestMemoryStatistics
 from trioring.storage.files import read_file, replace_file
-from trioring.uring import Buffer, FileBackend, TcpStream, open_tcp_listeners_for
+from trioring.uring import Buffer, FileBackend, TcpStream
 
 logger = logging.getLogger("trioring.server")
 #: Every line a client can cause goes through this (see trioring._logging).
@@ -96,8 +96,8 @@ class KafkaServer:
     async def serve(
         self, *, task_status: trio.TaskStatus[KafkaServer] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        listeners = await open_tcp_listeners_for(
-            self.broker.shard.backend, self.config.port, host=self.config.host
+        listeners = await self.broker.shard.backend.open_tcp_listeners(
+            self.config.port, host=self.config.host
         )
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:

@@ -1,4 +1,4 @@
-"""The file I/O interface every backend implements (io_uring or fallback).
+"""The I/O interface every backend implements (io_uring or fallback): files and listeners.
 
 Storage does its file I/O only through this interface, so the io_uring
 backend (one ring per worker) and the portable fallback are interchangeable
@@ -25,7 +25,9 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
+
+import trio
 
 Buffer = bytes | bytearray | memoryview
 
@@ -80,6 +82,17 @@ class FileBackend(Protocol):
         ...
 
     async def list_directory(self, path: str) -> list[str]: ...
+
+    async def open_tcp_listeners(
+        self, port: int, *, host: str | None = None, backlog: int | None = None
+    ) -> list[trio.SocketListener | Any]:
+        """TCP listeners whose streams do their I/O through this backend.
+
+        The fallback gives Trio's listeners; io_uring gives listeners whose
+        sockets wait in the ring (``RingListener``), where the kernel can.
+        Call inside the Trio run that uses the backend.
+        """
+        ...
 
     async def aclose(self) -> None:
         """Release the backend (the ring); outstanding operations are drained."""

@@ -33,6 +33,12 @@ class FallbackBackend:
     def name(self) -> str:
         return "fallback"
 
+    async def open_tcp_listeners(
+        self, port: int, *, host: str | None = None, backlog: int | None = None
+    ) -> list[trio.SocketListener]:
+        """Trio's own TCP listeners (see FileBackend.open_tcp_listeners)."""
+        return list(await trio.open_tcp_listeners(port, host=host, backlog=backlog))
+
     async def open(self, path: str, flags: int, mode: int = 0o644) -> int:
         return await trio.to_thread.run_sync(os.open, path, flags | os.O_CLOEXEC, mode)
 

@@ -48,7 +48,6 @@ work with either backend.
 from __future__ import annotations
 
 import errno
-import logging
 import math
 import operator
 import os
@@ -74,7 +73,6 @@ from trioring.uring._limits import (
     SPLICE_PIPE_BYTES,
     SPLICE_PIPES_MAX,
 )
-from trioring.uring._uring import UringBackend
 
 __all__ = [
     "RingListener",
@@ -86,7 +84,6 @@ __all__ = [
     "send_file_range",
 ]
 
-logger = logging.getLogger("trioring.uring")
 
 #: Errors that mean the descriptor is gone: the stream was closed under us.
 _CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
@@ -770,21 +767,8 @@ async def _pread_and_send(
 async def open_tcp_listeners_for(
     backend: FileBackend, port: int, *, host: str | None = None, backlog: int | None = None
 ) -> list[TcpListener]:
-    """TCP listeners for the I/O backend in use, as ``trio.open_tcp_listeners`` opens them.
-
-    With a :class:`UringBackend` (whose kernel can wait for sockets in the
-    ring) they are :class:`RingListener` on that backend's ring, yielding
-    :class:`RingSocketStream`; otherwise Trio's own listeners. Call inside
-    the Trio run that uses the backend.
-    """
-    listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-    ring = backend.socket_ring() if isinstance(backend, UringBackend) else None
-    if ring is None:
-        if isinstance(backend, UringBackend):
-            logger.info("sockets: Trio's (this kernel's io_uring has no fast poll)")
-        return list(listeners)
-    logger.info("sockets: io_uring")
-    return list(ring_listeners_from(ring, listeners))
+    """TCP listeners for the I/O backend in use (``backend.open_tcp_listeners``)."""
+    return await backend.open_tcp_listeners(port, host=host, backlog=backlog)
 
 
 def ring_listeners_from(

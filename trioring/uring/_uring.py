@@ -23,6 +23,7 @@ cancellation.
 from __future__ import annotations
 
 import errno
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 import trio
 
 from trioring._constants import READ_THREADS_MAX
-from trioring.uring import _ring
+from trioring.uring import _ring, _socket
 from trioring.uring._base import Buffer
 from trioring.uring._fallback import FallbackBackend, write_all
 from trioring.uring._limits import (
@@ -46,6 +47,9 @@ IO_URING_DISABLED_PATH = "/proc/sys/kernel/io_uring_disabled"
 
 #: (pointer, length) of bytes still to write.
 _Piece = tuple[Any, int]
+
+
+logger = logging.getLogger("trioring.uring")
 
 
 class UringUnavailableError(OSError):
@@ -102,6 +106,19 @@ class UringBackend(FallbackBackend):
         (no IORING_FEAT_FAST_POLL, before Linux 5.7)."""
         ring = self._running_ring()
         return ring if ring.supports_sockets else None
+
+    async def open_tcp_listeners(  # type: ignore[override]
+        self, port: int, *, host: str | None = None, backlog: int | None = None
+    ) -> list[trio.SocketListener | _socket.RingListener]:
+        """Listeners on this run's ring, or Trio's where the kernel's io_uring
+        cannot wait for sockets without a thread each (before Linux 5.7)."""
+        listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+        ring = self.socket_ring()
+        if ring is None:
+            logger.info("sockets: Trio's (this kernel's io_uring has no fast poll)")
+            return list(listeners)
+        logger.info("sockets: io_uring")
+        return list(_socket.ring_listeners_from(ring, listeners))
 
     def statistics(self) -> dict[str, int]:
         ring = self._ring
