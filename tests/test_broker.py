@@ -394,7 +394,7 @@ async def test_commit_offset_metadata_is_kept(broker):
     committed = trioring.CommittedOffset(12, metadata="hello", leader_epoch=3)
     await broker.commit_offsets("g", {("t", 0): committed})
     assert await broker.committed_offsets("g") == {("t", 0): 12}
-    assert broker.shard.offsets.committed("g") == {("t", 0): committed}
+    assert broker.shard.offsets_if_open("g").committed("g") == {("t", 0): committed}
 
 
 async def test_list_offset_rejects_bad_timestamps(broker):
@@ -534,7 +534,7 @@ async def test_long_poll_does_not_poll(tmp_path, autojump_clock):
             trio.lowlevel.add_instrument(counter)
             try:
                 start = trio.current_time()
-                response = await fetch_handler(HandlerContext(broker.shard), request)
+                response = await fetch_handler(broker.handler_context(), request)
                 elapsed = trio.current_time() - start
             finally:
                 trio.lowlevel.remove_instrument(counter)
@@ -633,7 +633,7 @@ async def test_cancelled_fetch_leaves_no_tasks(broker):
 
 async def test_cancelled_multi_partition_fetch_leaves_no_tasks(broker):
     await broker.create_topic("t", partitions=4)
-    context = HandlerContext(broker.shard)
+    context = broker.handler_context()
     request = FetchRequest(
         [FetchPartition("t", p, 0, 1 << 20) for p in range(4)], max_wait_ms=600_000
     )

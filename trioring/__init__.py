@@ -4,8 +4,8 @@ Public names live here; everything else may change between versions.
 """
 
 from trioring._broker import Broker, FetchResult, ProduceResult, open_broker
+from trioring.cluster.model import TopicInfo
 from trioring.config import BrokerConfig
-from trioring.core.metadata import TopicInfo
 from trioring.core.offsets import CommittedOffset
 from trioring.errors import (
     BrokerClosedError,

@@ -17,25 +17,31 @@ import attrs
 import trio
 
 from trioring._exception_groups import BodyError, body_exception_unwrapped
+from trioring.cluster.controller import LEGACY_OFFSETS_MOVING, Controller
+from trioring.cluster.model import OFFSETS_TOPIC, ClusterMetadata, TopicInfo
+from trioring.cluster.view import ClusterView, LocalClusterView
 from trioring.config import BrokerConfig
-from trioring.core.metadata import TopicInfo
-from trioring.core.offsets import CommittedOffset
+from trioring.core.offsets import CommittedOffset, move_legacy_offsets
 from trioring.core.shard import Shard
 from trioring.errors import BrokerClosedError, InvalidArgumentError, InvalidRequiredAcksError
 from trioring.handlers import HandlerContext, Handlers, Middleware
 from trioring.handlers.messages import (
     EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
+    CreatePartitionsRequest,
     CreateTopicRequest,
+    DeleteTopicsRequest,
     FetchPartition,
     FetchRequest,
     ListOffsetsRequest,
+    NewPartitions,
     OffsetCommitRequest,
     OffsetFetchRequest,
     ProduceRequest,
 )
 from trioring.protocol.compression import Compression
 from trioring.protocol.records import Record, build_batch, decode_batch, iterate_batches
+from trioring.storage.layout import partition_directory
 from trioring.storage.lock import DataDirectoryLock
 from trioring.storage.log import LogConfig
 from trioring.uring import FileBackend, open_backend
@@ -84,10 +90,13 @@ def _acks(acks: AcksArgument) -> Literal[0, 1, -1]:
 class Broker:
     """An open broker. Get one from :func:`open_broker`."""
 
-    def __init__(self, shard: Shard, handlers: Handlers, nursery: trio.Nursery) -> None:
+    def __init__(
+        self, shard: Shard, cluster: ClusterView, handlers: Handlers, nursery: trio.Nursery
+    ) -> None:
         self._shard = shard
+        self._cluster = cluster
         self._handlers = handlers
-        self._context = HandlerContext(shard)
+        self._context = HandlerContext(shard, cluster)
         self._nursery = nursery
 
     @property
@@ -97,6 +106,15 @@ class Broker:
     @property
     def shard(self) -> Shard:
         return self._shard
+
+    @property
+    def cluster(self) -> ClusterView:
+        """The cluster as this broker's worker sees it (metadata, nodes)."""
+        return self._cluster
+
+    def handler_context(self, **changes: object) -> HandlerContext:
+        """The context handlers get from this broker (e.g. to call one directly)."""
+        return attrs.evolve(self._context, **changes)  # type: ignore[arg-type]
 
     @property
     def handlers(self) -> Handlers:
@@ -113,7 +131,7 @@ class Broker:
         return getattr(self._shard.backend, "selection_reason", "")
 
     def topics(self) -> dict[str, TopicInfo]:
-        return self._shard.topics
+        return self._cluster.current.user_topics()
 
     async def create_topic(
         self, name: str, partitions: int | None = None, *, config: LogConfig | None = None
@@ -263,12 +281,28 @@ class Broker:
         response = await self._handlers.fetch_offsets(self._context, OffsetFetchRequest(group))
         return {tp: committed.offset for tp, committed in response.offsets.items()}
 
+    async def delete_topic(self, name: str) -> None:
+        """Delete a topic and its data (UnknownTopicOrPartitionError if there is none)."""
+        response = await self._handlers.delete_topics(self._context, DeleteTopicsRequest((name,)))
+        (result,) = response.results
+        if result.error is not None:
+            raise result.error
+
+    async def create_partitions(self, name: str, total: int) -> TopicInfo:
+        """Grow a topic to ``total`` partitions (InvalidPartitionsError if not more)."""
+        response = await self._handlers.create_partitions(
+            self._context, CreatePartitionsRequest((NewPartitions(name, total),))
+        )
+        (result,) = response.results
+        if result.error is not None:
+            raise result.error
+        return self._cluster.current.topics[name]
+
     def statistics(self) -> dict[str, dict[str, int]]:
-        """Per-partition offsets and sizes, keyed ``"topic-partition"``."""
+        """Offsets and sizes of this broker's partitions, keyed ``"topic-partition"``."""
         return {
-            f"{topic}-{partition}": self._shard.log(topic, partition).statistics()
-            for topic, info in self._shard.topics.items()
-            for partition in range(info.partitions)
+            f"{topic}-{partition}": log.statistics()
+            for topic, partition, log in sorted(self._shard.owned_logs())
         }
 
 
@@ -300,17 +334,38 @@ async def open_broker(
             body = BodyError()
             async with (
                 body_exception_unwrapped(body),
-                Shard.open(config, file_backend) as shard,
-                trio.open_nursery() as nursery,
+                Controller.open(config, file_backend, workers=1) as controller,
             ):
-                try:
-                    yield Broker(shard, Handlers().wrap(*middleware), nursery)
-                except BaseException as error:
-                    body.error = error
-                    raise
+                await move_legacy_offsets_of(config, file_backend)
+                async with (
+                    Shard.open(config, file_backend, controller.current) as shard,
+                    trio.open_nursery() as nursery,
+                ):
+                    cluster = LocalClusterView(controller, shard.apply)
+                    try:
+                        yield Broker(shard, cluster, Handlers().wrap(*middleware), nursery)
+                    except BaseException as error:
+                        body.error = error
+                        raise
         finally:
             if owned_backend:
                 with trio.CancelScope(shield=True):
                     await file_backend.aclose()
     finally:
         lock.release()
+
+
+async def move_legacy_offsets_of(config: BrokerConfig, backend: FileBackend) -> None:
+    """Move a trioring 0.1 data directory's committed offsets to their partitions."""
+    data_dir = config.data_dir
+    await move_legacy_offsets(
+        data_dir,
+        os.path.join(data_dir, LEGACY_OFFSETS_MOVING),
+        backend,
+        config.clock,
+        compact_bytes=config.offsets_log_compact_bytes,
+        partition_of=ClusterMetadata.offsets_partition,
+        partition_directory=lambda partition: partition_directory(
+            data_dir, OFFSETS_TOPIC, partition
+        ),
+    )

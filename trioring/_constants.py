@@ -77,6 +77,8 @@ REQUEST_HEADER_FIXED_BYTES = 8
 #: partitions stays one chunk instead of hundreds of tiny writes.
 FETCH_RECORDS_COPY_BYTES_MAX = 64 * KIB
 
+#: Distinct Metadata answers kept encoded (a few per client configuration).
+METADATA_CACHE_ENTRIES_MAX = 64
 #: Requests up to this size are "small" for the server's request-memory budget:
 #: large frames may hold only the budget less a reserve kept for small ones, so
 #: clients holding huge partial frames cannot stop ordinary requests.
@@ -126,7 +128,19 @@ assert GROUPS_MAX_DEFAULT >= 1
 assert MEMBER_METADATA_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
 assert MEMBER_ASSIGNMENT_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
 
+# --- Cluster metadata ------------------------------------------------------------
+#: The controller's metadata log is rewritten as one snapshot past this size.
+METADATA_LOG_COMPACT_BYTES = 1 * MIB
+#: Producer ids a worker reserves from the controller at a time (Kafka's
+#: AllocateProducerIds hands out 1000); a restarted worker skips the rest.
+PRODUCER_ID_BLOCK_SIZE = 1000
+
 # --- Committed offsets -----------------------------------------------------------
+#: Partitions of the internal __consumer_offsets topic (Kafka:
+#: offsets.topic.num.partitions, 50 there). Fixed for the life of a data
+#: directory: a group's partition, and so its coordinator, follows from it.
+#: A partition's log is created when the first group that hashes to it commits.
+OFFSETS_TOPIC_PARTITIONS = 16
 #: Offsets-log size past which it is rewritten as a snapshot of the live state.
 OFFSETS_LOG_COMPACT_BYTES_DEFAULT = 64 * MIB
 #: Records per batch when the offsets log writes a snapshot.

@@ -89,6 +89,12 @@ class StorageError(TrioringError):
     kafka_error_code = ErrorCode.kafka_storage_error
 
 
+class NotLeaderOrFollowerError(TrioringError):
+    """The partition is served by another worker (node): clients refresh metadata and go there."""
+
+    kafka_error_code = ErrorCode.not_leader_or_follower
+
+
 class BrokerClosedError(TrioringError):
     """The broker (or partition) was closed while the operation ran."""
 
@@ -102,6 +108,7 @@ __all__ = [
     "InvalidPartitionsError",
     "InvalidRequiredAcksError",
     "InvalidTopicError",
+    "NotLeaderOrFollowerError",
     "OffsetOutOfRangeError",
     "ProtocolError",
     "RecordTooLargeError",
@@ -113,12 +120,16 @@ __all__ = [
 ]
 
 
-class GroupCoordinatorError(TrioringError):
-    """The group coordinator refused a request (the code says why: Kafka's codes)."""
+class KafkaError(TrioringError):
+    """A refusal that has no class of its own: the Kafka error code says why."""
 
     def __init__(self, message: str, kafka_error_code: int) -> None:
         super().__init__(message)
         self.kafka_error_code = kafka_error_code
+
+
+class GroupCoordinatorError(KafkaError):
+    """The group coordinator refused a request (the code says why: Kafka's codes)."""
 
 
 class InvalidRecordError(InvalidArgumentError):
@@ -166,6 +177,7 @@ __all__ += [
     "InvalidConfigError",
     "InvalidGroupIdError",
     "InvalidRecordError",
+    "KafkaError",
     "ReplicaAssignmentError",
     "ReplicationFactorError",
 ]

@@ -30,6 +30,7 @@ from trioring.core.offsets import CommittedOffset, OffsetStore
 from trioring.errors import InvalidArgumentError
 from trioring.uring import FallbackBackend
 
+OFFSETS_DIRECTORY = "__consumer_offsets-0"
 NONE = ErrorCode.none
 COORDINATOR_NOT_AVAILABLE = ErrorCode.coordinator_not_available
 GROUP_MAX_SIZE_REACHED = ErrorCode.group_max_size_reached
@@ -51,7 +52,7 @@ RANGE = (("range", b"range-metadata"),)
 @pytest.fixture
 async def offsets(tmp_path) -> AsyncIterator[OffsetStore]:
     store = await OffsetStore.open(
-        str(tmp_path), FallbackBackend(), time.time, compact_bytes=1 << 20
+        str(tmp_path / OFFSETS_DIRECTORY), FallbackBackend(), time.time, compact_bytes=1 << 20
     )
     try:
         yield store

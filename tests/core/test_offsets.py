@@ -11,11 +11,13 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import trioring
-from trioring.core.offsets import OFFSETS_DIRECTORY, CommittedOffset, OffsetStore
+from trioring.core.offsets import CommittedOffset, OffsetStore
 from trioring.errors import InvalidArgumentError, ProtocolError
 from trioring.protocol.records import Record, build_batch
 from trioring.storage.log import LogConfig, PartitionLog
 from trioring.uring import FallbackBackend
+
+OFFSETS_DIRECTORY = "__consumer_offsets-0"
 
 COMPACT_BYTES = 1024
 
@@ -28,7 +30,10 @@ def clock() -> float:
 
 async def open_store(data_dir: str, compact_bytes: int = COMPACT_BYTES) -> OffsetStore:
     return await OffsetStore.open(
-        str(data_dir), FallbackBackend(), clock, compact_bytes=compact_bytes
+        os.path.join(str(data_dir), OFFSETS_DIRECTORY),
+        FallbackBackend(),
+        clock,
+        compact_bytes=compact_bytes,
     )
 
 
@@ -239,10 +244,10 @@ async def test_broker_compacts_the_offsets_log_in_upkeep(tmp_path):
         await broker.create_topic("t", partitions=2)
         for i in range(60):
             await broker.commit_offsets("g", {("t", i % 2): i})
-        segments = broker.shard.offsets.log.segment_count
+        segments = broker.shard.offsets_if_open("g").log.segment_count
         assert segments >= 3
         await broker.shard.run_upkeep_now()
-        assert broker.shard.offsets.log.segment_count < segments
+        assert broker.shard.offsets_if_open("g").log.segment_count < segments
         assert await broker.committed_offsets("g") == {("t", 0): 58, ("t", 1): 59}
     async with trioring.open_broker(config) as broker:
         assert await broker.committed_offsets("g") == {("t", 0): 58, ("t", 1): 59}

@@ -1,4 +1,4 @@
-"""Tests of Shard: partition lookup, topic creation and the periodic upkeep task."""
+"""Tests of Shard: its own partitions only, following metadata, and the upkeep task."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import trio
 
 import trioring
 from trioring import BrokerConfig, LogConfig, Record
-from trioring.core.shard import Shard, partition_directory
+from trioring.cluster.model import ClusterMetadata, TopicInfo
+from trioring.core.shard import Shard
 from trioring.errors import (
     BrokerClosedError,
-    InvalidArgumentError,
+    NotLeaderOrFollowerError,
     UnknownTopicOrPartitionError,
 )
+from trioring.protocol.records import build_batch
+from trioring.storage.layout import partition_directory
 from trioring.uring import FallbackBackend
 
 
@@ -47,33 +50,61 @@ def test_partition_directory_uses_kafka_naming():
     assert partition_directory("/data", "events", 3) == os.path.join("/data", "events-3")
 
 
-async def test_shard_open_create_lookup_close(tmp_path):
+def metadata_with(*topics: tuple[str, tuple[int, ...]], workers: int = 2) -> ClusterMetadata:
+    """Cluster metadata with topics of the given owners (and no offsets topic)."""
+    return ClusterMetadata(
+        "cluster",
+        workers,
+        {
+            name: TopicInfo(name, len(owners), f"id-{name}", LogConfig(), owners)
+            for name, owners in topics
+        },
+        1,
+    )
+
+
+async def test_a_shard_opens_only_its_own_partitions(tmp_path):
     config = BrokerConfig(data_dir=tmp_path / "data")
     backend = FallbackBackend()
     baseline = trio.lowlevel.current_statistics().tasks_living
-    async with Shard.open(config, backend) as shard:
-        # One upkeep task for the whole shard.
+    metadata = metadata_with(("t", (0, 1, 0)))
+    async with Shard.open(config, backend, metadata, worker_index=0) as shard:
+        # One upkeep task for the whole shard (and none for groups yet).
         assert trio.lowlevel.current_statistics().tasks_living == baseline + 1
-        info = await shard.create_topic("t", 2)
         assert directory_exists(partition_directory(config.data_dir, "t", 0))
-        assert directory_exists(partition_directory(config.data_dir, "t", 1))
-        assert shard.topics == {"t": info}
-        shard.topics.clear()  # a copy
-        assert shard.topics == {"t": info}
-        assert shard.log("t", 1) is shard.log("t", 1)
-        assert shard.log("t", 0) is not shard.log("t", 1)
-        with pytest.raises(UnknownTopicOrPartitionError, match=r"0-1, not 2"):
-            shard.log("t", 2)
+        assert not directory_exists(partition_directory(config.data_dir, "t", 1))
+        assert shard.log("t", 2) is shard.log("t", 2)
+        assert shard.log("t", 0) is not shard.log("t", 2)
+        with pytest.raises(NotLeaderOrFollowerError, match="node 1"):
+            shard.log("t", 1)
+        with pytest.raises(UnknownTopicOrPartitionError, match=r"0-2, not 3"):
+            shard.log("t", 3)
         with pytest.raises(UnknownTopicOrPartitionError, match="create it first"):
             shard.log("nope", 0)
-        with pytest.raises(InvalidArgumentError):
-            await shard.create_topic("u", 1, config={"segment_bytes": 1})  # type: ignore[arg-type]
-        assert set(shard.topics) == {"t"}
+        assert sorted((t, p) for t, p, _ in shard.owned_logs()) == [("t", 0), ("t", 2)]
     assert trio.lowlevel.current_statistics().tasks_living == baseline
     with pytest.raises(BrokerClosedError):
         shard.log("t", 0)
-    with pytest.raises(BrokerClosedError):
-        await shard.create_topic("v")
+    await backend.aclose()
+
+
+async def test_a_shard_follows_new_metadata(tmp_path):
+    config = BrokerConfig(data_dir=tmp_path / "data")
+    backend = FallbackBackend()
+    async with Shard.open(config, backend, metadata_with(("t", (0, 1))), worker_index=1) as shard:
+        await shard.log("t", 1).append(build_batch([Record(value=b"kept")]))
+        # A new topic: this worker's partitions open.
+        await shard.apply(metadata_with(("t", (0, 1)), ("u", (1, 1, 0))))
+        assert sorted((t, p) for t, p, _ in shard.owned_logs()) == [("t", 1), ("u", 0), ("u", 1)]
+        # A deleted topic: its partitions close and their directories go.
+        await shard.apply(metadata_with(("u", (1, 1, 0))))
+        assert not directory_exists(partition_directory(config.data_dir, "t", 1))
+        with pytest.raises(UnknownTopicOrPartitionError):
+            shard.log("t", 1)
+        # The same name again is a new topic, with no data.
+        await shard.apply(metadata_with(("u", (1, 1, 0)), ("t", (1,))))
+        assert shard.log("t", 0).log_end_offset == 0
+        assert not [e for e in os.listdir(config.data_dir) if e.endswith("-delete")]
     await backend.aclose()
 
 
@@ -85,7 +116,8 @@ async def test_periodic_flush_makes_acks_one_durable(tmp_path):
         log = broker.shard.log("t", 0)
         await wait_until(lambda: log.durable_offset == 3)
         await broker.commit_offsets("g", {("t", 0): 1})
-        assert broker.shard.offsets.log.durable_offset == broker.shard.offsets.log.log_end_offset
+        offsets_log = broker.shard.offsets_if_open("g").log
+        assert offsets_log.durable_offset == offsets_log.log_end_offset
 
 
 async def test_no_periodic_flush_when_disabled(tmp_path, autojump_clock):
@@ -111,7 +143,7 @@ async def test_periodic_retention_and_offsets_compaction(tmp_path):
         for i in range(20):
             await broker.produce("t", 0, [Record(value=b"." * 200)], acks=1)
             await broker.commit_offsets("g", {("t", 0): i})
-        offsets_log = broker.shard.offsets.log
+        offsets_log = broker.shard.offsets_if_open("g").log
         # Compaction needs no clock change: the offsets log is past its size.
         await wait_until(lambda: offsets_log.log_start_offset > 0)
         assert broker.statistics()["t-0"]["log_start_offset"] == 0

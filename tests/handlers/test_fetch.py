@@ -15,7 +15,7 @@ from trioring.errors import (
     OffsetOutOfRangeError,
     UnknownTopicOrPartitionError,
 )
-from trioring.handlers import HandlerContext, fetch
+from trioring.handlers import fetch
 from trioring.handlers.messages import FetchedPartition, FetchPartition, FetchRequest
 from trioring.protocol.records import build_batch, iterate_batches
 
@@ -65,7 +65,7 @@ def batch_count(fetched: FetchedPartition) -> int:
 
 
 async def run(broker: trioring.Broker, fetch_request: FetchRequest) -> list[FetchedPartition]:
-    response = await fetch(HandlerContext(broker.shard), fetch_request)
+    response = await fetch(broker.handler_context(), fetch_request)
     return list(response.partitions)
 
 
@@ -176,7 +176,7 @@ async def test_errors_are_per_partition(broker):
 
 
 async def test_invalid_limits_are_rejected_whole(broker):
-    context = HandlerContext(broker.shard)
+    context = broker.handler_context()
     for bad in [request(max_wait_ms=-1), request(min_bytes=-1), request(max_bytes=-1)]:
         with pytest.raises(InvalidArgumentError):
             await fetch(context, bad)
@@ -217,7 +217,7 @@ async def test_a_bad_partition_is_that_partitions_error_only(broker):
 
 async def test_a_stopping_server_ends_long_polls_at_once(broker, autojump_clock):
     stopping = trio.Event()
-    context = HandlerContext(broker.shard, stopping=stopping)
+    context = broker.handler_context(stopping=stopping)
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(fetch, context, request(max_wait_ms=60_000))

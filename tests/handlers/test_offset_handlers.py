@@ -42,13 +42,13 @@ async def broker(tmp_path) -> AsyncIterator[trioring.Broker]:
 
 @pytest.fixture
 async def context(broker) -> HandlerContext:
-    return HandlerContext(broker.shard)
+    return broker.handler_context()
 
 
 async def test_handler_context_defaults(broker):
-    context = HandlerContext(broker.shard)
+    context = broker.handler_context()
     assert context.client_id == "embedded"
-    assert HandlerContext(broker.shard, client_id="c1").client_id == "c1"
+    assert broker.handler_context(client_id="c1").client_id == "c1"
 
 
 # --- list_offsets --------------------------------------------------------------------------
@@ -110,7 +110,7 @@ async def test_commit_reports_errors_per_partition(context):
 
 
 async def test_commit_with_every_partition_rejected_writes_nothing(broker, context):
-    offsets_log = broker.shard.offsets.log
+    offsets_log = (await broker.shard.offsets("g")).log
     end = offsets_log.log_end_offset
     response = await commit_offsets(
         context, OffsetCommitRequest("g", {("nope", 0): CommittedOffset(1)})

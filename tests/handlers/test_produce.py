@@ -17,7 +17,7 @@ from trioring.errors import (
     RecordTooLargeError,
     UnknownTopicOrPartitionError,
 )
-from trioring.handlers import HandlerContext, produce, validate_batches
+from trioring.handlers import produce, validate_batches
 from trioring.handlers.messages import ProduceRequest, ProduceResponse
 from trioring.protocol.records import (
     ATTRIBUTE_CONTROL,
@@ -182,7 +182,7 @@ def test_negative_batch_length_is_a_protocol_error():
 
 
 async def test_produce_handler_appends_and_reports_offsets(broker):
-    context = HandlerContext(broker.shard)
+    context = broker.handler_context()
     response = await produce(context, ProduceRequest("t", 0, batch(3) + batch(2), acks=1))
     assert response == ProduceResponse(0, 4, -1, 0)
     response = await produce(context, ProduceRequest("t", 0, batch(1), acks=-1))
@@ -195,7 +195,7 @@ async def test_produce_handler_appends_and_reports_offsets(broker):
 
 
 async def test_produce_handler_rejects_bad_acks(broker):
-    context = HandlerContext(broker.shard)
+    context = broker.handler_context()
     for acks in (2, -2, 100):
         with pytest.raises(InvalidRequiredAcksError):
             await produce(context, ProduceRequest("t", 0, batch(), acks=acks))
@@ -203,7 +203,7 @@ async def test_produce_handler_rejects_bad_acks(broker):
 
 
 async def test_produce_handler_unknown_partition(broker):
-    context = HandlerContext(broker.shard)
+    context = broker.handler_context()
     with pytest.raises(UnknownTopicOrPartitionError):
         await produce(context, ProduceRequest("t", 1, batch()))
     with pytest.raises(UnknownTopicOrPartitionError):

@@ -27,7 +27,7 @@ from server_support import exchange, running_server
 
 import trioring
 from trioring import Record
-from trioring.core.metadata import METADATA_DIRECTORY, TOPICS_FILE
+from trioring.cluster.model import METADATA_LOG_DIRECTORY
 from trioring.protocol.kafka import ApiKey
 from trioring.protocol.records import build_batch
 from trioring.testing import BrokerProcess
@@ -67,6 +67,10 @@ def produce_request(topic: str, value: bytes, acks: int = 1) -> Any:
             ),
         ),
     )
+
+
+def metadata_log_bytes(data: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted((data / METADATA_LOG_DIRECTORY).glob("*.log")))
 
 
 def temporary_files(directory: Path) -> list[Path]:
@@ -109,7 +113,7 @@ async def test_create_topics_on_a_full_disk_is_a_storage_error_and_leaves_nothin
     data = tmp_path / "data"
     async with running_server(data, backend=backend) as (broker, server):
         await broker.create_topic("existing")
-        topics_before = (data / METADATA_DIRECTORY / TOPICS_FILE).read_bytes()
+        metadata_before = metadata_log_bytes(data)
         backend.full = True
         response = await trioring_exchange(server.port, create_topics_request("new", 3))
         (result,) = response.topics
@@ -117,7 +121,7 @@ async def test_create_topics_on_a_full_disk_is_a_storage_error_and_leaves_nothin
         assert "No space left" in (result.error_message or "")
         assert temporary_files(data) == []
         assert not list(data.glob("new-*")), "no partition directory of the failed topic"
-        assert (data / METADATA_DIRECTORY / TOPICS_FILE).read_bytes() == topics_before
+        assert metadata_log_bytes(data) == metadata_before
         assert "new" not in broker.topics()
         # Space again: the same request succeeds.
         backend.full = False
@@ -136,8 +140,8 @@ async def test_temporary_files_left_by_a_crash_are_removed_at_start(tmp_path: Pa
     data = tmp_path / "data"
     async with trioring.open_broker(data) as broker:
         await broker.create_topic("kept")
-    debris = data / METADATA_DIRECTORY / f"{TOPICS_FILE}.tmp"
-    debris.write_bytes(b'{"half": ')
+    debris = data / "kept-0" / "recovery-point.tmp"
+    debris.write_bytes(b"half a recovery po")
     async with trioring.open_broker(data) as broker:
         assert "kept" in broker.topics()
     assert not debris.exists()

@@ -15,6 +15,7 @@ import pytest
 from kio.serial import entity_reader
 
 import trioring
+from trioring.cluster.model import Node
 from trioring.protocol.kafka import (
     ApiKey,
     EncodedBody,
@@ -23,7 +24,8 @@ from trioring.protocol.kafka import (
     request_schema,
     response_schema,
 )
-from trioring.server._apis import ApiContext, MetadataCache, Node, metadata
+from trioring.server.apis import ApiContext, MetadataCache
+from trioring.server.apis.metadata import metadata
 
 
 @pytest.fixture
@@ -35,12 +37,10 @@ async def broker(tmp_path: Path) -> AsyncIterator[trioring.Broker]:
 def context(
     broker: trioring.Broker, cache: MetadataCache, *, auto_create: bool = True
 ) -> ApiContext:
+    broker.cluster.nodes.value = (Node(0, "127.0.0.1", 9092),)
     return ApiContext(
-        broker.shard,
         broker.handlers,
-        Node(0, "127.0.0.1", 9092),
-        "cluster-id",
-        auto_create,
+        broker.handler_context(auto_create_topics=auto_create),
         metadata_cache=cache,
     )
 
@@ -92,7 +92,7 @@ async def test_created_and_deleted_topics_are_never_answered_from_a_stale_entry(
     assert topic_partitions(await metadata(ctx, 4, request(4, None))) == {"a": 1}
     await broker.create_topic("b", partitions=2)
     assert topic_partitions(await metadata(ctx, 4, request(4, None))) == {"a": 1, "b": 2}
-    await broker.shard.delete_topic("a")
+    await broker.delete_topic("a")
     assert topic_partitions(await metadata(ctx, 4, request(4, None))) == {"b": 2}
     # Auto-creation happens before the lookup: the answer names the new topic.
     answer = decoded(await metadata(ctx, 4, request(4, ["fresh"])))

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 
 import attrs
 import trio
@@ -26,7 +27,6 @@ from trioring.uring import FileBackend
 
 logger = logging.getLogger("trioring.offsets")
 
-OFFSETS_DIRECTORY = "__consumer_offsets-0"
 TopicPartition = tuple[str, int]
 
 
@@ -66,16 +66,15 @@ class OffsetStore:
     @classmethod
     async def open(
         cls,
-        data_dir: str,
+        directory: str,
         backend: FileBackend,
         clock: Clock,
         *,
         compact_bytes: int,
     ) -> OffsetStore:
+        """Open (creating if needed) the store whose log is in ``directory``."""
         config = LogConfig(retention_ms=None, retention_bytes=None, segment_bytes=compact_bytes)
-        log = await PartitionLog.open(
-            os.path.join(data_dir, OFFSETS_DIRECTORY), config, backend, clock
-        )
+        log = await PartitionLog.open(directory, config, backend, clock)
         store = cls(log, clock, compact_bytes)
         try:
             await store._replay()
@@ -183,3 +182,47 @@ class OffsetStore:
 
     async def aclose(self) -> None:
         await self._log.aclose()
+
+
+async def move_legacy_offsets(
+    data_dir: str,
+    moving_directory: str,
+    backend: FileBackend,
+    clock: Clock,
+    *,
+    compact_bytes: int,
+    partition_of: Callable[[str], int],
+    partition_directory: Callable[[int], str],
+) -> int:
+    """Commit every group's offsets from a trioring 0.1 offsets log to its partition.
+
+    0.1 kept all groups in one log; the controller set it aside as
+    ``moving_directory``. Each group's offsets go to the OffsetStore of
+    ``partition_of(group)``, then the old log is removed. Idempotent: a crash
+    midway repeats the same commits at the next start. Returns the number of
+    groups moved (0 if there was nothing to move).
+    """
+    if not os.path.isdir(moving_directory):  # noqa: ASYNC240 - start-up, one stat
+        return 0
+    old = await OffsetStore.open(moving_directory, backend, clock, compact_bytes=compact_bytes)
+    stores: dict[int, OffsetStore] = {}
+    try:
+        for group in old.groups():
+            partition = partition_of(group)
+            store = stores.get(partition)
+            if store is None:
+                store = await OffsetStore.open(
+                    partition_directory(partition), backend, clock, compact_bytes=compact_bytes
+                )
+                stores[partition] = store
+            await store.commit(group, old.committed(group))
+        moved = len(old.groups())
+    finally:
+        with trio.CancelScope(shield=True):
+            await old.aclose()
+            for store in stores.values():
+                await store.aclose()
+    await trio.to_thread.run_sync(shutil.rmtree, moving_directory)
+    await backend.fsync_directory(data_dir)
+    logger.warning("moved the committed offsets of %d groups to their partitions", moved)
+    return moved

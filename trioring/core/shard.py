@@ -1,91 +1,103 @@
-"""Shard: one worker's partitions, topic list, committed offsets and upkeep.
+"""Shard: one worker's partitions, the committed offsets and groups it coordinates, upkeep.
 
-A shard owns its PartitionLogs and one maintenance task that flushes acks=1
-data every ``flush_interval_ms``, checkpoints recovery points, applies
-retention and compacts the offsets log. Handlers reach partitions through it.
+A shard owns the PartitionLogs of the partitions the cluster metadata gives
+its worker, and nothing else: a request for another worker's partition gets
+NotLeaderOrFollowerError (the client then asks the owner), a group another
+worker coordinates gets NotCoordinatorError. The metadata comes from the
+controller (:meth:`apply`): new partitions are opened (their directories
+created), partitions of deleted topics are closed and their directories
+removed. It also runs one maintenance task for all its logs: it flushes
+acks=1 data every ``flush_interval_ms``, checkpoints recovery points,
+applies retention and compacts the offsets logs.
+
+Committed offsets live in the internal ``__consumer_offsets`` topic; each
+of its partitions is an OffsetStore, opened when the shard starts if its
+directory exists, and created when the first group that hashes to it
+commits.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import trio
+from kio.schema.errors import ErrorCode
 
 from trioring._logging import RateLimitedLogger
+from trioring.cluster.model import OFFSETS_TOPIC, ClusterMetadata, TopicInfo
 from trioring.config import BrokerConfig
 from trioring.core.groups import GroupCoordinator
-from trioring.core.metadata import (
-    ProducerIdAllocator,
-    TopicInfo,
-    TopicStore,
-    validate_partitions,
-    validate_topic_name,
-)
 from trioring.core.offsets import OffsetStore
 from trioring.errors import (
     BrokerClosedError,
-    InvalidArgumentError,
+    GroupCoordinatorError,
+    NotLeaderOrFollowerError,
     StorageError,
-    TopicExistsError,
     UnknownTopicOrPartitionError,
 )
-from trioring.storage.log import LogConfig, PartitionLog
+from trioring.storage.layout import partition_directory, set_aside
+from trioring.storage.log import PartitionLog
 from trioring.uring import FileBackend
 
 logger = logging.getLogger("trioring.shard")
 upkeep_log = RateLimitedLogger(logger, burst=1, interval_seconds=60.0)
 
-#: Ends the name of a deleted partition's directory until it is removed.
-DELETED_SUFFIX = "-delete"
-#: Longest file name Linux file systems take (NAME_MAX).
-_NAME_BYTES_MAX = 255
-_PARTITION_DIRECTORY = re.compile(r"(.+)-(\d+)")
-
-
-def partition_directory(data_dir: str, topic: str, partition: int) -> str:
-    """Kafka's naming: ``<data_dir>/<topic>-<partition>``."""
-    return os.path.join(data_dir, f"{topic}-{partition}")
-
-
-def deleted_directory_name(entry: str) -> str:
-    """The name a partition directory ``entry`` takes while it waits for removal.
-
-    Kafka's scheme: a unique id and the suffix, with the topic part cut so the
-    name stays within NAME_MAX (a 249-character topic name plus "-0.deleted"
-    does not fit, and the rename failed).
-    """
-    suffix = f".{uuid.uuid4().hex}{DELETED_SUFFIX}"
-    return entry[: _NAME_BYTES_MAX - len(suffix)] + suffix
+__all__ = ["Shard"]
 
 
 class Shard:
-    def __init__(self, config: BrokerConfig, backend: FileBackend) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        backend: FileBackend,
+        metadata: ClusterMetadata,
+        worker_index: int = 0,
+    ) -> None:
         self.config = config
         self.backend = backend
-        self._topic_store = TopicStore(config.data_dir, backend)
-        self._producer_ids = ProducerIdAllocator(config.data_dir, backend)
+        self.worker_index = worker_index
+        self._metadata = metadata
+        #: Open logs of owned partitions, keyed (topic, partition); topic ids
+        #: tell a deleted topic from a new one of the same name.
         self._logs: dict[tuple[str, int], PartitionLog] = {}
-        self._offsets: OffsetStore | None = None
+        self._topic_ids: dict[str, str] = {}
+        #: Owned partitions that could not be opened (a full disk): retried.
+        self._offline: dict[tuple[str, int], StorageError] = {}
+        self._offset_stores: dict[int, OffsetStore] = {}
+        self._offsets_lock = trio.Lock()
+        self._apply_lock = trio.Lock()
         self._groups: GroupCoordinator | None = None
-        self._topics_lock = trio.Lock()
         self._closed = False
 
     # --- lifecycle ----------------------------------------------------------------
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, config: BrokerConfig, backend: FileBackend) -> AsyncIterator[Shard]:
-        shard = cls(config, backend)
+    async def open(
+        cls,
+        config: BrokerConfig,
+        backend: FileBackend,
+        metadata: ClusterMetadata,
+        *,
+        worker_index: int = 0,
+    ) -> AsyncIterator[Shard]:
+        """Open the partitions ``metadata`` gives worker ``worker_index``."""
+        shard = cls(config, backend, metadata, worker_index)
         try:
-            await shard._load()
+            await shard._open_owned(metadata)
+            await shard._open_existing_offset_stores()
+            logger.info(
+                "worker %d opened %d partitions in %s",
+                worker_index,
+                len(shard._logs),
+                config.data_dir,
+            )
             async with (
-                GroupCoordinator.open(config.groups, offsets=shard.offsets) as groups,
+                GroupCoordinator.open(config.groups, offsets=shard) as groups,
                 trio.open_nursery() as nursery,
             ):
                 shard._groups = groups
@@ -98,39 +110,6 @@ class Shard:
             with trio.CancelScope(shield=True):
                 await shard._close()
 
-    async def _load(self) -> None:
-        config = self.config
-        await self.backend.make_directory(config.data_dir)
-        await self._topic_store.load()
-        await self._producer_ids.load()
-        await self._set_aside_orphans()
-        await self._remove_deleted_directories()
-        for topic in self._topic_store.topics.values():
-            for partition in range(topic.partitions):
-                await self._open_log(topic, partition)
-        self._offsets = await OffsetStore.open(
-            config.data_dir,
-            self.backend,
-            config.clock,
-            compact_bytes=config.offsets_log_compact_bytes,
-        )
-        logger.info(
-            "opened %d topics, %d partitions in %s",
-            len(self._topic_store.topics),
-            len(self._logs),
-            config.data_dir,
-        )
-
-    async def _open_log(self, topic: TopicInfo, partition: int) -> PartitionLog:
-        log = await PartitionLog.open(
-            partition_directory(self.config.data_dir, topic.name, partition),
-            topic.config,
-            self.backend,
-            self.config.clock,
-        )
-        self._logs[(topic.name, partition)] = log
-        return log
-
     async def _close(self) -> None:
         self._closed = True
         for log in self._logs.values():
@@ -138,164 +117,202 @@ class Shard:
                 await log.aclose()
             except Exception:
                 logger.exception("closing %s failed", log.directory)
-        if self._offsets is not None:
-            await self._offsets.aclose()
+        for store in self._offset_stores.values():
+            try:
+                await store.aclose()
+            except Exception:
+                logger.exception("closing %s failed", store.log.directory)
 
-    # --- topics -------------------------------------------------------------------
+    # --- partitions -----------------------------------------------------------------
+
+    @property
+    def metadata(self) -> ClusterMetadata:
+        return self._metadata
 
     @property
     def topics(self) -> dict[str, TopicInfo]:
-        return dict(self._topic_store.topics)
-
-    @property
-    def groups(self) -> GroupCoordinator:
-        assert self._groups is not None, "shard is not open"
-        return self._groups
-
-    @property
-    def offsets(self) -> OffsetStore:
-        assert self._offsets is not None, "shard is not open"
-        return self._offsets
+        """Every topic of the cluster (not only this worker's), the internal one left out."""
+        return self._metadata.user_topics()
 
     def log(self, topic: str, partition: int) -> PartitionLog:
-        if self._closed:
-            raise BrokerClosedError("the broker is closed")
-        try:
-            return self._logs[(topic, partition)]
-        except KeyError:
-            if topic in self._topic_store.topics:
-                raise UnknownTopicOrPartitionError(
-                    f"topic {topic!r} has partitions 0-"
-                    f"{self._topic_store.topics[topic].partitions - 1}, not {partition}"
-                ) from None
-            raise UnknownTopicOrPartitionError(
-                f"unknown topic {topic!r}; create it first"
-            ) from None
+        """The log of an owned partition.
 
-    async def create_topic(
-        self, name: str, partitions: int | None = None, config: LogConfig | None = None
-    ) -> TopicInfo:
-        """Create a topic durably, or not at all.
-
-        The partition directories come first and the topic list last: a
-        failure on the way (a full disk) removes the new directories and
-        leaves the list as it was, and a crash on the way leaves directories
-        of no topic, which start-up removes. The topic exists once the list
-        naming it is durable.
+        Raises UnknownTopicOrPartitionError, NotLeaderOrFollowerError (another
+        worker owns it), StorageError (it could not be opened) or
+        BrokerClosedError.
         """
         if self._closed:
             raise BrokerClosedError("the broker is closed")
-        validate_topic_name(name)
-        partitions = self.config.default_partitions if partitions is None else partitions
-        validate_partitions(partitions)
-        if config is not None and not isinstance(config, LogConfig):
-            raise InvalidArgumentError("config must be a trioring.LogConfig")
-        async with self._topics_lock:
-            if name in self._topic_store.topics:
-                raise TopicExistsError(f"topic {name!r} already exists")
-            topic = self._topic_store.new_topic(name, partitions, config or self.config.log)
-            try:
-                for partition in range(partitions):
-                    await self._open_log(topic, partition)
-                await self._topic_store.save({**self._topic_store.topics, name: topic})
-            except BaseException as error:
-                with trio.CancelScope(shield=True):
-                    await self._discard_new_partitions(topic)
-                if isinstance(error, OSError):
-                    raise StorageError(
-                        f"creating topic {name!r} failed: {error.strerror or error}; "
-                        "nothing was created"
-                    ) from error
-                raise
-        logger.info("created topic %s with %d partitions", name, partitions)
-        return topic
+        found = self._logs.get((topic, partition))
+        if found is not None:
+            return found
+        info = self._metadata.topics.get(topic)
+        if info is None or info.internal:
+            raise UnknownTopicOrPartitionError(f"unknown topic {topic!r}; create it first")
+        if not 0 <= partition < info.partitions:
+            raise UnknownTopicOrPartitionError(
+                f"topic {topic!r} has partitions 0-{info.partitions - 1}, not {partition}"
+            )
+        owner = info.owners[partition]
+        if owner != self.worker_index:
+            raise NotLeaderOrFollowerError(
+                f"{topic}-{partition} is served by node {owner}, not {self.worker_index}"
+            )
+        offline = self._offline.get((topic, partition))
+        if offline is not None:
+            raise StorageError(f"{topic}-{partition} is offline: {offline}")
+        raise BrokerClosedError(f"{topic}-{partition} is not open yet")
 
-    async def _discard_new_partitions(self, topic: TopicInfo) -> None:
-        """Undo a creation that failed midway (best effort: start-up removes what is left)."""
-        for partition in range(topic.partitions):
-            log = self._logs.pop((topic.name, partition), None)
+    def owned_logs(self) -> Iterator[tuple[str, int, PartitionLog]]:
+        for (topic, partition), log in self._logs.items():
+            yield topic, partition, log
+
+    async def apply(self, metadata: ClusterMetadata) -> dict[tuple[str, int], StorageError]:
+        """Follow new cluster metadata: open what is now ours, remove what was deleted.
+
+        Returns the partitions that could not be opened (a full disk), with
+        why: they are offline (requests get KAFKA_STORAGE_ERROR) and the
+        upkeep task tries them again.
+        """
+        async with self._apply_lock:
+            if self._closed:
+                return {}
+            previous, self._metadata = self._metadata, metadata
+            for name, old in previous.topics.items():
+                new = metadata.topics.get(name)
+                if new is None or new.topic_id != old.topic_id:
+                    await self._remove_topic(old)
+            failures = await self._open_owned(metadata)
+            # Partitions another worker owns now (only after a restart with a
+            # new placement): close, keep the data.
+            for (topic, partition), log in list(self._logs.items()):
+                if metadata.owner(topic, partition) != self.worker_index:
+                    del self._logs[(topic, partition)]
+                    await log.aclose()
+            return failures
+
+    async def _open_owned(self, metadata: ClusterMetadata) -> dict[tuple[str, int], StorageError]:
+        failures: dict[tuple[str, int], StorageError] = {}
+        for info, partition in metadata.owned_by(self.worker_index):
+            if info.internal or (info.name, partition) in self._logs:
+                continue
+            try:
+                log = await PartitionLog.open(
+                    partition_directory(self.config.data_dir, info.name, partition),
+                    info.config,
+                    self.backend,
+                    self.config.clock,
+                )
+            except (OSError, StorageError) as error:
+                failure = (
+                    error
+                    if isinstance(error, StorageError)
+                    else StorageError(f"opening it failed: {error.strerror or error}")
+                )
+                self._offline[(info.name, partition)] = failures[(info.name, partition)] = failure
+                upkeep_log.warning(
+                    "%s-%d is offline: %s", info.name, partition, failure, key="offline"
+                )
+                continue
+            self._offline.pop((info.name, partition), None)
+            self._logs[(info.name, partition)] = log
+            self._topic_ids[info.name] = info.topic_id
+        return failures
+
+    async def _remove_topic(self, info: TopicInfo) -> None:
+        """Close this worker's partitions of a deleted topic and remove their directories."""
+        data_dir = self.config.data_dir
+        removed: list[str] = []
+        for partition in range(info.partitions):
+            offline = self._offline.pop((info.name, partition), None)
+            log = self._logs.pop((info.name, partition), None)
+            entry = f"{info.name}-{partition}"
+            # A partition that failed to open may have left its directory.
+            exists = os.path.isdir(os.path.join(data_dir, entry))  # noqa: ASYNC240 - rare, one stat
+            if log is None and (offline is None or not exists):
+                continue
             try:
                 if log is not None:
                     await log.aclose()
-                directory = partition_directory(self.config.data_dir, topic.name, partition)
-                if os.path.isdir(directory):  # noqa: ASYNC240 - a stat, after a failure
-                    await trio.to_thread.run_sync(shutil.rmtree, directory, True)
-            except Exception:
-                logger.exception("cleaning up after the failed creation of %s", topic.name)
-
-    async def allocate_producer_id(self) -> int:
-        """A new idempotent producer id (Kafka's InitProducerId without transactions)."""
-        if self._closed:
-            raise BrokerClosedError("the broker is closed")
-        return await self._producer_ids.allocate()
-
-    async def delete_topic(self, name: str) -> None:
-        """Delete a topic and its data.
-
-        The topic list is persisted first, so a crash midway leaves directories
-        that start-up recognises as deleted and removes.
-        """
-        if self._closed:
-            raise BrokerClosedError("the broker is closed")
-        async with self._topics_lock:
-            info = self._topic_store.topics.get(name)
-            if info is None:
-                raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
-            remaining = {
-                key: value for key, value in self._topic_store.topics.items() if key != name
-            }
-            await self._topic_store.save(remaining)
-            try:
-                for partition in range(info.partitions):
-                    log = self._logs.pop((name, partition))
-                    await log.aclose()
-                    directory = partition_directory(self.config.data_dir, name, partition)
-                    await self.backend.rename(
-                        directory,
-                        os.path.join(
-                            self.config.data_dir,
-                            deleted_directory_name(os.path.basename(directory)),
-                        ),
-                    )
-                await self.backend.fsync_directory(self.config.data_dir)
+                removed.append(await set_aside(self.backend, data_dir, entry))
             except OSError as error:
-                # The topic is gone (the list says so); start-up removes what is left.
-                raise StorageError(
-                    f"topic {name!r} is deleted, but removing its files failed: "
-                    f"{error.strerror or error}; they are removed at the next start"
-                ) from error
-            finally:
-                for partition in range(info.partitions):
-                    leftover = self._logs.pop((name, partition), None)
-                    if leftover is not None:
-                        with trio.CancelScope(shield=True):
-                            await leftover.aclose()
-        await self._remove_deleted_directories()
-        logger.info("deleted topic %s", name)
-
-    async def _remove_deleted_directories(self) -> None:
-        data_dir = self.config.data_dir
-        for entry in await self.backend.list_directory(data_dir):
-            # ".deleted": what trioring 0.1 named them.
-            if entry.endswith((DELETED_SUFFIX, ".deleted")):
-                await trio.to_thread.run_sync(shutil.rmtree, os.path.join(data_dir, entry))
-
-    async def _set_aside_orphans(self) -> None:
-        """Partition directories of topics the list does not have: left by an interrupted delete."""
-        topics = self._topic_store.topics
-        data_dir = self.config.data_dir
-        for entry in await self.backend.list_directory(data_dir):
-            match = _PARTITION_DIRECTORY.fullmatch(entry)
-            if match is None or entry.startswith("__"):
-                continue
-            topic, partition = match.group(1), int(match.group(2))
-            info = topics.get(topic)
-            if info is None or partition >= info.partitions:
-                logger.warning("%s: belongs to no topic (interrupted delete); removing it", entry)
-                await self.backend.rename(
-                    os.path.join(data_dir, entry),
-                    os.path.join(data_dir, deleted_directory_name(entry)),
+                # The topic is gone from the metadata; start-up removes what is left.
+                logger.warning(
+                    "removing %s-%d failed: %s; it is removed at the next start",
+                    info.name,
+                    partition,
+                    error,
                 )
+        self._topic_ids.pop(info.name, None)
+        if removed:
+            await self.backend.fsync_directory(data_dir)
+            for entry in removed:
+                await trio.to_thread.run_sync(shutil.rmtree, os.path.join(data_dir, entry), True)
+
+    # --- committed offsets and groups -------------------------------------------------
+
+    def coordinator_check(self, group_id: str) -> None:
+        """Raise NOT_COORDINATOR unless this worker coordinates ``group_id``."""
+        coordinator = self._metadata.coordinator(group_id)
+        if coordinator != self.worker_index:
+            raise GroupCoordinatorError(
+                f"group {group_id!r} is coordinated by node {coordinator}, not {self.worker_index}",
+                ErrorCode.not_coordinator,
+            )
+
+    async def offsets(self, group_id: str) -> OffsetStore:
+        """The OffsetStore of ``group_id`` (created on first use); NOT_COORDINATOR if not ours."""
+        if self._closed:
+            raise BrokerClosedError("the broker is closed")
+        self.coordinator_check(group_id)
+        partition = self._metadata.offsets_partition(group_id)
+        store = self._offset_stores.get(partition)
+        if store is not None:
+            await trio.lowlevel.checkpoint()
+            return store
+        async with self._offsets_lock:
+            store = self._offset_stores.get(partition)
+            if store is None:
+                store = await self._open_offset_store(partition)
+        return store
+
+    def offsets_if_open(self, group_id: str) -> OffsetStore | None:
+        """The group's store if it exists already (reads need not create one)."""
+        self.coordinator_check(group_id)
+        return self._offset_stores.get(self._metadata.offsets_partition(group_id))
+
+    async def _open_offset_store(self, partition: int) -> OffsetStore:
+        directory = partition_directory(self.config.data_dir, OFFSETS_TOPIC, partition)
+        try:
+            store = await OffsetStore.open(
+                directory,
+                self.backend,
+                self.config.clock,
+                compact_bytes=self.config.offsets_log_compact_bytes,
+            )
+        except OSError as error:
+            raise StorageError(
+                f"opening the committed offsets in {directory} failed: {error.strerror or error}"
+            ) from error
+        self._offset_stores[partition] = store
+        return store
+
+    async def _open_existing_offset_stores(self) -> None:
+        for info, partition in self._metadata.owned_by(self.worker_index):
+            if info.name != OFFSETS_TOPIC:
+                continue
+            directory = partition_directory(self.config.data_dir, OFFSETS_TOPIC, partition)
+            if os.path.isdir(directory):  # noqa: ASYNC240 - start-up, one stat each
+                await self._open_offset_store(partition)
+
+    def groups(self) -> list[str]:
+        """Groups with committed offsets in this worker's stores (CommittedGroups)."""
+        return sorted(group for store in self._offset_stores.values() for group in store.groups())
+
+    @property
+    def coordinator(self) -> GroupCoordinator:
+        assert self._groups is not None, "shard is not open"
+        return self._groups
 
     # --- upkeep ---------------------------------------------------------------------
 
@@ -327,8 +344,7 @@ class Shard:
 
     def _all_logs(self) -> list[PartitionLog]:
         logs = list(self._logs.values())
-        if self._offsets is not None:
-            logs.append(self._offsets.log)
+        logs.extend(store.log for store in self._offset_stores.values())
         return logs
 
     async def _each_log(
@@ -355,8 +371,13 @@ class Shard:
         await self._each_log(self._all_logs(), PartitionLog.checkpoint)
 
     async def _run_retention(self) -> None:
+        if self._offline:
+            # Try the partitions that could not be opened again (space may be free).
+            async with self._apply_lock:
+                await self._open_owned(self._metadata)
         await self._each_log(list(self._logs.values()), PartitionLog.enforce_retention)
-        await self.offsets.maybe_compact()
+        for store in list(self._offset_stores.values()):
+            await store.maybe_compact()
 
     async def run_upkeep_now(self) -> None:
         """Run every periodic job once (tests and ``trioring`` tools)."""

@@ -1,38 +1,108 @@
-"""Handlers: Kafka semantics as composable async functions.
+"""Handlers: Kafka semantics as composable async functions, one per operation.
 
-``async def handler(ctx, request) -> response``. The embedded Broker and the
-network server call the same handlers; middleware wraps them all.
+``async def handler(ctx, request) -> response``, over the typed messages of
+``trioring.handlers.messages``. The embedded Broker and the Kafka listener
+call the same handlers, so a middleware (auth, quotas, metrics, routing,
+fault injection) sees every request either way; the listener's wire
+adapters only translate between Kafka's bytes and these messages.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
-from trioring.handlers.admin import create_topic
+from trioring.core.groups import (
+    JoinGroupResult,
+    LeaveGroupResult,
+    ListGroupsResult,
+    SyncGroupResult,
+)
+from trioring.handlers import admin, groups
+from trioring.handlers import metadata as metadata_handlers
 from trioring.handlers.context import Handler, HandlerContext, Middleware, compose
 from trioring.handlers.fetch import fetch
+from trioring.handlers.messages import (
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
+    CreateTopicRequest,
+    CreateTopicResponse,
+    CreateTopicsRequest,
+    CreateTopicsResponse,
+    DeleteTopicsRequest,
+    DeleteTopicsResponse,
+    DescribeConfigsRequest,
+    DescribeConfigsResponse,
+    DescribeGroupsRequest,
+    DescribeGroupsResponse,
+    FetchRequest,
+    FetchResponse,
+    FindCoordinatorRequest,
+    FindCoordinatorResponse,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+    JoinGroupRequest,
+    LeaveGroupRequest,
+    ListGroupsRequest,
+    ListOffsetsRequest,
+    ListOffsetsResponse,
+    MetadataRequest,
+    MetadataResponse,
+    OffsetCommitRequest,
+    OffsetCommitResponse,
+    OffsetFetchRequest,
+    OffsetFetchResponse,
+    ProduceRequest,
+    ProduceResponse,
+    SyncGroupRequest,
+)
 from trioring.handlers.offsets import commit_offsets, fetch_offsets, list_offsets
 from trioring.handlers.produce import produce, validate_batches
+
+create_topic = admin.create_topic
 
 
 @attrs.frozen
 class Handlers:
-    """The handler for each operation; ``wrap`` applies middleware to all of them."""
+    """The handler of each operation; ``wrap`` applies middleware to all of them."""
 
-    produce: Handler = produce
-    fetch: Handler = fetch
-    list_offsets: Handler = list_offsets
-    commit_offsets: Handler = commit_offsets
-    fetch_offsets: Handler = fetch_offsets
-    create_topic: Handler = create_topic
+    produce: Handler[ProduceRequest, ProduceResponse] = produce
+    fetch: Handler[FetchRequest, FetchResponse] = fetch
+    list_offsets: Handler[ListOffsetsRequest, ListOffsetsResponse] = list_offsets
+    commit_offsets: Handler[OffsetCommitRequest, OffsetCommitResponse] = commit_offsets
+    fetch_offsets: Handler[OffsetFetchRequest, OffsetFetchResponse] = fetch_offsets
+    metadata: Handler[MetadataRequest, MetadataResponse] = metadata_handlers.metadata
+    find_coordinator: Handler[FindCoordinatorRequest, FindCoordinatorResponse] = (
+        metadata_handlers.find_coordinator
+    )
+    create_topic: Handler[CreateTopicRequest, CreateTopicResponse] = admin.create_topic
+    create_topics: Handler[CreateTopicsRequest, CreateTopicsResponse] = admin.create_topics
+    delete_topics: Handler[DeleteTopicsRequest, DeleteTopicsResponse] = admin.delete_topics
+    create_partitions: Handler[CreatePartitionsRequest, CreatePartitionsResponse] = (
+        admin.create_partitions
+    )
+    describe_configs: Handler[DescribeConfigsRequest, DescribeConfigsResponse] = (
+        admin.describe_configs
+    )
+    init_producer_id: Handler[InitProducerIdRequest, InitProducerIdResponse] = (
+        admin.init_producer_id
+    )
+    join_group: Handler[JoinGroupRequest, JoinGroupResult] = groups.join_group
+    sync_group: Handler[SyncGroupRequest, SyncGroupResult] = groups.sync_group
+    heartbeat: Handler[HeartbeatRequest, HeartbeatResponse] = groups.heartbeat
+    leave_group: Handler[LeaveGroupRequest, LeaveGroupResult] = groups.leave_group
+    describe_groups: Handler[DescribeGroupsRequest, DescribeGroupsResponse] = groups.describe_groups
+    list_groups: Handler[ListGroupsRequest, ListGroupsResult] = groups.list_groups
 
     def wrap(self, *middleware: Middleware) -> Handlers:
-        return Handlers(
-            **{
-                field.name: compose(getattr(self, field.name), *middleware)
-                for field in attrs.fields(Handlers)
-            }
-        )
+        wrapped: dict[str, Any] = {
+            field.name: compose(getattr(self, field.name), *middleware)
+            for field in attrs.fields(Handlers)
+        }
+        return Handlers(**wrapped)
 
 
 __all__ = [

@@ -1,11 +1,326 @@
-"""Topic administration."""
+"""Topic administration and configs: CreateTopics, DeleteTopics, CreatePartitions,
+DescribeConfigs, InitProducerId, with Kafka's rules for every field.
+
+Changes to topics are requests to the controller (``ctx.cluster``), which
+validates names and counts, places partitions, persists, and answers once
+every worker has the change.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+
+import attrs
+import trio
+from kio.schema.errors import ErrorCode
+
+from trioring._logging import RateLimitedLogger, printable
+from trioring.cluster.model import validate_partitions, validate_topic_name
+from trioring.errors import (
+    InvalidArgumentError,
+    InvalidConfigError,
+    InvalidPartitionsError,
+    InvalidTopicError,
+    KafkaError,
+    ReplicaAssignmentError,
+    ReplicationFactorError,
+    TopicExistsError,
+    TrioringError,
+    UnknownTopicOrPartitionError,
+)
 from trioring.handlers.context import HandlerContext
-from trioring.handlers.messages import CreateTopicRequest, CreateTopicResponse
+from trioring.handlers.messages import (
+    BROKER_RESOURCE,
+    TOPIC_RESOURCE,
+    ConfigEntry,
+    ConfigResourceResult,
+    CreatePartitionsRequest,
+    CreatePartitionsResponse,
+    CreateTopicRequest,
+    CreateTopicResponse,
+    CreateTopicsRequest,
+    CreateTopicsResponse,
+    DeleteTopicsRequest,
+    DeleteTopicsResponse,
+    DescribeConfigsRequest,
+    DescribeConfigsResponse,
+    InitProducerIdRequest,
+    InitProducerIdResponse,
+    NewTopic,
+    TopicResult,
+)
+from trioring.storage.log import LogConfig
+
+logger = logging.getLogger("trioring.admin")
+client_log = RateLimitedLogger(logger)
+
+__all__ = [
+    "create_partitions",
+    "create_topic",
+    "create_topics",
+    "delete_topics",
+    "describe_configs",
+    "init_producer_id",
+    "kafka_topic_configs",
+    "log_config_from_kafka",
+]
+
+
+def _repeated(names: list[str]) -> set[str]:
+    return {name for name, count in Counter(names).items() if count > 1}
+
+
+# --- CreateTopics ---------------------------------------------------------------------
 
 
 async def create_topic(ctx: HandlerContext, request: CreateTopicRequest) -> CreateTopicResponse:
-    topic = await ctx.shard.create_topic(request.name, request.partitions, request.config)
+    """One topic with trioring's own settings (the embedded API and auto-creation)."""
+    topic = await ctx.cluster.create_topic(request.name, request.partitions, request.config)
     return CreateTopicResponse(topic)
+
+
+#: Kafka topic config name -> LogConfig field.
+_TOPIC_CONFIGS: dict[str, str] = {
+    "retention.ms": "retention_ms",
+    "retention.bytes": "retention_bytes",
+    "segment.bytes": "segment_bytes",
+    "segment.ms": "segment_ms",
+    "index.interval.bytes": "index_interval_bytes",
+}
+
+
+def log_config_from_kafka(base: LogConfig, configs: dict[str, str | None]) -> LogConfig:
+    """A topic's LogConfig from Kafka config entries; InvalidConfigError names the bad one."""
+    changes: dict[str, int | None] = {}
+    for name, value in configs.items():
+        if value is None:
+            # As Kafka: a null value in CreateTopics is refused, not "unset".
+            raise InvalidConfigError(f"null value not supported for topic config {name!r}")
+        if name == "cleanup.policy":
+            if value != "delete":
+                raise InvalidConfigError(
+                    f"cleanup.policy='{printable(value)}' is not supported: only 'delete'"
+                )
+            continue
+        field = _TOPIC_CONFIGS.get(name)
+        if field is None:
+            raise InvalidConfigError(f"topic config '{printable(name)}' is not supported")
+        try:
+            number = int(value)
+        except ValueError:
+            raise InvalidConfigError(
+                f"topic config {name}='{printable(value)}' is not a number"
+            ) from None
+        if field in ("retention_ms", "retention_bytes") and number < 0:
+            if number != -1:
+                raise InvalidConfigError(f"{name} must be -1 (unlimited) or >= 0, not {number}")
+            changes[field] = None  # Kafka's -1: unlimited
+        else:
+            changes[field] = number
+    try:
+        return attrs.evolve(base, **changes)  # type: ignore[arg-type]
+    except InvalidArgumentError as error:
+        raise InvalidConfigError(str(error)) from None
+
+
+def kafka_topic_configs(config: LogConfig, batch_bytes_max: int) -> dict[str, str]:
+    return {
+        "cleanup.policy": "delete",
+        "retention.ms": str(-1 if config.retention_ms is None else config.retention_ms),
+        "retention.bytes": str(-1 if config.retention_bytes is None else config.retention_bytes),
+        "segment.bytes": str(config.segment_bytes),
+        "segment.ms": str(config.segment_ms),
+        "index.interval.bytes": str(config.index_interval_bytes),
+        "max.message.bytes": str(batch_bytes_max),
+        "message.timestamp.type": "CreateTime",
+    }
+
+
+def _partition_count(ctx: HandlerContext, topic: NewTopic) -> int | None:
+    """The partition count a CreateTopics entry asks for (None: the broker's default).
+
+    Checks in Kafka's order: replication factor, partition count, then
+    manual assignments, which trioring accepts when they place every
+    partition, numbered from 0, on one node (that node's worker then owns it
+    only if the controller places it there: placement is the controller's).
+    """
+    factor, partitions = topic.replication_factor, topic.partitions
+    if factor == 0 or factor < -1:
+        raise ReplicationFactorError(f"replication factor must be -1 or 1, not {factor}")
+    if factor > 1:
+        raise ReplicationFactorError(
+            f"replication factor {factor} is larger than the 1 replica trioring keeps per partition"
+        )
+    if partitions == 0 or partitions < -1:
+        raise InvalidPartitionsError(f"a topic needs at least 1 partition, not {partitions}")
+    if not topic.assignments:
+        return None if partitions == -1 else partitions
+    if factor != -1 or partitions != -1:
+        raise InvalidArgumentError(
+            "give either assignments or a partition count and replication factor, not both"
+        )
+    indexes = sorted(index for index, _ in topic.assignments)
+    if indexes != list(range(len(indexes))):
+        raise ReplicaAssignmentError("assigned partitions must be numbered 0, 1, 2, ... once each")
+    node_ids = {node.node_id for node in ctx.cluster.current_nodes} or {ctx.cluster.worker_index}
+    for index, brokers in topic.assignments:
+        if len(brokers) != 1 or brokers[0] not in node_ids:
+            raise ReplicaAssignmentError(
+                f"partition {index} is assigned to brokers {list(brokers)}; give one of "
+                f"{sorted(node_ids)} (one replica per partition)"
+            )
+    return len(indexes)
+
+
+async def create_topics(ctx: HandlerContext, request: CreateTopicsRequest) -> CreateTopicsResponse:
+    repeated = _repeated([topic.name for topic in request.topics])
+    results = []
+    for topic in request.topics:
+        error: TrioringError | None = None
+        try:
+            if topic.name in repeated:
+                raise InvalidArgumentError(f"topic {topic.name!r} is named twice in the request")
+            partitions = _partition_count(ctx, topic)
+            config = log_config_from_kafka(ctx.shard.config.log, dict(topic.configs))
+            if request.validate_only:
+                validate_topic_name(topic.name)
+                if partitions is not None:
+                    validate_partitions(partitions)
+                if topic.name in ctx.cluster.current.topics:
+                    raise TopicExistsError(f"topic {topic.name!r} already exists")
+                await trio.lowlevel.checkpoint()
+            else:
+                await ctx.cluster.create_topic(topic.name, partitions, config)
+        except TrioringError as caught:
+            error = caught
+        results.append(TopicResult(topic.name, error))
+    return CreateTopicsResponse(tuple(results))
+
+
+async def delete_topics(ctx: HandlerContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse:
+    repeated = _repeated(list(request.names))
+    results = []
+    for name in request.names:
+        error: TrioringError | None = None
+        try:
+            if name in repeated:
+                raise InvalidArgumentError(f"topic {name!r} is named twice in the request")
+            await ctx.cluster.delete_topic(name)
+        except TrioringError as caught:
+            error = caught
+        results.append(TopicResult(name, error))
+    return DeleteTopicsResponse(tuple(results))
+
+
+async def create_partitions(
+    ctx: HandlerContext, request: CreatePartitionsRequest
+) -> CreatePartitionsResponse:
+    """Kafka's CreatePartitions: grow topics; manual placement is the controller's to make."""
+    repeated = _repeated([topic.name for topic in request.topics])
+    results = []
+    for topic in request.topics:
+        error: TrioringError | None = None
+        try:
+            if topic.name in repeated:
+                raise InvalidArgumentError(f"topic {topic.name!r} is named twice in the request")
+            info = ctx.cluster.current.topics.get(topic.name)
+            if info is None or info.internal:
+                raise UnknownTopicOrPartitionError(f"unknown topic {topic.name!r}")
+            if topic.count <= info.partitions:
+                raise InvalidPartitionsError(
+                    f"topic {topic.name!r} has {info.partitions} partitions; the new count must "
+                    f"be larger, not {topic.count}"
+                )
+            validate_partitions(topic.count)
+            if topic.assignments is not None:
+                added = topic.count - info.partitions
+                if len(topic.assignments) != added:
+                    raise ReplicaAssignmentError(
+                        f"{len(topic.assignments)} assignments for {added} new partitions"
+                    )
+                node_ids = {node.node_id for node in ctx.cluster.current_nodes}
+                node_ids = node_ids or {ctx.cluster.worker_index}
+                for brokers in topic.assignments:
+                    if len(brokers) != 1 or brokers[0] not in node_ids:
+                        raise ReplicaAssignmentError(
+                            f"assignment {list(brokers)} must name one of {sorted(node_ids)}"
+                        )
+            if request.validate_only:
+                await trio.lowlevel.checkpoint()
+            else:
+                await ctx.cluster.create_partitions(topic.name, topic.count)
+        except TrioringError as caught:
+            error = caught
+        results.append(TopicResult(topic.name, error))
+    return CreatePartitionsResponse(tuple(results))
+
+
+# --- DescribeConfigs --------------------------------------------------------------------
+
+
+async def describe_configs(
+    ctx: HandlerContext, request: DescribeConfigsRequest
+) -> DescribeConfigsResponse:
+    for resource in request.resources:
+        if resource.resource_type not in (TOPIC_RESOURCE, BROKER_RESOURCE):
+            # As Kafka: one unknown resource type refuses the whole request.
+            raise InvalidArgumentError(
+                f"resource type {resource.resource_type} is not supported: "
+                f"use {TOPIC_RESOURCE} (topic) or {BROKER_RESOURCE} (broker)"
+            )
+    results = []
+    metadata = ctx.cluster.current
+    node_ids = {str(node.node_id) for node in ctx.cluster.current_nodes}
+    node_ids.add(str(ctx.cluster.worker_index))
+    for resource in request.resources:
+        error: TrioringError | None = None
+        entries: list[ConfigEntry] = []
+        if resource.resource_type == TOPIC_RESOURCE:
+            info = metadata.topics.get(resource.name)
+            if info is None or info.internal:
+                try:
+                    validate_topic_name(resource.name)
+                    error = UnknownTopicOrPartitionError(f"unknown topic {resource.name!r}")
+                except InvalidTopicError as invalid:
+                    error = invalid
+            else:
+                batch_bytes_max = ctx.shard.config.batch_bytes_max
+                configs = kafka_topic_configs(info.config, batch_bytes_max)
+                defaults = kafka_topic_configs(ctx.shard.config.log, batch_bytes_max)
+                for name, value in sorted(configs.items()):
+                    if resource.keys is not None and name not in resource.keys:
+                        continue
+                    default = value == defaults[name]
+                    # DEFAULT_CONFIG (5) unless the topic overrides it (TOPIC_CONFIG, 1).
+                    entries.append(ConfigEntry(name, value, False, default, 5 if default else 1))
+        elif resource.name not in ("", *node_ids):
+            error = InvalidArgumentError(
+                f"unexpected broker id '{printable(resource.name)}', expected one of "
+                f"{sorted(node_ids)}"
+            )
+        # A broker resource of a node: no broker configs are exposed yet, an
+        # empty, successful answer (issue 13 adds them).
+        results.append(ConfigResourceResult(resource, error, tuple(entries)))
+    await trio.lowlevel.checkpoint()
+    return DescribeConfigsResponse(tuple(results))
+
+
+# --- InitProducerId ---------------------------------------------------------------------
+
+
+async def init_producer_id(
+    ctx: HandlerContext, request: InitProducerIdRequest
+) -> InitProducerIdResponse:
+    """A producer id for an idempotent producer; transactions are refused."""
+    if request.transactional_id is not None:
+        client_log.warning(
+            "client %s asked for transactional id %s: transactions are not supported",
+            printable(ctx.client_id),
+            printable(request.transactional_id),
+        )
+        raise KafkaError(
+            "transactions are not supported", ErrorCode.transactional_id_authorization_failed
+        )
+    producer_id = await ctx.cluster.allocate_producer_id()
+    return InitProducerIdResponse(producer_id, 0)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Protocol, TypeAlias, TypeVar
 
 import attrs
 import trio
 
+from trioring.cluster.view import ClusterView
 from trioring.core.shard import Shard
 
 RequestT = TypeVar("RequestT")
@@ -16,28 +17,46 @@ ResponseT = TypeVar("ResponseT")
 
 @attrs.frozen
 class HandlerContext:
+    #: This worker's partitions, committed offsets and groups.
     shard: Shard
+    #: The cluster as this worker sees it; topic changes go through it.
+    cluster: ClusterView
     #: The Kafka client id, or "embedded" for in-process calls.
     client_id: str = "embedded"
+    #: The client's address ("" in-process).
+    client_host: str = ""
     #: Called (at most once) by a handler when the rest of its work can no
     #: longer affect the order of later requests: produce calls it after its
     #: append, before it waits for the fdatasync. The Kafka server then
     #: starts the connection's next request (appends stay in request order,
     #: their fdatasyncs overlap). None when nobody waits on it.
     order_released: Callable[[], None] | None = None
-    #: Set when the server stops: long-polling requests (Fetch) answer at
-    #: once with what they have instead of waiting out their max_wait.
+    #: Set when the server stops: long-polling requests (Fetch, a JoinGroup
+    #: waiting for a rebalance) answer at once instead of waiting on.
     stopping: trio.Event | None = None
+    #: Whether Metadata may create the topics it names (auto.create.topics.enable).
+    auto_create_topics: bool = True
 
 
-Handler = Callable[[HandlerContext, Any], Awaitable[Any]]
+Handler: TypeAlias = Callable[[HandlerContext, RequestT], Awaitable[ResponseT]]
 """``async def handler(ctx, request) -> response``."""
 
-Middleware = Callable[[Handler], Handler]
-"""A function from handler to handler: auth, quotas, metrics, user hooks."""
+
+class Middleware(Protocol):
+    """A function from handler to handler: auth, quotas, metrics, routing, user hooks.
+
+    It must keep the handler's request and response types (it may check,
+    count, delay or refuse, and it returns what the handler returns).
+    """
+
+    def __call__(
+        self, handler: Handler[RequestT, ResponseT], /
+    ) -> Handler[RequestT, ResponseT]: ...
 
 
-def compose(handler: Handler, *middleware: Middleware) -> Handler:
+def compose(
+    handler: Handler[RequestT, ResponseT], *middleware: Middleware
+) -> Handler[RequestT, ResponseT]:
     """Wrap ``handler`` so the first middleware runs outermost."""
     for wrap in reversed(middleware):
         handler = wrap(handler)

@@ -12,7 +12,14 @@ from typing import Literal, NamedTuple
 
 import attrs
 
-from trioring.core.metadata import TopicInfo
+from trioring.cluster.model import Node, TopicInfo
+from trioring.core.groups import (
+    GroupDescription,
+    JoinGroupResult,
+    LeaveGroupResult,
+    ListGroupsResult,
+    SyncGroupResult,
+)
 from trioring.core.offsets import CommittedOffset, TopicPartition
 from trioring.errors import TrioringError
 from trioring.storage.log import LogConfig
@@ -132,3 +139,291 @@ class CreateTopicRequest:
 @attrs.frozen
 class CreateTopicResponse:
     topic: TopicInfo
+
+
+# --- Topic administration (CreateTopics, DeleteTopics, CreatePartitions) -----------
+
+
+@attrs.frozen
+class NewTopic:
+    """One topic of a Kafka CreateTopics request, as the client sent it."""
+
+    name: str
+    #: -1: the broker's default (KIP-464).
+    partitions: int = -1
+    #: -1: the broker's default; trioring keeps 1 replica.
+    replication_factor: int = -1
+    #: (partition, broker ids) pairs; manual placement.
+    assignments: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    #: Kafka topic config names and values (None: a null value, refused).
+    configs: tuple[tuple[str, str | None], ...] = ()
+
+
+@attrs.frozen
+class CreateTopicsRequest:
+    topics: tuple[NewTopic, ...]
+    validate_only: bool = False
+
+
+@attrs.frozen
+class TopicResult:
+    """One topic's outcome in CreateTopics, DeleteTopics or CreatePartitions."""
+
+    name: str
+    error: TrioringError | None = None
+
+
+@attrs.frozen
+class CreateTopicsResponse:
+    results: tuple[TopicResult, ...]
+
+
+@attrs.frozen
+class DeleteTopicsRequest:
+    names: tuple[str, ...]
+
+
+@attrs.frozen
+class DeleteTopicsResponse:
+    results: tuple[TopicResult, ...]
+
+
+@attrs.frozen
+class NewPartitions:
+    name: str
+    #: The topic's partition count after the request.
+    count: int
+    #: Placement of the new partitions, or None for the broker's choice.
+    assignments: tuple[tuple[int, ...], ...] | None = None
+
+
+@attrs.frozen
+class CreatePartitionsRequest:
+    topics: tuple[NewPartitions, ...]
+    validate_only: bool = False
+
+
+@attrs.frozen
+class CreatePartitionsResponse:
+    results: tuple[TopicResult, ...]
+
+
+# --- DescribeConfigs ------------------------------------------------------------------
+
+#: DescribeConfigs resource types (Kafka's ConfigResource.Type).
+TOPIC_RESOURCE = 2
+BROKER_RESOURCE = 4
+
+
+@attrs.frozen
+class ConfigResource:
+    resource_type: int
+    name: str
+    #: None: every config.
+    keys: tuple[str, ...] | None = None
+
+
+@attrs.frozen
+class ConfigEntry:
+    name: str
+    value: str | None
+    read_only: bool
+    is_default: bool
+    #: Kafka's ConfigSource: 1 a topic override, 5 the default.
+    source: int
+    sensitive: bool = False
+
+
+@attrs.frozen
+class ConfigResourceResult:
+    resource: ConfigResource
+    error: TrioringError | None = None
+    entries: tuple[ConfigEntry, ...] = ()
+
+
+@attrs.frozen
+class DescribeConfigsRequest:
+    resources: tuple[ConfigResource, ...]
+
+
+@attrs.frozen
+class DescribeConfigsResponse:
+    results: tuple[ConfigResourceResult, ...]
+
+
+# --- Metadata, FindCoordinator, InitProducerId ------------------------------------------
+
+
+@attrs.frozen
+class MetadataRequest:
+    #: None: every topic.
+    topics: tuple[str, ...] | None
+    allow_auto_topic_creation: bool = True
+
+
+@attrs.frozen
+class PartitionMetadata:
+    partition: int
+    leader: int
+    error_code: int = 0
+
+
+@attrs.frozen
+class TopicMetadata:
+    name: str
+    error_code: int
+    partitions: tuple[PartitionMetadata, ...] = ()
+    internal: bool = False
+
+
+@attrs.frozen
+class MetadataResponse:
+    cluster_id: str
+    controller_id: int
+    nodes: tuple[Node, ...]
+    topics: tuple[TopicMetadata, ...]
+
+
+#: FindCoordinator key types.
+GROUP_KEY = 0
+TRANSACTION_KEY = 1
+
+
+@attrs.frozen
+class FindCoordinatorRequest:
+    key: str
+    key_type: int = GROUP_KEY
+
+
+@attrs.frozen
+class FindCoordinatorResponse:
+    node: Node | None
+    error: TrioringError | None = None
+
+
+@attrs.frozen
+class InitProducerIdRequest:
+    transactional_id: str | None = None
+    transaction_timeout_ms: int = -1
+
+
+@attrs.frozen
+class InitProducerIdResponse:
+    producer_id: int
+    producer_epoch: int
+
+
+# --- Consumer groups (classic protocol) -------------------------------------------------
+
+
+@attrs.frozen
+class JoinGroupRequest:
+    group_id: str
+    member_id: str
+    protocol_type: str
+    protocols: tuple[tuple[str, bytes], ...]
+    session_timeout_ms: int
+    #: None: the session timeout (JoinGroup v0).
+    rebalance_timeout_ms: int | None = None
+    group_instance_id: str | None = None
+    #: The JoinGroup version the client speaks (v4+ need MEMBER_ID_REQUIRED).
+    api_version: int = 5
+
+
+@attrs.frozen
+class SyncGroupRequest:
+    group_id: str
+    generation_id: int
+    member_id: str
+    assignments: tuple[tuple[str, bytes], ...] = ()
+    group_instance_id: str | None = None
+
+
+@attrs.frozen
+class HeartbeatRequest:
+    group_id: str
+    generation_id: int
+    member_id: str
+    group_instance_id: str | None = None
+
+
+@attrs.frozen
+class HeartbeatResponse:
+    error_code: int
+
+
+@attrs.frozen
+class LeaveGroupRequest:
+    group_id: str
+    member_ids: tuple[str, ...]
+
+
+@attrs.frozen
+class DescribeGroupsRequest:
+    group_ids: tuple[str, ...]
+
+
+@attrs.frozen
+class DescribeGroupsResponse:
+    groups: tuple[GroupDescription, ...]
+
+
+@attrs.frozen
+class ListGroupsRequest:
+    #: None or empty: groups in any state.
+    states: tuple[str, ...] | None = None
+
+
+__all__ = [
+    "EARLIEST_TIMESTAMP",
+    "LATEST_TIMESTAMP",
+    "Acks",
+    "ConfigEntry",
+    "ConfigResource",
+    "ConfigResourceResult",
+    "CreatePartitionsRequest",
+    "CreatePartitionsResponse",
+    "CreateTopicRequest",
+    "CreateTopicResponse",
+    "CreateTopicsRequest",
+    "CreateTopicsResponse",
+    "DeleteTopicsRequest",
+    "DeleteTopicsResponse",
+    "DescribeConfigsRequest",
+    "DescribeConfigsResponse",
+    "DescribeGroupsRequest",
+    "DescribeGroupsResponse",
+    "FetchPartition",
+    "FetchRequest",
+    "FetchResponse",
+    "FetchedPartition",
+    "FindCoordinatorRequest",
+    "FindCoordinatorResponse",
+    "HeartbeatRequest",
+    "HeartbeatResponse",
+    "InitProducerIdRequest",
+    "InitProducerIdResponse",
+    "JoinGroupRequest",
+    "JoinGroupResult",
+    "LeaveGroupRequest",
+    "LeaveGroupResult",
+    "ListGroupsRequest",
+    "ListGroupsResult",
+    "ListOffsetsRequest",
+    "ListOffsetsResponse",
+    "MetadataRequest",
+    "MetadataResponse",
+    "NewPartitions",
+    "NewTopic",
+    "OffsetCommitRequest",
+    "OffsetCommitResponse",
+    "OffsetFetchRequest",
+    "OffsetFetchResponse",
+    "PartitionMetadata",
+    "ProduceRequest",
+    "ProduceResponse",
+    "SyncGroupRequest",
+    "SyncGroupResult",
+    "TopicMetadata",
+    "TopicResult",
+]

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import trio
+
 from trioring.core.offsets import validate_group
-from trioring.errors import GroupCoordinatorError, InvalidArgumentError, TrioringError
+from trioring.errors import (
+    GroupCoordinatorError,
+    InvalidArgumentError,
+    TrioringError,
+    UnknownTopicOrPartitionError,
+)
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import (
     EARLIEST_TIMESTAMP,
@@ -42,9 +49,13 @@ async def list_offsets(ctx: HandlerContext, request: ListOffsetsRequest) -> List
 
 
 async def commit_offsets(ctx: HandlerContext, request: OffsetCommitRequest) -> OffsetCommitResponse:
-    """Durably commit offsets; partitions of unknown topics get an error each, as in Kafka."""
+    """Durably commit offsets; partitions of unknown topics get an error each, as in Kafka.
+
+    Only the group's coordinator commits (NOT_COORDINATOR elsewhere).
+    """
     validate_group(request.group)
-    code = ctx.shard.groups.validate_offset_commit(
+    store = await ctx.shard.offsets(request.group)
+    code = ctx.shard.coordinator.validate_offset_commit(
         group_id=request.group, generation_id=request.generation_id, member_id=request.member_id
     )
     if code != 0:
@@ -56,25 +67,30 @@ async def commit_offsets(ctx: HandlerContext, request: OffsetCommitRequest) -> O
         return OffsetCommitResponse({tp: refusal for tp in request.offsets})
     errors: dict[tuple[str, int], TrioringError | None] = {}
     accepted = {}
+    metadata = ctx.cluster.current
     for (topic, partition), committed in request.offsets.items():
-        try:
-            ctx.shard.log(topic, partition)
-            if committed.offset < 0:
-                raise InvalidArgumentError(
-                    f"cannot commit negative offset {committed.offset} for {topic}-{partition}"
-                )
-        except TrioringError as error:
-            errors[(topic, partition)] = error
-            continue
-        accepted[(topic, partition)] = committed
-        errors[(topic, partition)] = None
-    await ctx.shard.offsets.commit(request.group, accepted)
+        error: TrioringError | None = None
+        info = metadata.topics.get(topic)
+        if info is None or info.internal or not 0 <= partition < info.partitions:
+            # Any worker's partition may be committed: the coordinator keeps
+            # the group's offsets, whoever owns the partition.
+            error = UnknownTopicOrPartitionError(f"unknown partition {topic}-{partition}")
+        elif committed.offset < 0:
+            error = InvalidArgumentError(
+                f"cannot commit negative offset {committed.offset} for {topic}-{partition}"
+            )
+        errors[(topic, partition)] = error
+        if error is None:
+            accepted[(topic, partition)] = committed
+    await store.commit(request.group, accepted)
     return OffsetCommitResponse(errors)
 
 
 async def fetch_offsets(ctx: HandlerContext, request: OffsetFetchRequest) -> OffsetFetchResponse:
     validate_group(request.group)
-    committed = ctx.shard.offsets.committed(request.group)
+    store = ctx.shard.offsets_if_open(request.group)
+    await trio.lowlevel.checkpoint()
+    committed = {} if store is None else store.committed(request.group)
     if request.partitions is not None:
         wanted = set(request.partitions)
         committed = {tp: value for tp, value in committed.items() if tp in wanted}

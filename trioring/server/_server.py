@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,8 +26,9 @@ from kio.schema.errors import ErrorCode
 from trioring._broker import Broker
 from trioring._constants import RECEIVE_BYTES
 from trioring._logging import RateLimitedLogger, printable
-from trioring.core.metadata import METADATA_DIRECTORY
+from trioring.cluster.model import Node
 from trioring.errors import ProtocolError, TrioringError
+from trioring.handlers import HandlerContext
 from trioring.protocol.kafka import (
     SUPPORTED_VERSIONS,
     ApiKey,
@@ -40,12 +39,11 @@ from trioring.protocol.kafka import (
     encode_api_versions_response,
     encode_response_chunks,
 )
-from trioring.server._apis import APIS, ApiContext, MetadataCache, Node, produce
 from trioring.server._config import ServerConfig
-from trioring.server._error_responses import error_response
 from trioring.server._memory import RequestMemory, RequestMemoryStatistics
-from trioring.storage.files import read_file, replace_file
-from trioring.uring import Buffer, FileBackend, TcpStream
+from trioring.server.apis import APIS, ApiContext, MetadataCache, produce
+from trioring.server.apis.errors import error_response
+from trioring.uring import Buffer, TcpStream
 
 logger = logging.getLogger("trioring.server")
 #: Every line a client can cause goes through this (see trioring._logging).
@@ -68,10 +66,12 @@ def advertised_versions() -> Mapping[int, tuple[int, int]]:
 class KafkaServer:
     """Serves one broker on one listener. Use :func:`serve_kafka`."""
 
-    def __init__(self, broker: Broker, config: ServerConfig, cluster_id: str) -> None:
+    def __init__(self, broker: Broker, config: ServerConfig, *, publish_node: bool = True) -> None:
         self.broker = broker
         self.config = config
-        self.cluster_id = cluster_id
+        #: Whether this server tells the broker's cluster view its own address
+        #: (a lone broker); the supervisor publishes its workers' instead.
+        self.publish_node = publish_node
         self.versions = advertised_versions()
         self.port = 0
         self._connections: dict[trio.CancelScope, _Connection] = {}
@@ -86,9 +86,11 @@ class KafkaServer:
         self.metadata_cache = MetadataCache()
         self._idle_closed_total = 0
 
-    def _node(self) -> Node:
+    @property
+    def node(self) -> Node:
+        """How clients reach this listener (the advertised address)."""
         return Node(
-            0,
+            self.broker.cluster.worker_index,
             self.config.advertised_host or self.config.host,
             self.config.advertised_port or self.port,
         )
@@ -100,6 +102,8 @@ class KafkaServer:
             self.config.port, host=self.config.host
         )
         self.port = listeners[0].socket.getsockname()[1]
+        if self.publish_node:
+            self.broker.cluster.nodes.value = (self.node,)
         async with trio.open_nursery() as nursery:
             self._connection_nursery = nursery
             task_status.started(self)
@@ -204,14 +208,15 @@ class KafkaServer:
     ) -> None:
         decoder = FrameDecoder(self.config.frame_bytes_max)
         context = ApiContext(
-            self.broker.shard,
             self.broker.handlers,
-            self._node(),
-            self.cluster_id,
-            self.config.auto_create_topics,
-            client_host=peer_host,
+            HandlerContext(
+                self.broker.shard,
+                self.broker.cluster,
+                client_host=peer_host,
+                stopping=self._stopping,
+                auto_create_topics=self.config.auto_create_topics,
+            ),
             metadata_cache=self.metadata_cache,
-            stopping=self._stopping,
         )
         idle_seconds = self.config.connections_max_idle_ms / 1000
         connection.idle_seconds = idle_seconds
@@ -497,21 +502,11 @@ class _Connection:
             self._released.set()
 
 
-async def load_cluster_id(backend: FileBackend, data_dir: str) -> str:
-    """The cluster id clients see, created once and kept in the data directory."""
-    path = os.path.join(data_dir, METADATA_DIRECTORY, "cluster-id")
-    existing = await read_file(backend, path)
-    if existing and existing.strip():
-        return existing.decode("ascii", "replace").strip()
-    cluster_id = uuid.uuid4().hex[:22]
-    await replace_file(backend, path, f"{cluster_id}\n".encode())
-    return cluster_id
-
-
 async def serve_kafka(
     broker: Broker,
     config: ServerConfig | None = None,
     *,
+    publish_node: bool = True,
     task_status: trio.TaskStatus[KafkaServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``broker`` over the Kafka protocol until cancelled.
@@ -522,6 +517,5 @@ async def serve_kafka(
         server = await nursery.start(serve_kafka, broker, ServerConfig(port=0))
     """
     config = config or ServerConfig()
-    cluster_id = await load_cluster_id(broker.shard.backend, broker.config.data_dir)
-    server = KafkaServer(broker, config, cluster_id)
+    server = KafkaServer(broker, config, publish_node=publish_node)
     await server.serve(task_status=task_status)

@@ -22,14 +22,18 @@ from trioring.protocol.kafka import (
 PREFIX = struct.Struct(">hhi")
 
 
-def test_only_api_versions_v3_is_flexible() -> None:
-    flexible = [
+def test_flexible_versions_are_kafkas() -> None:
+    flexible = sorted(
         (api_key, api_version)
         for api_key, (low, high) in SUPPORTED_VERSIONS.items()
         for api_version in range(low, high + 1)
         if is_flexible(api_key, api_version)
+    )
+    assert flexible == [
+        (ApiKey.API_VERSIONS, 3),
+        (ApiKey.CREATE_PARTITIONS, 2),
+        (ApiKey.CREATE_PARTITIONS, 3),
     ]
-    assert flexible == [(ApiKey.API_VERSIONS, 3)]
 
 
 def test_header_v1() -> None:

@@ -55,6 +55,7 @@ def test_supported_versions_are_the_issue_table() -> None:
         20: (1, 2),
         22: (0, 1),
         32: (0, 1),
+        37: (0, 3),
     }
 
 

@@ -35,6 +35,7 @@ class ApiKey(enum.IntEnum):
     DELETE_TOPICS = 20
     INIT_PRODUCER_ID = 22
     DESCRIBE_CONFIGS = 32
+    CREATE_PARTITIONS = 37
 
 
 #: Inclusive version range advertised in ApiVersions, per API key. Lower bounds
@@ -60,6 +61,7 @@ SUPPORTED_VERSIONS: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.DELETE_TOPICS: (1, 2),
         ApiKey.INIT_PRODUCER_ID: (0, 1),
         ApiKey.DESCRIBE_CONFIGS: (0, 1),
+        ApiKey.CREATE_PARTITIONS: (0, 3),
     }
 )
 

@@ -25,7 +25,7 @@ from trioring.protocol.kafka import (
     ProduceResponseTopic,
     response_schema,
 )
-from trioring.server._build import build, sibling
+from trioring.server.apis._build import build, sibling
 
 __all__ = ["error_response", "has_error_response"]
 
@@ -262,6 +262,18 @@ def _describe_configs(version: int, request: Any, code: ErrorCode, message: str)
     )
 
 
+def _create_partitions(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.CREATE_PARTITIONS, version)
+    result_class = sibling(response_class, "CreatePartitionsTopicResult")
+    return build(
+        response_class,
+        results=tuple(
+            build(result_class, name=topic.name, error_code=code, error_message=message)
+            for topic in request.topics
+        ),
+    )
+
+
 _BUILDERS: dict[int, _Builder] = {
     ApiKey.PRODUCE: _produce,
     ApiKey.FETCH: _fetch,
@@ -280,6 +292,7 @@ _BUILDERS: dict[int, _Builder] = {
     ApiKey.DELETE_TOPICS: _delete_topics,
     ApiKey.INIT_PRODUCER_ID: _init_producer_id,
     ApiKey.DESCRIBE_CONFIGS: _describe_configs,
+    ApiKey.CREATE_PARTITIONS: _create_partitions,
 }
 
 

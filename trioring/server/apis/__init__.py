@@ -1,0 +1,54 @@
+"""Thin wire adapters: one async function per Kafka API, kio request in, response out.
+
+They translate between the wire's shapes and the handlers' messages; Kafka
+semantics live in ``trioring.handlers``, so middleware sees every request.
+Each returns a kio response object (or a fast-encoder body for Produce and
+Fetch, or an encoded body for Metadata), or None for acks=0 produces, which
+Kafka answers with nothing.
+"""
+
+from __future__ import annotations
+
+from trioring.protocol.kafka import ApiKey
+from trioring.server.apis._context import ApiContext, ApiFunction, MetadataCache
+from trioring.server.apis.admin import (
+    create_partitions,
+    create_topics,
+    delete_topics,
+    describe_configs,
+    init_producer_id,
+)
+from trioring.server.apis.data import fetch, list_offsets, produce
+from trioring.server.apis.groups import (
+    describe_groups,
+    heartbeat,
+    join_group,
+    leave_group,
+    list_groups,
+    sync_group,
+)
+from trioring.server.apis.metadata import find_coordinator, metadata
+from trioring.server.apis.offsets import offset_commit, offset_fetch
+
+APIS: dict[int, ApiFunction] = {
+    ApiKey.PRODUCE: produce,
+    ApiKey.FETCH: fetch,
+    ApiKey.LIST_OFFSETS: list_offsets,
+    ApiKey.METADATA: metadata,
+    ApiKey.OFFSET_COMMIT: offset_commit,
+    ApiKey.OFFSET_FETCH: offset_fetch,
+    ApiKey.FIND_COORDINATOR: find_coordinator,
+    ApiKey.JOIN_GROUP: join_group,
+    ApiKey.HEARTBEAT: heartbeat,
+    ApiKey.LEAVE_GROUP: leave_group,
+    ApiKey.SYNC_GROUP: sync_group,
+    ApiKey.DESCRIBE_GROUPS: describe_groups,
+    ApiKey.LIST_GROUPS: list_groups,
+    ApiKey.CREATE_TOPICS: create_topics,
+    ApiKey.DELETE_TOPICS: delete_topics,
+    ApiKey.INIT_PRODUCER_ID: init_producer_id,
+    ApiKey.DESCRIBE_CONFIGS: describe_configs,
+    ApiKey.CREATE_PARTITIONS: create_partitions,
+}
+
+__all__ = ["APIS", "ApiContext", "ApiFunction", "MetadataCache", "produce"]

@@ -1,0 +1,100 @@
+"""Wire adapters of committed offsets: OffsetCommit and OffsetFetch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from trioring.core.offsets import CommittedOffset
+from trioring.handlers.messages import OffsetCommitRequest, OffsetFetchRequest
+from trioring.protocol.kafka import ApiKey, response_schema
+from trioring.server.apis._build import build, sibling
+from trioring.server.apis._context import NONE, ApiContext, error_code
+
+__all__ = ["OFFSET_METADATA_CHARACTERS_MAX", "offset_commit", "offset_fetch"]
+
+#: Kafka's offset.metadata.max.bytes (counted in characters, as Kafka does).
+OFFSET_METADATA_CHARACTERS_MAX = 4096
+
+
+async def offset_fetch(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.OFFSET_FETCH, version)
+    topic_class = sibling(response_class, "OffsetFetchResponseTopic")
+    partition_class = sibling(response_class, "OffsetFetchResponsePartition")
+    try:
+        response = await ctx.handlers.fetch_offsets(
+            ctx.handler_context(), OffsetFetchRequest(request.group_id)
+        )
+        committed = response.offsets
+        top_code = NONE
+    except Exception as error:
+        committed, top_code = {}, error_code(error)
+    if request.topics is None:
+        requested: dict[str, list[int]] = {}
+        for topic, partition in sorted(committed):
+            requested.setdefault(topic, []).append(partition)
+    else:
+        requested = {t.name: list(t.partition_indexes) for t in request.topics}
+    topics = []
+    for name, partitions in requested.items():
+        entries = []
+        for partition in partitions:
+            value = committed.get((name, partition))
+            entries.append(
+                build(
+                    partition_class,
+                    partition_index=partition,
+                    committed_offset=-1 if value is None else value.offset,
+                    metadata="" if value is None else value.metadata,
+                    error_code=top_code if version < 2 else NONE,
+                )
+            )
+        topics.append(build(topic_class, name=name, partitions=tuple(entries)))
+    return build(response_class, topics=tuple(topics), error_code=top_code)
+
+
+async def offset_commit(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.OFFSET_COMMIT, version)
+    topic_class = sibling(response_class, "OffsetCommitResponseTopic")
+    partition_class = sibling(response_class, "OffsetCommitResponsePartition")
+    codes: dict[tuple[str, int], int] = {}
+    group_code: int = NONE
+    offsets = {}
+    for topic in request.topics:
+        for partition in topic.partitions:
+            key = (topic.name, partition.partition_index)
+            metadata = partition.committed_metadata or ""
+            if len(metadata) > OFFSET_METADATA_CHARACTERS_MAX:
+                codes[key] = ErrorCode.offset_metadata_too_large
+                continue
+            offsets[key] = CommittedOffset(partition.committed_offset, metadata)
+    try:
+        response = await ctx.handlers.commit_offsets(
+            ctx.handler_context(),
+            OffsetCommitRequest(
+                request.group_id,
+                offsets,
+                generation_id=int(request.generation_id_or_member_epoch),
+                member_id=request.member_id,
+            ),
+        )
+        codes.update((tp, error_code(error)) for tp, error in response.errors.items())
+    except Exception as error:
+        group_code = error_code(error)
+    topics = tuple(
+        build(
+            topic_class,
+            name=topic.name,
+            partitions=tuple(
+                build(
+                    partition_class,
+                    partition_index=partition.partition_index,
+                    error_code=codes.get((topic.name, partition.partition_index), group_code),
+                )
+                for partition in topic.partitions
+            ),
+        )
+        for topic in request.topics
+    )
+    return build(response_class, topics=topics)
