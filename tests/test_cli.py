@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import os
 import signal
 import socket
 import struct
@@ -20,6 +21,7 @@ from pathlib import Path
 import confluent_kafka
 import pytest
 from kio.schema.fetch.v11.request import FetchPartition, FetchRequest, FetchTopic
+from kio.schema.metadata.v4.request import MetadataRequest, MetadataRequestTopic
 from kio.serial import entity_writer
 from kio.static.primitive import i32, i32Timedelta, i64
 
@@ -29,7 +31,9 @@ from trioring.server._cli import TABLES, read_config_file, setting_keys
 from trioring.testing import BrokerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "interop"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "server"))
 from interop_wire import create_topic
+from server_support import exchange
 
 TIMEOUT_SECONDS = 60
 
@@ -122,12 +126,20 @@ def test_unusable_data_directory(tmp_path: Path) -> None:
     )
 
 
-def test_port_in_use(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_port_in_use(tmp_path: Path, workers: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run("--data-dir", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}")
+        result = run(
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--workers",
+            workers,
+        )
         assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port}", "in use")
         debug = run(
             "--data-dir",
@@ -136,9 +148,12 @@ def test_port_in_use(tmp_path: Path) -> None:
             f"127.0.0.1:{port}",
             "--log-level",
             "DEBUG",
+            "--workers",
+            workers,
         )
     assert debug.returncode == 2 and "Traceback" in debug.stderr
-    assert debug.stderr.strip().splitlines()[-1].startswith("trioring: error: cannot listen")
+    last = debug.stderr.strip().splitlines()[-1]
+    assert last.startswith("trioring: error: ") and "cannot listen" in last
 
 
 def test_bad_listen_address() -> None:
@@ -179,7 +194,7 @@ def test_demo_has_a_directory_of_its_own(tmp_path: Path) -> None:
     assert not (tmp_path / "trioring-data").exists()
 
 
-def _long_poll_fetch(port: int, topic: str, max_wait_ms: int) -> socket.socket:
+def _long_poll_fetch(port: int, topic: str, max_wait_ms: int, partition: int = 0) -> socket.socket:
     request = FetchRequest(
         max_wait=i32Timedelta.parse(datetime.timedelta(milliseconds=max_wait_ms)),
         min_bytes=i32(1),
@@ -188,7 +203,9 @@ def _long_poll_fetch(port: int, topic: str, max_wait_ms: int) -> socket.socket:
                 topic=topic,  # type: ignore[arg-type]
                 partitions=(
                     FetchPartition(
-                        partition=i32(0), fetch_offset=i64(0), partition_max_bytes=i32(1 << 20)
+                        partition=i32(partition),
+                        fetch_offset=i64(0),
+                        partition_max_bytes=i32(1 << 20),
                     ),
                 ),
             ),
@@ -205,23 +222,63 @@ def _long_poll_fetch(port: int, topic: str, max_wait_ms: int) -> socket.socket:
     return connection
 
 
-def test_sigterm_answers_long_polls_at_once_and_stops(tmp_path: Path) -> None:
-    """Before, SIGTERM waited out the whole 5 s grace period for a 30 s long poll."""
-    with BrokerProcess(tmp_path / "data") as broker:
-        create_topic(broker.port, "idle", 1)
-        connection = _long_poll_fetch(broker.port, "idle", 30_000)
-        time.sleep(0.3)  # the fetch is waiting now
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_answers_long_polls_at_once_and_stops(tmp_path: Path, workers: int) -> None:
+    """Before, SIGTERM waited out the whole 5 s grace period for a 30 s long poll.
+
+    With two workers, every worker drains, and none is left running.
+    """
+    with BrokerProcess(tmp_path / "data", workers=workers) as broker:
+        create_topic(broker.port, "idle", workers)
+        connections = [
+            _long_poll_fetch(port, "idle", 30_000, partition=partition)
+            for partition, port in enumerate(
+                _owners(broker, "idle") if workers > 1 else [broker.port]
+            )
+        ]
+        pids = [broker.worker_pid(index) for index in range(workers)] if workers > 1 else []
+        time.sleep(0.3)  # the fetches are waiting now
         assert broker.process is not None
         started = time.monotonic()
         broker.process.send_signal(signal.SIGTERM)
-        answer = connection.recv(1 << 16)
+        answers = [connection.recv(1 << 16) for connection in connections]
         answered_after = time.monotonic() - started
         code = broker._wait()
         stopped_after = time.monotonic() - started
-        connection.close()
-    assert answer[4:8] == struct.pack(">i", 9), "the fetch was answered"
+        for connection in connections:
+            connection.close()
+    for answer in answers:
+        assert answer[4:8] == struct.pack(">i", 9), "the fetch was answered"
     assert code == 0
     assert answered_after < 2.0 and stopped_after < 3.0, (answered_after, stopped_after)
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the supervisor"
+
+
+def _owners(broker: BrokerProcess, topic: str) -> list[int]:
+    """The port of the worker that owns each partition of ``topic``."""
+    response = exchange(
+        broker.port,
+        ApiKey.METADATA,
+        4,
+        MetadataRequest(
+            topics=(MetadataRequestTopic(name=topic),),  # type: ignore[arg-type]
+            allow_auto_topic_creation=False,
+        ),
+    )
+    ports = {int(b.node_id): int(b.port) for b in response.brokers}
+    (answer,) = response.topics
+    partitions = sorted(answer.partitions, key=lambda p: p.partition_index)
+    return [ports[int(p.leader_id)] for p in partitions]
+
+
+def test_workers_can_be_pinned_to_cpus(tmp_path: Path) -> None:
+    with BrokerProcess(tmp_path / "data", workers=2, extra_arguments=["--pin-cpus"]) as broker:
+        allowed = sorted(os.sched_getaffinity(0))
+        for index in range(2):
+            status = Path(f"/proc/{broker.worker_pid(index)}/status").read_text()
+            (line,) = [ln for ln in status.splitlines() if ln.startswith("Cpus_allowed_list:")]
+            assert line.split()[1] == str(allowed[index % len(allowed)])
 
 
 def test_every_settings_key_is_documented() -> None:

@@ -31,6 +31,7 @@ from trioring.handlers import Handler, HandlerContext, Handlers, Middleware
 from trioring.protocol.compression import Compression
 from trioring.protocol.records import Record
 from trioring.storage.log import LogConfig
+from trioring.supervisor import Supervisor, serve_cluster
 
 __version__ = "0.1.0"
 
@@ -61,10 +62,12 @@ __all__ = [
     "Record",
     "RecordTooLargeError",
     "StorageError",
+    "Supervisor",
     "TopicExistsError",
     "TopicInfo",
     "TrioringError",
     "UnknownTopicOrPartitionError",
     "UnsupportedCompressionError",
     "open_broker",
+    "serve_cluster",
 ]

@@ -135,6 +135,25 @@ METADATA_LOG_COMPACT_BYTES = 1 * MIB
 #: AllocateProducerIds hands out 1000); a restarted worker skips the rest.
 PRODUCER_ID_BLOCK_SIZE = 1000
 
+# --- Workers and the supervisor -------------------------------------------------
+#: Largest message on a worker's control channel (a metadata snapshot of
+#: every topic is the largest: ~200 bytes a topic).
+CONTROL_MESSAGE_BYTES_MAX = 64 * MIB
+#: A worker that dies is restarted after a pause that doubles from the
+#: first to the last; one that ran this long before dying starts again
+#: from the first.
+WORKER_RESTART_DELAY_FIRST_SECONDS = 0.1
+WORKER_RESTART_DELAY_LAST_SECONDS = 10.0
+WORKER_STABLE_SECONDS = 30.0
+#: How long the supervisor waits for a worker to say it has new metadata (or
+#: that it is ready) before it carries on without that worker.
+WORKER_ANSWER_SECONDS = 30.0
+#: After the drain's grace period, how long workers get to flush and exit
+#: before they are killed.
+WORKER_EXIT_SECONDS = 30.0
+
+assert WORKER_RESTART_DELAY_FIRST_SECONDS <= WORKER_RESTART_DELAY_LAST_SECONDS
+
 # --- Committed offsets -----------------------------------------------------------
 #: Partitions of the internal __consumer_offsets topic (Kafka:
 #: offsets.topic.num.partitions, 50 there). Fixed for the life of a data

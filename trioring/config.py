@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -140,3 +140,15 @@ class BrokerConfig:
             raise InvalidArgumentError(
                 f"io_backend must be 'auto', 'uring' or 'fallback', not {self.io_backend!r}"
             )
+
+
+def broker_config_to_json(config: BrokerConfig) -> dict[str, Any]:
+    """The settings of ``config`` as JSON values (the clock stays behind: it is code)."""
+    return attrs.asdict(config, filter=lambda attribute, _: attribute.name != "clock")
+
+
+def broker_config_from_json(data: dict[str, Any]) -> BrokerConfig:
+    values = dict(data)
+    log = LogConfig(**values.pop("log"))
+    groups = GroupConfig(**values.pop("groups"))
+    return BrokerConfig(log=log, groups=groups, **values)

@@ -11,6 +11,10 @@ server::
         ...
         broker.restart()          # same data, same port
         broker.kill()             # SIGKILL, for crash tests
+
+With ``workers=N`` the broker is a supervisor and N worker processes, one
+Kafka node each (``addresses``); ``kill_worker(i)`` SIGKILLs one worker,
+which the supervisor restarts.
 """
 
 from __future__ import annotations
@@ -29,6 +33,20 @@ STARTUP_SECONDS_MAX = 30.0
 STOP_SECONDS_MAX = 30.0
 
 
+def _wait_gone(pids: Sequence[int], seconds: float = STOP_SECONDS_MAX) -> None:
+    """Wait until none of ``pids`` exists any more (they are not our children: poll)."""
+    deadline = time.monotonic() + seconds
+    for pid in pids:
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            status = Path(f"/proc/{pid}/stat")
+            try:
+                if status.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    break  # a zombie: dead, waiting for its parent to reap it
+            except OSError:
+                break
+            time.sleep(0.01)
+
+
 class BrokerProcess:
     def __init__(
         self,
@@ -37,8 +55,12 @@ class BrokerProcess:
         extra_arguments: Sequence[str] = (),
         log_level: str = "WARNING",
         log_path: str | os.PathLike[str] | None = None,
+        workers: int = 1,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.workers = workers
+        #: Every worker's address (host, port), worker 0 first.
+        self.addresses: list[tuple[str, int]] = []
         self.extra_arguments = list(extra_arguments)
         self.log_level = log_level
         self.port = 0
@@ -68,6 +90,8 @@ class BrokerProcess:
             f"127.0.0.1:{self.port}",
             "--log-level",
             self.log_level,
+            "--workers",
+            str(self.workers),
             *self.extra_arguments,
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
@@ -93,9 +117,17 @@ class BrokerProcess:
             if ready:
                 line += os.read(process.stdout.fileno(), 1)
         text = line.decode()
-        # "trioring listening on 127.0.0.1:PORT (Kafka protocol), ..."
+        # "trioring listening on 127.0.0.1:PORT (Kafka protocol), ...
+        #  [; N workers: 0 at HOST:PORT, 1 at HOST:PORT]"
         address = text.split(" listening on ", 1)[1].split(" ", 1)[0]
-        return int(address.rsplit(":", 1)[1])
+        host, _, port = address.rpartition(":")
+        self.addresses = [(host, int(port))]
+        if " workers: " in text:
+            self.addresses = []
+            for entry in text.rstrip().split(" workers: ", 1)[1].split(", "):
+                worker_host, _, worker_port = entry.split(" at ", 1)[1].rpartition(":")
+                self.addresses.append((worker_host, int(worker_port)))
+        return int(port)
 
     def stop(self) -> int:
         """SIGTERM and wait: the broker flushes and exits 0. Returns the exit code."""
@@ -105,11 +137,57 @@ class BrokerProcess:
         return self._wait()
 
     def kill(self) -> int:
-        """SIGKILL: a crash. Acknowledged acks=all data must survive it."""
+        """SIGKILL: a crash. Acknowledged acks=all data must survive it.
+
+        Worker processes die with the supervisor (the kernel kills them);
+        this returns once they are gone too.
+        """
         if self.process is None:
             return 0
+        children = self._children()
         self.process.kill()
-        return self._wait()
+        code = self._wait()
+        _wait_gone(children)
+        return code
+
+    def worker_pid(self, index: int) -> int:
+        """The pid of worker ``index`` now (it changes when the worker restarts)."""
+        for pid in self._children():
+            try:
+                arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if (
+                b"trioring.worker" in arguments
+                and arguments[arguments.index(b"--index") + 1] == str(index).encode()
+            ):
+                return pid
+        raise LookupError(f"no worker {index} is running")
+
+    def kill_worker(self, index: int) -> int:
+        """SIGKILL worker ``index`` (the supervisor restarts it); returns its pid."""
+        pid = self.worker_pid(index)
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone([pid])
+        return pid
+
+    def _children(self) -> list[int]:
+        """Pids of the broker's child processes (its workers), from /proc (Linux)."""
+        if self.process is None:
+            return []
+        children = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid ...": comm may hold spaces; ppid follows ") X ".
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == self.process.pid:
+                children.append(int(entry.name))
+        return children
 
     def restart(self, *, kill: bool = False) -> BrokerProcess:
         """Stop (or kill) and start again on the same port with the same data."""
@@ -133,8 +211,7 @@ class BrokerProcess:
 
     def _terminate(self) -> None:
         if self.process is not None:
-            self.process.kill()
-            self._wait()
+            self.kill()
 
     def __enter__(self) -> BrokerProcess:
         return self.start()

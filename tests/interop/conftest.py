@@ -48,8 +48,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("io_backend", backends, scope="module")
 
 
-def _run_broker(data_dir: Path, io_backend: str) -> Iterator[BrokerProcess]:
-    with BrokerProcess(data_dir, extra_arguments=["--io-backend", io_backend]) as broker:
+def _run_broker(data_dir: Path, io_backend: str, workers: int = 1) -> Iterator[BrokerProcess]:
+    with BrokerProcess(
+        data_dir, extra_arguments=["--io-backend", io_backend], workers=workers
+    ) as broker:
         yield broker
         running = broker.process is not None
         code = broker.stop()
@@ -77,3 +79,17 @@ def module_broker(
 @pytest.fixture
 def topic_name() -> str:
     return f"interop-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, io_backend: str) -> Iterator[BrokerProcess]:
+    """A broker of two worker processes for one test (kill or restart freely)."""
+    yield from _run_broker(tmp_path / "data", io_backend, workers=2)
+
+
+@pytest.fixture(scope="module")
+def module_cluster(
+    tmp_path_factory: pytest.TempPathFactory, io_backend: str
+) -> Iterator[BrokerProcess]:
+    """Two worker processes shared by a module's tests; do not stop or restart it."""
+    yield from _run_broker(tmp_path_factory.mktemp("cluster") / "data", io_backend, workers=2)

@@ -49,13 +49,18 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
+def broker(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[BrokerProcess]:
+    """One broker process, or a supervisor and two workers (requests go to worker 0)."""
     directory = tmp_path_factory.mktemp("fuzz")
     config = directory / "broker.toml"
     # Joins complete at once (no 300 ms wait for more members per example).
     config.write_text("[groups]\ninitial_rebalance_delay_ms = 0\n")
-    with BrokerProcess(directory / "data", extra_arguments=["--config", str(config)]) as process:
+    with BrokerProcess(
+        directory / "data", workers=request.param, extra_arguments=["--config", str(config)]
+    ) as process:
         _create_known_topic(process.port)
         yield process
         assert process.process is not None and process.process.poll() is None, "broker died"

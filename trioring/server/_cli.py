@@ -22,6 +22,7 @@ import sys
 import tomllib
 import types
 import typing
+from functools import partial
 from typing import Any
 
 import attrs
@@ -33,6 +34,7 @@ from trioring.errors import ConfigurationError, InvalidArgumentError
 from trioring.server._config import ServerConfig
 from trioring.server._server import KafkaServer, serve_kafka
 from trioring.storage.log import LogConfig
+from trioring.supervisor import Supervisor, serve_cluster
 
 logger = logging.getLogger("trioring.server")
 
@@ -62,6 +64,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retention-bytes", type=int, help="-1: unlimited")
     parser.add_argument("--segment-bytes", type=int)
     parser.add_argument("--io-backend", choices=["auto", "uring", "fallback"])
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help=f"worker processes, one per core (default: the {default_workers()} CPUs this "
+        "process may run on); worker i listens on the --listen port + i; 1 serves in this "
+        "process",
+    )
+    parser.add_argument(
+        "--pin-cpus", action="store_true", help="pin worker i to the i-th CPU it may run on"
+    )
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def _host_port(value: str, flag: str) -> tuple[str, int]:
@@ -239,10 +258,75 @@ async def _exit_on_second_signal(signals: Any) -> None:
         os._exit(1)
 
 
+async def run_cluster(
+    broker_config: BrokerConfig,
+    server_config: ServerConfig,
+    *,
+    workers: int,
+    pin_cpus: bool,
+    log_level: str,
+) -> int:
+    """The supervisor and its worker processes, until SIGINT or SIGTERM drains them."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            supervisor: Supervisor = await nursery.start(
+                partial(
+                    serve_cluster,
+                    broker_config,
+                    server_config,
+                    workers=workers,
+                    pin_cpus=pin_cpus,
+                    log_level=log_level,
+                )
+            )
+            first = supervisor.workers[0]
+            reason = f" ({first.backend_reason})" if first.backend_reason else ""
+            addresses = ", ".join(
+                f"{state.index} at {server_config.host}:{state.port}"
+                for state in supervisor.workers
+            )
+            print(
+                f"trioring listening on {server_config.host}:{first.port} (Kafka protocol), "
+                f"I/O backend {first.backend}{reason}, data in {broker_config.data_dir}; "
+                f"{workers} workers: {addresses}",
+                flush=True,
+            )
+            async for received in signals:
+                logger.warning("%s: shutting down", signal.Signals(received).name)
+                nursery.start_soon(_exit_on_second_signal, signals)
+                await supervisor.stop()
+                nursery.cancel_scope.cancel()
+                break
+    print("trioring stopped; all data flushed", flush=True)
+    return 0
+
+
 def serve_main(options: argparse.Namespace) -> int:
     broker_config, server_config = build_configs(options)
     broker_config = attrs.evolve(broker_config, data_dir=os.path.abspath(broker_config.data_dir))
-    return trio.run(run_server, broker_config, server_config)
+    workers = default_workers() if options.workers is None else options.workers
+    if workers < 1:
+        raise ConfigurationError(f"--workers must be at least 1, not {workers}")
+    if workers == 1:
+        return trio.run(run_server, broker_config, server_config)
+    return trio.run(
+        partial(
+            run_cluster,
+            broker_config,
+            server_config,
+            workers=workers,
+            pin_cpus=options.pin_cpus,
+            log_level=options.log_level,
+        )
+    )
 
 
-__all__ = ["add_arguments", "build_configs", "read_config_file", "run_server", "serve_main"]
+__all__ = [
+    "add_arguments",
+    "build_configs",
+    "default_workers",
+    "read_config_file",
+    "run_cluster",
+    "run_server",
+    "serve_main",
+]

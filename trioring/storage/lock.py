@@ -91,6 +91,12 @@ class DataDirectoryLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def fileno(self) -> int:
+        """The lock file's descriptor: a child process that inherits it shares the lock,
+        so a new broker cannot take the directory while any worker still runs."""
+        assert self._fd is not None, "the lock is released"
+        return self._fd
+
     def release(self) -> None:
         """Unlock. The file stays: removing it would race with a new holder opening it."""
         if self._fd is not None:
