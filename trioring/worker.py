@@ -32,6 +32,7 @@ from functools import partial
 from typing import Any
 
 import trio
+from kio.schema.errors import ErrorCode
 
 from trioring._broker import Broker
 from trioring._constants import WORKER_ANSWER_SECONDS
@@ -93,7 +94,9 @@ class RemoteClusterView(ClusterView):
             with trio.move_on_after(2 * WORKER_ANSWER_SECONDS + 5) as waited:
                 await event.wait()
             if waited.cancelled_caught:
-                raise KafkaError("the controller did not answer in time", 7)  # REQUEST_TIMED_OUT
+                raise KafkaError(
+                    "the controller did not answer in time", ErrorCode.request_timed_out
+                )
         except ChannelClosed:
             raise BrokerClosedError("the broker stops") from None
         finally:

@@ -18,6 +18,7 @@ import trio
 import trio.testing
 from uring_support import cancel_after, open_fds, pause_randomly, requires_uring
 
+from trioring._constants import RECEIVE_BUFFER_BYTES_MIN, RECEIVE_BYTES_MAX, SPLICE_PIPE_BYTES
 from trioring.uring import (
     FallbackBackend,
     RingListener,
@@ -26,7 +27,6 @@ from trioring.uring import (
     open_tcp_listeners_for,
     send_file_range,
 )
-from trioring.uring._limits import RECEIVE_BUFFER_BYTES_MIN, RECEIVE_BYTES_MAX, SPLICE_PIPE_BYTES
 from trioring.uring._ring import Ring
 
 pytestmark = requires_uring

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import attrs
 
-from trioring._constants import FRAME_BYTES_MAX_DEFAULT, MIB
+from trioring._constants import (
+    CONNECTIONS_MAX_DEFAULT,
+    CONNECTIONS_MAX_IDLE_MS_DEFAULT,
+    FRAME_BYTES_MAX_DEFAULT,
+    IN_FLIGHT_REQUESTS_LIMIT,
+    IN_FLIGHT_REQUESTS_MAX_DEFAULT,
+    QUEUED_REQUEST_BYTES_MAX_DEFAULT,
+    SHUTDOWN_GRACE_DEFAULT_SECONDS,
+)
 from trioring.errors import InvalidArgumentError
-
-#: Open connections per listener (Kafka: max.connections, unlimited by default).
-CONNECTIONS_MAX_DEFAULT = 10_000
-#: Requests read from one connection and not yet answered (librdkafka and the
-#: Java client keep up to 5 in flight); past it the connection is not read.
-IN_FLIGHT_REQUESTS_MAX_DEFAULT = 5
-#: Upper bound of the setting: each in-flight request may hold a whole frame.
-IN_FLIGHT_REQUESTS_LIMIT = 100
-#: Seconds in-flight requests get to finish after a shutdown signal.
-SHUTDOWN_GRACE_SECONDS_DEFAULT = 5.0
-#: Bytes of requests read and not yet answered, all connections together
-#: (Kafka: queued.max.request.bytes, unlimited there). Must hold at least one
-#: frame of frame_bytes_max.
-QUEUED_REQUEST_BYTES_MAX_DEFAULT = 256 * MIB
-#: A connection with no request in flight and no bytes arriving for this
-#: long is closed (Kafka: connections.max.idle.ms, 10 minutes).
-CONNECTIONS_MAX_IDLE_MS_DEFAULT = 10 * 60 * 1000
 
 
 @attrs.frozen
@@ -41,7 +32,7 @@ class ServerConfig:
     in_flight_requests_max: int = IN_FLIGHT_REQUESTS_MAX_DEFAULT
     #: Create topics named in Metadata requests that allow it (Kafka: auto.create.topics.enable).
     auto_create_topics: bool = True
-    shutdown_grace_seconds: float = SHUTDOWN_GRACE_SECONDS_DEFAULT
+    shutdown_grace_seconds: float = SHUTDOWN_GRACE_DEFAULT_SECONDS
     #: Memory budget for requests read and not yet answered, all connections
     #: together; past it connections stop being read (back-pressure).
     queued_request_bytes_max: int = QUEUED_REQUEST_BYTES_MAX_DEFAULT

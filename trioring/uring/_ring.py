@@ -53,11 +53,11 @@ from typing import Any
 
 import trio
 
-from trioring.uring._limits import (
+from trioring._constants import (
     LINKED_REQUESTS_MAX,
     REAP_BATCH_MAX,
     SUBMIT_FAILURES_MAX,
-    SUBMIT_RETRY_DELAY_S,
+    SUBMIT_RETRY_DELAY_SECONDS,
 )
 
 try:
@@ -495,7 +495,7 @@ class Ring:
                 continue
             if -result in _TRANSIENT_SUBMIT_ERRORS and failures < SUBMIT_FAILURES_MAX:
                 failures += 1
-                await trio.sleep(SUBMIT_RETRY_DELAY_S)
+                await trio.sleep(SUBMIT_RETRY_DELAY_SECONDS)
                 continue
             logger.error("io_uring submit failed: %s; failing queued requests", os_error(result))
             self._fail_unsubmitted(result)

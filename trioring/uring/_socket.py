@@ -61,9 +61,7 @@ from typing import Any, NoReturn, TypeAlias
 
 import trio
 
-from trioring.uring import _ring
-from trioring.uring._base import Buffer, FileBackend
-from trioring.uring._limits import (
+from trioring._constants import (
     FILE_CHUNK_BYTES_MAX,
     PENDING_RECEIVE_BYTES_MAX,
     RECEIVE_BUFFER_BYTES_MIN,
@@ -73,6 +71,8 @@ from trioring.uring._limits import (
     SPLICE_PIPE_BYTES,
     SPLICE_PIPES_MAX,
 )
+from trioring.uring import _ring
+from trioring.uring._base import Buffer, FileBackend
 
 __all__ = [
     "RingListener",

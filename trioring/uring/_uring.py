@@ -30,18 +30,18 @@ from typing import Any
 
 import trio
 
-from trioring._constants import READ_THREADS_MAX
-from trioring.uring import _ring, _socket
-from trioring.uring._base import Buffer
-from trioring.uring._fallback import FallbackBackend, write_all
-from trioring.uring._limits import (
+from trioring._constants import (
     COMPLETION_ENTRIES_DEFAULT,
     IOVECS_MAX,
     OPERATIONS_IN_FLIGHT_MAX,
     PROBE_ENTRIES,
+    READ_THREADS_MAX,
     READ_WRITE_BYTES_MAX,
     RING_ENTRIES_DEFAULT,
 )
+from trioring.uring import _ring, _socket
+from trioring.uring._base import Buffer
+from trioring.uring._fallback import FallbackBackend, write_all
 
 IO_URING_DISABLED_PATH = "/proc/sys/kernel/io_uring_disabled"
 

@@ -60,6 +60,11 @@ async def produce(
     called once every partition has appended or failed.
     """
     acks = int(request.acks)
+    # A partition named twice is refused, and not appended (Kafka keeps the
+    # last; a client that sends such a request has a bug worth seeing).
+    repeated = duplicates(
+        [(topic.name, data.index) for topic in request.topic_data for data in topic.partition_data]
+    )
     results: dict[tuple[str, int], ProduceResponsePartition] = {}
     partitions_unordered = sum(len(topic.partition_data) for topic in request.topic_data)
 
@@ -104,11 +109,6 @@ async def produce(
         finally:
             appended()
 
-    # A partition named twice is refused, and not appended (Kafka keeps the
-    # last; a client that sends such a request has a bug worth seeing).
-    repeated = duplicates(
-        [(topic.name, data.index) for topic in request.topic_data for data in topic.partition_data]
-    )
     for key in repeated:
         results[key] = ProduceResponsePartition(key[1], ErrorCode.invalid_request, -1, -1, -1)
     if partitions_unordered == 0 and order_released is not None:
