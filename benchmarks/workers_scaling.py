@@ -2,12 +2,12 @@
 
 The broker runs as ``python -m trioring serve --workers W`` (W = 1, then
 ``--workers``) with its defaults: segments on disk, fdatasync before acks=all
-is answered, the io_uring backend where it works. The load comes from
-``--clients`` client processes (default: one per partition), each a
-confluent-kafka (librdkafka) producer or consumer on its own partition(s),
-so the load generator is C threads fed by one tight Python loop per process.
-The clients connect and wait; the timed phase runs from a "go" sent to all of
-them to the last one's end.
+is answered, the io_uring backend where it works. The load comes
+from one kcat process per partition (C: librdkafka and a file of records,
+``kcat -P -l`` / ``kcat -C -c``; Debian's package), started together, the
+phase timed from their start to the last one's end; with ``--client python``
+(or without kcat) from ``--clients`` confluent-kafka processes that connect
+first and start on a "go".
 
 Cases: 1 KiB records (``--record-bytes``), ``--partitions`` partitions (4),
 acks=1 and acks=all; a produce phase of ``--mib`` MiB of record values in
@@ -31,6 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,7 +46,7 @@ import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kafka_peers import machine_busy_cpu, machine_lines, process_tree_cpu
+from kafka_peers import machine_lines, process_tree_cpu
 
 from trioring.testing import BrokerProcess
 
@@ -136,62 +138,126 @@ class Phase:
         return self.broker_cpu / (self.bytes / 1e9)
 
 
+def _client_command(
+    role: str,
+    options: argparse.Namespace,
+    bootstrap: str,
+    topic: str,
+    partitions: list[int],
+    count: int,
+    acks: str,
+    records_file: Path,
+) -> list[str]:
+    if options.client == "kcat":
+        (partition,) = partitions
+        if role == "produce":
+            return [
+                "kcat",
+                "-P",
+                "-b",
+                bootstrap,
+                "-t",
+                topic,
+                "-p",
+                str(partition),
+                "-X",
+                f"acks={acks}",
+                "-X",
+                "linger.ms=5",
+                "-X",
+                "batch.num.messages=100000",
+                "-X",
+                "queue.buffering.max.messages=1000000",
+                "-X",
+                "queue.buffering.max.kbytes=1048576",
+                "-l",
+                str(records_file),
+            ]
+        return [
+            "kcat",
+            "-C",
+            "-b",
+            bootstrap,
+            "-t",
+            topic,
+            "-p",
+            str(partition),
+            "-o",
+            "beginning",
+            "-c",
+            str(count),
+            "-q",
+            "-f",
+            "",
+        ]
+    return [
+        sys.executable,
+        __file__,
+        "--role",
+        role,
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        ",".join(map(str, partitions)),
+        "--count",
+        str(count),
+        "--record-bytes",
+        str(options.record_bytes),
+        "--acks",
+        acks,
+    ]
+
+
 def run_phase(
     role: str,
     broker: BrokerProcess,
     topic: str,
-    partitions: int,
-    clients: int,
+    options: argparse.Namespace,
     count: int,
-    record_bytes: int,
     acks: str,
+    records_file: Path,
 ) -> Phase:
+    """All clients at once; timed from their start (kcat) or their "go" (Python) to the last end."""
+    clients, partitions = options.clients, options.partitions
     per_client = count // clients
+    assert broker.process is not None
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    broker_before = process_tree_cpu(broker.process.pid)
+    start = time.perf_counter()
     processes = []
     for client in range(clients):
         mine = [p for p in range(partitions) if p % clients == client] or [client % partitions]
+        command = _client_command(
+            role, options, broker.bootstrap, topic, mine, per_client, acks, records_file
+        )
         processes.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--role",
-                    role,
-                    "--bootstrap",
-                    broker.bootstrap,
-                    "--topic",
-                    topic,
-                    "--partitions",
-                    ",".join(map(str, mine)),
-                    "--count",
-                    str(per_client),
-                    "--record-bytes",
-                    str(record_bytes),
-                    "--acks",
-                    acks,
-                ],
+                command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL if options.client == "kcat" else None,
                 text=True,
             )
         )
     try:
+        if options.client != "kcat":
+            # Connected first; the phase starts at "go".
+            for process in processes:
+                assert process.stdout is not None
+                if process.stdout.readline().strip() != "ready":
+                    raise RuntimeError(f"a {role} client did not connect")
+            broker_before = process_tree_cpu(broker.process.pid)
+            start = time.perf_counter()
+            for process in processes:
+                assert process.stdin is not None
+                process.stdin.write("go\n")
+                process.stdin.flush()
         for process in processes:
-            assert process.stdout is not None
-            if process.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"a {role} client did not connect")
-        assert broker.process is not None
-        broker_before = process_tree_cpu(broker.process.pid)
-        start = time.perf_counter()
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        for process in processes:
-            assert process.stdout is not None
-            result = json.loads(process.stdout.readline() or "{}")
-            if process.wait(timeout=PHASE_SECONDS) != 0:
-                raise RuntimeError(f"a {role} client failed: {result}")
+            process.communicate(timeout=PHASE_SECONDS)
+            if process.returncode != 0:
+                raise RuntimeError(f"a {role} client failed (exit {process.returncode})")
         seconds = time.perf_counter() - start
         broker_cpu = process_tree_cpu(broker.process.pid) - broker_before
     finally:
@@ -199,11 +265,17 @@ def run_phase(
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    return Phase(seconds, per_client * clients * record_bytes, broker_cpu, 0.0)
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (children_after.ru_utime - children_before.ru_utime) + (
+        children_after.ru_stime - children_before.ru_stime
+    )
+    return Phase(
+        seconds, per_client * clients * options.record_bytes, broker_cpu, client_cpu / seconds
+    )
 
 
 def run_case(
-    workers: int, directory: Path, args: argparse.Namespace, acks: str
+    workers: int, directory: Path, args: argparse.Namespace, acks: str, records_file: Path
 ) -> tuple[Phase, Phase]:
     count = args.mib * (1 << 20) // args.record_bytes
     with BrokerProcess(directory / "data", workers=workers) as broker:
@@ -211,25 +283,22 @@ def run_case(
         topic = f"scaling-{acks}"
         for future in admin.create_topics([NewTopic(topic, args.partitions, 1)]).values():
             future.result(CONNECT_SECONDS)
-        machine_before = machine_busy_cpu()
-        wall = time.perf_counter()
-        produced = run_phase(
-            "produce", broker, topic, args.partitions, args.clients, count, args.record_bytes, acks
-        )
-        busy = machine_busy_cpu() - machine_before
-        produced.client_cores = max(0.0, busy - produced.broker_cpu) / (time.perf_counter() - wall)
-        machine_before = machine_busy_cpu()
-        wall = time.perf_counter()
-        consumed = run_phase(
-            "consume", broker, topic, args.partitions, args.clients, count, args.record_bytes, acks
-        )
-        busy = machine_busy_cpu() - machine_before
-        consumed.client_cores = max(0.0, busy - consumed.broker_cpu) / (time.perf_counter() - wall)
+        del admin
+        produced = run_phase("produce", broker, topic, args, count, acks, records_file)
+        consumed = run_phase("consume", broker, topic, args, count, acks, records_file)
         broker.stop()
     return produced, consumed
 
 
 # --------------------------------------------------------------------------- report
+
+
+def client_description(args: argparse.Namespace) -> str:
+    if args.client == "kcat":
+        version = subprocess.run(["kcat", "-V"], capture_output=True, text=True, check=False)
+        lines = [ln for ln in (version.stdout + version.stderr).splitlines() if "Version" in ln]
+        return f"kcat {lines[0].split('(', 1)[0].split()[-1] if lines else '(unknown version)'}"
+    return f"confluent-kafka {confluent_kafka.version()} in Python"
 
 
 def median(values: Sequence[float]) -> float:
@@ -243,13 +312,12 @@ def report(
         f"# trioring: 1 worker vs {args.workers} workers",
         "",
         f"{args.partitions} partitions, {args.record_bytes}-byte records, {args.mib} MiB per "
-        f"phase, {args.clients} client processes (confluent-kafka "
-        f"{confluent_kafka.version()}), median of {args.repeat} repeats "
-        "(the shapes alternate within each repeat).",
+        f"phase, {args.clients} client processes ({client_description(args)}), median of "
+        f"{args.repeat} repeats (the shapes alternate within each repeat).",
         "",
-        *machine_lines(parent),
+        *(line for line in machine_lines(parent) if not line.startswith("- client:")),
         "",
-        "| phase | acks | workers | MB/s | broker CPU s/GB | other cores (clients) | "
+        "| phase | acks | workers | MB/s | broker CPU s/GB | client cores | "
         f"MB/s ratio {args.workers}/1 |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -287,6 +355,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--acks", default="1,all")
+    parser.add_argument(
+        "--client",
+        choices=["kcat", "python"],
+        default="kcat" if shutil.which("kcat") else "python",
+        help="load generator: kcat (C, one process per partition) or confluent-kafka in Python",
+    )
     parser.add_argument("--output")
     return parser.parse_args(argv)
 
@@ -298,17 +372,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.role == "consume":
         return run_consumer(args)
     args.partitions = int(args.partitions)
-    args.clients = args.clients or args.partitions
+    args.clients = args.partitions if args.client == "kcat" else (args.clients or args.partitions)
     args.acks = args.acks.split(",")
     results: dict[tuple[str, str, int], list[Phase]] = {}
     with tempfile.TemporaryDirectory(prefix="workers-scaling-") as temporary:
         parent = Path(temporary)
+        records_file = parent / "records.txt"
+        per_client = args.mib * (1 << 20) // args.record_bytes // args.clients
+        # kcat sends each line as one record: record_bytes - 1 bytes and a newline.
+        records_file.write_bytes((b"x" * (args.record_bytes - 1) + b"\n") * per_client)
         for repeat in range(args.repeat):
             for acks in args.acks:
                 shapes = [1, args.workers] if repeat % 2 == 0 else [args.workers, 1]
                 for workers in shapes:
                     directory = parent / f"r{repeat}-{acks}-{workers}"
-                    produced, consumed = run_case(workers, directory, args, acks)
+                    produced, consumed = run_case(workers, directory, args, acks, records_file)
                     results.setdefault(("produce", acks, workers), []).append(produced)
                     results.setdefault(("consume", acks, workers), []).append(consumed)
                     print(

@@ -94,6 +94,7 @@ class BrokerProcess:
             str(self.workers),
             *self.extra_arguments,
         ]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
         log.close()
