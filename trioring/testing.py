@@ -126,7 +126,9 @@ class BrokerProcess:
         if " workers: " in text:
             self.addresses = []
             for entry in text.rstrip().split(" workers: ", 1)[1].split(", "):
-                worker_host, _, worker_port = entry.split(" at ", 1)[1].rpartition(":")
+                # "0 at HOST:PORT (backend)"
+                address = entry.split(" at ", 1)[1].split(" ", 1)[0]
+                worker_host, _, worker_port = address.rpartition(":")
                 self.addresses.append((worker_host, int(worker_port)))
         return int(port)
 

@@ -36,6 +36,7 @@ from kio.schema.errors import ErrorCode
 
 from trioring._broker import Broker
 from trioring._constants import WORKER_ANSWER_SECONDS
+from trioring._exception_groups import leaf_exceptions
 from trioring.cluster.channel import Channel, ChannelClosed, error_from_json
 from trioring.cluster.model import ClusterMetadata, Node, TopicInfo, config_to_json
 from trioring.cluster.view import ClusterView
@@ -144,16 +145,19 @@ async def _follow(channel: Channel, view: RemoteClusterView, shard: Shard) -> st
             if metadata.version > view.current.version:
                 failures = dict(await shard.apply(metadata))
                 view.metadata.value = metadata
-            await channel.send(
-                {
-                    "op": "applied",
-                    "version": metadata.version,
-                    "failures": [
-                        [topic, partition, str(error)]
-                        for (topic, partition), error in failures.items()
-                    ],
-                }
-            )
+            try:
+                await channel.send(
+                    {
+                        "op": "applied",
+                        "version": metadata.version,
+                        "failures": [
+                            [topic, partition, str(error)]
+                            for (topic, partition), error in failures.items()
+                        ],
+                    }
+                )
+            except ChannelClosed:
+                return "gone"
         elif op == "nodes":
             view.nodes.value = tuple(Node(*node) for node in message["nodes"])
         elif op == "drain":
@@ -190,15 +194,18 @@ async def run_worker(channel: Channel) -> int:
                 await _say_failed(channel, f"cannot listen on {where}", error)
                 nursery.cancel_scope.cancel()
                 return 2
-            await channel.send(
-                {
-                    "op": "ready",
-                    "port": server.port,
-                    "backend": broker.io_backend,
-                    "reason": broker.io_backend_reason,
-                }
-            )
             reason = "signal"
+            try:
+                await channel.send(
+                    {
+                        "op": "ready",
+                        "port": server.port,
+                        "backend": broker.io_backend,
+                        "reason": broker.io_backend_reason,
+                    }
+                )
+            except ChannelClosed:
+                reason = "gone"  # the supervisor stopped while this worker started
             with trio.open_signal_receiver(signal.SIGTERM) as signals:
                 async with trio.open_nursery() as waiting:
 
@@ -213,8 +220,9 @@ async def run_worker(channel: Channel) -> int:
                             waiting.cancel_scope.cancel()
                             return
 
-                    waiting.start_soon(follow)
-                    waiting.start_soon(on_signal)
+                    if reason != "gone":
+                        waiting.start_soon(follow)
+                        waiting.start_soon(on_signal)
             view.close()
             await server.drain()
             grace = server_config.shutdown_grace_seconds if reason == "drain" else 1.0
@@ -272,6 +280,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         channel = Channel(stream)
         try:
             return await run_worker(channel)
+        except BaseException as error:
+            # The supervisor went away while we were talking to it: nothing
+            # to report to anyone, and nothing was lost (data is flushed on
+            # the way out of the shard).
+            leaves = [e for e in leaf_exceptions(error) if not isinstance(e, trio.Cancelled)]
+            if leaves and all(isinstance(leaf, ChannelClosed) for leaf in leaves):
+                return 0
+            raise
         finally:
             with trio.CancelScope(shield=True):
                 await channel.aclose()

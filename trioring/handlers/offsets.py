@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import trio
+from kio.schema.errors import ErrorCode
 
 from trioring.core.offsets import validate_group
 from trioring.errors import (
@@ -58,7 +59,7 @@ async def commit_offsets(ctx: HandlerContext, request: OffsetCommitRequest) -> O
     code = ctx.shard.coordinator.validate_offset_commit(
         group_id=request.group, generation_id=request.generation_id, member_id=request.member_id
     )
-    if code != 0:
+    if code != ErrorCode.none:
         refusal = GroupCoordinatorError(
             f"group {request.group!r} refused the commit of member {request.member_id!r} "
             f"generation {request.generation_id}",

@@ -282,7 +282,7 @@ async def run_cluster(
             first = supervisor.workers[0]
             reason = f" ({first.backend_reason})" if first.backend_reason else ""
             addresses = ", ".join(
-                f"{state.index} at {server_config.host}:{state.port}"
+                f"{state.index} at {server_config.host}:{state.port} ({state.backend})"
                 for state in supervisor.workers
             )
             print(

@@ -99,7 +99,7 @@ def encode_api_versions_response(
             api_version,
             error_code=error_code,
             throttle_time_ms=throttle_time_ms,
-            supported_versions=supported_versions if error_code == 0 else {},
+            supported_versions=supported_versions if error_code == ErrorCode.none else {},
         )
         return encode_response(ApiKey.API_VERSIONS, api_version, correlation_id, response)
     response = build_api_versions_response(

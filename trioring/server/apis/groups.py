@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kio.schema.errors import ErrorCode
+
 from trioring.handlers.messages import (
     DescribeGroupsRequest,
     HeartbeatRequest,
@@ -104,7 +106,7 @@ async def leave_group(ctx: ApiContext, version: int, request: Any) -> Any:
         LeaveGroupRequest(group_id=request.group_id, member_ids=(request.member_id,)),
     )
     code = result.error_code
-    if code == 0 and result.members:
+    if code == ErrorCode.none and result.members:
         # v0-2 carry one member: its outcome is the answer.
         code = result.members[0].error_code
     return build(response_class, error_code=code)
