@@ -7,8 +7,6 @@ directory; SIGTERM does not wait out a long-polling fetch.
 
 from __future__ import annotations
 
-import datetime
-import io
 import os
 import signal
 import socket
@@ -20,20 +18,17 @@ from pathlib import Path
 
 import confluent_kafka
 import pytest
-from kio.schema.fetch.v11.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.metadata.v4.request import MetadataRequest, MetadataRequestTopic
-from kio.serial import entity_writer
-from kio.static.primitive import i32, i32Timedelta, i64
 
 import trioring
-from trioring.protocol.kafka import ApiKey, encode_request_header
+from trioring.protocol.kafka import ApiKey
 from trioring.server._cli import TABLES, read_config_file, setting_keys
 from trioring.testing import BrokerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "interop"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "server"))
 from interop_wire import create_topic
-from server_support import exchange
+from server_support import encode_request, exchange, long_poll
 
 TIMEOUT_SECONDS = 60
 
@@ -195,30 +190,9 @@ def test_demo_has_a_directory_of_its_own(tmp_path: Path) -> None:
 
 
 def _long_poll_fetch(port: int, topic: str, max_wait_ms: int, partition: int = 0) -> socket.socket:
-    request = FetchRequest(
-        max_wait=i32Timedelta.parse(datetime.timedelta(milliseconds=max_wait_ms)),
-        min_bytes=i32(1),
-        topics=(
-            FetchTopic(
-                topic=topic,  # type: ignore[arg-type]
-                partitions=(
-                    FetchPartition(
-                        partition=i32(partition),
-                        fetch_offset=i64(0),
-                        partition_max_bytes=i32(1 << 20),
-                    ),
-                ),
-            ),
-        ),
-        forgotten_topics_data=(),
-        rack_id="",
-    )
-    body = io.BytesIO()
-    entity_writer(FetchRequest)(body, request)
-    payload = encode_request_header(ApiKey.FETCH, 11, 9, "long-poll", flexible=False)
-    payload += body.getvalue()
+    frame = encode_request(ApiKey.FETCH, 11, long_poll(topic, max_wait_ms, partition), 9)
     connection = socket.create_connection(("127.0.0.1", port), timeout=30)
-    connection.sendall(struct.pack(">i", len(payload)) + payload)
+    connection.sendall(frame)
     return connection
 
 

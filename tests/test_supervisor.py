@@ -6,7 +6,6 @@ drains the workers (long polls answered at once), and no process outlives it.
 
 from __future__ import annotations
 
-import datetime
 import os
 import socket
 import sys
@@ -16,8 +15,6 @@ from pathlib import Path
 import pytest
 import trio
 from kio.schema.errors import ErrorCode
-from kio.schema.fetch.v11.request import FetchPartition, FetchRequest, FetchTopic
-from kio.static.primitive import i32, i32Timedelta, i64
 
 import trioring
 from trioring.protocol.kafka import ApiKey
@@ -26,7 +23,7 @@ from trioring.server import ServerConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent / "server"))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "interop"))
 from interop_wire import create_topic
-from server_support import KafkaWire, exchange
+from server_support import KafkaWire, exchange, long_poll
 
 
 def children() -> list[int]:
@@ -40,25 +37,6 @@ def children() -> list[int]:
             if int(fields[1]) == os.getpid() and fields[0] != "Z":
                 found.append(int(entry.name))
     return found
-
-
-def long_poll(topic: str, max_wait_ms: int) -> FetchRequest:
-    return FetchRequest(
-        max_wait=i32Timedelta.parse(datetime.timedelta(milliseconds=max_wait_ms)),
-        min_bytes=i32(1),
-        topics=(
-            FetchTopic(
-                topic=topic,  # type: ignore[arg-type]
-                partitions=(
-                    FetchPartition(
-                        partition=i32(0), fetch_offset=i64(0), partition_max_bytes=i32(1024)
-                    ),
-                ),
-            ),
-        ),
-        forgotten_topics_data=(),
-        rack_id="",
-    )
 
 
 async def test_a_trio_program_hosts_a_broker_of_two_workers(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import socket
 import struct
@@ -18,7 +19,9 @@ from typing import Any
 
 import trio
 from kio.schema.api_versions.v0.request import ApiVersionsRequest
+from kio.schema.fetch.v11.request import FetchPartition, FetchRequest, FetchTopic
 from kio.serial import entity_reader, entity_writer
+from kio.static.primitive import i32, i32Timedelta, i64
 
 import trioring
 from trioring.handlers import Middleware
@@ -56,6 +59,26 @@ async def running_server(
         )
         yield broker, server
         nursery.cancel_scope.cancel()
+
+
+def long_poll(topic: str, max_wait_ms: int, partition: int = 0) -> FetchRequest:
+    """A Fetch v11 from offset 0 that waits up to max_wait_ms for one byte."""
+    return FetchRequest(
+        max_wait=i32Timedelta.parse(datetime.timedelta(milliseconds=max_wait_ms)),
+        min_bytes=i32(1),
+        topics=(
+            FetchTopic(
+                topic=topic,  # type: ignore[arg-type]
+                partitions=(
+                    FetchPartition(
+                        partition=i32(partition), fetch_offset=i64(0), partition_max_bytes=i32(1024)
+                    ),
+                ),
+            ),
+        ),
+        forgotten_topics_data=(),
+        rack_id="",
+    )
 
 
 def encode_request(

@@ -7,8 +7,9 @@ through syscall(2), the SQ and CQ rings mapped with mmap. The ring bookkeeping
 lives in C so the Python side makes one call per SQE and one call per batch of
 completions.
 
-The C lives in ``_ring.c`` and ``_ring.h`` beside this file; CDEF below is
-the part of it Python sees, in cffi's declaration syntax. Built by setup.py
+The C lives in ``_ring.c`` and ``_ring.h`` beside this file; what Python
+sees is CDEF below plus the header's CDEF section, in cffi's declaration
+syntax. Built by setup.py
 (``cffi_modules``) at install time; for development,
 ``python setup.py build_ext --inplace`` puts it beside this file.
 """
@@ -22,8 +23,9 @@ import cffi  # type: ignore[import-untyped,unused-ignore]
 
 MODULE_NAME = "trioring.uring._ring_ffi"
 
-# What Python sees. ``struct trioring_ring`` is partial ("...;"): Python reads
-# only the public fields, the mapped pointers stay private to C.
+# What Python sees besides the header's CDEF section (see header_cdef).
+# ``struct trioring_ring`` is partial ("...;"): Python reads only the public
+# fields, the mapped pointers stay private to C.
 CDEF = """
 struct trioring_ring {
     int ring_fd;
@@ -36,12 +38,6 @@ struct trioring_ring {
     ...;
 };
 
-struct trioring_completion {
-    uint64_t user_data;
-    int32_t res;
-    uint32_t flags;
-};
-
 struct iovec {
     void *iov_base;
     size_t iov_len;
@@ -50,57 +46,38 @@ struct iovec {
 #define IORING_FSYNC_DATASYNC ...
 #define IORING_FEAT_FAST_POLL ...
 #define TRIORING_SQE_IO_LINK ...
-
-int trioring_ring_setup(struct trioring_ring **ring_out, unsigned entries, unsigned cq_entries);
-void trioring_ring_close(struct trioring_ring *ring);
-
-unsigned trioring_sq_space(struct trioring_ring *ring);
-unsigned trioring_sq_unsubmitted(struct trioring_ring *ring);
-
-int trioring_prep_read(struct trioring_ring *ring, int fd, void *buffer, uint32_t length,
-                       uint64_t offset, uint64_t user_data);
-int trioring_prep_write(struct trioring_ring *ring, int fd, const void *buffer, uint32_t length,
-                        uint64_t offset, unsigned sqe_flags, uint64_t user_data);
-int trioring_prep_writev(struct trioring_ring *ring, int fd, const struct iovec *iovecs,
-                         unsigned count, uint64_t offset, unsigned sqe_flags, uint64_t user_data);
-int trioring_prep_fsync(struct trioring_ring *ring, int fd, unsigned fsync_flags,
-                        unsigned sqe_flags, uint64_t user_data);
-int trioring_prep_cancel(struct trioring_ring *ring, uint64_t target_user_data,
-                         uint64_t user_data);
-int trioring_prep_poll(struct trioring_ring *ring, int fd, unsigned poll_mask,
-                       uint64_t user_data);
-int trioring_prep_accept(struct trioring_ring *ring, int fd, unsigned accept_flags,
-                         uint64_t user_data);
-int trioring_prep_recv(struct trioring_ring *ring, int fd, void *buffer, uint32_t length,
-                       unsigned msg_flags, unsigned recvsend_flags, uint64_t user_data);
-int trioring_prep_send(struct trioring_ring *ring, int fd, const void *buffer, uint32_t length,
-                       unsigned msg_flags, unsigned recvsend_flags, uint64_t user_data);
-int trioring_prep_splice(struct trioring_ring *ring, int fd_in, int64_t offset_in, int fd_out,
-                         int64_t offset_out, uint32_t length, unsigned splice_flags,
-                         unsigned sqe_flags, uint64_t user_data);
-
-int trioring_submit(struct trioring_ring *ring);
-unsigned trioring_sq_discard(struct trioring_ring *ring, uint64_t *user_data_out, unsigned max);
-unsigned trioring_reap(struct trioring_ring *ring, struct trioring_completion *out,
-                       unsigned max, int *error_out);
-int trioring_eventfd_clear(struct trioring_ring *ring);
 """
 
 #: The C implementation, compiled into the extension module (see make_builder).
 SOURCE_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 SOURCE_FILE = "_ring.c"
+HEADER_FILE = "_ring.h"
+
+
+def header_cdef() -> str:
+    """The declarations between the BEGIN CDEF and END CDEF marks of _ring.h.
+
+    One source for the function prototypes: cffi checks them against the
+    compiled C, and a prototype written twice would drift.
+    """
+    with open(os.path.join(SOURCE_DIRECTORY, HEADER_FILE), encoding="utf-8") as header:
+        text = header.read()
+    begin = text.index("BEGIN CDEF")
+    begin = text.index("*/", begin) + 2
+    end = text.index("/* END CDEF */", begin)
+    return text[begin:end]
 
 
 def make_builder() -> cffi.FFI:
     builder = cffi.FFI()
-    builder.cdef(CDEF)
+    builder.cdef(CDEF + header_cdef())
     # The generated module includes the .c file (one translation unit, so the
     # struct layout cffi checks is the one the functions use).
     builder.set_source(
         MODULE_NAME,
         f'#include "{SOURCE_FILE}"',
         include_dirs=[SOURCE_DIRECTORY],
-        depends=[os.path.join(SOURCE_DIRECTORY, name) for name in ("_ring.c", "_ring.h")],
+        depends=[os.path.join(SOURCE_DIRECTORY, name) for name in (SOURCE_FILE, HEADER_FILE)],
         extra_compile_args=["-O2", "-std=gnu99"],
     )
     return builder

@@ -1,7 +1,7 @@
 /*
  * trioring's io_uring binding: the ring structure and the functions Python
- * calls through cffi (trioring/uring/_build_ring.py declares the part of
- * this that Python sees). Compiled against the kernel UAPI header only: raw
+ * calls through cffi (trioring/uring/_build_ring.py hands the CDEF section
+ * below to cffi). Compiled against the kernel UAPI header only: raw
  * io_uring_setup / io_uring_enter / io_uring_register through syscall(2),
  * the rings mapped with mmap, no liburing.
  */
@@ -119,6 +119,8 @@ struct trioring_ring {
     size_t sqes_bytes;
 };
 
+/* BEGIN CDEF: _build_ring.py hands the lines from here to the END mark to
+ * cffi as they stand, so they must stay plain declarations (no macros). */
 struct trioring_completion {
     uint64_t user_data;
     int32_t res;
@@ -158,5 +160,6 @@ unsigned trioring_sq_discard(struct trioring_ring *ring, uint64_t *user_data_out
 unsigned trioring_reap(struct trioring_ring *ring, struct trioring_completion *out,
                        unsigned max, int *error_out);
 int trioring_eventfd_clear(struct trioring_ring *ring);
+/* END CDEF */
 
 #endif /* TRIORING_RING_H */
