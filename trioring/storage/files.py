@@ -46,16 +46,6 @@ async def replace_file(
             ) from error
 
 
-async def remove_temporary_files(backend: FileBackend, directory: str) -> list[str]:
-    """Delete what replacements interrupted by a crash left in ``directory``; their names."""
-    removed = []
-    for name in await backend.list_directory(directory):
-        if name.endswith(TEMPORARY_SUFFIX):
-            await backend.unlink(os.path.join(directory, name))
-            removed.append(name)
-    return removed
-
-
 async def read_file(backend: FileBackend, path: str) -> bytes | None:
     """The whole file, or None if it does not exist."""
     try:

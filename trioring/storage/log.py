@@ -67,7 +67,7 @@ from trioring.protocol.records import (
     encode_base_offset,
     list_batches,
 )
-from trioring.storage.files import read_file, replace_file
+from trioring.storage.files import TEMPORARY_SUFFIX, read_file, replace_file
 from trioring.storage.producers import ProducerStateTable
 from trioring.storage.segment import (
     INDEX_SUFFIX,
@@ -286,10 +286,10 @@ class PartitionLog:
         )
         for name in names:
             # An index without its log, or a half-written checkpoint, is debris.
-            stem, _, suffix = name.rpartition(".")
-            if (name.endswith(INDEX_SUFFIX) and stem.isdigit() and int(stem) not in bases) or (
-                suffix == "tmp"
-            ):
+            stem = name.rpartition(".")[0]
+            if (
+                name.endswith(INDEX_SUFFIX) and stem.isdigit() and int(stem) not in bases
+            ) or name.endswith(TEMPORARY_SUFFIX):
                 await backend.unlink(os.path.join(self.directory, name))
         if not bases:
             await self._add_segment(0, create=True)
