@@ -87,6 +87,11 @@ SMALL_REQUEST_BYTES_MAX = 1 * MIB
 SMALL_REQUESTS_RESERVE_DIVISOR = 8
 #: Bytes read from a socket at a time.
 RECEIVE_BYTES = 256 * KIB
+#: Once large requests (over SMALL_REQUEST_BYTES_MAX) have given back this many
+#: bytes of the request budget, the server returns free heap to the system
+#: (trioring/_heap.py), after a pause so the requests' buffers are gone too.
+HEAP_TRIM_RELEASED_BYTES = 64 * MIB
+HEAP_TRIM_DELAY_SECONDS = 0.5
 
 assert 0 < FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT
 # A frame that arrives whole within one receive is charged as a small request.

@@ -19,6 +19,10 @@ they are charged without waiting (:meth:`charge`), which may overshoot the
 budget by at most one receive per connection; the next read of every
 connection then waits until usage is back under the budget
 (:meth:`wait_for_room`).
+
+Freed request buffers do not always leave the process by themselves (see
+trioring/_heap.py): :attr:`heap_trim_due` is set once large frames have
+given back HEAP_TRIM_RELEASED_BYTES, for the server to return free heap.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ from collections import deque
 import attrs
 import trio
 
-from trioring._constants import SMALL_REQUEST_BYTES_MAX, SMALL_REQUESTS_RESERVE_DIVISOR
+from trioring._constants import (
+    HEAP_TRIM_RELEASED_BYTES,
+    SMALL_REQUEST_BYTES_MAX,
+    SMALL_REQUESTS_RESERVE_DIVISOR,
+)
 
 __all__ = ["RequestMemory", "RequestMemoryStatistics"]
 
@@ -68,6 +76,10 @@ class RequestMemory:
         self._waiters: deque[_Waiter] = deque()
         self._room = trio.Event()
         self._waits_total = 0
+        #: Large frames' bytes given back since the last heap trim.
+        self._released_large_bytes = 0
+        #: Set once that reaches HEAP_TRIM_RELEASED_BYTES; see heap_trimmed().
+        self.heap_trim_due = trio.Event()
 
     def statistics(self) -> RequestMemoryStatistics:
         return RequestMemoryStatistics(
@@ -134,7 +146,15 @@ class RequestMemory:
         if size > self.small_request_bytes_max:
             assert size <= self.large_bytes_used
             self.large_bytes_used -= size
+            self._released_large_bytes += size
+            if self._released_large_bytes >= HEAP_TRIM_RELEASED_BYTES:
+                self.heap_trim_due.set()
         self._grant()
+
+    def heap_trimmed(self) -> None:
+        """The server is returning free heap now: count releases from zero again."""
+        self._released_large_bytes = 0
+        self.heap_trim_due = trio.Event()
 
     def _grant(self) -> None:
         # The first waiter of each kind, in order; a kind stops at its first

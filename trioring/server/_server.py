@@ -24,7 +24,8 @@ import trio
 from kio.schema.errors import ErrorCode
 
 from trioring._broker import Broker
-from trioring._constants import RECEIVE_BYTES
+from trioring._constants import HEAP_TRIM_DELAY_SECONDS, RECEIVE_BYTES
+from trioring._heap import return_free_heap
 from trioring._logging import RateLimitedLogger, printable
 from trioring.cluster.model import Node
 from trioring.errors import ProtocolError, TrioringError
@@ -106,6 +107,7 @@ class KafkaServer:
             self.broker.cluster.nodes.value = (self.node,)
         async with trio.open_nursery() as nursery:
             self._connection_nursery = nursery
+            nursery.start_soon(self._return_free_heap)
             task_status.started(self)
             try:
                 await trio.serve_listeners(self._handle_connection, listeners)
@@ -113,6 +115,17 @@ class KafkaServer:
                 for listener in listeners:
                     with trio.CancelScope(shield=True):
                         await listener.aclose()
+
+    async def _return_free_heap(self) -> None:
+        """Give the heap that large requests' buffers held back to the system, now and then."""
+        while True:
+            await self.memory.heap_trim_due.wait()
+            # By then the buffers of the requests (and connections) that
+            # released the budget are gone too; later releases join this trim.
+            await trio.sleep(HEAP_TRIM_DELAY_SECONDS)
+            self.memory.heap_trimmed()
+            if not await trio.to_thread.run_sync(return_free_heap):
+                return  # not glibc: nothing to do, ever
 
     async def drain(self) -> None:
         """Stop reading new requests: idle connections close, busy ones after their request.
