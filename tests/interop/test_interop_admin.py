@@ -11,6 +11,8 @@ import pytest
 from interop_clients import confluent_consumer, import_kafka_python
 from interop_wire import metadata_v4
 
+from trioring.testing import BrokerProcess
+
 UNKNOWN_TOPIC_OR_PARTITION = 3
 
 
@@ -249,3 +251,31 @@ def test_metadata_v4_honours_allow_auto_topic_creation(module_broker, topic_name
     assert created == {topic_name: (0, 1)}
     listed = metadata_v4(module_broker.port, None, allow_auto_topic_creation=False)
     assert listed[topic_name] == (0, 1)
+
+
+def test_topics_created_with_the_broker_defaults(tmp_path, io_backend):
+    """KIP-464: -1 partitions and replication factor take the broker's defaults.
+
+    librdkafka sends them only to a broker advertising CreateTopics v4
+    (before, confluent-kafka's NewTopic without a count failed in the client).
+    kafka-python still refuses them in the client: it infers Kafka 2.3 from
+    our ApiVersions answer and wants 2.4 (issue 13's version work).
+    """
+    admin_module = pytest.importorskip("confluent_kafka.admin")
+    config = tmp_path / "broker.toml"
+    config.write_text("[broker]\ndefault_partitions = 3\n")
+    with BrokerProcess(
+        tmp_path / "data",
+        extra_arguments=["--io-backend", io_backend, "--config", str(config)],
+    ) as broker:
+        admin = _confluent_admin(broker.bootstrap)
+        assert _create_error(admin, admin_module.NewTopic("defaults")) is None
+        # One explicit setting and one default.
+        assert _create_error(admin, admin_module.NewTopic("two", num_partitions=2)) is None
+        metadata = admin.list_topics(timeout=10)
+        for name, partitions in (("defaults", 3), ("two", 2)):
+            topic = metadata.topics[name]
+            assert topic.error is None
+            assert sorted(topic.partitions) == list(range(partitions))
+            for partition in topic.partitions.values():
+                assert partition.replicas == [0]

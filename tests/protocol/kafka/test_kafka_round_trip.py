@@ -51,7 +51,7 @@ def test_supported_versions_are_the_issue_table() -> None:
         13: (0, 1),
         15: (0, 1),
         16: (0, 1),
-        19: (2, 3),
+        19: (2, 4),
         20: (1, 2),
         22: (0, 1),
         32: (0, 1),

@@ -57,7 +57,7 @@ SUPPORTED_VERSIONS: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.DESCRIBE_GROUPS: (0, 1),
         ApiKey.LIST_GROUPS: (0, 1),
         ApiKey.API_VERSIONS: (0, 3),
-        ApiKey.CREATE_TOPICS: (2, 3),
+        ApiKey.CREATE_TOPICS: (2, 4),
         ApiKey.DELETE_TOPICS: (1, 2),
         ApiKey.INIT_PRODUCER_ID: (0, 1),
         ApiKey.DESCRIBE_CONFIGS: (0, 1),
