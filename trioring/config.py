@@ -1,4 +1,4 @@
-"""Broker configuration: frozen values, validated on construction."""
+"""Broker and listener configuration: frozen values, validated on construction."""
 
 from __future__ import annotations
 
@@ -11,24 +11,31 @@ import attrs
 
 from trioring._constants import (
     BATCH_BYTES_MAX_DEFAULT,
+    CONNECTIONS_MAX_DEFAULT,
+    CONNECTIONS_MAX_IDLE_MS_DEFAULT,
     FLUSH_INTERVAL_MS_DEFAULT,
+    FRAME_BYTES_MAX_DEFAULT,
     GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT,
     GROUP_MEMBERS_MAX_DEFAULT,
     GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT,
     GROUPS_MAX_DEFAULT,
+    IN_FLIGHT_REQUESTS_LIMIT,
+    IN_FLIGHT_REQUESTS_MAX_DEFAULT,
     INITIAL_REBALANCE_DELAY_MS_DEFAULT,
     OFFSETS_LOG_COMPACT_BYTES_DEFAULT,
     PARTITIONS_MAX,
+    QUEUED_REQUEST_BYTES_MAX_DEFAULT,
     RECOVERY_CHECKPOINT_INTERVAL_MS_DEFAULT,
     RETENTION_CHECK_INTERVAL_MS_DEFAULT,
     SEGMENT_BYTES_MAX,
     SEGMENT_BYTES_MIN,
+    SHUTDOWN_GRACE_DEFAULT_SECONDS,
 )
 from trioring.errors import InvalidArgumentError
 from trioring.storage.log import LogConfig
 from trioring.uring import BackendChoice
 
-__all__ = ["BrokerConfig", "GroupConfig", "LogConfig"]
+__all__ = ["BrokerConfig", "GroupConfig", "LogConfig", "ServerConfig"]
 
 
 def _positive(name: str) -> Callable[[object, attrs.Attribute[int], int], None]:
@@ -152,3 +159,54 @@ def broker_config_from_json(data: dict[str, Any]) -> BrokerConfig:
     log = LogConfig(**values.pop("log"))
     groups = GroupConfig(**values.pop("groups"))
     return BrokerConfig(log=log, groups=groups, **values)
+
+
+@attrs.frozen
+class ServerConfig:
+    """Kafka listener settings (one per worker; the supervisor hands them out)."""
+
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (tests).
+    port: int = 9092
+    #: Address clients are told to connect to (Metadata); defaults to host:bound port.
+    advertised_host: str | None = None
+    advertised_port: int | None = None
+    #: Largest request accepted (Kafka: socket.request.max.bytes, 100 MiB).
+    frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT
+    connections_max: int = CONNECTIONS_MAX_DEFAULT
+    #: Pipelined requests per connection: produces beyond the first append
+    #: while earlier ones wait for their fdatasync; 1 handles one at a time.
+    in_flight_requests_max: int = IN_FLIGHT_REQUESTS_MAX_DEFAULT
+    #: Create topics named in Metadata requests that allow it (Kafka: auto.create.topics.enable).
+    auto_create_topics: bool = True
+    shutdown_grace_seconds: float = SHUTDOWN_GRACE_DEFAULT_SECONDS
+    #: Memory budget for requests read and not yet answered, all connections
+    #: together; past it connections stop being read (back-pressure).
+    queued_request_bytes_max: int = QUEUED_REQUEST_BYTES_MAX_DEFAULT
+    connections_max_idle_ms: int = CONNECTIONS_MAX_IDLE_MS_DEFAULT
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise InvalidArgumentError(f"port must be 0-65535, not {self.port}")
+        if self.frame_bytes_max < 1024:
+            raise InvalidArgumentError("frame_bytes_max must be at least 1024 bytes")
+        if self.connections_max < 1:
+            raise InvalidArgumentError("connections_max must be at least 1")
+        if self.queued_request_bytes_max < self.frame_bytes_max:
+            raise InvalidArgumentError(
+                f"queued_request_bytes_max ({self.queued_request_bytes_max}) must be at least "
+                f"frame_bytes_max ({self.frame_bytes_max}): one whole request must fit"
+            )
+        if self.connections_max_idle_ms <= 0:
+            raise InvalidArgumentError(
+                f"connections_max_idle_ms must be positive, not {self.connections_max_idle_ms}"
+            )
+        if self.shutdown_grace_seconds < 0:
+            raise InvalidArgumentError(
+                f"shutdown_grace_seconds must be >= 0, not {self.shutdown_grace_seconds}"
+            )
+        if not 1 <= self.in_flight_requests_max <= IN_FLIGHT_REQUESTS_LIMIT:
+            raise InvalidArgumentError(
+                f"in_flight_requests_max must be 1-{IN_FLIGHT_REQUESTS_LIMIT}, "
+                f"not {self.in_flight_requests_max}"
+            )

@@ -43,9 +43,8 @@ from trioring._exception_groups import leaf_exceptions
 from trioring.cluster.channel import Channel, ChannelClosed, error_to_json
 from trioring.cluster.controller import Controller, create_topic_everywhere
 from trioring.cluster.model import ClusterMetadata, Node, config_from_json
-from trioring.config import BrokerConfig, broker_config_to_json
+from trioring.config import BrokerConfig, ServerConfig, broker_config_to_json
 from trioring.errors import ConfigurationError, InvalidArgumentError, StorageError, TrioringError
-from trioring.server import ServerConfig
 from trioring.storage.lock import DataDirectoryLock
 from trioring.uring import FallbackBackend
 

@@ -29,9 +29,8 @@ import attrs
 import trio
 
 import trioring
-from trioring.config import BrokerConfig, GroupConfig
+from trioring.config import BrokerConfig, GroupConfig, ServerConfig
 from trioring.errors import ConfigurationError, InvalidArgumentError
-from trioring.server._config import ServerConfig
 from trioring.server._server import KafkaServer, serve_kafka
 from trioring.storage.log import LogConfig
 from trioring.supervisor import Supervisor, serve_cluster

@@ -28,6 +28,7 @@ from trioring._constants import HEAP_TRIM_DELAY_SECONDS, RECEIVE_BYTES
 from trioring._heap import return_free_heap
 from trioring._logging import RateLimitedLogger, printable
 from trioring.cluster.model import Node
+from trioring.config import ServerConfig
 from trioring.errors import ProtocolError, TrioringError
 from trioring.handlers import HandlerContext
 from trioring.protocol.kafka import (
@@ -40,7 +41,6 @@ from trioring.protocol.kafka import (
     encode_api_versions_response,
     encode_response_chunks,
 )
-from trioring.server._config import ServerConfig
 from trioring.server._memory import RequestMemory, RequestMemoryStatistics
 from trioring.server.apis import APIS, ApiContext, MetadataCache, produce
 from trioring.server.apis.errors import error_response
