@@ -7,7 +7,11 @@ test_request_fuzz.py against a real broker process.
 
 Durations are kept under half a second: a Fetch that long-polls for
 2**31 ms, or a JoinGroup with a rebalance timeout of days, waits because it
-was asked to, which is not a hang; everything else ranges over its type.
+was asked to, which is not a hang. Partition counts likewise keep to the
+edges and small values: a topic of 10,000 partitions takes about 40 s to
+create here (each partition's files are made and synced), which is work
+asked for, not a fault, and it would outlast the test's 10 s exchange.
+Everything else ranges over its type.
 """
 
 from __future__ import annotations
@@ -69,6 +73,12 @@ def _duration(cls: type) -> st.SearchStrategy[Any]:
     return milliseconds.map(lambda ms: cls.parse(datetime.timedelta(milliseconds=ms)))
 
 
+#: Fields that are partition counts (CreateTopics, CreatePartitions).
+PARTITION_COUNT_FIELDS = frozenset({"num_partitions", "count"})
+#: Invalid ones of every kind, and valid ones that are quick to create.
+PARTITION_COUNTS = [-(2**31), -2, -1, 0, 1, 2, 3, 8, 10_001, 2**31 - 1]
+
+
 def _strings(cls: type) -> st.SearchStrategy[Any]:
     return st.one_of(st.sampled_from(NAMES), st.text(max_size=20)).map(cls)
 
@@ -105,7 +115,12 @@ def _for_type(annotation: Any) -> st.SearchStrategy[Any]:
 
 def entity(cls: type) -> st.SearchStrategy[Any]:
     """A kio request or nested entity of ``cls`` with adversarial field values."""
-    fields = {field.name: _for_type(field.type) for field in dataclasses.fields(cls)}
+    fields = {
+        field.name: st.sampled_from(PARTITION_COUNTS).map(field.type)
+        if field.name in PARTITION_COUNT_FIELDS
+        else _for_type(field.type)
+        for field in dataclasses.fields(cls)
+    }
     return st.fixed_dictionaries(fields).map(lambda values: cls(**values))
 
 
