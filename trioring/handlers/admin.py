@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import attrs
 import trio
@@ -47,6 +49,7 @@ from trioring.handlers.messages import (
     DescribeConfigsResponse,
     InitProducerIdRequest,
     InitProducerIdResponse,
+    NewPartitions,
     NewTopic,
     TopicResult,
 )
@@ -67,8 +70,37 @@ __all__ = [
 ]
 
 
-def _repeated(names: list[str]) -> set[str]:
-    return {name for name, count in Counter(names).items() if count > 1}
+_Entry = TypeVar("_Entry")
+
+
+async def _each_topic(
+    entries: Sequence[_Entry],
+    name_of: Callable[[_Entry], str],
+    one: Callable[[_Entry], Awaitable[None]],
+) -> tuple[TopicResult, ...]:
+    """Run ``one`` for each entry of a topic request; each TrioringError is that topic's result.
+
+    A topic named twice gets INVALID_REQUEST in both entries and nothing is
+    done for it, as Kafka answers.
+    """
+    names = [name_of(entry) for entry in entries]
+    repeated = {name for name, count in Counter(names).items() if count > 1}
+    results = []
+    for name, entry in zip(names, entries, strict=True):
+        error: TrioringError | None = None
+        try:
+            if name in repeated:
+                raise InvalidArgumentError(f"topic {name!r} is named twice in the request")
+            await one(entry)
+        except TrioringError as caught:
+            error = caught
+        results.append(TopicResult(name, error))
+    return tuple(results)
+
+
+def _node_ids(ctx: HandlerContext) -> set[int]:
+    """The node ids a manual assignment may name: every worker's (this one's when alone)."""
+    return {node.node_id for node in ctx.cluster.current_nodes} or {ctx.cluster.worker_index}
 
 
 # --- CreateTopics ---------------------------------------------------------------------
@@ -163,7 +195,7 @@ def _partition_count(ctx: HandlerContext, topic: NewTopic) -> int | None:
     indexes = sorted(index for index, _ in topic.assignments)
     if indexes != list(range(len(indexes))):
         raise ReplicaAssignmentError("assigned partitions must be numbered 0, 1, 2, ... once each")
-    node_ids = {node.node_id for node in ctx.cluster.current_nodes} or {ctx.cluster.worker_index}
+    node_ids = _node_ids(ctx)
     for index, brokers in topic.assignments:
         if len(brokers) != 1 or brokers[0] not in node_ids:
             raise ReplicaAssignmentError(
@@ -174,86 +206,63 @@ def _partition_count(ctx: HandlerContext, topic: NewTopic) -> int | None:
 
 
 async def create_topics(ctx: HandlerContext, request: CreateTopicsRequest) -> CreateTopicsResponse:
-    repeated = _repeated([topic.name for topic in request.topics])
-    results = []
-    for topic in request.topics:
-        error: TrioringError | None = None
-        try:
-            if topic.name in repeated:
-                raise InvalidArgumentError(f"topic {topic.name!r} is named twice in the request")
-            partitions = _partition_count(ctx, topic)
-            config = log_config_from_kafka(ctx.shard.config.log, dict(topic.configs))
-            if request.validate_only:
-                validate_topic_name(topic.name)
-                if partitions is not None:
-                    validate_partitions(partitions)
-                if topic.name in ctx.cluster.current.topics:
-                    raise TopicExistsError(f"topic {topic.name!r} already exists")
-                await trio.lowlevel.checkpoint()
-            else:
-                await ctx.cluster.create_topic(topic.name, partitions, config)
-        except TrioringError as caught:
-            error = caught
-        results.append(TopicResult(topic.name, error))
-    return CreateTopicsResponse(tuple(results))
+    async def create(topic: NewTopic) -> None:
+        partitions = _partition_count(ctx, topic)
+        config = log_config_from_kafka(ctx.shard.config.log, dict(topic.configs))
+        if request.validate_only:
+            validate_topic_name(topic.name)
+            if partitions is not None:
+                validate_partitions(partitions)
+            if topic.name in ctx.cluster.current.topics:
+                raise TopicExistsError(f"topic {topic.name!r} already exists")
+            await trio.lowlevel.checkpoint()
+        else:
+            await ctx.cluster.create_topic(topic.name, partitions, config)
+
+    return CreateTopicsResponse(await _each_topic(request.topics, _name_of, create))
 
 
 async def delete_topics(ctx: HandlerContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse:
-    repeated = _repeated(list(request.names))
-    results = []
-    for name in request.names:
-        error: TrioringError | None = None
-        try:
-            if name in repeated:
-                raise InvalidArgumentError(f"topic {name!r} is named twice in the request")
-            await ctx.cluster.delete_topic(name)
-        except TrioringError as caught:
-            error = caught
-        results.append(TopicResult(name, error))
-    return DeleteTopicsResponse(tuple(results))
+    return DeleteTopicsResponse(await _each_topic(request.names, str, ctx.cluster.delete_topic))
 
 
 async def create_partitions(
     ctx: HandlerContext, request: CreatePartitionsRequest
 ) -> CreatePartitionsResponse:
     """Kafka's CreatePartitions: grow topics; manual placement is the controller's to make."""
-    repeated = _repeated([topic.name for topic in request.topics])
-    results = []
-    for topic in request.topics:
-        error: TrioringError | None = None
-        try:
-            if topic.name in repeated:
-                raise InvalidArgumentError(f"topic {topic.name!r} is named twice in the request")
-            info = ctx.cluster.current.topics.get(topic.name)
-            if info is None or info.internal:
-                raise UnknownTopicOrPartitionError(f"unknown topic {topic.name!r}")
-            if topic.count <= info.partitions:
-                raise InvalidPartitionsError(
-                    f"topic {topic.name!r} has {info.partitions} partitions; the new count must "
-                    f"be larger, not {topic.count}"
+
+    async def grow(topic: NewPartitions) -> None:
+        info = ctx.cluster.current.topics.get(topic.name)
+        if info is None or info.internal:
+            raise UnknownTopicOrPartitionError(f"unknown topic {topic.name!r}")
+        if topic.count <= info.partitions:
+            raise InvalidPartitionsError(
+                f"topic {topic.name!r} has {info.partitions} partitions; the new count must "
+                f"be larger, not {topic.count}"
+            )
+        validate_partitions(topic.count)
+        if topic.assignments is not None:
+            added = topic.count - info.partitions
+            if len(topic.assignments) != added:
+                raise ReplicaAssignmentError(
+                    f"{len(topic.assignments)} assignments for {added} new partitions"
                 )
-            validate_partitions(topic.count)
-            if topic.assignments is not None:
-                added = topic.count - info.partitions
-                if len(topic.assignments) != added:
+            node_ids = _node_ids(ctx)
+            for brokers in topic.assignments:
+                if len(brokers) != 1 or brokers[0] not in node_ids:
                     raise ReplicaAssignmentError(
-                        f"{len(topic.assignments)} assignments for {added} new partitions"
+                        f"assignment {list(brokers)} must name one of {sorted(node_ids)}"
                     )
-                node_ids = {node.node_id for node in ctx.cluster.current_nodes}
-                node_ids = node_ids or {ctx.cluster.worker_index}
-                for brokers in topic.assignments:
-                    if len(brokers) != 1 or brokers[0] not in node_ids:
-                        raise ReplicaAssignmentError(
-                            f"assignment {list(brokers)} must name one of {sorted(node_ids)}"
-                        )
-            if request.validate_only:
-                await trio.lowlevel.checkpoint()
-            else:
-                await ctx.cluster.create_partitions(topic.name, topic.count)
-        except TrioringError as caught:
-            error = caught
-        results.append(TopicResult(topic.name, error))
-    return CreatePartitionsResponse(tuple(results))
+        if request.validate_only:
+            await trio.lowlevel.checkpoint()
+        else:
+            await ctx.cluster.create_partitions(topic.name, topic.count)
+
+    return CreatePartitionsResponse(await _each_topic(request.topics, _name_of, grow))
+
+
+def _name_of(topic: NewTopic | NewPartitions) -> str:
+    return topic.name
 
 
 # --- DescribeConfigs --------------------------------------------------------------------

@@ -3,6 +3,7 @@ DescribeConfigs, InitProducerId."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from trioring.handlers.messages import (
@@ -14,6 +15,7 @@ from trioring.handlers.messages import (
     InitProducerIdRequest,
     NewPartitions,
     NewTopic,
+    TopicResult,
 )
 from trioring.protocol.kafka import ApiKey, response_schema
 from trioring.server.apis._build import build, sibling
@@ -26,6 +28,19 @@ __all__ = [
     "describe_configs",
     "init_producer_id",
 ]
+
+
+def _topic_results(result_class: type, results: Sequence[TopicResult]) -> tuple[Any, ...]:
+    """CreateTopics' and CreatePartitions' per-topic answers: name, code and message."""
+    return tuple(
+        build(
+            result_class,
+            name=result.name,
+            error_code=error_code(result.error),
+            error_message=error_message(result.error),
+        )
+        for result in results
+    )
 
 
 async def create_topics(ctx: ApiContext, version: int, request: Any) -> Any:
@@ -52,15 +67,7 @@ async def create_topics(ctx: ApiContext, version: int, request: Any) -> Any:
     )
     return build(
         response_class,
-        topics=tuple(
-            build(
-                result_class,
-                name=result.name,
-                error_code=error_code(result.error),
-                error_message=error_message(result.error),
-            )
-            for result in response.results
-        ),
+        topics=_topic_results(result_class, response.results),
     )
 
 
@@ -100,15 +107,7 @@ async def create_partitions(ctx: ApiContext, version: int, request: Any) -> Any:
     )
     return build(
         response_class,
-        results=tuple(
-            build(
-                result_class,
-                name=result.name,
-                error_code=error_code(result.error),
-                error_message=error_message(result.error),
-            )
-            for result in response.results
-        ),
+        results=_topic_results(result_class, response.results),
     )
 
 
