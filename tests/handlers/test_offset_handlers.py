@@ -23,8 +23,11 @@ from trioring.handlers import (
     list_offsets,
 )
 from trioring.handlers.messages import (
+    EARLIEST_LOCAL_TIMESTAMP,
     EARLIEST_TIMESTAMP,
+    LATEST_TIERED_TIMESTAMP,
     LATEST_TIMESTAMP,
+    MAX_TIMESTAMP,
     CreateTopicRequest,
     ListOffsetsRequest,
     ListOffsetsResponse,
@@ -77,9 +80,28 @@ async def test_list_offsets_by_timestamp_reports_the_record_timestamp(broker, co
     )
 
 
+async def test_list_offsets_kafka_4_special_timestamps(broker, context):
+    # -3 max timestamp (KIP-734), -4 earliest local (KIP-405), -5 latest tiered (KIP-1005).
+    assert await list_offsets(context, ListOffsetsRequest("t", 0, MAX_TIMESTAMP)) == (
+        ListOffsetsResponse(-1, -1)  # an empty log has no max
+    )
+    await broker.produce("t", 0, [Record(value=b"a", timestamp_ms=t) for t in (10, 70, 30)])
+    await broker.produce("t", 0, [Record(value=b"b", timestamp_ms=t) for t in (50, 70, 40)])
+    # The first record carrying the largest timestamp.
+    assert await list_offsets(context, ListOffsetsRequest("t", 0, MAX_TIMESTAMP)) == (
+        ListOffsetsResponse(1, 70)
+    )
+    assert await list_offsets(context, ListOffsetsRequest("t", 0, EARLIEST_LOCAL_TIMESTAMP)) == (
+        ListOffsetsResponse(0, -1)
+    )
+    assert await list_offsets(context, ListOffsetsRequest("t", 0, LATEST_TIERED_TIMESTAMP)) == (
+        ListOffsetsResponse(-1, -1)
+    )
+
+
 async def test_list_offsets_errors(context):
     with pytest.raises(InvalidArgumentError):
-        await list_offsets(context, ListOffsetsRequest("t", 0, -3))
+        await list_offsets(context, ListOffsetsRequest("t", 0, -6))
     with pytest.raises(UnknownTopicOrPartitionError):
         await list_offsets(context, ListOffsetsRequest("t", 2, LATEST_TIMESTAMP))
     with pytest.raises(UnknownTopicOrPartitionError):

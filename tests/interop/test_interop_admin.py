@@ -258,8 +258,7 @@ def test_topics_created_with_the_broker_defaults(tmp_path, io_backend):
 
     librdkafka sends them only to a broker advertising CreateTopics v4
     (before, confluent-kafka's NewTopic without a count failed in the client).
-    kafka-python still refuses them in the client: it infers Kafka 2.3 from
-    our ApiVersions answer and wants 2.4 (issue 13's version work).
+    kafka-python's side is in test_kafka_python_infers_kafka_4_0_and_uses_its_admin_paths.
     """
     admin_module = pytest.importorskip("confluent_kafka.admin")
     config = tmp_path / "broker.toml"
@@ -279,3 +278,31 @@ def test_topics_created_with_the_broker_defaults(tmp_path, io_backend):
             assert sorted(topic.partitions) == list(range(partitions))
             for partition in topic.partitions.values():
                 assert partition.replicas == [0]
+
+
+def test_kafka_python_infers_kafka_4_0_and_uses_its_admin_paths(tmp_path, io_backend):
+    """kafka-python judges the broker by ApiVersions (ListOffsets v10 marks 4.0) and
+    then takes the paths it used to refuse: KIP-464 defaults, CreatePartitions,
+    topics described and deleted with the newest Metadata / DeleteTopics."""
+    kafka = import_kafka_python()
+    config = tmp_path / "broker.toml"
+    config.write_text("[broker]\ndefault_partitions = 2\n")
+    with BrokerProcess(
+        tmp_path / "data",
+        extra_arguments=["--io-backend", io_backend, "--config", str(config)],
+    ) as broker:
+        admin = kafka.KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        try:
+            assert admin._client.check_version() == (4, 0)
+            # -1 / -1: the broker's defaults (kafka-python refused these below 2.4).
+            admin.create_topics([kafka.admin.NewTopic("kip-464", -1, -1)])
+            [described] = admin.describe_topics(["kip-464"])
+            assert described["error_code"] == 0
+            assert len(described["partitions"]) == 2
+            admin.create_partitions({"kip-464": kafka.admin.NewPartitions(5)})
+            [described] = admin.describe_topics(["kip-464"])
+            assert sorted(p["partition_index"] for p in described["partitions"]) == list(range(5))
+            admin.delete_topics(["kip-464"])
+            assert "kip-464" not in admin.list_topics()
+        finally:
+            admin.close()

@@ -92,25 +92,15 @@ def test_kcat_produce_file_then_consume(module_broker, kcat, topic_name, tmp_pat
 
 #: Old librdkafka (Debian's kcat bundles 2.0.2) compresses with gzip, snappy or
 #: lz4 only if the advertised Produce range overlaps 0..0 (librdkafka issue
-#: #4956, the same trap Kafka 4.0 hit when KIP-896 dropped Produce v0-v2);
-#: otherwise it logs "Broker does not support compression type gzip: not
-#: compressing batch" at debug level and sends the batch uncompressed. zstd
-#: needs Produce 7, which is advertised, so it works.
-_OLD_LIBRDKAFKA_CODEC_BUG = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: ApiVersions advertises Produce v3-v7, so old librdkafka (Debian kcat, 2.0.2) "
-        "silently sends gzip/snappy/lz4 batches uncompressed (it needs Produce v0 in range)"
-    ),
-)
-
-
+#: #4956, the trap Kafka 4.0 hit when KIP-896 dropped Produce v0-v2). As Kafka
+#: 4.0 does since KAFKA-18659, trioring advertises Produce from v0 (and still
+#: refuses v0-v2 requests), so these batches arrive compressed.
 @pytest.mark.parametrize(
     "codec",
     [
-        pytest.param("gzip", marks=_OLD_LIBRDKAFKA_CODEC_BUG),
-        pytest.param("snappy", marks=_OLD_LIBRDKAFKA_CODEC_BUG),
-        pytest.param("lz4", marks=_OLD_LIBRDKAFKA_CODEC_BUG),
+        "gzip",
+        "snappy",
+        "lz4",
         "zstd",
     ],
 )

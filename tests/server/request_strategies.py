@@ -20,6 +20,7 @@ import dataclasses
 import datetime
 import types
 import typing
+import uuid
 from typing import Any
 
 from hypothesis import strategies as st
@@ -104,6 +105,12 @@ def _for_type(annotation: Any) -> st.SearchStrategy[Any]:
         return _duration(annotation)
     if isinstance(annotation, type) and issubclass(annotation, Records):
         return st.sampled_from(RECORDS).map(Records)
+    if annotation is uuid.UUID:
+        # Zero (no id), all ones, and random ids no topic has.
+        return st.one_of(
+            st.sampled_from([uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)]),
+            st.uuids(),
+        )
     if annotation is bytes:
         return st.one_of(st.sampled_from([b"", b"\x00\x01"]), st.binary(max_size=40))
     if isinstance(annotation, type) and issubclass(annotation, Interval):

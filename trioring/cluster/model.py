@@ -22,6 +22,7 @@ partition's owner.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -153,6 +154,11 @@ class ClusterMetadata:
 
     def topic(self, name: str) -> TopicInfo | None:
         return self.topics.get(name)
+
+    @functools.cached_property
+    def topics_by_id(self) -> Mapping[str, TopicInfo]:
+        """Topics by their id (hex, as stored): Fetch v13+ and Metadata v10+ name topics so."""
+        return {info.topic_id: info for info in self.topics.values()}
 
     def user_topics(self) -> dict[str, TopicInfo]:
         """Topics clients created (the internal offsets topic left out)."""

@@ -37,6 +37,7 @@ from trioring.handlers.messages import (
     TOPIC_RESOURCE,
     ConfigEntry,
     ConfigResourceResult,
+    CreatedTopic,
     CreatePartitionsRequest,
     CreatePartitionsResponse,
     CreateTopicRequest,
@@ -76,7 +77,7 @@ _Entry = TypeVar("_Entry")
 async def _each_topic(
     entries: Sequence[_Entry],
     name_of: Callable[[_Entry], str],
-    one: Callable[[_Entry], Awaitable[None]],
+    one: Callable[[_Entry], Awaitable[CreatedTopic | None]],
 ) -> tuple[TopicResult, ...]:
     """Run ``one`` for each entry of a topic request; each TrioringError is that topic's result.
 
@@ -88,13 +89,14 @@ async def _each_topic(
     results = []
     for name, entry in zip(names, entries, strict=True):
         error: TrioringError | None = None
+        created = None
         try:
             if name in repeated:
                 raise InvalidArgumentError(f"topic {name!r} is named twice in the request")
-            await one(entry)
+            created = await one(entry)
         except TrioringError as caught:
             error = caught
-        results.append(TopicResult(name, error))
+        results.append(TopicResult(name, error, created))
     return tuple(results)
 
 
@@ -156,6 +158,19 @@ def log_config_from_kafka(base: LogConfig, configs: dict[str, str | None]) -> Lo
         raise InvalidConfigError(str(error)) from None
 
 
+#: Kafka's ConfigType and a line of documentation for each topic config trioring has.
+TOPIC_CONFIG_TYPES_AND_DOCS: dict[str, tuple[int, str]] = {
+    "cleanup.policy": (7, "How old segments are removed: delete (compaction is not supported)."),
+    "retention.ms": (5, "How long a segment is kept after its newest record, in ms; -1: forever."),
+    "retention.bytes": (5, "The size a partition may grow to before old segments go; -1: none."),
+    "segment.bytes": (3, "The size at which a partition rolls to a new segment file."),
+    "segment.ms": (5, "The age at which a partition rolls to a new segment, in ms."),
+    "index.interval.bytes": (3, "How many bytes of records lie between sparse index entries."),
+    "max.message.bytes": (3, "The largest record batch a producer may send, in bytes."),
+    "message.timestamp.type": (2, "Which timestamp records keep: CreateTime (the producer's)."),
+}
+
+
 def kafka_topic_configs(config: LogConfig, batch_bytes_max: int) -> dict[str, str]:
     return {
         "cleanup.policy": "delete",
@@ -206,7 +221,7 @@ def _partition_count(ctx: HandlerContext, topic: NewTopic) -> int | None:
 
 
 async def create_topics(ctx: HandlerContext, request: CreateTopicsRequest) -> CreateTopicsResponse:
-    async def create(topic: NewTopic) -> None:
+    async def create(topic: NewTopic) -> CreatedTopic:
         partitions = _partition_count(ctx, topic)
         config = log_config_from_kafka(ctx.shard.config.log, dict(topic.configs))
         if request.validate_only:
@@ -216,14 +231,21 @@ async def create_topics(ctx: HandlerContext, request: CreateTopicsRequest) -> Cr
             if topic.name in ctx.cluster.current.topics:
                 raise TopicExistsError(f"topic {topic.name!r} already exists")
             await trio.lowlevel.checkpoint()
-        else:
-            await ctx.cluster.create_topic(topic.name, partitions, config)
+            count = ctx.shard.config.default_partitions if partitions is None else partitions
+            return CreatedTopic(count, "", _topic_config_entries(ctx, config, None))
+        info = await ctx.cluster.create_topic(topic.name, partitions, config)
+        return CreatedTopic(
+            info.partitions, info.topic_id, _topic_config_entries(ctx, info.config, None)
+        )
 
     return CreateTopicsResponse(await _each_topic(request.topics, _name_of, create))
 
 
 async def delete_topics(ctx: HandlerContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse:
-    return DeleteTopicsResponse(await _each_topic(request.names, str, ctx.cluster.delete_topic))
+    async def delete(name: str) -> None:
+        await ctx.cluster.delete_topic(name)
+
+    return DeleteTopicsResponse(await _each_topic(request.names, str, delete))
 
 
 async def create_partitions(
@@ -268,6 +290,34 @@ def _name_of(topic: NewTopic | NewPartitions) -> str:
 # --- DescribeConfigs --------------------------------------------------------------------
 
 
+def _topic_config_entries(
+    ctx: HandlerContext, config: LogConfig, keys: tuple[str, ...] | None
+) -> tuple[ConfigEntry, ...]:
+    """A topic's configs as Kafka names them (only ``keys`` unless None)."""
+    batch_bytes_max = ctx.shard.config.batch_bytes_max
+    configs = kafka_topic_configs(config, batch_bytes_max)
+    defaults = kafka_topic_configs(ctx.shard.config.log, batch_bytes_max)
+    entries = []
+    for name, value in sorted(configs.items()):
+        if keys is not None and name not in keys:
+            continue
+        default = value == defaults[name]
+        # DEFAULT_CONFIG (5) unless the topic overrides it (TOPIC_CONFIG, 1).
+        config_type, documentation = TOPIC_CONFIG_TYPES_AND_DOCS[name]
+        entries.append(
+            ConfigEntry(
+                name,
+                value,
+                False,
+                default,
+                5 if default else 1,
+                config_type=config_type,
+                documentation=documentation,
+            )
+        )
+    return tuple(entries)
+
+
 async def describe_configs(
     ctx: HandlerContext, request: DescribeConfigsRequest
 ) -> DescribeConfigsResponse:
@@ -294,15 +344,7 @@ async def describe_configs(
                 except InvalidTopicError as invalid:
                     error = invalid
             else:
-                batch_bytes_max = ctx.shard.config.batch_bytes_max
-                configs = kafka_topic_configs(info.config, batch_bytes_max)
-                defaults = kafka_topic_configs(ctx.shard.config.log, batch_bytes_max)
-                for name, value in sorted(configs.items()):
-                    if resource.keys is not None and name not in resource.keys:
-                        continue
-                    default = value == defaults[name]
-                    # DEFAULT_CONFIG (5) unless the topic overrides it (TOPIC_CONFIG, 1).
-                    entries.append(ConfigEntry(name, value, False, default, 5 if default else 1))
+                entries.extend(_topic_config_entries(ctx, info.config, resource.keys))
         elif resource.name not in ("", *node_ids):
             error = InvalidArgumentError(
                 f"unexpected broker id '{printable(resource.name)}', expected one of "

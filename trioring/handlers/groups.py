@@ -106,7 +106,15 @@ async def sync_group(ctx: HandlerContext, request: SyncGroupRequest) -> SyncGrou
             assignments=dict(request.assignments),
         )
 
-    return await _unless_stopping(ctx, sync)
+    result = await _unless_stopping(ctx, sync)
+    # Checked on the answer, where the group's protocol is known; Kafka checks
+    # first, but no client sends a protocol other than the one it joined with.
+    if result.error_code == ErrorCode.none and (
+        (request.protocol_type is not None and request.protocol_type != result.protocol_type)
+        or (request.protocol_name is not None and request.protocol_name != result.protocol_name)
+    ):
+        return SyncGroupResult(ErrorCode.inconsistent_group_protocol)
+    return result
 
 
 async def heartbeat(ctx: HandlerContext, request: HeartbeatRequest) -> HeartbeatResponse:

@@ -30,6 +30,14 @@ Acks = Literal[0, 1, -1]
 #: ListOffsets special timestamps (Kafka's).
 LATEST_TIMESTAMP = -1
 EARLIEST_TIMESTAMP = -2
+#: ListOffsets v7+ (KIP-734): the record with the largest timestamp.
+MAX_TIMESTAMP = -3
+#: ListOffsets v8+ (KIP-405): the first offset on local disk, which without
+#: tiered storage is the log start offset.
+EARLIEST_LOCAL_TIMESTAMP = -4
+#: ListOffsets v9+ (KIP-1005): the last offset in tiered storage; without
+#: tiered storage there is none, and Kafka answers offset -1.
+LATEST_TIERED_TIMESTAMP = -5
 
 
 # Produce's request and response are named tuples rather than attrs classes,
@@ -92,7 +100,7 @@ class FetchResponse:
 class ListOffsetsRequest:
     topic: str
     partition: int
-    #: A timestamp in ms, or LATEST_TIMESTAMP / EARLIEST_TIMESTAMP.
+    #: A timestamp in ms, or one of the special *_TIMESTAMP values above.
     timestamp_ms: int
 
 
@@ -166,11 +174,23 @@ class CreateTopicsRequest:
 
 
 @attrs.frozen
+class CreatedTopic:
+    """What CreateTopics v5+ reports of a topic created (or that would be, validate_only)."""
+
+    partitions: int
+    #: 32 hex digits; "" when only validated (the topic has no id yet).
+    topic_id: str
+    configs: tuple[ConfigEntry, ...]
+
+
+@attrs.frozen
 class TopicResult:
     """One topic's outcome in CreateTopics, DeleteTopics or CreatePartitions."""
 
     name: str
     error: TrioringError | None = None
+    #: CreateTopics only, when it succeeded.
+    created: CreatedTopic | None = None
 
 
 @attrs.frozen
@@ -232,6 +252,10 @@ class ConfigEntry:
     #: Kafka's ConfigSource: 1 a topic override, 5 the default.
     source: int
     sensitive: bool = False
+    #: Kafka's ConfigType (DescribeConfigs v3+): 2 string, 3 int, 5 long, 7 list, ...
+    config_type: int = 0
+    #: What the config does (DescribeConfigs v3+ with include_documentation).
+    documentation: str | None = None
 
 
 @attrs.frozen
@@ -274,6 +298,8 @@ class TopicMetadata:
     error_code: int
     partitions: tuple[PartitionMetadata, ...] = ()
     internal: bool = False
+    #: The topic id (32 hex digits); "" for a topic that does not exist.
+    topic_id: str = ""
 
 
 @attrs.frozen
@@ -337,6 +363,10 @@ class SyncGroupRequest:
     member_id: str
     assignments: tuple[tuple[str, bytes], ...] = ()
     group_instance_id: str | None = None
+    #: SyncGroup v5+: what the member believes the group's protocol is; a
+    #: mismatch is INCONSISTENT_GROUP_PROTOCOL.
+    protocol_type: str | None = None
+    protocol_name: str | None = None
 
 
 @attrs.frozen
@@ -375,8 +405,11 @@ class ListGroupsRequest:
 
 
 __all__ = [
+    "EARLIEST_LOCAL_TIMESTAMP",
     "EARLIEST_TIMESTAMP",
+    "LATEST_TIERED_TIMESTAMP",
     "LATEST_TIMESTAMP",
+    "MAX_TIMESTAMP",
     "Acks",
     "ConfigEntry",
     "ConfigResource",
@@ -387,6 +420,7 @@ __all__ = [
     "CreateTopicResponse",
     "CreateTopicsRequest",
     "CreateTopicsResponse",
+    "CreatedTopic",
     "DeleteTopicsRequest",
     "DeleteTopicsResponse",
     "DescribeConfigsRequest",

@@ -74,7 +74,7 @@ async def metadata(ctx: HandlerContext, request: MetadataRequest) -> MetadataRes
         partitions = tuple(
             PartitionMetadata(index, owner) for index, owner in enumerate(info.owners)
         )
-        topics.append(TopicMetadata(name, ErrorCode.none, partitions))
+        topics.append(TopicMetadata(name, ErrorCode.none, partitions, info.internal, info.topic_id))
     await trio.lowlevel.checkpoint()
     view = ctx.cluster
     return MetadataResponse(

@@ -14,8 +14,11 @@ from trioring.errors import (
 )
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import (
+    EARLIEST_LOCAL_TIMESTAMP,
     EARLIEST_TIMESTAMP,
+    LATEST_TIERED_TIMESTAMP,
     LATEST_TIMESTAMP,
+    MAX_TIMESTAMP,
     ListOffsetsRequest,
     ListOffsetsResponse,
     OffsetCommitRequest,
@@ -30,13 +33,24 @@ async def list_offsets(ctx: HandlerContext, request: ListOffsetsRequest) -> List
     log = ctx.shard.log(request.topic, request.partition)
     if request.timestamp_ms == LATEST_TIMESTAMP:
         return ListOffsetsResponse(log.high_watermark.value, -1)
-    if request.timestamp_ms == EARLIEST_TIMESTAMP:
+    if request.timestamp_ms in (EARLIEST_TIMESTAMP, EARLIEST_LOCAL_TIMESTAMP):
         return ListOffsetsResponse(log.log_start_offset, -1)
-    if request.timestamp_ms < 0:
+    if request.timestamp_ms == LATEST_TIERED_TIMESTAMP:
+        await trio.lowlevel.checkpoint()
+        return ListOffsetsResponse(-1, -1)
+    target_ms = request.timestamp_ms
+    if target_ms == MAX_TIMESTAMP:
+        # The first record carrying the largest timestamp, as Kafka finds it:
+        # the first batch reaching that timestamp holds it.
+        target_ms = await log.max_timestamp_ms()
+        if target_ms < 0:
+            return ListOffsetsResponse(-1, -1)  # an empty log
+    elif target_ms < 0:
         raise InvalidArgumentError(
-            f"timestamp {request.timestamp_ms} is neither a time nor -1 (latest) / -2 (earliest)"
+            f"timestamp {target_ms} is neither a time nor one of -1 (latest), -2 (earliest), "
+            "-3 (max timestamp), -4 (earliest local), -5 (latest tiered)"
         )
-    header = await log.offset_for_timestamp(request.timestamp_ms)
+    header = await log.offset_for_timestamp(target_ms)
     if header is None:
         return ListOffsetsResponse(-1, -1)
     # The index finds the batch; the exact record needs its timestamps.
@@ -44,7 +58,7 @@ async def list_offsets(ctx: HandlerContext, request: ListOffsetsRequest) -> List
     _, records = decode_batch(result.data)
     for record in records:
         assert record.timestamp_ms is not None and record.offset is not None
-        if record.timestamp_ms >= request.timestamp_ms:
+        if record.timestamp_ms >= target_ms:
             return ListOffsetsResponse(record.offset, record.timestamp_ms)
     raise AssertionError("a batch with max timestamp >= target holds such a record")
 

@@ -32,7 +32,7 @@ from trioring.config import ServerConfig
 from trioring.errors import ProtocolError, TrioringError
 from trioring.handlers import HandlerContext
 from trioring.protocol.kafka import (
-    SUPPORTED_VERSIONS,
+    ADVERTISED_VERSIONS,
     ApiKey,
     FrameDecoder,
     RequestHeader,
@@ -59,7 +59,7 @@ def advertised_versions() -> Mapping[int, tuple[int, int]]:
     """Exactly the APIs this server implements, at the codec's versions."""
     return {
         key: versions
-        for key, versions in SUPPORTED_VERSIONS.items()
+        for key, versions in ADVERTISED_VERSIONS.items()
         if key in APIS or key == ApiKey.API_VERSIONS
     }
 

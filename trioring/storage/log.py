@@ -68,6 +68,7 @@ from trioring.protocol.records import (
     list_batches,
 )
 from trioring.storage.files import TEMPORARY_SUFFIX, read_file, replace_file
+from trioring.storage.index import NO_TIMESTAMP
 from trioring.storage.producers import ProducerStateTable
 from trioring.storage.segment import (
     INDEX_SUFFIX,
@@ -780,6 +781,23 @@ class PartitionLog:
     async def wait_for_data(self, offset: int) -> None:
         """Return once the high watermark passes ``offset`` (long-poll fetch)."""
         await self.high_watermark.wait_value(lambda value: value > offset)
+
+    async def max_timestamp_ms(self) -> int:
+        """The largest batch timestamp in the log; -1 (NO_TIMESTAMP) when it holds none."""
+        result = NO_TIMESTAMP
+        for segment in list(self._segments):
+            if self._closed:
+                raise BrokerClosedError(f"partition log {self.directory} is closed")
+            if segment.is_deleted:
+                continue
+            segment.acquire()
+            try:
+                if segment.size > 0:
+                    result = max(result, await segment.max_timestamp_ms(self._backend))
+            finally:
+                await segment.release(self._backend)
+        await trio.lowlevel.checkpoint()
+        return result
 
     async def offset_for_timestamp(self, timestamp_ms: int) -> BatchHeader | None:
         """Header of the first batch with max timestamp >= ``timestamp_ms`` (None if none)."""

@@ -7,6 +7,7 @@ import datetime
 import importlib
 import io
 import struct
+import uuid
 from typing import Any
 
 import pytest
@@ -31,8 +32,8 @@ from trioring.protocol.kafka import (
     encode_response_chunks,
 )
 
-PRODUCE_VERSIONS = range(3, 8)
-FETCH_VERSIONS = range(4, 12)
+PRODUCE_VERSIONS = range(3, 13)
+FETCH_VERSIONS = range(4, 18)
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 INT32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 ERROR_CODES = st.sampled_from([0, 1, 2, 3, 6, 10, 35, 56, 87, -1])
@@ -51,8 +52,26 @@ def milliseconds(value: int) -> i32Timedelta:
 def kio_frame(correlation_id: int, response: Any) -> bytes:
     buffer = io.BytesIO()
     entity_writer(type(response))(buffer, response)
-    body = struct.pack(">i", correlation_id) + buffer.getvalue()
+    # Flexible versions: response header v1 (an empty tagged-field section).
+    header = struct.pack(">i", correlation_id) + (b"\x00" if response.__flexible__ else b"")
+    body = header + buffer.getvalue()
     return struct.pack(">i", len(body)) + body
+
+
+def topic_id(name: str) -> bytes:
+    return uuid.uuid5(uuid.NAMESPACE_URL, name).bytes
+
+
+def with_topic_ids(api_version: int, body: FetchResponseBody) -> FetchResponseBody:
+    """From Fetch v13 on topics are named by id: the same body with ids for names."""
+    if api_version < 13:
+        return body
+    return body._replace(
+        topics=[
+            topic._replace(name=topic_id(topic.name)) if isinstance(topic.name, str) else topic
+            for topic in body.topics
+        ]
+    )
 
 
 def kio_produce(api_version: int, body: ProduceResponseBody) -> Any:
@@ -73,6 +92,8 @@ def kio_produce(api_version: int, body: ProduceResponseBody) -> Any:
                             partition.log_append_time_ms / 1000, tz=datetime.UTC
                         ),
                         log_start_offset=partition.log_start_offset,
+                        record_errors=(),
+                        error_message=partition.error_message,
                     )
                     for partition in topic.partitions
                 ),
@@ -100,8 +121,10 @@ def kio_fetch(api_version: int, body: FetchResponseBody) -> Any:
         error_code=ErrorCode(body.error_code),
         session_id=body.session_id,
         responses=tuple(
-            module.FetchableTopicResponse(
+            build(
+                module.FetchableTopicResponse,
                 topic=topic.name,
+                topic_id=uuid.UUID(bytes=topic.name) if api_version >= 13 else None,
                 partitions=tuple(
                     build(
                         module.PartitionData,
@@ -131,7 +154,8 @@ PRODUCE_BODY = ProduceResponseBody(
             [
                 ProduceResponsePartition(0, 0, 1000, -1, 0),
                 ProduceResponsePartition(1, 0, 0, 1_763_726_400_123, 17),
-                ProduceResponsePartition(2, 3, -1, -1, -1),
+                ProduceResponsePartition(2, 3, -1, -1, -1, "no such partition"),
+                ProduceResponsePartition(3, 87, -1, -1, -1, ""),
             ],
         ),
         ProduceResponseTopic("évènements", [ProduceResponsePartition(7, 10, -1)]),
@@ -186,7 +210,7 @@ SMALL_RECORDS = [bytes(range(61)), b"", b"\x00" * 1000]
 
 @pytest.mark.parametrize("api_version", FETCH_VERSIONS)
 def test_fetch_response_matches_kio(api_version: int) -> None:
-    body = fetch_body(SMALL_RECORDS)
+    body = with_topic_ids(api_version, fetch_body(SMALL_RECORDS))
     expected = kio_frame(42, kio_fetch(api_version, body))
     assert encode_fetch_response(api_version, 42, body) == expected
     assert encode_response(1, api_version, 42, body) == expected
@@ -205,7 +229,7 @@ def test_large_records_are_passed_by_reference(api_version: int) -> None:
     large = bytes(range(256)) * (FETCH_RECORDS_COPY_BYTES_MAX // 256 + 1)
     view = memoryview(bytes(range(256)) * 1024)  # 256 KiB, given as a view
     at_limit = b"L" * FETCH_RECORDS_COPY_BYTES_MAX
-    body = fetch_body([large, b"small", view, at_limit, large])
+    body = with_topic_ids(api_version, fetch_body([large, b"small", view, at_limit, large]))
     chunks = encode_fetch_response_chunks(api_version, 5, body)
     assert b"".join(chunks) == kio_frame(5, kio_fetch(api_version, body))
     referenced = [chunk for chunk in chunks if chunk is large or chunk is view]
@@ -239,8 +263,8 @@ def test_memoryview_records_count_bytes_not_items() -> None:
 
 
 def test_fast_encoders_refuse_other_versions_and_apis() -> None:
-    with pytest.raises(ValueError, match="Produce response v8 has no fast encoder"):
-        encode_produce_response(8, 1, PRODUCE_BODY)
+    with pytest.raises(ValueError, match="Produce response v13 has no fast encoder"):
+        encode_produce_response(13, 1, PRODUCE_BODY)
     with pytest.raises(ValueError, match="Fetch response v3 has no fast encoder"):
         encode_fetch_response(3, 1, fetch_body([]))
     with pytest.raises(ValueError, match="cannot answer Fetch v4"):
@@ -256,6 +280,7 @@ produce_partitions = st.builds(
     base_offset=INT64,
     log_append_time_ms=st.one_of(st.just(-1), st.integers(0, 4_102_444_800_000)),
     log_start_offset=INT64,
+    error_message=st.one_of(st.none(), st.text(max_size=30)),
 )
 topic_names = st.text(max_size=20)
 produce_bodies = st.builds(
@@ -309,6 +334,7 @@ def test_any_produce_response_matches_kio(
 def test_any_fetch_response_matches_kio(
     api_version: int, correlation_id: int, body: FetchResponseBody
 ) -> None:
+    body = with_topic_ids(api_version, body)
     expected = kio_frame(correlation_id, kio_fetch(api_version, body))
     assert encode_fetch_response(api_version, correlation_id, body) == expected
 
@@ -324,12 +350,15 @@ def test_one_partition_shapes_match_kio(
 ) -> None:
     # One topic of one partition has its own fast path; compare it in every shape.
     partition = FetchResponsePartition(3, 1, 9, 8, 7, records, aborted_transactions, 2)
-    body = FetchResponseBody([FetchResponseTopic("t", [partition])], 5, 0, 6)
+    body = with_topic_ids(
+        api_version, FetchResponseBody([FetchResponseTopic("t", [partition])], 5, 0, 6)
+    )
     expected = kio_frame(-1, kio_fetch(api_version, body))
     chunks = encode_fetch_response_chunks(api_version, -1, body)
     assert b"".join(chunks) == expected
     assert encode_fetch_response(api_version, -1, body) == expected
-    assert (chunks[-1] is LARGE_RECORDS) == (records is LARGE_RECORDS)
+    # Large records are passed on by reference (flexible versions end with tags after them).
+    assert any(chunk is LARGE_RECORDS for chunk in chunks) == (records is LARGE_RECORDS)
 
 
 @pytest.mark.parametrize("api_version", PRODUCE_VERSIONS)

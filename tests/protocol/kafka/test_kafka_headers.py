@@ -22,18 +22,35 @@ from trioring.protocol.kafka import (
 PREFIX = struct.Struct(">hhi")
 
 
+#: The first flexible version (KIP-482) of each API, from Kafka's message definitions.
+KAFKA_FIRST_FLEXIBLE_VERSION = {
+    ApiKey.PRODUCE: 9,
+    ApiKey.FETCH: 12,
+    ApiKey.LIST_OFFSETS: 6,
+    ApiKey.METADATA: 9,
+    ApiKey.OFFSET_COMMIT: 8,
+    ApiKey.OFFSET_FETCH: 6,
+    ApiKey.FIND_COORDINATOR: 3,
+    ApiKey.JOIN_GROUP: 6,
+    ApiKey.HEARTBEAT: 4,
+    ApiKey.LEAVE_GROUP: 4,
+    ApiKey.SYNC_GROUP: 4,
+    ApiKey.DESCRIBE_GROUPS: 5,
+    ApiKey.LIST_GROUPS: 3,
+    ApiKey.API_VERSIONS: 3,
+    ApiKey.CREATE_TOPICS: 5,
+    ApiKey.DELETE_TOPICS: 4,
+    ApiKey.INIT_PRODUCER_ID: 2,
+    ApiKey.DESCRIBE_CONFIGS: 4,
+    ApiKey.CREATE_PARTITIONS: 2,
+}
+
+
 def test_flexible_versions_are_kafkas() -> None:
-    flexible = sorted(
-        (api_key, api_version)
-        for api_key, (low, high) in SUPPORTED_VERSIONS.items()
-        for api_version in range(low, high + 1)
-        if is_flexible(api_key, api_version)
-    )
-    assert flexible == [
-        (ApiKey.API_VERSIONS, 3),
-        (ApiKey.CREATE_PARTITIONS, 2),
-        (ApiKey.CREATE_PARTITIONS, 3),
-    ]
+    for api_key, (low, high) in SUPPORTED_VERSIONS.items():
+        for api_version in range(low, high + 1):
+            expected = api_version >= KAFKA_FIRST_FLEXIBLE_VERSION[api_key]
+            assert is_flexible(api_key, api_version) == expected, (api_key, api_version)
 
 
 def test_header_v1() -> None:
@@ -101,7 +118,7 @@ def test_unknown_api_key_keeps_correlation_id() -> None:
 
 
 @pytest.mark.parametrize(
-    ("api_key", "api_version"), [(18, 4), (18, 99), (0, 2), (0, 8), (1, 12), (3, 5), (-1, 0)]
+    ("api_key", "api_version"), [(18, 5), (18, 99), (0, 2), (0, 13), (1, 18), (3, 14), (-1, 0)]
 )
 def test_unsupported_version_keeps_correlation_id(api_key: int, api_version: int) -> None:
     frame = encode_request_header(api_key, api_version, 31337, "kafka-python", flexible=True)
@@ -114,8 +131,8 @@ def test_unsupported_version_keeps_correlation_id(api_key: int, api_version: int
 
 
 def test_unsupported_version_message_names_the_range() -> None:
-    _header, error = parse_request_header(encode_request_header(18, 4, 1, "x", flexible=True))
-    assert str(error) == "ApiVersions v4 is not supported; this broker speaks v0-v3"
+    _header, error = parse_request_header(encode_request_header(18, 5, 1, "x", flexible=True))
+    assert str(error) == "ApiVersions v5 is not supported; this broker speaks v0-v4"
 
 
 @pytest.mark.parametrize(

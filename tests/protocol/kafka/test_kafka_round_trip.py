@@ -35,26 +35,27 @@ from trioring.protocol.kafka import (
 RESPONSE_HEADER = struct.Struct(">ii")
 
 
-def test_supported_versions_are_the_issue_table() -> None:
+def test_supported_versions_are_kafka_4_0s() -> None:
+    # Kafka 4.0's upper bounds; the lower bounds that old clients need.
     assert dict(SUPPORTED_VERSIONS) == {
-        18: (0, 3),
-        0: (3, 7),
-        1: (4, 11),
-        2: (1, 2),
-        3: (0, 4),
-        8: (2, 3),
-        9: (1, 3),
-        10: (0, 1),
-        11: (0, 5),
-        14: (0, 3),
-        12: (0, 1),
-        13: (0, 1),
-        15: (0, 1),
-        16: (0, 1),
-        19: (2, 4),
-        20: (1, 2),
-        22: (0, 1),
-        32: (0, 1),
+        0: (3, 12),
+        1: (4, 17),
+        2: (1, 10),
+        3: (0, 13),
+        8: (2, 9),
+        9: (1, 9),
+        10: (0, 6),
+        11: (0, 9),
+        12: (0, 4),
+        13: (0, 5),
+        14: (0, 5),
+        15: (0, 6),
+        16: (0, 5),
+        18: (0, 4),
+        19: (2, 7),
+        20: (1, 6),
+        22: (0, 5),
+        32: (0, 4),
         37: (0, 3),
     }
 
@@ -67,7 +68,7 @@ def test_schemas_match_the_requested_version(api_key: int, api_version: int) -> 
 
 def test_schema_lookup_refuses_unsupported_versions() -> None:
     with pytest.raises(ValueError, match="not a supported version"):
-        request_schema(ApiKey.PRODUCE, 8)
+        request_schema(ApiKey.PRODUCE, 13)
     with pytest.raises(ValueError, match="not a supported version"):
         response_schema(99, 0)
 
@@ -93,17 +94,23 @@ def test_request_round_trip(api_key: int, api_version: int, variant: Variant) ->
 
 
 @pytest.mark.parametrize(("api_key", "api_version"), SUPPORTED_PAIRS)
-def test_request_with_trailing_bytes_is_refused(api_key: int, api_version: int) -> None:
+def test_bytes_after_the_body_are_ignored_as_by_kafka(api_key: int, api_version: int) -> None:
+    # Kafka's parser ignores them, and librdkafka 2.16 sends 3 after an
+    # all-topics Metadata v9+ body (below).
     request = build_example(request_schema(api_key, api_version), Variant.MINIMAL)
-    frame = request_frame(api_key, api_version, encode_entity(request) + b"\x00")
-    header, error = parse_request_header(frame)
-    assert error is None
-    with pytest.raises(ProtocolError, match="leaves 1 trailing bytes"):
-        decode_request_body(header, frame)
+    frame = request_frame(api_key, api_version, encode_entity(request) + b"\x01\x00\x00")
     decoded = decode_request(frame)
-    assert decoded.body is None
-    assert isinstance(decoded.error, ProtocolError)
-    assert decoded.header.correlation_id == 1234
+    assert decoded.error is None
+    assert decoded.body == request
+
+
+def test_librdkafkas_all_topics_metadata_request_decodes() -> None:
+    # confluent-kafka 2.16's AdminClient.list_topics() at Metadata v13, as captured.
+    frame = bytes.fromhex("0003000d00000003000772646b61666b610000000000010000")
+    decoded = decode_request(frame)
+    assert decoded.error is None
+    assert decoded.body is not None
+    assert decoded.body.topics is None
 
 
 #: Versions whose request body is not empty (ApiVersions v0-2, ListGroups v0-1 are).

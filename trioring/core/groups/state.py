@@ -825,13 +825,14 @@ class GroupStateMachine:
         for group_id in committed_groups:
             if group_id not in listings:
                 listings[group_id] = GroupListing(group_id, "", GroupState.EMPTY.value)
-        wanted = set(states) if states else None
+        # Case-insensitive, as Kafka's filter (KIP-518).
+        wanted = {state.lower() for state in states} if states else None
         return ListGroupsResult(
             NONE,
             tuple(
                 listing
                 for _, listing in sorted(listings.items())
-                if wanted is None or listing.state in wanted
+                if wanted is None or listing.state.lower() in wanted
             ),
         )
 

@@ -48,7 +48,8 @@ from trioring._constants import (
     FRAME_SIZE_BYTES,
 )
 from trioring.protocol.kafka._api_versions import (
-    ApiVersionsResponse,
+    FINALIZED_FEATURES,
+    SUPPORTED_FEATURES,
     build_api_versions_response,
     encode_api_versions_response,
 )
@@ -88,6 +89,7 @@ from trioring.protocol.kafka._responses import (
     uses_flexible_response_header,
 )
 from trioring.protocol.kafka._schemas import (
+    ADVERTISED_VERSIONS,
     SUPPORTED_VERSIONS,
     ApiKey,
     api_name,
@@ -98,13 +100,15 @@ from trioring.protocol.kafka._schemas import (
 )
 
 __all__ = [
+    "ADVERTISED_VERSIONS",
     "FETCH_RECORDS_COPY_BYTES_MAX",
+    "FINALIZED_FEATURES",
     "FRAME_BYTES_MAX_DEFAULT",
     "FRAME_SIZE_BYTES",
     "KIO_DECODE_ERRORS",
+    "SUPPORTED_FEATURES",
     "SUPPORTED_VERSIONS",
     "ApiKey",
-    "ApiVersionsResponse",
     "Chunk",
     "EncodedBody",
     "FetchResponseBody",

@@ -1,27 +1,61 @@
-"""The ApiVersions response: what this broker speaks, v0-v3, and the UNSUPPORTED_VERSION answer."""
+"""The ApiVersions response: what this broker speaks, v0-v4, and the UNSUPPORTED_VERSION answer."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import functools
+import sys
 from collections.abc import Mapping
-from typing import TypeAlias
+from types import MappingProxyType
+from typing import Any, Final
 
-from kio.schema.api_versions.v0 import response as v0
-from kio.schema.api_versions.v1 import response as v1
-from kio.schema.api_versions.v2 import response as v2
-from kio.schema.api_versions.v3 import response as v3
 from kio.schema.errors import ErrorCode
-from kio.static.primitive import i16, i32Timedelta
+from kio.static.primitive import i16, i32Timedelta, i64
 
 from trioring.protocol.kafka._responses import encode_response
-from trioring.protocol.kafka._schemas import SUPPORTED_VERSIONS, ApiKey
-
-ApiVersionsResponse: TypeAlias = (
-    v0.ApiVersionsResponse
-    | v1.ApiVersionsResponse
-    | v2.ApiVersionsResponse
-    | v3.ApiVersionsResponse
+from trioring.protocol.kafka._schemas import (
+    ADVERTISED_VERSIONS,
+    ApiKey,
+    response_schema,
 )
+
+#: Feature ranges this broker supports, as a Kafka 4.0 node reports them in
+#: ApiVersions v3+ (KIP-584). Only what is implemented: metadata.version from
+#: 3.3-IV3 (7, Kafka 4.0's minimum) to 4.0-IV3 (25), the protocol level
+#: trioring answers at; kraft.version 0 (a static single controller, no
+#: KIP-853 voter changes); group.version 0 (the classic group protocol only,
+#: no KIP-848); transaction.version 0 (no transactions).
+SUPPORTED_FEATURES: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
+    {
+        "group.version": (0, 0),
+        "kraft.version": (0, 0),
+        "metadata.version": (7, 25),
+        "transaction.version": (0, 0),
+    }
+)
+
+#: Cluster-wide finalized levels. Kafka leaves level-0 features out of this
+#: list; metadata.version is set once, when the cluster is created, and never
+#: changes (there is no UpdateFeatures), so its epoch is 0.
+FINALIZED_FEATURES: Final[Mapping[str, int]] = MappingProxyType({"metadata.version": 25})
+FINALIZED_FEATURES_EPOCH = 0
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(field.name for field in dataclasses.fields(cls))
+
+
+@functools.cache
+def _classes(api_version: int) -> tuple[type[Any], type[Any], type[Any], type[Any]]:
+    response_class = response_schema(ApiKey.API_VERSIONS, api_version)
+    module = sys.modules[response_class.__module__]
+    return (
+        response_class,
+        module.ApiVersion,
+        getattr(module, "SupportedFeatureKey", object),
+        getattr(module, "FinalizedFeatureKey", object),
+    )
 
 
 def build_api_versions_response(
@@ -29,51 +63,41 @@ def build_api_versions_response(
     *,
     error_code: int = 0,
     throttle_time_ms: int = 0,
-    supported_versions: Mapping[int, tuple[int, int]] = SUPPORTED_VERSIONS,
-) -> ApiVersionsResponse:
-    """kio's ApiVersions response of ``api_version`` (0-3) listing ``supported_versions``.
+    supported_versions: Mapping[int, tuple[int, int]] = ADVERTISED_VERSIONS,
+    with_features: bool = True,
+) -> Any:
+    """kio's ApiVersions response of ``api_version`` (0-4) listing ``supported_versions``.
 
-    v0 has no throttle time; ``throttle_time_ms`` is ignored there.
+    v0 has no throttle time; ``throttle_time_ms`` is ignored there. From v3
+    on the features go in their tagged fields (``with_features``); as in
+    Kafka, v3 leaves out supported features whose minimum is 0 (older
+    clients refuse a 0 minimum).
     """
-    code = ErrorCode(error_code)
-    ranges = sorted(supported_versions.items())
-    if api_version == 0:
-        return v0.ApiVersionsResponse(
-            error_code=code,
-            api_keys=tuple(
-                v0.ApiVersion(api_key=i16(key), min_version=i16(low), max_version=i16(high))
-                for key, (low, high) in ranges
-            ),
+    response_class, api_class, supported_class, finalized_class = _classes(api_version)
+    fields: dict[str, Any] = {
+        "error_code": ErrorCode(error_code),
+        "api_keys": tuple(
+            api_class(api_key=i16(key), min_version=i16(low), max_version=i16(high))
+            for key, (low, high) in sorted(supported_versions.items())
+        ),
+    }
+    names = _field_names(response_class)
+    if "throttle_time" in names:
+        fields["throttle_time"] = i32Timedelta.parse(
+            datetime.timedelta(milliseconds=throttle_time_ms)
         )
-    throttle_time = i32Timedelta.parse(datetime.timedelta(milliseconds=throttle_time_ms))
-    if api_version == 1:
-        return v1.ApiVersionsResponse(
-            error_code=code,
-            api_keys=tuple(
-                v1.ApiVersion(api_key=i16(key), min_version=i16(low), max_version=i16(high))
-                for key, (low, high) in ranges
-            ),
-            throttle_time=throttle_time,
+    if "supported_features" in names and with_features:
+        fields["supported_features"] = tuple(
+            supported_class(name=name, min_version=i16(low), max_version=i16(high))
+            for name, (low, high) in sorted(SUPPORTED_FEATURES.items())
+            if low > 0 or api_version >= 4
         )
-    if api_version == 2:
-        return v2.ApiVersionsResponse(
-            error_code=code,
-            api_keys=tuple(
-                v2.ApiVersion(api_key=i16(key), min_version=i16(low), max_version=i16(high))
-                for key, (low, high) in ranges
-            ),
-            throttle_time=throttle_time,
+        fields["finalized_features_epoch"] = i64(FINALIZED_FEATURES_EPOCH)
+        fields["finalized_features"] = tuple(
+            finalized_class(name=name, max_version_level=i16(level), min_version_level=i16(level))
+            for name, level in sorted(FINALIZED_FEATURES.items())
         )
-    if api_version == 3:
-        return v3.ApiVersionsResponse(
-            error_code=code,
-            api_keys=tuple(
-                v3.ApiVersion(api_key=i16(key), min_version=i16(low), max_version=i16(high))
-                for key, (low, high) in ranges
-            ),
-            throttle_time=throttle_time,
-        )
-    raise ValueError(f"ApiVersions response v{api_version} does not exist here (v0-v3 do)")
+    return response_class(**fields)
 
 
 def encode_api_versions_response(
@@ -82,7 +106,7 @@ def encode_api_versions_response(
     *,
     error_code: int = 0,
     throttle_time_ms: int = 0,
-    supported_versions: Mapping[int, tuple[int, int]] = SUPPORTED_VERSIONS,
+    supported_versions: Mapping[int, tuple[int, int]] = ADVERTISED_VERSIONS,
 ) -> bytes:
     """The framed answer to an ApiVersions request of any version, supported or not.
 
@@ -95,11 +119,13 @@ def encode_api_versions_response(
     """
     low, high = supported_versions[ApiKey.API_VERSIONS]
     if low <= api_version <= high:
+        ok = error_code == ErrorCode.none
         response = build_api_versions_response(
             api_version,
             error_code=error_code,
             throttle_time_ms=throttle_time_ms,
-            supported_versions=supported_versions if error_code == ErrorCode.none else {},
+            supported_versions=supported_versions if ok else {},
+            with_features=ok,
         )
         return encode_response(ApiKey.API_VERSIONS, api_version, correlation_id, response)
     response = build_api_versions_response(

@@ -1,4 +1,4 @@
-"""Hand-written encoders of the hot-path responses: Produce v3-7 and Fetch v4-11.
+"""Hand-written encoders of the hot-path responses: Produce v3-12 and Fetch v4-17.
 
 kio's generic writer is 4-7x slower on small responses, and a Fetch response
 through kio copies every records section; these pack many fields per struct
@@ -27,12 +27,21 @@ from trioring._constants import (
 #: One piece of an encoded response; the caller writes the pieces in order.
 Chunk: TypeAlias = bytes | bytearray | memoryview
 
-PRODUCE_VERSIONS = (3, 7)
-FETCH_VERSIONS = (4, 11)
+PRODUCE_VERSIONS = (3, 12)
+FETCH_VERSIONS = (4, 17)
+#: From these versions on the bodies are flexible (KIP-482): compact lengths,
+#: tagged-field sections, and response header v1 (a tagged-field section
+#: after the correlation id). trioring writes every tagged-field section empty.
+PRODUCE_FLEXIBLE_VERSION = 9
+FETCH_FLEXIBLE_VERSION = 12
+#: From Fetch v13 on a topic is named by its 16-byte topic id, not its name.
+FETCH_TOPIC_ID_VERSION = 13
 
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
 _FRAME_HEADER = struct.Struct(">ii")  # frame size, correlation id (response header v0)
+# Response header v1: frame size, correlation id, empty tagged fields.
+_FRAME_HEADER_V1 = struct.Struct(">iiB")
 _NULL_LENGTH = _INT32.pack(-1)
 _PRODUCE_PARTITION_V3 = struct.Struct(">ihqq")  # index, error, base offset, append time
 _PRODUCE_PARTITION_V5 = struct.Struct(">ihqqq")  # ... log start offset
@@ -41,6 +50,14 @@ _PRODUCE_PARTITION_V5 = struct.Struct(">ihqqq")  # ... log start offset
 _PRODUCE_ONE_TOPIC_HEAD = struct.Struct(">iiih")
 _PRODUCE_ONE_PARTITION_TAIL_V3 = struct.Struct(">iihqqi")
 _PRODUCE_ONE_PARTITION_TAIL_V5 = struct.Struct(">iihqqqi")
+# v8 adds per partition an empty record_errors array and a null error_message.
+_PRODUCE_PARTITION_V8 = struct.Struct(">ihqqqih")
+_PRODUCE_ONE_PARTITION_TAIL_V8 = struct.Struct(">iihqqqihi")
+# Flexible: index, error, base offset, append time, log start offset, then
+# record_errors (compact array, 1 = empty); the error message and the
+# partition's tagged fields follow.
+_PRODUCE_PARTITION_V9 = struct.Struct(">ihqqqB")
+_PRODUCE_EMPTY_V8_TAIL = b"\x00\x00\x00\x00\xff\xff"  # no record errors, null message
 _FETCH_TOP_V4 = struct.Struct(">ii")  # throttle time, topic count
 _FETCH_TOP_V7 = struct.Struct(">ihii")  # throttle time, error, session id, topic count
 _FETCH_PARTITION_V4 = struct.Struct(">ihqq")  # index, error, high watermark, last stable
@@ -57,6 +74,14 @@ _FETCH_PLAIN_PARTITION_V4 = struct.Struct(">ihqqii")  # ..., aborted count, reco
 _FETCH_PLAIN_PARTITION_V5 = struct.Struct(">ihqqqii")  # log start offset added
 _FETCH_PLAIN_PARTITION_V11 = struct.Struct(">ihqqqiii")  # preferred read replica added
 _ABORTED_TRANSACTION = struct.Struct(">qq")  # producer id, first offset
+# Flexible Fetch: throttle time, error, session id (the topic count follows as a varint).
+_FETCH_TOP_V12 = struct.Struct(">ihi")
+# A flexible partition up to its aborted transactions (compact nullable array).
+_FETCH_PARTITION_V12 = struct.Struct(">ihqqq")
+# A flexible partition without aborted transactions, up to its records'
+# length: ..., aborted count (0 = null, 1 = empty), preferred read replica.
+_FETCH_PLAIN_PARTITION_V12 = struct.Struct(">ihqqqBi")
+_EMPTY_TAGS = b"\x00"
 
 
 class ProduceResponsePartition(NamedTuple):
@@ -67,6 +92,8 @@ class ProduceResponsePartition(NamedTuple):
     log_append_time_ms: int = -1
     #: Sent from v5 on.
     log_start_offset: int = -1
+    #: Sent from v8 on: why the partition failed (None when it did not).
+    error_message: str | None = None
 
 
 class ProduceResponseTopic(NamedTuple):
@@ -100,7 +127,8 @@ _ABORTED_INDEX = FetchResponsePartition._fields.index("aborted_transactions")
 
 
 class FetchResponseTopic(NamedTuple):
-    name: str
+    #: The topic's name up to v12; from v13 on its 16-byte topic id (``UUID.bytes``).
+    name: str | bytes
     partitions: Sequence[FetchResponsePartition]
 
 
@@ -126,6 +154,37 @@ def _frame_size(total_bytes: int) -> int:
     return size
 
 
+def _uvarint(value: int) -> bytes:
+    """An unsigned varint (compact lengths are the length + 1, 0 meaning null)."""
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL_VARINTS = tuple(bytes((value,)) for value in range(0x80))
+
+
+def _compact_string(value: str) -> bytes:
+    encoded = value.encode()
+    return _uvarint(len(encoded) + 1) + encoded
+
+
+def _compact_nullable_string(value: str | None) -> bytes:
+    return b"\x00" if value is None else _compact_string(value)
+
+
+def _nullable_string(value: str | None) -> bytes:
+    if value is None:
+        return b"\xff\xff"
+    encoded = value.encode()
+    return _INT16.pack(len(encoded)) + encoded
+
+
 # Speed notes, measured on CPython 3.11: one struct call costs ~0.1 µs, so the
 # encoders pack as many fields per call as the layout allows; parts are
 # collected in a list and joined once (growing a bytearray reallocates in
@@ -135,18 +194,27 @@ def _frame_size(total_bytes: int) -> int:
 def encode_produce_response(
     api_version: int, correlation_id: int, body: ProduceResponseBody
 ) -> bytes:
-    """A whole framed Produce response (size prefix, header v0, body)."""
+    """A whole framed Produce response (size prefix, header v0 or v1, body)."""
     if not PRODUCE_VERSIONS[0] <= api_version <= PRODUCE_VERSIONS[1]:
         _check_version("Produce", api_version, PRODUCE_VERSIONS)
+    if api_version >= PRODUCE_FLEXIBLE_VERSION:
+        return _encode_produce_flexible(correlation_id, body)
     with_log_start_offset = api_version >= 5
+    with_errors = api_version >= 8
     topics, throttle_time_ms = body
-    if len(topics) == 1 and len(topics[0][1]) == 1:
+    if (
+        len(topics) == 1
+        and len(topics[0][1]) == 1
+        and (not with_errors or topics[0][1][0][5] is None)
+    ):
         # The common shape (one partition per request) in three struct calls.
         name, (partition,) = topics[0]
         encoded_name = name.encode()
         name_bytes = len(encoded_name)
-        if with_log_start_offset:
-            tail = _PRODUCE_ONE_PARTITION_TAIL_V5.pack(1, *partition, throttle_time_ms)
+        if with_errors:
+            tail = _PRODUCE_ONE_PARTITION_TAIL_V8.pack(1, *partition[:5], 0, -1, throttle_time_ms)
+        elif with_log_start_offset:
+            tail = _PRODUCE_ONE_PARTITION_TAIL_V5.pack(1, *partition[:5], throttle_time_ms)
         else:
             tail = _PRODUCE_ONE_PARTITION_TAIL_V3.pack(1, *partition[:4], throttle_time_ms)
         head = _PRODUCE_ONE_TOPIC_HEAD.pack(
@@ -166,10 +234,20 @@ def encode_produce_response(
         append(pack_int16(len(encoded_name)))
         append(encoded_name)
         append(pack_int32(len(partitions)))
-        if with_log_start_offset:
+        if with_errors:
             pack_partition = _PRODUCE_PARTITION_V5.pack
             for partition in partitions:
-                append(pack_partition(*partition))
+                append(pack_partition(*partition[:5]))
+                message = partition[5]
+                if message is None:
+                    append(_PRODUCE_EMPTY_V8_TAIL)
+                else:
+                    append(b"\x00\x00\x00\x00")  # no record errors
+                    append(_nullable_string(message))
+        elif with_log_start_offset:
+            pack_partition = _PRODUCE_PARTITION_V5.pack
+            for partition in partitions:
+                append(pack_partition(*partition[:5]))
         else:
             pack_partition = _PRODUCE_PARTITION_V3.pack
             for partition in partitions:
@@ -181,11 +259,36 @@ def encode_produce_response(
     return b"".join(parts)
 
 
+def _encode_produce_flexible(correlation_id: int, body: ProduceResponseBody) -> bytes:
+    """Produce v9-12: compact lengths and empty tagged fields (no KIP-951 leader hints)."""
+    topics, throttle_time_ms = body
+    pack_partition = _PRODUCE_PARTITION_V9.pack
+    parts: list[bytes] = [b"", _uvarint(len(topics) + 1)]
+    append = parts.append
+    for name, partitions in topics:
+        append(_compact_string(name))
+        append(_uvarint(len(partitions) + 1))
+        for partition in partitions:
+            # record_errors empty (1); then the message, and the partition's tags.
+            append(pack_partition(*partition[:5], 1))
+            message = partition[5]
+            append(b"\x00\x00" if message is None else _compact_string(message) + _EMPTY_TAGS)
+        append(_EMPTY_TAGS)  # the topic's tagged fields
+    append(_INT32.pack(throttle_time_ms))
+    append(_EMPTY_TAGS)
+    parts[0] = _FRAME_HEADER_V1.pack(
+        _frame_size(_FRAME_HEADER_V1.size + sum(map(len, parts))), correlation_id, 0
+    )
+    return b"".join(parts)
+
+
 def _encode_fetch(
     api_version: int, correlation_id: int, body: FetchResponseBody, copy_bytes_max: int
 ) -> list[Chunk]:
     if not FETCH_VERSIONS[0] <= api_version <= FETCH_VERSIONS[1]:
         _check_version("Fetch", api_version, FETCH_VERSIONS)
+    if api_version >= FETCH_FLEXIBLE_VERSION:
+        return _encode_fetch_flexible(api_version, correlation_id, body, copy_bytes_max)
     topics = body[0]
     # One partition without aborted transactions: the common shape, done apart.
     # (Indexes, not names: callers may pass plain tuples of the same layout.)
@@ -218,7 +321,7 @@ def _encode_fetch(
     else:
         append(_FETCH_TOP_V4.pack(throttle_time_ms, len(topics)))
     for name, partitions in topics:
-        encoded_name = name.encode()
+        encoded_name = name.encode()  # type: ignore[union-attr]  # names up to v12
         append(pack_int16(len(encoded_name)))
         append(encoded_name)
         append(pack_int32(len(partitions)))
@@ -328,6 +431,108 @@ def _encode_fetch(
     return chunks
 
 
+def _encode_fetch_flexible(
+    api_version: int, correlation_id: int, body: FetchResponseBody, copy_bytes_max: int
+) -> list[Chunk]:
+    """Fetch v12-17: compact lengths, empty tagged fields, topic ids from v13.
+
+    Records are chunked as in the older versions: large ones are passed on
+    by reference. No KIP-951 leader hints and no diverging epochs are sent
+    (one replica, leader epoch 0: there is nothing to diverge from).
+    """
+    topics, throttle_time_ms, error_code, session_id = body
+    by_id = api_version >= FETCH_TOPIC_ID_VERSION
+    pack_plain_partition = _FETCH_PLAIN_PARTITION_V12.pack
+    pack_partition = _FETCH_PARTITION_V12.pack
+    pack_aborted = _ABORTED_TRANSACTION.pack
+    runs: list[list[Chunk]] = []
+    referenced: list[Chunk] = []
+    referenced_bytes = 0
+    parts: list[Chunk] = [b"", _FETCH_TOP_V12.pack(throttle_time_ms, error_code, session_id)]
+    append = parts.append
+    append(_uvarint(len(topics) + 1))
+    for name, partitions in topics:
+        if by_id:
+            assert isinstance(name, bytes) and len(name) == 16, "v13+ names topics by id"
+            append(name)
+        else:
+            assert isinstance(name, str)
+            append(_compact_string(name))
+        append(_uvarint(len(partitions) + 1))
+        for (
+            index,
+            partition_error_code,
+            high_watermark,
+            last_stable_offset,
+            log_start_offset,
+            given_records,
+            aborted_transactions,
+            preferred_read_replica,
+        ) in partitions:
+            records = given_records
+            if records is None:
+                size = -1
+            else:
+                if isinstance(records, memoryview) and records.itemsize != 1:
+                    records = records.cast("B")
+                size = len(records)
+            if not aborted_transactions:
+                append(
+                    pack_plain_partition(
+                        index,
+                        partition_error_code,
+                        high_watermark,
+                        last_stable_offset,
+                        log_start_offset,
+                        0 if aborted_transactions is None else 1,
+                        preferred_read_replica,
+                    )
+                )
+            else:
+                append(
+                    pack_partition(
+                        index,
+                        partition_error_code,
+                        high_watermark,
+                        last_stable_offset,
+                        log_start_offset,
+                    )
+                )
+                append(_uvarint(len(aborted_transactions) + 1))
+                for producer_id, first_offset in aborted_transactions:
+                    append(pack_aborted(producer_id, first_offset))
+                    append(_EMPTY_TAGS)
+                append(_INT32.pack(preferred_read_replica))
+            append(_uvarint(size + 1))
+            if records is not None:
+                if size <= copy_bytes_max:
+                    append(records)
+                else:
+                    runs.append(parts)
+                    referenced.append(records)
+                    referenced_bytes += size
+                    parts = []
+                    append = parts.append
+            append(_EMPTY_TAGS)  # the partition's tagged fields
+        append(_EMPTY_TAGS)  # the topic's
+    append(_EMPTY_TAGS)  # the response's
+    runs.append(parts)
+    copied_bytes = 0
+    for run in runs:
+        copied_bytes += sum(map(len, run))
+    runs[0][0] = _FRAME_HEADER_V1.pack(
+        _frame_size(_FRAME_HEADER_V1.size + copied_bytes + referenced_bytes), correlation_id, 0
+    )
+    if not referenced:
+        return [b"".join(parts)]
+    chunks: list[Chunk] = [b"".join(runs[0])]
+    for records, run in zip(referenced, runs[1:], strict=True):
+        chunks.append(records)
+        if run:
+            chunks.append(b"".join(run))
+    return chunks
+
+
 def _encode_fetch_one_partition(
     api_version: int, correlation_id: int, body: FetchResponseBody, copy_bytes_max: int
 ) -> list[Chunk]:
@@ -378,7 +583,7 @@ def _encode_fetch_one_partition(
         tail = _FETCH_ONE_PARTITION_V4.pack(
             1, index, partition_error_code, high_watermark, last_stable_offset, aborted_count, size
         )
-    encoded_name = name.encode()
+    encoded_name = name.encode()  # type: ignore[union-attr]  # names up to v12
     name_bytes = len(encoded_name)
     if api_version >= 7:
         total_bytes = _FETCH_ONE_TOPIC_HEAD_V7.size + name_bytes + len(tail) + max(size, 0)

@@ -44,8 +44,8 @@ def decode_request_body(header: RequestHeader, frame: bytes) -> RequestPayload:
     """Decode the body after ``header`` into kio's request object of that version.
 
     ``header`` must come from :func:`parse_request_header` of the same frame
-    with no error. Raises ProtocolError if the body is malformed or leaves
-    bytes unread.
+    with no error. Raises ProtocolError if the body is malformed; bytes
+    after it are ignored, as Kafka ignores them.
     """
     if header.body_offset is None:
         raise ValueError("header was not fully parsed; its error must be handled instead")
@@ -59,18 +59,15 @@ def decode_request_body(header: RequestHeader, frame: bytes) -> RequestPayload:
             f"{api_name(header.api_key)} v{header.api_version} request body is malformed: {error}"
         ) from None
     try:
-        body, size = reader(frame, header.body_offset)
+        body, _size = reader(frame, header.body_offset)
     except KIO_DECODE_ERRORS as error:
         raise ProtocolError(
             f"{api_name(header.api_key)} v{header.api_version} request body is malformed: "
             f"{type(error).__name__}: {error}"
         ) from error
-    trailing_bytes = len(frame) - header.body_offset - size
-    if trailing_bytes:
-        raise ProtocolError(
-            f"{api_name(header.api_key)} v{header.api_version} request body leaves "
-            f"{trailing_bytes} trailing bytes"
-        )
+    # Bytes after the body are ignored, as Kafka's parser ignores them: real
+    # clients send some (librdkafka 2.16's all-topics Metadata v9+ leaves the
+    # 3 extra bytes of its array-count placeholder after the body).
     return body
 
 

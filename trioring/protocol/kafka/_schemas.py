@@ -38,31 +38,42 @@ class ApiKey(enum.IntEnum):
     CREATE_PARTITIONS = 37
 
 
-#: Inclusive version range advertised in ApiVersions, per API key. Lower bounds
-#: matter: old librdkafka enables the v2 record format only when Produce 3 and
-#: Fetch 4 are inside the ranges, zstd only with Produce 7 / Fetch 10.
+#: Inclusive version range trioring decodes and answers, per API key: Kafka
+#: 4.0's upper bounds (flexible versions included, KIP-482), and lower bounds
+#: kept where older clients need them. Old librdkafka enables the v2 record
+#: format only when Produce 3 and Fetch 4 are inside the ranges, zstd only with
+#: Produce 7 / Fetch 10 (../docs/protocol.md lists the ranges with reasons).
 SUPPORTED_VERSIONS: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
     {
-        ApiKey.PRODUCE: (3, 7),
-        ApiKey.FETCH: (4, 11),
-        ApiKey.LIST_OFFSETS: (1, 2),
-        ApiKey.METADATA: (0, 4),
-        ApiKey.OFFSET_COMMIT: (2, 3),
-        ApiKey.OFFSET_FETCH: (1, 3),
-        ApiKey.FIND_COORDINATOR: (0, 1),
-        ApiKey.JOIN_GROUP: (0, 5),
-        ApiKey.HEARTBEAT: (0, 1),
-        ApiKey.LEAVE_GROUP: (0, 1),
-        ApiKey.SYNC_GROUP: (0, 3),
-        ApiKey.DESCRIBE_GROUPS: (0, 1),
-        ApiKey.LIST_GROUPS: (0, 1),
-        ApiKey.API_VERSIONS: (0, 3),
-        ApiKey.CREATE_TOPICS: (2, 4),
-        ApiKey.DELETE_TOPICS: (1, 2),
-        ApiKey.INIT_PRODUCER_ID: (0, 1),
-        ApiKey.DESCRIBE_CONFIGS: (0, 1),
+        ApiKey.PRODUCE: (3, 12),
+        ApiKey.FETCH: (4, 17),
+        ApiKey.LIST_OFFSETS: (1, 10),
+        ApiKey.METADATA: (0, 13),
+        ApiKey.OFFSET_COMMIT: (2, 9),
+        ApiKey.OFFSET_FETCH: (1, 9),
+        ApiKey.FIND_COORDINATOR: (0, 6),
+        ApiKey.JOIN_GROUP: (0, 9),
+        ApiKey.HEARTBEAT: (0, 4),
+        ApiKey.LEAVE_GROUP: (0, 5),
+        ApiKey.SYNC_GROUP: (0, 5),
+        ApiKey.DESCRIBE_GROUPS: (0, 6),
+        ApiKey.LIST_GROUPS: (0, 5),
+        ApiKey.API_VERSIONS: (0, 4),
+        ApiKey.CREATE_TOPICS: (2, 7),
+        ApiKey.DELETE_TOPICS: (1, 6),
+        ApiKey.INIT_PRODUCER_ID: (0, 5),
+        ApiKey.DESCRIBE_CONFIGS: (0, 4),
         ApiKey.CREATE_PARTITIONS: (0, 3),
     }
+)
+
+#: What ApiVersions advertises: the supported ranges, except that Produce
+#: starts at v0 although v0-v2 are refused (the connection closes), exactly as
+#: Kafka 4.0 does (KAFKA-18659): librdkafka before 2.11.1 (Debian's kcat)
+#: compresses with gzip, snappy or lz4 only when Produce v0 is in the range.
+#: No client picks v0-v2 while v3 or later is on offer.
+ADVERTISED_VERSIONS: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
+    {**SUPPORTED_VERSIONS, ApiKey.PRODUCE: (0, SUPPORTED_VERSIONS[ApiKey.PRODUCE][1])}
 )
 
 

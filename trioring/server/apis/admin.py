@@ -3,8 +3,11 @@ DescribeConfigs, InitProducerId."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
+
+from kio.schema.errors import ErrorCode
 
 from trioring.handlers.messages import (
     ConfigResource,
@@ -21,6 +24,12 @@ from trioring.protocol.kafka import ApiKey, response_schema
 from trioring.server.apis._build import build, sibling
 from trioring.server.apis._context import NONE, ApiContext, error_code, error_message
 
+#: CreateTopics v5+ reports each created topic's partitions, replication and configs.
+CREATE_TOPICS_DETAILS_VERSION = 5
+#: DeleteTopics v6+ may name topics by id.
+DELETE_TOPICS_BY_ID_VERSION = 6
+ZERO_UUID = uuid.UUID(int=0)
+
 __all__ = [
     "create_partitions",
     "create_topics",
@@ -30,17 +39,46 @@ __all__ = [
 ]
 
 
-def _topic_results(result_class: type, results: Sequence[TopicResult]) -> tuple[Any, ...]:
-    """CreateTopics' and CreatePartitions' per-topic answers: name, code and message."""
-    return tuple(
-        build(
-            result_class,
-            name=result.name,
-            error_code=error_code(result.error),
-            error_message=error_message(result.error),
+def _topic_results(
+    result_class: type, results: Sequence[TopicResult], config_class: type | None = None
+) -> tuple[Any, ...]:
+    """CreateTopics' and CreatePartitions' per-topic answers: name, code and message,
+    and for CreateTopics v5+ the partition count, replication factor, configs and id."""
+    answers = []
+    for result in results:
+        created = result.created
+        fields: dict[str, Any] = {}
+        if config_class is not None:
+            fields = {
+                "topic_id": ZERO_UUID
+                if not created or not created.topic_id
+                else (uuid.UUID(created.topic_id)),
+                "num_partitions": -1 if created is None else created.partitions,
+                "replication_factor": -1 if created is None else 1,
+                "configs": ()
+                if created is None
+                else tuple(
+                    build(
+                        config_class,
+                        name=entry.name,
+                        value=entry.value,
+                        read_only=entry.read_only,
+                        config_source=entry.source,
+                        is_sensitive=entry.sensitive,
+                    )
+                    for entry in created.configs
+                ),
+            }
+        answers.append(
+            build(
+                result_class,
+                name=result.name,
+                error_code=error_code(result.error),
+                error_message=error_message(result.error),
+                **fields,
+            )
         )
-        for result in results
-    )
+    return tuple(answers)
 
 
 async def create_topics(ctx: ApiContext, version: int, request: Any) -> Any:
@@ -65,25 +103,79 @@ async def create_topics(ctx: ApiContext, version: int, request: Any) -> Any:
             validate_only=bool(request.validate_only),
         ),
     )
+    config_class = (
+        sibling(response_class, "CreatableTopicConfigs")
+        if version >= CREATE_TOPICS_DETAILS_VERSION
+        else None
+    )
     return build(
         response_class,
-        topics=_topic_results(result_class, response.results),
+        topics=_topic_results(result_class, response.results, config_class),
     )
 
 
 async def delete_topics(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.DELETE_TOPICS, version)
     result_class = sibling(response_class, "DeletableTopicResult")
+    if version < DELETE_TOPICS_BY_ID_VERSION:
+        response = await ctx.handlers.delete_topics(
+            ctx.handler_context(), DeleteTopicsRequest(tuple(request.topic_names))
+        )
+        return build(
+            response_class,
+            responses=tuple(
+                build(
+                    result_class,
+                    name=result.name,
+                    error_code=error_code(result.error),
+                    error_message=error_message(result.error),
+                )
+                for result in response.results
+            ),
+        )
+    # v6: each topic by name or by id (KIP-516).
+    topics_by_id = ctx.base.cluster.current.topics_by_id
+    answers: list[Any] = [None] * len(request.topics)
+    names: list[str] = []
+    places: list[tuple[int, uuid.UUID]] = []
+    for place, topic in enumerate(request.topics):
+        topic_id = topic.topic_id if topic.topic_id is not None else ZERO_UUID
+        refusal: tuple[int, str] | None = None
+        name = topic.name
+        if topic_id.int != 0:
+            info = topics_by_id.get(topic_id.hex)
+            if topic.name is not None:
+                refusal = (ErrorCode.invalid_request, "give a topic's name or its id, not both")
+            elif info is None or info.internal:
+                refusal = (ErrorCode.unknown_topic_id, f"no topic has id {topic_id}")
+            else:
+                name = info.name
+        elif name is None:
+            refusal = (ErrorCode.invalid_request, "a topic needs a name or an id")
+        if refusal is not None:
+            answers[place] = build(
+                result_class,
+                name=topic.name,
+                topic_id=topic_id,
+                error_code=refusal[0],
+                error_message=refusal[1],
+            )
+            continue
+        assert name is not None
+        names.append(name)
+        places.append((place, topic_id))
     response = await ctx.handlers.delete_topics(
-        ctx.handler_context(), DeleteTopicsRequest(tuple(request.topic_names))
+        ctx.handler_context(), DeleteTopicsRequest(tuple(names))
     )
-    return build(
-        response_class,
-        responses=tuple(
-            build(result_class, name=result.name, error_code=error_code(result.error))
-            for result in response.results
-        ),
-    )
+    for (place, topic_id), result in zip(places, response.results, strict=True):
+        answers[place] = build(
+            result_class,
+            name=result.name,
+            topic_id=topic_id,
+            error_code=error_code(result.error),
+            error_message=error_message(result.error),
+        )
+    return build(response_class, responses=tuple(answers))
 
 
 async def create_partitions(ctx: ApiContext, version: int, request: Any) -> Any:
@@ -115,6 +207,7 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.DESCRIBE_CONFIGS, version)
     result_class = sibling(response_class, "DescribeConfigsResult")
     entry_class = sibling(response_class, "DescribeConfigsResourceResult")
+    documentation = bool(getattr(request, "include_documentation", False))
     response = await ctx.handlers.describe_configs(
         ctx.handler_context(),
         DescribeConfigsRequest(
@@ -149,6 +242,8 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
                         config_source=entry.source,
                         is_sensitive=entry.sensitive,
                         synonyms=(),
+                        config_type=entry.config_type,
+                        documentation=entry.documentation if documentation else None,
                     )
                     for entry in result.entries
                 ),

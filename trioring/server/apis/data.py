@@ -9,6 +9,7 @@ everything else is the handlers'.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -41,8 +42,13 @@ __all__ = ["fetch", "list_offsets", "produce"]
 
 #: Fetch and ListOffsets isolation levels: read_uncommitted, read_committed.
 ISOLATION_LEVELS = (0, 1)
-#: ListOffsets special timestamps of versions 1-2: latest (-1), earliest (-2).
-LIST_OFFSETS_SPECIAL_TIMESTAMPS = (-1, -2)
+#: The ListOffsets version that brought each special timestamp: latest (-1)
+#: and earliest (-2) are in every version, max timestamp (-3, KIP-734) from
+#: v7, earliest local (-4, KIP-405) from v8, latest tiered (-5, KIP-1005) from v9.
+LIST_OFFSETS_SPECIAL_TIMESTAMP_VERSIONS = {-1: 0, -2: 0, -3: 7, -4: 8, -5: 9}
+#: From Fetch v13 on, requests and responses name topics by topic id.
+FETCH_TOPIC_ID_VERSION = 13
+ZERO_UUID = uuid.UUID(int=0)
 
 
 # --- Produce ---------------------------------------------------------------------------
@@ -104,13 +110,15 @@ async def produce(
                     printable(error),
                 )
             results[(topic, partition)] = ProduceResponsePartition(
-                partition, error_code(error), -1, -1, -1
+                partition, error_code(error), -1, -1, -1, str(error)
             )
         finally:
             appended()
 
     for key in repeated:
-        results[key] = ProduceResponsePartition(key[1], ErrorCode.invalid_request, -1, -1, -1)
+        results[key] = ProduceResponsePartition(
+            key[1], ErrorCode.invalid_request, -1, -1, -1, "partition named twice in one request"
+        )
     if partitions_unordered == 0 and order_released is not None:
         order_released()  # a request naming no partition
     async with trio.open_nursery() as nursery:
@@ -166,17 +174,33 @@ async def fetch(ctx: ApiContext, version: int, request: Any) -> FetchResponseBod
     isolation_level = int(getattr(request, "isolation_level", 0))
     if isolation_level not in ISOLATION_LEVELS:
         raise InvalidArgumentError(f"isolation level {isolation_level} is neither 0 nor 1")
+    by_id = version >= FETCH_TOPIC_ID_VERSION
+    topics_by_id = ctx.base.cluster.current.topics_by_id if by_id else {}
     wanted = []
-    refused: dict[tuple[str, int], int] = {}
+    refused: dict[tuple[str | bytes, int], int] = {}
+    #: Fetch v13+: each topic name's id, as the response names it.
+    ids: dict[str, bytes] = {}
     for topic in request.topics:
+        if by_id:
+            # kio reads the zero id (no topic) as None.
+            topic_id = ZERO_UUID if topic.topic_id is None else topic.topic_id
+            info = topics_by_id.get(topic_id.hex)
+            if info is None:
+                for partition in topic.partitions:
+                    refused[(topic_id.bytes, partition.partition)] = ErrorCode.unknown_topic_id
+                continue
+            name = info.name
+            ids[name] = topic_id.bytes
+        else:
+            name = topic.topic
         for partition in topic.partitions:
             code = _leader_epoch_error(partition)
             if code != NONE:
-                refused[(topic.topic, partition.partition)] = code
+                refused[(ids.get(name, name), partition.partition)] = code
                 continue
             wanted.append(
                 FetchPartition(
-                    topic.topic,
+                    name,
                     partition.partition,
                     partition.fetch_offset,
                     partition.partition_max_bytes,
@@ -193,10 +217,11 @@ async def fetch(ctx: ApiContext, version: int, request: Any) -> FetchResponseBod
             max_bytes=max(0, int(getattr(request, "max_bytes", 0x7FFFFFFF))),
         ),
     )
-    by_topic: dict[str, list[FetchResponsePartition]] = {}
+    by_topic: dict[str | bytes, list[FetchResponsePartition]] = {}
     for fetched in response.partitions:
         code = NONE if fetched.error is None else fetched.error.kafka_error_code
-        by_topic.setdefault(fetched.topic, []).append(
+        key = ids[fetched.topic] if by_id else fetched.topic
+        by_topic.setdefault(key, []).append(
             FetchResponsePartition(
                 fetched.partition,
                 code,
@@ -208,12 +233,12 @@ async def fetch(ctx: ApiContext, version: int, request: Any) -> FetchResponseBod
                 fetched.records,
             )
         )
-    for (topic_name, partition_index), code in refused.items():
-        by_topic.setdefault(topic_name, []).append(
+    for (topic_key, partition_index), code in refused.items():
+        by_topic.setdefault(topic_key, []).append(
             FetchResponsePartition(partition_index, code, -1, -1, -1, b"")
         )
     return FetchResponseBody(
-        tuple(FetchResponseTopic(name, tuple(parts)) for name, parts in by_topic.items())
+        tuple(FetchResponseTopic(key, tuple(parts)) for key, parts in by_topic.items())
     )
 
 
@@ -238,18 +263,25 @@ async def list_offsets(ctx: ApiContext, version: int, request: Any) -> Any:
             try:
                 if (topic.name, partition.partition_index) in repeated:
                     raise InvalidArgumentError("partition listed twice in one request")
-                if timestamp_ms < 0 and timestamp_ms not in LIST_OFFSETS_SPECIAL_TIMESTAMPS:
+                if (
+                    timestamp_ms < 0
+                    and LIST_OFFSETS_SPECIAL_TIMESTAMP_VERSIONS.get(timestamp_ms, 99) > version
+                ):
                     # As Kafka: a special timestamp this version does not have.
                     raise UnsupportedVersionError(
                         f"timestamp {timestamp_ms} needs a newer ListOffsets version",
                         api_key=ApiKey.LIST_OFFSETS,
                         api_version=version,
                     )
-                response = await ctx.handlers.list_offsets(
-                    ctx.handler_context(),
-                    ListOffsetsRequest(topic.name, partition.partition_index, timestamp_ms),
-                )
-                code, offset, timestamp = NONE, response.offset, response.timestamp_ms
+                code = _leader_epoch_error(partition)
+                if code != NONE:
+                    offset = timestamp = -1
+                else:
+                    response = await ctx.handlers.list_offsets(
+                        ctx.handler_context(),
+                        ListOffsetsRequest(topic.name, partition.partition_index, timestamp_ms),
+                    )
+                    offset, timestamp = response.offset, response.timestamp_ms
             except Exception as error:
                 code, offset, timestamp = error_code(error), -1, -1
             partitions.append(
@@ -259,6 +291,8 @@ async def list_offsets(ctx: ApiContext, version: int, request: Any) -> Any:
                     error_code=code,
                     timestamp=timestamp,
                     offset=offset,
+                    # Every offset was written in leader epoch 0 (one replica).
+                    leader_epoch=-1 if offset < 0 else 0,
                 )
             )
         topics.append(build(topic_class, name=topic.name, partitions=tuple(partitions)))

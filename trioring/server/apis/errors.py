@@ -10,6 +10,7 @@ never the connection of other clients or the server.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,16 @@ from trioring.protocol.kafka import (
     response_schema,
 )
 from trioring.server.apis._build import build, sibling
+from trioring.server.apis.admin import DELETE_TOPICS_BY_ID_VERSION
+from trioring.server.apis.data import FETCH_TOPIC_ID_VERSION
+from trioring.server.apis.groups import LEAVE_GROUP_BATCH_VERSION
+from trioring.server.apis.metadata import (
+    FIND_COORDINATOR_BATCH_VERSION,
+    METADATA_TOPIC_ID_VERSION,
+)
+from trioring.server.apis.offsets import OFFSET_FETCH_BATCH_VERSION
+
+ZERO_UUID = uuid.UUID(int=0)
 
 __all__ = ["error_response", "has_error_response"]
 
@@ -40,7 +51,7 @@ def _produce(version: int, request: Any, code: ErrorCode, message: str) -> Any:
             ProduceResponseTopic(
                 topic.name,
                 tuple(
-                    ProduceResponsePartition(data.index, code, -1, -1, -1)
+                    ProduceResponsePartition(data.index, code, -1, -1, -1, message)
                     for data in topic.partition_data
                 ),
             )
@@ -53,7 +64,9 @@ def _fetch(version: int, request: Any, code: ErrorCode, message: str) -> Any:
     return FetchResponseBody(
         tuple(
             FetchResponseTopic(
-                topic.topic,
+                (topic.topic_id or ZERO_UUID).bytes
+                if version >= FETCH_TOPIC_ID_VERSION
+                else topic.topic,
                 tuple(
                     FetchResponsePartition(partition.partition, code, -1, -1, -1, b"")
                     for partition in topic.partitions
@@ -100,9 +113,20 @@ def _metadata(version: int, request: Any, code: ErrorCode, message: str) -> Any:
         cluster_id=None,
         controller_id=-1,
         topics=tuple(
-            build(topic_class, error_code=code, name=topic.name, is_internal=False, partitions=())
+            build(
+                topic_class,
+                error_code=code,
+                # Names are nullable in responses from v12 on only.
+                name=topic.name if version >= METADATA_TOPIC_ID_VERSION else topic.name or "",
+                topic_id=getattr(topic, "topic_id", None) or ZERO_UUID,
+                is_internal=False,
+                partitions=(),
+                topic_authorized_operations=-(2**31),
+            )
             for topic in request.topics or ()
         ),
+        cluster_authorized_operations=-(2**31),
+        error_code=code,
     )
 
 
@@ -128,12 +152,13 @@ def _offset_commit(version: int, request: Any, code: ErrorCode, message: str) ->
 
 def _offset_fetch(version: int, request: Any, code: ErrorCode, message: str) -> Any:
     response_class = response_schema(ApiKey.OFFSET_FETCH, version)
-    topic_class = sibling(response_class, "OffsetFetchResponseTopic")
-    partition_class = sibling(response_class, "OffsetFetchResponsePartition")
-    return build(
-        response_class,
-        error_code=code,
-        topics=tuple(
+    batched = version >= OFFSET_FETCH_BATCH_VERSION
+    suffix = "s" if batched else ""
+    topic_class = sibling(response_class, f"OffsetFetchResponseTopic{suffix}")
+    partition_class = sibling(response_class, f"OffsetFetchResponsePartition{suffix}")
+
+    def topics(requested: Any) -> tuple[Any, ...]:
+        return tuple(
             build(
                 topic_class,
                 name=topic.name,
@@ -142,25 +167,41 @@ def _offset_fetch(version: int, request: Any, code: ErrorCode, message: str) -> 
                         partition_class,
                         partition_index=index,
                         committed_offset=-1,
+                        committed_leader_epoch=-1,
                         metadata="",
                         error_code=code,
                     )
                     for index in topic.partition_indexes
                 ),
             )
-            for topic in request.topics or ()
+            for topic in requested or ()
+        )
+
+    if not batched:
+        return build(response_class, error_code=code, topics=topics(request.topics))
+    group_class = sibling(response_class, "OffsetFetchResponseGroup")
+    return build(
+        response_class,
+        groups=tuple(
+            build(
+                group_class, group_id=group.group_id, topics=topics(group.topics), error_code=code
+            )
+            for group in request.groups
         ),
     )
 
 
 def _find_coordinator(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.FIND_COORDINATOR, version)
+    fields = {"error_code": code, "error_message": message, "node_id": -1, "host": "", "port": -1}
+    if version < FIND_COORDINATOR_BATCH_VERSION:
+        return build(response_class, **fields)
+    coordinator_class = sibling(response_class, "Coordinator")
     return build(
-        response_schema(ApiKey.FIND_COORDINATOR, version),
-        error_code=code,
-        error_message=message,
-        node_id=-1,
-        host="",
-        port=-1,
+        response_class,
+        coordinators=tuple(
+            build(coordinator_class, key=key, **fields) for key in request.coordinator_keys
+        ),
     )
 
 
@@ -169,7 +210,9 @@ def _join_group(version: int, request: Any, code: ErrorCode, message: str) -> An
         response_schema(ApiKey.JOIN_GROUP, version),
         error_code=code,
         generation_id=-1,
-        protocol_name="",
+        protocol_name=None if version >= 7 else "",
+        protocol_type=None,
+        skip_assignment=False,
         leader="",
         member_id=request.member_id,
         members=(),
@@ -181,6 +224,26 @@ def _error_code_only(api_key: ApiKey) -> _Builder:
         return build(response_schema(api_key, version), error_code=code)
 
     return builder
+
+
+def _leave_group(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.LEAVE_GROUP, version)
+    if version < LEAVE_GROUP_BATCH_VERSION:
+        return build(response_class, error_code=code)
+    member_class = sibling(response_class, "MemberResponse")
+    return build(
+        response_class,
+        error_code=code,
+        members=tuple(
+            build(
+                member_class,
+                member_id=member.member_id,
+                group_instance_id=member.group_instance_id,
+                error_code=code,
+            )
+            for member in request.members
+        ),
+    )
 
 
 def _sync_group(version: int, request: Any, code: ErrorCode, message: str) -> Any:
@@ -197,10 +260,12 @@ def _describe_groups(version: int, request: Any, code: ErrorCode, message: str) 
                 group_class,
                 error_code=code,
                 group_id=group_id,
+                error_message=message,
                 group_state="",
                 protocol_type="",
                 protocol_data="",
                 members=(),
+                authorized_operations=-(2**31),
             )
             for group_id in request.groups
         ),
@@ -217,7 +282,16 @@ def _create_topics(version: int, request: Any, code: ErrorCode, message: str) ->
     return build(
         response_class,
         topics=tuple(
-            build(result_class, name=topic.name, error_code=code, error_message=message)
+            build(
+                result_class,
+                name=topic.name,
+                topic_id=ZERO_UUID,
+                error_code=code,
+                error_message=message,
+                num_partitions=-1,
+                replication_factor=-1,
+                configs=(),
+            )
             for topic in request.topics
         ),
     )
@@ -226,10 +300,22 @@ def _create_topics(version: int, request: Any, code: ErrorCode, message: str) ->
 def _delete_topics(version: int, request: Any, code: ErrorCode, message: str) -> Any:
     response_class = response_schema(ApiKey.DELETE_TOPICS, version)
     result_class = sibling(response_class, "DeletableTopicResult")
+    entries: list[tuple[str | None, uuid.UUID | None]]
+    if version < DELETE_TOPICS_BY_ID_VERSION:
+        entries = [(name, None) for name in request.topic_names]
+    else:
+        entries = [(topic.name, topic.topic_id or ZERO_UUID) for topic in request.topics]
     return build(
         response_class,
         responses=tuple(
-            build(result_class, name=name, error_code=code) for name in request.topic_names
+            build(
+                result_class,
+                name=name,
+                topic_id=topic_id,
+                error_code=code,
+                error_message=message,
+            )
+            for name, topic_id in entries
         ),
     )
 
@@ -284,7 +370,7 @@ _BUILDERS: dict[int, _Builder] = {
     ApiKey.FIND_COORDINATOR: _find_coordinator,
     ApiKey.JOIN_GROUP: _join_group,
     ApiKey.HEARTBEAT: _error_code_only(ApiKey.HEARTBEAT),
-    ApiKey.LEAVE_GROUP: _error_code_only(ApiKey.LEAVE_GROUP),
+    ApiKey.LEAVE_GROUP: _leave_group,
     ApiKey.SYNC_GROUP: _sync_group,
     ApiKey.DESCRIBE_GROUPS: _describe_groups,
     ApiKey.LIST_GROUPS: _list_groups,

@@ -56,7 +56,10 @@ async def join_group(ctx: ApiContext, version: int, request: Any) -> Any:
         response_class,
         error_code=result.error_code,
         generation_id=result.generation_id,
-        protocol_name=result.protocol_name or "",
+        # v7+ send null where there is none; earlier versions "".
+        protocol_name=result.protocol_name if version >= 7 else result.protocol_name or "",
+        protocol_type=result.protocol_type,
+        skip_assignment=False,
         leader=result.leader,
         member_id=result.member_id,
         members=tuple(
@@ -81,9 +84,17 @@ async def sync_group(ctx: ApiContext, version: int, request: Any) -> Any:
             member_id=request.member_id,
             assignments=tuple((item.member_id, item.assignment) for item in request.assignments),
             group_instance_id=getattr(request, "group_instance_id", None),
+            protocol_type=getattr(request, "protocol_type", None),
+            protocol_name=getattr(request, "protocol_name", None),
         ),
     )
-    return build(response_class, error_code=result.error_code, assignment=result.assignment)
+    return build(
+        response_class,
+        error_code=result.error_code,
+        assignment=result.assignment,
+        protocol_type=result.protocol_type,
+        protocol_name=result.protocol_name,
+    )
 
 
 async def heartbeat(ctx: ApiContext, version: int, request: Any) -> Any:
@@ -94,37 +105,89 @@ async def heartbeat(ctx: ApiContext, version: int, request: Any) -> Any:
             group_id=request.group_id,
             generation_id=int(request.generation_id),
             member_id=request.member_id,
+            group_instance_id=getattr(request, "group_instance_id", None),
         ),
     )
     return build(response_class, error_code=result.error_code)
 
 
+#: LeaveGroup v3+ removes many members at once (KIP-345).
+LEAVE_GROUP_BATCH_VERSION = 3
+#: DescribeGroups v6+ answers GROUP_ID_NOT_FOUND for a group that does not exist (KIP-1043).
+DESCRIBE_GROUPS_NOT_FOUND_VERSION = 6
+#: Authorized operations of a group (KIP-430) as Kafka reports them without an
+#: authorizer: READ (3), DELETE (6), DESCRIBE (8).
+GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
+OPERATIONS_NOT_REQUESTED = -(2**31)
+#: The only group type trioring has (ListGroups v5 type filter, KIP-848).
+CLASSIC_GROUP_TYPE = "classic"
+
+
 async def leave_group(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.LEAVE_GROUP, version)
+    if version < LEAVE_GROUP_BATCH_VERSION:
+        result = await ctx.handlers.leave_group(
+            ctx.handler_context(),
+            LeaveGroupRequest(group_id=request.group_id, member_ids=(request.member_id,)),
+        )
+        code = result.error_code
+        if code == ErrorCode.none and result.members:
+            # v0-2 carry one member: its outcome is the answer.
+            code = result.members[0].error_code
+        return build(response_class, error_code=code)
+    member_class = sibling(response_class, "MemberResponse")
     result = await ctx.handlers.leave_group(
         ctx.handler_context(),
-        LeaveGroupRequest(group_id=request.group_id, member_ids=(request.member_id,)),
+        LeaveGroupRequest(
+            group_id=request.group_id,
+            member_ids=tuple(member.member_id for member in request.members),
+        ),
     )
-    code = result.error_code
-    if code == ErrorCode.none and result.members:
-        # v0-2 carry one member: its outcome is the answer.
-        code = result.members[0].error_code
-    return build(response_class, error_code=code)
+    codes = [member.error_code for member in result.members]
+    if len(codes) != len(request.members):
+        codes = [result.error_code] * len(request.members)
+    return build(
+        response_class,
+        error_code=result.error_code,
+        members=tuple(
+            build(
+                member_class,
+                member_id=member.member_id,
+                group_instance_id=member.group_instance_id,
+                error_code=code,
+            )
+            for member, code in zip(request.members, codes, strict=True)
+        ),
+    )
 
 
 async def describe_groups(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.DESCRIBE_GROUPS, version)
     group_class = sibling(response_class, "DescribedGroup")
     member_class = sibling(response_class, "DescribedGroupMember")
+    operations = (
+        GROUP_OPERATIONS
+        if getattr(request, "include_authorized_operations", False)
+        else OPERATIONS_NOT_REQUESTED
+    )
     response = await ctx.handlers.describe_groups(
         ctx.handler_context(), DescribeGroupsRequest(tuple(request.groups))
     )
-    return build(
-        response_class,
-        groups=tuple(
+    groups = []
+    for description in response.groups:
+        code, message = description.error_code, None
+        if (
+            version >= DESCRIBE_GROUPS_NOT_FOUND_VERSION
+            and code == ErrorCode.none
+            and description.state == "Dead"
+        ):
+            code = ErrorCode.group_id_not_found
+            message = f"Group {description.group_id} not found."
+        groups.append(
             build(
                 group_class,
-                error_code=description.error_code,
+                error_code=code,
+                error_message=message,
                 group_id=description.group_id,
                 group_state=description.state,
                 protocol_type=description.protocol_type,
@@ -141,21 +204,33 @@ async def describe_groups(ctx: ApiContext, version: int, request: Any) -> Any:
                     )
                     for member in description.members
                 ),
+                authorized_operations=operations
+                if code == ErrorCode.none
+                else (OPERATIONS_NOT_REQUESTED),
             )
-            for description in response.groups
-        ),
-    )
+        )
+    return build(response_class, groups=tuple(groups))
 
 
 async def list_groups(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.LIST_GROUPS, version)
     listed_class = sibling(response_class, "ListedGroup")
-    result = await ctx.handlers.list_groups(ctx.handler_context(), ListGroupsRequest())
+    states = tuple(getattr(request, "states_filter", ())) or None
+    types = {value.lower() for value in getattr(request, "types_filter", ())}
+    result = await ctx.handlers.list_groups(ctx.handler_context(), ListGroupsRequest(states))
+    # Every group here is a classic group; a filter without that type matches none.
+    listed = result.groups if not types or CLASSIC_GROUP_TYPE in types else ()
     return build(
         response_class,
         error_code=result.error_code,
         groups=tuple(
-            build(listed_class, group_id=group.group_id, protocol_type=group.protocol_type)
-            for group in result.groups
+            build(
+                listed_class,
+                group_id=group.group_id,
+                protocol_type=group.protocol_type,
+                group_state=group.state,
+                group_type=CLASSIC_GROUP_TYPE,
+            )
+            for group in listed
         ),
     )

@@ -2,38 +2,94 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import trio
+from kio.schema.errors import ErrorCode
 
+from trioring.errors import InvalidArgumentError
 from trioring.handlers.messages import FindCoordinatorRequest, MetadataRequest, MetadataResponse
-from trioring.protocol.kafka import ApiKey, encode_response_body, response_schema
+from trioring.protocol.kafka import (
+    ApiKey,
+    UnsupportedVersionError,
+    encode_response_body,
+    response_schema,
+)
 from trioring.server.apis._build import build, sibling
 from trioring.server.apis._context import NONE, ApiContext, error_code, error_message
 
 __all__ = ["find_coordinator", "metadata"]
 
+ZERO_UUID = uuid.UUID(int=0)
+
+
+#: Authorized-operation bit fields (KIP-430) as Kafka reports them without an
+#: authorizer: every operation the resource type supports (AclOperation codes).
+TOPIC_OPERATIONS = sum(1 << code for code in (3, 4, 5, 6, 7, 8, 10, 11))
+CLUSTER_OPERATIONS = sum(1 << code for code in (5, 7, 8, 9, 10, 11, 12, 13, 14))
+#: What Kafka sends when the client did not ask for authorized operations.
+OPERATIONS_NOT_REQUESTED = -(2**31)
+#: Metadata v12+ may name topics by id alone.
+METADATA_TOPIC_ID_VERSION = 12
+
 
 async def metadata(ctx: ApiContext, version: int, request: Any) -> Any:
+    unknown_ids: list[uuid.UUID] = []
+    by_id = False
     if request.topics is None or (version == 0 and not request.topics):
         names = None  # every topic
     else:
-        names = tuple(topic.name for topic in request.topics)
-    # v4 lets the client say no (librdkafka consumers do); earlier versions always allow.
-    allow_create = getattr(request, "allow_auto_topic_creation", True)
+        names_list = []
+        for topic in request.topics:
+            topic_id = getattr(topic, "topic_id", None)
+            if topic_id is not None and topic_id.int != 0:
+                if version < METADATA_TOPIC_ID_VERSION:
+                    raise UnsupportedVersionError(
+                        f"Metadata v{version} cannot name topics by id (v12 and later can)",
+                        api_key=ApiKey.METADATA,
+                        api_version=version,
+                    )
+                if topic.name is not None:
+                    raise InvalidArgumentError("a Metadata topic has both a name and an id")
+                by_id = True
+                info = ctx.base.cluster.current.topics_by_id.get(topic_id.hex)
+                if info is None or info.internal:
+                    unknown_ids.append(topic_id)
+                else:
+                    names_list.append(info.name)
+            elif topic.name is None:
+                raise InvalidArgumentError("a Metadata topic has neither a name nor an id")
+            else:
+                names_list.append(topic.name)
+        names = tuple(names_list)
+    # v4 lets the client say no (librdkafka consumers do); earlier versions always
+    # allow; topics asked for by id are never created.
+    allow_create = getattr(request, "allow_auto_topic_creation", True) and not by_id
     response = await ctx.handlers.metadata(
         ctx.handler_context(), MetadataRequest(names, allow_auto_topic_creation=allow_create)
     )
-    key = (version, response)  # the whole answer: attrs values compare by content
+    cluster_operations = getattr(request, "include_cluster_authorized_operations", False)
+    topic_operations = getattr(request, "include_topic_authorized_operations", False)
+    # The whole answer: attrs values compare by content.
+    key = (version, cluster_operations, topic_operations, tuple(unknown_ids), response)
     cached = ctx.metadata_cache.get(key)
     if cached is None:
-        cached = encode_response_body(_metadata_response(version, response))
+        cached = encode_response_body(
+            _metadata_response(version, response, unknown_ids, cluster_operations, topic_operations)
+        )
         ctx.metadata_cache.put(key, cached)
     await trio.lowlevel.checkpoint()
     return cached
 
 
-def _metadata_response(version: int, response: MetadataResponse) -> Any:
+def _metadata_response(
+    version: int,
+    response: MetadataResponse,
+    unknown_ids: list[uuid.UUID],
+    cluster_operations: bool,
+    topic_operations: bool,
+) -> Any:
     response_class = response_schema(ApiKey.METADATA, version)
     topic_class = sibling(response_class, "MetadataResponseTopic")
     partition_class = sibling(response_class, "MetadataResponsePartition")
@@ -43,6 +99,7 @@ def _metadata_response(version: int, response: MetadataResponse) -> Any:
             topic_class,
             error_code=topic.error_code,
             name=topic.name,
+            topic_id=uuid.UUID(topic.topic_id) if topic.topic_id else ZERO_UUID,
             is_internal=topic.internal,
             partitions=tuple(
                 build(
@@ -57,9 +114,26 @@ def _metadata_response(version: int, response: MetadataResponse) -> Any:
                 )
                 for partition in topic.partitions
             ),
+            topic_authorized_operations=(
+                TOPIC_OPERATIONS
+                if topic_operations and topic.error_code == NONE
+                else OPERATIONS_NOT_REQUESTED
+            ),
         )
         for topic in response.topics
     ]
+    topics.extend(
+        build(
+            topic_class,
+            error_code=ErrorCode.unknown_topic_id,
+            name=None,
+            topic_id=topic_id,
+            is_internal=False,
+            partitions=(),
+            topic_authorized_operations=OPERATIONS_NOT_REQUESTED,
+        )
+        for topic_id in unknown_ids
+    )
     brokers = tuple(
         build(broker_class, node_id=node.node_id, host=node.host, port=node.port, rack=None)
         for node in response.nodes
@@ -70,30 +144,53 @@ def _metadata_response(version: int, response: MetadataResponse) -> Any:
         cluster_id=response.cluster_id,
         controller_id=response.controller_id,
         topics=tuple(topics),
+        cluster_authorized_operations=(
+            CLUSTER_OPERATIONS if cluster_operations else OPERATIONS_NOT_REQUESTED
+        ),
+        error_code=NONE,
     )
+
+
+#: FindCoordinator v4+ asks for many keys at once (KIP-699).
+FIND_COORDINATOR_BATCH_VERSION = 4
 
 
 async def find_coordinator(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.FIND_COORDINATOR, version)
-    response = await ctx.handlers.find_coordinator(
-        ctx.handler_context(),
-        FindCoordinatorRequest(request.key, int(getattr(request, "key_type", 0))),
-    )
-    node = response.node
-    if node is None or response.error is not None:
-        return build(
-            response_class,
-            error_code=error_code(response.error),
-            error_message=error_message(response.error),
-            node_id=-1,
-            host="",
-            port=-1,
+    key_type = int(getattr(request, "key_type", 0))
+    if version < FIND_COORDINATOR_BATCH_VERSION:
+        return build(response_class, **await _coordinator(ctx, request.key, key_type))
+    coordinator_class = sibling(response_class, "Coordinator")
+    coordinators = []
+    for key in request.coordinator_keys:
+        coordinators.append(
+            build(coordinator_class, key=key, **await _coordinator(ctx, key, key_type))
         )
-    return build(
-        response_class,
-        error_code=NONE,
-        error_message=None,
-        node_id=node.node_id,
-        host=node.host,
-        port=node.port,
-    )
+    return build(response_class, coordinators=tuple(coordinators))
+
+
+async def _coordinator(ctx: ApiContext, key: str, key_type: int) -> dict[str, Any]:
+    """The fields of one key's answer (node, or error code and message)."""
+    try:
+        response = await ctx.handlers.find_coordinator(
+            ctx.handler_context(), FindCoordinatorRequest(key, key_type)
+        )
+        error: BaseException | None = response.error
+        node = response.node
+    except Exception as caught:
+        error, node = caught, None
+    if node is None or error is not None:
+        return {
+            "error_code": error_code(error),
+            "error_message": error_message(error),
+            "node_id": -1,
+            "host": "",
+            "port": -1,
+        }
+    return {
+        "error_code": NONE,
+        "error_message": None,
+        "node_id": node.node_id,
+        "host": node.host,
+        "port": node.port,
+    }

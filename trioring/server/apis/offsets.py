@@ -18,24 +18,59 @@ __all__ = ["OFFSET_METADATA_CHARACTERS_MAX", "offset_commit", "offset_fetch"]
 OFFSET_METADATA_CHARACTERS_MAX = 4096
 
 
+#: OffsetFetch v8+ asks for many groups at once (KIP-709).
+OFFSET_FETCH_BATCH_VERSION = 8
+
+
 async def offset_fetch(ctx: ApiContext, version: int, request: Any) -> Any:
     response_class = response_schema(ApiKey.OFFSET_FETCH, version)
-    topic_class = sibling(response_class, "OffsetFetchResponseTopic")
-    partition_class = sibling(response_class, "OffsetFetchResponsePartition")
+    if version < OFFSET_FETCH_BATCH_VERSION:
+        topic_class = sibling(response_class, "OffsetFetchResponseTopic")
+        partition_class = sibling(response_class, "OffsetFetchResponsePartition")
+        topics, top_code = await _group_offsets(
+            ctx, version, request.group_id, request.topics, topic_class, partition_class
+        )
+        return build(response_class, topics=topics, error_code=top_code)
+    group_class = sibling(response_class, "OffsetFetchResponseGroup")
+    topic_class = sibling(response_class, "OffsetFetchResponseTopics")
+    partition_class = sibling(response_class, "OffsetFetchResponsePartitions")
+    groups = []
+    for group in request.groups:
+        topics, code = await _group_offsets(
+            ctx, version, group.group_id, group.topics, topic_class, partition_class
+        )
+        groups.append(build(group_class, group_id=group.group_id, topics=topics, error_code=code))
+    return build(response_class, groups=tuple(groups))
+
+
+async def _group_offsets(  # noqa: PLR0917  # one call per version family
+    ctx: ApiContext,
+    version: int,
+    group_id: str,
+    requested_topics: Any,
+    topic_class: type,
+    partition_class: type,
+) -> tuple[tuple[Any, ...], int]:
+    """One group's committed offsets as response topics, and the group's error code.
+
+    Without transactions no offset is ever pending, so ``require_stable``
+    (v7+) needs nothing; the member id and epoch of v9 concern KIP-848
+    groups, which this broker does not have.
+    """
     try:
         response = await ctx.handlers.fetch_offsets(
-            ctx.handler_context(), OffsetFetchRequest(request.group_id)
+            ctx.handler_context(), OffsetFetchRequest(group_id)
         )
         committed = response.offsets
         top_code = NONE
     except Exception as error:
         committed, top_code = {}, error_code(error)
-    if request.topics is None:
+    if requested_topics is None:
         requested: dict[str, list[int]] = {}
         for topic, partition in sorted(committed):
             requested.setdefault(topic, []).append(partition)
     else:
-        requested = {t.name: list(t.partition_indexes) for t in request.topics}
+        requested = {t.name: list(t.partition_indexes) for t in requested_topics}
     topics = []
     for name, partitions in requested.items():
         entries = []
@@ -46,12 +81,13 @@ async def offset_fetch(ctx: ApiContext, version: int, request: Any) -> Any:
                     partition_class,
                     partition_index=partition,
                     committed_offset=-1 if value is None else value.offset,
+                    committed_leader_epoch=-1,
                     metadata="" if value is None else value.metadata,
                     error_code=top_code if version < 2 else NONE,
                 )
             )
         topics.append(build(topic_class, name=name, partitions=tuple(entries)))
-    return build(response_class, topics=tuple(topics), error_code=top_code)
+    return tuple(topics), top_code
 
 
 async def offset_commit(ctx: ApiContext, version: int, request: Any) -> Any:

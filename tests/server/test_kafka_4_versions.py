@@ -1,0 +1,278 @@
+"""What the Kafka 4.0 versions add, over the wire: topic ids, batched requests,
+the new special timestamps, filters, and the fields of the newer answers."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kio.index import load_request_schema
+from kio.schema.errors import ErrorCode
+from kio.static.primitive import i32Timedelta
+from server_support import KafkaWire, running_server
+
+import trioring
+from trioring import Record
+
+TOPIC = "kafka-4"
+GROUP_OPERATIONS = {3, 6, 8}
+TOPIC_OPERATIONS = {3, 4, 5, 6, 7, 8, 10, 11}
+
+
+def ms(milliseconds: int) -> Any:
+    return i32Timedelta.parse(datetime.timedelta(milliseconds=milliseconds))
+
+
+def schema(api_key: int, version: int, name: str) -> Any:
+    """A nested request class of one version (kio names them per message)."""
+    module = __import__(load_request_schema(api_key, version).__module__, fromlist=[name])
+    return getattr(module, name)
+
+
+def bits(field: int) -> set[int]:
+    return {bit for bit in range(32) if field >> bit & 1}
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[trioring.Broker, KafkaWire]]:
+    async with running_server(tmp_path / "data") as (broker, server):
+        await broker.create_topic(TOPIC, partitions=2)
+        await broker.produce(TOPIC, 0, [Record(value=b"a", timestamp_ms=t) for t in (5, 90, 7)])
+        connection = await KafkaWire.connect(server.port)
+        yield broker, connection
+        await connection.aclose()
+
+
+def topic_id(broker: trioring.Broker) -> uuid.UUID:
+    info = broker.handler_context().cluster.current.topics[TOPIC]
+    return uuid.UUID(info.topic_id)
+
+
+async def test_fetch_names_topics_by_id_from_v13(served: Any) -> None:
+    broker, wire = served
+    known, unknown = topic_id(broker), uuid.uuid4()
+    fetch_topic = schema(1, 17, "FetchTopic")
+    fetch_partition = schema(1, 17, "FetchPartition")
+    request = load_request_schema(1, 17)(
+        max_wait=ms(0),
+        min_bytes=0,
+        max_bytes=1 << 20,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=tuple(
+            fetch_topic(
+                topic_id=tid,
+                partitions=(
+                    fetch_partition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20),
+                ),
+            )
+            for tid in (known, unknown)
+        ),
+        forgotten_topics_data=(),
+        rack_id="",
+    )
+    response = await wire.request(1, 17, request)
+    by_id = {topic.topic_id: topic.partitions[0] for topic in response.responses}
+    assert by_id[known].error_code == ErrorCode.none
+    assert by_id[known].high_watermark == 3
+    assert by_id[known].records is not None and len(by_id[known].records) > 0
+    assert by_id[unknown].error_code == ErrorCode.unknown_topic_id
+
+
+@pytest.mark.parametrize(
+    ("version", "timestamp", "expected"),
+    [
+        (6, -3, None),  # max timestamp needs v7
+        (7, -3, (1, 90)),
+        (7, -4, None),
+        (8, -4, (0, -1)),
+        (8, -5, None),
+        (9, -5, (-1, -1)),
+        (10, -3, (1, 90)),
+    ],
+)
+async def test_list_offsets_special_timestamps_follow_the_version(
+    served: Any, version: int, timestamp: int, expected: tuple[int, int] | None
+) -> None:
+    _broker, wire = served
+    request_class = load_request_schema(2, version)
+    topic_class = schema(2, version, "ListOffsetsTopic")
+    partition_class = schema(2, version, "ListOffsetsPartition")
+    fields: dict[str, Any] = {
+        "replica_id": -1,
+        "isolation_level": 0,
+        "topics": (
+            topic_class(
+                name=TOPIC,
+                partitions=(partition_class(partition_index=0, timestamp=timestamp),),
+            ),
+        ),
+    }
+    if version >= 10:
+        fields["timeout"] = ms(1000)
+    response = await wire.request(2, version, request_class(**fields))
+    (partition,) = response.topics[0].partitions
+    if expected is None:
+        assert partition.error_code == ErrorCode.unsupported_version
+    else:
+        assert partition.error_code == ErrorCode.none
+        assert (partition.offset, partition.timestamp) == expected
+        assert partition.leader_epoch == (0 if expected[0] >= 0 else -1)
+
+
+async def test_metadata_by_id_with_ids_and_operations(served: Any) -> None:
+    broker, wire = served
+    known, unknown = topic_id(broker), uuid.uuid4()
+    topic_class = schema(3, 13, "MetadataRequestTopic")
+    request = load_request_schema(3, 13)(
+        topics=(topic_class(topic_id=known, name=None), topic_class(topic_id=unknown, name=None)),
+        allow_auto_topic_creation=True,
+        include_topic_authorized_operations=True,
+    )
+    response = await wire.request(3, 13, request)
+    assert response.error_code == ErrorCode.none
+    found, missing = response.topics
+    assert (found.name, found.topic_id, found.error_code) == (TOPIC, known, ErrorCode.none)
+    assert len(found.partitions) == 2
+    assert bits(found.topic_authorized_operations) == TOPIC_OPERATIONS
+    assert (missing.name, missing.topic_id) == (None, unknown)
+    assert missing.error_code == ErrorCode.unknown_topic_id
+    # v10-11 cannot name topics by id.
+    request = load_request_schema(3, 11)(
+        topics=(schema(3, 11, "MetadataRequestTopic")(topic_id=known, name=None),),
+        allow_auto_topic_creation=False,
+        include_topic_authorized_operations=False,
+    )
+    response = await wire.request(3, 11, request)
+    assert [t.error_code for t in response.topics] == [ErrorCode.unsupported_version]
+
+
+async def test_create_and_delete_topics_by_id(served: Any) -> None:
+    _broker, wire = served
+    creatable = schema(19, 7, "CreatableTopic")
+    request = load_request_schema(19, 7)(
+        topics=(
+            creatable(
+                name="made", num_partitions=-1, replication_factor=-1, assignments=(), configs=()
+            ),
+            creatable(
+                name="bad", num_partitions=1, replication_factor=3, assignments=(), configs=()
+            ),
+        ),
+        timeout=ms(10_000),
+        validate_only=False,
+    )
+    made, bad = (await wire.request(19, 7, request)).topics
+    assert made.error_code == ErrorCode.none
+    assert (made.num_partitions, made.replication_factor) == (1, 1)
+    assert made.topic_id is not None and made.topic_id.int != 0
+    assert {c.name: c.value for c in made.configs}["cleanup.policy"] == "delete"
+    assert bad.error_code == ErrorCode.invalid_replication_factor
+    assert (bad.num_partitions, bad.configs) == (-1, ())
+
+    state = schema(20, 6, "DeleteTopicState")
+    unknown = uuid.uuid4()
+    request = load_request_schema(20, 6)(
+        topics=(
+            state(name=None, topic_id=made.topic_id),
+            state(name=None, topic_id=unknown),
+            state(name="made", topic_id=unknown),
+        ),
+        timeout=ms(10_000),
+    )
+    deleted, missing, both = (await wire.request(20, 6, request)).responses
+    assert (deleted.name, deleted.topic_id, deleted.error_code) == (
+        "made",
+        made.topic_id,
+        ErrorCode.none,
+    )
+    assert missing.error_code == ErrorCode.unknown_topic_id
+    assert both.error_code == ErrorCode.invalid_request
+
+
+async def test_batched_group_requests(served: Any) -> None:
+    _broker, wire = served
+    # FindCoordinator v4+: several keys at once, each answered.
+    request = load_request_schema(10, 6)(key_type=0, coordinator_keys=("g1", "g2"))
+    coordinators = (await wire.request(10, 6, request)).coordinators
+    assert [(c.key, c.error_code, c.node_id) for c in coordinators] == [
+        ("g1", ErrorCode.none, 0),
+        ("g2", ErrorCode.none, 0),
+    ]
+    request = load_request_schema(10, 6)(key_type=9, coordinator_keys=("g1",))
+    (refused,) = (await wire.request(10, 6, request)).coordinators
+    assert refused.error_code == ErrorCode.invalid_request
+
+    # OffsetCommit v9 (classic, simple commit), then OffsetFetch v8+ for two groups.
+    commit_topic = schema(8, 9, "OffsetCommitRequestTopic")
+    commit_partition = schema(8, 9, "OffsetCommitRequestPartition")
+    request = load_request_schema(8, 9)(
+        group_id="g1",
+        generation_id_or_member_epoch=-1,
+        member_id="",
+        group_instance_id=None,
+        topics=(
+            commit_topic(
+                name=TOPIC,
+                partitions=(
+                    commit_partition(partition_index=0, committed_offset=2, committed_metadata="m"),
+                ),
+            ),
+        ),
+    )
+    response = await wire.request(8, 9, request)
+    assert response.topics[0].partitions[0].error_code == ErrorCode.none
+    group = schema(9, 9, "OffsetFetchRequestGroup")
+    request = load_request_schema(9, 9)(
+        groups=(group(group_id="g1", topics=None), group(group_id="g2", topics=None)),
+        require_stable=True,
+    )
+    g1, g2 = (await wire.request(9, 9, request)).groups
+    assert (g1.group_id, g1.error_code) == ("g1", ErrorCode.none)
+    assert [
+        (t.name, [(p.partition_index, p.committed_offset) for p in t.partitions]) for t in g1.topics
+    ] == [(TOPIC, [(0, 2)])]
+    assert (g2.group_id, g2.topics) == ("g2", ())
+
+    # DescribeGroups v6: GROUP_ID_NOT_FOUND for a group that does not exist.
+    request = load_request_schema(15, 6)(
+        groups=("g1", "nobody"), include_authorized_operations=True
+    )
+    g1_described, nobody = (await wire.request(15, 6, request)).groups
+    assert (g1_described.error_code, g1_described.group_state) == (ErrorCode.none, "Empty")
+    assert bits(g1_described.authorized_operations) == GROUP_OPERATIONS
+    assert nobody.error_code == ErrorCode.group_id_not_found
+    assert nobody.error_message == "Group nobody not found."
+
+    # ListGroups v5: state and type filters.
+    for states, types, expected in [
+        ((), (), ["g1"]),
+        (("empty",), (), ["g1"]),
+        (("Stable",), (), []),
+        ((), ("Classic",), ["g1"]),
+        ((), ("consumer",), []),
+    ]:
+        request = load_request_schema(16, 5)(states_filter=states, types_filter=types)
+        listed = (await wire.request(16, 5, request)).groups
+        assert [g.group_id for g in listed] == expected, (states, types)
+        assert all((g.group_state, g.group_type) == ("Empty", "classic") for g in listed)
+
+    # LeaveGroup v3+: several members, each with its own answer.
+    identity = schema(13, 5, "MemberIdentity")
+    request = load_request_schema(13, 5)(
+        group_id="g1",
+        members=(
+            identity(member_id="m1", group_instance_id=None),
+            identity(member_id="m2", group_instance_id="i2"),
+        ),
+    )
+    response = await wire.request(13, 5, request)
+    assert [(m.member_id, m.group_instance_id, m.error_code) for m in response.members] == [
+        ("m1", None, ErrorCode.unknown_member_id),
+        ("m2", "i2", ErrorCode.unknown_member_id),
+    ]
