@@ -306,3 +306,25 @@ def test_kafka_python_infers_kafka_4_0_and_uses_its_admin_paths(tmp_path, io_bac
             assert "kip-464" not in admin.list_topics()
         finally:
             admin.close()
+
+
+def test_describe_cluster_from_real_clients(module_broker):
+    admin = _confluent_admin(module_broker.bootstrap)
+    described = admin.describe_cluster(include_authorized_operations=True, request_timeout=10)
+    result = described.result(timeout=15)
+    assert result.cluster_id
+    assert result.controller.id == 0
+    assert [(node.id, node.host, node.port) for node in result.nodes] == [
+        (0, "127.0.0.1", module_broker.port)
+    ]
+    assert result.authorized_operations  # every cluster operation, as without an authorizer
+
+    kafka = import_kafka_python()
+    kafka_admin = kafka.KafkaAdminClient(bootstrap_servers=module_broker.bootstrap)
+    try:
+        cluster = kafka_admin.describe_cluster()
+    finally:
+        kafka_admin.close()
+    assert cluster["cluster_id"] == result.cluster_id
+    assert cluster["controller_id"] == 0
+    assert [broker["broker_id"] for broker in cluster["brokers"]] == [0]

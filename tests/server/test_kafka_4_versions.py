@@ -276,3 +276,39 @@ async def test_batched_group_requests(served: Any) -> None:
         ("m1", None, ErrorCode.unknown_member_id),
         ("m2", "i2", ErrorCode.unknown_member_id),
     ]
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+async def test_describe_cluster(served: Any, version: int) -> None:
+    _broker, wire = served
+    fields: dict[str, Any] = {"include_cluster_authorized_operations": True}
+    if version >= 1:
+        fields["endpoint_type"] = 1
+    if version >= 2:
+        fields["include_fenced_brokers"] = True
+    response = await wire.request(60, version, load_request_schema(60, version)(**fields))
+    assert response.error_code == ErrorCode.none
+    assert response.cluster_id
+    assert response.controller_id == 0
+    assert [(b.broker_id, b.host) for b in response.brokers] == [(0, "127.0.0.1")]
+    assert response.brokers[0].port > 0
+    assert bits(response.cluster_authorized_operations) == {5, 7, 8, 9, 10, 11, 12, 13, 14}
+    if version >= 2:
+        assert response.brokers[0].is_fenced is False
+
+
+@pytest.mark.parametrize(
+    ("endpoint_type", "code"),
+    [(2, ErrorCode.mismatched_endpoint_type), (0, ErrorCode.unsupported_endpoint_type)],
+)
+async def test_describe_cluster_refuses_other_endpoint_types(
+    served: Any, endpoint_type: int, code: ErrorCode
+) -> None:
+    _broker, wire = served
+    request = load_request_schema(60, 1)(
+        include_cluster_authorized_operations=False, endpoint_type=endpoint_type
+    )
+    response = await wire.request(60, 1, request)
+    assert response.error_code == code
+    assert response.error_message
+    assert response.brokers == ()

@@ -57,6 +57,7 @@ def test_supported_versions_are_kafka_4_0s() -> None:
         22: (0, 5),
         32: (0, 4),
         37: (0, 3),
+        60: (0, 2),
     }
 
 

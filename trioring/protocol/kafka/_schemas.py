@@ -36,6 +36,7 @@ class ApiKey(enum.IntEnum):
     INIT_PRODUCER_ID = 22
     DESCRIBE_CONFIGS = 32
     CREATE_PARTITIONS = 37
+    DESCRIBE_CLUSTER = 60
 
 
 #: Inclusive version range trioring decodes and answers, per API key: Kafka
@@ -64,6 +65,7 @@ SUPPORTED_VERSIONS: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.INIT_PRODUCER_ID: (0, 5),
         ApiKey.DESCRIBE_CONFIGS: (0, 4),
         ApiKey.CREATE_PARTITIONS: (0, 3),
+        ApiKey.DESCRIBE_CLUSTER: (0, 2),
     }
 )
 

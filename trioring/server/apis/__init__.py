@@ -27,7 +27,7 @@ from trioring.server.apis.groups import (
     list_groups,
     sync_group,
 )
-from trioring.server.apis.metadata import find_coordinator, metadata
+from trioring.server.apis.metadata import describe_cluster, find_coordinator, metadata
 from trioring.server.apis.offsets import offset_commit, offset_fetch
 
 APIS: dict[int, ApiFunction] = {
@@ -49,6 +49,7 @@ APIS: dict[int, ApiFunction] = {
     ApiKey.INIT_PRODUCER_ID: init_producer_id,
     ApiKey.DESCRIBE_CONFIGS: describe_configs,
     ApiKey.CREATE_PARTITIONS: create_partitions,
+    ApiKey.DESCRIBE_CLUSTER: describe_cluster,
 }
 
 __all__ = ["APIS", "ApiContext", "ApiFunction", "MetadataCache", "produce"]

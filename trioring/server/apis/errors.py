@@ -360,6 +360,19 @@ def _create_partitions(version: int, request: Any, code: ErrorCode, message: str
     )
 
 
+def _describe_cluster(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    return build(
+        response_schema(ApiKey.DESCRIBE_CLUSTER, version),
+        error_code=code,
+        error_message=message,
+        endpoint_type=getattr(request, "endpoint_type", 1),
+        cluster_id="",
+        controller_id=-1,
+        brokers=(),
+        cluster_authorized_operations=-(2**31),
+    )
+
+
 _BUILDERS: dict[int, _Builder] = {
     ApiKey.PRODUCE: _produce,
     ApiKey.FETCH: _fetch,
@@ -379,6 +392,7 @@ _BUILDERS: dict[int, _Builder] = {
     ApiKey.INIT_PRODUCER_ID: _init_producer_id,
     ApiKey.DESCRIBE_CONFIGS: _describe_configs,
     ApiKey.CREATE_PARTITIONS: _create_partitions,
+    ApiKey.DESCRIBE_CLUSTER: _describe_cluster,
 }
 
 

@@ -19,7 +19,7 @@ from trioring.protocol.kafka import (
 from trioring.server.apis._build import build, sibling
 from trioring.server.apis._context import NONE, ApiContext, error_code, error_message
 
-__all__ = ["find_coordinator", "metadata"]
+__all__ = ["describe_cluster", "find_coordinator", "metadata"]
 
 ZERO_UUID = uuid.UUID(int=0)
 
@@ -194,3 +194,54 @@ async def _coordinator(ctx: ApiContext, key: str, key_type: int) -> dict[str, An
         "host": node.host,
         "port": node.port,
     }
+
+
+#: DescribeCluster endpoint types (KIP-919): this broker's listeners are brokers.
+BROKER_ENDPOINT = 1
+CONTROLLER_ENDPOINT = 2
+
+
+async def describe_cluster(ctx: ApiContext, version: int, request: Any) -> Any:
+    """The cluster id, the controller id Metadata reports and every node (none fenced)."""
+    response_class = response_schema(ApiKey.DESCRIBE_CLUSTER, version)
+    broker_class = sibling(response_class, "DescribeClusterBroker")
+    endpoint_type = int(getattr(request, "endpoint_type", BROKER_ENDPOINT))
+    refusal: tuple[int, str] | None = None
+    if endpoint_type == CONTROLLER_ENDPOINT:
+        # As a Kafka broker: controllers are reached on their own listener.
+        refusal = (
+            ErrorCode.mismatched_endpoint_type,
+            "The request was sent to an endpoint of type BROKER, "
+            "but we wanted an endpoint of type CONTROLLER",
+        )
+    elif endpoint_type != BROKER_ENDPOINT:
+        refusal = (ErrorCode.unsupported_endpoint_type, f"unknown endpoint type {endpoint_type}")
+    # The nodes and the cluster id come from the Metadata handler (no topics).
+    response = await ctx.handlers.metadata(ctx.handler_context(), MetadataRequest(()))
+    operations = (
+        CLUSTER_OPERATIONS
+        if request.include_cluster_authorized_operations
+        else OPERATIONS_NOT_REQUESTED
+    )
+    return build(
+        response_class,
+        error_code=NONE if refusal is None else refusal[0],
+        error_message=None if refusal is None else refusal[1],
+        endpoint_type=endpoint_type,
+        cluster_id=response.cluster_id,
+        controller_id=response.controller_id if refusal is None else -1,
+        brokers=()
+        if refusal is not None
+        else tuple(
+            build(
+                broker_class,
+                broker_id=node.node_id,
+                host=node.host,
+                port=node.port,
+                rack=None,
+                is_fenced=False,
+            )
+            for node in response.nodes
+        ),
+        cluster_authorized_operations=operations if refusal is None else OPERATIONS_NOT_REQUESTED,
+    )
