@@ -11,12 +11,17 @@ import dataclasses
 import datetime
 import functools
 import sys
+import uuid
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i32Timedelta
 
 NO_THROTTLE = i32Timedelta.parse(datetime.timedelta(0))
+#: The topic id of no topic (kio reads it from the wire as None).
+ZERO_UUID = uuid.UUID(int=0)
+#: An authorized-operations field (KIP-430) the client did not ask for.
+OPERATIONS_NOT_REQUESTED = -(2**31)
 
 
 @functools.cache

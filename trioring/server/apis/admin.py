@@ -21,14 +21,13 @@ from trioring.handlers.messages import (
     TopicResult,
 )
 from trioring.protocol.kafka import ApiKey, response_schema
-from trioring.server.apis._build import build, sibling
+from trioring.server.apis._build import ZERO_UUID, build, sibling
 from trioring.server.apis._context import NONE, ApiContext, error_code, error_message
 
 #: CreateTopics v5+ reports each created topic's partitions, replication and configs.
 CREATE_TOPICS_DETAILS_VERSION = 5
 #: DeleteTopics v6+ may name topics by id.
 DELETE_TOPICS_BY_ID_VERSION = 6
-ZERO_UUID = uuid.UUID(int=0)
 
 __all__ = [
     "create_partitions",

@@ -9,7 +9,6 @@ everything else is the handlers'.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +34,7 @@ from trioring.protocol.kafka import (
     UnsupportedVersionError,
     response_schema,
 )
-from trioring.server.apis._build import build, sibling
+from trioring.server.apis._build import ZERO_UUID, build, sibling
 from trioring.server.apis._context import NONE, ApiContext, client_log, duplicates, error_code
 
 __all__ = ["fetch", "list_offsets", "produce"]
@@ -48,7 +47,6 @@ ISOLATION_LEVELS = (0, 1)
 LIST_OFFSETS_SPECIAL_TIMESTAMP_VERSIONS = {-1: 0, -2: 0, -3: 7, -4: 8, -5: 9}
 #: From Fetch v13 on, requests and responses name topics by topic id.
 FETCH_TOPIC_ID_VERSION = 13
-ZERO_UUID = uuid.UUID(int=0)
 
 
 # --- Produce ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from trioring.protocol.kafka import (
     ProduceResponseTopic,
     response_schema,
 )
-from trioring.server.apis._build import build, sibling
+from trioring.server.apis._build import OPERATIONS_NOT_REQUESTED, ZERO_UUID, build, sibling
 from trioring.server.apis.admin import DELETE_TOPICS_BY_ID_VERSION
 from trioring.server.apis.data import FETCH_TOPIC_ID_VERSION
 from trioring.server.apis.groups import LEAVE_GROUP_BATCH_VERSION
@@ -35,8 +35,6 @@ from trioring.server.apis.metadata import (
     METADATA_TOPIC_ID_VERSION,
 )
 from trioring.server.apis.offsets import OFFSET_FETCH_BATCH_VERSION
-
-ZERO_UUID = uuid.UUID(int=0)
 
 __all__ = ["error_response", "has_error_response"]
 
@@ -121,11 +119,11 @@ def _metadata(version: int, request: Any, code: ErrorCode, message: str) -> Any:
                 topic_id=getattr(topic, "topic_id", None) or ZERO_UUID,
                 is_internal=False,
                 partitions=(),
-                topic_authorized_operations=-(2**31),
+                topic_authorized_operations=OPERATIONS_NOT_REQUESTED,
             )
             for topic in request.topics or ()
         ),
-        cluster_authorized_operations=-(2**31),
+        cluster_authorized_operations=OPERATIONS_NOT_REQUESTED,
         error_code=code,
     )
 
@@ -265,7 +263,7 @@ def _describe_groups(version: int, request: Any, code: ErrorCode, message: str) 
                 protocol_type="",
                 protocol_data="",
                 members=(),
-                authorized_operations=-(2**31),
+                authorized_operations=OPERATIONS_NOT_REQUESTED,
             )
             for group_id in request.groups
         ),
@@ -369,7 +367,7 @@ def _describe_cluster(version: int, request: Any, code: ErrorCode, message: str)
         cluster_id="",
         controller_id=-1,
         brokers=(),
-        cluster_authorized_operations=-(2**31),
+        cluster_authorized_operations=OPERATIONS_NOT_REQUESTED,
     )
 
 

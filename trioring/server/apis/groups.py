@@ -16,7 +16,7 @@ from trioring.handlers.messages import (
     SyncGroupRequest,
 )
 from trioring.protocol.kafka import ApiKey, response_schema
-from trioring.server.apis._build import build, sibling
+from trioring.server.apis._build import OPERATIONS_NOT_REQUESTED, build, sibling
 from trioring.server.apis._context import ApiContext
 
 __all__ = [
@@ -118,7 +118,6 @@ DESCRIBE_GROUPS_NOT_FOUND_VERSION = 6
 #: Authorized operations of a group (KIP-430) as Kafka reports them without an
 #: authorizer: READ (3), DELETE (6), DESCRIBE (8).
 GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
-OPERATIONS_NOT_REQUESTED = -(2**31)
 #: The only group type trioring has (ListGroups v5 type filter, KIP-848).
 CLASSIC_GROUP_TYPE = "classic"
 

@@ -16,12 +16,10 @@ from trioring.protocol.kafka import (
     encode_response_body,
     response_schema,
 )
-from trioring.server.apis._build import build, sibling
+from trioring.server.apis._build import OPERATIONS_NOT_REQUESTED, ZERO_UUID, build, sibling
 from trioring.server.apis._context import NONE, ApiContext, error_code, error_message
 
 __all__ = ["describe_cluster", "find_coordinator", "metadata"]
-
-ZERO_UUID = uuid.UUID(int=0)
 
 
 #: Authorized-operation bit fields (KIP-430) as Kafka reports them without an
@@ -29,7 +27,6 @@ ZERO_UUID = uuid.UUID(int=0)
 TOPIC_OPERATIONS = sum(1 << code for code in (3, 4, 5, 6, 7, 8, 10, 11))
 CLUSTER_OPERATIONS = sum(1 << code for code in (5, 7, 8, 9, 10, 11, 12, 13, 14))
 #: What Kafka sends when the client did not ask for authorized operations.
-OPERATIONS_NOT_REQUESTED = -(2**31)
 #: Metadata v12+ may name topics by id alone.
 METADATA_TOPIC_ID_VERSION = 12
 
