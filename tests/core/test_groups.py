@@ -26,6 +26,7 @@ from trioring.core.groups import (
     LeaveGroupMemberResult,
     SyncGroupResult,
 )
+from trioring.core.groups.state import subscribed_topics
 from trioring.core.offsets import CommittedOffset, OffsetStore
 from trioring.errors import InvalidArgumentError
 from trioring.uring import FallbackBackend
@@ -1098,3 +1099,44 @@ async def run_operations(operations, protocol_lists, timing=(300, 20_000, 4)) ->
             event(f"highest generation {min(last_generation, 5)}")
             event(f"largest stable group {max(stable_sizes)}")
             nursery.cancel_scope.cancel()
+
+
+def _subscription(*topics: str, version: int = 1) -> bytes:
+    body = b"".join(len(t.encode()).to_bytes(2, "big") + t.encode() for t in topics)
+    return version.to_bytes(2, "big") + len(topics).to_bytes(4, "big") + body + b"\xff\xff\xff\xff"
+
+
+def test_subscribed_topics_reads_every_subscription_version() -> None:
+    for version in range(4):
+        assert subscribed_topics(_subscription("a", "bé", version=version)) == {"a", "bé"}
+    assert subscribed_topics(b"") is None
+    assert subscribed_topics(b"\x00\x00\x00\x00\x00\x02\x00\x01a") is None  # one topic short
+    assert subscribed_topics(b"\x00\x00\xff\xff\xff\xff") is None  # a negative count
+
+
+@given(st.binary(max_size=64))
+def test_subscribed_topics_never_raises(metadata: bytes) -> None:
+    found = subscribed_topics(metadata)
+    assert found is None or isinstance(found, frozenset)
+
+
+async def test_delete_group_and_offset_delete_checks(coordinator: GroupCoordinator) -> None:
+    assert coordinator.delete_group("unknown") is None
+    joined = await join_new(
+        coordinator, protocols=[("range", _subscription("t1")), ("rr", _subscription("t2"))]
+    )
+    assert joined.error_code == ErrorCode.none
+    # Every protocol's subscription counts: the next rebalance may choose any.
+    assert coordinator.offset_delete_check(GROUP) == (ErrorCode.none, {"t1", "t2"})
+    assert coordinator.delete_group(GROUP) == ErrorCode.non_empty_group
+    other = await join_new(coordinator, group_id="connect", protocol_type="connect")
+    assert other.error_code == ErrorCode.none
+    assert coordinator.offset_delete_check("connect") == (ErrorCode.non_empty_group, frozenset())
+    unreadable = await join_new(coordinator, group_id="odd", protocols=[("range", b"\x00")])
+    assert unreadable.error_code == ErrorCode.none
+    assert coordinator.offset_delete_check("odd") == (ErrorCode.none, None)
+    leave = coordinator.leave_group(group_id=GROUP, member_ids=[joined.member_id])
+    assert leave.error_code == ErrorCode.none
+    assert coordinator.has_group(GROUP)
+    assert coordinator.delete_group(GROUP) == ErrorCode.none
+    assert not coordinator.has_group(GROUP)

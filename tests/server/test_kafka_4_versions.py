@@ -17,6 +17,8 @@ from server_support import KafkaWire, running_server
 
 import trioring
 from trioring import Record
+from trioring.handlers import list_offsets
+from trioring.handlers.messages import ListOffsetsRequest
 
 TOPIC = "kafka-4"
 GROUP_OPERATIONS = {3, 6, 8}
@@ -312,3 +314,94 @@ async def test_describe_cluster_refuses_other_endpoint_types(
     assert response.error_code == code
     assert response.error_message
     assert response.brokers == ()
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+async def test_delete_records(served: Any, version: int) -> None:
+    broker, wire = served
+    topic_class = schema(21, version, "DeleteRecordsTopic")
+    partition_class = schema(21, version, "DeleteRecordsPartition")
+
+    async def delete(*entries: tuple[str, int, int]) -> list[tuple[str, int, int, int]]:
+        request = load_request_schema(21, version)(
+            topics=tuple(
+                topic_class(name=name, partitions=(partition_class(partition_index=p, offset=o),))
+                for name, p, o in entries
+            ),
+            timeout=ms(1000),
+        )
+        response = await wire.request(21, version, request)
+        return [
+            (t.name, p.partition_index, p.low_watermark, p.error_code)
+            for t in response.topics
+            for p in t.partitions
+        ]
+
+    assert await delete((TOPIC, 0, 2)) == [(TOPIC, 0, 2, ErrorCode.none)]
+    assert await delete((TOPIC, 0, 1), (TOPIC, 1, -1)) == [
+        (TOPIC, 0, 2, ErrorCode.none),  # below the start: nothing changes
+        (TOPIC, 1, 0, ErrorCode.none),  # -1 on an empty partition
+    ]
+    assert await delete(
+        (TOPIC, 0, 4), (TOPIC, 1, -2), ("nope", 0, 0), ("__consumer_offsets", 0, 0)
+    ) == [
+        (TOPIC, 0, -1, ErrorCode.offset_out_of_range),
+        (TOPIC, 1, -1, ErrorCode.offset_out_of_range),
+        ("nope", 0, -1, ErrorCode.unknown_topic_or_partition),
+        ("__consumer_offsets", 0, -1, ErrorCode.invalid_topic_exception),
+    ]
+    assert await delete((TOPIC, 0, 3), (TOPIC, 0, 3)) == [
+        (TOPIC, 0, -1, ErrorCode.invalid_request),
+        (TOPIC, 0, -1, ErrorCode.invalid_request),
+    ]
+    # ListOffsets by timestamp skips records below the start: offset 1 (ts 90) is gone.
+    found = await list_offsets(broker.handler_context(), ListOffsetsRequest(TOPIC, 0, 50))
+    assert (found.offset, found.timestamp_ms) == (-1, -1)
+    found = await list_offsets(broker.handler_context(), ListOffsetsRequest(TOPIC, 0, 6))
+    assert (found.offset, found.timestamp_ms) == (2, 7)
+    assert await delete((TOPIC, 0, -1)) == [(TOPIC, 0, 3, ErrorCode.none)]
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+async def test_delete_groups(served: Any, version: int) -> None:
+    broker, wire = served
+    await broker.commit_offsets("done", {(TOPIC, 0): 1})
+    request = load_request_schema(42, version)(groups_names=("done", "never", "", "done"))
+    response = await wire.request(42, version, request)
+    assert [(r.group_id, r.error_code) for r in response.results] == [
+        ("done", ErrorCode.none),
+        ("never", ErrorCode.group_id_not_found),
+        ("", ErrorCode.invalid_group_id),
+        ("done", ErrorCode.group_id_not_found),  # already deleted by the first entry
+    ]
+    assert await broker.committed_offsets("done") == {}
+
+
+async def test_offset_delete(served: Any) -> None:
+    broker, wire = served
+    await broker.commit_offsets("od", {(TOPIC, 0): 1, (TOPIC, 1): 2})
+    topic_class = schema(47, 0, "OffsetDeleteRequestTopic")
+    partition_class = schema(47, 0, "OffsetDeleteRequestPartition")
+
+    async def offset_delete(group: str, partitions: tuple[int, ...]) -> Any:
+        request = load_request_schema(47, 0)(
+            group_id=group,
+            topics=(
+                topic_class(
+                    name=TOPIC,
+                    partitions=tuple(partition_class(partition_index=p) for p in partitions),
+                ),
+            ),
+        )
+        return await wire.request(47, 0, request)
+
+    response = await offset_delete("od", (1, 5))
+    assert response.error_code == ErrorCode.none
+    assert [(p.partition_index, p.error_code) for p in response.topics[0].partitions] == [
+        (1, ErrorCode.none),
+        (5, ErrorCode.none),  # nothing committed there: nothing to delete, as Kafka answers
+    ]
+    assert set(await broker.committed_offsets("od")) == {(TOPIC, 0)}
+    for group, code in (("never", ErrorCode.group_id_not_found), ("", ErrorCode.invalid_group_id)):
+        response = await offset_delete(group, (0,))
+        assert (response.error_code, response.topics) == (code, ())

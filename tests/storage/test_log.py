@@ -1394,3 +1394,53 @@ async def test_one_append_of_more_batches_than_one_write_carries(
     reopened = await open_log(directory, backend, clock)
     check_values(await read_all(reopened), 0, 302)
     await reopened.aclose()
+
+
+async def test_delete_records_moves_the_log_start_durably(
+    directory: str, backend: TestBackend, clock: FakeClock
+) -> None:
+    log = await open_log(directory, backend, clock)
+    for _ in range(3):
+        await append_values(log, clock, [2, 2])  # 4 records per segment
+        await log.roll()
+    await append_values(log, clock, [3])
+    assert [b for b, _ in segment_files(directory)] == [0, 4, 8, 12]
+
+    # Inside the second segment: the first is deleted, the second stays on disk.
+    assert await log.delete_records_before(6) == 6
+    assert log.log_start_offset == 6
+    assert [b for b, _ in segment_files(directory)] == [4, 8, 12]
+    with pytest.raises(OffsetOutOfRangeError):
+        await log.read(5, 1 << 20)
+    result = await log.read(6, 1 << 20)
+    assert result.log_start_offset == 6
+    # Lower than the start: nothing changes; past the high watermark: refused.
+    assert await log.delete_records_before(2) == 6
+    with pytest.raises(OffsetOutOfRangeError):
+        await log.delete_records_before(16)
+    await log.aclose()
+
+    # A reopen keeps it.
+    log = await open_log(directory, backend, clock)
+    assert log.log_start_offset == 6
+    # To the high watermark: every closed segment goes, the active one stays.
+    assert await log.delete_records_before(log.high_watermark.value) == 15
+    assert [b for b, _ in segment_files(directory)] == [12]
+    assert (await log.read(15, 1 << 20)).data == b""
+    await append_values(log, clock, [1])
+    assert log.log_end_offset == 16
+    await log.aclose()
+
+
+async def test_delete_records_start_past_a_lost_tail_is_clamped(
+    directory: str, backend: TestBackend, clock: FakeClock
+) -> None:
+    log = await open_log(directory, backend, clock)
+    await append_values(log, clock, [2, 2])
+    await log.delete_records_before(3)
+    await log.aclose()
+    # The tail the start pointed into is gone (as after a crash with acks=1 data).
+    write_file(os.path.join(directory, "log-start-offset"), b"9\n")
+    log = await open_log(directory, backend, clock)
+    assert log.log_start_offset == log.log_end_offset == 4
+    await log.aclose()

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 import trio
@@ -139,18 +139,28 @@ class OffsetStore:
 
     async def delete_group(self, group: str) -> None:
         """Forget every committed offset of ``group`` (durably)."""
-        offsets = self._groups.get(group)
-        if not offsets:
-            await trio.lowlevel.checkpoint()
-            return
-        now_ms = int(self._clock() * 1000)
-        records = [
-            Record(key=_key(group, topic, partition), value=None, timestamp_ms=now_ms)
-            for topic, partition in offsets
-        ]
+        await self.delete(group, list(self._groups.get(group, {})))
+
+    async def delete(self, group: str, partitions: Iterable[TopicPartition]) -> None:
+        """Forget ``group``'s committed offsets of ``partitions`` (durably; absent ones skipped)."""
+        wanted = list(dict.fromkeys(partitions))
         async with self._append_lock:
+            # Under the lock: a commit racing this one is either before it
+            # (and deleted) or after it (and kept), in memory as in the log.
+            offsets = self._groups.get(group, {})
+            doomed = [tp for tp in wanted if tp in offsets]
+            if not doomed:
+                return
+            now_ms = int(self._clock() * 1000)
+            records = [
+                Record(key=_key(group, topic, partition), value=None, timestamp_ms=now_ms)
+                for topic, partition in doomed
+            ]
             info = await self._log.append(build_batch(records, now_ms=now_ms))
-            self._groups.pop(group, None)
+            for tp in doomed:
+                del offsets[tp]
+            if not offsets:
+                self._groups.pop(group, None)
         await self._log.flush(info.last_offset + 1)
 
     async def maybe_compact(self) -> bool:

@@ -30,6 +30,10 @@ from trioring.handlers.messages import (
     CreateTopicResponse,
     CreateTopicsRequest,
     CreateTopicsResponse,
+    DeleteGroupsRequest,
+    DeleteGroupsResponse,
+    DeleteRecordsRequest,
+    DeleteRecordsResponse,
     DeleteTopicsRequest,
     DeleteTopicsResponse,
     DescribeConfigsRequest,
@@ -53,13 +57,20 @@ from trioring.handlers.messages import (
     MetadataResponse,
     OffsetCommitRequest,
     OffsetCommitResponse,
+    OffsetDeleteRequest,
+    OffsetDeleteResponse,
     OffsetFetchRequest,
     OffsetFetchResponse,
     ProduceRequest,
     ProduceResponse,
     SyncGroupRequest,
 )
-from trioring.handlers.offsets import commit_offsets, fetch_offsets, list_offsets
+from trioring.handlers.offsets import (
+    commit_offsets,
+    delete_records,
+    fetch_offsets,
+    list_offsets,
+)
 from trioring.handlers.produce import produce, validate_batches
 
 create_topic = admin.create_topic
@@ -72,6 +83,7 @@ class Handlers:
     produce: Handler[ProduceRequest, ProduceResponse] = produce
     fetch: Handler[FetchRequest, FetchResponse] = fetch
     list_offsets: Handler[ListOffsetsRequest, ListOffsetsResponse] = list_offsets
+    delete_records: Handler[DeleteRecordsRequest, DeleteRecordsResponse] = delete_records
     commit_offsets: Handler[OffsetCommitRequest, OffsetCommitResponse] = commit_offsets
     fetch_offsets: Handler[OffsetFetchRequest, OffsetFetchResponse] = fetch_offsets
     metadata: Handler[MetadataRequest, MetadataResponse] = metadata_handlers.metadata
@@ -96,6 +108,8 @@ class Handlers:
     leave_group: Handler[LeaveGroupRequest, LeaveGroupResult] = groups.leave_group
     describe_groups: Handler[DescribeGroupsRequest, DescribeGroupsResponse] = groups.describe_groups
     list_groups: Handler[ListGroupsRequest, ListGroupsResult] = groups.list_groups
+    delete_groups: Handler[DeleteGroupsRequest, DeleteGroupsResponse] = groups.delete_groups
+    offset_delete: Handler[OffsetDeleteRequest, OffsetDeleteResponse] = groups.offset_delete
 
     def wrap(self, *middleware: Middleware) -> Handlers:
         wrapped: dict[str, Any] = {
@@ -113,6 +127,7 @@ __all__ = [
     "commit_offsets",
     "compose",
     "create_topic",
+    "delete_records",
     "fetch",
     "fetch_offsets",
     "list_offsets",

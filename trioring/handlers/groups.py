@@ -1,5 +1,5 @@
 """The classic consumer-group APIs: JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-DescribeGroups, ListGroups.
+DescribeGroups, ListGroups, DeleteGroups, OffsetDelete.
 
 Each group has one coordinator, the worker that owns its
 ``__consumer_offsets`` partition; a request for a group coordinated
@@ -21,9 +21,12 @@ from trioring.core.groups import (
     ListGroupsResult,
     SyncGroupResult,
 )
+from trioring.core.offsets import validate_group
 from trioring.errors import GroupCoordinatorError, TrioringError
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import (
+    DeleteGroupsRequest,
+    DeleteGroupsResponse,
     DescribeGroupsRequest,
     DescribeGroupsResponse,
     HeartbeatRequest,
@@ -31,15 +34,19 @@ from trioring.handlers.messages import (
     JoinGroupRequest,
     LeaveGroupRequest,
     ListGroupsRequest,
+    OffsetDeleteRequest,
+    OffsetDeleteResponse,
     SyncGroupRequest,
 )
 
 __all__ = [
+    "delete_groups",
     "describe_groups",
     "heartbeat",
     "join_group",
     "leave_group",
     "list_groups",
+    "offset_delete",
     "sync_group",
 ]
 
@@ -166,3 +173,71 @@ async def list_groups(ctx: HandlerContext, request: ListGroupsRequest) -> ListGr
     result = ctx.shard.coordinator.list_groups(request.states)
     await trio.lowlevel.checkpoint()
     return result
+
+
+async def delete_groups(ctx: HandlerContext, request: DeleteGroupsRequest) -> DeleteGroupsResponse:
+    """Delete Empty groups and their committed offsets, durably, one result per group.
+
+    As Kafka: a group with members is NON_EMPTY_GROUP, one with neither
+    members nor offsets GROUP_ID_NOT_FOUND, one coordinated elsewhere
+    NOT_COORDINATOR.
+    """
+    results: list[tuple[str, TrioringError | None]] = []
+    for group_id in request.group_ids:
+        try:
+            validate_group(group_id)
+            ctx.shard.coordinator_check(group_id)
+            code = ctx.shard.coordinator.delete_group(group_id)
+            if code is not None and code != ErrorCode.none:
+                raise GroupCoordinatorError(f"group {group_id!r} has members", code)
+            store = ctx.shard.offsets_if_open(group_id)
+            if code is None and (store is None or not store.committed(group_id)):
+                raise GroupCoordinatorError(
+                    f"group {group_id!r} does not exist", ErrorCode.group_id_not_found
+                )
+            if store is not None:
+                await store.delete_group(group_id)
+            results.append((group_id, None))
+        except TrioringError as error:
+            results.append((group_id, error))
+    await trio.lowlevel.checkpoint()
+    return DeleteGroupsResponse(tuple(results))
+
+
+async def offset_delete(ctx: HandlerContext, request: OffsetDeleteRequest) -> OffsetDeleteResponse:
+    """Delete a group's committed offsets of some partitions, durably (OffsetDelete).
+
+    The group-level refusals (INVALID_GROUP_ID, NOT_COORDINATOR,
+    GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP) are raised; a partition of a topic a
+    member subscribes to gets GROUP_SUBSCRIBED_TO_TOPIC, as in Kafka.
+    """
+    group_id = request.group_id
+    validate_group(group_id)
+    ctx.shard.coordinator_check(group_id)
+    code, subscribed = ctx.shard.coordinator.offset_delete_check(group_id)
+    if code != ErrorCode.none:
+        raise GroupCoordinatorError(
+            f"group {group_id!r} has members that do not use the consumer protocol", code
+        )
+    store = ctx.shard.offsets_if_open(group_id)
+    known = store is not None and bool(store.committed(group_id))
+    if not known and not ctx.shard.coordinator.has_group(group_id):
+        raise GroupCoordinatorError(
+            f"group {group_id!r} does not exist", ErrorCode.group_id_not_found
+        )
+    results: dict[tuple[str, int], TrioringError | None] = {}
+    doomed = []
+    for topic, partition in request.partitions:
+        if subscribed is None or topic in subscribed:
+            results[(topic, partition)] = GroupCoordinatorError(
+                f"a member of group {group_id!r} subscribes to topic {topic!r}",
+                ErrorCode.group_subscribed_to_topic,
+            )
+        else:
+            results[(topic, partition)] = None
+            doomed.append((topic, partition))
+    if store is not None:
+        await store.delete(group_id, doomed)
+    else:
+        await trio.lowlevel.checkpoint()
+    return OffsetDeleteResponse(results)

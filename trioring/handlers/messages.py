@@ -112,6 +112,21 @@ class ListOffsetsResponse:
 
 
 @attrs.frozen
+class DeleteRecordsRequest:
+    """Make ``offset`` the partition's log start (-1: its high watermark)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@attrs.frozen
+class DeleteRecordsResponse:
+    #: The log start offset after the deletion (Kafka's low watermark).
+    low_watermark: int
+
+
+@attrs.frozen
 class OffsetCommitRequest:
     group: str
     offsets: dict[TopicPartition, CommittedOffset]
@@ -396,6 +411,29 @@ class DescribeGroupsRequest:
 @attrs.frozen
 class DescribeGroupsResponse:
     groups: tuple[GroupDescription, ...]
+
+
+@attrs.frozen
+class DeleteGroupsRequest:
+    group_ids: tuple[str, ...]
+
+
+@attrs.frozen
+class DeleteGroupsResponse:
+    #: (group id, None or why it was not deleted), in request order.
+    results: tuple[tuple[str, TrioringError | None], ...]
+
+
+@attrs.frozen
+class OffsetDeleteRequest:
+    group_id: str
+    partitions: tuple[TopicPartition, ...]
+
+
+@attrs.frozen
+class OffsetDeleteResponse:
+    #: Per partition: None (deleted, or there was nothing to delete) or why not.
+    partitions: dict[TopicPartition, TrioringError | None]
 
 
 @attrs.frozen

@@ -1,4 +1,4 @@
-"""ListOffsets, OffsetCommit and OffsetFetch."""
+"""ListOffsets, DeleteRecords, OffsetCommit and OffsetFetch."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from trioring.core.offsets import validate_group
 from trioring.errors import (
     GroupCoordinatorError,
     InvalidArgumentError,
+    InvalidTopicError,
+    OffsetOutOfRangeError,
     TrioringError,
     UnknownTopicOrPartitionError,
 )
@@ -19,6 +21,8 @@ from trioring.handlers.messages import (
     LATEST_TIERED_TIMESTAMP,
     LATEST_TIMESTAMP,
     MAX_TIMESTAMP,
+    DeleteRecordsRequest,
+    DeleteRecordsResponse,
     ListOffsetsRequest,
     ListOffsetsResponse,
     OffsetCommitRequest,
@@ -53,14 +57,50 @@ async def list_offsets(ctx: HandlerContext, request: ListOffsetsRequest) -> List
     header = await log.offset_for_timestamp(target_ms)
     if header is None:
         return ListOffsetsResponse(-1, -1)
-    # The index finds the batch; the exact record needs its timestamps.
-    result = await log.read(header.base_offset, header.size_bytes)
-    _, records = decode_batch(result.data)
-    for record in records:
-        assert record.timestamp_ms is not None and record.offset is not None
-        if record.timestamp_ms >= target_ms:
-            return ListOffsetsResponse(record.offset, record.timestamp_ms)
-    raise AssertionError("a batch with max timestamp >= target holds such a record")
+    # The index finds the batch; the exact record needs its timestamps. Records
+    # below the log start (DeleteRecords inside a segment) are not answers, so
+    # when the batch found holds only such, the search goes on batch by batch.
+    offset = max(header.base_offset, log.log_start_offset)
+    while offset < log.high_watermark.value:
+        result = await log.read(offset, 1)
+        if not result.data:
+            break
+        batch, records = decode_batch(result.data)
+        for record in records:
+            assert record.timestamp_ms is not None and record.offset is not None
+            if record.offset >= offset and record.timestamp_ms >= target_ms:
+                return ListOffsetsResponse(record.offset, record.timestamp_ms)
+        offset = batch.base_offset + batch.last_offset_delta + 1
+    return ListOffsetsResponse(-1, -1)
+
+
+#: DeleteRecords' offset meaning "up to the high watermark".
+DELETE_TO_HIGH_WATERMARK = -1
+
+
+async def delete_records(
+    ctx: HandlerContext, request: DeleteRecordsRequest
+) -> DeleteRecordsResponse:
+    """Move a partition's log start offset up, durably, as Kafka's DeleteRecords does.
+
+    Records below it are no longer readable; whole segments below it are
+    deleted. An offset past the high watermark, or negative other than -1,
+    is OFFSET_OUT_OF_RANGE; an internal topic is INVALID_TOPIC_EXCEPTION.
+    """
+    info = ctx.cluster.current.topics.get(request.topic)
+    if info is not None and info.internal:
+        raise InvalidTopicError(f"cannot delete records of internal topic {request.topic!r}")
+    log = ctx.shard.log(request.topic, request.partition)
+    offset = request.offset
+    if offset == DELETE_TO_HIGH_WATERMARK:
+        offset = log.high_watermark.value
+    if offset < 0:
+        raise OffsetOutOfRangeError(
+            f"cannot delete records before offset {offset}: give an offset or -1 (the end)",
+            log_start_offset=log.log_start_offset,
+            high_watermark=log.high_watermark.value,
+        )
+    return DeleteRecordsResponse(await log.delete_records_before(offset))
 
 
 async def commit_offsets(ctx: HandlerContext, request: OffsetCommitRequest) -> OffsetCommitResponse:

@@ -84,6 +84,10 @@ logger = logging.getLogger("trioring.storage")
 append_failures_log = RateLimitedLogger(logger, burst=1, interval_seconds=60.0)
 
 RECOVERY_POINT_FILE = "recovery-point"
+#: The log start offset DeleteRecords set, when it lies inside the first segment
+#: (Kafka keeps it in log-start-offset-checkpoint); written durably before the
+#: DeleteRecords is answered.
+LOG_START_OFFSET_FILE = "log-start-offset"
 _RECOVERY_POINT_MAGIC = "trioring-recovery-point-v2"
 _RECOVERY_POINT_MAGIC_V1 = "trioring-recovery-point-v1"
 #: Idempotent producers silent this long are forgotten (Kafka: producer.id.expiration.ms).
@@ -206,6 +210,10 @@ class PartitionLog:
         self._segment_bases: list[int] = []
         self._log_end_offset = 0
         self._durable_offset = 0
+        #: The start DeleteRecords asked for; the first segment's base may pass it.
+        self._start_offset = 0
+        #: One DeleteRecords at a time writes the start offset file.
+        self._start_lock = trio.Lock()
         self.high_watermark: trio_util.AsyncValue[int] = trio_util.AsyncValue(0)
         self._pending: list[_PendingAppend] = []
         self._writer = _Role()
@@ -223,7 +231,7 @@ class PartitionLog:
 
     @property
     def log_start_offset(self) -> int:
-        return self._segments[0].base_offset
+        return max(self._start_offset, self._segments[0].base_offset)
 
     @property
     def log_end_offset(self) -> int:
@@ -305,6 +313,34 @@ class PartitionLog:
             earlier.next_offset = later.base_offset
         recovery_point = await self._read_recovery_point()
         await self._recover(recovery_point)
+        await self._read_start_offset()
+
+    async def _read_start_offset(self) -> None:
+        raw = await read_file(self._backend, os.path.join(self.directory, LOG_START_OFFSET_FILE))
+        if raw is None:
+            return
+        try:
+            offset = int(raw.decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            logger.warning(
+                "%s: unreadable %s %r; the log starts at its first segment",
+                self.directory,
+                LOG_START_OFFSET_FILE,
+                raw[:40],
+            )
+            return
+        if offset > self._log_end_offset:
+            # Records were deleted up to an offset whose data (acks=1, not yet
+            # synced) did not survive the crash: the log is empty from its end.
+            logger.warning(
+                "%s: the log start offset %d is past the recovered log end %d; "
+                "starting the log at its end",
+                self.directory,
+                offset,
+                self._log_end_offset,
+            )
+            offset = self._log_end_offset
+        self._start_offset = max(offset, 0)
 
     async def _add_segment(self, base_offset: int, *, create: bool) -> LogSegment:
         segment = LogSegment(self.directory, base_offset, self.config.index_interval_bytes)
@@ -847,7 +883,36 @@ class PartitionLog:
             await self.delete_segments_before(self._segments[doomed].base_offset)
         return doomed
 
-    async def delete_segments_before(self, offset: int) -> None:
+    async def delete_records_before(self, offset: int) -> int:
+        """Move the log start offset up to ``offset`` (DeleteRecords); return the new start.
+
+        ``offset`` must lie in [log start, high watermark] (at or below the
+        current start nothing changes). The new start is written durably
+        before this returns; whole segments below it are then deleted, the
+        rest of the first segment stays on disk but is no longer readable.
+        """
+        self._check_usable()
+        high_watermark = self.high_watermark.value
+        if not 0 <= offset <= high_watermark:
+            raise OffsetOutOfRangeError(
+                f"cannot delete records before offset {offset} of {self.directory}: "
+                f"the high watermark is {high_watermark}",
+                log_start_offset=self.log_start_offset,
+                high_watermark=high_watermark,
+            )
+        async with self._start_lock:
+            if offset <= self.log_start_offset:
+                return self.log_start_offset
+            await replace_file(
+                self._backend,
+                os.path.join(self.directory, LOG_START_OFFSET_FILE),
+                f"{offset}\n".encode(),
+            )
+            self._start_offset = offset
+        await self.delete_segments_before(offset, reason="DeleteRecords")
+        return self.log_start_offset
+
+    async def delete_segments_before(self, offset: int, *, reason: str = "retention") -> None:
         """Delete every segment wholly below ``offset``; the log then starts at the next one."""
         await self._writer.acquire()
         try:
@@ -855,7 +920,7 @@ class PartitionLog:
                 segment = self._segments.pop(0)
                 self._segment_bases.pop(0)
                 logger.info(
-                    "%s: deleting segment %d (retention)", self.directory, segment.base_offset
+                    "%s: deleting segment %d (%s)", self.directory, segment.base_offset, reason
                 )
                 await segment.delete(self._backend)
             self._directory_dirty = True

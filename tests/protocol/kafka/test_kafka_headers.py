@@ -44,6 +44,9 @@ KAFKA_FIRST_FLEXIBLE_VERSION = {
     ApiKey.DESCRIBE_CONFIGS: 4,
     ApiKey.CREATE_PARTITIONS: 2,
     ApiKey.DESCRIBE_CLUSTER: 0,
+    ApiKey.DELETE_RECORDS: 2,
+    ApiKey.DELETE_GROUPS: 2,
+    ApiKey.OFFSET_DELETE: 99,  # never flexible
 }
 
 

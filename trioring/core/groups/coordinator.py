@@ -282,6 +282,20 @@ class GroupCoordinator:
         self._settle()
         return code
 
+    def delete_group(self, group_id: str) -> int | None:
+        """Forget an Empty group: NONE, NON_EMPTY_GROUP, or None if it has no state here."""
+        result = self._state.delete_group(group_id)
+        self._settle()
+        return result
+
+    def has_group(self, group_id: str) -> bool:
+        """Whether the group has state here (members, or an Empty group not yet forgotten)."""
+        return self._state.has_group(group_id)
+
+    def offset_delete_check(self, group_id: str) -> tuple[int, frozenset[str] | None]:
+        """NONE or NON_EMPTY_GROUP, and the topics whose offsets must stay (None: all)."""
+        return self._state.offset_delete_check(group_id)
+
     def describe_groups(self, group_ids: Iterable[str]) -> list[GroupDescription]:
         """DescribeGroups; unknown groups are "Dead", groups with only offsets "Empty"."""
         return self._state.describe_groups(group_ids, self._offsets.groups)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import struct
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -68,6 +69,11 @@ REBALANCE_IN_PROGRESS = ErrorCode.rebalance_in_progress
 INVALID_REQUEST = ErrorCode.invalid_request
 MEMBER_ID_REQUIRED = ErrorCode.member_id_required
 GROUP_MAX_SIZE_REACHED = ErrorCode.group_max_size_reached
+NON_EMPTY_GROUP = ErrorCode.non_empty_group
+GROUP_ID_NOT_FOUND = ErrorCode.group_id_not_found
+
+#: The protocol type of Kafka consumers, whose member metadata names their topics.
+CONSUMER_PROTOCOL_TYPE = "consumer"
 
 #: JoinGroup v4 is the first that asks an unknown member to rejoin with an id.
 _JOIN_MEMBER_ID_REQUIRED_VERSION = 4
@@ -166,6 +172,30 @@ def new_member_id(client_id: str) -> str:
 
 def _join_error(error_code: int, member_id: str = "") -> JoinGroupResult:
     return JoinGroupResult(error_code, member_id=member_id)
+
+
+def subscribed_topics(metadata: bytes) -> frozenset[str] | None:
+    """The topics a consumer-protocol member's metadata subscribes to; None if unreadable.
+
+    Every version of Kafka's ConsumerProtocolSubscription (not flexible)
+    starts with an int16 version and the topics as an array of strings.
+    """
+    try:
+        (count,) = struct.unpack_from(">i", metadata, 2)
+        if count < 0 or count > len(metadata):
+            return None
+        position = 6
+        topics = set()
+        for _ in range(count):
+            (length,) = struct.unpack_from(">h", metadata, position)
+            position += 2
+            if length < 0 or position + length > len(metadata):
+                return None
+            topics.add(metadata[position : position + length].decode("utf-8"))
+            position += length
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return frozenset(topics)
 
 
 def _valid_group_id(group_id: str) -> bool:
@@ -756,6 +786,53 @@ class GroupStateMachine:
             return REBALANCE_IN_PROGRESS
         member.last_seen = now
         return NONE
+
+    # --- DeleteGroups, OffsetDelete ------------------------------------------------------
+
+    def delete_group(self, group_id: str) -> int | None:
+        """Forget an Empty group (DeleteGroups): NONE, NON_EMPTY_GROUP, or None if unknown here.
+
+        Its committed offsets are the caller's to delete; a group known only
+        by them is None here.
+        """
+        if self.closed:
+            return COORDINATOR_NOT_AVAILABLE
+        group = self._groups.get(group_id)
+        if group is None:
+            return None
+        if group.members or group.pending:
+            return NON_EMPTY_GROUP
+        del self._groups[group_id]
+        logger.info("deleted group %s", printable(group_id))
+        return NONE
+
+    def has_group(self, group_id: str) -> bool:
+        return group_id in self._groups
+
+    def offset_delete_check(self, group_id: str) -> tuple[int, frozenset[str] | None]:
+        """Whether OffsetDelete may go ahead, and the topics it must not touch.
+
+        As Kafka: offsets of a group with members may be deleted only when it
+        uses the consumer protocol (NON_EMPTY_GROUP otherwise), and not for a
+        topic a member subscribes to (None: the subscriptions are unreadable,
+        so every topic counts as subscribed).
+        """
+        if self.closed:
+            return COORDINATOR_NOT_AVAILABLE, frozenset()
+        group = self._groups.get(group_id)
+        if group is None or not group.members:
+            return NONE, frozenset()
+        if group.protocol_type != CONSUMER_PROTOCOL_TYPE:
+            return NON_EMPTY_GROUP, frozenset()
+        topics: set[str] = set()
+        for member in group.members.values():
+            # Every protocol a member offers: the one chosen next may be any.
+            for _, metadata in member.protocols:
+                found = subscribed_topics(metadata)
+                if found is None:
+                    return NONE, None
+                topics |= found
+        return NONE, frozenset(topics)
 
     # --- DescribeGroups, ListGroups --------------------------------------------------
 

@@ -18,13 +18,15 @@ from trioring.server.apis.admin import (
     describe_configs,
     init_producer_id,
 )
-from trioring.server.apis.data import fetch, list_offsets, produce
+from trioring.server.apis.data import delete_records, fetch, list_offsets, produce
 from trioring.server.apis.groups import (
+    delete_groups,
     describe_groups,
     heartbeat,
     join_group,
     leave_group,
     list_groups,
+    offset_delete,
     sync_group,
 )
 from trioring.server.apis.metadata import describe_cluster, find_coordinator, metadata
@@ -50,6 +52,9 @@ APIS: dict[int, ApiFunction] = {
     ApiKey.DESCRIBE_CONFIGS: describe_configs,
     ApiKey.CREATE_PARTITIONS: create_partitions,
     ApiKey.DESCRIBE_CLUSTER: describe_cluster,
+    ApiKey.DELETE_RECORDS: delete_records,
+    ApiKey.DELETE_GROUPS: delete_groups,
+    ApiKey.OFFSET_DELETE: offset_delete,
 }
 
 __all__ = ["APIS", "ApiContext", "ApiFunction", "MetadataCache", "produce"]

@@ -1,4 +1,4 @@
-"""Wire adapters of the data path: Produce, Fetch, ListOffsets.
+"""Wire adapters of the data path: Produce, Fetch, ListOffsets, DeleteRecords.
 
 Each turns a decoded kio request into handler messages and the handler's
 answer into the response the hand-written encoders (Produce, Fetch) or kio
@@ -18,6 +18,7 @@ from kio.schema.errors import ErrorCode
 from trioring._logging import printable
 from trioring.errors import InvalidArgumentError, InvalidRequiredAcksError
 from trioring.handlers.messages import (
+    DeleteRecordsRequest,
     FetchPartition,
     FetchRequest,
     ListOffsetsRequest,
@@ -37,7 +38,7 @@ from trioring.protocol.kafka import (
 from trioring.server.apis._build import ZERO_UUID, build, sibling
 from trioring.server.apis._context import NONE, ApiContext, client_log, duplicates, error_code
 
-__all__ = ["fetch", "list_offsets", "produce"]
+__all__ = ["delete_records", "fetch", "list_offsets", "produce"]
 
 #: Fetch and ListOffsets isolation levels: read_uncommitted, read_committed.
 ISOLATION_LEVELS = (0, 1)
@@ -295,3 +296,54 @@ async def list_offsets(ctx: ApiContext, version: int, request: Any) -> Any:
             )
         topics.append(build(topic_class, name=topic.name, partitions=tuple(partitions)))
     return build(response_class, topics=tuple(topics))
+
+
+# --- DeleteRecords ----------------------------------------------------------------------
+
+
+async def delete_records(ctx: ApiContext, version: int, request: Any) -> Any:
+    """Each partition's log start moves up; partitions are done concurrently (each syncs)."""
+    response_class = response_schema(ApiKey.DELETE_RECORDS, version)
+    topic_class = sibling(response_class, "DeleteRecordsTopicResult")
+    partition_class = sibling(response_class, "DeleteRecordsPartitionResult")
+    repeated = duplicates(
+        [(topic.name, p.partition_index) for topic in request.topics for p in topic.partitions]
+    )
+    results: dict[tuple[str, int], tuple[int, int]] = {}
+
+    async def one(topic: str, partition: int, offset: int) -> None:
+        try:
+            if (topic, partition) in repeated:
+                raise InvalidArgumentError("partition listed twice in one request")
+            response = await ctx.handlers.delete_records(
+                ctx.handler_context(), DeleteRecordsRequest(topic, partition, offset)
+            )
+            results[(topic, partition)] = (NONE, response.low_watermark)
+        except Exception as error:
+            results[(topic, partition)] = (error_code(error), -1)
+
+    async with trio.open_nursery() as nursery:
+        for topic in request.topics:
+            for partition in topic.partitions:
+                nursery.start_soon(
+                    one, topic.name, partition.partition_index, int(partition.offset)
+                )
+    return build(
+        response_class,
+        topics=tuple(
+            build(
+                topic_class,
+                name=topic.name,
+                partitions=tuple(
+                    build(
+                        partition_class,
+                        partition_index=partition.partition_index,
+                        error_code=results[(topic.name, partition.partition_index)][0],
+                        low_watermark=results[(topic.name, partition.partition_index)][1],
+                    )
+                    for partition in topic.partitions
+                ),
+            )
+            for topic in request.topics
+        ),
+    )

@@ -371,6 +371,47 @@ def _describe_cluster(version: int, request: Any, code: ErrorCode, message: str)
     )
 
 
+def _delete_records(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.DELETE_RECORDS, version)
+    topic_class = sibling(response_class, "DeleteRecordsTopicResult")
+    partition_class = sibling(response_class, "DeleteRecordsPartitionResult")
+    return build(
+        response_class,
+        topics=tuple(
+            build(
+                topic_class,
+                name=topic.name,
+                partitions=tuple(
+                    build(
+                        partition_class,
+                        partition_index=partition.partition_index,
+                        low_watermark=-1,
+                        error_code=code,
+                    )
+                    for partition in topic.partitions
+                ),
+            )
+            for topic in request.topics
+        ),
+    )
+
+
+def _delete_groups(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.DELETE_GROUPS, version)
+    result_class = sibling(response_class, "DeletableGroupResult")
+    return build(
+        response_class,
+        results=tuple(
+            build(result_class, group_id=group_id, error_code=code)
+            for group_id in request.groups_names
+        ),
+    )
+
+
+def _offset_delete(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    return build(response_schema(ApiKey.OFFSET_DELETE, version), error_code=code, topics=())
+
+
 _BUILDERS: dict[int, _Builder] = {
     ApiKey.PRODUCE: _produce,
     ApiKey.FETCH: _fetch,
@@ -391,6 +432,9 @@ _BUILDERS: dict[int, _Builder] = {
     ApiKey.DESCRIBE_CONFIGS: _describe_configs,
     ApiKey.CREATE_PARTITIONS: _create_partitions,
     ApiKey.DESCRIBE_CLUSTER: _describe_cluster,
+    ApiKey.DELETE_RECORDS: _delete_records,
+    ApiKey.DELETE_GROUPS: _delete_groups,
+    ApiKey.OFFSET_DELETE: _offset_delete,
 }
 
 

@@ -1,5 +1,5 @@
 """Wire adapters of the classic group protocol: JoinGroup, SyncGroup, Heartbeat,
-LeaveGroup, DescribeGroups, ListGroups."""
+LeaveGroup, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete."""
 
 from __future__ import annotations
 
@@ -8,23 +8,27 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from trioring.handlers.messages import (
+    DeleteGroupsRequest,
     DescribeGroupsRequest,
     HeartbeatRequest,
     JoinGroupRequest,
     LeaveGroupRequest,
     ListGroupsRequest,
+    OffsetDeleteRequest,
     SyncGroupRequest,
 )
 from trioring.protocol.kafka import ApiKey, response_schema
 from trioring.server.apis._build import OPERATIONS_NOT_REQUESTED, build, sibling
-from trioring.server.apis._context import ApiContext
+from trioring.server.apis._context import NONE, ApiContext, error_code
 
 __all__ = [
+    "delete_groups",
     "describe_groups",
     "heartbeat",
     "join_group",
     "leave_group",
     "list_groups",
+    "offset_delete",
     "sync_group",
 ]
 
@@ -231,5 +235,59 @@ async def list_groups(ctx: ApiContext, version: int, request: Any) -> Any:
                 group_type=CLASSIC_GROUP_TYPE,
             )
             for group in listed
+        ),
+    )
+
+
+async def delete_groups(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.DELETE_GROUPS, version)
+    result_class = sibling(response_class, "DeletableGroupResult")
+    response = await ctx.handlers.delete_groups(
+        ctx.handler_context(), DeleteGroupsRequest(tuple(request.groups_names))
+    )
+    return build(
+        response_class,
+        results=tuple(
+            build(result_class, group_id=group_id, error_code=error_code(error))
+            for group_id, error in response.results
+        ),
+    )
+
+
+async def offset_delete(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.OFFSET_DELETE, version)
+    topic_class = sibling(response_class, "OffsetDeleteResponseTopic")
+    partition_class = sibling(response_class, "OffsetDeleteResponsePartition")
+    partitions = tuple(
+        (topic.name, int(partition.partition_index))
+        for topic in request.topics
+        for partition in topic.partitions
+    )
+    try:
+        response = await ctx.handlers.offset_delete(
+            ctx.handler_context(), OffsetDeleteRequest(request.group_id, partitions)
+        )
+    except Exception as error:
+        # A refusal of the whole group: Kafka answers it with no topics.
+        return build(response_class, error_code=error_code(error), topics=())
+    return build(
+        response_class,
+        error_code=NONE,
+        topics=tuple(
+            build(
+                topic_class,
+                name=topic.name,
+                partitions=tuple(
+                    build(
+                        partition_class,
+                        partition_index=partition.partition_index,
+                        error_code=error_code(
+                            response.partitions[(topic.name, int(partition.partition_index))]
+                        ),
+                    )
+                    for partition in topic.partitions
+                ),
+            )
+            for topic in request.topics
         ),
     )

@@ -1,0 +1,200 @@
+"""DeleteRecords, DeleteGroups and OffsetDelete from real admin clients (confluent-kafka,
+kafka-python), error cases included, and the log start surviving a SIGKILL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from interop_clients import confluent_consumer, import_kafka_python
+
+from trioring.testing import BrokerProcess
+
+
+def _confluent():
+    return pytest.importorskip("confluent_kafka")
+
+
+def _admin(bootstrap: str):
+    admin_module = pytest.importorskip("confluent_kafka.admin")
+    return admin_module.AdminClient({"bootstrap.servers": bootstrap})
+
+
+def _create(bootstrap: str, topic: str, partitions: int = 2) -> None:
+    admin_module = pytest.importorskip("confluent_kafka.admin")
+    admin = _admin(bootstrap)  # kept alive until the future is done
+    futures = admin.create_topics([admin_module.NewTopic(topic, partitions)], request_timeout=10)
+    futures[topic].result(timeout=15)
+
+
+def _produce(bootstrap: str, topic: str, partition: int, count: int) -> None:
+    producer = _confluent().Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for i in range(count):
+        producer.produce(topic, value=b"v%d" % i, partition=partition)
+        producer.flush(10)  # one batch per record, so offsets fall inside batches too
+    assert producer.flush(10) == 0
+
+
+def _earliest(bootstrap: str, topic: str, partition: int) -> int:
+    confluent_kafka = _confluent()
+    consumer = confluent_consumer(bootstrap)
+    try:
+        low, _high = consumer.get_watermark_offsets(
+            confluent_kafka.TopicPartition(topic, partition), timeout=10
+        )
+    finally:
+        consumer.close()
+    return int(low)
+
+
+def _read_offsets(bootstrap: str, topic: str, partition: int, count: int) -> list[int]:
+    confluent_kafka = _confluent()
+    consumer = confluent_consumer(bootstrap)
+    offsets: list[int] = []
+    try:
+        consumer.assign(
+            [confluent_kafka.TopicPartition(topic, partition, confluent_kafka.OFFSET_BEGINNING)]
+        )
+        for _ in range(200):
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                offsets.append(message.offset())
+            if len(offsets) >= count:
+                break
+    finally:
+        consumer.close()
+    return offsets
+
+
+def test_delete_records_from_confluent_and_kafka_python(module_broker: BrokerProcess) -> None:
+    confluent_kafka = _confluent()
+    bootstrap = module_broker.bootstrap
+    topic = f"delete-records-{uuid.uuid4().hex[:8]}"
+    _create(bootstrap, topic)
+    _produce(bootstrap, topic, 0, 10)
+
+    admin = _admin(bootstrap)
+    futures = admin.delete_records([confluent_kafka.TopicPartition(topic, 0, 4)])
+    [(_, future)] = futures.items()
+    assert future.result(timeout=15).low_watermark == 4
+    assert _earliest(bootstrap, topic, 0) == 4
+    assert _read_offsets(bootstrap, topic, 0, 6) == [4, 5, 6, 7, 8, 9]
+
+    # Past the high watermark: OFFSET_OUT_OF_RANGE, nothing moves.
+    futures = admin.delete_records([confluent_kafka.TopicPartition(topic, 0, 11)])
+    [(_, future)] = futures.items()
+    with pytest.raises(confluent_kafka.KafkaException) as caught:
+        future.result(timeout=15)
+    assert caught.value.args[0].code() == confluent_kafka.KafkaError.OFFSET_OUT_OF_RANGE
+    assert _earliest(bootstrap, topic, 0) == 4
+
+    kafka = import_kafka_python()
+    kafka_admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        # -1: up to the high watermark.
+        result = kafka_admin.delete_records({kafka.TopicPartition(topic, 0): -1})
+        assert result[kafka.TopicPartition(topic, 0)]["low_watermark"] == 10
+        with pytest.raises(kafka.errors.UnknownTopicOrPartitionError):
+            kafka_admin.delete_records({kafka.TopicPartition(topic, 7): 0})
+    finally:
+        kafka_admin.close()
+    assert _earliest(bootstrap, topic, 0) == 10
+    assert _earliest(bootstrap, topic, 1) == 0
+
+
+def test_delete_records_survives_sigkill(broker: BrokerProcess) -> None:
+    confluent_kafka = _confluent()
+    topic = f"delete-kill-{uuid.uuid4().hex[:8]}"
+    _create(broker.bootstrap, topic, partitions=1)
+    _produce(broker.bootstrap, topic, 0, 6)
+    admin = _admin(broker.bootstrap)
+    futures = admin.delete_records([confluent_kafka.TopicPartition(topic, 0, 3)])
+    [(_, future)] = futures.items()
+    assert future.result(timeout=15).low_watermark == 3
+    broker.restart(kill=True)
+    assert _earliest(broker.bootstrap, topic, 0) == 3
+    assert _read_offsets(broker.bootstrap, topic, 0, 3) == [3, 4, 5]
+
+
+def _commit(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    confluent_kafka = _confluent()
+    consumer = confluent_consumer(bootstrap, **{"group.id": group})
+    try:
+        consumer.commit(
+            offsets=[
+                confluent_kafka.TopicPartition(topic, partition, offset)
+                for partition, offset in offsets.items()
+            ],
+            asynchronous=False,
+        )
+    finally:
+        consumer.close()
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    confluent_kafka = _confluent()
+    consumer = confluent_consumer(bootstrap, **{"group.id": group})
+    try:
+        found = consumer.committed(
+            [confluent_kafka.TopicPartition(topic, p) for p in (0, 1)], timeout=10
+        )
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+
+
+def test_delete_groups_and_offsets(module_broker: BrokerProcess) -> None:
+    confluent_kafka = _confluent()
+    bootstrap = module_broker.bootstrap
+    topic = f"delete-groups-{uuid.uuid4().hex[:8]}"
+    _create(bootstrap, topic)
+    group, other = f"g-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    _commit(bootstrap, group, topic, {0: 3, 1: 5})
+    _commit(bootstrap, other, topic, {0: 1, 1: 2})
+
+    kafka = import_kafka_python()
+    kafka_admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        # OffsetDelete of one partition of an Empty group.
+        result = kafka_admin.delete_group_offsets(group, [kafka.TopicPartition(topic, 0)])
+        assert result == {kafka.TopicPartition(topic, 0): kafka.errors.NoError}
+        assert _committed(bootstrap, group, topic) == {1: 5}
+        with pytest.raises(kafka.errors.GroupIdNotFoundError):
+            kafka_admin.delete_group_offsets("no-such-group", [kafka.TopicPartition(topic, 0)])
+
+        # DeleteGroups: the group goes with its offsets; an unknown group is GROUP_ID_NOT_FOUND.
+        results = dict(kafka_admin.delete_groups([group, "no-such-group"]))
+        assert results == {group: "OK", "no-such-group": "GroupIdNotFoundError"}
+        assert _committed(bootstrap, group, topic) == {}
+    finally:
+        kafka_admin.close()
+
+    # confluent-kafka's DeleteGroups, and a group with a live member (NON_EMPTY_GROUP).
+    member = confluent_consumer(bootstrap, **{"group.id": other, "session.timeout.ms": 6000})
+    try:
+        member.subscribe([topic])
+        for _ in range(100):
+            member.poll(0.1)
+            if member.assignment():
+                break
+        assert member.assignment()
+        admin = _admin(bootstrap)
+        [future] = admin.delete_consumer_groups([other], request_timeout=10).values()
+        with pytest.raises(confluent_kafka.KafkaException) as caught:
+            future.result(timeout=15)
+        assert caught.value.args[0].code() == confluent_kafka.KafkaError.NON_EMPTY_GROUP
+
+        # OffsetDelete of a topic a member subscribes to: GROUP_SUBSCRIBED_TO_TOPIC.
+        kafka_admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            result = kafka_admin.delete_group_offsets(other, [kafka.TopicPartition(topic, 1)])
+        finally:
+            kafka_admin.close()
+        assert result == {kafka.TopicPartition(topic, 1): kafka.errors.GroupSubscribedToTopicError}
+    finally:
+        member.close()
+    assert _committed(bootstrap, other, topic) == {0: 1, 1: 2}
+    admin = _admin(bootstrap)
+    [future] = admin.delete_consumer_groups([other], request_timeout=10).values()
+    assert future.result(timeout=15) is None
+    assert _committed(bootstrap, other, topic) == {}
