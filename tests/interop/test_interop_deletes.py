@@ -198,3 +198,30 @@ def test_delete_groups_and_offsets(module_broker: BrokerProcess) -> None:
     [future] = admin.delete_consumer_groups([other], request_timeout=10).values()
     assert future.result(timeout=15) is None
     assert _committed(bootstrap, other, topic) == {}
+
+
+def test_describe_log_dirs_from_kafka_python(module_broker: BrokerProcess) -> None:
+    bootstrap = module_broker.bootstrap
+    topic = f"log-dirs-{uuid.uuid4().hex[:8]}"
+    _create(bootstrap, topic)
+    _produce(bootstrap, topic, 1, 3)
+    kafka = import_kafka_python()
+    kafka_admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        answer = kafka_admin.describe_log_dirs({topic: [0, 1]})
+    finally:
+        kafka_admin.close()
+    [broker] = answer
+    [log_dir] = broker["log_dirs"]
+    assert log_dir["error_code"] == 0
+    assert log_dir["log_dir"] == str(module_broker.data_dir.resolve())
+    assert log_dir["total_bytes"] >= log_dir["usable_bytes"] > 0
+    [described] = log_dir["topics"]
+    assert described["name"] == topic
+    sizes = {
+        p["partition_index"]: (p["partition_size"], p["offset_lag"])
+        for p in described["partitions"]
+    }
+    assert sizes[0] == (0, 0)
+    # Three one-record batches of a few dozen bytes each.
+    assert 3 * 61 <= sizes[1][0] <= 3 * 100 and sizes[1][1] == 0

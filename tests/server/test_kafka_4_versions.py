@@ -405,3 +405,40 @@ async def test_offset_delete(served: Any) -> None:
     for group, code in (("never", ErrorCode.group_id_not_found), ("", ErrorCode.invalid_group_id)):
         response = await offset_delete(group, (0,))
         assert (response.error_code, response.topics) == (code, ())
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+async def test_describe_log_dirs(served: Any, version: int, tmp_path: Path) -> None:
+    broker, wire = served
+    await broker.commit_offsets("g", {(TOPIC, 0): 1})  # opens an offsets partition
+    response = await wire.request(35, version, load_request_schema(35, version)(topics=None))
+    if version >= 3:
+        assert response.error_code == ErrorCode.none
+    [result] = response.results
+    assert result.error_code == ErrorCode.none
+    assert result.log_dir == str((tmp_path / "data").resolve())
+    sizes = {
+        (topic.name, p.partition_index): (p.partition_size, p.offset_lag, p.is_future_key)
+        for topic in result.topics
+        for p in topic.partitions
+    }
+    log = broker.handler_context().shard.log(TOPIC, 0)
+    assert sizes[(TOPIC, 0)] == (log.size_bytes, 0, False)
+    assert log.size_bytes > 0
+    assert sizes[(TOPIC, 1)] == (0, 0, False)
+    assert any(name == "__consumer_offsets" for name, _ in sizes)
+    if version >= 4:
+        assert result.total_bytes >= result.usable_bytes > 0
+
+    # Only what is asked for; unknown topics and partitions are left out.
+    wanted_class = schema(35, version, "DescribableLogDirTopic")
+    request = load_request_schema(35, version)(
+        topics=(
+            wanted_class(topic=TOPIC, partitions=(1, 9)),
+            wanted_class(topic="nope", partitions=(0,)),
+        )
+    )
+    [result] = (await wire.request(35, version, request)).results
+    assert [(t.name, [p.partition_index for p in t.partitions]) for t in result.topics] == [
+        (TOPIC, [1])
+    ]

@@ -167,6 +167,12 @@ class Shard:
         for (topic, partition), log in self._logs.items():
             yield topic, partition, log
 
+    def partition_logs(self) -> Iterator[tuple[str, int, PartitionLog]]:
+        """Every open partition log of this worker, ``__consumer_offsets``' included."""
+        yield from self.owned_logs()
+        for partition, store in self._offset_stores.items():
+            yield OFFSETS_TOPIC, partition, store.log
+
     async def apply(self, metadata: ClusterMetadata) -> dict[tuple[str, int], StorageError]:
         """Follow new cluster metadata: open what is now ours, remove what was deleted.
 

@@ -40,6 +40,8 @@ from trioring.handlers.messages import (
     DescribeConfigsResponse,
     DescribeGroupsRequest,
     DescribeGroupsResponse,
+    DescribeLogDirsRequest,
+    DescribeLogDirsResponse,
     FetchRequest,
     FetchResponse,
     FindCoordinatorRequest,
@@ -98,6 +100,9 @@ class Handlers:
     )
     describe_configs: Handler[DescribeConfigsRequest, DescribeConfigsResponse] = (
         admin.describe_configs
+    )
+    describe_log_dirs: Handler[DescribeLogDirsRequest, DescribeLogDirsResponse] = (
+        admin.describe_log_dirs
     )
     init_producer_id: Handler[InitProducerIdRequest, InitProducerIdResponse] = (
         admin.init_producer_id

@@ -9,6 +9,7 @@ every worker has the change.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -48,8 +49,11 @@ from trioring.handlers.messages import (
     DeleteTopicsResponse,
     DescribeConfigsRequest,
     DescribeConfigsResponse,
+    DescribeLogDirsRequest,
+    DescribeLogDirsResponse,
     InitProducerIdRequest,
     InitProducerIdResponse,
+    LogDirPartition,
     NewPartitions,
     NewTopic,
     TopicResult,
@@ -65,6 +69,7 @@ __all__ = [
     "create_topics",
     "delete_topics",
     "describe_configs",
+    "describe_log_dirs",
     "init_producer_id",
     "kafka_topic_configs",
     "log_config_from_kafka",
@@ -375,3 +380,36 @@ async def init_producer_id(
         )
     producer_id = await ctx.cluster.allocate_producer_id()
     return InitProducerIdResponse(producer_id, 0)
+
+
+# --- DescribeLogDirs --------------------------------------------------------------------
+
+
+async def describe_log_dirs(
+    ctx: HandlerContext, request: DescribeLogDirsRequest
+) -> DescribeLogDirsResponse:
+    """This worker's partitions in the data directory: sizes on disk and offset lags.
+
+    Partitions this worker does not own, unknown ones and offline ones are
+    left out, as a Kafka broker answers for the replicas it hosts.
+    """
+    log_dir = os.path.abspath(ctx.shard.config.data_dir)  # noqa: ASYNC240 - no disk I/O
+    usage = await trio.to_thread.run_sync(os.statvfs, log_dir)
+    wanted = request.partitions
+    partitions = tuple(
+        LogDirPartition(
+            topic,
+            partition,
+            log.size_bytes,
+            # One replica: it is the leader, its log end is the high watermark.
+            max(log.high_watermark.value - log.log_end_offset, 0),
+        )
+        for topic, partition, log in sorted(ctx.shard.partition_logs(), key=lambda e: e[:2])
+        if wanted is None or partition in wanted.get(topic, ())
+    )
+    return DescribeLogDirsResponse(
+        log_dir,
+        usage.f_blocks * usage.f_frsize,
+        usage.f_bavail * usage.f_frsize,
+        partitions,
+    )

@@ -294,6 +294,30 @@ class DescribeConfigsResponse:
 
 
 @attrs.frozen
+class DescribeLogDirsRequest:
+    #: Topic -> partitions to describe; None: every partition of the worker.
+    partitions: dict[str, tuple[int, ...]] | None = None
+
+
+@attrs.frozen
+class LogDirPartition:
+    topic: str
+    partition: int
+    size_bytes: int
+    #: How far this replica is behind the high watermark (0: one replica is the leader).
+    offset_lag: int
+
+
+@attrs.frozen
+class DescribeLogDirsResponse:
+    #: The data directory, absolute (every partition of a worker lives there).
+    log_dir: str
+    total_bytes: int
+    usable_bytes: int
+    partitions: tuple[LogDirPartition, ...]
+
+
+@attrs.frozen
 class MetadataRequest:
     #: None: every topic.
     topics: tuple[str, ...] | None

@@ -47,6 +47,7 @@ KAFKA_FIRST_FLEXIBLE_VERSION = {
     ApiKey.DELETE_RECORDS: 2,
     ApiKey.DELETE_GROUPS: 2,
     ApiKey.OFFSET_DELETE: 99,  # never flexible
+    ApiKey.DESCRIBE_LOG_DIRS: 2,
 }
 
 

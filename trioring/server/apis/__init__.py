@@ -16,6 +16,7 @@ from trioring.server.apis.admin import (
     create_topics,
     delete_topics,
     describe_configs,
+    describe_log_dirs,
     init_producer_id,
 )
 from trioring.server.apis.data import delete_records, fetch, list_offsets, produce
@@ -55,6 +56,7 @@ APIS: dict[int, ApiFunction] = {
     ApiKey.DELETE_RECORDS: delete_records,
     ApiKey.DELETE_GROUPS: delete_groups,
     ApiKey.OFFSET_DELETE: offset_delete,
+    ApiKey.DESCRIBE_LOG_DIRS: describe_log_dirs,
 }
 
 __all__ = ["APIS", "ApiContext", "ApiFunction", "MetadataCache", "produce"]

@@ -1,5 +1,5 @@
 """Wire adapters of the admin APIs: CreateTopics, DeleteTopics, CreatePartitions,
-DescribeConfigs, InitProducerId."""
+DescribeConfigs, DescribeLogDirs, InitProducerId."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from trioring.handlers.messages import (
     CreateTopicsRequest,
     DeleteTopicsRequest,
     DescribeConfigsRequest,
+    DescribeLogDirsRequest,
     InitProducerIdRequest,
     NewPartitions,
     NewTopic,
@@ -34,6 +35,7 @@ __all__ = [
     "create_topics",
     "delete_topics",
     "describe_configs",
+    "describe_log_dirs",
     "init_producer_id",
 ]
 
@@ -248,6 +250,51 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
                 ),
             )
             for result in response.results
+        ),
+    )
+
+
+async def describe_log_dirs(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.DESCRIBE_LOG_DIRS, version)
+    result_class = sibling(response_class, "DescribeLogDirsResult")
+    topic_class = sibling(response_class, "DescribeLogDirsTopic")
+    partition_class = sibling(response_class, "DescribeLogDirsPartition")
+    wanted: dict[str, tuple[int, ...]] | None = None
+    if request.topics is not None:
+        wanted = {}
+        for topic in request.topics:
+            wanted[topic.topic] = wanted.get(topic.topic, ()) + tuple(
+                int(p) for p in topic.partitions
+            )
+    response = await ctx.handlers.describe_log_dirs(
+        ctx.handler_context(), DescribeLogDirsRequest(wanted)
+    )
+    by_topic: dict[str, list[Any]] = {}
+    for entry in response.partitions:
+        by_topic.setdefault(entry.topic, []).append(
+            build(
+                partition_class,
+                partition_index=entry.partition,
+                partition_size=entry.size_bytes,
+                offset_lag=entry.offset_lag,
+                is_future_key=False,
+            )
+        )
+    return build(
+        response_class,
+        error_code=NONE,
+        results=(
+            build(
+                result_class,
+                error_code=NONE,
+                log_dir=response.log_dir,
+                topics=tuple(
+                    build(topic_class, name=name, partitions=tuple(partitions))
+                    for name, partitions in by_topic.items()
+                ),
+                total_bytes=response.total_bytes,
+                usable_bytes=response.usable_bytes,
+            ),
         ),
     )
 

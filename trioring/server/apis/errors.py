@@ -412,6 +412,11 @@ def _offset_delete(version: int, request: Any, code: ErrorCode, message: str) ->
     return build(response_schema(ApiKey.OFFSET_DELETE, version), error_code=code, topics=())
 
 
+def _describe_log_dirs(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    # v3+ carry a top-level code; v1-2 can only answer no log dirs.
+    return build(response_schema(ApiKey.DESCRIBE_LOG_DIRS, version), error_code=code, results=())
+
+
 _BUILDERS: dict[int, _Builder] = {
     ApiKey.PRODUCE: _produce,
     ApiKey.FETCH: _fetch,
@@ -435,6 +440,7 @@ _BUILDERS: dict[int, _Builder] = {
     ApiKey.DELETE_RECORDS: _delete_records,
     ApiKey.DELETE_GROUPS: _delete_groups,
     ApiKey.OFFSET_DELETE: _offset_delete,
+    ApiKey.DESCRIBE_LOG_DIRS: _describe_log_dirs,
 }
 
 
