@@ -79,6 +79,9 @@ FETCH_RECORDS_COPY_BYTES_MAX = 64 * KIB
 
 #: Distinct Metadata answers kept encoded (a few per client configuration).
 METADATA_CACHE_ENTRIES_MAX = 64
+#: Partitions one DescribeTopicPartitions answer holds at most (Kafka's
+#: max.request.partition.size.limit default); the client pages on with the cursor.
+DESCRIBE_TOPIC_PARTITIONS_MAX = 2000
 #: Requests up to this size are "small" for the server's request-memory budget:
 #: large frames may hold only the budget less a reserve kept for small ones, so
 #: clients holding huge partial frames cannot stop ordinary requests.

@@ -442,3 +442,62 @@ async def test_describe_log_dirs(served: Any, version: int, tmp_path: Path) -> N
     assert [(t.name, [p.partition_index for p in t.partitions]) for t in result.topics] == [
         (TOPIC, [1])
     ]
+
+
+async def test_describe_topic_partitions_pages_with_a_cursor(served: Any) -> None:
+    broker, wire = served
+    await broker.create_topic("a", partitions=3)
+    await broker.create_topic("z", partitions=1)
+    topic_class = schema(75, 0, "TopicRequest")
+    cursor_class = schema(75, 0, "Cursor")
+
+    async def page(
+        names: tuple[str, ...], limit: int, cursor: tuple[str, int] | None = None
+    ) -> tuple[list[tuple[str, int, list[int]]], tuple[str, int] | None]:
+        request = load_request_schema(75, 0)(
+            topics=tuple(topic_class(name=name) for name in names),
+            response_partition_limit=limit,
+            cursor=None
+            if cursor is None
+            else cursor_class(topic_name=cursor[0], partition_index=cursor[1]),
+        )
+        response = await wire.request(75, 0, request)
+        topics = [
+            (t.name, t.error_code, [p.partition_index for p in t.partitions])
+            for t in response.topics
+        ]
+        next_cursor = response.next_cursor
+        return topics, None if next_cursor is None else (
+            next_cursor.topic_name,
+            next_cursor.partition_index,
+        )
+
+    ok = ErrorCode.none
+    assert await page((), 2) == ([("a", ok, [0, 1])], ("a", 2))
+    assert await page((), 2, ("a", 2)) == ([("a", ok, [2]), (TOPIC, ok, [0])], (TOPIC, 1))
+    assert await page((), 2, (TOPIC, 1)) == ([(TOPIC, ok, [1]), ("z", ok, [0])], None)
+    # A page that ends exactly at a topic's end points at the next topic.
+    assert await page((), 3) == ([("a", ok, [0, 1, 2])], (TOPIC, 0))
+    # A limit below 1 is 1, as Kafka.
+    assert await page(("z",), 0) == ([("z", ok, [0])], None)
+    # Named topics: sorted, unknown ones answered, nothing created.
+    unknown = ErrorCode.unknown_topic_or_partition
+    assert await page(("z", "nope", "a"), 10) == (
+        [("a", ok, [0, 1, 2]), ("nope", unknown, []), ("z", ok, [0])],
+        None,
+    )
+    assert "nope" not in broker.handler_context().cluster.current.topics
+    # A cursor on a topic not asked for, or at a negative partition: INVALID_REQUEST.
+    invalid = ErrorCode.invalid_request
+    assert await page(("z",), 10, ("a", 0)) == ([("z", invalid, [])], None)
+    assert await page(("a",), 10, ("a", -1)) == ([("a", invalid, [])], None)
+
+    request = load_request_schema(75, 0)(topics=(topic_class(name="a"),))
+    [topic] = (await wire.request(75, 0, request)).topics
+    assert topic.topic_id == uuid.UUID(
+        broker.handler_context().cluster.current.topics["a"].topic_id
+    )
+    assert bits(topic.topic_authorized_operations) == TOPIC_OPERATIONS
+    assert [(p.leader_id, p.replica_nodes, p.isr_nodes) for p in topic.partitions] == [
+        (0, (0,), (0,))
+    ] * 3

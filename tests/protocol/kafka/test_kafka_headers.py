@@ -48,6 +48,7 @@ KAFKA_FIRST_FLEXIBLE_VERSION = {
     ApiKey.DELETE_GROUPS: 2,
     ApiKey.OFFSET_DELETE: 99,  # never flexible
     ApiKey.DESCRIBE_LOG_DIRS: 2,
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: 0,
 }
 
 

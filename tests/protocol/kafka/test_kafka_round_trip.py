@@ -62,6 +62,7 @@ def test_supported_versions_are_kafka_4_0s() -> None:
         42: (0, 2),
         47: (0, 0),
         60: (0, 2),
+        75: (0, 0),
     }
 
 

@@ -106,3 +106,19 @@ def test_unknown_tagged_fields_are_skipped_by_size() -> None:
     ):
         check_request_shape(request_schema(37, 2), body + b"\x01\x07\x09xyz", 0)
     assert decode_request(header + body + b"\x00").error is None
+
+
+def _describe_topic_partitions(cursor: bytes) -> ProtocolError | None:
+    # One topic "t", limit 10, then the nullable cursor struct, then the tagged fields.
+    body = b"\x02\x02t\x00" + struct.pack(">i", 10) + cursor + b"\x00"
+    frame = encode_request_header(75, 0, 1, None, flexible=True) + body
+    return decode_request(frame).error
+
+
+def test_a_nullable_struct_is_checked_by_its_marker() -> None:
+    assert _describe_topic_partitions(b"\xff") is None  # null
+    assert _describe_topic_partitions(b"\x01\x02t" + struct.pack(">i", 3) + b"\x00") is None
+    error = _describe_topic_partitions(b"\x02\x02t" + struct.pack(">i", 3) + b"\x00")
+    assert error is not None and "presence marker 2" in str(error)
+    # Present, but the body ends inside it.
+    assert _describe_topic_partitions(b"\x01\x02t\x00") is not None

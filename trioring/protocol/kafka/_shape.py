@@ -111,6 +111,22 @@ def _length_step(name: str, flexible: bool, nullable: bool, is_bytes: bool) -> _
     return legacy
 
 
+def _nullable_entity_step(name: str, present: _Step) -> _Step:
+    """A nullable struct (DescribeTopicPartitions' cursor): an int8 marker, -1 null, 1 present."""
+
+    def nullable_entity(frame: bytes, offset: int) -> int:
+        if offset >= len(frame):
+            raise _underflow(f"struct {name} marker", 1, frame, offset)
+        marker = frame[offset]
+        if marker == 0xFF:
+            return offset + 1
+        if marker != 1:
+            raise ProtocolError(f"struct {name} has presence marker {marker}, neither -1 nor 1")
+        return present(frame, offset + 1)
+
+    return nullable_entity
+
+
 def _fixed_step(name: str, width: int) -> _Step:
     def fixed(frame: bytes, offset: int) -> int:
         if width > len(frame) - offset:
@@ -186,8 +202,10 @@ def _field_step(field: dataclasses.Field[Any], flexible: bool) -> tuple[_Step, i
         )
         return step, count_min, False
     if dataclasses.is_dataclass(annotation):
-        assert isinstance(annotation, type) and not nullable, f"unsupported field {name}"
+        assert isinstance(annotation, type)
         size, fixed = _entity_size(annotation)
+        if nullable:
+            return _nullable_entity_step(name, _entity_step(annotation)), 1, False
         return _entity_step(annotation), size, fixed
     assert isinstance(kafka_type, str), f"field {name} has no kafka_type"
     return _primitive_step(name, kafka_type, flexible, nullable)

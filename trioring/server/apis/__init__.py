@@ -30,7 +30,12 @@ from trioring.server.apis.groups import (
     offset_delete,
     sync_group,
 )
-from trioring.server.apis.metadata import describe_cluster, find_coordinator, metadata
+from trioring.server.apis.metadata import (
+    describe_cluster,
+    describe_topic_partitions,
+    find_coordinator,
+    metadata,
+)
 from trioring.server.apis.offsets import offset_commit, offset_fetch
 
 APIS: dict[int, ApiFunction] = {
@@ -57,6 +62,7 @@ APIS: dict[int, ApiFunction] = {
     ApiKey.DELETE_GROUPS: delete_groups,
     ApiKey.OFFSET_DELETE: offset_delete,
     ApiKey.DESCRIBE_LOG_DIRS: describe_log_dirs,
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: describe_topic_partitions,
 }
 
 __all__ = ["APIS", "ApiContext", "ApiFunction", "MetadataCache", "produce"]

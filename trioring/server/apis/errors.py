@@ -417,6 +417,27 @@ def _describe_log_dirs(version: int, request: Any, code: ErrorCode, message: str
     return build(response_schema(ApiKey.DESCRIBE_LOG_DIRS, version), error_code=code, results=())
 
 
+def _describe_topic_partitions(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.DESCRIBE_TOPIC_PARTITIONS, version)
+    topic_class = sibling(response_class, "DescribeTopicPartitionsResponseTopic")
+    return build(
+        response_class,
+        topics=tuple(
+            build(
+                topic_class,
+                error_code=code,
+                name=topic.name,
+                topic_id=ZERO_UUID,
+                is_internal=False,
+                partitions=(),
+                topic_authorized_operations=OPERATIONS_NOT_REQUESTED,
+            )
+            for topic in request.topics
+        ),
+        next_cursor=None,
+    )
+
+
 _BUILDERS: dict[int, _Builder] = {
     ApiKey.PRODUCE: _produce,
     ApiKey.FETCH: _fetch,
@@ -441,6 +462,7 @@ _BUILDERS: dict[int, _Builder] = {
     ApiKey.DELETE_GROUPS: _delete_groups,
     ApiKey.OFFSET_DELETE: _offset_delete,
     ApiKey.DESCRIBE_LOG_DIRS: _describe_log_dirs,
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: _describe_topic_partitions,
 }
 
 

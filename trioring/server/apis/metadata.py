@@ -1,4 +1,5 @@
-"""Wire adapters of Metadata (with its encoded-answer cache) and FindCoordinator."""
+"""Wire adapters of Metadata (with its encoded-answer cache), DescribeTopicPartitions,
+DescribeCluster and FindCoordinator."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import trio
 from kio.schema.errors import ErrorCode
 
+from trioring._constants import DESCRIBE_TOPIC_PARTITIONS_MAX
 from trioring.errors import InvalidArgumentError
 from trioring.handlers.messages import FindCoordinatorRequest, MetadataRequest, MetadataResponse
 from trioring.protocol.kafka import (
@@ -19,7 +21,7 @@ from trioring.protocol.kafka import (
 from trioring.server.apis._build import OPERATIONS_NOT_REQUESTED, ZERO_UUID, build, sibling
 from trioring.server.apis._context import NONE, ApiContext, error_code, error_message
 
-__all__ = ["describe_cluster", "find_coordinator", "metadata"]
+__all__ = ["describe_cluster", "describe_topic_partitions", "find_coordinator", "metadata"]
 
 
 #: Authorized-operation bit fields (KIP-430) as Kafka reports them without an
@@ -196,6 +198,85 @@ async def _coordinator(ctx: ApiContext, key: str, key_type: int) -> dict[str, An
 #: DescribeCluster endpoint types (KIP-919): this broker's listeners are brokers.
 BROKER_ENDPOINT = 1
 CONTROLLER_ENDPOINT = 2
+
+
+async def describe_topic_partitions(ctx: ApiContext, version: int, request: Any) -> Any:
+    """Topics and partitions as Metadata has them, sorted by name and paged by a cursor.
+
+    As Kafka: no topics means every topic (unknown ones cannot occur then);
+    named topics that do not exist get UNKNOWN_TOPIC_OR_PARTITION; the page
+    holds max(1, min(limit, 2000)) partitions and ``next_cursor`` says where
+    the next one starts; a cursor on a topic not asked for, or at a negative
+    partition, is INVALID_REQUEST. Nothing is auto-created.
+    """
+    response_class = response_schema(ApiKey.DESCRIBE_TOPIC_PARTITIONS, version)
+    topic_class = sibling(response_class, "DescribeTopicPartitionsResponseTopic")
+    partition_class = sibling(response_class, "DescribeTopicPartitionsResponsePartition")
+    cursor_class = sibling(response_class, "Cursor")
+    cursor = request.cursor
+    cursor_topic = "" if cursor is None else cursor.topic_name
+    every_topic = not request.topics
+    names: tuple[str, ...] | None = None
+    if not every_topic:
+        names = tuple(sorted({t.name for t in request.topics if t.name >= cursor_topic}))
+        if cursor is not None and cursor_topic not in names:
+            raise InvalidArgumentError(
+                f"the cursor's topic {cursor_topic!r} is not among the topics asked for"
+            )
+    if cursor is not None and cursor.partition_index < 0:
+        raise InvalidArgumentError(f"the cursor's partition {cursor.partition_index} is negative")
+    limit = max(min(DESCRIBE_TOPIC_PARTITIONS_MAX, int(request.response_partition_limit)), 1)
+    response = await ctx.handlers.metadata(
+        ctx.handler_context(), MetadataRequest(names, allow_auto_topic_creation=False)
+    )
+    listed = sorted(
+        (topic for topic in response.topics if topic.name >= cursor_topic),
+        key=lambda topic: topic.name,
+    )
+    topics = []
+    next_cursor = None
+    remaining = limit
+    for topic in listed:
+        if remaining == 0:
+            next_cursor = build(cursor_class, topic_name=topic.name, partition_index=0)
+            break
+        first = cursor.partition_index if cursor is not None and topic.name == cursor_topic else 0
+        page = topic.partitions[first : first + remaining]
+        remaining -= len(page)
+        if first + len(page) < len(topic.partitions):
+            next_cursor = build(
+                cursor_class, topic_name=topic.name, partition_index=first + len(page)
+            )
+        topics.append(
+            build(
+                topic_class,
+                error_code=topic.error_code,
+                name=topic.name,
+                topic_id=uuid.UUID(topic.topic_id) if topic.topic_id else ZERO_UUID,
+                is_internal=topic.internal,
+                partitions=tuple(
+                    build(
+                        partition_class,
+                        error_code=partition.error_code,
+                        partition_index=partition.partition,
+                        leader_id=partition.leader,
+                        leader_epoch=0,
+                        replica_nodes=(partition.leader,),
+                        isr_nodes=(partition.leader,),
+                        # No ELR (KIP-966) without replication: the leader is all there is.
+                        eligible_leader_replicas=(),
+                        last_known_elr=(),
+                        offline_replicas=(),
+                    )
+                    for partition in page
+                ),
+                # Always sent in this API: every operation, as without an authorizer.
+                topic_authorized_operations=TOPIC_OPERATIONS,
+            )
+        )
+        if next_cursor is not None:
+            break
+    return build(response_class, topics=tuple(topics), next_cursor=next_cursor)
 
 
 async def describe_cluster(ctx: ApiContext, version: int, request: Any) -> Any:

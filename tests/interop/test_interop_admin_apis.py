@@ -1,5 +1,6 @@
-"""DeleteRecords, DeleteGroups and OffsetDelete from real admin clients (confluent-kafka,
-kafka-python), error cases included, and the log start surviving a SIGKILL."""
+"""The Kafka 4.0 admin APIs from real admin clients (confluent-kafka, kafka-python), error
+cases included: DeleteRecords (and the log start surviving a SIGKILL), DeleteGroups,
+OffsetDelete, DescribeLogDirs, DescribeTopicPartitions."""
 
 from __future__ import annotations
 
@@ -225,3 +226,27 @@ def test_describe_log_dirs_from_kafka_python(module_broker: BrokerProcess) -> No
     assert sizes[0] == (0, 0)
     # Three one-record batches of a few dozen bytes each.
     assert 3 * 61 <= sizes[1][0] <= 3 * 100 and sizes[1][1] == 0
+
+
+def test_describe_topic_partitions_from_kafka_python(module_broker: BrokerProcess) -> None:
+    bootstrap = module_broker.bootstrap
+    topic = f"dtp-{uuid.uuid4().hex[:8]}"
+    _create(bootstrap, topic, partitions=3)
+    kafka = import_kafka_python()
+    kafka_admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        first = kafka_admin.describe_topic_partitions([topic], response_partition_limit=2)
+        rest = kafka_admin.describe_topic_partitions(
+            [topic], response_partition_limit=2, cursor=first["next_cursor"]
+        )
+        missing = kafka_admin.describe_topic_partitions([f"{topic}-missing"])
+    finally:
+        kafka_admin.close()
+    [page] = first["topics"]
+    assert (page["name"], page["error_code"]) == (topic, 0)
+    assert [p["partition_index"] for p in page["partitions"]] == [0, 1]
+    assert first["next_cursor"] == {"topic_name": topic, "partition_index": 2}
+    [page] = rest["topics"]
+    assert [p["partition_index"] for p in page["partitions"]] == [2]
+    assert rest["next_cursor"] is None
+    assert [t["error_code"] for t in missing["topics"]] == [3]  # UNKNOWN_TOPIC_OR_PARTITION
