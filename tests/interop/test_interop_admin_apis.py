@@ -250,3 +250,48 @@ def test_describe_topic_partitions_from_kafka_python(module_broker: BrokerProces
     assert [p["partition_index"] for p in page["partitions"]] == [2]
     assert rest["next_cursor"] is None
     assert [t["error_code"] for t in missing["topics"]] == [3]  # UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_reassignments_and_elections_as_a_one_replica_cluster(
+    module_broker: BrokerProcess,
+) -> None:
+    confluent_kafka = _confluent()
+    bootstrap = module_broker.bootstrap
+    topic = f"replicas-{uuid.uuid4().hex[:8]}"
+    _create(bootstrap, topic, partitions=2)
+
+    admin = _admin(bootstrap)
+    election = admin.elect_leaders(
+        confluent_kafka.ElectionType.PREFERRED,
+        [confluent_kafka.TopicPartition(topic, 0), confluent_kafka.TopicPartition(topic, 9)],
+    )
+    results = election.result(timeout=15)
+    codes = {tp.partition: error.code() for tp, error in results.items()}
+    assert codes == {
+        0: confluent_kafka.KafkaError.ELECTION_NOT_NEEDED,
+        9: confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+    # Every partition: none needs an election, so none is reported.
+    assert admin.elect_leaders(confluent_kafka.ElectionType.UNCLEAN).result(timeout=15) == {}
+
+    kafka = import_kafka_python()
+    kafka_admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        assert kafka_admin.list_partition_reassignments() == {}
+        assert kafka_admin.list_partition_reassignments({topic: [0, 1]}) == {}
+        tp0, tp1 = kafka.TopicPartition(topic, 0), kafka.TopicPartition(topic, 1)
+        result = kafka_admin.alter_partition_reassignments({tp0: [0], tp1: None})
+        assert result[tp0] is None  # already there: done
+        assert result[tp1] is kafka.errors.NoReassignmentInProgressError
+        result = kafka_admin.alter_partition_reassignments({tp0: [0, 1], tp1: [7]})
+        assert (
+            result[tp0] is kafka.errors.InvalidReplicationAssignmentError
+        )  # node 1 does not exist
+        assert result[tp1] is kafka.errors.InvalidReplicationAssignmentError
+        # kafka-python treats ELECTION_NOT_NEEDED as success, as Kafka's tools do;
+        # an unknown partition is an error.
+        kafka_admin.elect_leaders(0, {topic: [1]})
+        with pytest.raises(kafka.errors.UnknownTopicOrPartitionError):
+            kafka_admin.elect_leaders(0, {topic: [5]})
+    finally:
+        kafka_admin.close()

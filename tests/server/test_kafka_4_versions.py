@@ -501,3 +501,61 @@ async def test_describe_topic_partitions_pages_with_a_cursor(served: Any) -> Non
     assert [(p.leader_id, p.replica_nodes, p.isr_nodes) for p in topic.partitions] == [
         (0, (0,), (0,))
     ] * 3
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+async def test_elect_leaders(served: Any, version: int) -> None:
+    _broker, wire = served
+    topic_class = schema(43, version, "TopicPartitions")
+    fields: dict[str, Any] = {
+        "topic_partitions": (topic_class(topic=TOPIC, partitions=(0, 1, 7)),),
+        "timeout": ms(1000),
+    }
+    if version >= 1:
+        fields["election_type"] = 0
+    response = await wire.request(43, version, load_request_schema(43, version)(**fields))
+    [result] = response.replica_election_results
+    assert [(p.partition_id, p.error_code) for p in result.partition_result] == [
+        (0, ErrorCode.election_not_needed),
+        (1, ErrorCode.election_not_needed),
+        (7, ErrorCode.unknown_topic_or_partition),
+    ]
+    assert all(p.error_message for p in result.partition_result)
+    fields["topic_partitions"] = None
+    response = await wire.request(43, version, load_request_schema(43, version)(**fields))
+    assert response.replica_election_results == ()
+    if version >= 1:
+        fields["election_type"] = 5
+        fields["topic_partitions"] = (topic_class(topic=TOPIC, partitions=(0,)),)
+        response = await wire.request(43, version, load_request_schema(43, version)(**fields))
+        assert response.error_code == ErrorCode.invalid_request
+
+
+async def test_partition_reassignments(served: Any) -> None:
+    _broker, wire = served
+    listed = await wire.request(46, 0, load_request_schema(46, 0)(timeout=ms(1000), topics=None))
+    assert (listed.error_code, listed.topics) == (ErrorCode.none, ())
+    topic_class = schema(45, 0, "ReassignableTopic")
+    partition_class = schema(45, 0, "ReassignablePartition")
+    targets = [(0, (0,)), (1, None), (0, ()), (1, (0, 0)), (0, (3,)), (9, (0,))]
+    request = load_request_schema(45, 0)(
+        timeout=ms(1000),
+        topics=(
+            topic_class(
+                name=TOPIC,
+                partitions=tuple(
+                    partition_class(partition_index=p, replicas=r) for p, r in targets
+                ),
+            ),
+        ),
+    )
+    response = await wire.request(45, 0, request)
+    assert response.error_code == ErrorCode.none
+    assert [p.error_code for p in response.responses[0].partitions] == [
+        ErrorCode.none,
+        ErrorCode.no_reassignment_in_progress,
+        ErrorCode.invalid_replica_assignment,
+        ErrorCode.invalid_replica_assignment,
+        ErrorCode.invalid_replica_assignment,
+        ErrorCode.unknown_topic_or_partition,
+    ]

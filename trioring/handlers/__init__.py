@@ -19,11 +19,13 @@ from trioring.core.groups import (
     ListGroupsResult,
     SyncGroupResult,
 )
-from trioring.handlers import admin, groups
+from trioring.handlers import admin, groups, replicas
 from trioring.handlers import metadata as metadata_handlers
 from trioring.handlers.context import Handler, HandlerContext, Middleware, compose
 from trioring.handlers.fetch import fetch
 from trioring.handlers.messages import (
+    AlterReassignmentsRequest,
+    AlterReassignmentsResponse,
     CreatePartitionsRequest,
     CreatePartitionsResponse,
     CreateTopicRequest,
@@ -42,6 +44,8 @@ from trioring.handlers.messages import (
     DescribeGroupsResponse,
     DescribeLogDirsRequest,
     DescribeLogDirsResponse,
+    ElectLeadersRequest,
+    ElectLeadersResponse,
     FetchRequest,
     FetchResponse,
     FindCoordinatorRequest,
@@ -55,6 +59,8 @@ from trioring.handlers.messages import (
     ListGroupsRequest,
     ListOffsetsRequest,
     ListOffsetsResponse,
+    ListReassignmentsRequest,
+    ListReassignmentsResponse,
     MetadataRequest,
     MetadataResponse,
     OffsetCommitRequest,
@@ -107,6 +113,13 @@ class Handlers:
     init_producer_id: Handler[InitProducerIdRequest, InitProducerIdResponse] = (
         admin.init_producer_id
     )
+    list_reassignments: Handler[ListReassignmentsRequest, ListReassignmentsResponse] = (
+        replicas.list_reassignments
+    )
+    alter_reassignments: Handler[AlterReassignmentsRequest, AlterReassignmentsResponse] = (
+        replicas.alter_reassignments
+    )
+    elect_leaders: Handler[ElectLeadersRequest, ElectLeadersResponse] = replicas.elect_leaders
     join_group: Handler[JoinGroupRequest, JoinGroupResult] = groups.join_group
     sync_group: Handler[SyncGroupRequest, SyncGroupResult] = groups.sync_group
     heartbeat: Handler[HeartbeatRequest, HeartbeatResponse] = groups.heartbeat

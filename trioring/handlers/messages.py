@@ -318,6 +318,45 @@ class DescribeLogDirsResponse:
 
 
 @attrs.frozen
+class ListReassignmentsRequest:
+    #: Topic -> partitions; None: every partition.
+    partitions: dict[str, tuple[int, ...]] | None = None
+
+
+@attrs.frozen
+class ListReassignmentsResponse:
+    #: (topic, partition, replicas, adding, removing) of each reassignment in progress.
+    ongoing: tuple[tuple[str, int, tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...]
+
+
+@attrs.frozen
+class AlterReassignmentsRequest:
+    #: (topic, partition, target replicas or None to cancel), in request order.
+    targets: tuple[tuple[str, int, tuple[int, ...] | None], ...]
+
+
+@attrs.frozen
+class AlterReassignmentsResponse:
+    #: One per target, in order: None (done) or why not.
+    results: tuple[TrioringError | None, ...]
+
+
+@attrs.frozen
+class ElectLeadersRequest:
+    #: 0 preferred, 1 unclean.
+    election_type: int
+    #: (topic, partition) pairs; None: every partition.
+    partitions: tuple[tuple[str, int], ...] | None
+
+
+@attrs.frozen
+class ElectLeadersResponse:
+    #: One per partition asked for, in order (none when all were asked for
+    #: and none needs an election): None (elected) or why not.
+    results: tuple[TrioringError | None, ...]
+
+
+@attrs.frozen
 class MetadataRequest:
     #: None: every topic.
     topics: tuple[str, ...] | None

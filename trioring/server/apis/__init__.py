@@ -37,6 +37,11 @@ from trioring.server.apis.metadata import (
     metadata,
 )
 from trioring.server.apis.offsets import offset_commit, offset_fetch
+from trioring.server.apis.replicas import (
+    alter_partition_reassignments,
+    elect_leaders,
+    list_partition_reassignments,
+)
 
 APIS: dict[int, ApiFunction] = {
     ApiKey.PRODUCE: produce,
@@ -63,6 +68,9 @@ APIS: dict[int, ApiFunction] = {
     ApiKey.OFFSET_DELETE: offset_delete,
     ApiKey.DESCRIBE_LOG_DIRS: describe_log_dirs,
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: describe_topic_partitions,
+    ApiKey.LIST_PARTITION_REASSIGNMENTS: list_partition_reassignments,
+    ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
+    ApiKey.ELECT_LEADERS: elect_leaders,
 }
 
 __all__ = ["APIS", "ApiContext", "ApiFunction", "MetadataCache", "produce"]

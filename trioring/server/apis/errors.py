@@ -438,6 +438,45 @@ def _describe_topic_partitions(version: int, request: Any, code: ErrorCode, mess
     )
 
 
+def _elect_leaders(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    # v1+ have a top-level code; v0 can only answer per partition.
+    response_class = response_schema(ApiKey.ELECT_LEADERS, version)
+    topic_class = sibling(response_class, "ReplicaElectionResult")
+    partition_class = sibling(response_class, "PartitionResult")
+    return build(
+        response_class,
+        error_code=code,
+        replica_election_results=tuple(
+            build(
+                topic_class,
+                topic=topic.topic,
+                partition_result=tuple(
+                    build(
+                        partition_class,
+                        partition_id=partition,
+                        error_code=code,
+                        error_message=message,
+                    )
+                    for partition in topic.partitions
+                ),
+            )
+            for topic in request.topic_partitions or ()
+        ),
+    )
+
+
+def _alter_partition_reassignments(
+    version: int, request: Any, code: ErrorCode, message: str
+) -> Any:
+    response_class = response_schema(ApiKey.ALTER_PARTITION_REASSIGNMENTS, version)
+    return build(response_class, error_code=code, error_message=message, responses=())
+
+
+def _list_partition_reassignments(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.LIST_PARTITION_REASSIGNMENTS, version)
+    return build(response_class, error_code=code, error_message=message, topics=())
+
+
 _BUILDERS: dict[int, _Builder] = {
     ApiKey.PRODUCE: _produce,
     ApiKey.FETCH: _fetch,
@@ -463,6 +502,9 @@ _BUILDERS: dict[int, _Builder] = {
     ApiKey.OFFSET_DELETE: _offset_delete,
     ApiKey.DESCRIBE_LOG_DIRS: _describe_log_dirs,
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: _describe_topic_partitions,
+    ApiKey.ELECT_LEADERS: _elect_leaders,
+    ApiKey.ALTER_PARTITION_REASSIGNMENTS: _alter_partition_reassignments,
+    ApiKey.LIST_PARTITION_REASSIGNMENTS: _list_partition_reassignments,
 }
 
 
