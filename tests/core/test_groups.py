@@ -1140,3 +1140,154 @@ async def test_delete_group_and_offset_delete_checks(coordinator: GroupCoordinat
     assert coordinator.has_group(GROUP)
     assert coordinator.delete_group(GROUP) == ErrorCode.none
     assert not coordinator.has_group(GROUP)
+
+
+# --- Static membership (KIP-345) -------------------------------------------------------
+
+
+async def join_static(
+    coordinator: GroupCoordinator,
+    instance: str,
+    member_id: str = "",
+    protocols: Sequence[tuple[str, bytes]] = RANGE,
+    api_version: int = 9,
+) -> JoinGroupResult:
+    return await coordinator.join_group(
+        group_id=GROUP,
+        member_id=member_id,
+        group_instance_id=instance,
+        protocol_type="consumer",
+        protocols=protocols,
+        session_timeout_ms=SESSION_MS,
+        rebalance_timeout_ms=REBALANCE_MS,
+        client_id="static",
+        client_host="/127.0.0.1",
+        api_version=api_version,
+    )
+
+
+async def static_group(coordinator: GroupCoordinator) -> dict[str, JoinGroupResult]:
+    """Static members i-a and i-b, Stable; each assigned ``b"a-" + instance``."""
+    joined = dict(
+        zip(
+            ("i-a", "i-b"),
+            await join_all(
+                coordinator,
+                [lambda: join_static(coordinator, "i-a"), lambda: join_static(coordinator, "i-b")],
+            ),
+            strict=True,
+        )
+    )
+    # No MEMBER_ID_REQUIRED round trip: the instance id names the member.
+    assert all(result.error_code == ErrorCode.none for result in joined.values())
+    [leader] = [r for r in joined.values() if r.member_id == r.leader]
+    by_member = {m.member_id: m.group_instance_id for m in leader.members}
+    assert sorted(by_member.values()) == ["i-a", "i-b"]
+    assignments = {
+        member_id: b"a-" + instance.encode() for member_id, instance in by_member.items()
+    }
+    async with trio.open_nursery() as nursery:
+        for result in joined.values():
+            nursery.start_soon(sync, coordinator, result, assignments if result is leader else None)
+    assert describe(coordinator).state == "Stable"
+    return joined
+
+
+async def test_a_static_member_rejoins_without_a_rebalance(coordinator, autojump_clock):
+    joined = await static_group(coordinator)
+    follower = "i-b" if joined["i-a"].member_id == joined["i-a"].leader else "i-a"
+    old = joined[follower]
+    generation = old.generation_id
+    # The follower restarts: it rejoins with no member id and gets its place back at once.
+    back = await join_static(coordinator, follower)
+    assert back.error_code == ErrorCode.none
+    assert back.member_id != old.member_id
+    assert (back.generation_id, back.skip_assignment, back.members) == (generation, False, ())
+    assert describe(coordinator).state == "Stable"
+    synced = await sync(coordinator, back)
+    assert synced.assignment == b"a-" + follower.encode()
+    # The old incarnation is fenced everywhere; the others see no rebalance.
+    assert (
+        coordinator.heartbeat(
+            group_id=GROUP,
+            generation_id=generation,
+            member_id=old.member_id,
+            group_instance_id=follower,
+        )
+        == ErrorCode.fenced_instance_id
+    )
+    assert (
+        coordinator.validate_offset_commit(
+            group_id=GROUP,
+            generation_id=generation,
+            member_id=old.member_id,
+            group_instance_id=follower,
+        )
+        == ErrorCode.fenced_instance_id
+    )
+    fenced = await join_static(coordinator, follower, member_id=old.member_id)
+    assert fenced.error_code == ErrorCode.fenced_instance_id
+    leader = joined["i-a" if follower == "i-b" else "i-b"]
+    assert heartbeat(coordinator, leader) == ErrorCode.none
+
+
+async def test_a_static_leader_rejoins_with_skip_assignment(coordinator, autojump_clock):
+    joined = await static_group(coordinator)
+    [leader_instance] = [i for i, r in joined.items() if r.member_id == r.leader]
+    back = await join_static(coordinator, leader_instance)
+    assert back.error_code == ErrorCode.none
+    assert back.leader == back.member_id and back.skip_assignment
+    assert sorted(m.group_instance_id for m in back.members) == ["i-a", "i-b"]
+    assert back.generation_id == joined[leader_instance].generation_id
+    assert (await sync(coordinator, back)).assignment == b"a-" + leader_instance.encode()
+    assert describe(coordinator).state == "Stable"
+
+
+async def test_a_static_member_with_new_metadata_rebalances(coordinator, autojump_clock):
+    joined = await static_group(coordinator)
+    changed = join_static(coordinator, "i-a", protocols=(("range", b"other-topics"),))
+    other = joined["i-b"]
+
+    async def other_rejoins() -> JoinGroupResult:
+        await trio.sleep(0.1)  # after i-a's join has started the rebalance
+        assert heartbeat(coordinator, other) == ErrorCode.rebalance_in_progress
+        return await join_static(coordinator, "i-b", member_id=other.member_id)
+
+    results = await join_all(coordinator, [lambda: changed, other_rejoins])
+    assert all(r.error_code == ErrorCode.none for r in results)
+    assert results[0].generation_id == other.generation_id + 1
+
+
+async def test_static_members_leave_by_instance_id(coordinator, autojump_clock):
+    joined = await static_group(coordinator)
+    a, b = joined["i-a"], joined["i-b"]
+    result = coordinator.leave_group(
+        group_id=GROUP,
+        member_ids=["", a.member_id, "", "someone"],
+        group_instance_ids=["i-a", "i-b", "i-zzz", None],
+    )
+    assert [m.error_code for m in result.members] == [
+        ErrorCode.none,  # removed by its instance id alone, as Kafka's admin tools do
+        ErrorCode.fenced_instance_id,  # a's id does not hold i-b
+        ErrorCode.unknown_member_id,
+        ErrorCode.unknown_member_id,
+    ]
+    assert [m.group_instance_id for m in describe(coordinator).members] == ["i-b"]
+    result = coordinator.leave_group(
+        group_id=GROUP, member_ids=[b.member_id], group_instance_ids=["i-b"]
+    )
+    assert [m.error_code for m in result.members] == [ErrorCode.none]
+    assert describe(coordinator).members == ()
+
+
+async def test_a_silent_static_member_is_removed_after_its_session(coordinator, autojump_clock):
+    joined = await static_group(coordinator)
+    b = joined["i-b"]
+    with trio.move_on_after(SESSION_MS / 1000 + 1):
+        while True:
+            heartbeat(coordinator, b)
+            await trio.sleep(1)
+    assert [m.group_instance_id for m in describe(coordinator).members] == ["i-b"]
+    # i-a's id is free again: a new client under it is a new member (a rebalance).
+    again = await join_static(coordinator, "i-a")
+    assert again.error_code == ErrorCode.none

@@ -524,7 +524,9 @@ class Group:
         self.members: list[Member] = []
         self.all_members: list[Member] = []
 
-    def add(self, name: str, *, committed_first: bool = False) -> Member:
+    def add(
+        self, name: str, *, committed_first: bool = False, settings: dict[str, Any] | None = None
+    ) -> Member:
         member = Member(
             self.client,
             self.broker.bootstrap,
@@ -532,7 +534,7 @@ class Group:
             self.group,
             name,
             committed_first=committed_first,
-            settings=self.settings,
+            settings={**(self.settings or {}), **(settings or {})},
         )
         self.members.append(member)
         self.all_members.append(member)
@@ -839,3 +841,45 @@ def test_confluent_cooperative_sticky_group(group_broker: BrokerProcess, group_t
         )
         assert described.state == confluent_kafka.ConsumerGroupState.STABLE
         assert described.partition_assignor == "cooperative-sticky"
+
+
+def test_confluent_static_members_restart_without_a_rebalance(
+    group_broker: BrokerProcess, group_topic: str
+) -> None:
+    """KIP-345: a static member (group.instance.id) that restarts within its session
+    gets its partitions back with no rebalance; the other member keeps consuming."""
+    broker = group_broker
+    topic = group_topic
+    _create_topic(broker.bootstrap, topic)
+    with Group("confluent-kafka", broker, topic, "group-static") as group:
+        first = group.add("first", settings={"group.instance.id": "static-1"})
+        second = group.add("second", settings={"group.instance.id": "static-2"})
+        group.wait(
+            _balanced(group.members, 3), lambda: f"assignments: {_assignments(group.members)}"
+        )
+        records = _produce(broker.bootstrap, topic, 120, "static")
+        group.wait_consumed(records, group.members)
+        kept = {member.name: member.assignment for member in group.members}
+        rebalances = _broker_log(broker).count("preparing to rebalance group group-static")
+
+        # A static member does not leave on close: its place waits for it.
+        group.remove(second)
+        again = group.add("second-again", settings={"group.instance.id": "static-2"})
+        group.wait(
+            lambda: again.assignment == kept["second"],
+            lambda: f"the restarted member has {again.assignment}, had {kept['second']}",
+        )
+        assert first.assignment == kept["first"]
+        more = _produce(broker.bootstrap, topic, 60, "static-after-restart")
+        group.wait_consumed(more, group.members)
+        _check_exactly_once(_consumed(group.all_members), records | more)
+        log = _broker_log(broker)
+        assert log.count("preparing to rebalance group group-static") == rebalances, (
+            "the restart caused a rebalance" + _log_tail(broker)
+        )
+        assert "static member static-2 of group group-static is back" in log
+        described = _describe(
+            confluent_admin.AdminClient({"bootstrap.servers": broker.bootstrap}), "group-static"
+        )
+        assert described.state == confluent_kafka.ConsumerGroupState.STABLE
+        assert sorted(m.group_instance_id for m in described.members) == ["static-1", "static-2"]

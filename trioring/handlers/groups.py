@@ -130,6 +130,7 @@ async def heartbeat(ctx: HandlerContext, request: HeartbeatRequest) -> Heartbeat
         group_id=request.group_id,
         generation_id=request.generation_id,
         member_id=request.member_id,
+        group_instance_id=request.group_instance_id,
     )
     await trio.lowlevel.checkpoint()
     return HeartbeatResponse(code)
@@ -138,7 +139,9 @@ async def heartbeat(ctx: HandlerContext, request: HeartbeatRequest) -> Heartbeat
 async def leave_group(ctx: HandlerContext, request: LeaveGroupRequest) -> LeaveGroupResult:
     ctx.shard.coordinator_check(request.group_id)
     result = ctx.shard.coordinator.leave_group(
-        group_id=request.group_id, member_ids=request.member_ids
+        group_id=request.group_id,
+        member_ids=request.member_ids,
+        group_instance_ids=request.group_instance_ids,
     )
     await trio.lowlevel.checkpoint()
     return result

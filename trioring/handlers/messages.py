@@ -133,6 +133,8 @@ class OffsetCommitRequest:
     #: -1 and "" for a commit outside group membership (as the embedded API does).
     generation_id: int = -1
     member_id: str = ""
+    #: A static member's instance id (OffsetCommit v7+); fenced if another holds it.
+    group_instance_id: str | None = None
 
 
 @attrs.frozen
@@ -464,6 +466,9 @@ class HeartbeatResponse:
 class LeaveGroupRequest:
     group_id: str
     member_ids: tuple[str, ...]
+    #: Parallel to member_ids (LeaveGroup v3+); empty: none. A static member
+    #: may be named by its instance id with member id "".
+    group_instance_ids: tuple[str | None, ...] = ()
 
 
 @attrs.frozen

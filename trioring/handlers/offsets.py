@@ -111,7 +111,10 @@ async def commit_offsets(ctx: HandlerContext, request: OffsetCommitRequest) -> O
     validate_group(request.group)
     store = await ctx.shard.offsets(request.group)
     code = ctx.shard.coordinator.validate_offset_commit(
-        group_id=request.group, generation_id=request.generation_id, member_id=request.member_id
+        group_id=request.group,
+        generation_id=request.generation_id,
+        member_id=request.member_id,
+        group_instance_id=request.group_instance_id,
     )
     if code != ErrorCode.none:
         refusal = GroupCoordinatorError(

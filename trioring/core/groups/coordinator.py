@@ -197,8 +197,9 @@ class GroupCoordinator:
         """JoinGroup: wait until the join phase ends and answer with the new generation.
 
         ``rebalance_timeout_ms`` None (JoinGroup v0) means the session
-        timeout, as Kafka. ``group_instance_id`` is accepted and reported but
-        static membership is not implemented: every member is dynamic.
+        timeout, as Kafka. A ``group_instance_id`` makes a static member
+        (KIP-345): rejoining under it with no member id takes the old
+        member's place without a rebalance.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         outcome = self._state.join(
@@ -243,6 +244,7 @@ class GroupCoordinator:
             assignments=assignments,
             protocol_type=protocol_type,
             protocol_name=protocol_name,
+            group_instance_id=group_instance_id,
         )
         return await self._wait(outcome)
 
@@ -256,14 +258,29 @@ class GroupCoordinator:
     ) -> int:
         """Heartbeat: keep the member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
         code = self._state.heartbeat(
-            trio.current_time(), group_id=group_id, generation_id=generation_id, member_id=member_id
+            trio.current_time(),
+            group_id=group_id,
+            generation_id=generation_id,
+            member_id=member_id,
+            group_instance_id=group_instance_id,
         )
         self._settle()
         return code
 
-    def leave_group(self, *, group_id: str, member_ids: Sequence[str]) -> LeaveGroupResult:
+    def leave_group(
+        self,
+        *,
+        group_id: str,
+        member_ids: Sequence[str],
+        group_instance_ids: Sequence[str | None] = (),
+    ) -> LeaveGroupResult:
         """LeaveGroup: remove members (v0-2 send one); the others rebalance."""
-        result = self._state.leave(trio.current_time(), group_id=group_id, member_ids=member_ids)
+        result = self._state.leave(
+            trio.current_time(),
+            group_id=group_id,
+            member_ids=member_ids,
+            group_instance_ids=group_instance_ids,
+        )
         self._settle()
         return result
 
@@ -277,7 +294,11 @@ class GroupCoordinator:
     ) -> int:
         """Whether an OffsetCommit may go ahead (NONE) or the Kafka error code to answer."""
         code = self._state.validate_offset_commit(
-            trio.current_time(), group_id=group_id, generation_id=generation_id, member_id=member_id
+            trio.current_time(),
+            group_id=group_id,
+            generation_id=generation_id,
+            member_id=member_id,
+            group_instance_id=group_instance_id,
         )
         self._settle()
         return code

@@ -43,6 +43,9 @@ class JoinGroupResult:
     leader: str = ""
     member_id: str = ""
     members: tuple[JoinGroupMember, ...] = ()
+    #: JoinGroup v9+ (KIP-814): the leader gets the members but must not assign
+    #: anew (a static leader rejoined a Stable group).
+    skip_assignment: bool = False
 
 
 @attrs.frozen

@@ -69,6 +69,7 @@ REBALANCE_IN_PROGRESS = ErrorCode.rebalance_in_progress
 INVALID_REQUEST = ErrorCode.invalid_request
 MEMBER_ID_REQUIRED = ErrorCode.member_id_required
 GROUP_MAX_SIZE_REACHED = ErrorCode.group_max_size_reached
+FENCED_INSTANCE_ID = ErrorCode.fenced_instance_id
 NON_EMPTY_GROUP = ErrorCode.non_empty_group
 GROUP_ID_NOT_FOUND = ErrorCode.group_id_not_found
 
@@ -161,6 +162,16 @@ class _Group:
     # the join phase ended are removed at sync_deadline (Kafka's pending-sync timeout).
     sync_pending: set[str] = attrs.Factory(set)
     sync_deadline: float = math.inf
+    #: Static members (KIP-345): group.instance.id -> the member id that holds it now.
+    static_members: dict[str, str] = attrs.Factory(dict)
+
+    def fenced(self, group_instance_id: str | None, member_id: str) -> bool:
+        """Whether ``member_id`` claims an instance id another member holds now (Kafka's
+        isStaticMemberFenced): that client was replaced by a newer one."""
+        if group_instance_id is None:
+            return False
+        holder = self.static_members.get(group_instance_id)
+        return holder is not None and holder != member_id
 
     def rebalance_timeout_ms(self) -> int:
         return max((member.rebalance_timeout_ms for member in self.members.values()), default=0)
@@ -308,14 +319,29 @@ class GroupStateMachine:
                 group = self._create_group(group_id)
                 if group is None:
                     return _join_error(GROUP_MAX_SIZE_REACHED)
-            if not self._supports(group, None, protocol_type, names):
+            holder = (
+                None
+                if group_instance_id is None
+                else group.members.get(group.static_members.get(group_instance_id, ""))
+            )
+            if not self._supports(
+                group, None if holder is None else holder.member_id, protocol_type, names
+            ):
                 return _join_error(INCONSISTENT_GROUP_PROTOCOL)
-            if len(group.members) >= config.group_members_max:
+            if holder is None and len(group.members) >= config.group_members_max:
                 return _join_error(GROUP_MAX_SIZE_REACHED)
             new_member.member_id = self._new_member_id(client_id)
             assert new_member.member_id, "member ids are non-empty"
             assert new_member.member_id not in group.members
             assert new_member.member_id not in group.pending
+            if holder is not None:
+                # A static member back (a restart): it takes its old place, no rebalance.
+                return self._replace_static_member(now, group, holder, new_member)
+            if group_instance_id is not None:
+                # A new static member joins at once: its instance id names it, so
+                # the MEMBER_ID_REQUIRED round trip is not needed (as Kafka).
+                group.static_members[group_instance_id] = new_member.member_id
+                return self._add_member_and_rebalance(now, group, new_member, protocol_type)
             if api_version >= _JOIN_MEMBER_ID_REQUIRED_VERSION:
                 if len(group.pending) >= config.group_members_max:
                     return _join_error(GROUP_MAX_SIZE_REACHED)
@@ -333,6 +359,8 @@ class GroupStateMachine:
 
         if group is None:
             return _join_error(UNKNOWN_MEMBER_ID, member_id)
+        if group.fenced(group_instance_id, member_id):
+            return _join_error(FENCED_INSTANCE_ID, member_id)
         if not self._supports(group, member_id, protocol_type, names):
             return _join_error(INCONSISTENT_GROUP_PROTOCOL, member_id)
         if member_id in group.pending:
@@ -364,6 +392,57 @@ class GroupStateMachine:
             self._prepare_rebalance(now, group, f"member {member_id} rejoined")
             return self._await_join(now, group, member)
         return self._join_result(group, member)
+
+    def _replace_static_member(
+        self, now: float, group: _Group, old: _Member, new: _Member
+    ) -> JoinGroupResult | Pending:
+        """A static member rejoined with no member id: the new id takes the old one's place.
+
+        As Kafka's updateStaticMemberAndRebalance: the old member's waiting
+        requests get FENCED_INSTANCE_ID, the assignment stays, and a Stable
+        group (or one awaiting SyncGroup) rebalances only if the member's
+        metadata for the group's protocol changed; the leader gets the members
+        and skip_assignment, so it does not assign anew.
+        """
+        if old.awaiting_join:
+            self._answer_join(group, old, _join_error(FENCED_INSTANCE_ID, old.member_id))
+        if old.awaiting_sync:
+            self._answer_sync(group, old, SyncGroupResult(FENCED_INSTANCE_ID))
+        new.assignment = old.assignment
+        assert new.group_instance_id is not None
+        group.members = {
+            (new.member_id if member_id == old.member_id else member_id): (
+                new if member is old else member
+            )
+            for member_id, member in group.members.items()
+        }
+        if old.member_id in group.sync_pending:
+            group.sync_pending.discard(old.member_id)
+            group.sync_pending.add(new.member_id)
+        if group.leader == old.member_id:
+            group.leader = new.member_id
+        group.static_members[new.group_instance_id] = new.member_id
+        logger.info(
+            "static member %s of group %s is back as %s (was %s)",
+            printable(new.group_instance_id),
+            printable(group.group_id),
+            printable(new.member_id),
+            printable(old.member_id),
+        )
+        self._timer_changed(group)
+        if group.state is GroupState.PREPARING_REBALANCE:
+            return self._await_join(now, group, new)
+        assert group.protocol_name is not None, group.state
+        if group.protocol_name in new.protocol_names and new.metadata(
+            group.protocol_name
+        ) == old.metadata(group.protocol_name):
+            if group.state is GroupState.STABLE:
+                return attrs.evolve(
+                    self._join_result(group, new), skip_assignment=group.leader == new.member_id
+                )
+            return self._join_result(group, new)
+        self._prepare_rebalance(now, group, f"static member {new.group_instance_id} changed")
+        return self._await_join(now, group, new)
 
     def _supports(
         self, group: _Group, member_id: str | None, protocol_type: str, names: frozenset[str]
@@ -568,6 +647,9 @@ class GroupStateMachine:
         if member.awaiting_sync:
             self._answer_sync(group, member, SyncGroupResult(REBALANCE_IN_PROGRESS))
         del group.members[member.member_id]
+        instance = member.group_instance_id
+        if instance is not None and group.static_members.get(instance) == member.member_id:
+            del group.static_members[instance]
         group.sync_pending.discard(member.member_id)
         if group.leader == member.member_id:
             group.leader = next(iter(group.members), None)
@@ -665,12 +747,15 @@ class GroupStateMachine:
         assignments: Mapping[str, bytes],
         protocol_type: str | None,
         protocol_name: str | None,
+        group_instance_id: str | None = None,
     ) -> SyncGroupResult | Pending:
         if self.closed:
             return SyncGroupResult(COORDINATOR_NOT_AVAILABLE)
         if not _valid_group_id(group_id):
             return SyncGroupResult(INVALID_GROUP_ID)
         group = self._groups.get(group_id)
+        if group is not None and group.fenced(group_instance_id, member_id):
+            return SyncGroupResult(FENCED_INSTANCE_ID)
         member = None if group is None else group.members.get(member_id)
         if group is None or member is None:
             return SyncGroupResult(UNKNOWN_MEMBER_ID)
@@ -716,13 +801,23 @@ class GroupStateMachine:
 
     # --- Heartbeat, LeaveGroup, OffsetCommit ------------------------------------------
 
-    def heartbeat(self, now: float, *, group_id: str, generation_id: int, member_id: str) -> int:
+    def heartbeat(
+        self,
+        now: float,
+        *,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None = None,
+    ) -> int:
         """Heartbeat: keep the member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
         if self.closed:
             return COORDINATOR_NOT_AVAILABLE
         if not _valid_group_id(group_id):
             return INVALID_GROUP_ID
         group = self._groups.get(group_id)
+        if group is not None and group.fenced(group_instance_id, member_id):
+            return FENCED_INSTANCE_ID
         member = None if group is None else group.members.get(member_id)
         if group is None or member is None:
             return UNKNOWN_MEMBER_ID
@@ -733,23 +828,45 @@ class GroupStateMachine:
             return REBALANCE_IN_PROGRESS
         return NONE
 
-    def leave(self, now: float, *, group_id: str, member_ids: Sequence[str]) -> LeaveGroupResult:
-        """LeaveGroup: remove members (v0-2 send one); the others rebalance."""
+    def leave(
+        self,
+        now: float,
+        *,
+        group_id: str,
+        member_ids: Sequence[str],
+        group_instance_ids: Sequence[str | None] = (),
+    ) -> LeaveGroupResult:
+        """LeaveGroup: remove members (v0-2 send one); the others rebalance.
+
+        ``group_instance_ids`` (v3+, parallel to ``member_ids``): a static
+        member may be named by its instance id alone (member id ""), as
+        Kafka's admin tools remove one; a member id that does not hold the
+        instance id it names is FENCED_INSTANCE_ID.
+        """
         if self.closed:
             return LeaveGroupResult(COORDINATOR_NOT_AVAILABLE)
         if not _valid_group_id(group_id):
             return LeaveGroupResult(INVALID_GROUP_ID)
         group = self._groups.get(group_id)
+        instances = list(group_instance_ids) or [None] * len(member_ids)
+        assert len(instances) == len(member_ids)
         results = []
-        for member_id in member_ids:
+        for member_id, instance in zip(member_ids, instances, strict=True):
             error_code: int = UNKNOWN_MEMBER_ID
-            if group is not None and member_id in group.pending:
+            if not member_id and instance is not None:
+                holder = None if group is None else group.static_members.get(instance)
+                if group is not None and holder is not None:
+                    self._remove_member(now, group, group.members[holder], "was removed")
+                    error_code = NONE
+            elif group is not None and member_id in group.pending:
                 del group.pending[member_id]
                 logger.debug(
                     "group %s: new member id %s left", printable(group_id), printable(member_id)
                 )
                 self._maybe_complete_join(now, group)
                 error_code = NONE
+            elif group is not None and group.fenced(instance, member_id):
+                error_code = FENCED_INSTANCE_ID
             elif group is not None and member_id in group.members:
                 self._remove_member(now, group, group.members[member_id], "left")
                 error_code = NONE
@@ -757,7 +874,13 @@ class GroupStateMachine:
         return LeaveGroupResult(NONE, tuple(results))
 
     def validate_offset_commit(
-        self, now: float, *, group_id: str, generation_id: int, member_id: str
+        self,
+        now: float,
+        *,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None = None,
     ) -> int:
         """Whether an OffsetCommit may go ahead (NONE) or the Kafka error code to answer.
 
@@ -775,6 +898,8 @@ class GroupStateMachine:
         group = self._groups.get(group_id)
         if group is None:
             return NONE if generation_id < 0 else ILLEGAL_GENERATION
+        if group.fenced(group_instance_id, member_id):
+            return FENCED_INSTANCE_ID
         if generation_id < 0 and not group.members:
             return NONE
         member = group.members.get(member_id)
@@ -935,6 +1060,11 @@ class GroupStateMachine:
                 group.state in (GroupState.COMPLETING_REBALANCE, GroupState.STABLE)
             )
             assert group.sync_pending <= set(group.members)
+            for instance, holder in group.static_members.items():
+                assert group.members[holder].group_instance_id == instance
+            assert len(group.static_members) == sum(
+                member.group_instance_id is not None for member in group.members.values()
+            )
             assert not set(group.pending) & set(group.members)
             for member in group.members.values():
                 if member.awaiting_join:

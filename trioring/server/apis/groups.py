@@ -63,7 +63,7 @@ async def join_group(ctx: ApiContext, version: int, request: Any) -> Any:
         # v7+ send null where there is none; earlier versions "".
         protocol_name=result.protocol_name if version >= 7 else result.protocol_name or "",
         protocol_type=result.protocol_type,
-        skip_assignment=False,
+        skip_assignment=result.skip_assignment,
         leader=result.leader,
         member_id=result.member_id,
         members=tuple(
@@ -144,6 +144,7 @@ async def leave_group(ctx: ApiContext, version: int, request: Any) -> Any:
         LeaveGroupRequest(
             group_id=request.group_id,
             member_ids=tuple(member.member_id for member in request.members),
+            group_instance_ids=tuple(member.group_instance_id for member in request.members),
         ),
     )
     codes = [member.error_code for member in result.members]

@@ -113,6 +113,7 @@ async def offset_commit(ctx: ApiContext, version: int, request: Any) -> Any:
                 offsets,
                 generation_id=int(request.generation_id_or_member_epoch),
                 member_id=request.member_id,
+                group_instance_id=getattr(request, "group_instance_id", None),
             ),
         )
         codes.update((tp, error_code(error)) for tp, error in response.errors.items())
