@@ -295,3 +295,21 @@ def test_reassignments_and_elections_as_a_one_replica_cluster(
             kafka_admin.elect_leaders(0, {topic: [5]})
     finally:
         kafka_admin.close()
+
+
+def test_describe_metadata_quorum_from_kafka_python(module_broker: BrokerProcess) -> None:
+    kafka = import_kafka_python()
+    kafka_admin = kafka.KafkaAdminClient(bootstrap_servers=module_broker.bootstrap)
+    try:
+        quorum = kafka_admin.describe_metadata_quorum()
+    finally:
+        kafka_admin.close()
+    [topic] = quorum["topics"]
+    assert topic["topic_name"] == "__cluster_metadata"
+    [partition] = topic["partitions"]
+    assert (partition["error"], partition["leader_id"], partition["leader_epoch"]) == (None, 0, 0)
+    assert partition["high_watermark"] >= 0
+    assert [voter["replica_id"] for voter in partition["current_voters"]] == [0]
+    assert [(node["node_id"], node["listeners"][0]["port"]) for node in quorum["nodes"]] == [
+        (0, module_broker.port)
+    ]

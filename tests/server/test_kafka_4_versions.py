@@ -559,3 +559,43 @@ async def test_partition_reassignments(served: Any) -> None:
         ErrorCode.invalid_replica_assignment,
         ErrorCode.unknown_topic_or_partition,
     ]
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+async def test_describe_quorum(served: Any, version: int) -> None:
+    broker, wire = served
+    topic_class = schema(55, version, "TopicData")
+    partition_class = schema(55, version, "PartitionData")
+
+    def request(*pairs: tuple[str, int]) -> Any:
+        return load_request_schema(55, version)(
+            topics=tuple(
+                topic_class(topic_name=name, partitions=(partition_class(partition_index=p),))
+                for name, p in pairs
+            )
+        )
+
+    response = await wire.request(55, version, request(("__cluster_metadata", 0)))
+    assert response.error_code == ErrorCode.none
+    [partition] = response.topics[0].partitions
+    version_now = broker.handler_context().cluster.current.version
+    assert (partition.error_code, partition.leader_id, partition.leader_epoch) == (
+        ErrorCode.none,
+        0,
+        0,
+    )
+    assert partition.high_watermark == version_now > 0  # the topic's creation at least
+    [voter] = partition.current_voters
+    assert (voter.replica_id, voter.log_end_offset) == (0, version_now)
+    assert partition.observers == ()
+    if version >= 1:
+        assert voter.last_fetch_timestamp > 0 and voter.last_caught_up_timestamp > 0
+    if version >= 2:
+        [node] = response.nodes
+        assert node.node_id == 0 and node.listeners[0].host == "127.0.0.1"
+
+    for pairs in ((("__cluster_metadata", 1),), (("other", 0),), (("__cluster_metadata", 0),) * 2):
+        response = await wire.request(55, version, request(*pairs))
+        assert response.error_code == ErrorCode.none
+        codes = [p.error_code for t in response.topics for p in t.partitions]
+        assert codes == [ErrorCode.unknown_topic_or_partition] * len(pairs)

@@ -44,6 +44,8 @@ from trioring.handlers.messages import (
     DescribeGroupsResponse,
     DescribeLogDirsRequest,
     DescribeLogDirsResponse,
+    DescribeQuorumRequest,
+    DescribeQuorumResponse,
     ElectLeadersRequest,
     ElectLeadersResponse,
     FetchRequest,
@@ -97,6 +99,9 @@ class Handlers:
     metadata: Handler[MetadataRequest, MetadataResponse] = metadata_handlers.metadata
     find_coordinator: Handler[FindCoordinatorRequest, FindCoordinatorResponse] = (
         metadata_handlers.find_coordinator
+    )
+    describe_quorum: Handler[DescribeQuorumRequest, DescribeQuorumResponse] = (
+        metadata_handlers.describe_quorum
     )
     create_topic: Handler[CreateTopicRequest, CreateTopicResponse] = admin.create_topic
     create_topics: Handler[CreateTopicsRequest, CreateTopicsResponse] = admin.create_topics

@@ -395,6 +395,32 @@ GROUP_KEY = 0
 TRANSACTION_KEY = 1
 
 
+#: The KRaft metadata log DescribeQuorum asks about (one partition, 0).
+CLUSTER_METADATA_TOPIC = "__cluster_metadata"
+
+
+@attrs.frozen
+class DescribeQuorumRequest:
+    #: (topic, partition) pairs asked for; Kafka's only valid answer is
+    #: exactly one: (__cluster_metadata, 0).
+    partitions: tuple[tuple[str, int], ...]
+
+
+@attrs.frozen
+class DescribeQuorumResponse:
+    #: None, or why the partitions asked for are not the metadata log's.
+    error: TrioringError | None
+    #: The controller: the one voter, and the leader.
+    leader_id: int
+    leader_epoch: int
+    #: Metadata changes applied (the controller's log end, as this worker has it).
+    high_watermark: int
+    #: When this answer was made, in ms since the epoch (the leader's own fetch times).
+    now_ms: int
+    #: The controller's node (its listener), for DescribeQuorum v2.
+    leader_node: Node | None
+
+
 @attrs.frozen
 class FindCoordinatorRequest:
     key: str

@@ -9,6 +9,7 @@ coordinator is the owner of its ``__consumer_offsets`` partition.
 from __future__ import annotations
 
 import logging
+import time
 
 import trio
 from kio.schema.errors import ErrorCode
@@ -24,8 +25,11 @@ from trioring.errors import (
 )
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import (
+    CLUSTER_METADATA_TOPIC,
     GROUP_KEY,
     TRANSACTION_KEY,
+    DescribeQuorumRequest,
+    DescribeQuorumResponse,
     FindCoordinatorRequest,
     FindCoordinatorResponse,
     MetadataRequest,
@@ -36,7 +40,12 @@ from trioring.handlers.messages import (
 
 logger = logging.getLogger("trioring.metadata")
 
-__all__ = ["find_coordinator", "metadata"]
+__all__ = ["describe_quorum", "find_coordinator", "metadata"]
+
+#: The controller's node id, as Metadata and DescribeCluster report it.
+CONTROLLER_ID = 0
+#: The controller never changes (there is one, the supervisor): one epoch.
+CONTROLLER_EPOCH = 0
 
 
 async def metadata(ctx: HandlerContext, request: MetadataRequest) -> MetadataResponse:
@@ -81,7 +90,7 @@ async def metadata(ctx: HandlerContext, request: MetadataRequest) -> MetadataRes
         view.cluster_id,
         # The controller is the supervisor, not a node: clients only need a
         # node id here, and node 0 is the bootstrap node.
-        0,
+        CONTROLLER_ID,
         view.nodes.value,
         tuple(topics),
     )
@@ -106,3 +115,28 @@ async def find_coordinator(
             KafkaError("the coordinator is not available yet", ErrorCode.coordinator_not_available),
         )
     return FindCoordinatorResponse(node)
+
+
+async def describe_quorum(
+    ctx: HandlerContext, request: DescribeQuorumRequest
+) -> DescribeQuorumResponse:
+    """The metadata quorum: one voter, the controller, leading since it started.
+
+    Its log end and high watermark are the count of metadata changes applied
+    (the version this worker holds). As Kafka: anything but exactly
+    ``__cluster_metadata`` partition 0 gets UNKNOWN_TOPIC_OR_PARTITION.
+    """
+    await trio.lowlevel.checkpoint()
+    error = None
+    if request.partitions != ((CLUSTER_METADATA_TOPIC, 0),):
+        error = UnknownTopicOrPartitionError(
+            f"DescribeQuorum describes {CLUSTER_METADATA_TOPIC} partition 0 only"
+        )
+    return DescribeQuorumResponse(
+        error,
+        CONTROLLER_ID,
+        CONTROLLER_EPOCH,
+        ctx.cluster.current.version,
+        int(time.time() * 1000),
+        ctx.cluster.node(CONTROLLER_ID),
+    )

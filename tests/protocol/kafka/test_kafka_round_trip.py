@@ -64,6 +64,7 @@ def test_supported_versions_are_kafka_4_0s() -> None:
         45: (0, 0),
         46: (0, 0),
         47: (0, 0),
+        55: (0, 2),
         60: (0, 2),
         75: (0, 0),
     }

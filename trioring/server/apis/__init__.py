@@ -32,6 +32,7 @@ from trioring.server.apis.groups import (
 )
 from trioring.server.apis.metadata import (
     describe_cluster,
+    describe_quorum,
     describe_topic_partitions,
     find_coordinator,
     metadata,
@@ -71,6 +72,7 @@ APIS: dict[int, ApiFunction] = {
     ApiKey.LIST_PARTITION_REASSIGNMENTS: list_partition_reassignments,
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
     ApiKey.ELECT_LEADERS: elect_leaders,
+    ApiKey.DESCRIBE_QUORUM: describe_quorum,
 }
 
 __all__ = ["APIS", "ApiContext", "ApiFunction", "MetadataCache", "produce"]

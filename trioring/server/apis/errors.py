@@ -477,6 +477,16 @@ def _list_partition_reassignments(version: int, request: Any, code: ErrorCode, m
     return build(response_class, error_code=code, error_message=message, topics=())
 
 
+def _describe_quorum(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    return build(
+        response_schema(ApiKey.DESCRIBE_QUORUM, version),
+        error_code=code,
+        error_message=message,
+        topics=(),
+        nodes=(),
+    )
+
+
 _BUILDERS: dict[int, _Builder] = {
     ApiKey.PRODUCE: _produce,
     ApiKey.FETCH: _fetch,
@@ -505,6 +515,7 @@ _BUILDERS: dict[int, _Builder] = {
     ApiKey.ELECT_LEADERS: _elect_leaders,
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: _alter_partition_reassignments,
     ApiKey.LIST_PARTITION_REASSIGNMENTS: _list_partition_reassignments,
+    ApiKey.DESCRIBE_QUORUM: _describe_quorum,
 }
 
 

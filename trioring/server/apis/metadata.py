@@ -11,7 +11,12 @@ from kio.schema.errors import ErrorCode
 
 from trioring._constants import DESCRIBE_TOPIC_PARTITIONS_MAX
 from trioring.errors import InvalidArgumentError
-from trioring.handlers.messages import FindCoordinatorRequest, MetadataRequest, MetadataResponse
+from trioring.handlers.messages import (
+    DescribeQuorumRequest,
+    FindCoordinatorRequest,
+    MetadataRequest,
+    MetadataResponse,
+)
 from trioring.protocol.kafka import (
     ApiKey,
     UnsupportedVersionError,
@@ -21,7 +26,13 @@ from trioring.protocol.kafka import (
 from trioring.server.apis._build import OPERATIONS_NOT_REQUESTED, ZERO_UUID, build, sibling
 from trioring.server.apis._context import NONE, ApiContext, error_code, error_message
 
-__all__ = ["describe_cluster", "describe_topic_partitions", "find_coordinator", "metadata"]
+__all__ = [
+    "describe_cluster",
+    "describe_quorum",
+    "describe_topic_partitions",
+    "find_coordinator",
+    "metadata",
+]
 
 
 #: Authorized-operation bit fields (KIP-430) as Kafka reports them without an
@@ -322,4 +333,108 @@ async def describe_cluster(ctx: ApiContext, version: int, request: Any) -> Any:
             for node in response.nodes
         ),
         cluster_authorized_operations=operations if refusal is None else OPERATIONS_NOT_REQUESTED,
+    )
+
+
+#: The listener name DescribeQuorum v2 gives the controller's endpoint.
+LISTENER_NAME = "PLAINTEXT"
+#: DescribeQuorum v2 (KIP-853) lists the voters' endpoints.
+DESCRIBE_QUORUM_NODES_VERSION = 2
+
+
+async def describe_quorum(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.DESCRIBE_QUORUM, version)
+    topic_class = sibling(response_class, "TopicData")
+    partition_class = sibling(response_class, "PartitionData")
+    replica_class = sibling(response_class, "ReplicaState")
+    asked = tuple(
+        (topic.topic_name, int(partition.partition_index))
+        for topic in request.topics
+        for partition in topic.partitions
+    )
+    response = await ctx.handlers.describe_quorum(
+        ctx.handler_context(), DescribeQuorumRequest(asked)
+    )
+    if response.error is not None:
+        # Kafka answers each partition asked for with the error, no quorum.
+        code, message = error_code(response.error), error_message(response.error)
+        return build(
+            response_class,
+            error_code=NONE,
+            error_message=None,
+            topics=tuple(
+                build(
+                    topic_class,
+                    topic_name=topic.topic_name,
+                    partitions=tuple(
+                        build(
+                            partition_class,
+                            partition_index=partition.partition_index,
+                            error_code=code,
+                            error_message=message,
+                            leader_id=-1,
+                            leader_epoch=-1,
+                            high_watermark=-1,
+                            current_voters=(),
+                            observers=(),
+                        )
+                        for partition in topic.partitions
+                    ),
+                )
+                for topic in request.topics
+            ),
+            nodes=(),
+        )
+    voter = build(
+        replica_class,
+        replica_id=response.leader_id,
+        replica_directory_id=ZERO_UUID,
+        log_end_offset=response.high_watermark,
+        # The leader has all of its own log, as of now.
+        last_fetch_timestamp=response.now_ms,
+        last_caught_up_timestamp=response.now_ms,
+    )
+    [(topic_name, partition_index)] = asked
+    nodes: tuple[Any, ...] = ()
+    if response.leader_node is not None and version >= DESCRIBE_QUORUM_NODES_VERSION:
+        node_class = sibling(response_class, "Node")
+        listener_class = sibling(response_class, "Listener")
+        node = response.leader_node
+        nodes = (
+            (
+                build(
+                    node_class,
+                    node_id=node.node_id,
+                    listeners=(
+                        build(listener_class, name=LISTENER_NAME, host=node.host, port=node.port),
+                    ),
+                ),
+            )
+            if version >= DESCRIBE_QUORUM_NODES_VERSION
+            else ()
+        )
+    return build(
+        response_class,
+        error_code=NONE,
+        error_message=None,
+        topics=(
+            build(
+                topic_class,
+                topic_name=topic_name,
+                partitions=(
+                    build(
+                        partition_class,
+                        partition_index=partition_index,
+                        error_code=NONE,
+                        error_message=None,
+                        leader_id=response.leader_id,
+                        leader_epoch=response.leader_epoch,
+                        high_watermark=response.high_watermark,
+                        current_voters=(voter,),
+                        observers=(),
+                    ),
+                ),
+            ),
+        ),
+        nodes=nodes,
     )
