@@ -4,6 +4,7 @@ DescribeCluster and FindCoordinator."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -16,6 +17,8 @@ from trioring.handlers.messages import (
     FindCoordinatorRequest,
     MetadataRequest,
     MetadataResponse,
+    PartitionMetadata,
+    TopicMetadata,
 )
 from trioring.protocol.kafka import (
     ApiKey,
@@ -42,6 +45,41 @@ CLUSTER_OPERATIONS = sum(1 << code for code in (5, 7, 8, 9, 10, 11, 12, 13, 14))
 #: What Kafka sends when the client did not ask for authorized operations.
 #: Metadata v12+ may name topics by id alone.
 METADATA_TOPIC_ID_VERSION = 12
+
+
+def _topic_answer(
+    topic_class: type,
+    partition_class: type,
+    topic: TopicMetadata,
+    partitions: Sequence[PartitionMetadata],
+    operations: int,
+) -> Any:
+    """A topic as Metadata and DescribeTopicPartitions describe it: one replica per
+    partition, its leader (leader epoch 0, ISR the leader, no eligible leader replicas
+    (KIP-966): there is no other replica to elect)."""
+    return build(
+        topic_class,
+        error_code=topic.error_code,
+        name=topic.name,
+        topic_id=uuid.UUID(topic.topic_id) if topic.topic_id else ZERO_UUID,
+        is_internal=topic.internal,
+        partitions=tuple(
+            build(
+                partition_class,
+                error_code=partition.error_code,
+                partition_index=partition.partition,
+                leader_id=partition.leader,
+                leader_epoch=0,
+                replica_nodes=(partition.leader,),
+                isr_nodes=(partition.leader,),
+                eligible_leader_replicas=(),
+                last_known_elr=(),
+                offline_replicas=(),
+            )
+            for partition in partitions
+        ),
+        topic_authorized_operations=operations,
+    )
 
 
 async def metadata(ctx: ApiContext, version: int, request: Any) -> Any:
@@ -105,30 +143,14 @@ def _metadata_response(
     partition_class = sibling(response_class, "MetadataResponsePartition")
     broker_class = sibling(response_class, "MetadataResponseBroker")
     topics = [
-        build(
+        _topic_answer(
             topic_class,
-            error_code=topic.error_code,
-            name=topic.name,
-            topic_id=uuid.UUID(topic.topic_id) if topic.topic_id else ZERO_UUID,
-            is_internal=topic.internal,
-            partitions=tuple(
-                build(
-                    partition_class,
-                    error_code=partition.error_code,
-                    partition_index=partition.partition,
-                    leader_id=partition.leader,
-                    leader_epoch=0,
-                    replica_nodes=(partition.leader,),
-                    isr_nodes=(partition.leader,),
-                    offline_replicas=(),
-                )
-                for partition in topic.partitions
-            ),
-            topic_authorized_operations=(
-                TOPIC_OPERATIONS
-                if topic_operations and topic.error_code == NONE
-                else OPERATIONS_NOT_REQUESTED
-            ),
+            partition_class,
+            topic,
+            topic.partitions,
+            TOPIC_OPERATIONS
+            if topic_operations and topic.error_code == NONE
+            else OPERATIONS_NOT_REQUESTED,
         )
         for topic in response.topics
     ]
@@ -259,30 +281,13 @@ async def describe_topic_partitions(ctx: ApiContext, version: int, request: Any)
                 cursor_class, topic_name=topic.name, partition_index=first + len(page)
             )
         topics.append(
-            build(
+            _topic_answer(
                 topic_class,
-                error_code=topic.error_code,
-                name=topic.name,
-                topic_id=uuid.UUID(topic.topic_id) if topic.topic_id else ZERO_UUID,
-                is_internal=topic.internal,
-                partitions=tuple(
-                    build(
-                        partition_class,
-                        error_code=partition.error_code,
-                        partition_index=partition.partition,
-                        leader_id=partition.leader,
-                        leader_epoch=0,
-                        replica_nodes=(partition.leader,),
-                        isr_nodes=(partition.leader,),
-                        # No ELR (KIP-966) without replication: the leader is all there is.
-                        eligible_leader_replicas=(),
-                        last_known_elr=(),
-                        offline_replicas=(),
-                    )
-                    for partition in page
-                ),
+                partition_class,
+                topic,
+                page,
                 # Always sent in this API: every operation, as without an authorizer.
-                topic_authorized_operations=TOPIC_OPERATIONS,
+                TOPIC_OPERATIONS,
             )
         )
         if next_cursor is not None:
