@@ -149,6 +149,11 @@ GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT = 1_800_000
 #: (Kafka's group.initial.rebalance.delay.ms is 3000: too slow for a single
 #: consumer that must be stable within a second).
 INITIAL_REBALANCE_DELAY_MS_DEFAULT = 300
+#: The consumer group protocol (KIP-848): a member silent this long is removed,
+#: and members are asked to heartbeat this often (Kafka's
+#: group.consumer.session.timeout.ms and group.consumer.heartbeat.interval.ms).
+CONSUMER_SESSION_TIMEOUT_MS_DEFAULT = 45_000
+CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT = 5_000
 
 assert GROUP_MEMBERS_MAX_DEFAULT >= 1
 assert GROUPS_MAX_DEFAULT >= 1

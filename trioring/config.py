@@ -13,6 +13,8 @@ from trioring._constants import (
     BATCH_BYTES_MAX_DEFAULT,
     CONNECTIONS_MAX_DEFAULT,
     CONNECTIONS_MAX_IDLE_MS_DEFAULT,
+    CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+    CONSUMER_SESSION_TIMEOUT_MS_DEFAULT,
     FLUSH_INTERVAL_MS_DEFAULT,
     FRAME_BYTES_MAX_DEFAULT,
     GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT,
@@ -81,8 +83,24 @@ class GroupConfig:
     )
     #: Groups kept in memory; the oldest Empty group is forgotten past it.
     groups_max: int = attrs.field(default=GROUPS_MAX_DEFAULT, validator=_positive("groups_max"))
+    #: Consumer group protocol (KIP-848): a member that does not heartbeat for
+    #: this long is removed (group.consumer.session.timeout.ms).
+    consumer_session_timeout_ms: int = attrs.field(
+        default=CONSUMER_SESSION_TIMEOUT_MS_DEFAULT,
+        validator=_positive("consumer_session_timeout_ms"),
+    )
+    #: How often consumer-protocol members heartbeat (group.consumer.heartbeat.interval.ms).
+    consumer_heartbeat_interval_ms: int = attrs.field(
+        default=CONSUMER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+        validator=_positive("consumer_heartbeat_interval_ms"),
+    )
 
     def __attrs_post_init__(self) -> None:
+        if self.consumer_heartbeat_interval_ms >= self.consumer_session_timeout_ms:
+            raise InvalidArgumentError(
+                f"consumer_heartbeat_interval_ms ({self.consumer_heartbeat_interval_ms}) must be "
+                f"smaller than consumer_session_timeout_ms ({self.consumer_session_timeout_ms})"
+            )
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms:
             raise InvalidArgumentError(
                 f"group_min_session_timeout_ms ({self.group_min_session_timeout_ms}) is larger "

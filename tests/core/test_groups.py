@@ -18,6 +18,7 @@ from trioring._constants import (
     MEMBER_ASSIGNMENT_BYTES_MAX,
     MEMBER_METADATA_BYTES_MAX,
 )
+from trioring.cluster.model import ClusterMetadata
 from trioring.core.groups import (
     GroupConfig,
     GroupCoordinator,
@@ -1120,6 +1121,9 @@ def test_subscribed_topics_never_raises(metadata: bytes) -> None:
     assert found is None or isinstance(found, frozenset)
 
 
+_NO_TOPICS = ClusterMetadata("cluster", 1)
+
+
 async def test_delete_group_and_offset_delete_checks(coordinator: GroupCoordinator) -> None:
     assert coordinator.delete_group("unknown") is None
     joined = await join_new(
@@ -1127,14 +1131,17 @@ async def test_delete_group_and_offset_delete_checks(coordinator: GroupCoordinat
     )
     assert joined.error_code == ErrorCode.none
     # Every protocol's subscription counts: the next rebalance may choose any.
-    assert coordinator.offset_delete_check(GROUP) == (ErrorCode.none, {"t1", "t2"})
+    assert coordinator.offset_delete_check(GROUP, _NO_TOPICS) == (ErrorCode.none, {"t1", "t2"})
     assert coordinator.delete_group(GROUP) == ErrorCode.non_empty_group
     other = await join_new(coordinator, group_id="connect", protocol_type="connect")
     assert other.error_code == ErrorCode.none
-    assert coordinator.offset_delete_check("connect") == (ErrorCode.non_empty_group, frozenset())
+    assert coordinator.offset_delete_check("connect", _NO_TOPICS) == (
+        ErrorCode.non_empty_group,
+        frozenset(),
+    )
     unreadable = await join_new(coordinator, group_id="odd", protocols=[("range", b"\x00")])
     assert unreadable.error_code == ErrorCode.none
-    assert coordinator.offset_delete_check("odd") == (ErrorCode.none, None)
+    assert coordinator.offset_delete_check("odd", _NO_TOPICS) == (ErrorCode.none, None)
     leave = coordinator.leave_group(group_id=GROUP, member_ids=[joined.member_id])
     assert leave.error_code == ErrorCode.none
     assert coordinator.has_group(GROUP)

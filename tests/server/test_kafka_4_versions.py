@@ -599,3 +599,82 @@ async def test_describe_quorum(served: Any, version: int) -> None:
         assert response.error_code == ErrorCode.none
         codes = [p.error_code for t in response.topics for p in t.partitions]
         assert codes == [ErrorCode.unknown_topic_or_partition] * len(pairs)
+
+
+@pytest.mark.parametrize("version", [0, 1])
+async def test_consumer_group_heartbeat_and_describe(served: Any, version: int) -> None:
+    """KIP-848 over the wire: join, the assignment by topic id, describe, leave."""
+    broker, wire = served
+    known = topic_id(broker)
+    owned_class = schema(68, version, "TopicPartitions")
+
+    def heartbeat(**fields: Any) -> Any:
+        request = {
+            "group_id": "kip848",
+            "member_id": "member-1",
+            "member_epoch": 0,
+            "rebalance_timeout": ms(30_000),
+            "subscribed_topic_names": (TOPIC,),
+            "topic_partitions": (),
+            **fields,
+        }
+        return wire.request(68, version, load_request_schema(68, version)(**request))
+
+    joined = await heartbeat(**({"member_id": ""} if version == 0 else {}))
+    assert joined.error_code == ErrorCode.none, joined
+    assert joined.member_epoch == 1 and joined.member_id
+    assert joined.heartbeat_interval.total_seconds() == 5
+    [topic] = joined.assignment.topic_partitions
+    assert (topic.topic_id, sorted(topic.partitions)) == (known, [0, 1])
+    member_id = joined.member_id
+    again = await heartbeat(
+        member_id=member_id,
+        member_epoch=1,
+        rebalance_timeout=ms(-1),
+        subscribed_topic_names=None,
+        topic_partitions=(owned_class(topic_id=known, partitions=(0, 1)),),
+    )
+    assert (again.error_code, again.member_epoch, again.assignment) == (ErrorCode.none, 1, None)
+    fenced = await heartbeat(member_id=member_id, member_epoch=7, topic_partitions=None)
+    assert fenced.error_code == ErrorCode.fenced_member_epoch and fenced.error_message
+
+    described = await wire.request(
+        69,
+        version,
+        load_request_schema(69, version)(
+            group_ids=("kip848", "nobody"), include_authorized_operations=True
+        ),
+    )
+    group, missing = described.groups
+    assert (group.error_code, group.group_state, group.group_epoch, group.assignor_name) == (
+        ErrorCode.none,
+        "Stable",
+        1,
+        "uniform",
+    )
+    assert bits(group.authorized_operations) == GROUP_OPERATIONS
+    [member] = group.members
+    assert (member.member_id, member.member_epoch, member.subscribed_topic_names) == (
+        member_id,
+        1,
+        (TOPIC,),
+    )
+    [assigned] = member.assignment.topic_partitions
+    assert (assigned.topic_id, assigned.topic_name, sorted(assigned.partitions)) == (
+        known,
+        TOPIC,
+        [0, 1],
+    )
+    assert member.target_assignment == member.assignment
+    if version >= 1:
+        assert member.member_type == 1
+    assert missing.error_code == ErrorCode.group_id_not_found
+
+    listed = await wire.request(
+        16, 5, load_request_schema(16, 5)(states_filter=(), types_filter=("consumer",))
+    )
+    assert [(g.group_id, g.group_type, g.group_state) for g in listed.groups] == [
+        ("kip848", "consumer", "Stable")
+    ]
+    left = await heartbeat(member_id=member_id, member_epoch=-1, topic_partitions=None)
+    assert (left.error_code, left.member_epoch) == (ErrorCode.none, -1)

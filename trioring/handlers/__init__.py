@@ -26,6 +26,10 @@ from trioring.handlers.fetch import fetch
 from trioring.handlers.messages import (
     AlterReassignmentsRequest,
     AlterReassignmentsResponse,
+    ConsumerGroupDescribeRequest,
+    ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatRequest,
+    ConsumerHeartbeatResult,
     CreatePartitionsRequest,
     CreatePartitionsResponse,
     CreateTopicRequest,
@@ -133,6 +137,12 @@ class Handlers:
     list_groups: Handler[ListGroupsRequest, ListGroupsResult] = groups.list_groups
     delete_groups: Handler[DeleteGroupsRequest, DeleteGroupsResponse] = groups.delete_groups
     offset_delete: Handler[OffsetDeleteRequest, OffsetDeleteResponse] = groups.offset_delete
+    consumer_group_heartbeat: Handler[ConsumerGroupHeartbeatRequest, ConsumerHeartbeatResult] = (
+        groups.consumer_group_heartbeat
+    )
+    consumer_group_describe: Handler[
+        ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse
+    ] = groups.consumer_group_describe
 
     def wrap(self, *middleware: Middleware) -> Handlers:
         wrapped: dict[str, Any] = {

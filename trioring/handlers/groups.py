@@ -1,5 +1,6 @@
-"""The classic consumer-group APIs: JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-DescribeGroups, ListGroups, DeleteGroups, OffsetDelete.
+"""The consumer-group APIs: the classic protocol (JoinGroup, SyncGroup, Heartbeat,
+LeaveGroup), the consumer protocol of KIP-848 (ConsumerGroupHeartbeat,
+ConsumerGroupDescribe), and DescribeGroups, ListGroups, DeleteGroups, OffsetDelete.
 
 Each group has one coordinator, the worker that owns its
 ``__consumer_offsets`` partition; a request for a group coordinated
@@ -15,6 +16,8 @@ import trio
 from kio.schema.errors import ErrorCode
 
 from trioring.core.groups import (
+    ConsumerGroupDescription,
+    ConsumerHeartbeatResult,
     GroupDescription,
     JoinGroupResult,
     LeaveGroupResult,
@@ -25,6 +28,9 @@ from trioring.core.offsets import validate_group
 from trioring.errors import GroupCoordinatorError, TrioringError
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import (
+    ConsumerGroupDescribeRequest,
+    ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatRequest,
     DeleteGroupsRequest,
     DeleteGroupsResponse,
     DescribeGroupsRequest,
@@ -40,6 +46,8 @@ from trioring.handlers.messages import (
 )
 
 __all__ = [
+    "consumer_group_describe",
+    "consumer_group_heartbeat",
     "delete_groups",
     "describe_groups",
     "heartbeat",
@@ -217,7 +225,7 @@ async def offset_delete(ctx: HandlerContext, request: OffsetDeleteRequest) -> Of
     group_id = request.group_id
     validate_group(group_id)
     ctx.shard.coordinator_check(group_id)
-    code, subscribed = ctx.shard.coordinator.offset_delete_check(group_id)
+    code, subscribed = ctx.shard.coordinator.offset_delete_check(group_id, ctx.cluster.current)
     if code != ErrorCode.none:
         raise GroupCoordinatorError(
             f"group {group_id!r} has members that do not use the consumer protocol", code
@@ -244,3 +252,59 @@ async def offset_delete(ctx: HandlerContext, request: OffsetDeleteRequest) -> Of
     else:
         await trio.lowlevel.checkpoint()
     return OffsetDeleteResponse(results)
+
+
+async def consumer_group_heartbeat(
+    ctx: HandlerContext, request: ConsumerGroupHeartbeatRequest
+) -> ConsumerHeartbeatResult:
+    """ConsumerGroupHeartbeat (KIP-848): the member's next assignment, computed here."""
+    ctx.shard.coordinator_check(request.group_id)
+    owned = None
+    if request.owned is not None:
+        owned = frozenset(
+            (topic_id, partition)
+            for topic_id, partitions in request.owned
+            for partition in partitions
+        )
+    result = ctx.shard.coordinator.consumer_group_heartbeat(
+        group_id=request.group_id,
+        member_id=request.member_id,
+        member_epoch=request.member_epoch,
+        instance_id=request.instance_id,
+        rack_id=request.rack_id,
+        rebalance_timeout_ms=request.rebalance_timeout_ms,
+        subscribed_topic_names=request.subscribed_topic_names,
+        subscribed_topic_regex=request.subscribed_topic_regex,
+        server_assignor=request.server_assignor,
+        owned=owned,
+        client_id=ctx.client_id,
+        client_host=ctx.client_host,
+        api_version=request.api_version,
+        metadata=ctx.cluster.current,
+    )
+    await trio.lowlevel.checkpoint()
+    return result
+
+
+async def consumer_group_describe(
+    ctx: HandlerContext, request: ConsumerGroupDescribeRequest
+) -> ConsumerGroupDescribeResponse:
+    """ConsumerGroupDescribe; groups coordinated elsewhere get NOT_COORDINATOR each."""
+    groups = []
+    for group_id in request.group_ids:
+        try:
+            ctx.shard.coordinator_check(group_id)
+        except TrioringError as error:
+            groups.append(ConsumerGroupDescription(error.kafka_error_code, group_id, str(error)))
+            continue
+        groups.append(ctx.shard.coordinator.consumer_group_describe(group_id))
+    topics_by_id = ctx.cluster.current.topics_by_id
+    names = {
+        topic_id: topics_by_id[topic_id].name
+        for group in groups
+        for member in group.members
+        for topic_id, _ in member.assignment | member.target_assignment
+        if topic_id in topics_by_id
+    }
+    await trio.lowlevel.checkpoint()
+    return ConsumerGroupDescribeResponse(tuple(groups), names)

@@ -14,6 +14,8 @@ import attrs
 
 from trioring.cluster.model import Node, TopicInfo
 from trioring.core.groups import (
+    ConsumerGroupDescription,
+    ConsumerHeartbeatResult,
     GroupDescription,
     JoinGroupResult,
     LeaveGroupResult,
@@ -531,6 +533,37 @@ class OffsetDeleteResponse:
 
 
 @attrs.frozen
+class ConsumerGroupHeartbeatRequest:
+    """ConsumerGroupHeartbeat (KIP-848). Fields a client leaves unchanged are None (or
+    -1 for the rebalance timeout); ``owned`` holds (topic id hex, partitions) pairs."""
+
+    group_id: str
+    member_id: str
+    member_epoch: int
+    instance_id: str | None = None
+    rack_id: str | None = None
+    rebalance_timeout_ms: int = -1
+    subscribed_topic_names: tuple[str, ...] | None = None
+    subscribed_topic_regex: str | None = None
+    server_assignor: str | None = None
+    owned: tuple[tuple[str, tuple[int, ...]], ...] | None = None
+    api_version: int = 1
+
+
+@attrs.frozen
+class ConsumerGroupDescribeRequest:
+    group_ids: tuple[str, ...]
+
+
+@attrs.frozen
+class ConsumerGroupDescribeResponse:
+    #: One per requested group, in request order; topic names resolved by the handler.
+    groups: tuple[ConsumerGroupDescription, ...]
+    #: Topic id (hex) -> name, for every topic an assignment names.
+    topic_names: dict[str, str] = attrs.Factory(dict)
+
+
+@attrs.frozen
 class ListGroupsRequest:
     #: None or empty: groups in any state.
     states: tuple[str, ...] | None = None
@@ -546,6 +579,10 @@ __all__ = [
     "ConfigEntry",
     "ConfigResource",
     "ConfigResourceResult",
+    "ConsumerGroupDescribeRequest",
+    "ConsumerGroupDescribeResponse",
+    "ConsumerGroupHeartbeatRequest",
+    "ConsumerHeartbeatResult",
     "CreatePartitionsRequest",
     "CreatePartitionsResponse",
     "CreateTopicRequest",

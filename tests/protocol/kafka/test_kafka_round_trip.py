@@ -66,6 +66,8 @@ def test_supported_versions_are_kafka_4_0s() -> None:
         47: (0, 0),
         55: (0, 2),
         60: (0, 2),
+        68: (0, 1),
+        69: (0, 1),
         75: (0, 0),
     }
 

@@ -1,15 +1,21 @@
-"""Kafka's classic consumer-group protocol for one shard's groups.
+"""Kafka's consumer groups for one shard: the classic protocol and KIP-848's.
 
-``state.py`` is the state machine (synchronous transitions, the clock passed
-in); ``coordinator.py`` runs it on Trio's clock with waiters and timers;
+``state.py`` is the classic state machine and ``consumer.py`` the consumer
+protocol's (KIP-848, with the server assignors of ``assignors.py``), both
+synchronous with the clock passed in; ``coordinator.py`` runs them on Trio's
+clock with waiters and timers;
 ``results.py`` holds what the group APIs answer. Committed offsets live in
 the OffsetStore; the coordinator only says whether a commit is allowed.
 """
 
 from trioring.config import GroupConfig
+from trioring.core.groups.consumer import ConsumerGroupState, ConsumerGroupStateMachine
 from trioring.core.groups.coordinator import CommittedGroups, GroupCoordinator
 from trioring.core.groups.results import (
     NO_GENERATION,
+    ConsumerGroupDescription,
+    ConsumerGroupMemberDescription,
+    ConsumerHeartbeatResult,
     GroupDescription,
     GroupListing,
     GroupMemberDescription,
@@ -25,6 +31,11 @@ from trioring.core.groups.state import GroupState, GroupStateMachine
 __all__ = [
     "NO_GENERATION",
     "CommittedGroups",
+    "ConsumerGroupDescription",
+    "ConsumerGroupMemberDescription",
+    "ConsumerGroupState",
+    "ConsumerGroupStateMachine",
+    "ConsumerHeartbeatResult",
     "GroupConfig",
     "GroupCoordinator",
     "GroupDescription",

@@ -22,10 +22,17 @@ from contextlib import asynccontextmanager
 from typing import Generic, Protocol, TypeVar
 
 import trio
+from kio.schema.errors import ErrorCode
 
+from trioring.cluster.model import ClusterMetadata
 from trioring.config import GroupConfig
+from trioring.core.groups.assignors import Assignment
+from trioring.core.groups.consumer import ConsumerGroupStateMachine
 from trioring.core.groups.results import (
+    ConsumerGroupDescription,
+    ConsumerHeartbeatResult,
     GroupDescription,
+    GroupListing,
     JoinGroupResult,
     LeaveGroupResult,
     ListGroupsResult,
@@ -95,6 +102,10 @@ class GroupCoordinator:
         self._offsets = offsets
         self._nursery = nursery
         self._state = GroupStateMachine(config, new_member_id)
+        #: The consumer group protocol's groups (KIP-848); a group id is in one
+        #: of the two machines at a time.
+        self._consumer = ConsumerGroupStateMachine(config, self._state.group_count)
+        self._state.other_groups = self._consumer.group_count
         self._waiters: dict[Pending, _Waiter[JoinGroupResult] | _Waiter[SyncGroupResult]] = {}
         self._timers: dict[str, _Timer] = {}
 
@@ -119,6 +130,7 @@ class GroupCoordinator:
                 yield coordinator
             finally:
                 coordinator._state.close()
+                coordinator._consumer.close()
                 coordinator._settle()
                 nursery.cancel_scope.cancel()
 
@@ -131,7 +143,10 @@ class GroupCoordinator:
             waiter = self._waiters.pop(answer.pending, None)
             if waiter is not None:  # None: the caller gave up waiting (disconnected)
                 waiter.resolve(answer.result)  # type: ignore[arg-type]
-        for group_id, deadline in state.take_timer_changes().items():
+        changes = state.take_timer_changes()
+        for group_id, deadline in self._consumer.take_timer_changes().items():
+            changes[group_id] = min(deadline, changes.get(group_id, deadline))
+        for group_id, deadline in changes.items():
             timer = self._timers.get(group_id)
             if timer is None:
                 timer = self._timers[group_id] = _Timer()
@@ -150,9 +165,19 @@ class GroupCoordinator:
             while True:
                 now = trio.current_time()
                 self._state.expire(group_id, now)
-                deadline = self._state.next_deadline(group_id)
-                # The state machine may ask for this very timer again: it runs.
+                self._consumer.expire(group_id, now)
+                deadlines = [
+                    deadline
+                    for deadline in (
+                        self._state.next_deadline(group_id),
+                        self._consumer.next_deadline(group_id),
+                    )
+                    if deadline is not None
+                ]
+                deadline = min(deadlines, default=None)
+                # The state machines may ask for this very timer again: it runs.
                 self._state.timer_changes.pop(group_id, None)
+                self._consumer.timer_changes.pop(group_id, None)
                 self._settle()
                 if deadline is None:
                     return
@@ -202,6 +227,13 @@ class GroupCoordinator:
         member's place without a rebalance.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
+        if self._consumer.has_group(group_id):
+            if self._consumer.has_members(group_id):
+                # Kafka 4.0 can run classic members inside a consumer group
+                # (group.consumer.migration.policy); trioring keeps one protocol per group.
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return JoinGroupResult(ErrorCode.inconsistent_group_protocol, member_id=member_id)
+            self._consumer.delete_group(group_id)
         outcome = self._state.join(
             trio.current_time(),
             group_id=group_id,
@@ -284,6 +316,71 @@ class GroupCoordinator:
         self._settle()
         return result
 
+    def consumer_group_heartbeat(
+        self,
+        *,
+        group_id: str,
+        member_id: str,
+        member_epoch: int,
+        instance_id: str | None = None,
+        rack_id: str | None = None,
+        rebalance_timeout_ms: int = -1,
+        subscribed_topic_names: Sequence[str] | None = None,
+        subscribed_topic_regex: str | None = None,
+        server_assignor: str | None = None,
+        owned: Assignment | None = None,
+        client_id: str = "",
+        client_host: str = "",
+        api_version: int = 1,
+        metadata: ClusterMetadata,
+    ) -> ConsumerHeartbeatResult:
+        """ConsumerGroupHeartbeat (KIP-848): join, stay, reconcile or leave; answers at once."""
+        if (
+            self._state.has_group(group_id)
+            and not self._consumer.has_group(group_id)
+            and self._state.delete_group(group_id) == ErrorCode.non_empty_group
+        ):
+            # Kafka 4.0 converts a classic group with members online; trioring
+            # keeps one protocol per group, and answers as Kafka does when the
+            # migration policy forbids it.
+            return ConsumerHeartbeatResult(
+                ErrorCode.group_id_not_found,
+                f"Group {group_id} is not a consumer group: it has classic-protocol members.",
+                member_id or None,
+                member_epoch,
+            )
+        result = self._consumer.heartbeat(
+            trio.current_time(),
+            group_id=group_id,
+            member_id=member_id,
+            member_epoch=member_epoch,
+            instance_id=instance_id,
+            rack_id=rack_id,
+            rebalance_timeout_ms=rebalance_timeout_ms,
+            subscribed_topic_names=subscribed_topic_names,
+            subscribed_topic_regex=subscribed_topic_regex,
+            server_assignor=server_assignor,
+            owned=owned,
+            client_id=client_id,
+            client_host=client_host,
+            api_version=api_version,
+            metadata=metadata,
+        )
+        self._settle()
+        return result
+
+    def consumer_group_describe(self, group_id: str) -> ConsumerGroupDescription:
+        """ConsumerGroupDescribe of one group; GROUP_ID_NOT_FOUND unless it is a consumer group."""
+        description = self._consumer.describe(group_id)
+        if description is not None:
+            return description
+        message = (
+            f"Group {group_id} is not a consumer group."
+            if self._state.has_group(group_id)
+            else f"Group {group_id} not found."
+        )
+        return ConsumerGroupDescription(ErrorCode.group_id_not_found, group_id, message)
+
     def validate_offset_commit(
         self,
         *,
@@ -292,7 +389,19 @@ class GroupCoordinator:
         member_id: str,
         group_instance_id: str | None = None,
     ) -> int:
-        """Whether an OffsetCommit may go ahead (NONE) or the Kafka error code to answer."""
+        """Whether an OffsetCommit may go ahead (NONE) or the Kafka error code to answer.
+
+        For a consumer group ``generation_id`` is the member epoch
+        (STALE_MEMBER_EPOCH when it is not the member's).
+        """
+        if self._consumer.has_group(group_id):
+            code, _ = self._consumer.validate_offset_commit(
+                trio.current_time(),
+                group_id=group_id,
+                member_id=member_id,
+                member_epoch=generation_id,
+            )
+            return code
         code = self._state.validate_offset_commit(
             trio.current_time(),
             group_id=group_id,
@@ -305,21 +414,40 @@ class GroupCoordinator:
 
     def delete_group(self, group_id: str) -> int | None:
         """Forget an Empty group: NONE, NON_EMPTY_GROUP, or None if it has no state here."""
+        consumer = self._consumer.delete_group(group_id)
+        if consumer is not None:
+            return consumer
         result = self._state.delete_group(group_id)
         self._settle()
         return result
 
     def has_group(self, group_id: str) -> bool:
         """Whether the group has state here (members, or an Empty group not yet forgotten)."""
-        return self._state.has_group(group_id)
+        return self._state.has_group(group_id) or self._consumer.has_group(group_id)
 
-    def offset_delete_check(self, group_id: str) -> tuple[int, frozenset[str] | None]:
+    def offset_delete_check(
+        self, group_id: str, metadata: ClusterMetadata
+    ) -> tuple[int, frozenset[str] | None]:
         """NONE or NON_EMPTY_GROUP, and the topics whose offsets must stay (None: all)."""
+        if self._consumer.has_group(group_id):
+            return ErrorCode.none, self._consumer.subscribed_topics(group_id, metadata)
         return self._state.offset_delete_check(group_id)
 
     def describe_groups(self, group_ids: Iterable[str]) -> list[GroupDescription]:
-        """DescribeGroups; unknown groups are "Dead", groups with only offsets "Empty"."""
-        return self._state.describe_groups(group_ids, self._offsets.groups)
+        """DescribeGroups; unknown groups are "Dead", groups with only offsets "Empty".
+
+        A consumer-protocol group is "Dead" here too, as in Kafka: it is
+        described by ConsumerGroupDescribe.
+        """
+        group_ids = list(group_ids)
+        descriptions = self._state.describe_groups(group_ids, self._offsets.groups)
+        return [
+            GroupDescription(ErrorCode.none, description.group_id, "Dead", "", "")
+            if self._consumer.has_group(description.group_id)
+            and description.error_code == ErrorCode.none
+            else description
+            for description in descriptions
+        ]
 
     def list_groups(self, states: Collection[str] | None = None) -> ListGroupsResult:
         """ListGroups, including groups known only by their committed offsets.
@@ -327,13 +455,35 @@ class GroupCoordinator:
         ``states`` (ListGroups v4) keeps the groups in those states; None or
         empty keeps all.
         """
-        return self._state.list_groups(self._offsets.groups(), states)
+        consumer = self._consumer.listings()
+        consumer_ids = {listing.group_id for listing in consumer}
+        result = self._state.list_groups(
+            (group for group in self._offsets.groups() if group not in consumer_ids), None
+        )
+        if result.error_code != ErrorCode.none:
+            return result
+        listings: list[GroupListing] = sorted(
+            [*result.groups, *consumer], key=lambda listing: listing.group_id
+        )
+        # Case-insensitive, as Kafka's filter (KIP-518).
+        wanted = {state.lower() for state in states} if states else None
+        return ListGroupsResult(
+            ErrorCode.none,
+            tuple(
+                listing for listing in listings if wanted is None or listing.state.lower() in wanted
+            ),
+        )
 
     def _assert_invariants(self) -> None:
         """Check the state machine's invariants and that every group that needs a timer has one."""
         self._state.assert_invariants()
+        self._consumer.assert_invariants()
+        assert not {g for g in self._state.groups_with_deadlines() if self._consumer.has_group(g)}
         if not self._state.closed:
-            for group_id in self._state.groups_with_deadlines():
+            for group_id in [
+                *self._state.groups_with_deadlines(),
+                *self._consumer.groups_with_deadlines(),
+            ]:
                 assert group_id in self._timers, f"group {group_id} has deadlines but no timer"
         for pending, waiter in self._waiters.items():
             assert not waiter.event.is_set(), pending

@@ -6,6 +6,9 @@ import attrs
 
 __all__ = [
     "NO_GENERATION",
+    "ConsumerGroupDescription",
+    "ConsumerGroupMemberDescription",
+    "ConsumerHeartbeatResult",
     "GroupDescription",
     "GroupListing",
     "GroupMemberDescription",
@@ -109,9 +112,55 @@ class GroupListing:
     group_id: str
     protocol_type: str
     state: str
+    #: "classic" or "consumer" (the KIP-848 protocol), as ListGroups v5 names them.
+    group_type: str = "classic"
 
 
 @attrs.frozen
 class ListGroupsResult:
     error_code: int
     groups: tuple[GroupListing, ...] = ()
+
+
+# --- The consumer group protocol (KIP-848) ---------------------------------------
+
+
+@attrs.frozen
+class ConsumerHeartbeatResult:
+    """ConsumerGroupHeartbeat's answer. ``assignment`` is None when unchanged (Kafka
+    sends it on a full request or when it changed); partitions are (topic id, partition)."""
+
+    error_code: int
+    error_message: str | None = None
+    member_id: str | None = None
+    member_epoch: int = -1
+    heartbeat_interval_ms: int = 0
+    assignment: frozenset[tuple[str, int]] | None = None
+
+
+@attrs.frozen
+class ConsumerGroupMemberDescription:
+    member_id: str
+    instance_id: str | None
+    rack_id: str | None
+    member_epoch: int
+    client_id: str
+    client_host: str
+    subscribed_topic_names: tuple[str, ...]
+    subscribed_topic_regex: str | None
+    assignment: frozenset[tuple[str, int]]
+    target_assignment: frozenset[tuple[str, int]]
+
+
+@attrs.frozen
+class ConsumerGroupDescription:
+    """ConsumerGroupDescribe of one group; an error (GROUP_ID_NOT_FOUND...) has no members."""
+
+    error_code: int
+    group_id: str
+    error_message: str | None = None
+    state: str = ""
+    group_epoch: int = 0
+    assignment_epoch: int = 0
+    assignor_name: str = ""
+    members: tuple[ConsumerGroupMemberDescription, ...] = ()

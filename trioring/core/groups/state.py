@@ -222,6 +222,8 @@ class GroupStateMachine:
         self.config = config
         self._new_member_id = new_member_id
         self._groups: dict[str, _Group] = {}
+        #: How many groups the other protocol's machine holds (they share groups_max).
+        self.other_groups: Callable[[], int] = lambda: 0
         self.closed = False
         #: Answers to pending JoinGroups and SyncGroups, in the order they came.
         self.answers: list[Answer] = []
@@ -458,7 +460,7 @@ class GroupStateMachine:
         return any(all(name in other.protocol_names for other in others) for name in names)
 
     def _create_group(self, group_id: str) -> _Group | None:
-        if len(self._groups) >= self.config.groups_max:
+        if len(self._groups) + self.other_groups() >= self.config.groups_max:
             # Forget the oldest Empty group without pending members; its
             # committed offsets stay in the OffsetStore.
             evictable = next(
@@ -933,6 +935,9 @@ class GroupStateMachine:
 
     def has_group(self, group_id: str) -> bool:
         return group_id in self._groups
+
+    def group_count(self) -> int:
+        return len(self._groups)
 
     def offset_delete_check(self, group_id: str) -> tuple[int, frozenset[str] | None]:
         """Whether OffsetDelete may go ahead, and the topics it must not touch.

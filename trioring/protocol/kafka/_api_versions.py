@@ -24,11 +24,12 @@ from trioring.protocol.kafka._schemas import (
 #: ApiVersions v3+ (KIP-584). Only what is implemented: metadata.version from
 #: 3.3-IV3 (7, Kafka 4.0's minimum) to 4.0-IV3 (25), the protocol level
 #: trioring answers at; kraft.version 0 (a static single controller, no
-#: KIP-853 voter changes); group.version 0 (the classic group protocol only,
-#: no KIP-848); transaction.version 0 (no transactions).
+#: KIP-853 voter changes); group.version 0-1 (1: the consumer group protocol of
+#: KIP-848, finalized as in a Kafka 4.0 cluster); transaction.version 0 (no
+#: transactions).
 SUPPORTED_FEATURES: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
     {
-        "group.version": (0, 0),
+        "group.version": (0, 1),
         "kraft.version": (0, 0),
         "metadata.version": (7, 25),
         "transaction.version": (0, 0),
@@ -38,7 +39,9 @@ SUPPORTED_FEATURES: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
 #: Cluster-wide finalized levels. Kafka leaves level-0 features out of this
 #: list; metadata.version is set once, when the cluster is created, and never
 #: changes (there is no UpdateFeatures), so its epoch is 0.
-FINALIZED_FEATURES: Final[Mapping[str, int]] = MappingProxyType({"metadata.version": 25})
+FINALIZED_FEATURES: Final[Mapping[str, int]] = MappingProxyType(
+    {"group.version": 1, "metadata.version": 25}
+)
 FINALIZED_FEATURES_EPOCH = 0
 
 

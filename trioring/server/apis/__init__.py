@@ -21,6 +21,8 @@ from trioring.server.apis.admin import (
 )
 from trioring.server.apis.data import delete_records, fetch, list_offsets, produce
 from trioring.server.apis.groups import (
+    consumer_group_describe,
+    consumer_group_heartbeat,
     delete_groups,
     describe_groups,
     heartbeat,
@@ -73,6 +75,8 @@ APIS: dict[int, ApiFunction] = {
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
     ApiKey.ELECT_LEADERS: elect_leaders,
     ApiKey.DESCRIBE_QUORUM: describe_quorum,
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: consumer_group_heartbeat,
+    ApiKey.CONSUMER_GROUP_DESCRIBE: consumer_group_describe,
 }
 
 __all__ = ["APIS", "ApiContext", "ApiFunction", "MetadataCache", "produce"]

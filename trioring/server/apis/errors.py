@@ -26,7 +26,13 @@ from trioring.protocol.kafka import (
     ProduceResponseTopic,
     response_schema,
 )
-from trioring.server.apis._build import OPERATIONS_NOT_REQUESTED, ZERO_UUID, build, sibling
+from trioring.server.apis._build import (
+    NO_THROTTLE,
+    OPERATIONS_NOT_REQUESTED,
+    ZERO_UUID,
+    build,
+    sibling,
+)
 from trioring.server.apis.admin import DELETE_TOPICS_BY_ID_VERSION
 from trioring.server.apis.data import FETCH_TOPIC_ID_VERSION
 from trioring.server.apis.groups import LEAVE_GROUP_BATCH_VERSION
@@ -487,6 +493,40 @@ def _describe_quorum(version: int, request: Any, code: ErrorCode, message: str) 
     )
 
 
+def _consumer_group_heartbeat(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    return build(
+        response_schema(ApiKey.CONSUMER_GROUP_HEARTBEAT, version),
+        error_code=code,
+        error_message=message,
+        member_id=None,
+        member_epoch=0,
+        heartbeat_interval=NO_THROTTLE,
+        assignment=None,
+    )
+
+
+def _consumer_group_describe(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.CONSUMER_GROUP_DESCRIBE, version)
+    group_class = sibling(response_class, "DescribedGroup")
+    return build(
+        response_class,
+        groups=tuple(
+            build(
+                group_class,
+                error_code=code,
+                error_message=message,
+                group_id=group_id,
+                group_state="",
+                group_epoch=0,
+                assignment_epoch=0,
+                assignor_name="",
+                members=(),
+            )
+            for group_id in request.group_ids
+        ),
+    )
+
+
 _BUILDERS: dict[int, _Builder] = {
     ApiKey.PRODUCE: _produce,
     ApiKey.FETCH: _fetch,
@@ -516,6 +556,8 @@ _BUILDERS: dict[int, _Builder] = {
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: _alter_partition_reassignments,
     ApiKey.LIST_PARTITION_REASSIGNMENTS: _list_partition_reassignments,
     ApiKey.DESCRIBE_QUORUM: _describe_quorum,
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: _consumer_group_heartbeat,
+    ApiKey.CONSUMER_GROUP_DESCRIBE: _consumer_group_describe,
 }
 
 

@@ -1,13 +1,19 @@
-"""Wire adapters of the classic group protocol: JoinGroup, SyncGroup, Heartbeat,
-LeaveGroup, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete."""
+"""Wire adapters of the group APIs: the classic protocol (JoinGroup, SyncGroup,
+Heartbeat, LeaveGroup), KIP-848's ConsumerGroupHeartbeat and ConsumerGroupDescribe,
+DescribeGroups, ListGroups, DeleteGroups, OffsetDelete."""
 
 from __future__ import annotations
 
+import datetime
+import uuid
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+from kio.static.primitive import i32Timedelta
 
 from trioring.handlers.messages import (
+    ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest,
     DeleteGroupsRequest,
     DescribeGroupsRequest,
     HeartbeatRequest,
@@ -18,10 +24,12 @@ from trioring.handlers.messages import (
     SyncGroupRequest,
 )
 from trioring.protocol.kafka import ApiKey, response_schema
-from trioring.server.apis._build import OPERATIONS_NOT_REQUESTED, build, sibling
+from trioring.server.apis._build import OPERATIONS_NOT_REQUESTED, ZERO_UUID, build, sibling
 from trioring.server.apis._context import NONE, ApiContext, error_code
 
 __all__ = [
+    "consumer_group_describe",
+    "consumer_group_heartbeat",
     "delete_groups",
     "describe_groups",
     "heartbeat",
@@ -122,8 +130,6 @@ DESCRIBE_GROUPS_NOT_FOUND_VERSION = 6
 #: Authorized operations of a group (KIP-430) as Kafka reports them without an
 #: authorizer: READ (3), DELETE (6), DESCRIBE (8).
 GROUP_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
-#: The only group type trioring has (ListGroups v5 type filter, KIP-848).
-CLASSIC_GROUP_TYPE = "classic"
 
 
 async def leave_group(ctx: ApiContext, version: int, request: Any) -> Any:
@@ -222,8 +228,7 @@ async def list_groups(ctx: ApiContext, version: int, request: Any) -> Any:
     states = tuple(getattr(request, "states_filter", ())) or None
     types = {value.lower() for value in getattr(request, "types_filter", ())}
     result = await ctx.handlers.list_groups(ctx.handler_context(), ListGroupsRequest(states))
-    # Every group here is a classic group; a filter without that type matches none.
-    listed = result.groups if not types or CLASSIC_GROUP_TYPE in types else ()
+    listed = tuple(group for group in result.groups if not types or group.group_type in types)
     return build(
         response_class,
         error_code=result.error_code,
@@ -233,7 +238,7 @@ async def list_groups(ctx: ApiContext, version: int, request: Any) -> Any:
                 group_id=group.group_id,
                 protocol_type=group.protocol_type,
                 group_state=group.state,
-                group_type=CLASSIC_GROUP_TYPE,
+                group_type=group.group_type,
             )
             for group in listed
         ),
@@ -290,5 +295,128 @@ async def offset_delete(ctx: ApiContext, version: int, request: Any) -> Any:
                 ),
             )
             for topic in request.topics
+        ),
+    )
+
+
+def _topic_id_hex(topic_id: uuid.UUID | None) -> str:
+    return (topic_id or ZERO_UUID).hex
+
+
+async def consumer_group_heartbeat(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.CONSUMER_GROUP_HEARTBEAT, version)
+    assignment_class = sibling(response_class, "Assignment")
+    partitions_class = sibling(response_class, "TopicPartitions")
+    owned = None
+    if request.topic_partitions is not None:
+        owned = tuple(
+            (_topic_id_hex(topic.topic_id), tuple(topic.partitions))
+            for topic in request.topic_partitions
+        )
+    names = request.subscribed_topic_names
+    result = await ctx.handlers.consumer_group_heartbeat(
+        ctx.handler_context(),
+        ConsumerGroupHeartbeatRequest(
+            group_id=request.group_id,
+            member_id=request.member_id,
+            member_epoch=int(request.member_epoch),
+            instance_id=request.instance_id,
+            rack_id=request.rack_id,
+            rebalance_timeout_ms=_milliseconds(request.rebalance_timeout),
+            subscribed_topic_names=None if names is None else tuple(names),
+            subscribed_topic_regex=getattr(request, "subscribed_topic_regex", None),
+            server_assignor=request.server_assignor,
+            owned=owned,
+            api_version=version,
+        ),
+    )
+    assignment = None
+    if result.assignment is not None:
+        by_topic: dict[str, list[int]] = {}
+        for topic_id, partition in sorted(result.assignment):
+            by_topic.setdefault(topic_id, []).append(partition)
+        assignment = assignment_class(
+            topic_partitions=tuple(
+                partitions_class(topic_id=uuid.UUID(topic_id), partitions=tuple(partitions))
+                for topic_id, partitions in by_topic.items()
+            )
+        )
+    return build(
+        response_class,
+        error_code=result.error_code,
+        error_message=result.error_message,
+        member_id=result.member_id,
+        member_epoch=result.member_epoch,
+        heartbeat_interval=i32Timedelta.parse(
+            datetime.timedelta(milliseconds=result.heartbeat_interval_ms)
+        ),
+        assignment=assignment,
+    )
+
+
+#: ConsumerGroupDescribe's member_type (v1): the member uses the consumer protocol.
+_CONSUMER_MEMBER_TYPE = 1
+
+
+async def consumer_group_describe(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.CONSUMER_GROUP_DESCRIBE, version)
+    group_class = sibling(response_class, "DescribedGroup")
+    member_class = sibling(response_class, "Member")
+    assignment_class = sibling(response_class, "Assignment")
+    partitions_class = sibling(response_class, "TopicPartitions")
+    response = await ctx.handlers.consumer_group_describe(
+        ctx.handler_context(), ConsumerGroupDescribeRequest(tuple(request.group_ids))
+    )
+    operations = (
+        GROUP_OPERATIONS if request.include_authorized_operations else OPERATIONS_NOT_REQUESTED
+    )
+
+    def assignment(keys: frozenset[tuple[str, int]]) -> Any:
+        by_topic: dict[str, list[int]] = {}
+        for topic_id, partition in sorted(keys):
+            by_topic.setdefault(topic_id, []).append(partition)
+        return assignment_class(
+            topic_partitions=tuple(
+                partitions_class(
+                    topic_id=uuid.UUID(topic_id),
+                    topic_name=response.topic_names.get(topic_id, ""),
+                    partitions=tuple(partitions),
+                )
+                for topic_id, partitions in by_topic.items()
+            )
+        )
+
+    return build(
+        response_class,
+        groups=tuple(
+            build(
+                group_class,
+                error_code=group.error_code,
+                error_message=group.error_message,
+                group_id=group.group_id,
+                group_state=group.state,
+                group_epoch=group.group_epoch,
+                assignment_epoch=group.assignment_epoch,
+                assignor_name=group.assignor_name,
+                members=tuple(
+                    build(
+                        member_class,
+                        member_id=member.member_id,
+                        instance_id=member.instance_id,
+                        rack_id=member.rack_id,
+                        member_epoch=member.member_epoch,
+                        client_id=member.client_id,
+                        client_host=member.client_host,
+                        subscribed_topic_names=member.subscribed_topic_names,
+                        subscribed_topic_regex=member.subscribed_topic_regex,
+                        assignment=assignment(member.assignment),
+                        target_assignment=assignment(member.target_assignment),
+                        member_type=_CONSUMER_MEMBER_TYPE,
+                    )
+                    for member in group.members
+                ),
+                authorized_operations=operations,
+            )
+            for group in response.groups
         ),
     )
