@@ -94,7 +94,15 @@ def wait_for(condition: Any, what: str) -> None:
 
 
 def test_confluent_consumer_protocol_members_join_and_leave_exactly_once(broker) -> None:  # type: ignore[no-untyped-def]
-    bootstrap = broker.bootstrap
+    join_and_leave(broker.bootstrap)
+
+
+def test_consumer_protocol_over_two_workers(cluster) -> None:  # type: ignore[no-untyped-def]
+    """The group's coordinator and its partitions' leaders spread over two workers."""
+    join_and_leave(cluster.bootstrap)
+
+
+def join_and_leave(bootstrap: str) -> None:
     topic, group = f"kip848-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
     admin = confluent_admin.AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([confluent_admin.NewTopic(topic, PARTITIONS, 1)]).values():
