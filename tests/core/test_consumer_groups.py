@@ -306,6 +306,13 @@ def test_offset_commits_are_checked_against_the_member_epoch() -> None:
     assert commit("m1", 0) == ErrorCode.stale_member_epoch
     assert commit("other", 1) == ErrorCode.unknown_member_id
     assert commit("", -1) == ErrorCode.unknown_member_id  # the group has members
+    code, message = machine.validate_offset_commit(
+        1, group_id=GROUP, member_id="m1", member_epoch=1, api_version=8
+    )
+    assert code == ErrorCode.unsupported_version and "version 9" in message
+    assert machine.validate_offset_fetch(GROUP, "m1", 1) == (NONE, "")
+    assert machine.validate_offset_fetch(GROUP, "m1", 2)[0] == ErrorCode.stale_member_epoch
+    assert machine.validate_offset_fetch(GROUP, None, 1)[0] == ErrorCode.unknown_member_id
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -676,5 +676,43 @@ async def test_consumer_group_heartbeat_and_describe(served: Any, version: int) 
     assert [(g.group_id, g.group_type, g.group_state) for g in listed.groups] == [
         ("kip848", "consumer", "Stable")
     ]
+    # OffsetFetch v9 and OffsetCommit v9 from the member: its epoch must be current.
+    fetch_group = schema(9, 9, "OffsetFetchRequestGroup")
+    for epoch, code in ((1, ErrorCode.none), (2, ErrorCode.stale_member_epoch)):
+        fetched = await wire.request(
+            9,
+            9,
+            load_request_schema(9, 9)(
+                groups=(
+                    fetch_group(
+                        group_id="kip848", member_id=member_id, member_epoch=epoch, topics=None
+                    ),
+                ),
+                require_stable=False,
+            ),
+        )
+        assert fetched.groups[0].error_code == code
+    commit_topic = schema(8, 8, "OffsetCommitRequestTopic")
+    commit_partition = schema(8, 8, "OffsetCommitRequestPartition")
+    old_commit = await wire.request(
+        8,
+        8,
+        load_request_schema(8, 8)(
+            group_id="kip848",
+            generation_id_or_member_epoch=1,
+            member_id=member_id,
+            topics=(
+                commit_topic(
+                    name=TOPIC,
+                    partitions=(
+                        commit_partition(
+                            partition_index=0, committed_offset=1, committed_metadata=None
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    )
+    assert old_commit.topics[0].partitions[0].error_code == ErrorCode.unsupported_version
     left = await heartbeat(member_id=member_id, member_epoch=-1, topic_partitions=None)
     assert (left.error_code, left.member_epoch) == (ErrorCode.none, -1)

@@ -137,6 +137,9 @@ class OffsetCommitRequest:
     member_id: str = ""
     #: A static member's instance id (OffsetCommit v7+); fenced if another holds it.
     group_instance_id: str | None = None
+    #: The OffsetCommit version on the wire (None: the embedded API); members of
+    #: a consumer-protocol group must use v9+, as in Kafka.
+    api_version: int | None = None
 
 
 @attrs.frozen
@@ -149,6 +152,10 @@ class OffsetFetchRequest:
     group: str
     #: None: every partition the group has committed.
     partitions: tuple[TopicPartition, ...] | None = None
+    #: OffsetFetch v9: a consumer-protocol member asking (checked as Kafka: its
+    #: epoch must be current); None and -1 for anyone else.
+    member_id: str | None = None
+    member_epoch: int = -1
 
 
 @attrs.frozen

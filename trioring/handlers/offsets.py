@@ -115,6 +115,7 @@ async def commit_offsets(ctx: HandlerContext, request: OffsetCommitRequest) -> O
         generation_id=request.generation_id,
         member_id=request.member_id,
         group_instance_id=request.group_instance_id,
+        api_version=request.api_version,
     )
     if code != ErrorCode.none:
         refusal = GroupCoordinatorError(
@@ -147,6 +148,12 @@ async def commit_offsets(ctx: HandlerContext, request: OffsetCommitRequest) -> O
 async def fetch_offsets(ctx: HandlerContext, request: OffsetFetchRequest) -> OffsetFetchResponse:
     validate_group(request.group)
     store = ctx.shard.offsets_if_open(request.group)
+    if request.member_id is not None or request.member_epoch >= 0:
+        code, message = ctx.shard.coordinator.validate_offset_fetch(
+            request.group, request.member_id, request.member_epoch
+        )
+        if code != ErrorCode.none:
+            raise GroupCoordinatorError(message, code)
     await trio.lowlevel.checkpoint()
     committed = {} if store is None else store.committed(request.group)
     if request.partitions is not None:

@@ -69,6 +69,8 @@ LEAVE_GROUP_EPOCH = -1
 LEAVE_GROUP_STATIC_EPOCH = -2
 #: ConsumerGroupHeartbeat v1 (Kafka 4.0) makes the client choose its member id.
 _CLIENT_MEMBER_ID_VERSION = 1
+#: OffsetCommit v9 is the first that carries a member epoch (KIP-848).
+_OFFSET_COMMIT_MEMBER_EPOCH_VERSION = 9
 #: The protocol type ListGroups reports for these groups.
 CONSUMER_PROTOCOL_TYPE = "consumer"
 _EMPTY: Assignment = frozenset()
@@ -802,15 +804,37 @@ class ConsumerGroupStateMachine:
         return frozenset(names)
 
     def validate_offset_commit(
-        self, now: float, *, group_id: str, member_id: str, member_epoch: int
+        self,
+        now: float,
+        *,
+        group_id: str,
+        member_id: str,
+        member_epoch: int,
+        api_version: int | None = None,
     ) -> tuple[int, str]:
         """Kafka's check of an OffsetCommit to a consumer group: (error code, message)."""
         group = self._groups[group_id]
         if member_epoch < 0 and not group.members:
             return ErrorCode.none, ""
-        member = group.members.get(member_id)
+        if api_version is not None and api_version < _OFFSET_COMMIT_MEMBER_EPOCH_VERSION:
+            return (
+                ErrorCode.unsupported_version,
+                "OffsetCommit version 9 or above must be used by members using the modern "
+                "group protocol",
+            )
+        return self.validate_offset_fetch(group_id, member_id, member_epoch)
+
+    def validate_offset_fetch(
+        self, group_id: str, member_id: str | None, member_epoch: int
+    ) -> tuple[int, str]:
+        """Kafka's check of a member's OffsetCommit or OffsetFetch v9: its epoch is current."""
+        group = self._groups[group_id]
+        member = None if member_id is None else group.members.get(member_id)
         if member is None:
-            return ErrorCode.unknown_member_id, f"Member {printable(member_id)} is not a member."
+            return (
+                ErrorCode.unknown_member_id,
+                f"Member {printable(member_id)} is not a member of group {printable(group_id)}.",
+            )
         if member_epoch != member.member_epoch:
             return (
                 ErrorCode.stale_member_epoch,

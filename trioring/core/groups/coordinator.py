@@ -388,11 +388,13 @@ class GroupCoordinator:
         generation_id: int,
         member_id: str,
         group_instance_id: str | None = None,
+        api_version: int | None = None,
     ) -> int:
         """Whether an OffsetCommit may go ahead (NONE) or the Kafka error code to answer.
 
         For a consumer group ``generation_id`` is the member epoch
-        (STALE_MEMBER_EPOCH when it is not the member's).
+        (STALE_MEMBER_EPOCH when it is not the member's), and a member must
+        commit with OffsetCommit v9+ (``api_version``; None: not on the wire).
         """
         if self._consumer.has_group(group_id):
             code, _ = self._consumer.validate_offset_commit(
@@ -400,6 +402,7 @@ class GroupCoordinator:
                 group_id=group_id,
                 member_id=member_id,
                 member_epoch=generation_id,
+                api_version=api_version,
             )
             return code
         code = self._state.validate_offset_commit(
@@ -411,6 +414,18 @@ class GroupCoordinator:
         )
         self._settle()
         return code
+
+    def validate_offset_fetch(
+        self, group_id: str, member_id: str | None, member_epoch: int
+    ) -> tuple[int, str]:
+        """OffsetFetch v9 from a member: (NONE, "") or Kafka's error and message.
+
+        Only consumer-protocol groups know member epochs; for the others the
+        fields are ignored.
+        """
+        if not self._consumer.has_group(group_id):
+            return ErrorCode.none, ""
+        return self._consumer.validate_offset_fetch(group_id, member_id, member_epoch)
 
     def delete_group(self, group_id: str) -> int | None:
         """Forget an Empty group: NONE, NON_EMPTY_GROUP, or None if it has no state here."""

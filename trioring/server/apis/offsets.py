@@ -37,7 +37,13 @@ async def offset_fetch(ctx: ApiContext, version: int, request: Any) -> Any:
     groups = []
     for group in request.groups:
         topics, code = await _group_offsets(
-            ctx, version, group.group_id, group.topics, topic_class, partition_class
+            ctx,
+            version,
+            group.group_id,
+            group.topics,
+            topic_class,
+            partition_class,
+            member=(getattr(group, "member_id", None), getattr(group, "member_epoch", -1)),
         )
         groups.append(build(group_class, group_id=group.group_id, topics=topics, error_code=code))
     return build(response_class, groups=tuple(groups))
@@ -50,16 +56,18 @@ async def _group_offsets(  # noqa: PLR0917  # one call per version family
     requested_topics: Any,
     topic_class: type,
     partition_class: type,
+    member: tuple[str | None, int] = (None, -1),
 ) -> tuple[tuple[Any, ...], int]:
     """One group's committed offsets as response topics, and the group's error code.
 
     Without transactions no offset is ever pending, so ``require_stable``
-    (v7+) needs nothing; the member id and epoch of v9 concern KIP-848
-    groups, which this broker does not have.
+    (v7+) needs nothing; the member id and epoch of v9 are those of a
+    consumer-protocol (KIP-848) member, checked by the handler.
     """
     try:
         response = await ctx.handlers.fetch_offsets(
-            ctx.handler_context(), OffsetFetchRequest(group_id)
+            ctx.handler_context(),
+            OffsetFetchRequest(group_id, member_id=member[0], member_epoch=int(member[1])),
         )
         committed = response.offsets
         top_code = NONE
@@ -114,6 +122,7 @@ async def offset_commit(ctx: ApiContext, version: int, request: Any) -> Any:
                 generation_id=int(request.generation_id_or_member_epoch),
                 member_id=request.member_id,
                 group_instance_id=getattr(request, "group_instance_id", None),
+                api_version=version,
             ),
         )
         codes.update((tp, error_code(error)) for tp, error in response.errors.items())
