@@ -16,6 +16,7 @@ from kio.schema.errors import ErrorCode
 from trioring.cluster.model import ClusterMetadata, TopicInfo
 from trioring.core.groups import ConsumerGroupStateMachine, GroupConfig, GroupCoordinator
 from trioring.core.groups.consumer import LEAVE_GROUP_EPOCH, LEAVE_GROUP_STATIC_EPOCH
+from trioring.core.groups.consumer_protocol import encode_assignment, parse_assignment
 from trioring.core.offsets import OffsetStore
 from trioring.storage.log import LogConfig
 from trioring.uring import FallbackBackend
@@ -492,3 +493,140 @@ async def test_the_coordinator_times_out_silent_members(coordinator, autojump_cl
 @pytest.fixture
 def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
+
+
+# --- classic members in a consumer group: Kafka 4.0's online upgrade and downgrade ----
+
+
+def _subscription(*topics: str, owned: tuple[tuple[str, tuple[int, ...]], ...] = ()) -> bytes:
+    """ConsumerProtocolSubscription v1 (topics, no user data, owned partitions)."""
+    out = [b"\x00\x01", len(topics).to_bytes(4, "big")]
+    out += [len(t).to_bytes(2, "big") + t.encode() for t in topics]
+    out.append(b"\xff\xff\xff\xff")
+    out.append(len(owned).to_bytes(4, "big"))
+    for topic, partitions in owned:
+        out.append(len(topic).to_bytes(2, "big") + topic.encode())
+        out.append(len(partitions).to_bytes(4, "big"))
+        out += [p.to_bytes(4, "big") for p in partitions]
+    return b"".join(out)
+
+
+async def test_a_consumer_member_upgrades_a_classic_group_and_its_leaving_downgrades_it(
+    coordinator, autojump_clock
+) -> None:  # type: ignore[no-untyped-def]
+    meta = metadata(t=4)
+
+    async def classic_join(member_id: str, owned=()):  # type: ignore[no-untyped-def]
+        return await coordinator.join_group(
+            group_id=GROUP,
+            member_id=member_id,
+            protocol_type="consumer",
+            protocols=(("range", _subscription("t", owned=owned)),),
+            session_timeout_ms=10_000,
+            rebalance_timeout_ms=20_000,
+            client_id=member_id or "new",
+            client_host="h",
+            api_version=3,
+            metadata=meta,
+        )
+
+    async with trio.open_nursery() as nursery:
+        joined: dict[str, object] = {}
+
+        async def join(name: str) -> None:
+            joined[name] = await classic_join("")
+
+        nursery.start_soon(join, "a")
+        nursery.start_soon(join, "b")
+    a, b = joined["a"], joined["b"]
+    leader, follower = (a, b) if a.leader == a.member_id else (b, a)
+    halves = {leader.member_id: [("t", [0, 1])], follower.member_id: [("t", [2, 3])]}
+    async with trio.open_nursery() as nursery:
+        for member in (leader, follower):
+            nursery.start_soon(
+                lambda m=member: coordinator.sync_group(
+                    group_id=GROUP,
+                    generation_id=m.generation_id,
+                    member_id=m.member_id,
+                    assignments=(
+                        {k: encode_assignment(1, v) for k, v in halves.items()}
+                        if m is leader
+                        else {}
+                    ),
+                )
+            )
+    generation = leader.generation_id
+
+    # A consumer-protocol member joins: the group becomes a consumer group.
+    joined_modern = coordinator.consumer_group_heartbeat(
+        group_id=GROUP,
+        member_id="modern",
+        member_epoch=0,
+        rebalance_timeout_ms=20_000,
+        subscribed_topic_names=("t",),
+        owned=frozenset(),
+        metadata=meta,
+    )
+    assert joined_modern.error_code == NONE and joined_modern.assignment == frozenset()
+    coordinator._assert_invariants()
+    described = coordinator.consumer_group_describe(GROUP)
+    assert sorted(m.classic for m in described.members) == [False, True, True]
+    assert {m.member_id: m.assignment for m in described.members if m.classic} == {
+        leader.member_id: parts("t", 0, 1),
+        follower.member_id: parts("t", 2, 3),
+    }
+    assert coordinator.list_groups().groups[0].group_type == "consumer"
+
+    # The classic members are told to rejoin; they give up what moves and get their share.
+    owned = {leader.member_id: ("t", (0, 1)), follower.member_id: ("t", (2, 3))}
+    epochs = {leader.member_id: generation, follower.member_id: generation}
+    modern_epoch = joined_modern.member_epoch
+    modern_owned: frozenset[tuple[str, int]] = frozenset()
+    for _ in range(6):
+        for member_id in list(owned):
+            code = coordinator.heartbeat(
+                group_id=GROUP, generation_id=epochs[member_id], member_id=member_id
+            )
+            if code == ErrorCode.rebalance_in_progress:
+                rejoined = await classic_join(member_id, owned=(owned[member_id],))
+                assert rejoined.error_code == NONE and rejoined.leader == ""
+                synced = await coordinator.sync_group(
+                    group_id=GROUP,
+                    generation_id=rejoined.generation_id,
+                    member_id=member_id,
+                    assignments={},
+                )
+                assert synced.error_code == NONE
+                [(topic, partitions)] = parse_assignment(synced.assignment) or [("t", ())]
+                owned[member_id] = (topic, tuple(partitions))
+                epochs[member_id] = rejoined.generation_id
+            else:
+                assert code == NONE
+        beat = coordinator.consumer_group_heartbeat(
+            group_id=GROUP,
+            member_id="modern",
+            member_epoch=modern_epoch,
+            owned=modern_owned,
+            metadata=meta,
+        )
+        assert beat.error_code == NONE
+        modern_epoch = beat.member_epoch
+        if beat.assignment is not None:
+            modern_owned = beat.assignment
+        coordinator._assert_invariants()
+        every = [p for _, ps in owned.values() for p in ps] + [p for _, p in modern_owned]
+        assert len(every) == len(set(every)), "a partition owned twice"
+    assert sorted(every) == [0, 1, 2, 3] and modern_owned
+    assert coordinator.consumer_group_describe(GROUP).state == "Stable"
+
+    # The consumer-protocol member leaves: the group is classic again and rebalances.
+    coordinator.consumer_group_heartbeat(
+        group_id=GROUP, member_id="modern", member_epoch=-1, metadata=meta
+    )
+    coordinator._assert_invariants()
+    [listing] = coordinator.list_groups().groups
+    assert (listing.group_type, listing.state) == ("classic", "PreparingRebalance")
+    code = coordinator.heartbeat(
+        group_id=GROUP, generation_id=epochs[leader.member_id], member_id=leader.member_id
+    )
+    assert code == ErrorCode.rebalance_in_progress

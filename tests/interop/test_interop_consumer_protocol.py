@@ -27,9 +27,11 @@ PER_RECORD_SECONDS = 0.001
 
 
 class Member:
-    """A confluent-kafka consumer with group.protocol=consumer, committing each record."""
+    """A confluent-kafka consumer (group.protocol=consumer unless told), committing each record."""
 
-    def __init__(self, name: str, bootstrap: str, group: str, topic: str) -> None:
+    def __init__(
+        self, name: str, bootstrap: str, group: str, topic: str, protocol: str = "consumer"
+    ) -> None:
         self.name = name
         self.consumed: list[tuple[int, int, bytes]] = []
         self.events: list[tuple[str, frozenset[int]]] = []
@@ -38,11 +40,19 @@ class Member:
         self._config = {
             "bootstrap.servers": bootstrap,
             "group.id": group,
-            "group.protocol": "consumer",
+            "group.protocol": protocol,
             "client.id": name,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
+        if protocol == "classic":
+            self._config.update(
+                {
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    "session.timeout.ms": 6000,
+                    "heartbeat.interval.ms": 500,
+                }
+            )
         self._topic = topic
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -174,3 +184,71 @@ def join_and_leave(bootstrap: str) -> None:
     assert sorted(tp.offset for tp in committed.topic_partitions) == [RECORDS // PARTITIONS] * 4
     for future in admin.delete_consumer_groups([group]).values():
         future.result(PHASE_SECONDS)
+
+
+def test_rolling_upgrade_from_classic_members_and_back(broker) -> None:  # type: ignore[no-untyped-def]
+    """Kafka 4.0's online upgrade and downgrade: two classic (cooperative-sticky) members
+    consume; a consumer-protocol member joins the same group, which becomes a consumer
+    group with the classic members in it, assigned by the broker; it leaves again and
+    the group goes back to the classic protocol. Every record exactly once."""
+    bootstrap = broker.bootstrap
+    topic, group = f"mixed-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    admin = confluent_admin.AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([confluent_admin.NewTopic(topic, PARTITIONS, 1)]).values():
+        future.result(PHASE_SECONDS)
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap})
+    produced = 0
+
+    def produce(count: int) -> None:
+        nonlocal produced
+        for index in range(produced, produced + count):
+            producer.produce(topic, value=b"v%d" % index, partition=index % PARTITIONS)
+        assert producer.flush(PHASE_SECONDS) == 0
+        produced += count
+
+    classic = [Member(name, bootstrap, group, topic, "classic") for name in ("a", "b")]
+    modern = Member("c", bootstrap, group, topic)
+    members = [*classic, modern]
+
+    def consumed() -> int:
+        return sum(len(member.consumed) for member in members)
+
+    def describe() -> Any:
+        return admin.describe_consumer_groups([group])[group].result(PHASE_SECONDS)
+
+    phase = RECORDS // 3
+    produce(phase)
+    for member in classic:
+        member.thread.start()
+    wait_for(lambda: consumed() >= phase, "the classic members' records")
+    assert str(describe().type).endswith("CLASSIC")
+
+    modern.thread.start()
+    wait_for(modern.owned, "the consumer-protocol member's share")
+    wait_for(
+        lambda: sorted(p for member in members for p in member.owned()) == list(range(PARTITIONS)),
+        "every partition owned once",
+    )
+    wait_for(lambda: str(describe().state).endswith("STABLE"), "a Stable mixed group")
+    described = describe()
+    assert str(described.type).endswith("CONSUMER")
+    assert {member.client_id for member in described.members} == {"a", "b", "c"}
+    produce(phase)
+    wait_for(lambda: consumed() >= 2 * phase, "records across the mixed group")
+
+    modern.close()
+    wait_for(lambda: str(describe().type).endswith("CLASSIC"), "the group back to classic")
+    wait_for(
+        lambda: sorted(p for member in classic for p in member.owned()) == list(range(PARTITIONS)),
+        "the classic members owning every partition",
+    )
+    produce(RECORDS - 2 * phase)
+    wait_for(lambda: consumed() >= RECORDS, "every record consumed")
+    time.sleep(0.5)  # anything consumed twice would show up now
+    for member in classic:
+        member.close()
+
+    seen = Counter((p, o) for member in members for p, o, _ in member.consumed)
+    assert len(seen) == RECORDS
+    assert max(seen.values()) == 1, [key for key, count in seen.items() if count > 1][:5]
+    assert modern.consumed, "the consumer-protocol member had a share"

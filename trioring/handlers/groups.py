@@ -104,6 +104,7 @@ async def join_group(ctx: HandlerContext, request: JoinGroupRequest) -> JoinGrou
             client_id=ctx.client_id,
             client_host=ctx.client_host,
             api_version=request.api_version,
+            metadata=ctx.cluster.current,
         )
 
     return await _unless_stopping(ctx, join)

@@ -139,6 +139,8 @@ class GroupCoordinator:
     def _settle(self) -> None:
         """Hand out the state machine's answers and (re)start the timers it asks for."""
         state = self._state
+        for export in self._consumer.take_downgrades():
+            state.adopt(trio.current_time(), export)
         for answer in state.take_answers():
             waiter = self._waiters.pop(answer.pending, None)
             if waiter is not None:  # None: the caller gave up waiting (disconnected)
@@ -218,6 +220,7 @@ class GroupCoordinator:
         client_id: str,
         client_host: str,
         api_version: int,
+        metadata: ClusterMetadata | None = None,
     ) -> JoinGroupResult:
         """JoinGroup: wait until the join phase ends and answer with the new generation.
 
@@ -229,10 +232,26 @@ class GroupCoordinator:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._consumer.has_group(group_id):
             if self._consumer.has_members(group_id):
-                # Kafka 4.0 can run classic members inside a consumer group
-                # (group.consumer.migration.policy); trioring keeps one protocol per group.
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return JoinGroupResult(ErrorCode.inconsistent_group_protocol, member_id=member_id)
+                # A classic member of a consumer-protocol group (Kafka 4.0's
+                # mixed groups): the broker assigns, the answer comes at once.
+                result = self._consumer.classic_join(
+                    trio.current_time(),
+                    group_id=group_id,
+                    member_id=member_id,
+                    instance_id=group_instance_id,
+                    protocol_type=protocol_type,
+                    protocols=tuple((name, bytes(data)) for name, data in protocols),
+                    session_timeout_ms=session_timeout_ms,
+                    rebalance_timeout_ms=(
+                        session_timeout_ms if rebalance_timeout_ms is None else rebalance_timeout_ms
+                    ),
+                    client_id=client_id,
+                    client_host=client_host,
+                    api_version=api_version,
+                    # No metadata (a direct call, not a request): no topics to assign.
+                    metadata=metadata or ClusterMetadata("", 1),
+                )
+                return await self._wait(result)
             self._consumer.delete_group(group_id)
         outcome = self._state.join(
             trio.current_time(),
@@ -268,6 +287,15 @@ class GroupCoordinator:
         ``protocol_name`` (v5+) are checked when given.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
+        if self._consumer.has_group(group_id):
+            result = self._consumer.classic_sync(
+                trio.current_time(),
+                group_id=group_id,
+                generation_id=generation_id,
+                member_id=member_id,
+                instance_id=group_instance_id,
+            )
+            return await self._wait(result)
         outcome = self._state.sync(
             trio.current_time(),
             group_id=group_id,
@@ -289,6 +317,16 @@ class GroupCoordinator:
         group_instance_id: str | None = None,
     ) -> int:
         """Heartbeat: keep the member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
+        if self._consumer.has_group(group_id):
+            code = self._consumer.classic_heartbeat(
+                trio.current_time(),
+                group_id=group_id,
+                generation_id=generation_id,
+                member_id=member_id,
+                instance_id=group_instance_id,
+            )
+            self._settle()
+            return code
         code = self._state.heartbeat(
             trio.current_time(),
             group_id=group_id,
@@ -307,6 +345,15 @@ class GroupCoordinator:
         group_instance_ids: Sequence[str | None] = (),
     ) -> LeaveGroupResult:
         """LeaveGroup: remove members (v0-2 send one); the others rebalance."""
+        if self._consumer.has_group(group_id):
+            result = self._consumer.classic_leave(
+                trio.current_time(),
+                group_id=group_id,
+                member_ids=list(member_ids),
+                instance_ids=list(group_instance_ids) or [None] * len(member_ids),
+            )
+            self._settle()
+            return result
         result = self._state.leave(
             trio.current_time(),
             group_id=group_id,
@@ -335,20 +382,31 @@ class GroupCoordinator:
         metadata: ClusterMetadata,
     ) -> ConsumerHeartbeatResult:
         """ConsumerGroupHeartbeat (KIP-848): join, stay, reconcile or leave; answers at once."""
-        if (
-            self._state.has_group(group_id)
-            and not self._consumer.has_group(group_id)
-            and self._state.delete_group(group_id) == ErrorCode.non_empty_group
-        ):
-            # Kafka 4.0 converts a classic group with members online; trioring
-            # keeps one protocol per group, and answers as Kafka does when the
-            # migration policy forbids it.
-            return ConsumerHeartbeatResult(
-                ErrorCode.group_id_not_found,
-                f"Group {group_id} is not a consumer group: it has classic-protocol members.",
-                member_id or None,
-                member_epoch,
-            )
+        if self._state.has_group(group_id) and not self._consumer.has_group(group_id):
+            export = self._state.export_group(group_id)
+            if export is None:
+                self._state.delete_group(group_id)  # Empty: the consumer protocol takes it
+            elif member_epoch == 0 and self._consumer.adopt(trio.current_time(), export, metadata):
+                # Kafka 4.0's online upgrade: a consumer-protocol member joins a
+                # classic group of consumers, which becomes a consumer group.
+                self._state.surrender(group_id)
+            elif member_epoch != 0:
+                # A member the group no longer has (it became classic after this
+                # member was removed): it rejoins.
+                return ConsumerHeartbeatResult(
+                    ErrorCode.unknown_member_id,
+                    f"Group {group_id} has no member {member_id}.",
+                    member_id or None,
+                    member_epoch,
+                )
+            else:
+                return ConsumerHeartbeatResult(
+                    ErrorCode.group_id_not_found,
+                    f"Group {group_id} is not a consumer group: its classic members do not "
+                    "use the consumer protocol.",
+                    member_id or None,
+                    member_epoch,
+                )
         result = self._consumer.heartbeat(
             trio.current_time(),
             group_id=group_id,
@@ -366,6 +424,8 @@ class GroupCoordinator:
             api_version=api_version,
             metadata=metadata,
         )
+        if result.error_code != ErrorCode.none:
+            self._consumer.downgrade_if_classic(group_id)
         self._settle()
         return result
 

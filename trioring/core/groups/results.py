@@ -6,6 +6,8 @@ import attrs
 
 __all__ = [
     "NO_GENERATION",
+    "ClassicGroupExport",
+    "ClassicMemberExport",
     "ConsumerGroupDescription",
     "ConsumerGroupMemberDescription",
     "ConsumerHeartbeatResult",
@@ -126,6 +128,33 @@ class ListGroupsResult:
 
 
 @attrs.frozen
+class ClassicMemberExport:
+    """A classic member as it moves between the two protocols' state machines."""
+
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    protocols: tuple[tuple[str, bytes], ...]
+    #: Its subscription: the chosen protocol's metadata (its first protocol's if none is).
+    metadata: bytes
+    #: Its current assignment (ConsumerProtocolAssignment bytes; empty: none).
+    assignment: bytes
+
+
+@attrs.frozen
+class ClassicGroupExport:
+    """A group of classic members converted from or to the consumer protocol (KIP-848)."""
+
+    group_id: str
+    generation_id: int
+    protocol_type: str | None
+    members: tuple[ClassicMemberExport, ...]
+
+
+@attrs.frozen
 class ConsumerHeartbeatResult:
     """ConsumerGroupHeartbeat's answer. ``assignment`` is None when unchanged (Kafka
     sends it on a full request or when it changed); partitions are (topic id, partition)."""
@@ -150,6 +179,8 @@ class ConsumerGroupMemberDescription:
     subscribed_topic_regex: str | None
     assignment: frozenset[tuple[str, int]]
     target_assignment: frozenset[tuple[str, int]]
+    #: A member that speaks the classic protocol in this group (Kafka 4.0 mixed groups).
+    classic: bool = False
 
 
 @attrs.frozen

@@ -23,7 +23,6 @@ from __future__ import annotations
 import enum
 import logging
 import math
-import struct
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -40,7 +39,10 @@ from trioring._constants import (
 )
 from trioring._logging import RateLimitedLogger, printable
 from trioring.config import GroupConfig
+from trioring.core.groups.consumer_protocol import subscribed_topics
 from trioring.core.groups.results import (
+    ClassicGroupExport,
+    ClassicMemberExport,
     GroupDescription,
     GroupListing,
     GroupMemberDescription,
@@ -183,30 +185,6 @@ def new_member_id(client_id: str) -> str:
 
 def _join_error(error_code: int, member_id: str = "") -> JoinGroupResult:
     return JoinGroupResult(error_code, member_id=member_id)
-
-
-def subscribed_topics(metadata: bytes) -> frozenset[str] | None:
-    """The topics a consumer-protocol member's metadata subscribes to; None if unreadable.
-
-    Every version of Kafka's ConsumerProtocolSubscription (not flexible)
-    starts with an int16 version and the topics as an array of strings.
-    """
-    try:
-        (count,) = struct.unpack_from(">i", metadata, 2)
-        if count < 0 or count > len(metadata):
-            return None
-        position = 6
-        topics = set()
-        for _ in range(count):
-            (length,) = struct.unpack_from(">h", metadata, position)
-            position += 2
-            if length < 0 or position + length > len(metadata):
-                return None
-            topics.add(metadata[position : position + length].decode("utf-8"))
-            position += length
-    except (struct.error, UnicodeDecodeError):
-        return None
-    return frozenset(topics)
 
 
 def _valid_group_id(group_id: str) -> bool:
@@ -938,6 +916,81 @@ class GroupStateMachine:
 
     def group_count(self) -> int:
         return len(self._groups)
+
+    # --- conversion to and from the consumer protocol (KIP-848) -----------------------
+
+    def export_group(self, group_id: str) -> ClassicGroupExport | None:
+        """A group with members as the consumer protocol would take it over; None if none."""
+        group = self._groups.get(group_id)
+        if group is None or not group.members:
+            return None
+        return ClassicGroupExport(
+            group_id,
+            group.generation_id,
+            group.protocol_type,
+            tuple(
+                ClassicMemberExport(
+                    member.member_id,
+                    member.group_instance_id,
+                    member.client_id,
+                    member.client_host,
+                    round(member.session_timeout_s * 1000),
+                    member.rebalance_timeout_ms,
+                    member.protocols,
+                    # Every protocol of a consumer carries the same subscription.
+                    member.metadata(group.protocol_name)
+                    if group.protocol_name is not None
+                    else member.protocols[0][1],
+                    member.assignment,
+                )
+                for member in group.members.values()
+            ),
+        )
+
+    def surrender(self, group_id: str) -> None:
+        """Hand a group over to the consumer protocol (Kafka 4.0's online upgrade): pending
+        joins and syncs answer REBALANCE_IN_PROGRESS, so those members rejoin the
+        converted group."""
+        group = self._groups.pop(group_id)
+        for member in group.members.values():
+            if member.awaiting_join:
+                self._answer_join(
+                    group, member, _join_error(REBALANCE_IN_PROGRESS, member.member_id)
+                )
+            if member.awaiting_sync:
+                self._answer_sync(group, member, SyncGroupResult(REBALANCE_IN_PROGRESS))
+        logger.info("group %s moves to the consumer protocol", printable(group_id))
+
+    def adopt(self, now: float, export: ClassicGroupExport) -> None:
+        """Take over a group whose last consumer-protocol member left (Kafka 4.0's online
+        downgrade): its classic members keep their assignments and rebalance at once."""
+        assert export.group_id not in self._groups and export.members
+        group = _Group(
+            export.group_id,
+            generation_id=export.generation_id,
+            protocol_type=export.protocol_type,
+        )
+        for exported in export.members:
+            member = _Member(
+                member_id=exported.member_id,
+                group_instance_id=exported.group_instance_id,
+                client_id=exported.client_id,
+                client_host=exported.client_host,
+                session_timeout_s=exported.session_timeout_ms / 1000,
+                rebalance_timeout_ms=exported.rebalance_timeout_ms,
+                protocols=exported.protocols,
+                protocol_names=frozenset(name for name, _ in exported.protocols),
+                last_seen=now,
+                assignment=exported.assignment,
+            )
+            group.members[member.member_id] = member
+            if member.group_instance_id is not None:
+                group.static_members[member.group_instance_id] = member.member_id
+        group.leader = next(iter(group.members))
+        group.state = GroupState.STABLE
+        group.protocol_name = self._select_protocol(group)
+        self._groups[group.group_id] = group
+        self._prepare_rebalance(now, group, "converted from the consumer protocol")
 
     def offset_delete_check(self, group_id: str) -> tuple[int, frozenset[str] | None]:
         """Whether OffsetDelete may go ahead, and the topics it must not touch.

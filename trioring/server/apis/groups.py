@@ -354,7 +354,8 @@ async def consumer_group_heartbeat(ctx: ApiContext, version: int, request: Any) 
     )
 
 
-#: ConsumerGroupDescribe's member_type (v1): the member uses the consumer protocol.
+#: ConsumerGroupDescribe's member_type (v1): the classic or the consumer protocol.
+_CLASSIC_MEMBER_TYPE = 0
 _CONSUMER_MEMBER_TYPE = 1
 
 
@@ -411,7 +412,9 @@ async def consumer_group_describe(ctx: ApiContext, version: int, request: Any) -
                         subscribed_topic_regex=member.subscribed_topic_regex,
                         assignment=assignment(member.assignment),
                         target_assignment=assignment(member.target_assignment),
-                        member_type=_CONSUMER_MEMBER_TYPE,
+                        member_type=(
+                            _CLASSIC_MEMBER_TYPE if member.classic else _CONSUMER_MEMBER_TYPE
+                        ),
                     )
                     for member in group.members
                 ),
