@@ -11,11 +11,16 @@ jars come from a PyPI wheel into a cache outside the repository
    offsets, stored in batches of one producer id with sequences that match
    the offsets; and records from confluent-kafka are read back byte-exact by
    a Java consumer.
+In the group tests confluent-kafka produces (one JVM less per batch) and
+Java members consume.
+
 2. A classic group (range assignor) of two Java members splits a topic's
    partitions and consumes every record exactly once with synchronous
    commits; after both leave (one on SIGTERM), a fresh member starts exactly
    at the committed offsets. After a member is SIGKILLed mid-stream, the next
-   one re-reads exactly what the killed member had not committed.
+   one re-reads exactly what the killed member had not committed. A static
+   member (KIP-345) closed and started again takes its partitions back in
+   the same generation, and the other member sees no rebalance.
 3. Cooperative rebalancing (CooperativeStickyAssignor): a member joins while
    records flow and later the first one leaves; the rebalances are
    incremental (a member keeping partitions is only told to revoke the ones
@@ -362,7 +367,6 @@ def test_classic_group_splits_partitions_and_resumes_at_commits(
     broker: BrokerProcess,
     java: Callable[..., JavaProcess],
     topic_name: str,
-    java_client: JavaClient,
 ) -> None:
     create_topic(broker.port, topic_name, GROUP_PARTITIONS)
     group = f"java-classic-{uuid.uuid4().hex[:8]}"
@@ -380,7 +384,7 @@ def test_classic_group_splits_partitions_and_resumes_at_commits(
     assert sorted(len(member.owned()) for member in members) == [2, 2]
 
     sent = _group_records(400, GROUP_PARTITIONS)
-    delivered = java_produce(java_client, broker.bootstrap, topic_name, sent)
+    delivered = confluent_produce(broker.bootstrap, topic_name, sent)
     ends = _end_offsets(delivered)
     assert set(ends) == everything
 
@@ -400,7 +404,7 @@ def test_classic_group_splits_partitions_and_resumes_at_commits(
 
     # A fresh member starts exactly where the group committed.
     more = _group_records(120, GROUP_PARTITIONS, start=400)
-    more_delivered = java_produce(java_client, broker.bootstrap, topic_name, more)
+    more_delivered = confluent_produce(broker.bootstrap, topic_name, more)
     third = _start_member(java, broker, "third", topic_name, group, *_classic("range"))
     wait_until(lambda: len(third.records()) >= len(more), "the new records", [third.process])
     starts = parse_offsets(third.process.events("STARTS")[0][1])
@@ -409,6 +413,72 @@ def test_classic_group_splits_partitions_and_resumes_at_commits(
     _check_contents([third], more, more_delivered)
 
     _stop(third)
+
+
+def _generations(member: Member) -> list[int]:
+    return [int(event[2]) for event in member.process.events("ASSIGNED")]
+
+
+def test_classic_static_member_comes_back_without_a_rebalance(
+    broker: BrokerProcess,
+    java: Callable[..., JavaProcess],
+    topic_name: str,
+) -> None:
+    """KIP-345 with the Java client: a static member closes (staying in the group)
+    and a new process with its group.instance.id takes its place and partitions
+    back in the same generation; the other member sees no rebalance at all."""
+    create_topic(broker.port, topic_name, GROUP_PARTITIONS)
+    group = f"java-static-{uuid.uuid4().hex[:8]}"
+    everything = frozenset(range(GROUP_PARTITIONS))
+    options = _classic("range")
+    steady = _start_member(
+        java, broker, "steady", topic_name, group, *options, "--group-instance-id", "steady"
+    )
+    leaving = _start_member(
+        java, broker, "leaving", topic_name, group, *options, "--group-instance-id", "restarts"
+    )
+    members = [steady, leaving]
+
+    def split() -> bool:
+        owned = [member.owned() for member in members]
+        return all(owned) and owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == everything
+
+    wait_until(split, "two static members splitting the partitions", [m.process for m in members])
+    sent = _group_records(200, GROUP_PARTITIONS)
+    delivered = confluent_produce(broker.bootstrap, topic_name, sent)
+    ends = _end_offsets(delivered)
+    wait_until(
+        lambda: {**steady.committed(), **leaving.committed()} == ends,
+        "every record consumed and committed",
+        [m.process for m in members],
+    )
+    generation = _generations(steady)[-1]
+    assert _generations(leaving)[-1] == generation
+    its_partitions = leaving.owned()
+    _stop(leaving)
+
+    more = _group_records(80, GROUP_PARTITIONS, start=len(sent))
+    more_delivered = confluent_produce(broker.bootstrap, topic_name, more)
+    back = _start_member(
+        java, broker, "back", topic_name, group, *options, "--group-instance-id", "restarts"
+    )
+    more_ends = _end_offsets(more_delivered)
+    wait_until(
+        lambda: {**steady.committed(), **back.committed()} == more_ends,
+        "the records produced while it was away",
+        [steady.process, back.process],
+    )
+    assert [parse_partitions(e[1]) for e in back.process.events("ASSIGNED")] == [its_partitions]
+    assert _generations(back) == [generation], "the returning static member caused a rebalance"
+    assert _generations(steady) == [generation], "the other member saw a rebalance"
+    assert not steady.process.events("REVOKED"), steady.process.describe()
+    starts = parse_offsets(back.process.events("STARTS")[0][1])
+    assert starts == {partition: ends[partition] for partition in its_partitions}
+    members.append(back)
+    _check_exactly_once(members, delivered + more_delivered)
+    _check_contents(members, sent + more, delivered + more_delivered)
+    _stop(back)
+    _stop(steady)
 
 
 def _confluent_commit(bootstrap: str, topic: str, group: str, offsets: dict[int, int]) -> None:
@@ -432,7 +502,6 @@ def test_classic_member_killed_mid_stream_its_uncommitted_records_are_reread(
     broker: BrokerProcess,
     java: Callable[..., JavaProcess],
     topic_name: str,
-    java_client: JavaClient,
 ) -> None:
     """A slow member is SIGKILLed after some commits; the next member re-reads exactly
     what it had not committed, and nothing before."""
@@ -441,7 +510,7 @@ def test_classic_member_killed_mid_stream_its_uncommitted_records_are_reread(
     everything = frozenset(range(GROUP_PARTITIONS))
     # Some records already consumed: committed by another client, outside the group.
     head = _group_records(80, GROUP_PARTITIONS)
-    before = _end_offsets(java_produce(java_client, broker.bootstrap, topic_name, head))
+    before = _end_offsets(confluent_produce(broker.bootstrap, topic_name, head))
     _confluent_commit(broker.bootstrap, topic_name, group, before)
 
     crash_sent = _group_records(200, GROUP_PARTITIONS, start=len(head))
@@ -460,7 +529,7 @@ def test_classic_member_killed_mid_stream_its_uncommitted_records_are_reread(
     wait_until(
         lambda: crashing.owned() == everything, "the member's assignment", [crashing.process]
     )
-    crash_delivered = java_produce(java_client, broker.bootstrap, topic_name, crash_sent)
+    crash_delivered = confluent_produce(broker.bootstrap, topic_name, crash_sent)
     wait_until(
         lambda: len(crashing.records()) >= 40, "the slow member's first records", [crashing.process]
     )

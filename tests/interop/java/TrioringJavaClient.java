@@ -4,6 +4,7 @@
 //   java TrioringJavaClient produce --bootstrap HOST:PORT --topic T
 //        [--compression none|gzip|snappy|lz4|zstd] [--linger-ms MS] [--client-id ID]
 //   java TrioringJavaClient consume --bootstrap HOST:PORT --topic T --group G [--client-id ID]
+//        [--group-instance-id ID (a static member: closing does not leave the group)]
 //        [--protocol classic|consumer] [--max-records N] [--idle-ms MS]
 //        [--max-poll-records N] [--poll-ms MS] [--pause-ms MS (after each poll: a slow member)]
 //      classic only: [--assignment-strategy range|roundrobin|sticky|cooperative-sticky|CLASS]
@@ -32,13 +33,14 @@
 //   COMMITTED P:NEXT_OFFSET,...         (a synchronous commit succeeded)
 //   COMMIT_DEFERRED REASON              (a rebalance is in progress; retried after the next poll)
 //   COMMIT_FAILED P:NEXT_OFFSET,... REASON
-//   CLOSING REASON                      (then close(): revokes what it owns, leaves the group)
+//   CLOSING REASON                      (then close(): revokes what it owns, leaves the group
+//                                        unless it is a static member)
 //   EXIT REASON RECORDS
 // It commits what it consumed after every poll and, for revoked partitions, in
 // onPartitionsRevoked, so that a record is committed before anyone else can
 // read it. It stops at --max-records, after --idle-ms without records, when
-// stdin is closed, or on SIGTERM, and always closes the consumer (leaving the
-// group) before it exits.
+// stdin is closed, or on SIGTERM, and always closes the consumer (a dynamic
+// member leaves the group) before it exits.
 //
 // Errors: "ERROR CLASS MESSAGE" on stdout and exit status 1.
 
@@ -336,6 +338,11 @@ public final class TrioringJavaClient {
         properties.put("bootstrap.servers", required(options, "bootstrap"));
         properties.put("group.id", required(options, "group"));
         properties.put("client.id", optional(options, "client-id", "trioring-java-consumer"));
+        String instance = options.remove("group-instance-id");
+        boolean staticMember = instance != null;
+        if (staticMember) {
+            properties.put("group.instance.id", instance);
+        }
         properties.put("group.protocol", protocol);
         properties.put("enable.auto.commit", "false");
         properties.put("auto.offset.reset", "earliest");
@@ -409,10 +416,12 @@ public final class TrioringJavaClient {
         } finally {
             finalCommit(state);
             emit("CLOSING " + state.stopReason.get());
-            // Leave the group explicitly (the default for a dynamic member, said here so
-            // a test relying on it does not depend on the default).
-            consumer.close(CloseOptions.groupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP)
-                .withTimeout(CLOSE_TIMEOUT));
+            // A dynamic member leaves the group; a static one stays until its session
+            // times out, so that it can come back without a rebalance (KIP-345).
+            CloseOptions.GroupMembershipOperation membership = staticMember
+                ? CloseOptions.GroupMembershipOperation.REMAIN_IN_GROUP
+                : CloseOptions.GroupMembershipOperation.LEAVE_GROUP;
+            consumer.close(CloseOptions.groupMembershipOperation(membership).withTimeout(CLOSE_TIMEOUT));
         }
         emit("EXIT " + state.stopReason.get() + " " + records);
         return 0;
