@@ -7,6 +7,7 @@ trusting the code under test to describe itself.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
 import time
@@ -278,13 +279,26 @@ def _fetch_v4(
     return code, high_watermark, records
 
 
-def served_batches(port: int, topic: str, partition: int) -> tuple[list[tuple[int, str]], int]:
-    """Every record batch the broker serves for a partition: ([(base offset, codec)], hw).
+@dataclasses.dataclass(frozen=True)
+class BatchHeader:
+    """The fields of a served record batch's header the tests look at."""
 
-    Walks the log with raw Fetch v4 requests and reads each batch's attributes
-    (byte 21, low three bits: the compression codec) as the broker sends them.
+    base_offset: int
+    codec: str
+    last_offset_delta: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+
+
+def served_batch_headers(port: int, topic: str, partition: int) -> tuple[list[BatchHeader], int]:
+    """Every record batch the broker serves for a partition: ([header], high watermark).
+
+    Walks the log with raw Fetch v4 requests and reads each batch's header as
+    the broker sends it: attributes at byte 21 (low three bits: the codec),
+    lastOffsetDelta at 23, producerId, producerEpoch and baseSequence at 43-56.
     """
-    batches: list[tuple[int, str]] = []
+    batches: list[BatchHeader] = []
     offset = 0
     deadline = time.monotonic() + 60
     with RawConnection(port) as connection:
@@ -304,12 +318,30 @@ def served_batches(port: int, topic: str, partition: int) -> tuple[list[tuple[in
                 assert magic == 2, f"batch at offset {base_offset} has magic {magic}"
                 (attributes,) = struct.unpack_from(">h", records, position + 21)
                 (last_offset_delta,) = struct.unpack_from(">i", records, position + 23)
+                producer_id, producer_epoch, base_sequence = struct.unpack_from(
+                    ">qhi", records, position + 43
+                )
                 if base_offset + last_offset_delta >= offset:
-                    batches.append((base_offset, CODEC_NAMES[attributes & 7]))
+                    batches.append(
+                        BatchHeader(
+                            base_offset,
+                            CODEC_NAMES[attributes & 7],
+                            last_offset_delta,
+                            producer_id,
+                            producer_epoch,
+                            base_sequence,
+                        )
+                    )
                     offset = base_offset + last_offset_delta + 1
                     progressed = True
                 position += 12 + batch_length
             assert progressed, f"Fetch {topic}-{partition}@{offset} returned no whole batch"
+
+
+def served_batches(port: int, topic: str, partition: int) -> tuple[list[tuple[int, str]], int]:
+    """Every record batch the broker serves for a partition: ([(base offset, codec)], hw)."""
+    headers, high_watermark = served_batch_headers(port, topic, partition)
+    return [(header.base_offset, header.codec) for header in headers], high_watermark
 
 
 def served_codecs(port: int, topic: str, partitions: int) -> tuple[Counter[str], int]:
