@@ -687,9 +687,14 @@ def _incremental_rebalance_scenario(
     java: Callable[..., JavaProcess],
     topic: str,
     member_options: tuple[str, ...],
+    second_options: tuple[str, ...] | None = None,
 ) -> None:
     """A member joins while records flow, later the first member leaves; checks that both
-    rebalances are incremental and every record is consumed exactly once."""
+    rebalances are incremental and every record is consumed exactly once.
+
+    ``second_options`` (default: the first member's) may name the other group
+    protocol: the group then holds a classic and a consumer-protocol member.
+    """
     create_topic(broker.port, topic, FLOW_PARTITIONS)
     group = f"java-incremental-{uuid.uuid4().hex[:8]}"
     everything = frozenset(range(FLOW_PARTITIONS))
@@ -703,7 +708,9 @@ def _incremental_rebalance_scenario(
     processes = [first.process, producer.process]
     wait_until(lambda: len(first.records()) >= RECORDS_PER_PHASE, "records flowing", processes)
 
-    second = _start_member(java, broker, "second", topic, group, *member_options, *pacing)
+    second = _start_member(
+        java, broker, "second", topic, group, *(second_options or member_options), *pacing
+    )
     processes.append(second.process)
 
     def split() -> bool:
@@ -761,7 +768,6 @@ def test_cooperative_sticky_rebalances_incrementally_and_consumes_exactly_once(
     )
 
 
-@pytest.mark.xfail(reason="KIP-848 ConsumerGroupHeartbeat not implemented yet", strict=True)
 def test_consumer_protocol_rebalances_incrementally_and_consumes_exactly_once(
     broker: BrokerProcess, java: Callable[..., JavaProcess], topic_name: str
 ) -> None:
@@ -770,3 +776,18 @@ def test_consumer_protocol_rebalances_incrementally_and_consumes_exactly_once(
     # session timeout or heartbeat interval, and rebalances advance at the
     # broker's heartbeat interval (Kafka's default: 5 s).
     _incremental_rebalance_scenario(broker, java, topic_name, ("--protocol", "consumer"))
+
+
+def test_a_consumer_protocol_member_joins_a_classic_group(
+    broker: BrokerProcess, java: Callable[..., JavaProcess], topic_name: str
+) -> None:
+    """Kafka 4.0's rolling upgrade: a classic (cooperative-sticky) member is joined by a
+    group.protocol=consumer member; the group becomes a consumer group with the classic
+    member in it, assigned by the broker, still incrementally and exactly once."""
+    _incremental_rebalance_scenario(
+        broker,
+        java,
+        topic_name,
+        _classic("org.apache.kafka.clients.consumer.CooperativeStickyAssignor"),
+        ("--protocol", "consumer"),
+    )
