@@ -31,8 +31,6 @@ linear in time, so no pattern a client sends can stall the coordinator.
 
 from __future__ import annotations
 
-import enum
-import functools
 import logging
 import math
 import uuid
@@ -48,22 +46,26 @@ from trioring._logging import RateLimitedLogger, printable
 from trioring.cluster.model import ClusterMetadata
 from trioring.config import GroupConfig
 from trioring.core.groups.assignors import ASSIGNORS, Assignment
-from trioring.core.groups.consumer_protocol import (
-    encode_assignment,
-    parse_assignment,
-    parse_subscription,
+from trioring.core.groups.consumer_model import (
+    CONSUMER_PROTOCOL_TYPE,
+    EMPTY,
+    LEAVE_GROUP_EPOCH,
+    LEAVE_GROUP_STATIC_EPOCH,
+    ConsumerGroupState,
+    Group,
+    Member,
+    MemberState,
+    Refused,
+    compile_regex,
+    resolve,
 )
+from trioring.core.groups.mixed import MixedGroups
 from trioring.core.groups.results import (
     ClassicGroupExport,
-    ClassicMemberExport,
     ConsumerGroupDescription,
     ConsumerGroupMemberDescription,
     ConsumerHeartbeatResult,
     GroupListing,
-    JoinGroupResult,
-    LeaveGroupMemberResult,
-    LeaveGroupResult,
-    SyncGroupResult,
 )
 
 __all__ = [
@@ -76,142 +78,10 @@ __all__ = [
 logger = logging.getLogger("trioring.groups")
 group_log = RateLimitedLogger(logger)
 
-#: Member epochs a heartbeat sends to leave: for good, or (a static member) for now.
-LEAVE_GROUP_EPOCH = -1
-LEAVE_GROUP_STATIC_EPOCH = -2
 #: ConsumerGroupHeartbeat v1 (Kafka 4.0) makes the client choose its member id.
 _CLIENT_MEMBER_ID_VERSION = 1
-#: JoinGroup v4 is the first that asks an unknown member to rejoin with an id.
-_JOIN_MEMBER_ID_REQUIRED_VERSION = 4
 #: OffsetCommit v9 is the first that carries a member epoch (KIP-848).
 _OFFSET_COMMIT_MEMBER_EPOCH_VERSION = 9
-#: The protocol type ListGroups reports for these groups.
-CONSUMER_PROTOCOL_TYPE = "consumer"
-_EMPTY: Assignment = frozenset()
-
-
-class ConsumerGroupState(enum.Enum):
-    """Kafka's consumer group states, as ListGroups and ConsumerGroupDescribe name them."""
-
-    EMPTY = "Empty"
-    ASSIGNING = "Assigning"
-    RECONCILING = "Reconciling"
-    STABLE = "Stable"
-
-
-class MemberState(enum.Enum):
-    STABLE = "stable"
-    #: Waiting for the member to give up partitions (its epoch stays).
-    UNREVOKED_PARTITIONS = "unrevoked_partitions"
-    #: At the target epoch, waiting for partitions other members still own.
-    UNRELEASED_PARTITIONS = "unreleased_partitions"
-
-
-class _Refused(Exception):
-    """A heartbeat refused with a Kafka error code and a message for the client."""
-
-    def __init__(self, error_code: int, message: str) -> None:
-        super().__init__(message)
-        self.error_code = error_code
-        self.message = message
-
-
-@attrs.define(eq=False)
-class _Member:
-    member_id: str
-    instance_id: str | None
-    rack_id: str | None
-    client_id: str
-    client_host: str
-    rebalance_timeout_ms: int
-    subscribed_topic_names: tuple[str, ...]
-    subscribed_topic_regex: str | None
-    server_assignor: str | None
-    last_seen: float
-    member_epoch: int = 0
-    previous_member_epoch: int = -1
-    state: MemberState = MemberState.STABLE
-    assigned: Assignment = _EMPTY
-    pending_revocation: Assignment = _EMPTY
-    #: The topic ids its subscription resolves to at ``resolved_version`` of the metadata.
-    topic_ids: frozenset[str] = frozenset()
-    #: When an UNREVOKED_PARTITIONS member is fenced unless it has revoked.
-    revocation_deadline: float = math.inf
-    #: Set for a member that speaks the classic protocol in this group.
-    classic: _Classic | None = None
-
-
-@attrs.define(eq=False)
-class _Classic:
-    """What a classic member (JoinGroup/SyncGroup/Heartbeat) adds (Kafka 4.0 mixed groups)."""
-
-    session_timeout_ms: int
-    protocols: tuple[tuple[str, bytes], ...]
-    #: Its subscription's version: its assignment is written in the same one.
-    version: int
-    #: Fenced unless it sends SyncGroup after a join, or JoinGroup when told to rejoin, by then.
-    deadline: float = math.inf
-
-
-@attrs.define(eq=False)
-class _Group:
-    group_id: str
-    group_epoch: int = 0
-    assignment_epoch: int = 0
-    members: dict[str, _Member] = attrs.Factory(dict)
-    #: instance id -> the member id that holds it.
-    static_members: dict[str, str] = attrs.Factory(dict)
-    #: member id -> its target assignment at ``assignment_epoch``.
-    target: dict[str, Assignment] = attrs.Factory(dict)
-    #: (topic id, partition) -> the member that owns it (assigned or pending revocation).
-    owners: dict[tuple[str, int], str] = attrs.Factory(dict)
-    #: Partitions per subscribed topic id the target was computed for.
-    subscription: dict[str, int] = attrs.Factory(dict)
-    metadata_version: int = -1
-    assignor_name: str = ""
-    #: Topic id -> name of the topics subscribed, as last resolved (classic assignments
-    #: name topics).
-    topic_names: dict[str, str] = attrs.Factory(dict)
-
-    @property
-    def state(self) -> ConsumerGroupState:
-        if not self.members:
-            return ConsumerGroupState.EMPTY
-        if self.group_epoch > self.assignment_epoch:
-            return ConsumerGroupState.ASSIGNING
-        for member in self.members.values():
-            if member.state is not MemberState.STABLE or member.member_epoch not in (
-                self.assignment_epoch,
-                LEAVE_GROUP_STATIC_EPOCH,
-            ):
-                return ConsumerGroupState.RECONCILING
-        return ConsumerGroupState.STABLE
-
-
-_RE2_OPTIONS = re2.Options()
-#: A bad pattern is the client's mistake: answered, not logged by RE2 to stderr.
-_RE2_OPTIONS.log_errors = False
-
-
-@functools.lru_cache(maxsize=256)
-def _compile(pattern: str) -> re2._Regexp:
-    """RE2 pattern (re2.error if invalid); bounded by RE2's own memory limit."""
-    return re2.compile(pattern, _RE2_OPTIONS)
-
-
-def _resolve(member: _Member, metadata: ClusterMetadata) -> frozenset[str]:
-    """The ids of the topics a member's subscription names, as the metadata has them now."""
-    ids = set()
-    for name in member.subscribed_topic_names:
-        info = metadata.topics.get(name)
-        if info is not None and not info.internal:
-            ids.add(info.topic_id)
-    if member.subscribed_topic_regex is not None:
-        pattern = _compile(member.subscribed_topic_regex)
-        for name, info in metadata.user_topics().items():
-            if pattern.fullmatch(name):
-                ids.add(info.topic_id)
-    return frozenset(ids)
 
 
 class ConsumerGroupStateMachine:
@@ -226,13 +96,15 @@ class ConsumerGroupStateMachine:
         self.config = config
         self._other_groups = other_groups
         self._new_member_id = new_member_id
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, Group] = {}
         self.closed = False
         #: Group id -> the earliest deadline that may have moved (-inf: recompute).
         self.timer_changes: dict[str, float] = {}
         #: Groups whose last consumer-protocol member left while classic members
         #: remain: the coordinator hands them to the classic state machine.
         self.downgrades: list[ClassicGroupExport] = []
+        #: JoinGroup, SyncGroup, Heartbeat and LeaveGroup of classic members in these groups.
+        self.mixed = MixedGroups(self)
 
     def take_downgrades(self) -> list[ClassicGroupExport]:
         downgrades, self.downgrades = self.downgrades, []
@@ -242,7 +114,7 @@ class ConsumerGroupStateMachine:
         changes, self.timer_changes = self.timer_changes, {}
         return changes
 
-    def _timer_changed(self, group: _Group, deadline: float = -math.inf) -> None:
+    def _timer_changed(self, group: Group, deadline: float = -math.inf) -> None:
         if not self.closed:
             previous = self.timer_changes.get(group.group_id, math.inf)
             self.timer_changes[group.group_id] = min(previous, deadline)
@@ -278,7 +150,7 @@ class ConsumerGroupStateMachine:
         )
         try:
             if self.closed:
-                raise _Refused(ErrorCode.coordinator_not_available, "the coordinator is stopping")
+                raise Refused(ErrorCode.coordinator_not_available, "the coordinator is stopping")
             self._validate(
                 group_id,
                 member_id,
@@ -311,7 +183,7 @@ class ConsumerGroupStateMachine:
                 client_host=client_host,
                 metadata=metadata,
             )
-        except _Refused as refused:
+        except Refused as refused:
             return ConsumerHeartbeatResult(
                 refused.error_code, refused.message, member_id or None, member_epoch
             )
@@ -334,55 +206,55 @@ class ConsumerGroupStateMachine:
         """Kafka's checks of a heartbeat's fields, in Kafka's order and with its messages."""
         invalid = ErrorCode.invalid_request
         if not group_id or len(group_id) > GROUP_NAME_LENGTH_MAX:
-            raise _Refused(ErrorCode.invalid_group_id, "GroupId can't be empty.")
+            raise Refused(ErrorCode.invalid_group_id, "GroupId can't be empty.")
         if instance_id == "":
-            raise _Refused(invalid, "InstanceId can't be empty.")
+            raise Refused(invalid, "InstanceId can't be empty.")
         if rack_id == "":
-            raise _Refused(invalid, "RackId can't be empty.")
+            raise Refused(invalid, "RackId can't be empty.")
         for string in (*strings, member_id, instance_id or "", rack_id or "", regex or ""):
             if len(string) > GROUP_STRING_LENGTH_MAX:
-                raise _Refused(invalid, "a string of the request is too long.")
+                raise Refused(invalid, "a string of the request is too long.")
         if member_epoch > 0 or member_epoch in (LEAVE_GROUP_EPOCH, LEAVE_GROUP_STATIC_EPOCH):
             if not member_id:
-                raise _Refused(invalid, "MemberId can't be empty.")
+                raise Refused(invalid, "MemberId can't be empty.")
             if member_epoch == LEAVE_GROUP_STATIC_EPOCH and instance_id is None:
-                raise _Refused(invalid, "InstanceId can't be null.")
+                raise Refused(invalid, "InstanceId can't be null.")
         elif member_epoch == 0:
             if api_version >= _CLIENT_MEMBER_ID_VERSION and not member_id:
-                raise _Refused(invalid, "MemberId can't be empty.")
+                raise Refused(invalid, "MemberId can't be empty.")
             if rebalance_timeout_ms == -1:
-                raise _Refused(invalid, "RebalanceTimeoutMs must be provided in first request.")
+                raise Refused(invalid, "RebalanceTimeoutMs must be provided in first request.")
             if owned is None or owned:
-                raise _Refused(invalid, "TopicPartitions must be empty when (re-)joining.")
+                raise Refused(invalid, "TopicPartitions must be empty when (re-)joining.")
             if names is None and regex is None:
-                raise _Refused(
+                raise Refused(
                     invalid,
                     "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null "
                     "when (re-)joining.",
                 )
         else:
-            raise _Refused(invalid, "MemberEpoch is invalid.")
+            raise Refused(invalid, "MemberEpoch is invalid.")
         if rebalance_timeout_ms != -1 and rebalance_timeout_ms <= 0:
-            raise _Refused(invalid, "RebalanceTimeoutMs must be positive.")
+            raise Refused(invalid, "RebalanceTimeoutMs must be positive.")
         if regex is not None:
             try:
-                _compile(regex)
+                compile_regex(regex)
             except re2.error as error:
                 reason = error.args[0] if error.args else b""
                 if isinstance(reason, bytes):
                     reason = reason.decode("utf-8", "replace")
-                raise _Refused(
+                raise Refused(
                     ErrorCode.invalid_regular_expression,
                     f"SubscribedTopicRegex {printable(regex)} is invalid: {printable(str(reason))}",
                 ) from None
         if server_assignor is not None and server_assignor not in ASSIGNORS:
-            raise _Refused(
+            raise Refused(
                 ErrorCode.unsupported_assignor,
                 f"ServerAssignor {printable(server_assignor)} is not supported. "
                 f"Supported assignors: {', '.join(ASSIGNORS)}.",
             )
 
-    def _group(self, group_id: str, create: bool) -> _Group:
+    def _group(self, group_id: str, create: bool) -> Group:
         group = self._groups.get(group_id)
         if group is not None:
             return group
@@ -390,19 +262,19 @@ class ConsumerGroupStateMachine:
             # Kafka would name the group unknown (GROUP_ID_NOT_FOUND, fatal for
             # clients); here a group is forgotten on a coordinator restart, and
             # UNKNOWN_MEMBER_ID makes the member rejoin.
-            raise _Refused(
+            raise Refused(
                 ErrorCode.unknown_member_id, f"Consumer group {printable(group_id)} not found."
             )
         if len(self._groups) + self._other_groups() >= self.config.groups_max:
             evictable = next((old for old in self._groups.values() if not old.members), None)
             if evictable is None:
                 group_log.warning("cannot create group %s: too many groups", printable(group_id))
-                raise _Refused(
+                raise Refused(
                     ErrorCode.coordinator_not_available,
                     f"the coordinator holds {self.config.groups_max} groups already",
                 )
             del self._groups[evictable.group_id]
-        group = self._groups[group_id] = _Group(group_id)
+        group = self._groups[group_id] = Group(group_id)
         return group
 
     def _heartbeat(
@@ -431,7 +303,7 @@ class ConsumerGroupStateMachine:
             and (instance_id is None or instance_id not in group.static_members)
             and len(group.members) >= self.config.group_members_max
         ):
-            raise _Refused(
+            raise Refused(
                 ErrorCode.group_max_size_reached,
                 "The consumer group has reached its maximum capacity of "
                 f"{self.config.group_members_max} members.",
@@ -463,7 +335,7 @@ class ConsumerGroupStateMachine:
         member.last_seen = now
         member.classic = None  # it speaks the consumer protocol now
         if subscription_changed:
-            member.topic_ids = _resolve(member, metadata)
+            member.topic_ids = resolve(member, metadata)
         self._refresh(group, metadata, bump=subscription_changed)
         self._reconcile(now, group, member, owned)
         self._timer_changed(group)
@@ -481,13 +353,13 @@ class ConsumerGroupStateMachine:
     def _member(
         self,
         now: float,
-        group: _Group,
+        group: Group,
         member_id: str,
         member_epoch: int,
         *,
         instance_id: str | None,
         owned: Assignment | None,
-    ) -> _Member:
+    ) -> Member:
         """The member a heartbeat speaks for: found (epoch checked), or new when joining."""
         joining = member_epoch == 0
         if instance_id is not None:
@@ -500,7 +372,7 @@ class ConsumerGroupStateMachine:
                     holder.member_id != member_id
                     and holder.member_epoch != LEAVE_GROUP_STATIC_EPOCH
                 ):
-                    raise _Refused(
+                    raise Refused(
                         ErrorCode.unreleased_instance_id,
                         f"Static member {printable(member_id)} with instance id "
                         f"{printable(instance_id)} cannot join the group because the instance "
@@ -512,11 +384,11 @@ class ConsumerGroupStateMachine:
                 self._replace(group, holder, member_id)
                 return group.members[member_id]
             if holder is None:
-                raise _Refused(
+                raise Refused(
                     ErrorCode.unknown_member_id, f"Instance id {printable(instance_id)} is unknown."
                 )
             if holder.member_id != member_id:
-                raise _Refused(
+                raise Refused(
                     ErrorCode.fenced_instance_id,
                     f"Static member {printable(member_id)} with instance id "
                     f"{printable(instance_id)} was fenced by member {printable(holder.member_id)}.",
@@ -526,7 +398,7 @@ class ConsumerGroupStateMachine:
         member = group.members.get(member_id)
         if member is None:
             if not joining:
-                raise _Refused(
+                raise Refused(
                     ErrorCode.unknown_member_id,
                     f"Member {printable(member_id)} is not a member of group "
                     f"{printable(group.group_id)}.",
@@ -540,8 +412,8 @@ class ConsumerGroupStateMachine:
         self._check_epoch(member, member_epoch, owned)
         return member
 
-    def _new_member(self, now: float, member_id: str, instance_id: str | None) -> _Member:
-        return _Member(
+    def _new_member(self, now: float, member_id: str, instance_id: str | None) -> Member:
+        return Member(
             member_id=member_id,
             instance_id=instance_id,
             rack_id=None,
@@ -555,9 +427,9 @@ class ConsumerGroupStateMachine:
         )
 
     @staticmethod
-    def _check_epoch(member: _Member, received: int, owned: Assignment | None) -> None:
+    def _check_epoch(member: Member, received: int, owned: Assignment | None) -> None:
         if received > member.member_epoch:
-            raise _Refused(
+            raise Refused(
                 ErrorCode.fenced_member_epoch,
                 f"The consumer group member has a greater member epoch ({received}) than the one "
                 f"known by the group coordinator ({member.member_epoch}). The member must abandon "
@@ -569,14 +441,14 @@ class ConsumerGroupStateMachine:
             and owned is not None
             and owned <= member.assigned
         ):
-            raise _Refused(
+            raise Refused(
                 ErrorCode.fenced_member_epoch,
                 f"The consumer group member has a smaller member epoch ({received}) than the one "
                 f"known by the group coordinator ({member.member_epoch}). The member must abandon "
                 "all its partitions and rejoin.",
             )
 
-    def _replace(self, group: _Group, old: _Member, member_id: str) -> None:
+    def _replace(self, group: Group, old: Member, member_id: str) -> None:
         """A static member's new incarnation takes the old one's place and partitions."""
         del group.members[old.member_id]
         target = group.target.pop(old.member_id, None)
@@ -586,7 +458,7 @@ class ConsumerGroupStateMachine:
             member_epoch=0,
             previous_member_epoch=0,
             state=MemberState.STABLE,
-            pending_revocation=_EMPTY,
+            pending_revocation=EMPTY,
             revocation_deadline=math.inf,
         )
         for key in old.pending_revocation:
@@ -607,12 +479,12 @@ class ConsumerGroupStateMachine:
 
     # --- the group's target assignment --------------------------------------------------
 
-    def _refresh(self, group: _Group, metadata: ClusterMetadata, *, bump: bool) -> None:
+    def _refresh(self, group: Group, metadata: ClusterMetadata, *, bump: bool) -> None:
         """Bump the group epoch if asked or if a subscribed topic changed, and compute the
         new target assignment."""
         if group.metadata_version != metadata.version:
             for member in group.members.values():
-                member.topic_ids = _resolve(member, metadata)
+                member.topic_ids = resolve(member, metadata)
             group.metadata_version = metadata.version
         subscribed = set().union(*(member.topic_ids for member in group.members.values()))
         subscription = {
@@ -628,7 +500,7 @@ class ConsumerGroupStateMachine:
             self._assign(group)
 
     @staticmethod
-    def _assign(group: _Group) -> None:
+    def _assign(group: Group) -> None:
         """A new group epoch and its target assignment, with the assignor most members
         ask for (Kafka's rule; ties by name, none named: the default)."""
         group.group_epoch += 1
@@ -653,7 +525,7 @@ class ConsumerGroupStateMachine:
         )
 
     def _reconcile(
-        self, now: float, group: _Group, member: _Member, owned: Assignment | None
+        self, now: float, group: Group, member: Member, owned: Assignment | None
     ) -> None:
         """Move a member one step towards its target (Kafka's CurrentAssignmentBuilder)."""
         epoch = group.assignment_epoch
@@ -667,9 +539,9 @@ class ConsumerGroupStateMachine:
             self._next_assignment(now, group, member, member.member_epoch, owned)
 
     def _next_assignment(
-        self, now: float, group: _Group, member: _Member, epoch: int, owned: Assignment | None
+        self, now: float, group: Group, member: Member, epoch: int, owned: Assignment | None
     ) -> None:
-        target = group.target.get(member.member_id, _EMPTY)
+        target = group.target.get(member.member_id, EMPTY)
         kept = member.assigned & target
         revoke = member.assigned - kept
         wanted = target - kept
@@ -680,20 +552,20 @@ class ConsumerGroupStateMachine:
             self._move(member, epoch, MemberState.UNREVOKED_PARTITIONS)
             member.revocation_deadline = now + member.rebalance_timeout_ms / 1000
             return
-        self._set(group, member, kept | free, _EMPTY)
+        self._set(group, member, kept | free, EMPTY)
         state = MemberState.UNRELEASED_PARTITIONS if unreleased else MemberState.STABLE
         self._move(member, group.assignment_epoch, state)
         member.revocation_deadline = math.inf
 
     @staticmethod
-    def _move(member: _Member, epoch: int, state: MemberState) -> None:
+    def _move(member: Member, epoch: int, state: MemberState) -> None:
         if epoch != member.member_epoch:
             member.previous_member_epoch = member.member_epoch
             member.member_epoch = epoch
         member.state = state
 
     @staticmethod
-    def _set(group: _Group, member: _Member, assigned: Assignment, pending: Assignment) -> None:
+    def _set(group: Group, member: Member, assigned: Assignment, pending: Assignment) -> None:
         for key in member.assigned | member.pending_revocation:
             del group.owners[key]
         member.assigned, member.pending_revocation = assigned, pending
@@ -713,13 +585,13 @@ class ConsumerGroupStateMachine:
     ) -> ConsumerHeartbeatResult:
         group = self._groups.get(group_id)
         if group is None:
-            raise _Refused(
+            raise Refused(
                 ErrorCode.unknown_member_id, f"Consumer group {printable(group_id)} not found."
             )
         if instance_id is None:
             member = group.members.get(member_id)
             if member is None:
-                raise _Refused(
+                raise Refused(
                     ErrorCode.unknown_member_id,
                     f"Member {printable(member_id)} is not a member of group "
                     f"{printable(group_id)}.",
@@ -727,11 +599,11 @@ class ConsumerGroupStateMachine:
         else:
             holder = group.static_members.get(instance_id)
             if holder is None:
-                raise _Refused(
+                raise Refused(
                     ErrorCode.unknown_member_id, f"Instance id {printable(instance_id)} is unknown."
                 )
             if holder != member_id:
-                raise _Refused(
+                raise Refused(
                     ErrorCode.fenced_instance_id,
                     f"Static member {printable(member_id)} with instance id "
                     f"{printable(instance_id)} was fenced by member {printable(holder)}.",
@@ -740,7 +612,7 @@ class ConsumerGroupStateMachine:
             if member_epoch == LEAVE_GROUP_STATIC_EPOCH:
                 # Gone for now: it keeps its partitions (nobody else gets them) until
                 # it comes back under the same instance id or its session ends.
-                self._set(group, member, member.assigned, _EMPTY)
+                self._set(group, member, member.assigned, EMPTY)
                 member.member_epoch = LEAVE_GROUP_STATIC_EPOCH
                 member.state = MemberState.STABLE
                 member.revocation_deadline = math.inf
@@ -757,14 +629,14 @@ class ConsumerGroupStateMachine:
         self._fence(group, member, "left the group")
         return ConsumerHeartbeatResult(ErrorCode.none, None, member_id, member_epoch)
 
-    def _remove(self, group: _Group, member: _Member) -> None:
-        self._set(group, member, _EMPTY, _EMPTY)
+    def _remove(self, group: Group, member: Member) -> None:
+        self._set(group, member, EMPTY, EMPTY)
         del group.members[member.member_id]
         group.target.pop(member.member_id, None)
         if member.instance_id is not None:
             del group.static_members[member.instance_id]
 
-    def _fence(self, group: _Group, member: _Member, reason: str) -> None:
+    def _fence(self, group: Group, member: Member, reason: str) -> None:
         """Remove a member; the others get a new target without it."""
         self._remove(group, member)
         logger.info(
@@ -777,7 +649,7 @@ class ConsumerGroupStateMachine:
         if group.members and all(other.classic is not None for other in group.members.values()):
             # Back to the classic protocol at the epoch the members know, as
             # Kafka: the classic group then rebalances them.
-            self._maybe_downgrade(group)
+            self.mixed.maybe_downgrade(group)
             self._timer_changed(group)
             return
         # The members left are resolved against the metadata they were last
@@ -791,44 +663,7 @@ class ConsumerGroupStateMachine:
         self._assign(group)
         self._timer_changed(group)
 
-    def downgrade_if_classic(self, group_id: str) -> None:
-        """Hand the group back to the classic protocol if only classic members are left
-        (a consumer-protocol member that upgraded it was then refused)."""
-        group = self._groups.get(group_id)
-        if group is not None:
-            self._maybe_downgrade(group)
-
-    def _maybe_downgrade(self, group: _Group) -> None:
-        """Hand a group whose members all speak the classic protocol back to the classic
-        state machine, as Kafka 4.0 does when its last consumer-protocol member leaves."""
-        if not group.members or any(m.classic is None for m in group.members.values()):
-            return
-        del self._groups[group.group_id]
-        self.downgrades.append(
-            ClassicGroupExport(
-                group.group_id,
-                group.group_epoch,
-                CONSUMER_PROTOCOL_TYPE,
-                tuple(
-                    ClassicMemberExport(
-                        member.member_id,
-                        member.instance_id,
-                        member.client_id,
-                        member.client_host,
-                        member.classic.session_timeout_ms,
-                        member.rebalance_timeout_ms,
-                        member.classic.protocols,
-                        member.classic.protocols[0][1],
-                        self._assignment_bytes(group, member),
-                    )
-                    for member in group.members.values()
-                    if member.classic is not None
-                ),
-            )
-        )
-        logger.info("group %s moves back to the classic protocol", printable(group.group_id))
-
-    def _session_deadline(self, member: _Member) -> float:
+    def _session_deadline(self, member: Member) -> float:
         timeout_ms = (
             self.config.consumer_session_timeout_ms
             if member.classic is None
@@ -873,327 +708,6 @@ class ConsumerGroupStateMachine:
                     f"({member.rebalance_timeout_ms} ms)",
                 )
 
-    # --- classic members in a consumer group (Kafka 4.0's mixed groups) -----------------
-
-    def adopt(self, now: float, export: ClassicGroupExport, metadata: ClusterMetadata) -> bool:
-        """Take over a classic group with members (Kafka 4.0's online upgrade, when a
-        consumer-protocol member joins it); False if its members' consumer protocol
-        cannot be read (the group then stays classic).
-
-        Each member keeps its current assignment as its target, at the group's
-        generation as epoch, until the joining member makes a new target.
-        """
-        if export.protocol_type != CONSUMER_PROTOCOL_TYPE:
-            return False
-        parsed = []
-        for exported in export.members:
-            subscription = parse_subscription(exported.metadata)
-            assignment = parse_assignment(exported.assignment)
-            if subscription is None or assignment is None or not exported.protocols:
-                return False
-            parsed.append((exported, subscription, assignment))
-        group = self._groups[export.group_id] = _Group(
-            export.group_id,
-            group_epoch=export.generation_id,
-            assignment_epoch=export.generation_id,
-            metadata_version=metadata.version,
-        )
-        for exported, subscription, assignment in parsed:
-            member = self._new_member(now, exported.member_id, exported.group_instance_id)
-            member.client_id, member.client_host = exported.client_id, exported.client_host
-            member.rack_id = subscription.rack_id
-            member.rebalance_timeout_ms = exported.rebalance_timeout_ms
-            member.subscribed_topic_names = tuple(sorted(set(subscription.topics)))
-            member.member_epoch = member.previous_member_epoch = export.generation_id
-            member.classic = _Classic(
-                exported.session_timeout_ms, exported.protocols, subscription.version
-            )
-            member.topic_ids = _resolve(member, metadata)
-            group.members[member.member_id] = member
-            if member.instance_id is not None:
-                group.static_members[member.instance_id] = member.member_id
-            owned = self._topic_partitions(assignment, metadata) - group.owners.keys()
-            self._set(group, member, frozenset(owned), _EMPTY)
-            group.target[member.member_id] = member.assigned
-        subscribed = set().union(*(member.topic_ids for member in group.members.values()))
-        group.subscription = {
-            topic_id: metadata.topics_by_id[topic_id].partitions for topic_id in sorted(subscribed)
-        }
-        group.topic_names = {
-            topic_id: metadata.topics_by_id[topic_id].name for topic_id in group.subscription
-        }
-        self._timer_changed(group)
-        return True
-
-    @staticmethod
-    def _topic_partitions(
-        partitions: Iterable[tuple[str, Iterable[int]]], metadata: ClusterMetadata
-    ) -> Assignment:
-        """(topic name, partitions) as (topic id, partition), for topics that exist."""
-        keys: set[tuple[str, int]] = set()
-        for name, numbers in partitions:
-            info = metadata.topics.get(name)
-            if info is not None and not info.internal:
-                keys.update((info.topic_id, number) for number in numbers)
-        return frozenset(keys)
-
-    @staticmethod
-    def _assignment_bytes(group: _Group, member: _Member) -> bytes:
-        """A classic member's assignment as its consumer protocol writes it (by topic name)."""
-        assert member.classic is not None
-        by_topic: dict[str, list[int]] = {}
-        for topic_id, partition in sorted(member.assigned):
-            name = group.topic_names.get(topic_id)
-            if name is not None:
-                by_topic.setdefault(name, []).append(partition)
-        return encode_assignment(member.classic.version, sorted(by_topic.items()))
-
-    def classic_join(
-        self,
-        now: float,
-        *,
-        group_id: str,
-        member_id: str,
-        instance_id: str | None,
-        protocol_type: str,
-        protocols: tuple[tuple[str, bytes], ...],
-        session_timeout_ms: int,
-        rebalance_timeout_ms: int,
-        client_id: str,
-        client_host: str,
-        api_version: int,
-        metadata: ClusterMetadata,
-    ) -> JoinGroupResult:
-        """JoinGroup of a classic member to a consumer-protocol group, answered at once with
-        its member epoch as generation; the broker assigns (the member is a follower)."""
-        group = self._groups[group_id]
-        unknown = member_id == ""
-        if unknown:
-            member_id = self._new_member_id()
-        try:
-            config = self.config
-            if not (
-                config.group_min_session_timeout_ms
-                <= session_timeout_ms
-                <= config.group_max_session_timeout_ms
-            ):
-                raise _Refused(ErrorCode.invalid_session_timeout, "session timeout out of range")
-            if rebalance_timeout_ms <= 0:
-                raise _Refused(ErrorCode.invalid_request, "rebalance timeout must be positive")
-            if (
-                (unknown or member_id not in group.members)
-                and (instance_id is None or instance_id not in group.static_members)
-                and len(group.members) >= self.config.group_members_max
-            ):
-                raise _Refused(ErrorCode.group_max_size_reached, "the group is full")
-            self._check_classic_protocols(group, member_id, protocol_type, protocols)
-            subscription = parse_subscription(protocols[0][1])
-            if subscription is None:
-                raise _Refused(
-                    ErrorCode.inconsistent_group_protocol, "unreadable consumer subscription"
-                )
-            if unknown and instance_id is None and api_version >= _JOIN_MEMBER_ID_REQUIRED_VERSION:
-                # As Kafka: rejoin with this id (no pending member is kept here).
-                return JoinGroupResult(ErrorCode.member_id_required, member_id=member_id)
-            member = self._classic_member_for_join(now, group, member_id, instance_id, unknown)
-        except _Refused as refused:
-            return JoinGroupResult(refused.error_code, member_id=member_id)
-        names = tuple(sorted(set(subscription.topics)))
-        changed = member.member_id not in group.members or names != member.subscribed_topic_names
-        if member.member_id not in group.members:
-            group.members[member.member_id] = member
-            if instance_id is not None:
-                group.static_members[instance_id] = member.member_id
-        member.subscribed_topic_names = names
-        member.subscribed_topic_regex = None
-        member.rack_id = subscription.rack_id
-        member.rebalance_timeout_ms = rebalance_timeout_ms
-        member.client_id, member.client_host = client_id, client_host
-        member.classic = _Classic(
-            session_timeout_ms,
-            protocols,
-            subscription.version,
-            deadline=now + rebalance_timeout_ms / 1000,  # it must sync by then
-        )
-        member.last_seen = now
-        if changed:
-            member.topic_ids = _resolve(member, metadata)
-        self._refresh(group, metadata, bump=changed)
-        self._reconcile(now, group, member, self._topic_partitions(subscription.owned, metadata))
-        self._timer_changed(group)
-        return JoinGroupResult(
-            ErrorCode.none,
-            generation_id=member.member_epoch,
-            protocol_type=CONSUMER_PROTOCOL_TYPE,
-            protocol_name=protocols[0][0],
-            member_id=member.member_id,
-        )
-
-    def _check_classic_protocols(
-        self,
-        group: _Group,
-        member_id: str,
-        protocol_type: str,
-        protocols: tuple[tuple[str, bytes], ...],
-    ) -> None:
-        """Kafka's rule: the consumer protocol type, and a protocol every other classic
-        member offers too."""
-        names = {name for name, _ in protocols}
-        if protocol_type != CONSUMER_PROTOCOL_TYPE or not names:
-            raise _Refused(ErrorCode.inconsistent_group_protocol, "not the consumer protocol")
-        for other in group.members.values():
-            if other.member_id != member_id and other.classic is not None:
-                names &= {name for name, _ in other.classic.protocols}
-        if not names:
-            raise _Refused(
-                ErrorCode.inconsistent_group_protocol,
-                f"Member {printable(member_id)}'s protocols are not supported.",
-            )
-
-    def _classic_member_for_join(
-        self, now: float, group: _Group, member_id: str, instance_id: str | None, unknown: bool
-    ) -> _Member:
-        if instance_id is None:
-            member = group.members.get(member_id)
-            return member if member is not None else self._new_member(now, member_id, None)
-        holder_id = group.static_members.get(instance_id)
-        if holder_id is None:
-            if not unknown:
-                raise _Refused(
-                    ErrorCode.unknown_member_id,
-                    f"Instance id {printable(instance_id)} is unknown.",
-                )
-            return self._new_member(now, member_id, instance_id)
-        if unknown:
-            # The instance restarted: the new member takes the old one's place.
-            self._replace(group, group.members[holder_id], member_id)
-            return group.members[member_id]
-        if holder_id != member_id:
-            raise _Refused(
-                ErrorCode.fenced_instance_id,
-                f"Static member {printable(member_id)} with instance id "
-                f"{printable(instance_id)} was fenced by member {printable(holder_id)}.",
-            )
-        return group.members[holder_id]
-
-    def _classic_member(
-        self, group: _Group, member_id: str, instance_id: str | None
-    ) -> tuple[_Member, _Classic]:
-        if instance_id is None:
-            member = group.members.get(member_id)
-        else:
-            holder = group.static_members.get(instance_id)
-            if holder is not None and holder != member_id:
-                raise _Refused(
-                    ErrorCode.fenced_instance_id,
-                    f"Static member {printable(member_id)} was fenced by {printable(holder)}.",
-                )
-            member = None if holder is None else group.members[holder]
-        if member is None or member.classic is None:
-            raise _Refused(
-                ErrorCode.unknown_member_id,
-                f"Member {printable(member_id)} is not a classic member of group "
-                f"{printable(group.group_id)}.",
-            )
-        return member, member.classic
-
-    def _must_rejoin(self, now: float, group: _Group, member: _Member, classic: _Classic) -> None:
-        """REBALANCE_IN_PROGRESS, and a deadline to rejoin by, when the member has
-        something to pick up: a new epoch, partitions to revoke, partitions now free."""
-        waiting = member.state is MemberState.UNRELEASED_PARTITIONS and not any(
-            key not in group.owners
-            for key in group.target.get(member.member_id, _EMPTY) - member.assigned
-        )
-        if (
-            member.member_epoch < group.group_epoch
-            or member.state is MemberState.UNREVOKED_PARTITIONS
-            or (member.state is MemberState.UNRELEASED_PARTITIONS and not waiting)
-        ):
-            if classic.deadline == math.inf:
-                classic.deadline = now + member.rebalance_timeout_ms / 1000
-                self._timer_changed(group)
-            raise _Refused(ErrorCode.rebalance_in_progress, "the member must rejoin")
-
-    def classic_sync(
-        self,
-        now: float,
-        *,
-        group_id: str,
-        generation_id: int,
-        member_id: str,
-        instance_id: str | None,
-    ) -> SyncGroupResult:
-        """SyncGroup of a classic member: its assignment as the coordinator computed it."""
-        group = self._groups[group_id]
-        try:
-            member, classic = self._classic_member(group, member_id, instance_id)
-            if generation_id != member.member_epoch:
-                raise _Refused(ErrorCode.illegal_generation, "wrong generation")
-            if (
-                group.group_epoch > member.member_epoch
-                and member.state is not MemberState.UNREVOKED_PARTITIONS
-            ):
-                self._must_rejoin(now, group, member, classic)
-        except _Refused as refused:
-            return SyncGroupResult(refused.error_code)
-        classic.deadline = math.inf
-        member.last_seen = now
-        self._timer_changed(group)
-        return SyncGroupResult(
-            ErrorCode.none,
-            self._assignment_bytes(group, member),
-            CONSUMER_PROTOCOL_TYPE,
-            classic.protocols[0][0],
-        )
-
-    def classic_heartbeat(
-        self,
-        now: float,
-        *,
-        group_id: str,
-        generation_id: int,
-        member_id: str,
-        instance_id: str | None,
-    ) -> int:
-        """Heartbeat of a classic member: REBALANCE_IN_PROGRESS when it should rejoin."""
-        group = self._groups[group_id]
-        try:
-            member, classic = self._classic_member(group, member_id, instance_id)
-            if generation_id != member.member_epoch:
-                raise _Refused(ErrorCode.illegal_generation, "wrong generation")
-            member.last_seen = now
-            self._must_rejoin(now, group, member, classic)
-        except _Refused as refused:
-            return refused.error_code
-        return ErrorCode.none
-
-    def classic_leave(
-        self,
-        now: float,
-        *,
-        group_id: str,
-        member_ids: tuple[str, ...] | list[str],
-        instance_ids: tuple[str | None, ...] | list[str | None],
-    ) -> LeaveGroupResult:
-        """LeaveGroup of classic members of a consumer-protocol group (by id or instance id)."""
-        results = []
-        for member_id, instance_id in zip(member_ids, instance_ids, strict=True):
-            group = self._groups.get(group_id)
-            code: int = ErrorCode.unknown_member_id
-            if group is not None:
-                try:
-                    if instance_id is not None and not member_id:
-                        holder = group.static_members.get(instance_id, "")
-                        member, _ = self._classic_member(group, holder, instance_id)
-                    else:
-                        member, _ = self._classic_member(group, member_id, instance_id)
-                    self._fence(group, member, "left the group")
-                    code = ErrorCode.none
-                except _Refused as refused:
-                    code = refused.error_code
-            results.append(LeaveGroupMemberResult(member_id, code))
-        return LeaveGroupResult(ErrorCode.none, tuple(results))
-
     # --- the other group APIs -----------------------------------------------------------
 
     def has_group(self, group_id: str) -> bool:
@@ -1224,7 +738,7 @@ class ConsumerGroupStateMachine:
         names: set[str] = set()
         for member in group.members.values():
             names.update(member.subscribed_topic_names)
-            for topic_id in _resolve(member, metadata):
+            for topic_id in resolve(member, metadata):
                 names.add(metadata.topics_by_id[topic_id].name)
         return frozenset(names)
 
@@ -1292,7 +806,7 @@ class ConsumerGroupStateMachine:
                 member.subscribed_topic_names,
                 member.subscribed_topic_regex,
                 member.assigned,
-                group.target.get(member.member_id, _EMPTY),
+                group.target.get(member.member_id, EMPTY),
                 classic=member.classic is not None,
             )
             for member in group.members.values()

@@ -234,7 +234,7 @@ class GroupCoordinator:
             if self._consumer.has_members(group_id):
                 # A classic member of a consumer-protocol group (Kafka 4.0's
                 # mixed groups): the broker assigns, the answer comes at once.
-                result = self._consumer.classic_join(
+                result = self._consumer.mixed.classic_join(
                     trio.current_time(),
                     group_id=group_id,
                     member_id=member_id,
@@ -288,7 +288,7 @@ class GroupCoordinator:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._consumer.has_group(group_id):
-            result = self._consumer.classic_sync(
+            result = self._consumer.mixed.classic_sync(
                 trio.current_time(),
                 group_id=group_id,
                 generation_id=generation_id,
@@ -318,7 +318,7 @@ class GroupCoordinator:
     ) -> int:
         """Heartbeat: keep the member alive; REBALANCE_IN_PROGRESS tells it to rejoin."""
         if self._consumer.has_group(group_id):
-            code = self._consumer.classic_heartbeat(
+            code = self._consumer.mixed.classic_heartbeat(
                 trio.current_time(),
                 group_id=group_id,
                 generation_id=generation_id,
@@ -346,7 +346,7 @@ class GroupCoordinator:
     ) -> LeaveGroupResult:
         """LeaveGroup: remove members (v0-2 send one); the others rebalance."""
         if self._consumer.has_group(group_id):
-            result = self._consumer.classic_leave(
+            result = self._consumer.mixed.classic_leave(
                 trio.current_time(),
                 group_id=group_id,
                 member_ids=list(member_ids),
@@ -386,7 +386,9 @@ class GroupCoordinator:
             export = self._state.export_group(group_id)
             if export is None:
                 self._state.delete_group(group_id)  # Empty: the consumer protocol takes it
-            elif member_epoch == 0 and self._consumer.adopt(trio.current_time(), export, metadata):
+            elif member_epoch == 0 and self._consumer.mixed.adopt(
+                trio.current_time(), export, metadata
+            ):
                 # Kafka 4.0's online upgrade: a consumer-protocol member joins a
                 # classic group of consumers, which becomes a consumer group.
                 self._state.surrender(group_id)
@@ -425,7 +427,7 @@ class GroupCoordinator:
             metadata=metadata,
         )
         if result.error_code != ErrorCode.none:
-            self._consumer.downgrade_if_classic(group_id)
+            self._consumer.mixed.downgrade_if_classic(group_id)
         self._settle()
         return result
 
