@@ -630,3 +630,171 @@ async def test_a_consumer_member_upgrades_a_classic_group_and_its_leaving_downgr
         group_id=GROUP, generation_id=epochs[leader.member_id], member_id=leader.member_id
     )
     assert code == ErrorCode.rebalance_in_progress
+
+
+@attrs.define
+class ClassicClient:
+    """A cooperative classic consumer in a consumer group: it owns what SyncGroup gave it
+    and reports it when it rejoins."""
+
+    machine: ConsumerGroupStateMachine
+    name: str
+    topics: tuple[str, ...]
+    member_id: str = ""
+    generation: int = -1
+    owned: frozenset[tuple[str, int]] = frozenset()
+
+    def join(self, now: float, meta: ClusterMetadata) -> None:
+        names = {info.topic_id: name for name, info in meta.topics.items()}
+        by_topic: dict[str, list[int]] = {}
+        for topic_id, partition in sorted(self.owned):
+            by_topic.setdefault(names[topic_id], []).append(partition)
+        joined = self.machine.mixed.classic_join(
+            now,
+            group_id=GROUP,
+            member_id=self.member_id,
+            instance_id=None,
+            protocol_type="consumer",
+            protocols=(
+                (
+                    "cooperative-sticky",
+                    _subscription(
+                        *self.topics, owned=tuple((t, tuple(p)) for t, p in by_topic.items())
+                    ),
+                ),
+            ),
+            session_timeout_ms=10_000,
+            rebalance_timeout_ms=30_000,
+            client_id=self.name,
+            client_host="h",
+            api_version=3,
+            metadata=meta,
+        )
+        assert joined.error_code == NONE, joined
+        assert joined.leader == "" and joined.members == ()
+        self.member_id = joined.member_id
+        synced = self.machine.mixed.classic_sync(
+            now,
+            group_id=GROUP,
+            generation_id=joined.generation_id,
+            member_id=self.member_id,
+            instance_id=None,
+        )
+        if synced.error_code == NONE:
+            assignment = parse_assignment(synced.assignment)
+            assert assignment is not None
+            self.owned = frozenset(
+                (meta.topics[topic].topic_id, p)
+                for topic, partitions in assignment
+                for p in partitions
+            )
+            self.generation = joined.generation_id
+        else:
+            assert synced.error_code == ErrorCode.rebalance_in_progress
+
+    def beat(self, now: float, meta: ClusterMetadata) -> None:
+        code = self.machine.mixed.classic_heartbeat(
+            now,
+            group_id=GROUP,
+            generation_id=self.generation,
+            member_id=self.member_id,
+            instance_id=None,
+        )
+        if code in (ErrorCode.unknown_member_id, ErrorCode.illegal_generation):
+            self.owned, self.member_id = frozenset(), ""
+        if code != NONE:
+            self.join(now, meta)
+        self.machine.assert_invariants()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["beat", "beat", "beat", "join", "leave", "expire", "grow"]),
+            st.integers(1, 4),
+        ),
+        max_size=50,
+    )
+)
+def test_a_mixed_group_keeps_one_owner_per_partition_and_converges(steps) -> None:  # type: ignore[no-untyped-def]
+    """Classic (even indexes) and consumer-protocol (odd) members of one group joining,
+    leaving and dying while topics grow; member 0 (consumer protocol) stays, so the group
+    stays a consumer group."""
+    machine = ConsumerGroupStateMachine(GroupConfig())
+    counts = {"t": 3, "u": 2}
+    version = 1
+    meta = metadata(version, **counts)
+    anchor = Client(machine, "m0", topics=("t", "u"))
+    anchor.beat(0, meta)
+    clients: dict[int, Client | ClassicClient] = {}
+    now = 0.0
+
+    def everyone() -> list[Client | ClassicClient]:
+        return [anchor, *clients.values()]
+
+    def beat(client: Client | ClassicClient) -> None:
+        if isinstance(client, ClassicClient):
+            client.beat(now, meta)
+        elif client.beat(now, meta).error_code != NONE:
+            client.owned, client.epoch = frozenset(), 0
+
+    def one_owner() -> None:
+        seen: set[tuple[str, int]] = set()
+        for client in everyone():
+            assert not seen & client.owned, "two clients own one partition"
+            seen |= client.owned
+
+    for action, index in steps:
+        now += 1
+        client = clients.get(index)
+        topics = ("t", "u")[: 1 + index % 2]
+        if action == "join" and client is None:
+            if index % 2:
+                clients[index] = Client(machine, f"m{index}", topics=topics)
+                beat(clients[index])
+            else:
+                clients[index] = ClassicClient(machine, f"c{index}", topics)
+                clients[index].join(now, meta)
+        elif action == "beat" and client is not None:
+            beat(client)
+        elif action == "leave" and client is not None:
+            if isinstance(client, ClassicClient):
+                machine.mixed.classic_leave(
+                    now, group_id=GROUP, member_ids=[client.member_id], instance_ids=[None]
+                )
+            else:
+                machine.heartbeat(
+                    now,
+                    group_id=GROUP,
+                    member_id=client.member_id,
+                    member_epoch=LEAVE_GROUP_EPOCH,
+                    metadata=meta,
+                )
+            del clients[index]
+        elif action == "expire" and client is not None:
+            del clients[index]
+            now += 31  # past the classic sessions (10 s) and rebalance timeouts (30 s)
+            for other in everyone():
+                beat(other)
+            machine.expire(GROUP, now)
+        elif action == "grow":
+            counts["t" if index % 2 else "u"] += 1
+            version += 1
+            meta = metadata(version, **counts)
+        machine.assert_invariants()
+        one_owner()
+    for _ in range(3 * len(everyone()) + 3):
+        now += 1
+        for client in everyone():
+            beat(client)
+            one_owner()
+    description = machine.describe(GROUP)
+    assert description is not None and description.state == "Stable", description
+    wanted = {
+        (tid(topic), partition)
+        for client in everyone()
+        for topic in client.topics
+        for partition in range(counts[topic])
+    }
+    assert set().union(*(client.owned for client in everyone())) == wanted
