@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
 
 from trioring.cluster.model import ClusterMetadata, TopicInfo
-from trioring.core.groups import ConsumerGroupStateMachine, GroupConfig, GroupCoordinator
+from trioring.core.groups import (
+    ConsumerGroupStateMachine,
+    ConsumerHeartbeat,
+    GroupConfig,
+    GroupCoordinator,
+)
 from trioring.core.groups.consumer import LEAVE_GROUP_EPOCH, LEAVE_GROUP_STATIC_EPOCH
 from trioring.core.groups.consumer_protocol import encode_assignment, parse_assignment
 from trioring.core.offsets import OffsetStore
@@ -24,6 +29,20 @@ from trioring.uring import FallbackBackend
 NONE = ErrorCode.none
 GROUP = "g"
 SESSION_S = GroupConfig().consumer_session_timeout_ms / 1000
+
+
+def heartbeat(  # type: ignore[no-untyped-def]
+    machine: ConsumerGroupStateMachine, now: float, *, metadata: ClusterMetadata, **fields
+):
+    names = fields.pop("subscribed_topic_names", None)
+    request = ConsumerHeartbeat(
+        subscribed_topic_names=None if names is None else tuple(names), **fields
+    )
+    return machine.heartbeat(now, request, metadata)
+
+
+def coordinator_heartbeat(coordinator, *, metadata, **fields):  # type: ignore[no-untyped-def]
+    return coordinator.consumer_group_heartbeat(ConsumerHeartbeat(**fields), metadata)
 
 
 def metadata(version: int = 1, **topics: int) -> ClusterMetadata:
@@ -59,7 +78,8 @@ class Client:
 
     def beat(self, now: float, meta: ClusterMetadata, **fields):  # type: ignore[no-untyped-def]
         joining = self.epoch == 0
-        result = self.machine.heartbeat(
+        result = heartbeat(
+            self.machine,
             now,
             group_id=GROUP,
             member_id=self.member_id,
@@ -124,8 +144,8 @@ def test_leaving_hands_the_partitions_to_the_others() -> None:
         first.beat(now, meta)
         second.beat(now, meta)
     assert len(first.owned) == len(second.owned) == 1
-    left = machine.heartbeat(
-        5, group_id=GROUP, member_id="m1", member_epoch=LEAVE_GROUP_EPOCH, metadata=meta
+    left = heartbeat(
+        machine, 5, group_id=GROUP, member_id="m1", member_epoch=LEAVE_GROUP_EPOCH, metadata=meta
     )
     assert (left.error_code, left.member_epoch) == (NONE, LEAVE_GROUP_EPOCH)
     assert second.beat(6, meta).assignment == parts("t", 0, 1)
@@ -156,7 +176,8 @@ def test_a_member_that_does_not_revoke_in_its_rebalance_timeout_is_fenced() -> N
     second.beat(1, meta)
     # m1 is told to revoke but then keeps reporting the revoked partition.
     first.beat(2, meta)
-    stubborn = machine.heartbeat(
+    stubborn = heartbeat(
+        machine,
         3,
         group_id=GROUP,
         member_id="m1",
@@ -180,8 +201,14 @@ def test_member_epochs_are_checked_and_a_lost_answer_is_tolerated() -> None:
     assert client.epoch == 1
 
     def beat(epoch: int, owned: frozenset[tuple[str, int]] | None) -> int:
-        result = machine.heartbeat(
-            1, group_id=GROUP, member_id="m1", member_epoch=epoch, owned=owned, metadata=meta
+        result = heartbeat(
+            machine,
+            1,
+            group_id=GROUP,
+            member_id="m1",
+            member_epoch=epoch,
+            owned=owned,
+            metadata=meta,
         )
         return result.error_code
 
@@ -228,7 +255,7 @@ def test_invalid_heartbeats_get_kafkas_errors(fields, code) -> None:  # type: ig
         "metadata": metadata(t=1),
     }
     request.update(fields)
-    result = machine.heartbeat(0, **request)
+    result = heartbeat(machine, 0, **request)
     assert result.error_code == code
     assert result.error_message
     machine.assert_invariants()
@@ -236,7 +263,8 @@ def test_invalid_heartbeats_get_kafkas_errors(fields, code) -> None:  # type: ig
 
 def test_version_zero_gets_a_member_id_from_the_coordinator() -> None:
     machine = ConsumerGroupStateMachine(GroupConfig(), new_member_id=lambda: "given")
-    result = machine.heartbeat(
+    result = heartbeat(
+        machine,
         0,
         group_id=GROUP,
         member_id="",
@@ -259,7 +287,8 @@ def test_a_static_member_comes_back_to_its_partitions_without_a_new_epoch() -> N
         first.beat(now, meta)
         second.beat(now, meta)
     mine, epoch = first.owned, machine.describe(GROUP).group_epoch
-    left = machine.heartbeat(
+    left = heartbeat(
+        machine,
         5,
         group_id=GROUP,
         member_id="a1",
@@ -316,7 +345,7 @@ def test_offset_commits_are_checked_against_the_member_epoch() -> None:
     assert machine.validate_offset_fetch(GROUP, None, 1)[0] == ErrorCode.unknown_member_id
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(
@@ -356,7 +385,8 @@ def test_any_history_keeps_one_owner_per_partition_and_converges(steps, assignor
                 # Fenced or unknown: the client gives up its partitions and rejoins.
                 client.owned, client.epoch = frozenset(), 0
         elif action == "leave" and client is not None:
-            machine.heartbeat(
+            heartbeat(
+                machine,
                 now,
                 group_id=GROUP,
                 member_id=client.member_id,
@@ -413,7 +443,8 @@ async def coordinator(tmp_path):  # type: ignore[no-untyped-def]
 
 async def test_a_group_holds_members_of_one_protocol(coordinator, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     meta = metadata(t=1)
-    joined = coordinator.consumer_group_heartbeat(
+    joined = coordinator_heartbeat(
+        coordinator,
         group_id=GROUP,
         member_id="m1",
         member_epoch=0,
@@ -444,8 +475,8 @@ async def test_a_group_holds_members_of_one_protocol(coordinator, autojump_clock
     )
     assert coordinator.consumer_group_describe("other").error_code == ErrorCode.group_id_not_found
     assert coordinator.delete_group(GROUP) == ErrorCode.non_empty_group
-    coordinator.consumer_group_heartbeat(
-        group_id=GROUP, member_id="m1", member_epoch=-1, metadata=meta
+    coordinator_heartbeat(
+        coordinator, group_id=GROUP, member_id="m1", member_epoch=-1, metadata=meta
     )
     # Empty: a classic member may take the group over.
     with trio.move_on_after(5):
@@ -460,7 +491,8 @@ async def test_a_group_holds_members_of_one_protocol(coordinator, autojump_clock
             api_version=3,
         )
     assert classic.error_code == NONE
-    refused = coordinator.consumer_group_heartbeat(
+    refused = coordinator_heartbeat(
+        coordinator,
         group_id=GROUP,
         member_id="m2",
         member_epoch=0,
@@ -475,7 +507,8 @@ async def test_a_group_holds_members_of_one_protocol(coordinator, autojump_clock
 
 async def test_the_coordinator_times_out_silent_members(coordinator, autojump_clock) -> None:  # type: ignore[no-untyped-def]
     meta = metadata(t=1)
-    coordinator.consumer_group_heartbeat(
+    coordinator_heartbeat(
+        coordinator,
         group_id=GROUP,
         member_id="m1",
         member_epoch=0,
@@ -558,7 +591,8 @@ async def test_a_consumer_member_upgrades_a_classic_group_and_its_leaving_downgr
     generation = leader.generation_id
 
     # A consumer-protocol member joins: the group becomes a consumer group.
-    joined_modern = coordinator.consumer_group_heartbeat(
+    joined_modern = coordinator_heartbeat(
+        coordinator,
         group_id=GROUP,
         member_id="modern",
         member_epoch=0,
@@ -602,7 +636,8 @@ async def test_a_consumer_member_upgrades_a_classic_group_and_its_leaving_downgr
                 epochs[member_id] = rejoined.generation_id
             else:
                 assert code == NONE
-        beat = coordinator.consumer_group_heartbeat(
+        beat = coordinator_heartbeat(
+            coordinator,
             group_id=GROUP,
             member_id="modern",
             member_epoch=modern_epoch,
@@ -620,8 +655,8 @@ async def test_a_consumer_member_upgrades_a_classic_group_and_its_leaving_downgr
     assert coordinator.consumer_group_describe(GROUP).state == "Stable"
 
     # The consumer-protocol member leaves: the group is classic again and rebalances.
-    coordinator.consumer_group_heartbeat(
-        group_id=GROUP, member_id="modern", member_epoch=-1, metadata=meta
+    coordinator_heartbeat(
+        coordinator, group_id=GROUP, member_id="modern", member_epoch=-1, metadata=meta
     )
     coordinator._assert_invariants()
     [listing] = coordinator.list_groups().groups
@@ -707,7 +742,7 @@ class ClassicClient:
         self.machine.assert_invariants()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(
@@ -764,7 +799,8 @@ def test_a_mixed_group_keeps_one_owner_per_partition_and_converges(steps) -> Non
                     now, group_id=GROUP, member_ids=[client.member_id], instance_ids=[None]
                 )
             else:
-                machine.heartbeat(
+                heartbeat(
+                    machine,
                     now,
                     group_id=GROUP,
                     member_id=client.member_id,
@@ -774,7 +810,8 @@ def test_a_mixed_group_keeps_one_owner_per_partition_and_converges(steps) -> Non
             del clients[index]
         elif action == "expire" and client is not None:
             del clients[index]
-            now += 31  # past the classic sessions (10 s) and rebalance timeouts (30 s)
+            # Past every session (classic 10 s, consumer 45 s) and rebalance timeout (30 s).
+            now += SESSION_S + 1
             for other in everyone():
                 beat(other)
             machine.expire(GROUP, now)

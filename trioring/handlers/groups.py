@@ -17,6 +17,7 @@ from kio.schema.errors import ErrorCode
 
 from trioring.core.groups import (
     ConsumerGroupDescription,
+    ConsumerHeartbeat,
     ConsumerHeartbeatResult,
     GroupDescription,
     JoinGroupResult,
@@ -268,20 +269,22 @@ async def consumer_group_heartbeat(
             for partition in partitions
         )
     result = ctx.shard.coordinator.consumer_group_heartbeat(
-        group_id=request.group_id,
-        member_id=request.member_id,
-        member_epoch=request.member_epoch,
-        instance_id=request.instance_id,
-        rack_id=request.rack_id,
-        rebalance_timeout_ms=request.rebalance_timeout_ms,
-        subscribed_topic_names=request.subscribed_topic_names,
-        subscribed_topic_regex=request.subscribed_topic_regex,
-        server_assignor=request.server_assignor,
-        owned=owned,
-        client_id=ctx.client_id,
-        client_host=ctx.client_host,
-        api_version=request.api_version,
-        metadata=ctx.cluster.current,
+        ConsumerHeartbeat(
+            group_id=request.group_id,
+            member_id=request.member_id,
+            member_epoch=request.member_epoch,
+            instance_id=request.instance_id,
+            rack_id=request.rack_id,
+            rebalance_timeout_ms=request.rebalance_timeout_ms,
+            subscribed_topic_names=request.subscribed_topic_names,
+            subscribed_topic_regex=request.subscribed_topic_regex,
+            server_assignor=request.server_assignor,
+            owned=owned,
+            client_id=ctx.client_id,
+            client_host=ctx.client_host,
+            api_version=request.api_version,
+        ),
+        ctx.cluster.current,
     )
     await trio.lowlevel.checkpoint()
     return result

@@ -4,14 +4,15 @@
 protocol's (KIP-848: its data in ``consumer_model.py``, the server assignors
 in ``assignors.py``, classic members inside consumer groups in ``mixed.py``,
 the consumer protocol embedded in classic metadata in
-``consumer_protocol.py``), both synchronous with the clock passed in; ``coordinator.py`` runs them on Trio's
-clock with waiters and timers;
+``consumer_protocol.py``), both synchronous with the clock passed in;
+``coordinator.py`` runs them on Trio's clock with waiters and timers;
 ``results.py`` holds what the group APIs answer. Committed offsets live in
 the OffsetStore; the coordinator only says whether a commit is allowed.
 """
 
 from trioring.config import GroupConfig
 from trioring.core.groups.consumer import ConsumerGroupState, ConsumerGroupStateMachine
+from trioring.core.groups.consumer_model import ConsumerHeartbeat
 from trioring.core.groups.coordinator import CommittedGroups, GroupCoordinator
 from trioring.core.groups.results import (
     NO_GENERATION,
@@ -37,6 +38,7 @@ __all__ = [
     "ConsumerGroupMemberDescription",
     "ConsumerGroupState",
     "ConsumerGroupStateMachine",
+    "ConsumerHeartbeat",
     "ConsumerHeartbeatResult",
     "GroupConfig",
     "GroupCoordinator",

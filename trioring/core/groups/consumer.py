@@ -35,7 +35,7 @@ import logging
 import math
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import attrs
 import re2
@@ -52,6 +52,7 @@ from trioring.core.groups.consumer_model import (
     LEAVE_GROUP_EPOCH,
     LEAVE_GROUP_STATIC_EPOCH,
     ConsumerGroupState,
+    ConsumerHeartbeat,
     Group,
     Member,
     MemberState,
@@ -122,111 +123,62 @@ class ConsumerGroupStateMachine:
     # --- ConsumerGroupHeartbeat ---------------------------------------------------------
 
     def heartbeat(
-        self,
-        now: float,
-        *,
-        group_id: str,
-        member_id: str,
-        member_epoch: int,
-        instance_id: str | None = None,
-        rack_id: str | None = None,
-        rebalance_timeout_ms: int = -1,
-        subscribed_topic_names: Iterable[str] | None = None,
-        subscribed_topic_regex: str | None = None,
-        server_assignor: str | None = None,
-        owned: Assignment | None = None,
-        client_id: str = "",
-        client_host: str = "",
-        api_version: int = 1,
-        metadata: ClusterMetadata,
+        self, now: float, request: ConsumerHeartbeat, metadata: ClusterMetadata
     ) -> ConsumerHeartbeatResult:
-        """One ConsumerGroupHeartbeat: join (epoch 0), keep alive and reconcile, or leave.
-
-        ``owned`` is what the member reports it owns (None: unchanged since
-        its last heartbeat, as the client sends it).
-        """
-        names = (
-            None if subscribed_topic_names is None else tuple(sorted(set(subscribed_topic_names)))
-        )
+        """One ConsumerGroupHeartbeat: join (epoch 0), keep alive and reconcile, or leave."""
         try:
             if self.closed:
                 raise Refused(ErrorCode.coordinator_not_available, "the coordinator is stopping")
-            self._validate(
-                group_id,
-                member_id,
-                member_epoch,
-                instance_id,
-                rack_id,
-                rebalance_timeout_ms,
-                names,
-                subscribed_topic_regex,
-                server_assignor,
-                owned,
-                (client_id, client_host),
-                api_version,
-            )
-            if member_epoch in (LEAVE_GROUP_EPOCH, LEAVE_GROUP_STATIC_EPOCH):
-                return self._leave(now, group_id, member_id, member_epoch, instance_id)
+            self._validate(request)
+            if request.member_epoch in (LEAVE_GROUP_EPOCH, LEAVE_GROUP_STATIC_EPOCH):
+                return self._leave(now, request)
             return self._heartbeat(
-                now,
-                group_id=group_id,
-                member_id=member_id or self._new_member_id(),
-                member_epoch=member_epoch,
-                instance_id=instance_id,
-                rack_id=rack_id,
-                rebalance_timeout_ms=rebalance_timeout_ms,
-                names=names,
-                regex=subscribed_topic_regex,
-                server_assignor=server_assignor,
-                owned=owned,
-                client_id=client_id,
-                client_host=client_host,
-                metadata=metadata,
+                now, request, request.member_id or self._new_member_id(), metadata
             )
         except Refused as refused:
             return ConsumerHeartbeatResult(
-                refused.error_code, refused.message, member_id or None, member_epoch
+                refused.error_code,
+                refused.message,
+                request.member_id or None,
+                request.member_epoch,
             )
 
-    def _validate(  # noqa: PLR0917 (one argument per field, as the request)
-        self,
-        group_id: str,
-        member_id: str,
-        member_epoch: int,
-        instance_id: str | None,
-        rack_id: str | None,
-        rebalance_timeout_ms: int,
-        names: tuple[str, ...] | None,
-        regex: str | None,
-        server_assignor: str | None,
-        owned: Assignment | None,
-        strings: tuple[str, ...],
-        api_version: int,
-    ) -> None:
+    @staticmethod
+    def _validate(request: ConsumerHeartbeat) -> None:
         """Kafka's checks of a heartbeat's fields, in Kafka's order and with its messages."""
         invalid = ErrorCode.invalid_request
+        group_id, member_id, member_epoch = (
+            request.group_id,
+            request.member_id,
+            request.member_epoch,
+        )
+        instance_id, rack_id, regex = (
+            request.instance_id,
+            request.rack_id,
+            request.subscribed_topic_regex,
+        )
         if not group_id or len(group_id) > GROUP_NAME_LENGTH_MAX:
             raise Refused(ErrorCode.invalid_group_id, "GroupId can't be empty.")
         if instance_id == "":
             raise Refused(invalid, "InstanceId can't be empty.")
         if rack_id == "":
             raise Refused(invalid, "RackId can't be empty.")
-        for string in (*strings, member_id, instance_id or "", rack_id or "", regex or ""):
-            if len(string) > GROUP_STRING_LENGTH_MAX:
-                raise Refused(invalid, "a string of the request is too long.")
+        strings = (request.client_id, request.client_host, member_id, instance_id, rack_id, regex)
+        if any(len(string or "") > GROUP_STRING_LENGTH_MAX for string in strings):
+            raise Refused(invalid, "a string of the request is too long.")
         if member_epoch > 0 or member_epoch in (LEAVE_GROUP_EPOCH, LEAVE_GROUP_STATIC_EPOCH):
             if not member_id:
                 raise Refused(invalid, "MemberId can't be empty.")
             if member_epoch == LEAVE_GROUP_STATIC_EPOCH and instance_id is None:
                 raise Refused(invalid, "InstanceId can't be null.")
         elif member_epoch == 0:
-            if api_version >= _CLIENT_MEMBER_ID_VERSION and not member_id:
+            if request.api_version >= _CLIENT_MEMBER_ID_VERSION and not member_id:
                 raise Refused(invalid, "MemberId can't be empty.")
-            if rebalance_timeout_ms == -1:
+            if request.rebalance_timeout_ms == -1:
                 raise Refused(invalid, "RebalanceTimeoutMs must be provided in first request.")
-            if owned is None or owned:
+            if request.owned is None or request.owned:
                 raise Refused(invalid, "TopicPartitions must be empty when (re-)joining.")
-            if names is None and regex is None:
+            if request.subscribed_topic_names is None and regex is None:
                 raise Refused(
                     invalid,
                     "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null "
@@ -234,7 +186,7 @@ class ConsumerGroupStateMachine:
                 )
         else:
             raise Refused(invalid, "MemberEpoch is invalid.")
-        if rebalance_timeout_ms != -1 and rebalance_timeout_ms <= 0:
+        if request.rebalance_timeout_ms != -1 and request.rebalance_timeout_ms <= 0:
             raise Refused(invalid, "RebalanceTimeoutMs must be positive.")
         if regex is not None:
             try:
@@ -247,10 +199,11 @@ class ConsumerGroupStateMachine:
                     ErrorCode.invalid_regular_expression,
                     f"SubscribedTopicRegex {printable(regex)} is invalid: {printable(str(reason))}",
                 ) from None
-        if server_assignor is not None and server_assignor not in ASSIGNORS:
+        assignor = request.server_assignor
+        if assignor is not None and assignor not in ASSIGNORS:
             raise Refused(
                 ErrorCode.unsupported_assignor,
-                f"ServerAssignor {printable(server_assignor)} is not supported. "
+                f"ServerAssignor {printable(assignor)} is not supported. "
                 f"Supported assignors: {', '.join(ASSIGNORS)}.",
             )
 
@@ -278,25 +231,19 @@ class ConsumerGroupStateMachine:
         return group
 
     def _heartbeat(
-        self,
-        now: float,
-        *,
-        group_id: str,
-        member_id: str,
-        member_epoch: int,
-        instance_id: str | None,
-        rack_id: str | None,
-        rebalance_timeout_ms: int,
-        names: tuple[str, ...] | None,
-        regex: str | None,
-        server_assignor: str | None,
-        owned: Assignment | None,
-        client_id: str,
-        client_host: str,
-        metadata: ClusterMetadata,
+        self, now: float, request: ConsumerHeartbeat, member_id: str, metadata: ClusterMetadata
     ) -> ConsumerHeartbeatResult:
+        member_epoch, instance_id, owned = (
+            request.member_epoch,
+            request.instance_id,
+            request.owned,
+        )
+        names = request.subscribed_topic_names
+        if names is not None:
+            names = tuple(sorted(set(names)))
+        regex = request.subscribed_topic_regex
         joining = member_epoch == 0
-        group = self._group(group_id, create=joining)
+        group = self._group(request.group_id, create=joining)
         if (
             joining
             and member_id not in group.members
@@ -324,14 +271,15 @@ class ConsumerGroupStateMachine:
         if regex is not None and regex != member.subscribed_topic_regex:
             member.subscribed_topic_regex = regex or None
             subscription_changed = True
-        if rack_id is not None:
-            member.rack_id = rack_id
-        if rebalance_timeout_ms != -1:
-            member.rebalance_timeout_ms = rebalance_timeout_ms
-        if server_assignor is not None and server_assignor != member.server_assignor:
-            member.server_assignor = server_assignor
+        if request.rack_id is not None:
+            member.rack_id = request.rack_id
+        if request.rebalance_timeout_ms != -1:
+            member.rebalance_timeout_ms = request.rebalance_timeout_ms
+        assignor = request.server_assignor
+        if assignor is not None and assignor != member.server_assignor:
+            member.server_assignor = assignor
             subscription_changed = True
-        member.client_id, member.client_host = client_id, client_host
+        member.client_id, member.client_host = request.client_id, request.client_host
         member.last_seen = now
         member.classic = None  # it speaks the consumer protocol now
         if subscription_changed:
@@ -339,7 +287,9 @@ class ConsumerGroupStateMachine:
         self._refresh(group, metadata, bump=subscription_changed)
         self._reconcile(now, group, member, owned)
         self._timer_changed(group)
-        full = joining or (rebalance_timeout_ms != -1 and names is not None and owned is not None)
+        full = joining or (
+            request.rebalance_timeout_ms != -1 and names is not None and owned is not None
+        )
         changed = member.assigned != previous_assigned
         return ConsumerHeartbeatResult(
             ErrorCode.none,
@@ -575,14 +525,13 @@ class ConsumerGroupStateMachine:
 
     # --- leaving, fencing, deadlines ----------------------------------------------------
 
-    def _leave(
-        self,
-        now: float,
-        group_id: str,
-        member_id: str,
-        member_epoch: int,
-        instance_id: str | None,
-    ) -> ConsumerHeartbeatResult:
+    def _leave(self, now: float, request: ConsumerHeartbeat) -> ConsumerHeartbeatResult:
+        group_id, member_id, member_epoch, instance_id = (
+            request.group_id,
+            request.member_id,
+            request.member_epoch,
+            request.instance_id,
+        )
         group = self._groups.get(group_id)
         if group is None:
             raise Refused(

@@ -24,6 +24,7 @@ __all__ = [
     "LEAVE_GROUP_STATIC_EPOCH",
     "Classic",
     "ConsumerGroupState",
+    "ConsumerHeartbeat",
     "Group",
     "Member",
     "MemberState",
@@ -38,6 +39,28 @@ LEAVE_GROUP_STATIC_EPOCH = -2
 #: The protocol type ListGroups reports for these groups.
 CONSUMER_PROTOCOL_TYPE = "consumer"
 EMPTY: Assignment = frozenset()
+
+
+@attrs.frozen
+class ConsumerHeartbeat:
+    """A ConsumerGroupHeartbeat as the coordinator reads it. Fields a client leaves
+    unchanged since its last heartbeat are None (-1 for the rebalance timeout);
+    ``owned`` is what the member reports owning, as (topic id, partition)."""
+
+    group_id: str
+    member_id: str
+    member_epoch: int
+    instance_id: str | None = None
+    rack_id: str | None = None
+    rebalance_timeout_ms: int = -1
+    subscribed_topic_names: tuple[str, ...] | None = None
+    subscribed_topic_regex: str | None = None
+    server_assignor: str | None = None
+    owned: Assignment | None = None
+    client_id: str = ""
+    client_host: str = ""
+    #: ConsumerGroupHeartbeat v1+ makes the client choose its member id.
+    api_version: int = 1
 
 
 class ConsumerGroupState(enum.Enum):

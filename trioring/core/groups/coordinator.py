@@ -26,8 +26,8 @@ from kio.schema.errors import ErrorCode
 
 from trioring.cluster.model import ClusterMetadata
 from trioring.config import GroupConfig
-from trioring.core.groups.assignors import Assignment
 from trioring.core.groups.consumer import ConsumerGroupStateMachine
+from trioring.core.groups.consumer_model import ConsumerHeartbeat
 from trioring.core.groups.results import (
     ConsumerGroupDescription,
     ConsumerHeartbeatResult,
@@ -364,24 +364,14 @@ class GroupCoordinator:
         return result
 
     def consumer_group_heartbeat(
-        self,
-        *,
-        group_id: str,
-        member_id: str,
-        member_epoch: int,
-        instance_id: str | None = None,
-        rack_id: str | None = None,
-        rebalance_timeout_ms: int = -1,
-        subscribed_topic_names: Sequence[str] | None = None,
-        subscribed_topic_regex: str | None = None,
-        server_assignor: str | None = None,
-        owned: Assignment | None = None,
-        client_id: str = "",
-        client_host: str = "",
-        api_version: int = 1,
-        metadata: ClusterMetadata,
+        self, request: ConsumerHeartbeat, metadata: ClusterMetadata
     ) -> ConsumerHeartbeatResult:
         """ConsumerGroupHeartbeat (KIP-848): join, stay, reconcile or leave; answers at once."""
+        group_id, member_id, member_epoch = (
+            request.group_id,
+            request.member_id,
+            request.member_epoch,
+        )
         if self._state.has_group(group_id) and not self._consumer.has_group(group_id):
             export = self._state.export_group(group_id)
             if export is None:
@@ -409,23 +399,7 @@ class GroupCoordinator:
                     member_id or None,
                     member_epoch,
                 )
-        result = self._consumer.heartbeat(
-            trio.current_time(),
-            group_id=group_id,
-            member_id=member_id,
-            member_epoch=member_epoch,
-            instance_id=instance_id,
-            rack_id=rack_id,
-            rebalance_timeout_ms=rebalance_timeout_ms,
-            subscribed_topic_names=subscribed_topic_names,
-            subscribed_topic_regex=subscribed_topic_regex,
-            server_assignor=server_assignor,
-            owned=owned,
-            client_id=client_id,
-            client_host=client_host,
-            api_version=api_version,
-            metadata=metadata,
-        )
+        result = self._consumer.heartbeat(trio.current_time(), request, metadata)
         if result.error_code != ErrorCode.none:
             self._consumer.mixed.downgrade_if_classic(group_id)
         self._settle()
