@@ -42,7 +42,7 @@ from trioring._constants import (
 from trioring._exception_groups import leaf_exceptions
 from trioring.cluster.channel import Channel, ChannelClosed, error_to_json
 from trioring.cluster.controller import Controller, create_topic_everywhere
-from trioring.cluster.model import ClusterMetadata, Node, config_from_json
+from trioring.cluster.model import ClusterMetadata, Node, config_from_json, overrides_from_json
 from trioring.config import BrokerConfig, ServerConfig, broker_config_to_json
 from trioring.errors import ConfigurationError, InvalidArgumentError, StorageError, TrioringError
 from trioring.storage.lock import DataDirectoryLock
@@ -354,8 +354,19 @@ class Supervisor:
                 str(message["name"]),
                 message.get("partitions"),
                 None if config is None else config_from_json(config),
+                overrides=dict(overrides_from_json(message.get("overrides") or {})),
             )
             return topic.to_json()
+        if op == "alter_topic_config":
+            try:
+                altered = await controller.alter_topic_config(
+                    str(message["name"]),
+                    config_from_json(message["config"]),
+                    dict(overrides_from_json(message["overrides"])),
+                )
+            finally:
+                await self.distribute(controller.current)
+            return altered.to_json()
         if op == "create_partitions":
             try:
                 grown = await controller.create_partitions(

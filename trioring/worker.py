@@ -27,7 +27,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -108,13 +108,29 @@ class RemoteClusterView(ClusterView):
         return reply.get("result")
 
     async def _create_topic(
-        self, name: str, partitions: int | None, config: LogConfig | None
+        self,
+        name: str,
+        partitions: int | None,
+        config: LogConfig | None,
+        overrides: Mapping[str, str],
     ) -> TopicInfo:
         result = await self._request(
             "create_topic",
             name=name,
             partitions=partitions,
             config=None if config is None else config_to_json(config),
+            overrides=dict(overrides),
+        )
+        return TopicInfo.from_json(result)
+
+    async def _alter_topic_config(
+        self, name: str, config: LogConfig, overrides: Mapping[str, str]
+    ) -> TopicInfo:
+        result = await self._request(
+            "alter_topic_config",
+            name=name,
+            config=config_to_json(config),
+            overrides=dict(overrides),
         )
         return TopicInfo.from_json(result)
 

@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import trio
 import trio_util
 
@@ -48,6 +49,8 @@ from trioring.cluster.model import (
     ClusterMetadata,
     TopicInfo,
     config_from_json,
+    config_to_json,
+    overrides_from_json,
     validate_partitions,
     validate_topic_name,
 )
@@ -279,11 +282,17 @@ class Controller:
         return {"type": "create_topic", "topic": placed.to_json()}
 
     async def create_topic(
-        self, name: str, partitions: int | None = None, config: LogConfig | None = None
+        self,
+        name: str,
+        partitions: int | None = None,
+        config: LogConfig | None = None,
+        overrides: Mapping[str, str] | None = None,
     ) -> TopicInfo:
         """Create a topic durably, its partitions on the least loaded workers.
 
-        Raises TopicExistsError, InvalidTopicError or InvalidPartitionsError.
+        ``overrides`` are the Kafka configs the client gave, which made
+        ``config``. Raises TopicExistsError, InvalidTopicError or
+        InvalidPartitionsError.
         """
         validate_topic_name(name)
         partitions = self._config.default_partitions if partitions is None else partitions
@@ -294,7 +303,13 @@ class Controller:
             metadata = self.metadata.value
             if name in metadata.topics:
                 raise TopicExistsError(f"topic {name!r} already exists")
-            topic = TopicInfo(name, partitions, uuid.uuid4().hex, config or self._config.log)
+            topic = TopicInfo(
+                name,
+                partitions,
+                uuid.uuid4().hex,
+                config or self._config.log,
+                overrides=overrides_from_json(overrides or {}),
+            )
             await self._append([self._create_topic_event(metadata, topic)])
             created = self.current.topics[name]
         logger.info("created topic %s with %d partitions", name, partitions)
@@ -322,6 +337,31 @@ class Controller:
             grown = self.current.topics[name]
         logger.info("topic %s now has %d partitions", name, total)
         return grown
+
+    async def alter_topic_config(
+        self, name: str, config: LogConfig, overrides: Mapping[str, str]
+    ) -> TopicInfo:
+        """Give a topic new configs (Kafka's AlterConfigs): ``overrides`` replace its own
+        configs, ``config`` is what they make of the broker's defaults."""
+        if not isinstance(config, LogConfig):
+            raise InvalidArgumentError("config must be a trioring.LogConfig")
+        async with self._lock:
+            info = self.current.topics.get(name)
+            if info is None or info.internal:
+                raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+            await self._append(
+                [
+                    {
+                        "type": "alter_topic_config",
+                        "name": name,
+                        "config": config_to_json(config),
+                        "overrides": dict(overrides),
+                    }
+                ]
+            )
+            altered = self.current.topics[name]
+        logger.info("topic %s has new configs %s", name, dict(altered.overrides))
+        return altered
 
     async def delete_topic(self, name: str) -> TopicInfo:
         """Delete a topic from the metadata; the owners then remove its partitions."""
@@ -359,6 +399,8 @@ async def create_topic_everywhere(
     name: str,
     partitions: int | None = None,
     config: LogConfig | None = None,
+    *,
+    overrides: Mapping[str, str] | None = None,
 ) -> TopicInfo:
     """Create a topic and have every owner open its partitions, or create nothing.
 
@@ -366,7 +408,7 @@ async def create_topic_everywhere(
     client gets KAFKA_STORAGE_ERROR and no topic exists, as when the
     metadata itself cannot be written.
     """
-    topic = await controller.create_topic(name, partitions, config)
+    topic = await controller.create_topic(name, partitions, config, overrides)
     failures = await distribute(controller.current)
     failed = [error for (topic_name, _), error in failures.items() if topic_name == name]
     if failed:
@@ -377,9 +419,7 @@ async def create_topic_everywhere(
 
 
 def attrs_evolve_owners(topic: TopicInfo, owners: tuple[int, ...]) -> TopicInfo:
-    return TopicInfo(
-        topic.name, topic.partitions, topic.topic_id, topic.config, owners, topic.internal
-    )
+    return attrs.evolve(topic, owners=owners)
 
 
 def _offsets_topic(config: BrokerConfig) -> TopicInfo:

@@ -45,6 +45,7 @@ __all__ = [
     "Node",
     "TopicInfo",
     "java_string_hash",
+    "overrides_from_json",
     "validate_partitions",
     "validate_topic_name",
 ]
@@ -109,6 +110,11 @@ class TopicInfo:
     owners: tuple[int, ...] = ()
     #: trioring's own topic (the committed offsets), hidden from topic listings.
     internal: bool = False
+    #: The topic's own configs as a client set them, Kafka names to values
+    #: (sorted pairs); ``config`` is what they make of the broker's defaults.
+    #: Empty for topics of trioring before configs could be altered: their
+    #: ``config`` is all there is.
+    overrides: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +124,7 @@ class TopicInfo:
             "config": config_to_json(self.config),
             "owners": list(self.owners),
             "internal": self.internal,
+            "overrides": dict(self.overrides),
         }
 
     @classmethod
@@ -129,7 +136,12 @@ class TopicInfo:
             config=config_from_json(data["config"]),
             owners=tuple(int(owner) for owner in data.get("owners", ())),
             internal=bool(data.get("internal", False)),
+            overrides=overrides_from_json(data.get("overrides", {})),
         )
+
+
+def overrides_from_json(data: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(name), str(value)) for name, value in data.items()))
 
 
 @attrs.frozen
@@ -237,6 +249,13 @@ class ClusterMetadata:
             )
         elif kind == "delete_topic":
             del topics[event["name"]]
+        elif kind == "alter_topic_config":
+            info = topics[event["name"]]
+            topics[info.name] = attrs.evolve(
+                info,
+                config=config_from_json(event["config"]),
+                overrides=overrides_from_json(event["overrides"]),
+            )
         elif kind == "place":
             workers = int(event["workers"])
             for name, owners in event["owners"].items():

@@ -59,10 +59,23 @@ class ClusterView(abc.ABC):
         return None
 
     async def create_topic(
-        self, name: str, partitions: int | None = None, config: LogConfig | None = None
+        self,
+        name: str,
+        partitions: int | None = None,
+        config: LogConfig | None = None,
+        overrides: Mapping[str, str] | None = None,
     ) -> TopicInfo:
-        """Create a topic; returns once this worker has opened its share of it."""
-        return await self._create_topic(name, partitions, config)
+        """Create a topic; returns once this worker has opened its share of it.
+
+        ``overrides``: the Kafka configs a client gave, which made ``config``.
+        """
+        return await self._create_topic(name, partitions, config, overrides or {})
+
+    async def alter_topic_config(
+        self, name: str, config: LogConfig, overrides: Mapping[str, str]
+    ) -> TopicInfo:
+        """Replace a topic's configs; returns once every worker applies them."""
+        return await self._alter_topic_config(name, config, overrides)
 
     async def create_partitions(self, name: str, total: int) -> TopicInfo:
         return await self._create_partitions(name, total)
@@ -83,7 +96,16 @@ class ClusterView(abc.ABC):
 
     @abc.abstractmethod
     async def _create_topic(
-        self, name: str, partitions: int | None, config: LogConfig | None
+        self,
+        name: str,
+        partitions: int | None,
+        config: LogConfig | None,
+        overrides: Mapping[str, str],
+    ) -> TopicInfo: ...
+
+    @abc.abstractmethod
+    async def _alter_topic_config(
+        self, name: str, config: LogConfig, overrides: Mapping[str, str]
     ) -> TopicInfo: ...
 
     @abc.abstractmethod
@@ -119,11 +141,23 @@ class LocalClusterView(ClusterView):
         await self._distribute(self._controller.current)
 
     async def _create_topic(
-        self, name: str, partitions: int | None, config: LogConfig | None
+        self,
+        name: str,
+        partitions: int | None,
+        config: LogConfig | None,
+        overrides: Mapping[str, str],
     ) -> TopicInfo:
         return await create_topic_everywhere(
-            self._controller, self._distribute, name, partitions, config
+            self._controller, self._distribute, name, partitions, config, overrides=overrides
         )
+
+    async def _alter_topic_config(
+        self, name: str, config: LogConfig, overrides: Mapping[str, str]
+    ) -> TopicInfo:
+        try:
+            return await self._controller.alter_topic_config(name, config, overrides)
+        finally:
+            await self._follow()
 
     async def _create_partitions(self, name: str, total: int) -> TopicInfo:
         try:

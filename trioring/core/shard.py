@@ -188,6 +188,13 @@ class Shard:
                 new = metadata.topics.get(name)
                 if new is None or new.topic_id != old.topic_id:
                     await self._remove_topic(old)
+                elif new.config != old.config:
+                    # Altered configs: retention uses them at its next pass,
+                    # a new segment size applies from the next roll.
+                    for partition in range(new.partitions):
+                        log = self._logs.get((name, partition))
+                        if log is not None:
+                            log.config = new.config
             failures = await self._open_owned(metadata)
             # Partitions another worker owns now (only after a restart with a
             # new placement): close, keep the data.
