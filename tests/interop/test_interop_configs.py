@@ -1,0 +1,221 @@
+"""Topic configs from real admin clients: confluent-kafka's alter_configs,
+incremental_alter_configs and describe_configs (with synonyms), kafka-python's
+alter_configs and describe_configs; errors as Kafka gives them; a change
+surviving a SIGKILL, reaching the worker that owns a partition, and retention
+acting on it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from interop_clients import import_kafka_python
+from interop_wire import broker_log
+
+from trioring.testing import BrokerProcess
+
+WEEK_MS = "604800000"
+
+
+def _admin_module() -> Any:
+    return pytest.importorskip("confluent_kafka.admin")
+
+
+def _admin(bootstrap: str) -> Any:
+    return _admin_module().AdminClient({"bootstrap.servers": bootstrap})
+
+
+def _create(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    admin = _admin(bootstrap)  # kept alive until the future is done
+    futures = admin.create_topics([_admin_module().NewTopic(topic, partitions)], request_timeout=10)
+    futures[topic].result(timeout=15)
+
+
+def _describe(bootstrap: str, topic: str) -> dict[str, Any]:
+    """librdkafka always asks for synonyms."""
+    module = _admin_module()
+    admin = _admin(bootstrap)
+    resource = module.ConfigResource(module.ResourceType.TOPIC, topic)
+    futures = admin.describe_configs([resource], request_timeout=10)
+    entries: dict[str, Any] = futures[resource].result(timeout=15)
+    return entries
+
+
+def _incremental(bootstrap: str, topic: str, *changes: tuple[str, str, str | None]) -> None:
+    module = _admin_module()
+    admin = _admin(bootstrap)
+    resource = module.ConfigResource(
+        module.ResourceType.TOPIC,
+        topic,
+        incremental_configs=[
+            module.ConfigEntry(
+                name, value, incremental_operation=getattr(module.AlterConfigOpType, op)
+            )
+            for name, op, value in changes
+        ],
+    )
+    futures = admin.incremental_alter_configs([resource], request_timeout=10)
+    futures[resource].result(timeout=15)
+
+
+def test_confluent_alters_and_describes_topic_configs(module_broker: BrokerProcess) -> None:
+    module = _admin_module()
+    bootstrap = module_broker.bootstrap
+    topic = f"configs-{uuid.uuid4().hex[:8]}"
+    _create(bootstrap, topic)
+    entries = _describe(bootstrap, topic)
+    assert len(entries) >= 30
+    assert entries["retention.ms"].value == WEEK_MS
+    assert entries["retention.ms"].source == module.ConfigSource.DEFAULT_CONFIG.value
+    assert entries["min.insync.replicas"].is_read_only
+
+    _incremental(bootstrap, topic, ("retention.ms", "SET", "60000"), ("segment.ms", "SET", "1000"))
+    _incremental(bootstrap, topic, ("segment.ms", "DELETE", None))
+    entries = _describe(bootstrap, topic)
+    retention = entries["retention.ms"]
+    assert retention.value == "60000"
+    assert retention.source == module.ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert [(s.name, s.value) for s in retention.synonyms.values()] == [
+        ("retention.ms", "60000"),
+        ("log.retention.ms", WEEK_MS),
+    ]
+    assert entries["segment.ms"].value == WEEK_MS
+
+    # The legacy AlterConfigs replaces the whole set: retention.ms reverts.
+    admin = _admin(bootstrap)
+    resource = module.ConfigResource(
+        module.ResourceType.TOPIC, topic, set_config={"retention.bytes": "1000000"}
+    )
+    with pytest.warns(DeprecationWarning):
+        futures = admin.alter_configs([resource], request_timeout=10)
+    futures[resource].result(timeout=15)
+    entries = _describe(bootstrap, topic)
+    assert entries["retention.ms"].value == WEEK_MS
+    assert entries["retention.bytes"].value == "1000000"
+
+
+def test_confluent_sees_kafkas_errors(module_broker: BrokerProcess) -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    bootstrap = module_broker.bootstrap
+    topic = f"configs-bad-{uuid.uuid4().hex[:8]}"
+    _create(bootstrap, topic)
+    cases = [
+        (topic, ("min.insync.replicas", "SET", "2"), confluent_kafka.KafkaError.INVALID_CONFIG),
+        (topic, ("retention.mss", "SET", "2"), confluent_kafka.KafkaError.INVALID_CONFIG),
+        (topic, ("retention.ms", "APPEND", "2"), confluent_kafka.KafkaError.INVALID_CONFIG),
+        (topic, ("cleanup.policy", "SET", "compact"), confluent_kafka.KafkaError.INVALID_CONFIG),
+        (
+            "missing-topic",
+            ("retention.ms", "SET", "1"),
+            confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART,
+        ),
+    ]
+    for name, change, code in cases:
+        with pytest.raises(confluent_kafka.KafkaException) as raised:
+            _incremental(bootstrap, name, change)
+        assert raised.value.args[0].code() == code, (change, raised.value)
+    assert _describe(bootstrap, topic)["retention.ms"].value == WEEK_MS
+
+
+def test_kafka_python_alters_and_describes(module_broker: BrokerProcess) -> None:
+    kafka = import_kafka_python()
+    config_resource, resource_type = kafka.admin.ConfigResource, kafka.admin.ConfigResourceType
+    bootstrap = module_broker.bootstrap
+    topic = f"configs-kp-{uuid.uuid4().hex[:8]}"
+    _create(bootstrap, topic)
+
+    def resource(**configs: str) -> Any:
+        return config_resource(resource_type.TOPIC, topic, configs=configs)
+
+    admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        # IncrementalAlterConfigs (its default here), then the legacy AlterConfigs.
+        assert admin.alter_configs([resource(**{"retention.ms": "120000"})]) == {
+            "topic": {topic: "OK"}
+        }
+        assert admin.alter_configs([resource(**{"segment.ms": "3600000"})], incremental=False) == {
+            "topic": {topic: "OK"}
+        }
+        # kafka-python refuses read-only configs itself; sent anyway, trioring refuses.
+        with pytest.raises(ValueError, match=r"flush\.ms"):
+            admin.alter_configs([resource(**{"flush.ms": "1"})])
+        refused = admin.alter_configs([resource(**{"flush.ms": "1"})], raise_on_unknown=False)
+        assert "[Error 40]" in refused["topic"][topic] and "flush.ms" in refused["topic"][topic]
+        modified = admin.describe_configs(
+            [config_resource(resource_type.TOPIC, topic)], include_synonyms=True
+        )
+        everything = admin.describe_configs(
+            [config_resource(resource_type.TOPIC, topic)], config_filter="all"
+        )
+    finally:
+        admin.close()
+    # kafka-python's legacy AlterConfigs sends the other modified configs too
+    # (AlterConfigs replaces the whole set), so retention.ms stays.
+    entries = modified["topic"][topic]
+    assert {name: entry["value"] for name, entry in entries.items()} == {
+        "retention.ms": "120000",
+        "segment.ms": "3600000",
+    }
+    assert entries["segment.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+    assert [s["name"] for s in entries["segment.ms"]["synonyms"]] == ["segment.ms", "log.roll.ms"]
+    assert len(everything["topic"][topic]) >= 30
+
+
+def test_a_change_survives_sigkill(broker: BrokerProcess) -> None:
+    topic = f"configs-kill-{uuid.uuid4().hex[:8]}"
+    _create(broker.bootstrap, topic)
+    _incremental(broker.bootstrap, topic, ("retention.ms", "SET", "3000000"))
+    broker.restart(kill=True)
+    entries = _describe(broker.bootstrap, topic)
+    assert entries["retention.ms"].value == "3000000"
+
+
+def test_retention_acts_on_a_change_in_the_owning_worker(tmp_path: Path) -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    config = tmp_path / "broker.toml"
+    config.write_text("[broker]\nretention_check_interval_ms = 200\n")
+    data_dir = tmp_path / "data"
+    with BrokerProcess(data_dir, workers=2, extra_arguments=["--config", str(config)]) as broker:
+        bootstrap = broker.bootstrap
+        topic = f"configs-two-{uuid.uuid4().hex[:8]}"
+        _create(bootstrap, topic, partitions=2)  # one partition on each worker
+        _incremental(bootstrap, topic, ("segment.bytes", "SET", "1024"))
+        producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        for index in range(12):
+            for partition in (0, 1):
+                producer.produce(topic, value=bytes(500), key=b"%d" % index, partition=partition)
+            producer.flush(10)  # one batch each: the segments roll every two batches
+        assert producer.flush(10) == 0
+        segments = {
+            partition: len(list((data_dir / f"{topic}-{partition}").glob("*.log")))
+            for partition in (0, 1)
+        }
+        assert min(segments.values()) >= 4, segments
+        _incremental(bootstrap, topic, ("retention.bytes", "SET", "1500"))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            left = {
+                partition: len(list((data_dir / f"{topic}-{partition}").glob("*.log")))
+                for partition in (0, 1)
+            }
+            if all(left[p] < segments[p] for p in (0, 1)):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(
+                f"retention did not act: {segments} -> {left}\n{broker_log(broker)[-2000:]}"
+            )
+        consumer = confluent_kafka.Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "configs-two"}
+        )
+        try:
+            for partition in (0, 1):
+                low, high = consumer.get_watermark_offsets(
+                    confluent_kafka.TopicPartition(topic, partition), timeout=10
+                )
+                assert 0 < low < high == 12
+        finally:
+            consumer.close()
