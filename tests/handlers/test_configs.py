@@ -11,7 +11,7 @@ import trioring
 from trioring import Record
 from trioring.config import BrokerConfig, LogConfig
 from trioring.handlers import HandlerContext
-from trioring.handlers._kafka_configs import TOPIC_CONFIGS
+from trioring.handlers._kafka_configs import BROKER_CONFIGS, TOPIC_CONFIGS
 from trioring.handlers.messages import (
     APPEND_CONFIG,
     BROKER_RESOURCE,
@@ -327,3 +327,67 @@ async def test_create_topics_configs_are_the_topics_own(broker, context):
     entries = await describe(broker, "c")
     # Equal to the default, but set for the topic: Kafka calls it the topic's.
     assert entries["retention.ms"].source == TOPIC_CONFIG_SOURCE
+
+
+async def describe_broker(
+    broker: trioring.Broker, name: str = "0", synonyms: bool = False
+) -> tuple[int, dict[str, ConfigEntry]]:
+    response = await broker.handlers.describe_configs(
+        broker.handler_context(),
+        DescribeConfigsRequest((ConfigResource(BROKER_RESOURCE, name),), synonyms),
+    )
+    (result,) = response.results
+    code = 0 if result.error is None else result.error.kafka_error_code
+    return code, {entry.name: entry for entry in result.entries}
+
+
+async def test_describe_broker_lists_every_kafka_broker_config(tmp_path):
+    config = BrokerConfig(data_dir=tmp_path, log=LogConfig(retention_ms=5000), default_partitions=3)
+    async with trioring.open_broker(config) as broker:
+        code, entries = await describe_broker(broker, synonyms=True)
+    assert code == 0
+    assert set(entries) == set(BROKER_CONFIGS)
+    assert all(entry.read_only for entry in entries.values())
+    # What trioring has: its real values, STATIC_BROKER_CONFIG where the operator set them.
+    retention = entries["log.retention.ms"]
+    assert (retention.value, retention.source) == ("5000", STATIC_BROKER_CONFIG_SOURCE)
+    assert retention.synonyms == (
+        ConfigSynonym("log.retention.ms", "5000", STATIC_BROKER_CONFIG_SOURCE),
+    )
+    assert (entries["num.partitions"].value, entries["num.partitions"].source) == (
+        "3",
+        STATIC_BROKER_CONFIG_SOURCE,
+    )
+    segment = entries["log.segment.bytes"]
+    assert (segment.value, segment.source, segment.is_default) == (
+        str(1 << 30),
+        DEFAULT_CONFIG_SOURCE,
+        True,
+    )
+    assert entries["node.id"].value == "0"
+    assert entries["log.dirs"].value == str(tmp_path.resolve())
+    assert entries["offsets.topic.num.partitions"].value == "16"
+    assert entries["log.retention.hours"].value is None
+    # What it has not: Kafka's default, documented as such; secrets never shown.
+    threads = entries["num.io.threads"]
+    assert (threads.value, threads.source) == ("8", DEFAULT_CONFIG_SOURCE)
+    assert threads.documentation is not None and "no such setting" in threads.documentation
+    password = entries["ssl.keystore.password"]
+    assert (password.value, password.sensitive, password.config_type) == (None, True, 9)
+    # In-process there is no listener.
+    assert entries["listeners"].value == "PLAINTEXT://:9092"
+    assert "no such setting" in str(entries["listeners"].documentation)
+
+
+async def test_describe_broker_names_this_node_or_the_cluster_default(broker):
+    # "": the dynamic cluster-wide configs, of which trioring has none.
+    assert await describe_broker(broker, "") == (0, {})
+    assert (await describe_broker(broker, "1"))[0] == ErrorCode.invalid_request
+    assert (await describe_broker(broker, "x"))[0] == ErrorCode.invalid_request
+    response = await broker.handlers.describe_configs(
+        broker.handler_context(),
+        DescribeConfigsRequest(
+            (ConfigResource(BROKER_RESOURCE, "0", ("log.segment.bytes", "nope")),)
+        ),
+    )
+    assert [entry.name for entry in response.results[0].entries] == ["log.segment.bytes"]

@@ -164,6 +164,62 @@ def test_kafka_python_alters_and_describes(module_broker: BrokerProcess) -> None
     assert len(everything["topic"][topic]) >= 30
 
 
+def _describe_broker(bootstrap: str, node: str) -> dict[str, Any]:
+    module = _admin_module()
+    admin = _admin(bootstrap)
+    resource = module.ConfigResource(module.ResourceType.BROKER, node)
+    futures = admin.describe_configs([resource], request_timeout=10)
+    entries: dict[str, Any] = futures[resource].result(timeout=15)
+    return entries
+
+
+def test_broker_configs_from_confluent_and_kafka_python(module_broker: BrokerProcess) -> None:
+    module = _admin_module()
+    kafka = import_kafka_python()
+    bootstrap = module_broker.bootstrap
+    entries = _describe_broker(bootstrap, "0")
+    assert len(entries) >= 280
+    assert entries["advertised.listeners"].value == f"PLAINTEXT://{bootstrap}"
+    assert entries["log.dirs"].value == str(module_broker.data_dir.resolve())
+    assert entries["log.retention.ms"].value == WEEK_MS
+    assert entries["log.retention.ms"].source == module.ConfigSource.DEFAULT_CONFIG.value
+    assert entries["ssl.key.password"].is_sensitive and entries["ssl.key.password"].value is None
+    assert all(entry.is_read_only for entry in entries.values())
+
+    admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        described = admin.describe_configs(
+            [kafka.admin.ConfigResource(kafka.admin.ConfigResourceType.BROKER, "0")],
+            config_filter="all",
+        )
+    finally:
+        admin.close()
+    configs = described["broker"]["0"]
+    assert configs["node.id"]["value"] == "0"
+    assert configs["num.partitions"]["config_source"] == "DEFAULT_CONFIG"
+
+
+def test_broker_configs_are_static(module_broker: BrokerProcess) -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    module = _admin_module()
+    admin = _admin(module_broker.bootstrap)
+    resource = module.ConfigResource(
+        module.ResourceType.BROKER,
+        "0",
+        incremental_configs=[
+            module.ConfigEntry(
+                "log.retention.ms", "1000", incremental_operation=module.AlterConfigOpType.SET
+            )
+        ],
+    )
+    futures = admin.incremental_alter_configs([resource], request_timeout=10)
+    with pytest.raises(confluent_kafka.KafkaException) as raised:
+        futures[resource].result(timeout=15)
+    error = raised.value.args[0]
+    assert error.code() == confluent_kafka.KafkaError.INVALID_REQUEST
+    assert "static" in error.str()
+
+
 def test_a_change_survives_sigkill(broker: BrokerProcess) -> None:
     topic = f"configs-kill-{uuid.uuid4().hex[:8]}"
     _create(broker.bootstrap, topic)
@@ -208,6 +264,12 @@ def test_retention_acts_on_a_change_in_the_owning_worker(tmp_path: Path) -> None
             pytest.fail(
                 f"retention did not act: {segments} -> {left}\n{broker_log(broker)[-2000:]}"
             )
+        # Each worker describes itself, reached at its own address.
+        worker = _describe_broker(bootstrap, "1")
+        host, port = broker.addresses[1]
+        assert worker["node.id"].value == "1"
+        assert worker["advertised.listeners"].value == f"PLAINTEXT://{host}:{port}"
+        assert worker["log.retention.check.interval.ms"].value == "200"
         consumer = confluent_kafka.Consumer(
             {"bootstrap.servers": bootstrap, "group.id": "configs-two"}
         )

@@ -727,3 +727,42 @@ async def test_incremental_alter_configs(served: Any, version: int) -> None:
     assert entries["retention.bytes"].value == "100000"
     assert entries["retention.bytes"].config_type == 5
     assert entries["retention.bytes"].documentation
+
+
+@pytest.mark.parametrize("version", [1, 4])
+async def test_describe_broker_configs(tmp_path: Path, version: int) -> None:
+    async with running_server(tmp_path / "data") as (_broker, server):
+        wire = await KafkaWire.connect(server.port)
+        resource_class = schema(32, version, "DescribeConfigsResource")
+        fields: dict[str, Any] = {
+            "resources": tuple(
+                resource_class(resource_type=4, resource_name=name, configuration_keys=None)
+                for name in ("0", "", "3")
+            ),
+            "include_synonyms": True,
+        }
+        if version >= 3:
+            fields["include_documentation"] = True
+        response = await wire.request(32, version, load_request_schema(32, version)(**fields))
+        await wire.aclose()
+    this, default, other = response.results
+    assert (this.error_code, default.error_code, other.error_code) == (
+        ErrorCode.none,
+        ErrorCode.none,
+        ErrorCode.invalid_request,
+    )
+    assert default.configs == () and other.configs == ()
+    entries = {entry.name: entry for entry in this.configs}
+    assert len(entries) >= 280
+    address = f"PLAINTEXT://127.0.0.1:{server.port}"
+    assert entries["listeners"].value == address
+    assert entries["advertised.listeners"].value == address
+    assert entries["node.id"].value == "0"
+    assert entries["ssl.truststore.password"].is_sensitive
+    assert entries["ssl.truststore.password"].value is None
+    assert [(s.name, s.value, s.source) for s in entries["log.segment.bytes"].synonyms] == [
+        ("log.segment.bytes", str(1 << 30), 5)
+    ]
+    if version >= 3:
+        assert entries["log.retention.ms"].config_type == 5
+        assert entries["num.io.threads"].documentation

@@ -15,6 +15,7 @@ with INVALID_CONFIG, the answer Kafka gives a value it cannot accept.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -22,9 +23,14 @@ from collections.abc import Mapping
 import attrs
 import trio
 
-from trioring._constants import BATCH_BYTES_MAX_DEFAULT
+from trioring._constants import (
+    BATCH_BYTES_MAX_DEFAULT,
+    DESCRIBE_TOPIC_PARTITIONS_MAX,
+    OFFSETS_TOPIC_PARTITIONS,
+)
 from trioring._logging import printable
-from trioring.cluster.model import TopicInfo, validate_topic_name
+from trioring.cluster.model import Node, TopicInfo, validate_topic_name
+from trioring.config import BrokerConfig, ServerConfig
 from trioring.errors import (
     InvalidArgumentError,
     InvalidConfigError,
@@ -32,7 +38,7 @@ from trioring.errors import (
     TrioringError,
     UnknownTopicOrPartitionError,
 )
-from trioring.handlers._kafka_configs import INT, LIST, TOPIC_CONFIGS
+from trioring.handlers._kafka_configs import BROKER_CONFIGS, INT, LIST, PASSWORD, TOPIC_CONFIGS
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import (
     APPEND_CONFIG,
@@ -59,6 +65,7 @@ from trioring.storage.log import LogConfig
 
 __all__ = [
     "alter_configs",
+    "broker_config_entries",
     "describe_configs",
     "incremental_alter_configs",
     "kafka_topic_configs",
@@ -209,6 +216,270 @@ def topic_config_entries(
     return tuple(entries)
 
 
+# --- broker configs ---------------------------------------------------------------------
+
+#: Documentation of the Kafka broker configs trioring has no setting for.
+_BROKER_NOT_USED = (
+    "trioring has no such setting: the value is Kafka 4.0's default, listed because a Kafka "
+    "4.0 broker lists it."
+)
+
+
+def _broker_values(ctx: HandlerContext) -> dict[str, tuple[str | None, bool, str]]:
+    """The Kafka broker configs trioring really has: name -> (value, set by the operator
+    (not trioring's default), what it is in trioring)."""
+    config = ctx.shard.config
+    default = BrokerConfig(data_dir=config.data_dir)
+    log, default_log = config.log, default.log
+    groups, default_groups = config.groups, default.groups
+    worker = str(ctx.cluster.worker_index)
+    values: dict[str, tuple[str | None, bool, str]] = {}
+
+    def our(name: str, value: object, changed: bool, documentation: str) -> None:
+        text = (
+            None if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        )
+        values[name] = (text, changed, documentation)
+
+    def unlimited(value: int | None) -> int:
+        return -1 if value is None else value
+
+    our("node.id", worker, True, "This worker's index: every worker is a Kafka node.")
+    our("broker.id", worker, True, "The same as node.id.")
+    our("process.roles", "broker", True, "Workers are brokers; the supervisor is the controller.")
+    data_dir = os.path.abspath(config.data_dir)
+    our("log.dirs", data_dir, True, "The data directory (--data-dir); all workers share it.")
+    our("log.dir", data_dir, True, "The same as log.dirs.")
+    our("metadata.log.dir", None, False, "The metadata log is in log.dirs (__cluster_metadata-0).")
+    our(
+        "num.partitions",
+        config.default_partitions,
+        config.default_partitions != 1,
+        "Partitions of a topic created without a count (default_partitions).",
+    )
+    our(
+        "message.max.bytes",
+        config.batch_bytes_max,
+        config.batch_bytes_max != default.batch_bytes_max,
+        "The largest record batch a producer may send (batch_bytes_max).",
+    )
+    our(
+        "log.retention.ms",
+        unlimited(log.retention_ms),
+        log.retention_ms != default_log.retention_ms,
+        "Retention by age of topics without their own retention.ms ([log] retention_ms).",
+    )
+    our("log.retention.minutes", None, False, "trioring's setting is log.retention.ms.")
+    our("log.retention.hours", None, False, "trioring's setting is log.retention.ms.")
+    our(
+        "log.retention.bytes",
+        unlimited(log.retention_bytes),
+        log.retention_bytes != default_log.retention_bytes,
+        "Retention by size of topics without their own retention.bytes ([log] retention_bytes).",
+    )
+    our(
+        "log.segment.bytes",
+        log.segment_bytes,
+        log.segment_bytes != default_log.segment_bytes,
+        "Segment size of topics without their own segment.bytes ([log] segment_bytes).",
+    )
+    our(
+        "log.roll.ms",
+        log.segment_ms,
+        log.segment_ms != default_log.segment_ms,
+        "Segment age of topics without their own segment.ms ([log] segment_ms).",
+    )
+    our("log.roll.hours", None, False, "trioring's setting is log.roll.ms.")
+    our(
+        "log.index.interval.bytes",
+        log.index_interval_bytes,
+        log.index_interval_bytes != default_log.index_interval_bytes,
+        "Bytes between sparse index entries ([log] index_interval_bytes).",
+    )
+    our("log.cleanup.policy", "delete", False, "Old segments are deleted; no compaction.")
+    our(
+        "log.retention.check.interval.ms",
+        config.retention_check_interval_ms,
+        config.retention_check_interval_ms != default.retention_check_interval_ms,
+        "How often retention runs (retention_check_interval_ms).",
+    )
+    our(
+        "log.flush.interval.ms",
+        config.flush_interval_ms,
+        config.flush_interval_ms != default.flush_interval_ms,
+        "acks=1 data is flushed at least this often (flush_interval_ms); acks=all is "
+        "flushed before the answer.",
+    )
+    our(
+        "log.flush.offset.checkpoint.interval.ms",
+        config.recovery_checkpoint_interval_ms,
+        config.recovery_checkpoint_interval_ms != default.recovery_checkpoint_interval_ms,
+        "How often the recovery points are checkpointed (recovery_checkpoint_interval_ms).",
+    )
+    our(
+        "offsets.topic.num.partitions",
+        OFFSETS_TOPIC_PARTITIONS,
+        False,
+        "Partitions of __consumer_offsets (fixed in trioring).",
+    )
+    our("offsets.topic.replication.factor", 1, False, "One replica per partition.")
+    our(
+        "offsets.topic.segment.bytes",
+        config.offsets_log_compact_bytes,
+        config.offsets_log_compact_bytes != default.offsets_log_compact_bytes,
+        "The committed-offsets logs' segment size and compaction threshold "
+        "(offsets_log_compact_bytes).",
+    )
+    our("default.replication.factor", 1, False, "One replica per partition.")
+    our("min.insync.replicas", 1, False, "One replica per partition.")
+    our("unclean.leader.election.enable", False, False, "One replica: there is nothing to elect.")
+    our("delete.topic.enable", True, False, "Topics can always be deleted.")
+    our("compression.type", "producer", False, "Batches are stored as the producer sent them.")
+    our("log.message.timestamp.type", "CreateTime", False, "Records keep the producer's time.")
+    our("group.coordinator.rebalance.protocols", "classic", False, "The classic group protocol.")
+    our(
+        "group.min.session.timeout.ms",
+        groups.group_min_session_timeout_ms,
+        groups.group_min_session_timeout_ms != default_groups.group_min_session_timeout_ms,
+        "Shortest session timeout a member may ask for ([groups]).",
+    )
+    our(
+        "group.max.session.timeout.ms",
+        groups.group_max_session_timeout_ms,
+        groups.group_max_session_timeout_ms != default_groups.group_max_session_timeout_ms,
+        "Longest session timeout a member may ask for ([groups]).",
+    )
+    our(
+        "group.initial.rebalance.delay.ms",
+        groups.initial_rebalance_delay_ms,
+        groups.initial_rebalance_delay_ms != default_groups.initial_rebalance_delay_ms,
+        "How long the first rebalance of an empty group waits for more members ([groups]).",
+    )
+    our(
+        "group.max.size",
+        groups.group_members_max,
+        groups.group_members_max != default_groups.group_members_max,
+        "Members of one group ([groups] group_members_max).",
+    )
+    our("broker.rack", None, False, "No racks.")
+    our(
+        "max.request.partition.size.limit",
+        DESCRIBE_TOPIC_PARTITIONS_MAX,
+        False,
+        "Partitions one DescribeTopicPartitions answer holds.",
+    )
+    server = ctx.server
+    if server is not None:
+        base = ServerConfig()
+        node = ctx.cluster.node(ctx.cluster.worker_index)
+        our(
+            "listeners",
+            f"PLAINTEXT://{server.host}:{server.port}",
+            (server.host, server.port) != (base.host, base.port),
+            "This worker's listener (--listen; worker i listens on the base port + i).",
+        )
+        advertised = node or Node(0, server.advertised_host or server.host, server.port)
+        our(
+            "advertised.listeners",
+            f"PLAINTEXT://{advertised.host}:{advertised.port}",
+            server.advertised_host is not None or server.advertised_port is not None,
+            "The address Metadata gives clients for this worker (--advertised).",
+        )
+        our(
+            "listener.security.protocol.map",
+            "PLAINTEXT:PLAINTEXT",
+            False,
+            "Only PLAINTEXT: no TLS or SASL.",
+        )
+        our(
+            "auto.create.topics.enable",
+            server.auto_create_topics,
+            server.auto_create_topics != base.auto_create_topics,
+            "Metadata requests create the topics they name ([server] auto_create_topics).",
+        )
+        our(
+            "connections.max.idle.ms",
+            server.connections_max_idle_ms,
+            server.connections_max_idle_ms != base.connections_max_idle_ms,
+            "Idle connections are closed after this ([server]).",
+        )
+        our(
+            "queued.max.request.bytes",
+            server.queued_request_bytes_max,
+            server.queued_request_bytes_max != base.queued_request_bytes_max,
+            "Bytes of requests read and not answered before reading pauses, per worker "
+            "([server] queued_request_bytes_max).",
+        )
+        our(
+            "socket.request.max.bytes",
+            server.frame_bytes_max,
+            server.frame_bytes_max != base.frame_bytes_max,
+            "The largest request ([server] frame_bytes_max).",
+        )
+        our(
+            "max.connections",
+            server.connections_max,
+            server.connections_max != base.connections_max,
+            "Connections per worker ([server] connections_max).",
+        )
+    return values
+
+
+def broker_config_entries(
+    ctx: HandlerContext, keys: tuple[str, ...] | None, include_synonyms: bool
+) -> tuple[ConfigEntry, ...]:
+    """Every broker config Kafka 4.0 lists: trioring's real value where it has the
+    setting (STATIC_BROKER_CONFIG when the operator changed it, DEFAULT_CONFIG
+    otherwise), Kafka's default documented as unused where it has not. All are
+    read-only: trioring's broker settings are static."""
+    ours = _broker_values(ctx)
+    entries = []
+    for name, (config_type, kafka_default) in sorted(BROKER_CONFIGS.items()):
+        if keys is not None and name not in keys:
+            continue
+        found = ours.get(name)
+        if found is None:
+            value, source, documentation = kafka_default, DEFAULT_CONFIG_SOURCE, _BROKER_NOT_USED
+        else:
+            value, changed, documentation = found
+            source = STATIC_BROKER_CONFIG_SOURCE if changed else DEFAULT_CONFIG_SOURCE
+        sensitive = config_type == PASSWORD
+        if sensitive:
+            value = None  # as Kafka: secrets are never described
+        synonyms = (ConfigSynonym(name, value, source),) if include_synonyms else ()
+        entries.append(
+            ConfigEntry(
+                name,
+                value,
+                read_only=True,
+                is_default=source == DEFAULT_CONFIG_SOURCE,
+                source=source,
+                sensitive=sensitive,
+                config_type=config_type,
+                documentation=documentation,
+                synonyms=synonyms,
+            )
+        )
+    return tuple(entries)
+
+
+def _this_broker(ctx: HandlerContext, name: str) -> None:
+    """A broker resource names this worker's node id or "" (the cluster default), as Kafka."""
+    if name == "":
+        return
+    try:
+        broker_id = int(name)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"Broker id must be an integer, but it is: {printable(name)}"
+        ) from None
+    if broker_id != ctx.cluster.worker_index:
+        raise InvalidArgumentError(
+            f"Unexpected broker id, expected {ctx.cluster.worker_index} or empty string, but "
+            f"received {printable(name)}"
+        )
+
+
 # --- DescribeConfigs --------------------------------------------------------------------
 
 
@@ -219,12 +490,6 @@ def _existing_topic(ctx: HandlerContext, name: str) -> TopicInfo:
         validate_topic_name(name)
         raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
     return info
-
-
-def _node_ids(ctx: HandlerContext) -> set[str]:
-    node_ids = {str(node.node_id) for node in ctx.cluster.current_nodes}
-    node_ids.add(str(ctx.cluster.worker_index))
-    return node_ids
 
 
 async def describe_configs(
@@ -238,7 +503,6 @@ async def describe_configs(
                 f"use {TOPIC_RESOURCE} (topic) or {BROKER_RESOURCE} (broker)"
             )
     results = []
-    node_ids = _node_ids(ctx)
     for resource in request.resources:
         error: TrioringError | None = None
         entries: tuple[ConfigEntry, ...] = ()
@@ -254,13 +518,14 @@ async def describe_configs(
                 )
             except (InvalidTopicError, UnknownTopicOrPartitionError) as caught:
                 error = caught
-        elif resource.name not in ("", *node_ids):
-            error = InvalidArgumentError(
-                f"unexpected broker id '{printable(resource.name)}', expected one of "
-                f"{sorted(node_ids)}"
-            )
-        # A broker resource of a node: no broker configs are exposed yet, an
-        # empty, successful answer.
+        else:
+            try:
+                _this_broker(ctx, resource.name)
+                # "": the cluster-wide dynamic configs, of which trioring has none.
+                if resource.name:
+                    entries = broker_config_entries(ctx, resource.keys, request.include_synonyms)
+            except InvalidArgumentError as caught:
+                error = caught
         results.append(ConfigResourceResult(resource, error, entries))
     await trio.lowlevel.checkpoint()
     return DescribeConfigsResponse(tuple(results))
@@ -389,17 +654,7 @@ async def _alter_broker(
 ) -> None:
     """Broker configs are static in trioring: every change is refused, as Kafka refuses
     a config it cannot update dynamically (INVALID_REQUEST)."""
-    name = resource.name
-    if name:
-        try:
-            broker_id = int(name)
-        except ValueError:
-            raise InvalidArgumentError("Unable to parse broker name as a base 10 number.") from None
-        if str(broker_id) not in _node_ids(ctx):
-            raise InvalidArgumentError(
-                f"Unexpected broker id, expected one of {sorted(_node_ids(ctx))} or empty "
-                f"string, but received {printable(name)}"
-            )
+    _this_broker(ctx, resource.name)
     for change in resource.changes:
         if incremental and change.operation not in _OPERATION_NAMES:
             raise InvalidArgumentError(f"Unknown operation type {change.operation}")
