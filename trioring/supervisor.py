@@ -375,6 +375,13 @@ class Supervisor:
             finally:
                 await self.distribute(controller.current)
             return grown.to_json()
+        if op == "alter_broker_defaults":
+            configs = {str(key): str(value) for key, value in dict(message["configs"]).items()}
+            try:
+                await controller.alter_broker_defaults(configs, str(message.get("node", "")))
+            finally:
+                await self.distribute(controller.current)
+            return None
         if op == "delete_topic":
             try:
                 await controller.delete_topic(str(message["name"]))

@@ -140,6 +140,9 @@ class RemoteClusterView(ClusterView):
     async def _delete_topic(self, name: str) -> None:
         await self._request("delete_topic", name=name)
 
+    async def _alter_broker_defaults(self, configs: Mapping[str, str], node: str) -> None:
+        await self._request("alter_broker_defaults", configs=dict(configs), node=node)
+
     async def _allocate_producer_ids(self, count: int) -> int:
         return int(await self._request("allocate_producer_ids", count=count))
 

@@ -9,6 +9,7 @@ from kio.schema.errors import ErrorCode
 
 import trioring
 from trioring import Record
+from trioring.cluster.topic_configs import BROKER_DEFAULTS, derive_overrides, log_defaults
 from trioring.config import BrokerConfig, LogConfig
 from trioring.handlers import HandlerContext
 from trioring.handlers._kafka_configs import BROKER_CONFIGS, TOPIC_CONFIGS
@@ -17,6 +18,8 @@ from trioring.handlers.messages import (
     BROKER_RESOURCE,
     DEFAULT_CONFIG_SOURCE,
     DELETE_CONFIG,
+    DYNAMIC_BROKER_CONFIG_SOURCE,
+    DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE,
     SET_CONFIG,
     STATIC_BROKER_CONFIG_SOURCE,
     SUBTRACT_CONFIG,
@@ -347,7 +350,8 @@ async def test_describe_broker_lists_every_kafka_broker_config(tmp_path):
         code, entries = await describe_broker(broker, synonyms=True)
     assert code == 0
     assert set(entries) == set(BROKER_CONFIGS)
-    assert all(entry.read_only for entry in entries.values())
+    # The log.* topic defaults change at run time; the rest is static.
+    assert {name for name, entry in entries.items() if not entry.read_only} == set(BROKER_DEFAULTS)
     # What trioring has: its real values, STATIC_BROKER_CONFIG where the operator set them.
     retention = entries["log.retention.ms"]
     assert (retention.value, retention.source) == ("5000", STATIC_BROKER_CONFIG_SOURCE)
@@ -380,7 +384,7 @@ async def test_describe_broker_lists_every_kafka_broker_config(tmp_path):
 
 
 async def test_describe_broker_names_this_node_or_the_cluster_default(broker):
-    # "": the dynamic cluster-wide configs, of which trioring has none.
+    # "": the dynamic cluster-wide configs, none yet.
     assert await describe_broker(broker, "") == (0, {})
     assert (await describe_broker(broker, "1"))[0] == ErrorCode.invalid_request
     assert (await describe_broker(broker, "x"))[0] == ErrorCode.invalid_request
@@ -391,3 +395,130 @@ async def test_describe_broker_names_this_node_or_the_cluster_default(broker):
         ),
     )
     assert [entry.name for entry in response.results[0].entries] == ["log.segment.bytes"]
+
+
+async def alter_cluster(broker: trioring.Broker, *changes: tuple[str, int, str | None]) -> int:
+    code, _message = await incremental(broker, *changes, name="", resource_type=BROKER_RESOURCE)
+    return code
+
+
+async def test_cluster_wide_defaults_reach_the_topics_that_follow_them(broker):
+    await broker.create_topic("own")
+    assert await alter(broker, {"retention.ms": "9000"}, name="own") == 0
+    assert await alter_cluster(broker, ("log.retention.ms", SET_CONFIG, "1000")) == 0
+    assert broker.shard.log("t", 1).config.retention_ms == 1000
+    assert broker.shard.log("own", 0).config.retention_ms == 9000  # its own value stays
+    entries = await describe(broker, synonyms=True)
+    retention = entries["retention.ms"]
+    assert (retention.value, retention.source) == ("1000", DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE)
+    assert retention.synonyms == (
+        ConfigSynonym("log.retention.ms", "1000", DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE),
+        ConfigSynonym("log.retention.ms", WEEK_MS, DEFAULT_CONFIG_SOURCE),
+    )
+    code, cluster = await describe_broker(broker, "", synonyms=True)
+    assert code == 0 and list(cluster) == ["log.retention.ms"]
+    assert cluster["log.retention.ms"].source == DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE
+    _code, node = await describe_broker(broker, "0", synonyms=True)
+    assert (node["log.retention.ms"].value, node["log.retention.ms"].read_only) == ("1000", False)
+    assert [s.source for s in node["log.retention.ms"].synonyms] == [
+        DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE,
+        DEFAULT_CONFIG_SOURCE,
+    ]
+    # A new topic takes the new default; a topic's own value reverts to it.
+    await broker.create_topic("new")
+    assert broker.shard.log("new", 0).config.retention_ms == 1000
+    assert await incremental(broker, ("retention.ms", DELETE_CONFIG, None), name="own") == (0, None)
+    assert broker.shard.log("own", 0).config.retention_ms == 1000
+    # DELETE puts the static default back everywhere.
+    assert await alter_cluster(broker, ("log.retention.ms", DELETE_CONFIG, None)) == 0
+    assert broker.shard.log("t", 0).config.retention_ms == int(WEEK_MS)
+    assert (await describe_broker(broker, ""))[1] == {}
+
+
+async def test_cluster_wide_defaults_are_validated(broker):
+    assert await alter_cluster(broker, ("log.retention.ms", SET_CONFIG, "soon")) == (
+        ErrorCode.invalid_config
+    )
+    assert await alter_cluster(broker, ("log.segment.bytes", SET_CONFIG, "10")) == (
+        ErrorCode.invalid_config
+    )
+    assert await alter_cluster(broker, ("log.retention.ms", APPEND_CONFIG, "1")) == (
+        ErrorCode.invalid_config
+    )
+    code, message = await incremental(
+        broker, ("num.io.threads", SET_CONFIG, "4"), name="", resource_type=BROKER_RESOURCE
+    )
+    assert code == ErrorCode.invalid_request and "static in trioring" in str(message)
+    assert (
+        await alter(
+            broker,
+            {"log.roll.ms": "5000"},
+            name="",
+            resource_type=BROKER_RESOURCE,
+            validate_only=True,
+        )
+        == 0
+    )
+    assert broker.handler_context().cluster.current.broker_defaults == {}
+    # AlterConfigs replaces the whole set.
+    assert await alter(broker, {"log.roll.ms": "5000"}, name="", resource_type=BROKER_RESOURCE) == 0
+    assert (
+        await alter(
+            broker, {"log.retention.bytes": "100000"}, name="", resource_type=BROKER_RESOURCE
+        )
+        == 0
+    )
+    assert broker.handler_context().cluster.current.broker_defaults == {
+        "log.retention.bytes": "100000"
+    }
+    assert broker.shard.log("t", 0).config == LogConfig(retention_bytes=100000)
+
+
+async def test_cluster_wide_defaults_survive_a_restart(tmp_path):
+    async with trioring.open_broker(tmp_path) as broker:
+        await broker.create_topic("t")
+        assert await alter_cluster(broker, ("log.segment.bytes", SET_CONFIG, "4096")) == 0
+    async with trioring.open_broker(tmp_path) as broker:
+        assert broker.shard.log("t", 0).config.segment_bytes == 4096
+        assert (await describe(broker))["segment.bytes"].source == (
+            DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE
+        )
+
+
+def test_a_topic_without_recorded_configs_keeps_what_differs_from_the_default():
+    default = log_defaults(LogConfig(), {"log.retention.ms": "1000"})
+    assert default.retention_ms == 1000
+    baked = LogConfig(retention_ms=1000, segment_bytes=4096)
+    assert derive_overrides(baked, default) == {"segment.bytes": "4096"}
+    assert derive_overrides(LogConfig(retention_bytes=None), LogConfig(retention_bytes=5)) == {
+        "retention.bytes": "-1"
+    }
+
+
+async def test_a_nodes_own_defaults_apply_to_its_partitions_over_the_clusters(broker):
+    assert await alter_cluster(broker, ("log.retention.ms", SET_CONFIG, "1000")) == 0
+    code, _message = await incremental(
+        broker, ("log.retention.ms", SET_CONFIG, "2000"), name="0", resource_type=BROKER_RESOURCE
+    )
+    assert code == 0
+    assert broker.shard.log("t", 0).config.retention_ms == 2000
+    entries = await describe(broker, synonyms=True)
+    assert entries["retention.ms"].value == "2000"
+    assert [s.source for s in entries["retention.ms"].synonyms] == [
+        DYNAMIC_BROKER_CONFIG_SOURCE,
+        DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE,
+        DEFAULT_CONFIG_SOURCE,
+    ]
+    _code, node = await describe_broker(broker, "0", synonyms=True)
+    assert (node["log.retention.ms"].value, node["log.retention.ms"].source) == (
+        "2000",
+        DYNAMIC_BROKER_CONFIG_SOURCE,
+    )
+    # The topic's own value still wins; removing the node's falls back to the cluster's.
+    assert await alter(broker, {"retention.ms": "7"}) == 0
+    assert broker.shard.log("t", 0).config.retention_ms == 7
+    assert await alter(broker, {}) == 0
+    assert broker.shard.log("t", 0).config.retention_ms == 2000
+    assert await alter(broker, {}, name="0", resource_type=BROKER_RESOURCE) == 0
+    assert broker.shard.log("t", 0).config.retention_ms == 1000
+    assert broker.handler_context().cluster.current.node_defaults == {}

@@ -1,4 +1,4 @@
-"""Topic configs from real admin clients: confluent-kafka's alter_configs,
+"""Topic and broker configs from real admin clients: confluent-kafka's alter_configs,
 incremental_alter_configs and describe_configs (with synonyms), kafka-python's
 alter_configs and describe_configs; errors as Kafka gives them; a change
 surviving a SIGKILL, reaching the worker that owns a partition, and retention
@@ -6,6 +6,7 @@ acting on it."""
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,8 +15,13 @@ from typing import Any
 import pytest
 from interop_clients import import_kafka_python
 from interop_wire import broker_log
+from kio.index import load_request_schema
 
+from trioring.protocol.kafka import ApiKey
 from trioring.testing import BrokerProcess
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
+from server_support import exchange
 
 WEEK_MS = "604800000"
 
@@ -184,7 +190,14 @@ def test_broker_configs_from_confluent_and_kafka_python(module_broker: BrokerPro
     assert entries["log.retention.ms"].value == WEEK_MS
     assert entries["log.retention.ms"].source == module.ConfigSource.DEFAULT_CONFIG.value
     assert entries["ssl.key.password"].is_sensitive and entries["ssl.key.password"].value is None
-    assert all(entry.is_read_only for entry in entries.values())
+    writable = {name for name, entry in entries.items() if not entry.is_read_only}
+    assert writable == {
+        "log.index.interval.bytes",
+        "log.retention.bytes",
+        "log.retention.ms",
+        "log.roll.ms",
+        "log.segment.bytes",
+    }
 
     admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
@@ -199,38 +212,70 @@ def test_broker_configs_from_confluent_and_kafka_python(module_broker: BrokerPro
     assert configs["num.partitions"]["config_source"] == "DEFAULT_CONFIG"
 
 
-def test_broker_configs_are_static(module_broker: BrokerProcess) -> None:
-    confluent_kafka = pytest.importorskip("confluent_kafka")
+def _alter_broker(bootstrap: str, node: str, name: str, op: str, value: str | None) -> None:
     module = _admin_module()
-    admin = _admin(module_broker.bootstrap)
+    admin = _admin(bootstrap)
     resource = module.ConfigResource(
         module.ResourceType.BROKER,
-        "0",
+        node,
         incremental_configs=[
             module.ConfigEntry(
-                "log.retention.ms", "1000", incremental_operation=module.AlterConfigOpType.SET
+                name, value, incremental_operation=getattr(module.AlterConfigOpType, op)
             )
         ],
     )
     futures = admin.incremental_alter_configs([resource], request_timeout=10)
+    futures[resource].result(timeout=15)
+
+
+def _alter_cluster_default(port: int, name: str, value: str) -> None:
+    """IncrementalAlterConfigs on the cluster default (broker resource ""), over the wire:
+    neither Python client can name it (Kafka's Java Admin and kafka-configs.sh can)."""
+    request_class = load_request_schema(ApiKey.INCREMENTAL_ALTER_CONFIGS, 1)
+    module = sys.modules[request_class.__module__]
+    request = request_class(
+        resources=(
+            module.AlterConfigsResource(
+                resource_type=4,
+                resource_name="",
+                configs=(module.AlterableConfig(name=name, config_operation=0, value=value),),
+            ),
+        ),
+        validate_only=False,
+    )
+    response = exchange(port, ApiKey.INCREMENTAL_ALTER_CONFIGS, 1, request)
+    assert [r.error_code for r in response.responses] == [0], response
+
+
+def test_broker_configs_other_than_the_topic_defaults_are_static(
+    module_broker: BrokerProcess,
+) -> None:
+    confluent_kafka = pytest.importorskip("confluent_kafka")
     with pytest.raises(confluent_kafka.KafkaException) as raised:
-        futures[resource].result(timeout=15)
+        _alter_broker(module_broker.bootstrap, "0", "num.io.threads", "SET", "4")
     error = raised.value.args[0]
-    assert error.code() == confluent_kafka.KafkaError.INVALID_REQUEST
-    assert "static" in error.str()
+    assert error.code() == confluent_kafka.KafkaError.INVALID_REQUEST, error
+    assert "static in trioring" in error.str()
+    with pytest.raises(confluent_kafka.KafkaException) as raised:
+        _alter_broker(module_broker.bootstrap, "0", "log.roll.ms", "APPEND", "4")
+    assert raised.value.args[0].code() == confluent_kafka.KafkaError.INVALID_CONFIG
 
 
 def test_a_change_survives_sigkill(broker: BrokerProcess) -> None:
     topic = f"configs-kill-{uuid.uuid4().hex[:8]}"
     _create(broker.bootstrap, topic)
     _incremental(broker.bootstrap, topic, ("retention.ms", "SET", "3000000"))
+    _alter_cluster_default(broker.port, "log.segment.bytes", "2000000")
     broker.restart(kill=True)
     entries = _describe(broker.bootstrap, topic)
     assert entries["retention.ms"].value == "3000000"
+    assert entries["segment.bytes"].value == "2000000"
+    assert _describe_broker(broker.bootstrap, "0")["log.segment.bytes"].value == "2000000"
 
 
 def test_retention_acts_on_a_change_in_the_owning_worker(tmp_path: Path) -> None:
     confluent_kafka = pytest.importorskip("confluent_kafka")
+    module = _admin_module()
     config = tmp_path / "broker.toml"
     config.write_text("[broker]\nretention_check_interval_ms = 200\n")
     data_dir = tmp_path / "data"
@@ -270,6 +315,20 @@ def test_retention_acts_on_a_change_in_the_owning_worker(tmp_path: Path) -> None
         assert worker["node.id"].value == "1"
         assert worker["advertised.listeners"].value == f"PLAINTEXT://{host}:{port}"
         assert worker["log.retention.check.interval.ms"].value == "200"
+        # A cluster-wide default reaches both workers; a node's own only that node.
+        _alter_cluster_default(broker.port, "log.roll.ms", "3600000")
+        _alter_broker(bootstrap, "1", "log.roll.ms", "SET", "7200000")
+        sources = module.ConfigSource
+        rolls = {node: _describe_broker(bootstrap, node)["log.roll.ms"] for node in ("0", "1")}
+        assert (rolls["0"].value, rolls["0"].source) == (
+            "3600000",
+            sources.DYNAMIC_DEFAULT_BROKER_CONFIG.value,
+        )
+        assert (rolls["1"].value, rolls["1"].source) == (
+            "7200000",
+            sources.DYNAMIC_BROKER_CONFIG.value,
+        )
+        assert _describe(bootstrap, topic)["segment.ms"].value in ("3600000", "7200000")
         consumer = confluent_kafka.Consumer(
             {"bootstrap.servers": bootstrap, "group.id": "configs-two"}
         )

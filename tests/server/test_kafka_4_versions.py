@@ -665,7 +665,7 @@ async def test_alter_configs(served: Any, version: int) -> None:
         (2, "nope", {"retention.ms": "1"}),
         (2, "a b", {"retention.ms": "1"}),
         (8, "0", {"trioring": "DEBUG"}),
-        (4, "", {"log.retention.ms": "1"}),
+        (4, "", {"num.io.threads": "1"}),
         (2, TOPIC, {"retention.ms": "5"}),
     ) == [
         (2, TOPIC, ErrorCode.invalid_request),  # named twice
@@ -684,6 +684,11 @@ async def test_alter_configs(served: Any, version: int) -> None:
     # Nothing named: every override goes, the defaults come back.
     assert await alter((2, TOPIC, {})) == [(2, TOPIC, ErrorCode.none)]
     assert (await _describe_topic_configs(wire, 1))["retention.ms"].config_source == 5
+    # The cluster-wide default (resource "") changes it for every topic without its own.
+    assert await alter((4, "", {"log.retention.ms": "60000"})) == [(4, "", ErrorCode.none)]
+    retention = (await _describe_topic_configs(wire, 1))["retention.ms"]
+    assert (retention.value, retention.config_source) == ("60000", 3)
+    assert broker.shard.log(TOPIC, 0).config.retention_ms == 60000
 
 
 @pytest.mark.parametrize("version", [0, 1])

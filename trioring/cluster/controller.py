@@ -54,6 +54,7 @@ from trioring.cluster.model import (
     validate_partitions,
     validate_topic_name,
 )
+from trioring.cluster.topic_configs import derive_overrides, log_defaults, with_values
 from trioring.config import BrokerConfig
 from trioring.errors import (
     InvalidArgumentError,
@@ -303,12 +304,16 @@ class Controller:
             metadata = self.metadata.value
             if name in metadata.topics:
                 raise TopicExistsError(f"topic {name!r} already exists")
+            default = self.log_defaults()
+            config = config or default
+            if overrides is None:
+                overrides = derive_overrides(config, default)
             topic = TopicInfo(
                 name,
                 partitions,
                 uuid.uuid4().hex,
-                config or self._config.log,
-                overrides=overrides_from_json(overrides or {}),
+                config,
+                overrides=overrides_from_json(overrides),
             )
             await self._append([self._create_topic_event(metadata, topic)])
             created = self.current.topics[name]
@@ -360,8 +365,59 @@ class Controller:
                 ]
             )
             altered = self.current.topics[name]
-        logger.info("topic %s has new configs %s", name, dict(altered.overrides))
+        logger.info("topic %s has new configs %s", name, dict(overrides))
         return altered
+
+    def log_defaults(self) -> LogConfig:
+        """What topics fall back to: the ``[log]`` settings, dynamic defaults over them."""
+        return log_defaults(self._config.log, self.current.broker_defaults)
+
+    async def alter_broker_defaults(
+        self, configs: Mapping[str, str], node: str = ""
+    ) -> ClusterMetadata:
+        """Replace the dynamic broker configs (``log.*`` topic defaults, Kafka names,
+        validated by the caller) of the whole cluster (``node`` ""), where every topic
+        gets the new default for each config it does not set itself in the same event,
+        or of one node, whose worker applies them to its partitions over the topics'
+        configs (``topic_configs.effective_config``)."""
+        if node:
+            async with self._lock:
+                await self._append(
+                    [
+                        {
+                            "type": "alter_broker_defaults",
+                            "node": node,
+                            "configs": dict(configs),
+                            "topics": {},
+                        }
+                    ]
+                )
+            logger.info("broker %s configs now %s", node, dict(configs))
+            return self.current
+        async with self._lock:
+            metadata = self.current
+            static = self._config.log
+            old_default = log_defaults(static, metadata.broker_defaults)
+            new_default = log_defaults(static, configs)
+            topics: dict[str, Any] = {}
+            for name, info in metadata.topics.items():
+                if info.internal:
+                    continue
+                own = (
+                    derive_overrides(info.config, old_default)
+                    if info.overrides is None
+                    else dict(info.overrides)
+                )
+                config = with_values(new_default, own)
+                if config != info.config or info.overrides is None:
+                    topics[name] = {"config": config_to_json(config), "overrides": own}
+            await self._append(
+                [{"type": "alter_broker_defaults", "configs": dict(configs), "topics": topics}]
+            )
+            logger.info(
+                "cluster-wide broker configs now %s (%d topics follow)", dict(configs), len(topics)
+            )
+            return self.current
 
     async def delete_topic(self, name: str) -> TopicInfo:
         """Delete a topic from the metadata; the owners then remove its partitions."""

@@ -80,6 +80,11 @@ class ClusterView(abc.ABC):
     async def create_partitions(self, name: str, total: int) -> TopicInfo:
         return await self._create_partitions(name, total)
 
+    async def alter_broker_defaults(self, configs: Mapping[str, str], node: str = "") -> None:
+        """Replace the dynamic broker configs of the cluster ("") or of one node; returns
+        once every worker has them (and the topics that follow them their new configs)."""
+        await self._alter_broker_defaults(configs, node)
+
     async def delete_topic(self, name: str) -> None:
         await self._delete_topic(name)
 
@@ -110,6 +115,9 @@ class ClusterView(abc.ABC):
 
     @abc.abstractmethod
     async def _create_partitions(self, name: str, total: int) -> TopicInfo: ...
+
+    @abc.abstractmethod
+    async def _alter_broker_defaults(self, configs: Mapping[str, str], node: str) -> None: ...
 
     @abc.abstractmethod
     async def _delete_topic(self, name: str) -> None: ...
@@ -168,6 +176,12 @@ class LocalClusterView(ClusterView):
     async def _delete_topic(self, name: str) -> None:
         try:
             await self._controller.delete_topic(name)
+        finally:
+            await self._follow()
+
+    async def _alter_broker_defaults(self, configs: Mapping[str, str], node: str) -> None:
+        try:
+            await self._controller.alter_broker_defaults(configs, node)
         finally:
             await self._follow()
 

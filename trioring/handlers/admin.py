@@ -34,6 +34,7 @@ from trioring.handlers.configs import (
     kafka_topic_configs,
     log_config_from_kafka,
     topic_config_entries,
+    topic_defaults,
 )
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import (
@@ -155,7 +156,7 @@ async def create_topics(ctx: HandlerContext, request: CreateTopicsRequest) -> Cr
     async def create(topic: NewTopic) -> CreatedTopic:
         partitions = _partition_count(ctx, topic)
         overrides = {name: str(value) for name, value in topic.configs}
-        config = log_config_from_kafka(ctx.shard.config.log, dict(topic.configs))
+        config = log_config_from_kafka(topic_defaults(ctx), dict(topic.configs))
         if request.validate_only:
             validate_topic_name(topic.name)
             if partitions is not None:

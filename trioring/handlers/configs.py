@@ -30,6 +30,12 @@ from trioring._constants import (
 )
 from trioring._logging import printable
 from trioring.cluster.model import Node, TopicInfo, validate_topic_name
+from trioring.cluster.topic_configs import (
+    BROKER_DEFAULTS,
+    derive_overrides,
+    effective_config,
+    log_defaults,
+)
 from trioring.config import BrokerConfig, ServerConfig
 from trioring.errors import (
     InvalidArgumentError,
@@ -45,6 +51,8 @@ from trioring.handlers.messages import (
     BROKER_RESOURCE,
     DEFAULT_CONFIG_SOURCE,
     DELETE_CONFIG,
+    DYNAMIC_BROKER_CONFIG_SOURCE,
+    DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE,
     SET_CONFIG,
     STATIC_BROKER_CONFIG_SOURCE,
     SUBTRACT_CONFIG,
@@ -71,6 +79,7 @@ __all__ = [
     "kafka_topic_configs",
     "log_config_from_kafka",
     "topic_config_entries",
+    "topic_defaults",
 ]
 
 #: Kafka topic config name -> LogConfig field: what trioring applies at run time.
@@ -146,17 +155,31 @@ def kafka_topic_configs(config: LogConfig, batch_bytes_max: int) -> dict[str, st
     }
 
 
+def _node_defaults(ctx: HandlerContext) -> Mapping[str, str]:
+    """This node's own dynamic broker configs (Kafka's per-broker ones)."""
+    return ctx.cluster.current.node_defaults.get(str(ctx.cluster.worker_index), {})
+
+
+def topic_config_here(ctx: HandlerContext, info: TopicInfo) -> LogConfig:
+    """A topic's LogConfig on this node (its own dynamic broker configs may change it)."""
+    current = ctx.cluster.current
+    return effective_config(
+        info, ctx.shard.config.log, current.broker_defaults, _node_defaults(ctx)
+    )
+
+
+def topic_defaults(ctx: HandlerContext) -> LogConfig:
+    """What a topic's LogConfig falls back to: the broker's ``[log]`` settings with the
+    cluster-wide dynamic broker configs over them."""
+    return log_defaults(ctx.shard.config.log, ctx.cluster.current.broker_defaults)
+
+
 def topic_overrides(ctx: HandlerContext, info: TopicInfo) -> dict[str, str]:
     """A topic's own configs. A topic made before trioring recorded them has its
     LogConfig only: what differs from the broker's defaults is its own."""
-    overrides = dict(info.overrides)
-    batch_bytes_max = ctx.shard.config.batch_bytes_max
-    values = kafka_topic_configs(info.config, batch_bytes_max)
-    defaults = kafka_topic_configs(ctx.shard.config.log, batch_bytes_max)
-    for name in _TOPIC_CONFIGS:
-        if name not in overrides and values[name] != defaults[name]:
-            overrides[name] = values[name]
-    return overrides
+    if info.overrides is not None:
+        return dict(info.overrides)
+    return derive_overrides(info.config, topic_defaults(ctx))
 
 
 def topic_config_entries(
@@ -168,15 +191,19 @@ def topic_config_entries(
 ) -> tuple[ConfigEntry, ...]:
     """Every Kafka 4.0 topic config (only ``keys`` unless None) as trioring has it.
 
-    Source: TOPIC_CONFIG for the topic's own, STATIC_BROKER_CONFIG where the
-    broker's setting differs from trioring's built-in default, DEFAULT_CONFIG
-    otherwise. Configs trioring does not apply show Kafka's default and are
+    Source: TOPIC_CONFIG for the topic's own, DYNAMIC_DEFAULT_BROKER_CONFIG
+    where a cluster-wide broker config set at run time gives it,
+    STATIC_BROKER_CONFIG where the broker's setting differs from trioring's
+    built-in default, DEFAULT_CONFIG otherwise; the synonyms list them in that
+    order. Configs trioring does not apply show Kafka's default and are
     read-only (altering them is refused).
     """
     batch_bytes_max = ctx.shard.config.batch_bytes_max
     values = kafka_topic_configs(config, batch_bytes_max)
     broker = kafka_topic_configs(ctx.shard.config.log, batch_bytes_max)
     built_in = kafka_topic_configs(LogConfig(), BATCH_BYTES_MAX_DEFAULT)
+    dynamic = ctx.cluster.current.broker_defaults
+    node = _node_defaults(ctx)
     entries = []
     for name, kafka in sorted(TOPIC_CONFIGS.items()):
         if keys is not None and name not in keys:
@@ -186,17 +213,23 @@ def topic_config_entries(
         if name in values:
             value: str | None = values[name]
             if name in overrides:
-                source = TOPIC_CONFIG_SOURCE
                 synonyms.append(ConfigSynonym(name, value, TOPIC_CONFIG_SOURCE))
-            elif broker[name] != built_in[name]:
-                source = STATIC_BROKER_CONFIG_SOURCE
-            else:
-                source = DEFAULT_CONFIG_SOURCE
+            if broker_name in node:
+                synonyms.append(
+                    ConfigSynonym(broker_name, node[broker_name], DYNAMIC_BROKER_CONFIG_SOURCE)
+                )
+            if broker_name in dynamic:
+                synonyms.append(
+                    ConfigSynonym(
+                        broker_name, dynamic[broker_name], DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE
+                    )
+                )
             if broker[name] != built_in[name]:
                 synonyms.append(
                     ConfigSynonym(broker_name, broker[name], STATIC_BROKER_CONFIG_SOURCE)
                 )
             synonyms.append(ConfigSynonym(broker_name, built_in[name], DEFAULT_CONFIG_SOURCE))
+            source = synonyms[0].source
         else:
             value = kafka.kafka_default
             source = DEFAULT_CONFIG_SOURCE
@@ -429,35 +462,82 @@ def broker_config_entries(
     ctx: HandlerContext, keys: tuple[str, ...] | None, include_synonyms: bool
 ) -> tuple[ConfigEntry, ...]:
     """Every broker config Kafka 4.0 lists: trioring's real value where it has the
-    setting (STATIC_BROKER_CONFIG when the operator changed it, DEFAULT_CONFIG
-    otherwise), Kafka's default documented as unused where it has not. All are
-    read-only: trioring's broker settings are static."""
+    setting, Kafka's default documented as unused where it has not.
+
+    Source: DYNAMIC_DEFAULT_BROKER_CONFIG for a ``log.*`` default changed at
+    run time, STATIC_BROKER_CONFIG where the operator changed trioring's
+    default, DEFAULT_CONFIG otherwise. Only the ``log.*`` topic defaults of
+    ``BROKER_DEFAULTS`` can change at run time; every other entry is read-only.
+    """
     ours = _broker_values(ctx)
+    dynamic = ctx.cluster.current.broker_defaults
+    node = _node_defaults(ctx)
     entries = []
     for name, (config_type, kafka_default) in sorted(BROKER_CONFIGS.items()):
         if keys is not None and name not in keys:
             continue
         found = ours.get(name)
+        synonyms: list[ConfigSynonym] = []
+        if name in node:
+            synonyms.append(ConfigSynonym(name, node[name], DYNAMIC_BROKER_CONFIG_SOURCE))
+        if name in dynamic:
+            synonyms.append(
+                ConfigSynonym(name, dynamic[name], DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE)
+            )
         if found is None:
-            value, source, documentation = kafka_default, DEFAULT_CONFIG_SOURCE, _BROKER_NOT_USED
+            documentation = _BROKER_NOT_USED
+            synonyms.append(ConfigSynonym(name, kafka_default, DEFAULT_CONFIG_SOURCE))
         else:
-            value, changed, documentation = found
-            source = STATIC_BROKER_CONFIG_SOURCE if changed else DEFAULT_CONFIG_SOURCE
+            static_value, changed, documentation = found
+            static_source = STATIC_BROKER_CONFIG_SOURCE if changed else DEFAULT_CONFIG_SOURCE
+            synonyms.append(ConfigSynonym(name, static_value, static_source))
+        value, source = synonyms[0].value, synonyms[0].source
         sensitive = config_type == PASSWORD
         if sensitive:
-            value = None  # as Kafka: secrets are never described
-        synonyms = (ConfigSynonym(name, value, source),) if include_synonyms else ()
+            # As Kafka: secrets are never described.
+            value = None
+            synonyms = [attrs.evolve(synonym, value=None) for synonym in synonyms]
         entries.append(
             ConfigEntry(
                 name,
                 value,
-                read_only=True,
+                read_only=name not in BROKER_DEFAULTS,
                 is_default=source == DEFAULT_CONFIG_SOURCE,
                 source=source,
                 sensitive=sensitive,
                 config_type=config_type,
                 documentation=documentation,
-                synonyms=synonyms,
+                synonyms=tuple(synonyms) if include_synonyms else (),
+            )
+        )
+    return tuple(entries)
+
+
+_DYNAMIC_DOCUMENTATION = (
+    "The default of topics that do not set this config themselves, changed at run time for "
+    "the whole cluster."
+)
+
+
+def _cluster_default_entries(
+    ctx: HandlerContext, keys: tuple[str, ...] | None, include_synonyms: bool
+) -> tuple[ConfigEntry, ...]:
+    """The broker configs changed at run time for the whole cluster (resource name "")."""
+    entries = []
+    for name, value in sorted(ctx.cluster.current.broker_defaults.items()):
+        if keys is not None and name not in keys:
+            continue
+        source = DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE
+        entries.append(
+            ConfigEntry(
+                name,
+                value,
+                read_only=False,
+                is_default=False,
+                source=source,
+                config_type=BROKER_CONFIGS[name][0],
+                documentation=_DYNAMIC_DOCUMENTATION,
+                synonyms=(ConfigSynonym(name, value, source),) if include_synonyms else (),
             )
         )
     return tuple(entries)
@@ -467,13 +547,9 @@ def _this_broker(ctx: HandlerContext, name: str) -> None:
     """A broker resource names this worker's node id or "" (the cluster default), as Kafka."""
     if name == "":
         return
-    try:
-        broker_id = int(name)
-    except ValueError:
-        raise InvalidArgumentError(
-            f"Broker id must be an integer, but it is: {printable(name)}"
-        ) from None
-    if broker_id != ctx.cluster.worker_index:
+    if not _INTEGER.fullmatch(name):
+        raise InvalidArgumentError(f"Broker id must be an integer, but it is: {printable(name)}")
+    if int(name) != ctx.cluster.worker_index:
         raise InvalidArgumentError(
             f"Unexpected broker id, expected {ctx.cluster.worker_index} or empty string, but "
             f"received {printable(name)}"
@@ -511,7 +587,7 @@ async def describe_configs(
                 info = _existing_topic(ctx, resource.name)
                 entries = topic_config_entries(
                     ctx,
-                    info.config,
+                    topic_config_here(ctx, info),
                     topic_overrides(ctx, info),
                     resource.keys,
                     request.include_synonyms,
@@ -521,9 +597,10 @@ async def describe_configs(
         else:
             try:
                 _this_broker(ctx, resource.name)
-                # "": the cluster-wide dynamic configs, of which trioring has none.
                 if resource.name:
                     entries = broker_config_entries(ctx, resource.keys, request.include_synonyms)
+                else:  # "": the cluster-wide dynamic configs, as Kafka
+                    entries = _cluster_default_entries(ctx, resource.keys, request.include_synonyms)
             except InvalidArgumentError as caught:
                 error = caught
         results.append(ConfigResourceResult(resource, error, entries))
@@ -584,7 +661,7 @@ async def _alter(
             if resource.resource_type == TOPIC_RESOURCE:
                 await _alter_topic(ctx, resource, validate_only, incremental)
             elif resource.resource_type == BROKER_RESOURCE:
-                await _alter_broker(ctx, resource, incremental)
+                await _alter_broker(ctx, resource, validate_only, incremental)
             else:
                 # Kafka: BROKER_LOGGER (8) in IncrementalAlterConfigs sets log4j
                 # levels; GROUP (32) and CLIENT_METRICS (16) configs belong to
@@ -642,7 +719,7 @@ async def _alter_topic(
         raise InvalidArgumentError("Default topic resources are not allowed.")
     info = _existing_topic(ctx, resource.name)
     overrides = _apply_changes(topic_overrides(ctx, info), resource, incremental)
-    config = log_config_from_kafka(ctx.shard.config.log, overrides)
+    config = log_config_from_kafka(topic_defaults(ctx), overrides)
     if validate_only:
         await trio.lowlevel.checkpoint()
         return
@@ -650,18 +727,46 @@ async def _alter_topic(
 
 
 async def _alter_broker(
-    ctx: HandlerContext, resource: AlterConfigsResource, incremental: bool
+    ctx: HandlerContext, resource: AlterConfigsResource, validate_only: bool, incremental: bool
 ) -> None:
-    """Broker configs are static in trioring: every change is refused, as Kafka refuses
-    a config it cannot update dynamically (INVALID_REQUEST)."""
+    """The ``log.*`` topic defaults of ``BROKER_DEFAULTS`` change at run time, for the whole
+    cluster (resource name "") or for this node (its id: its partitions); every other
+    broker config is static in trioring and refused as Kafka refuses a config it cannot
+    update dynamically (INVALID_REQUEST)."""
     _this_broker(ctx, resource.name)
     for change in resource.changes:
         if incremental and change.operation not in _OPERATION_NAMES:
             raise InvalidArgumentError(f"Unknown operation type {change.operation}")
-    if resource.changes:
-        names = ", ".join(sorted(printable(change.name) for change in resource.changes))
+    static = sorted({change.name for change in resource.changes} - set(BROKER_DEFAULTS))
+    if static:
         raise InvalidArgumentError(
-            f"Cannot update these configs dynamically: {names} (broker configs are static "
-            "in trioring: set them in its configuration and restart)"
+            f"Cannot update these configs dynamically: {', '.join(map(printable, static))} "
+            "(static in trioring: set them in its configuration and restart; what changes at "
+            f"run time: {', '.join(sorted(BROKER_DEFAULTS))})"
         )
-    await trio.lowlevel.checkpoint()
+    current = ctx.cluster.current
+    # "": the whole cluster; a node id ("+0" is 0, as Java parses it): this node.
+    node = str(ctx.cluster.worker_index) if resource.name else ""
+    if incremental:
+        configs = dict(current.node_defaults.get(node, {}) if node else current.broker_defaults)
+        for change in resource.changes:
+            if change.operation == SET_CONFIG:
+                configs[change.name] = str(change.value)
+            elif change.operation == DELETE_CONFIG:
+                configs.pop(change.name, None)
+            else:
+                raise InvalidConfigError(
+                    f"Config value {_OPERATION_NAMES[change.operation].lower()} is not allowed "
+                    f"for config key: {change.name}"
+                )
+    else:
+        configs = {change.name: str(change.value) for change in resource.changes}
+    for name, value in configs.items():
+        try:
+            log_config_from_kafka(ctx.shard.config.log, {BROKER_DEFAULTS[name]: value})
+        except InvalidConfigError as error:
+            raise InvalidConfigError(f"{name}='{printable(value)}' is invalid: {error}") from None
+    if validate_only:
+        await trio.lowlevel.checkpoint()
+        return
+    await ctx.cluster.alter_broker_defaults(configs, node)
