@@ -354,7 +354,9 @@ class Supervisor:
                 str(message["name"]),
                 message.get("partitions"),
                 None if config is None else config_from_json(config),
-                overrides=dict(overrides_from_json(message.get("overrides") or {})),
+                overrides=None
+                if message.get("overrides") is None
+                else dict(overrides_from_json(message["overrides"])),
             )
             return topic.to_json()
         if op == "alter_topic_config":

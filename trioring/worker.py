@@ -112,14 +112,14 @@ class RemoteClusterView(ClusterView):
         name: str,
         partitions: int | None,
         config: LogConfig | None,
-        overrides: Mapping[str, str],
+        overrides: Mapping[str, str] | None,
     ) -> TopicInfo:
         result = await self._request(
             "create_topic",
             name=name,
             partitions=partitions,
             config=None if config is None else config_to_json(config),
-            overrides=dict(overrides),
+            overrides=None if overrides is None else dict(overrides),
         )
         return TopicInfo.from_json(result)
 

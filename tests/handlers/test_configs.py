@@ -522,3 +522,22 @@ async def test_a_nodes_own_defaults_apply_to_its_partitions_over_the_clusters(br
     assert await alter(broker, {}, name="0", resource_type=BROKER_RESOURCE) == 0
     assert broker.shard.log("t", 0).config.retention_ms == 1000
     assert broker.handler_context().cluster.current.node_defaults == {}
+
+
+async def test_topics_follow_log_settings_changed_between_starts(tmp_path):
+    async with trioring.open_broker(
+        BrokerConfig(data_dir=tmp_path, log=LogConfig(retention_ms=5000))
+    ) as broker:
+        await broker.create_topic("follows")
+        await broker.create_topic("own")
+        assert await alter(broker, {"retention.ms": "9000"}, name="own") == 0
+    async with trioring.open_broker(
+        BrokerConfig(data_dir=tmp_path, log=LogConfig(retention_ms=7000))
+    ) as broker:
+        assert broker.shard.log("follows", 0).config.retention_ms == 7000
+        assert broker.shard.log("own", 0).config.retention_ms == 9000
+        entries = await describe(broker, "follows")
+        assert (entries["retention.ms"].value, entries["retention.ms"].source) == (
+            "7000",
+            STATIC_BROKER_CONFIG_SOURCE,
+        )

@@ -219,6 +219,7 @@ class Controller:
                 await self._append(
                     [self._create_topic_event(metadata, _offsets_topic(self._config))]
                 )
+            await self._follow_static_defaults()
             if self.metadata.value.workers != workers:
                 previous = self.metadata.value.workers
                 placement = self.metadata.value.placement_for(workers)
@@ -399,18 +400,7 @@ class Controller:
             static = self._config.log
             old_default = log_defaults(static, metadata.broker_defaults)
             new_default = log_defaults(static, configs)
-            topics: dict[str, Any] = {}
-            for name, info in metadata.topics.items():
-                if info.internal:
-                    continue
-                own = (
-                    derive_overrides(info.config, old_default)
-                    if info.overrides is None
-                    else dict(info.overrides)
-                )
-                config = with_values(new_default, own)
-                if config != info.config or info.overrides is None:
-                    topics[name] = {"config": config_to_json(config), "overrides": own}
+            topics = _following(metadata, new_default, old_default)
             await self._append(
                 [{"type": "alter_broker_defaults", "configs": dict(configs), "topics": topics}]
             )
@@ -418,6 +408,23 @@ class Controller:
                 "cluster-wide broker configs now %s (%d topics follow)", dict(configs), len(topics)
             )
             return self.current
+
+    async def _follow_static_defaults(self) -> None:
+        """Topics follow ``[log]`` settings changed since the last start, as Kafka's topics
+        follow its static broker defaults. The caller holds the lock."""
+        metadata = self.current
+        topics = _following(metadata, self.log_defaults(), None)
+        if topics:
+            await self._append(
+                [
+                    {
+                        "type": "alter_broker_defaults",
+                        "configs": dict(metadata.broker_defaults),
+                        "topics": topics,
+                    }
+                ]
+            )
+            logger.info("%d topics follow the changed [log] settings", len(topics))
 
     async def delete_topic(self, name: str) -> TopicInfo:
         """Delete a topic from the metadata; the owners then remove its partitions."""
@@ -472,6 +479,27 @@ async def create_topic_everywhere(
         await distribute(controller.current)
         raise StorageError(f"creating topic {name!r} failed: {failed[0]}; nothing was created")
     return topic
+
+
+def _following(
+    metadata: ClusterMetadata, new_default: LogConfig, old_default: LogConfig | None
+) -> dict[str, Any]:
+    """The topics whose LogConfig changes with new defaults: their new config and own
+    configs, as an alter_broker_defaults event carries them. A topic whose own configs
+    were not recorded keeps what differs from ``old_default`` (None: it keeps its config)."""
+    topics: dict[str, Any] = {}
+    for name, info in metadata.topics.items():
+        if info.internal or (info.overrides is None and old_default is None):
+            continue
+        own = (
+            derive_overrides(info.config, old_default)
+            if info.overrides is None and old_default is not None
+            else dict(info.overrides or ())
+        )
+        config = with_values(new_default, own)
+        if config != info.config or info.overrides is None:
+            topics[name] = {"config": config_to_json(config), "overrides": own}
+    return topics
 
 
 def attrs_evolve_owners(topic: TopicInfo, owners: tuple[int, ...]) -> TopicInfo:

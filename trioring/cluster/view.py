@@ -69,7 +69,7 @@ class ClusterView(abc.ABC):
 
         ``overrides``: the Kafka configs a client gave, which made ``config``.
         """
-        return await self._create_topic(name, partitions, config, overrides or {})
+        return await self._create_topic(name, partitions, config, overrides)
 
     async def alter_topic_config(
         self, name: str, config: LogConfig, overrides: Mapping[str, str]
@@ -105,7 +105,7 @@ class ClusterView(abc.ABC):
         name: str,
         partitions: int | None,
         config: LogConfig | None,
-        overrides: Mapping[str, str],
+        overrides: Mapping[str, str] | None,
     ) -> TopicInfo: ...
 
     @abc.abstractmethod
@@ -153,7 +153,7 @@ class LocalClusterView(ClusterView):
         name: str,
         partitions: int | None,
         config: LogConfig | None,
-        overrides: Mapping[str, str],
+        overrides: Mapping[str, str] | None,
     ) -> TopicInfo:
         return await create_topic_everywhere(
             self._controller, self._distribute, name, partitions, config, overrides=overrides

@@ -8,7 +8,7 @@ the workers owning its partitions give their open logs the new LogConfig
 (retention uses it at its next pass, a new segment size applies from the
 next roll).
 
-What trioring applies at run time is listed in ``_TOPIC_CONFIGS``; every
+What trioring applies at run time is listed in ``cluster.topic_configs``; every
 other Kafka topic config is described with Kafka's default and refused
 with INVALID_CONFIG, the answer Kafka gives a value it cannot accept.
 """
@@ -32,6 +32,7 @@ from trioring._logging import printable
 from trioring.cluster.model import Node, TopicInfo, validate_topic_name
 from trioring.cluster.topic_configs import (
     BROKER_DEFAULTS,
+    TOPIC_FIELDS,
     derive_overrides,
     effective_config,
     log_defaults,
@@ -82,16 +83,8 @@ __all__ = [
     "topic_defaults",
 ]
 
-#: Kafka topic config name -> LogConfig field: what trioring applies at run time.
-_TOPIC_CONFIGS: dict[str, str] = {
-    "retention.ms": "retention_ms",
-    "retention.bytes": "retention_bytes",
-    "segment.bytes": "segment_bytes",
-    "segment.ms": "segment_ms",
-    "index.interval.bytes": "index_interval_bytes",
-}
 #: Configs a topic may have of its own: the above and cleanup.policy=delete.
-_SETTABLE = frozenset(_TOPIC_CONFIGS) | {"cleanup.policy"}
+_SETTABLE = frozenset(TOPIC_FIELDS) | {"cleanup.policy"}
 
 #: What Java's Integer.parseInt / Long.parseLong accept (after ConfigDef's trim).
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -115,7 +108,7 @@ def log_config_from_kafka(base: LogConfig, configs: Mapping[str, str | None]) ->
                     f"cleanup.policy='{printable(value)}' is not supported: only 'delete'"
                 )
             continue
-        field = _TOPIC_CONFIGS.get(name)
+        field = TOPIC_FIELDS.get(name)
         if field is None:
             if name in TOPIC_CONFIGS:
                 raise InvalidConfigError(
