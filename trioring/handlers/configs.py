@@ -8,9 +8,17 @@ the workers owning its partitions give their open logs the new LogConfig
 (retention uses it at its next pass, a new segment size applies from the
 next roll).
 
-What trioring applies at run time is listed in ``cluster.topic_configs``; every
-other Kafka topic config is described with Kafka's default and refused
-with INVALID_CONFIG, the answer Kafka gives a value it cannot accept.
+The defaults are the broker's ``[log]`` settings, with the ``log.*``
+broker configs changed at run time over them: for the whole cluster
+(resource name "") or for one node (Kafka's per-broker dynamic configs,
+applied by that worker to its partitions). Every other broker config is
+static in trioring.
+
+What trioring applies at run time is listed in ``cluster.topic_configs``;
+every other Kafka config is described with Kafka's default and refused:
+topic configs with INVALID_CONFIG, the answer Kafka gives a value it
+cannot accept, broker configs with INVALID_REQUEST, Kafka's answer for a
+config it cannot change at run time.
 """
 
 from __future__ import annotations
@@ -184,8 +192,9 @@ def topic_config_entries(
 ) -> tuple[ConfigEntry, ...]:
     """Every Kafka 4.0 topic config (only ``keys`` unless None) as trioring has it.
 
-    Source: TOPIC_CONFIG for the topic's own, DYNAMIC_DEFAULT_BROKER_CONFIG
-    where a cluster-wide broker config set at run time gives it,
+    Source: TOPIC_CONFIG for the topic's own, DYNAMIC_BROKER_CONFIG where
+    this node's broker config set at run time gives it,
+    DYNAMIC_DEFAULT_BROKER_CONFIG where the cluster-wide one does,
     STATIC_BROKER_CONFIG where the broker's setting differs from trioring's
     built-in default, DEFAULT_CONFIG otherwise; the synonyms list them in that
     order. Configs trioring does not apply show Kafka's default and are
