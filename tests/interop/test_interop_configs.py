@@ -212,6 +212,29 @@ def test_broker_configs_from_confluent_and_kafka_python(module_broker: BrokerPro
     assert configs["num.partitions"]["config_source"] == "DEFAULT_CONFIG"
 
 
+def test_kafka_python_alters_a_brokers_log_defaults(broker: BrokerProcess) -> None:
+    kafka = import_kafka_python()
+    resource_class, kinds = kafka.admin.ConfigResource, kafka.admin.ConfigResourceType
+    admin = kafka.KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        answer = admin.alter_configs(
+            [resource_class(kinds.BROKER, "0", configs={"log.retention.bytes": "123456"})]
+        )
+        assert answer == {"broker": {"0": "OK"}}
+        # Static configs: kafka-python refuses them itself (read-only); sent anyway, trioring does.
+        refused = admin.alter_configs(
+            [resource_class(kinds.BROKER, "0", configs={"num.io.threads": "2"})],
+            raise_on_unknown=False,
+        )
+        assert "[Error 42]" in refused["broker"]["0"]
+        described = admin.describe_configs([resource_class(kinds.BROKER, "0")])
+    finally:
+        admin.close()
+    modified = described["broker"]["0"]
+    assert modified["log.retention.bytes"]["value"] == "123456"
+    assert modified["log.retention.bytes"]["config_source"] == "DYNAMIC_BROKER_CONFIG"
+
+
 def _alter_broker(bootstrap: str, node: str, name: str, op: str, value: str | None) -> None:
     module = _admin_module()
     admin = _admin(bootstrap)
