@@ -42,7 +42,13 @@ from trioring._constants import (
 from trioring._exception_groups import leaf_exceptions
 from trioring.cluster.channel import Channel, ChannelClosed, error_to_json
 from trioring.cluster.controller import Controller, create_topic_everywhere
-from trioring.cluster.model import ClusterMetadata, Node, config_from_json, overrides_from_json
+from trioring.cluster.model import (
+    ClusterMetadata,
+    Node,
+    TopicInfo,
+    config_from_json,
+    overrides_from_json,
+)
 from trioring.config import BrokerConfig, ServerConfig, broker_config_to_json
 from trioring.errors import ConfigurationError, InvalidArgumentError, StorageError, TrioringError
 from trioring.storage.lock import DataDirectoryLock
@@ -365,6 +371,9 @@ class Supervisor:
                     str(message["name"]),
                     config_from_json(message["config"]),
                     dict(overrides_from_json(message["overrides"])),
+                    None
+                    if message.get("expected") is None
+                    else TopicInfo.from_json(message["expected"]),
                 )
             finally:
                 await self.distribute(controller.current)
@@ -380,7 +389,12 @@ class Supervisor:
         if op == "alter_broker_defaults":
             configs = {str(key): str(value) for key, value in dict(message["configs"]).items()}
             try:
-                await controller.alter_broker_defaults(configs, str(message.get("node", "")))
+                expected = message.get("expected")
+                await controller.alter_broker_defaults(
+                    configs,
+                    str(message.get("node", "")),
+                    None if expected is None else {str(k): str(v) for k, v in expected.items()},
+                )
             finally:
                 await self.distribute(controller.current)
             return None

@@ -124,13 +124,18 @@ class RemoteClusterView(ClusterView):
         return TopicInfo.from_json(result)
 
     async def _alter_topic_config(
-        self, name: str, config: LogConfig, overrides: Mapping[str, str]
+        self,
+        name: str,
+        config: LogConfig,
+        overrides: Mapping[str, str],
+        expected: TopicInfo | None,
     ) -> TopicInfo:
         result = await self._request(
             "alter_topic_config",
             name=name,
             config=config_to_json(config),
             overrides=dict(overrides),
+            expected=None if expected is None else expected.to_json(),
         )
         return TopicInfo.from_json(result)
 
@@ -140,8 +145,15 @@ class RemoteClusterView(ClusterView):
     async def _delete_topic(self, name: str) -> None:
         await self._request("delete_topic", name=name)
 
-    async def _alter_broker_defaults(self, configs: Mapping[str, str], node: str) -> None:
-        await self._request("alter_broker_defaults", configs=dict(configs), node=node)
+    async def _alter_broker_defaults(
+        self, configs: Mapping[str, str], node: str, expected: Mapping[str, str] | None
+    ) -> None:
+        await self._request(
+            "alter_broker_defaults",
+            configs=dict(configs),
+            node=node,
+            expected=None if expected is None else dict(expected),
+        )
 
     async def _allocate_producer_ids(self, count: int) -> int:
         return int(await self._request("allocate_producer_ids", count=count))

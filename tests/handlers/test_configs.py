@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import trio
 from kio.schema.errors import ErrorCode
 
 import trioring
@@ -541,3 +542,20 @@ async def test_topics_follow_log_settings_changed_between_starts(tmp_path):
             "7000",
             STATIC_BROKER_CONFIG_SOURCE,
         )
+
+
+async def test_concurrent_incremental_changes_all_hold(broker):
+    changes = [
+        ("retention.ms", "1000"),
+        ("retention.bytes", "2000"),
+        ("segment.ms", "3000"),
+        ("index.interval.bytes", "500"),
+    ]
+    broker_changes = [("log.roll.ms", "4000"), ("log.retention.bytes", "5000")]
+    async with trio.open_nursery() as nursery:
+        for name, value in changes:
+            nursery.start_soon(incremental, broker, (name, SET_CONFIG, value))
+        for name, value in broker_changes:
+            nursery.start_soon(alter_cluster, broker, (name, SET_CONFIG, value))
+    assert dict(broker.topics()["t"].overrides) == dict(changes)
+    assert broker.handler_context().cluster.current.broker_defaults == dict(broker_changes)

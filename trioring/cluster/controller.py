@@ -57,6 +57,7 @@ from trioring.cluster.model import (
 from trioring.cluster.topic_configs import derive_overrides, log_defaults, with_values
 from trioring.config import BrokerConfig
 from trioring.errors import (
+    ConfigsChangedError,
     InvalidArgumentError,
     InvalidPartitionsError,
     StorageError,
@@ -345,16 +346,29 @@ class Controller:
         return grown
 
     async def alter_topic_config(
-        self, name: str, config: LogConfig, overrides: Mapping[str, str]
+        self,
+        name: str,
+        config: LogConfig,
+        overrides: Mapping[str, str],
+        expected: TopicInfo | None = None,
     ) -> TopicInfo:
         """Give a topic new configs (Kafka's AlterConfigs): ``overrides`` replace its own
-        configs, ``config`` is what they make of the broker's defaults."""
+        configs, ``config`` is what they make of the broker's defaults.
+
+        ``expected``: the topic the change was computed from (IncrementalAlterConfigs);
+        ConfigsChangedError if its configs changed meanwhile.
+        """
         if not isinstance(config, LogConfig):
             raise InvalidArgumentError("config must be a trioring.LogConfig")
         async with self._lock:
             info = self.current.topics.get(name)
             if info is None or info.internal:
                 raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+            if expected is not None and (expected.config, expected.overrides) != (
+                info.config,
+                info.overrides,
+            ):
+                raise ConfigsChangedError(f"the configs of topic {name!r} changed meanwhile")
             await self._append(
                 [
                     {
@@ -374,15 +388,24 @@ class Controller:
         return log_defaults(self._config.log, self.current.broker_defaults)
 
     async def alter_broker_defaults(
-        self, configs: Mapping[str, str], node: str = ""
+        self,
+        configs: Mapping[str, str],
+        node: str = "",
+        expected: Mapping[str, str] | None = None,
     ) -> ClusterMetadata:
         """Replace the dynamic broker configs (``log.*`` topic defaults, Kafka names,
         validated by the caller) of the whole cluster (``node`` ""), where every topic
         gets the new default for each config it does not set itself in the same event,
         or of one node, whose worker applies them to its partitions over the topics'
-        configs (``topic_configs.effective_config``)."""
+        configs (``topic_configs.effective_config``). ``expected``: the configs the
+        change was computed from (IncrementalAlterConfigs); ConfigsChangedError if they
+        changed meanwhile."""
         if node:
             async with self._lock:
+                if expected is not None and dict(expected) != dict(
+                    self.current.node_defaults.get(node, {})
+                ):
+                    raise ConfigsChangedError(f"the configs of broker {node} changed meanwhile")
                 await self._append(
                     [
                         {
@@ -397,6 +420,8 @@ class Controller:
             return self.current
         async with self._lock:
             metadata = self.current
+            if expected is not None and dict(expected) != dict(metadata.broker_defaults):
+                raise ConfigsChangedError("the cluster-wide broker configs changed meanwhile")
             static = self._config.log
             old_default = log_defaults(static, metadata.broker_defaults)
             new_default = log_defaults(static, configs)

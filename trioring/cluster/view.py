@@ -72,18 +72,33 @@ class ClusterView(abc.ABC):
         return await self._create_topic(name, partitions, config, overrides)
 
     async def alter_topic_config(
-        self, name: str, config: LogConfig, overrides: Mapping[str, str]
+        self,
+        name: str,
+        config: LogConfig,
+        overrides: Mapping[str, str],
+        expected: TopicInfo | None = None,
     ) -> TopicInfo:
-        """Replace a topic's configs; returns once every worker applies them."""
-        return await self._alter_topic_config(name, config, overrides)
+        """Replace a topic's configs; returns once every worker applies them.
+
+        ``expected``: the topic as the change was computed from it; ConfigsChangedError
+        if its configs changed meanwhile.
+        """
+        return await self._alter_topic_config(name, config, overrides, expected)
 
     async def create_partitions(self, name: str, total: int) -> TopicInfo:
         return await self._create_partitions(name, total)
 
-    async def alter_broker_defaults(self, configs: Mapping[str, str], node: str = "") -> None:
+    async def alter_broker_defaults(
+        self,
+        configs: Mapping[str, str],
+        node: str = "",
+        expected: Mapping[str, str] | None = None,
+    ) -> None:
         """Replace the dynamic broker configs of the cluster ("") or of one node; returns
-        once every worker has them (and the topics that follow them their new configs)."""
-        await self._alter_broker_defaults(configs, node)
+        once every worker has them (and the topics that follow them their new configs).
+        ``expected``: what they were when the change was computed (ConfigsChangedError if
+        they changed meanwhile)."""
+        await self._alter_broker_defaults(configs, node, expected)
 
     async def delete_topic(self, name: str) -> None:
         await self._delete_topic(name)
@@ -110,14 +125,20 @@ class ClusterView(abc.ABC):
 
     @abc.abstractmethod
     async def _alter_topic_config(
-        self, name: str, config: LogConfig, overrides: Mapping[str, str]
+        self,
+        name: str,
+        config: LogConfig,
+        overrides: Mapping[str, str],
+        expected: TopicInfo | None,
     ) -> TopicInfo: ...
 
     @abc.abstractmethod
     async def _create_partitions(self, name: str, total: int) -> TopicInfo: ...
 
     @abc.abstractmethod
-    async def _alter_broker_defaults(self, configs: Mapping[str, str], node: str) -> None: ...
+    async def _alter_broker_defaults(
+        self, configs: Mapping[str, str], node: str, expected: Mapping[str, str] | None
+    ) -> None: ...
 
     @abc.abstractmethod
     async def _delete_topic(self, name: str) -> None: ...
@@ -160,10 +181,14 @@ class LocalClusterView(ClusterView):
         )
 
     async def _alter_topic_config(
-        self, name: str, config: LogConfig, overrides: Mapping[str, str]
+        self,
+        name: str,
+        config: LogConfig,
+        overrides: Mapping[str, str],
+        expected: TopicInfo | None,
     ) -> TopicInfo:
         try:
-            return await self._controller.alter_topic_config(name, config, overrides)
+            return await self._controller.alter_topic_config(name, config, overrides, expected)
         finally:
             await self._follow()
 
@@ -179,9 +204,11 @@ class LocalClusterView(ClusterView):
         finally:
             await self._follow()
 
-    async def _alter_broker_defaults(self, configs: Mapping[str, str], node: str) -> None:
+    async def _alter_broker_defaults(
+        self, configs: Mapping[str, str], node: str, expected: Mapping[str, str] | None
+    ) -> None:
         try:
-            await self._controller.alter_broker_defaults(configs, node)
+            await self._controller.alter_broker_defaults(configs, node, expected)
         finally:
             await self._follow()
 

@@ -33,6 +33,8 @@ import trio
 
 from trioring._constants import (
     BATCH_BYTES_MAX_DEFAULT,
+    CONFIG_CHANGE_ATTEMPTS_MAX,
+    CONFIG_CHANGE_WAIT_SECONDS,
     DESCRIBE_TOPIC_PARTITIONS_MAX,
     OFFSETS_TOPIC_PARTITIONS,
 )
@@ -47,6 +49,7 @@ from trioring.cluster.topic_configs import (
 )
 from trioring.config import BrokerConfig, ServerConfig
 from trioring.errors import (
+    ConfigsChangedError,
     InvalidArgumentError,
     InvalidConfigError,
     InvalidTopicError,
@@ -719,13 +722,24 @@ async def _alter_topic(
 ) -> None:
     if resource.name == "":
         raise InvalidArgumentError("Default topic resources are not allowed.")
-    info = _existing_topic(ctx, resource.name)
-    overrides = _apply_changes(topic_overrides(ctx, info), resource, incremental)
-    config = log_config_from_kafka(topic_defaults(ctx), overrides)
-    if validate_only:
-        await trio.lowlevel.checkpoint()
-        return
-    await ctx.cluster.alter_topic_config(info.name, config, overrides)
+    for attempt in range(CONFIG_CHANGE_ATTEMPTS_MAX):
+        version = ctx.cluster.current.version
+        info = _existing_topic(ctx, resource.name)
+        overrides = _apply_changes(topic_overrides(ctx, info), resource, incremental)
+        config = log_config_from_kafka(topic_defaults(ctx), overrides)
+        if validate_only:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            # An incremental change holds only if nothing changed the configs it read.
+            await ctx.cluster.alter_topic_config(
+                info.name, config, overrides, info if incremental else None
+            )
+            return
+        except ConfigsChangedError:
+            if attempt == CONFIG_CHANGE_ATTEMPTS_MAX - 1:
+                raise
+            await _wait_newer_than(ctx, version)
 
 
 async def _alter_broker(
@@ -746,11 +760,37 @@ async def _alter_broker(
             "(static in trioring: set them in its configuration and restart; what changes at "
             f"run time: {', '.join(sorted(BROKER_DEFAULTS))})"
         )
-    current = ctx.cluster.current
     # "": the whole cluster; a node id ("+0" is 0, as Java parses it): this node.
     node = str(ctx.cluster.worker_index) if resource.name else ""
+    for attempt in range(CONFIG_CHANGE_ATTEMPTS_MAX):
+        version = ctx.cluster.current.version
+        try:
+            await _alter_broker_once(ctx, resource, node, validate_only, incremental)
+            return
+        except ConfigsChangedError:
+            if attempt == CONFIG_CHANGE_ATTEMPTS_MAX - 1:
+                raise
+            await _wait_newer_than(ctx, version)
+
+
+async def _wait_newer_than(ctx: HandlerContext, version: int) -> None:
+    """Until this worker has metadata newer than ``version`` (the change that won a race
+    reaches every worker before its answer; bounded all the same)."""
+    with trio.move_on_after(CONFIG_CHANGE_WAIT_SECONDS):
+        await ctx.cluster.metadata.wait_value(lambda metadata: metadata.version > version)
+
+
+async def _alter_broker_once(
+    ctx: HandlerContext,
+    resource: AlterConfigsResource,
+    node: str,
+    validate_only: bool,
+    incremental: bool,
+) -> None:
+    current = ctx.cluster.current
+    before = dict(current.node_defaults.get(node, {}) if node else current.broker_defaults)
     if incremental:
-        configs = dict(current.node_defaults.get(node, {}) if node else current.broker_defaults)
+        configs = dict(before)
         for change in resource.changes:
             if change.operation == SET_CONFIG:
                 configs[change.name] = str(change.value)
@@ -771,4 +811,4 @@ async def _alter_broker(
     if validate_only:
         await trio.lowlevel.checkpoint()
         return
-    await ctx.cluster.alter_broker_defaults(configs, node)
+    await ctx.cluster.alter_broker_defaults(configs, node, before if incremental else None)
