@@ -172,6 +172,12 @@ PRODUCER_ID_BLOCK_SIZE = 1000
 #: Largest message on a worker's control channel (a metadata snapshot of
 #: every topic is the largest: ~200 bytes a topic).
 CONTROL_MESSAGE_BYTES_MAX = 64 * MIB
+#: Attempts of an incremental config change that raced with another one
+#: (each reads the configs again); the controller serializes changes, so a
+#: second attempt almost always succeeds.
+CONFIG_CHANGE_ATTEMPTS_MAX = 8
+#: How long a raced config change waits for this worker to see the winner.
+CONFIG_CHANGE_WAIT_SECONDS = 5.0
 #: A worker that dies is restarted after a pause that doubles from the
 #: first to the last; one that ran this long before dying starts again
 #: from the first.

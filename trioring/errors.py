@@ -181,3 +181,13 @@ __all__ += [
     "ReplicaAssignmentError",
     "ReplicationFactorError",
 ]
+
+
+class ConfigsChangedError(TrioringError):
+    """Configs changed between reading them and writing an incremental change based on
+    them (another IncrementalAlterConfigs won the race): the handler reads and tries again."""
+
+    kafka_error_code = ErrorCode.request_timed_out
+
+
+__all__ += ["ConfigsChangedError"]

@@ -42,7 +42,13 @@ from trioring._constants import (
 from trioring._exception_groups import leaf_exceptions
 from trioring.cluster.channel import Channel, ChannelClosed, error_to_json
 from trioring.cluster.controller import Controller, create_topic_everywhere
-from trioring.cluster.model import ClusterMetadata, Node, config_from_json
+from trioring.cluster.model import (
+    ClusterMetadata,
+    Node,
+    TopicInfo,
+    config_from_json,
+    overrides_from_json,
+)
 from trioring.config import BrokerConfig, ServerConfig, broker_config_to_json
 from trioring.errors import ConfigurationError, InvalidArgumentError, StorageError, TrioringError
 from trioring.storage.lock import DataDirectoryLock
@@ -354,8 +360,24 @@ class Supervisor:
                 str(message["name"]),
                 message.get("partitions"),
                 None if config is None else config_from_json(config),
+                overrides=None
+                if message.get("overrides") is None
+                else dict(overrides_from_json(message["overrides"])),
             )
             return topic.to_json()
+        if op == "alter_topic_config":
+            try:
+                altered = await controller.alter_topic_config(
+                    str(message["name"]),
+                    config_from_json(message["config"]),
+                    dict(overrides_from_json(message["overrides"])),
+                    None
+                    if message.get("expected") is None
+                    else TopicInfo.from_json(message["expected"]),
+                )
+            finally:
+                await self.distribute(controller.current)
+            return altered.to_json()
         if op == "create_partitions":
             try:
                 grown = await controller.create_partitions(
@@ -364,6 +386,18 @@ class Supervisor:
             finally:
                 await self.distribute(controller.current)
             return grown.to_json()
+        if op == "alter_broker_defaults":
+            configs = {str(key): str(value) for key, value in dict(message["configs"]).items()}
+            try:
+                expected = message.get("expected")
+                await controller.alter_broker_defaults(
+                    configs,
+                    str(message.get("node", "")),
+                    None if expected is None else {str(k): str(v) for k, v in expected.items()},
+                )
+            finally:
+                await self.distribute(controller.current)
+            return None
         if op == "delete_topic":
             try:
                 await controller.delete_topic(str(message["name"]))

@@ -27,7 +27,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -108,13 +108,34 @@ class RemoteClusterView(ClusterView):
         return reply.get("result")
 
     async def _create_topic(
-        self, name: str, partitions: int | None, config: LogConfig | None
+        self,
+        name: str,
+        partitions: int | None,
+        config: LogConfig | None,
+        overrides: Mapping[str, str] | None,
     ) -> TopicInfo:
         result = await self._request(
             "create_topic",
             name=name,
             partitions=partitions,
             config=None if config is None else config_to_json(config),
+            overrides=None if overrides is None else dict(overrides),
+        )
+        return TopicInfo.from_json(result)
+
+    async def _alter_topic_config(
+        self,
+        name: str,
+        config: LogConfig,
+        overrides: Mapping[str, str],
+        expected: TopicInfo | None,
+    ) -> TopicInfo:
+        result = await self._request(
+            "alter_topic_config",
+            name=name,
+            config=config_to_json(config),
+            overrides=dict(overrides),
+            expected=None if expected is None else expected.to_json(),
         )
         return TopicInfo.from_json(result)
 
@@ -123,6 +144,16 @@ class RemoteClusterView(ClusterView):
 
     async def _delete_topic(self, name: str) -> None:
         await self._request("delete_topic", name=name)
+
+    async def _alter_broker_defaults(
+        self, configs: Mapping[str, str], node: str, expected: Mapping[str, str] | None
+    ) -> None:
+        await self._request(
+            "alter_broker_defaults",
+            configs=dict(configs),
+            node=node,
+            expected=None if expected is None else dict(expected),
+        )
 
     async def _allocate_producer_ids(self, count: int) -> int:
         return int(await self._request("allocate_producer_ids", count=count))

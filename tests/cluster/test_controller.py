@@ -44,11 +44,17 @@ async def test_metadata_survives_reopening(tmp_path: Path) -> None:
         await controller.create_topic("b", 1)
         grown = await controller.create_partitions("b", 3)
         assert grown.partitions == 3
+        altered = await controller.alter_topic_config(
+            "b", LogConfig(retention_bytes=1000), {"retention.bytes": "1000"}
+        )
+        assert altered.overrides == (("retention.bytes", "1000"),)
+        assert altered.owners == grown.owners
         await controller.delete_topic("a")
         final = controller.current
     async with Controller.open(config, backend, workers=2) as controller:
         assert controller.current == final
         assert controller.current.topics["b"].partitions == 3
+        assert controller.current.topics["b"].config.retention_bytes == 1000
         assert "a" not in controller.current.topics
     await backend.aclose()
 
@@ -71,6 +77,10 @@ async def test_controller_refuses_what_kafka_refuses(tmp_path: Path) -> None:
             await controller.delete_topic(OFFSETS_TOPIC)
         with pytest.raises(UnknownTopicOrPartitionError):
             await controller.delete_topic("nope")
+        with pytest.raises(UnknownTopicOrPartitionError):
+            await controller.alter_topic_config("nope", LogConfig(), {})
+        with pytest.raises(UnknownTopicOrPartitionError):
+            await controller.alter_topic_config(OFFSETS_TOPIC, LogConfig(), {})
     await backend.aclose()
 
 

@@ -144,3 +144,37 @@ def test_events_change_the_metadata_and_its_version():
     assert metadata.topics == {} and metadata.owner("a", 0) is None
     with pytest.raises(ValueError, match="unknown metadata event"):
         metadata.apply({"type": "nonsense"})
+
+
+def test_config_events_survive_a_snapshot():
+    metadata = ClusterMetadata("c", 2, {}, 1).apply(
+        {"type": "create_topic", "topic": topic("a", 2, (0, 1)).to_json()}
+    )
+    assert metadata.topics["a"].overrides is None  # written before overrides were recorded
+    metadata = metadata.apply(
+        {
+            "type": "alter_broker_defaults",
+            "configs": {"log.retention.ms": "1000"},
+            "topics": {
+                "a": {
+                    "config": {**topic("a", 2).to_json()["config"], "retention_ms": 1000},
+                    "overrides": {},
+                }
+            },
+        }
+    )
+    metadata = metadata.apply(
+        {
+            "type": "alter_broker_defaults",
+            "node": "1",
+            "configs": {"log.roll.ms": "5000"},
+            "topics": {},
+        }
+    )
+    assert metadata.broker_defaults == {"log.retention.ms": "1000"}
+    assert metadata.node_defaults == {"1": {"log.roll.ms": "5000"}}
+    assert metadata.topics["a"].config.retention_ms == 1000
+    assert metadata.topics["a"].overrides == ()
+    assert ClusterMetadata.from_json(metadata.to_json()) == metadata
+    placed = metadata.apply({"type": "place", "workers": 1, "owners": {"a": [0, 0]}})
+    assert placed.broker_defaults == metadata.broker_defaults

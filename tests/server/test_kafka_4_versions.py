@@ -716,3 +716,175 @@ async def test_consumer_group_heartbeat_and_describe(served: Any, version: int) 
     assert old_commit.topics[0].partitions[0].error_code == ErrorCode.unsupported_version
     left = await heartbeat(member_id=member_id, member_epoch=-1, topic_partitions=None)
     assert (left.error_code, left.member_epoch) == (ErrorCode.none, -1)
+
+
+async def _describe_topic_configs(
+    wire: KafkaWire, version: int, synonyms: bool = False
+) -> dict[str, Any]:
+    resource_class = schema(32, version, "DescribeConfigsResource")
+    fields: dict[str, Any] = {
+        "resources": (
+            resource_class(resource_type=2, resource_name=TOPIC, configuration_keys=None),
+        )
+    }
+    if version >= 1:
+        fields["include_synonyms"] = synonyms
+    if version >= 3:
+        fields["include_documentation"] = True
+    response = await wire.request(32, version, load_request_schema(32, version)(**fields))
+    (result,) = response.results
+    assert result.error_code == ErrorCode.none
+    return {entry.name: entry for entry in result.configs}
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+async def test_alter_configs(served: Any, version: int) -> None:
+    broker, wire = served
+    resource_class = schema(33, version, "AlterConfigsResource")
+    config_class = schema(33, version, "AlterableConfig")
+
+    async def alter(
+        *resources: tuple[int, str, dict[str, str | None]], validate_only: bool = False
+    ) -> list[tuple[int, str, int]]:
+        request = load_request_schema(33, version)(
+            resources=tuple(
+                resource_class(
+                    resource_type=kind,
+                    resource_name=name,
+                    configs=tuple(config_class(name=k, value=v) for k, v in configs.items()),
+                )
+                for kind, name, configs in resources
+            ),
+            validate_only=validate_only,
+        )
+        response = await wire.request(33, version, request)
+        for result in response.responses:
+            assert (result.error_code == ErrorCode.none) == (result.error_message is None)
+        return [(r.resource_type, r.resource_name, r.error_code) for r in response.responses]
+
+    assert await alter((2, TOPIC, {"retention.ms": "1000"}), validate_only=True) == [
+        (2, TOPIC, ErrorCode.none)
+    ]
+    assert (await _describe_topic_configs(wire, 1))["retention.ms"].value == "604800000"
+    assert await alter((2, TOPIC, {"retention.ms": "1000", "segment.bytes": "4096"})) == [
+        (2, TOPIC, ErrorCode.none)
+    ]
+    assert broker.shard.log(TOPIC, 1).config.segment_bytes == 4096
+    entries = await _describe_topic_configs(wire, 1, synonyms=True)
+    assert entries["retention.ms"].value == "1000"
+    assert entries["retention.ms"].config_source == 1
+    assert [(s.name, s.value, s.source) for s in entries["retention.ms"].synonyms] == [
+        ("retention.ms", "1000", 1),
+        ("log.retention.ms", "604800000", 5),
+    ]
+    assert await alter(
+        (2, TOPIC, {"min.insync.replicas": "2"}),
+        (2, "nope", {"retention.ms": "1"}),
+        (2, "a b", {"retention.ms": "1"}),
+        (8, "0", {"trioring": "DEBUG"}),
+        (4, "", {"num.io.threads": "1"}),
+        (2, TOPIC, {"retention.ms": "5"}),
+    ) == [
+        (2, TOPIC, ErrorCode.invalid_request),  # named twice
+        (2, "nope", ErrorCode.unknown_topic_or_partition),
+        (2, "a b", ErrorCode.invalid_topic_exception),
+        (8, "0", ErrorCode.invalid_request),
+        (4, "", ErrorCode.invalid_request),
+        (2, TOPIC, ErrorCode.invalid_request),
+    ]
+    assert await alter((2, TOPIC, {"min.insync.replicas": "2"})) == [
+        (2, TOPIC, ErrorCode.invalid_config)
+    ]
+    assert await alter((2, TOPIC, {"retention.ms": None})) == [
+        (2, TOPIC, ErrorCode.invalid_request)
+    ]
+    # Nothing named: every override goes, the defaults come back.
+    assert await alter((2, TOPIC, {})) == [(2, TOPIC, ErrorCode.none)]
+    assert (await _describe_topic_configs(wire, 1))["retention.ms"].config_source == 5
+    # The cluster-wide default (resource "") changes it for every topic without its own.
+    assert await alter((4, "", {"log.retention.ms": "60000"})) == [(4, "", ErrorCode.none)]
+    retention = (await _describe_topic_configs(wire, 1))["retention.ms"]
+    assert (retention.value, retention.config_source) == ("60000", 3)
+    assert broker.shard.log(TOPIC, 0).config.retention_ms == 60000
+
+
+@pytest.mark.parametrize("version", [0, 1])
+async def test_incremental_alter_configs(served: Any, version: int) -> None:
+    broker, wire = served
+    resource_class = schema(44, version, "AlterConfigsResource")
+    config_class = schema(44, version, "AlterableConfig")
+
+    async def alter(name: str, *changes: tuple[str, int, str | None]) -> tuple[int, str | None]:
+        request = load_request_schema(44, version)(
+            resources=(
+                resource_class(
+                    resource_type=2,
+                    resource_name=name,
+                    configs=tuple(
+                        config_class(name=k, config_operation=op, value=v) for k, op, v in changes
+                    ),
+                ),
+            ),
+            validate_only=False,
+        )
+        response = await wire.request(44, version, request)
+        (result,) = response.responses
+        assert result.resource_name == name
+        return result.error_code, result.error_message
+
+    assert await alter(TOPIC, ("retention.bytes", 0, "100000"), ("segment.ms", 0, "60000")) == (
+        ErrorCode.none,
+        None,
+    )
+    assert await alter(TOPIC, ("segment.ms", 1, None)) == (ErrorCode.none, None)
+    config = broker.shard.log(TOPIC, 0).config
+    assert (config.retention_bytes, config.segment_ms) == (100000, 604800000)
+    code, message = await alter(TOPIC, ("retention.bytes", 2, "1"))
+    assert code == ErrorCode.invalid_config and "not LIST" in str(message)
+    code, message = await alter(TOPIC, ("cleanup.policy", 2, "compact"))
+    assert code == ErrorCode.invalid_config
+    code, message = await alter(TOPIC, ("no.such.config", 0, "1"))
+    assert code == ErrorCode.invalid_config and "no.such.config" in str(message)
+    entries = await _describe_topic_configs(wire, 3)
+    assert entries["retention.bytes"].value == "100000"
+    assert entries["retention.bytes"].config_type == 5
+    assert entries["retention.bytes"].documentation
+
+
+@pytest.mark.parametrize("version", [1, 4])
+async def test_describe_broker_configs(tmp_path: Path, version: int) -> None:
+    async with running_server(tmp_path / "data") as (_broker, server):
+        wire = await KafkaWire.connect(server.port)
+        resource_class = schema(32, version, "DescribeConfigsResource")
+        fields: dict[str, Any] = {
+            "resources": tuple(
+                resource_class(resource_type=4, resource_name=name, configuration_keys=None)
+                for name in ("0", "", "3")
+            ),
+            "include_synonyms": True,
+        }
+        if version >= 3:
+            fields["include_documentation"] = True
+        response = await wire.request(32, version, load_request_schema(32, version)(**fields))
+        await wire.aclose()
+    this, default, other = response.results
+    assert (this.error_code, default.error_code, other.error_code) == (
+        ErrorCode.none,
+        ErrorCode.none,
+        ErrorCode.invalid_request,
+    )
+    assert default.configs == () and other.configs == ()
+    entries = {entry.name: entry for entry in this.configs}
+    assert len(entries) >= 280
+    address = f"PLAINTEXT://127.0.0.1:{server.port}"
+    assert entries["listeners"].value == address
+    assert entries["advertised.listeners"].value == address
+    assert entries["node.id"].value == "0"
+    assert entries["ssl.truststore.password"].is_sensitive
+    assert entries["ssl.truststore.password"].value is None
+    assert [(s.name, s.value, s.source) for s in entries["log.segment.bytes"].synonyms] == [
+        ("log.segment.bytes", str(1 << 30), 5)
+    ]
+    if version >= 3:
+        assert entries["log.retention.ms"].config_type == 5
+        assert entries["num.io.threads"].documentation

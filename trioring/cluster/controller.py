@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import trio
 import trio_util
 
@@ -48,11 +49,15 @@ from trioring.cluster.model import (
     ClusterMetadata,
     TopicInfo,
     config_from_json,
+    config_to_json,
+    overrides_from_json,
     validate_partitions,
     validate_topic_name,
 )
+from trioring.cluster.topic_configs import derive_overrides, log_defaults, with_values
 from trioring.config import BrokerConfig
 from trioring.errors import (
+    ConfigsChangedError,
     InvalidArgumentError,
     InvalidPartitionsError,
     StorageError,
@@ -215,6 +220,7 @@ class Controller:
                 await self._append(
                     [self._create_topic_event(metadata, _offsets_topic(self._config))]
                 )
+            await self._follow_static_defaults()
             if self.metadata.value.workers != workers:
                 previous = self.metadata.value.workers
                 placement = self.metadata.value.placement_for(workers)
@@ -279,11 +285,17 @@ class Controller:
         return {"type": "create_topic", "topic": placed.to_json()}
 
     async def create_topic(
-        self, name: str, partitions: int | None = None, config: LogConfig | None = None
+        self,
+        name: str,
+        partitions: int | None = None,
+        config: LogConfig | None = None,
+        overrides: Mapping[str, str] | None = None,
     ) -> TopicInfo:
         """Create a topic durably, its partitions on the least loaded workers.
 
-        Raises TopicExistsError, InvalidTopicError or InvalidPartitionsError.
+        ``overrides`` are the Kafka configs the client gave, which made
+        ``config``. Raises TopicExistsError, InvalidTopicError or
+        InvalidPartitionsError.
         """
         validate_topic_name(name)
         partitions = self._config.default_partitions if partitions is None else partitions
@@ -294,7 +306,17 @@ class Controller:
             metadata = self.metadata.value
             if name in metadata.topics:
                 raise TopicExistsError(f"topic {name!r} already exists")
-            topic = TopicInfo(name, partitions, uuid.uuid4().hex, config or self._config.log)
+            default = self.log_defaults()
+            config = config or default
+            if overrides is None:
+                overrides = derive_overrides(config, default)
+            topic = TopicInfo(
+                name,
+                partitions,
+                uuid.uuid4().hex,
+                config,
+                overrides=overrides_from_json(overrides),
+            )
             await self._append([self._create_topic_event(metadata, topic)])
             created = self.current.topics[name]
         logger.info("created topic %s with %d partitions", name, partitions)
@@ -322,6 +344,112 @@ class Controller:
             grown = self.current.topics[name]
         logger.info("topic %s now has %d partitions", name, total)
         return grown
+
+    async def alter_topic_config(
+        self,
+        name: str,
+        config: LogConfig,
+        overrides: Mapping[str, str],
+        expected: TopicInfo | None = None,
+    ) -> TopicInfo:
+        """Give a topic new configs (Kafka's AlterConfigs): ``overrides`` replace its own
+        configs, ``config`` is what they make of the broker's defaults.
+
+        ``expected``: the topic the change was computed from (IncrementalAlterConfigs);
+        ConfigsChangedError if its configs changed meanwhile.
+        """
+        if not isinstance(config, LogConfig):
+            raise InvalidArgumentError("config must be a trioring.LogConfig")
+        async with self._lock:
+            info = self.current.topics.get(name)
+            if info is None or info.internal:
+                raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+            if expected is not None and (expected.config, expected.overrides) != (
+                info.config,
+                info.overrides,
+            ):
+                raise ConfigsChangedError(f"the configs of topic {name!r} changed meanwhile")
+            await self._append(
+                [
+                    {
+                        "type": "alter_topic_config",
+                        "name": name,
+                        "config": config_to_json(config),
+                        "overrides": dict(overrides),
+                    }
+                ]
+            )
+            altered = self.current.topics[name]
+        logger.info("topic %s has new configs %s", name, dict(overrides))
+        return altered
+
+    def log_defaults(self) -> LogConfig:
+        """What topics fall back to: the ``[log]`` settings, dynamic defaults over them."""
+        return log_defaults(self._config.log, self.current.broker_defaults)
+
+    async def alter_broker_defaults(
+        self,
+        configs: Mapping[str, str],
+        node: str = "",
+        expected: Mapping[str, str] | None = None,
+    ) -> ClusterMetadata:
+        """Replace the dynamic broker configs (``log.*`` topic defaults, Kafka names,
+        validated by the caller) of the whole cluster (``node`` ""), where every topic
+        gets the new default for each config it does not set itself in the same event,
+        or of one node, whose worker applies them to its partitions over the topics'
+        configs (``topic_configs.effective_config``). ``expected``: the configs the
+        change was computed from (IncrementalAlterConfigs); ConfigsChangedError if they
+        changed meanwhile."""
+        if node:
+            async with self._lock:
+                if expected is not None and dict(expected) != dict(
+                    self.current.node_defaults.get(node, {})
+                ):
+                    raise ConfigsChangedError(f"the configs of broker {node} changed meanwhile")
+                await self._append(
+                    [
+                        {
+                            "type": "alter_broker_defaults",
+                            "node": node,
+                            "configs": dict(configs),
+                            "topics": {},
+                        }
+                    ]
+                )
+            logger.info("broker %s configs now %s", node, dict(configs))
+            return self.current
+        async with self._lock:
+            metadata = self.current
+            if expected is not None and dict(expected) != dict(metadata.broker_defaults):
+                raise ConfigsChangedError("the cluster-wide broker configs changed meanwhile")
+            static = self._config.log
+            old_default = log_defaults(static, metadata.broker_defaults)
+            new_default = log_defaults(static, configs)
+            topics = _following(metadata, new_default, old_default)
+            await self._append(
+                [{"type": "alter_broker_defaults", "configs": dict(configs), "topics": topics}]
+            )
+            logger.info(
+                "cluster-wide broker configs now %s (%d topics follow)", dict(configs), len(topics)
+            )
+            return self.current
+
+    async def _follow_static_defaults(self) -> None:
+        """Topics follow ``[log]`` settings changed since the last start, as Kafka's topics
+        follow its static broker defaults. The caller holds the lock."""
+        metadata = self.current
+        topics = _following(metadata, self.log_defaults(), None)
+        if topics:
+            await self._append(
+                [
+                    {
+                        "type": "alter_broker_defaults",
+                        "configs": dict(metadata.broker_defaults),
+                        "topics": topics,
+                    }
+                ]
+            )
+            logger.info("%d topics follow the changed [log] settings", len(topics))
 
     async def delete_topic(self, name: str) -> TopicInfo:
         """Delete a topic from the metadata; the owners then remove its partitions."""
@@ -359,6 +487,8 @@ async def create_topic_everywhere(
     name: str,
     partitions: int | None = None,
     config: LogConfig | None = None,
+    *,
+    overrides: Mapping[str, str] | None = None,
 ) -> TopicInfo:
     """Create a topic and have every owner open its partitions, or create nothing.
 
@@ -366,7 +496,7 @@ async def create_topic_everywhere(
     client gets KAFKA_STORAGE_ERROR and no topic exists, as when the
     metadata itself cannot be written.
     """
-    topic = await controller.create_topic(name, partitions, config)
+    topic = await controller.create_topic(name, partitions, config, overrides)
     failures = await distribute(controller.current)
     failed = [error for (topic_name, _), error in failures.items() if topic_name == name]
     if failed:
@@ -376,10 +506,29 @@ async def create_topic_everywhere(
     return topic
 
 
+def _following(
+    metadata: ClusterMetadata, new_default: LogConfig, old_default: LogConfig | None
+) -> dict[str, Any]:
+    """The topics whose LogConfig changes with new defaults: their new config and own
+    configs, as an alter_broker_defaults event carries them. A topic whose own configs
+    were not recorded keeps what differs from ``old_default`` (None: it keeps its config)."""
+    topics: dict[str, Any] = {}
+    for name, info in metadata.topics.items():
+        if info.internal or (info.overrides is None and old_default is None):
+            continue
+        own = (
+            derive_overrides(info.config, old_default)
+            if info.overrides is None and old_default is not None
+            else dict(info.overrides or ())
+        )
+        config = with_values(new_default, own)
+        if config != info.config or info.overrides is None:
+            topics[name] = {"config": config_to_json(config), "overrides": own}
+    return topics
+
+
 def attrs_evolve_owners(topic: TopicInfo, owners: tuple[int, ...]) -> TopicInfo:
-    return TopicInfo(
-        topic.name, topic.partitions, topic.topic_id, topic.config, owners, topic.internal
-    )
+    return attrs.evolve(topic, owners=owners)
 
 
 def _offsets_topic(config: BrokerConfig) -> TopicInfo:

@@ -45,6 +45,7 @@ __all__ = [
     "Node",
     "TopicInfo",
     "java_string_hash",
+    "overrides_from_json",
     "validate_partitions",
     "validate_topic_name",
 ]
@@ -109,6 +110,10 @@ class TopicInfo:
     owners: tuple[int, ...] = ()
     #: trioring's own topic (the committed offsets), hidden from topic listings.
     internal: bool = False
+    #: The topic's own configs, Kafka names to values (sorted pairs);
+    #: ``config`` is what they make of the broker's defaults. None for topics
+    #: of trioring before it recorded them: their ``config`` is all there is.
+    overrides: tuple[tuple[str, str], ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +123,7 @@ class TopicInfo:
             "config": config_to_json(self.config),
             "owners": list(self.owners),
             "internal": self.internal,
+            **({} if self.overrides is None else {"overrides": dict(self.overrides)}),
         }
 
     @classmethod
@@ -129,7 +135,12 @@ class TopicInfo:
             config=config_from_json(data["config"]),
             owners=tuple(int(owner) for owner in data.get("owners", ())),
             internal=bool(data.get("internal", False)),
+            overrides=None if "overrides" not in data else overrides_from_json(data["overrides"]),
         )
+
+
+def overrides_from_json(data: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(name), str(value)) for name, value in data.items()))
 
 
 @attrs.frozen
@@ -149,6 +160,12 @@ class ClusterMetadata:
     topics: Mapping[str, TopicInfo] = attrs.field(factory=dict)
     #: Events applied so far; a worker acknowledges the version it has.
     version: int = 0
+    #: Broker configs changed at run time for the whole cluster (Kafka's
+    #: dynamic cluster-wide defaults): ``log.*`` topic defaults by Kafka name.
+    broker_defaults: Mapping[str, str] = attrs.field(factory=dict)
+    #: The same for one node (Kafka's per-broker dynamic configs), by node id:
+    #: they apply to that worker's partitions, over the cluster-wide ones.
+    node_defaults: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
 
     # --- reading ------------------------------------------------------------------
 
@@ -237,16 +254,44 @@ class ClusterMetadata:
             )
         elif kind == "delete_topic":
             del topics[event["name"]]
+        elif kind == "alter_topic_config":
+            info = topics[event["name"]]
+            topics[info.name] = attrs.evolve(
+                info,
+                config=config_from_json(event["config"]),
+                overrides=overrides_from_json(event["overrides"]),
+            )
+        elif kind == "alter_broker_defaults":
+            # The topics that follow a changed default come with their new configs.
+            for name, change in event["topics"].items():
+                topics[name] = attrs.evolve(
+                    topics[name],
+                    config=config_from_json(change["config"]),
+                    overrides=overrides_from_json(change["overrides"]),
+                )
+            defaults = {str(key): str(value) for key, value in event["configs"].items()}
+            node = str(event.get("node", ""))
+            if node:
+                nodes = dict(self.node_defaults)
+                nodes[node] = defaults
+                if not defaults:
+                    del nodes[node]
+                return attrs.evolve(
+                    self, topics=topics, version=self.version + 1, node_defaults=nodes
+                )
+            return attrs.evolve(
+                self, topics=topics, version=self.version + 1, broker_defaults=defaults
+            )
         elif kind == "place":
             workers = int(event["workers"])
             for name, owners in event["owners"].items():
                 topics[name] = attrs.evolve(topics[name], owners=tuple(int(o) for o in owners))
-            return ClusterMetadata(self.cluster_id, workers, topics, self.version + 1)
+            return attrs.evolve(self, workers=workers, topics=topics, version=self.version + 1)
         elif kind in ("cluster", "producer_ids"):
             pass  # the cluster id is set on creation; producer ids are the controller's
         else:
             raise ValueError(f"unknown metadata event type {kind!r}")
-        return ClusterMetadata(self.cluster_id, self.workers, topics, self.version + 1)
+        return attrs.evolve(self, topics=topics, version=self.version + 1)
 
     def check(self) -> None:
         """Assert the invariants of a placement (tests, and the controller after changes)."""
@@ -261,9 +306,23 @@ class ClusterMetadata:
             "workers": self.workers,
             "version": self.version,
             "topics": [info.to_json() for info in self.topics.values()],
+            "broker_defaults": dict(self.broker_defaults),
+            "node_defaults": {node: dict(configs) for node, configs in self.node_defaults.items()},
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ClusterMetadata:
         topics = {info.name: info for info in map(TopicInfo.from_json, data["topics"])}
-        return cls(str(data["cluster_id"]), int(data["workers"]), topics, int(data["version"]))
+        defaults = {str(k): str(v) for k, v in data.get("broker_defaults", {}).items()}
+        nodes = {
+            str(node): {str(k): str(v) for k, v in configs.items()}
+            for node, configs in data.get("node_defaults", {}).items()
+        }
+        return cls(
+            str(data["cluster_id"]),
+            int(data["workers"]),
+            topics,
+            int(data["version"]),
+            defaults,
+            nodes,
+        )

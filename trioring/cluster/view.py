@@ -59,13 +59,46 @@ class ClusterView(abc.ABC):
         return None
 
     async def create_topic(
-        self, name: str, partitions: int | None = None, config: LogConfig | None = None
+        self,
+        name: str,
+        partitions: int | None = None,
+        config: LogConfig | None = None,
+        overrides: Mapping[str, str] | None = None,
     ) -> TopicInfo:
-        """Create a topic; returns once this worker has opened its share of it."""
-        return await self._create_topic(name, partitions, config)
+        """Create a topic; returns once this worker has opened its share of it.
+
+        ``overrides``: the Kafka configs a client gave, which made ``config``.
+        """
+        return await self._create_topic(name, partitions, config, overrides)
+
+    async def alter_topic_config(
+        self,
+        name: str,
+        config: LogConfig,
+        overrides: Mapping[str, str],
+        expected: TopicInfo | None = None,
+    ) -> TopicInfo:
+        """Replace a topic's configs; returns once every worker applies them.
+
+        ``expected``: the topic as the change was computed from it; ConfigsChangedError
+        if its configs changed meanwhile.
+        """
+        return await self._alter_topic_config(name, config, overrides, expected)
 
     async def create_partitions(self, name: str, total: int) -> TopicInfo:
         return await self._create_partitions(name, total)
+
+    async def alter_broker_defaults(
+        self,
+        configs: Mapping[str, str],
+        node: str = "",
+        expected: Mapping[str, str] | None = None,
+    ) -> None:
+        """Replace the dynamic broker configs of the cluster ("") or of one node; returns
+        once every worker has them (and the topics that follow them their new configs).
+        ``expected``: what they were when the change was computed (ConfigsChangedError if
+        they changed meanwhile)."""
+        await self._alter_broker_defaults(configs, node, expected)
 
     async def delete_topic(self, name: str) -> None:
         await self._delete_topic(name)
@@ -83,11 +116,29 @@ class ClusterView(abc.ABC):
 
     @abc.abstractmethod
     async def _create_topic(
-        self, name: str, partitions: int | None, config: LogConfig | None
+        self,
+        name: str,
+        partitions: int | None,
+        config: LogConfig | None,
+        overrides: Mapping[str, str] | None,
+    ) -> TopicInfo: ...
+
+    @abc.abstractmethod
+    async def _alter_topic_config(
+        self,
+        name: str,
+        config: LogConfig,
+        overrides: Mapping[str, str],
+        expected: TopicInfo | None,
     ) -> TopicInfo: ...
 
     @abc.abstractmethod
     async def _create_partitions(self, name: str, total: int) -> TopicInfo: ...
+
+    @abc.abstractmethod
+    async def _alter_broker_defaults(
+        self, configs: Mapping[str, str], node: str, expected: Mapping[str, str] | None
+    ) -> None: ...
 
     @abc.abstractmethod
     async def _delete_topic(self, name: str) -> None: ...
@@ -119,11 +170,27 @@ class LocalClusterView(ClusterView):
         await self._distribute(self._controller.current)
 
     async def _create_topic(
-        self, name: str, partitions: int | None, config: LogConfig | None
+        self,
+        name: str,
+        partitions: int | None,
+        config: LogConfig | None,
+        overrides: Mapping[str, str] | None,
     ) -> TopicInfo:
         return await create_topic_everywhere(
-            self._controller, self._distribute, name, partitions, config
+            self._controller, self._distribute, name, partitions, config, overrides=overrides
         )
+
+    async def _alter_topic_config(
+        self,
+        name: str,
+        config: LogConfig,
+        overrides: Mapping[str, str],
+        expected: TopicInfo | None,
+    ) -> TopicInfo:
+        try:
+            return await self._controller.alter_topic_config(name, config, overrides, expected)
+        finally:
+            await self._follow()
 
     async def _create_partitions(self, name: str, total: int) -> TopicInfo:
         try:
@@ -134,6 +201,14 @@ class LocalClusterView(ClusterView):
     async def _delete_topic(self, name: str) -> None:
         try:
             await self._controller.delete_topic(name)
+        finally:
+            await self._follow()
+
+    async def _alter_broker_defaults(
+        self, configs: Mapping[str, str], node: str, expected: Mapping[str, str] | None
+    ) -> None:
+        try:
+            await self._controller.alter_broker_defaults(configs, node, expected)
         finally:
             await self._follow()
 

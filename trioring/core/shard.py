@@ -29,6 +29,7 @@ from kio.schema.errors import ErrorCode
 
 from trioring._logging import RateLimitedLogger
 from trioring.cluster.model import OFFSETS_TOPIC, ClusterMetadata, TopicInfo
+from trioring.cluster.topic_configs import effective_config
 from trioring.config import BrokerConfig
 from trioring.core.groups import GroupCoordinator
 from trioring.core.offsets import OffsetStore
@@ -40,7 +41,7 @@ from trioring.errors import (
     UnknownTopicOrPartitionError,
 )
 from trioring.storage.layout import partition_directory, set_aside
-from trioring.storage.log import PartitionLog
+from trioring.storage.log import LogConfig, PartitionLog
 from trioring.uring import FileBackend
 
 logger = logging.getLogger("trioring.shard")
@@ -189,6 +190,13 @@ class Shard:
                 if new is None or new.topic_id != old.topic_id:
                     await self._remove_topic(old)
             failures = await self._open_owned(metadata)
+            # Altered configs (the topic's or the broker defaults it follows):
+            # retention uses them at its next pass, a new segment size applies
+            # from the next roll.
+            for (topic, _partition), log in self._logs.items():
+                info = metadata.topics.get(topic)
+                if info is not None:
+                    log.config = self._log_config(info, metadata)
             # Partitions another worker owns now (only after a restart with a
             # new placement): close, keep the data.
             for (topic, partition), log in list(self._logs.items()):
@@ -205,7 +213,7 @@ class Shard:
             try:
                 log = await PartitionLog.open(
                     partition_directory(self.config.data_dir, info.name, partition),
-                    info.config,
+                    self._log_config(info, metadata),
                     self.backend,
                     self.config.clock,
                 )
@@ -224,6 +232,15 @@ class Shard:
             self._logs[(info.name, partition)] = log
             self._topic_ids[info.name] = info.topic_id
         return failures
+
+    def _log_config(self, info: TopicInfo, metadata: ClusterMetadata) -> LogConfig:
+        """A topic's LogConfig here: this node's dynamic broker defaults may change it."""
+        return effective_config(
+            info,
+            self.config.log,
+            metadata.broker_defaults,
+            metadata.node_defaults.get(str(self.worker_index), {}),
+        )
 
     async def _remove_topic(self, info: TopicInfo) -> None:
         """Close this worker's partitions of a deleted topic and remove their directories."""

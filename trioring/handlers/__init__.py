@@ -19,11 +19,13 @@ from trioring.core.groups import (
     ListGroupsResult,
     SyncGroupResult,
 )
-from trioring.handlers import admin, groups, replicas
+from trioring.handlers import admin, configs, groups, replicas
 from trioring.handlers import metadata as metadata_handlers
 from trioring.handlers.context import Handler, HandlerContext, Middleware, compose
 from trioring.handlers.fetch import fetch
 from trioring.handlers.messages import (
+    AlterConfigsRequest,
+    AlterConfigsResponse,
     AlterReassignmentsRequest,
     AlterReassignmentsResponse,
     ConsumerGroupDescribeRequest,
@@ -58,6 +60,7 @@ from trioring.handlers.messages import (
     FindCoordinatorResponse,
     HeartbeatRequest,
     HeartbeatResponse,
+    IncrementalAlterConfigsRequest,
     InitProducerIdRequest,
     InitProducerIdResponse,
     JoinGroupRequest,
@@ -114,7 +117,11 @@ class Handlers:
         admin.create_partitions
     )
     describe_configs: Handler[DescribeConfigsRequest, DescribeConfigsResponse] = (
-        admin.describe_configs
+        configs.describe_configs
+    )
+    alter_configs: Handler[AlterConfigsRequest, AlterConfigsResponse] = configs.alter_configs
+    incremental_alter_configs: Handler[IncrementalAlterConfigsRequest, AlterConfigsResponse] = (
+        configs.incremental_alter_configs
     )
     describe_log_dirs: Handler[DescribeLogDirsRequest, DescribeLogDirsResponse] = (
         admin.describe_log_dirs

@@ -1,5 +1,5 @@
-"""Topic administration and configs: CreateTopics, DeleteTopics, CreatePartitions,
-DescribeConfigs, InitProducerId, with Kafka's rules for every field.
+"""Topic administration: CreateTopics, DeleteTopics, CreatePartitions, InitProducerId,
+DescribeLogDirs, with Kafka's rules for every field (configs: ``handlers.configs``).
 
 Changes to topics are requests to the controller (``ctx.cluster``), which
 validates names and counts, places partitions, persists, and answers once
@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-import attrs
 import trio
 from kio.schema.errors import ErrorCode
 
@@ -22,9 +21,7 @@ from trioring._logging import RateLimitedLogger, printable
 from trioring.cluster.model import validate_partitions, validate_topic_name
 from trioring.errors import (
     InvalidArgumentError,
-    InvalidConfigError,
     InvalidPartitionsError,
-    InvalidTopicError,
     KafkaError,
     ReplicaAssignmentError,
     ReplicationFactorError,
@@ -32,12 +29,15 @@ from trioring.errors import (
     TrioringError,
     UnknownTopicOrPartitionError,
 )
+from trioring.handlers.configs import (
+    describe_configs,
+    kafka_topic_configs,
+    log_config_from_kafka,
+    topic_config_entries,
+    topic_defaults,
+)
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import (
-    BROKER_RESOURCE,
-    TOPIC_RESOURCE,
-    ConfigEntry,
-    ConfigResourceResult,
     CreatedTopic,
     CreatePartitionsRequest,
     CreatePartitionsResponse,
@@ -47,8 +47,6 @@ from trioring.handlers.messages import (
     CreateTopicsResponse,
     DeleteTopicsRequest,
     DeleteTopicsResponse,
-    DescribeConfigsRequest,
-    DescribeConfigsResponse,
     DescribeLogDirsRequest,
     DescribeLogDirsResponse,
     InitProducerIdRequest,
@@ -58,7 +56,6 @@ from trioring.handlers.messages import (
     NewTopic,
     TopicResult,
 )
-from trioring.storage.log import LogConfig
 
 logger = logging.getLogger("trioring.admin")
 client_log = RateLimitedLogger(logger)
@@ -119,76 +116,6 @@ async def create_topic(ctx: HandlerContext, request: CreateTopicRequest) -> Crea
     return CreateTopicResponse(topic)
 
 
-#: Kafka topic config name -> LogConfig field.
-_TOPIC_CONFIGS: dict[str, str] = {
-    "retention.ms": "retention_ms",
-    "retention.bytes": "retention_bytes",
-    "segment.bytes": "segment_bytes",
-    "segment.ms": "segment_ms",
-    "index.interval.bytes": "index_interval_bytes",
-}
-
-
-def log_config_from_kafka(base: LogConfig, configs: dict[str, str | None]) -> LogConfig:
-    """A topic's LogConfig from Kafka config entries; InvalidConfigError names the bad one."""
-    changes: dict[str, int | None] = {}
-    for name, value in configs.items():
-        if value is None:
-            # As Kafka: a null value in CreateTopics is refused, not "unset".
-            raise InvalidConfigError(f"null value not supported for topic config {name!r}")
-        if name == "cleanup.policy":
-            if value != "delete":
-                raise InvalidConfigError(
-                    f"cleanup.policy='{printable(value)}' is not supported: only 'delete'"
-                )
-            continue
-        field = _TOPIC_CONFIGS.get(name)
-        if field is None:
-            raise InvalidConfigError(f"topic config '{printable(name)}' is not supported")
-        try:
-            number = int(value)
-        except ValueError:
-            raise InvalidConfigError(
-                f"topic config {name}='{printable(value)}' is not a number"
-            ) from None
-        if field in ("retention_ms", "retention_bytes") and number < 0:
-            if number != -1:
-                raise InvalidConfigError(f"{name} must be -1 (unlimited) or >= 0, not {number}")
-            changes[field] = None  # Kafka's -1: unlimited
-        else:
-            changes[field] = number
-    try:
-        return attrs.evolve(base, **changes)  # type: ignore[arg-type]
-    except InvalidArgumentError as error:
-        raise InvalidConfigError(str(error)) from None
-
-
-#: Kafka's ConfigType and a line of documentation for each topic config trioring has.
-TOPIC_CONFIG_TYPES_AND_DOCS: dict[str, tuple[int, str]] = {
-    "cleanup.policy": (7, "How old segments are removed: delete (compaction is not supported)."),
-    "retention.ms": (5, "How long a segment is kept after its newest record, in ms; -1: forever."),
-    "retention.bytes": (5, "The size a partition may grow to before old segments go; -1: none."),
-    "segment.bytes": (3, "The size at which a partition rolls to a new segment file."),
-    "segment.ms": (5, "The age at which a partition rolls to a new segment, in ms."),
-    "index.interval.bytes": (3, "How many bytes of records lie between sparse index entries."),
-    "max.message.bytes": (3, "The largest record batch a producer may send, in bytes."),
-    "message.timestamp.type": (2, "Which timestamp records keep: CreateTime (the producer's)."),
-}
-
-
-def kafka_topic_configs(config: LogConfig, batch_bytes_max: int) -> dict[str, str]:
-    return {
-        "cleanup.policy": "delete",
-        "retention.ms": str(-1 if config.retention_ms is None else config.retention_ms),
-        "retention.bytes": str(-1 if config.retention_bytes is None else config.retention_bytes),
-        "segment.bytes": str(config.segment_bytes),
-        "segment.ms": str(config.segment_ms),
-        "index.interval.bytes": str(config.index_interval_bytes),
-        "max.message.bytes": str(batch_bytes_max),
-        "message.timestamp.type": "CreateTime",
-    }
-
-
 def _partition_count(ctx: HandlerContext, topic: NewTopic) -> int | None:
     """The partition count a CreateTopics entry asks for (None: the broker's default).
 
@@ -228,7 +155,8 @@ def _partition_count(ctx: HandlerContext, topic: NewTopic) -> int | None:
 async def create_topics(ctx: HandlerContext, request: CreateTopicsRequest) -> CreateTopicsResponse:
     async def create(topic: NewTopic) -> CreatedTopic:
         partitions = _partition_count(ctx, topic)
-        config = log_config_from_kafka(ctx.shard.config.log, dict(topic.configs))
+        overrides = {name: str(value) for name, value in topic.configs}
+        config = log_config_from_kafka(topic_defaults(ctx), dict(topic.configs))
         if request.validate_only:
             validate_topic_name(topic.name)
             if partitions is not None:
@@ -237,10 +165,12 @@ async def create_topics(ctx: HandlerContext, request: CreateTopicsRequest) -> Cr
                 raise TopicExistsError(f"topic {topic.name!r} already exists")
             await trio.lowlevel.checkpoint()
             count = ctx.shard.config.default_partitions if partitions is None else partitions
-            return CreatedTopic(count, "", _topic_config_entries(ctx, config, None))
-        info = await ctx.cluster.create_topic(topic.name, partitions, config)
+            return CreatedTopic(count, "", topic_config_entries(ctx, config, overrides, None))
+        info = await ctx.cluster.create_topic(topic.name, partitions, config, overrides)
         return CreatedTopic(
-            info.partitions, info.topic_id, _topic_config_entries(ctx, info.config, None)
+            info.partitions,
+            info.topic_id,
+            topic_config_entries(ctx, info.config, overrides, None),
         )
 
     return CreateTopicsResponse(await _each_topic(request.topics, _name_of, create))
@@ -290,76 +220,6 @@ async def create_partitions(
 
 def _name_of(topic: NewTopic | NewPartitions) -> str:
     return topic.name
-
-
-# --- DescribeConfigs --------------------------------------------------------------------
-
-
-def _topic_config_entries(
-    ctx: HandlerContext, config: LogConfig, keys: tuple[str, ...] | None
-) -> tuple[ConfigEntry, ...]:
-    """A topic's configs as Kafka names them (only ``keys`` unless None)."""
-    batch_bytes_max = ctx.shard.config.batch_bytes_max
-    configs = kafka_topic_configs(config, batch_bytes_max)
-    defaults = kafka_topic_configs(ctx.shard.config.log, batch_bytes_max)
-    entries = []
-    for name, value in sorted(configs.items()):
-        if keys is not None and name not in keys:
-            continue
-        default = value == defaults[name]
-        # DEFAULT_CONFIG (5) unless the topic overrides it (TOPIC_CONFIG, 1).
-        config_type, documentation = TOPIC_CONFIG_TYPES_AND_DOCS[name]
-        entries.append(
-            ConfigEntry(
-                name,
-                value,
-                False,
-                default,
-                5 if default else 1,
-                config_type=config_type,
-                documentation=documentation,
-            )
-        )
-    return tuple(entries)
-
-
-async def describe_configs(
-    ctx: HandlerContext, request: DescribeConfigsRequest
-) -> DescribeConfigsResponse:
-    for resource in request.resources:
-        if resource.resource_type not in (TOPIC_RESOURCE, BROKER_RESOURCE):
-            # As Kafka: one unknown resource type refuses the whole request.
-            raise InvalidArgumentError(
-                f"resource type {resource.resource_type} is not supported: "
-                f"use {TOPIC_RESOURCE} (topic) or {BROKER_RESOURCE} (broker)"
-            )
-    results = []
-    metadata = ctx.cluster.current
-    node_ids = {str(node.node_id) for node in ctx.cluster.current_nodes}
-    node_ids.add(str(ctx.cluster.worker_index))
-    for resource in request.resources:
-        error: TrioringError | None = None
-        entries: list[ConfigEntry] = []
-        if resource.resource_type == TOPIC_RESOURCE:
-            info = metadata.topics.get(resource.name)
-            if info is None or info.internal:
-                try:
-                    validate_topic_name(resource.name)
-                    error = UnknownTopicOrPartitionError(f"unknown topic {resource.name!r}")
-                except InvalidTopicError as invalid:
-                    error = invalid
-            else:
-                entries.extend(_topic_config_entries(ctx, info.config, resource.keys))
-        elif resource.name not in ("", *node_ids):
-            error = InvalidArgumentError(
-                f"unexpected broker id '{printable(resource.name)}', expected one of "
-                f"{sorted(node_ids)}"
-            )
-        # A broker resource of a node: no broker configs are exposed yet, an
-        # empty, successful answer (issue 13 adds them).
-        results.append(ConfigResourceResult(resource, error, tuple(entries)))
-    await trio.lowlevel.checkpoint()
-    return DescribeConfigsResponse(tuple(results))
 
 
 # --- InitProducerId ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ import attrs
 import trio
 
 from trioring.cluster.view import ClusterView
+from trioring.config import ServerConfig
 from trioring.core.shard import Shard
 
 RequestT = TypeVar("RequestT")
@@ -36,6 +37,9 @@ class HandlerContext:
     stopping: trio.Event | None = None
     #: Whether Metadata may create the topics it names (auto.create.topics.enable).
     auto_create_topics: bool = True
+    #: The Kafka listener's settings, its port the one bound (None in-process):
+    #: the broker configs DescribeConfigs reports.
+    server: ServerConfig | None = None
 
 
 Handler: TypeAlias = Callable[[HandlerContext, RequestT], Awaitable[ResponseT]]

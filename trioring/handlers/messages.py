@@ -269,19 +269,39 @@ class ConfigResource:
     keys: tuple[str, ...] | None = None
 
 
+#: Kafka's ConfigSource values.
+TOPIC_CONFIG_SOURCE = 1
+DYNAMIC_BROKER_CONFIG_SOURCE = 2
+DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE = 3
+STATIC_BROKER_CONFIG_SOURCE = 4
+DEFAULT_CONFIG_SOURCE = 5
+
+
+@attrs.frozen
+class ConfigSynonym:
+    """Where else a config's value may come from (DescribeConfigs v1+ include_synonyms)."""
+
+    name: str
+    value: str | None
+    source: int
+
+
 @attrs.frozen
 class ConfigEntry:
     name: str
     value: str | None
     read_only: bool
     is_default: bool
-    #: Kafka's ConfigSource: 1 a topic override, 5 the default.
+    #: Kafka's ConfigSource: 1 a topic override, 4 the broker's static config, 5 the default.
     source: int
     sensitive: bool = False
     #: Kafka's ConfigType (DescribeConfigs v3+): 2 string, 3 int, 5 long, 7 list, ...
     config_type: int = 0
     #: What the config does (DescribeConfigs v3+ with include_documentation).
     documentation: str | None = None
+    #: The config itself first, then the broker configs it falls back to
+    #: (only when the request asks for synonyms).
+    synonyms: tuple[ConfigSynonym, ...] = ()
 
 
 @attrs.frozen
@@ -294,6 +314,55 @@ class ConfigResourceResult:
 @attrs.frozen
 class DescribeConfigsRequest:
     resources: tuple[ConfigResource, ...]
+    include_synonyms: bool = False
+
+
+# --- AlterConfigs, IncrementalAlterConfigs ------------------------------------------------
+
+#: IncrementalAlterConfigs operations (Kafka's AlterConfigOp.OpType).
+SET_CONFIG = 0
+DELETE_CONFIG = 1
+APPEND_CONFIG = 2
+SUBTRACT_CONFIG = 3
+
+
+@attrs.frozen
+class ConfigChange:
+    name: str
+    #: None only with DELETE_CONFIG (a null value elsewhere is refused).
+    value: str | None
+    operation: int = SET_CONFIG
+
+
+@attrs.frozen
+class AlterConfigsResource:
+    resource_type: int
+    name: str
+    changes: tuple[ConfigChange, ...]
+
+
+@attrs.frozen
+class AlterConfigsRequest:
+    """AlterConfigs: each resource's changes replace all of its configs (Kafka semantics:
+    what is not named reverts to its default). Every change is SET_CONFIG."""
+
+    resources: tuple[AlterConfigsResource, ...]
+    validate_only: bool = False
+
+
+@attrs.frozen
+class IncrementalAlterConfigsRequest:
+    """IncrementalAlterConfigs: each change sets, deletes, appends to or subtracts from
+    one config; the others keep their values."""
+
+    resources: tuple[AlterConfigsResource, ...]
+    validate_only: bool = False
+
+
+@attrs.frozen
+class AlterConfigsResponse:
+    #: One per resource, in request order; ``entries`` are empty.
+    results: tuple[ConfigResourceResult, ...]
 
 
 @attrs.frozen
@@ -577,15 +646,29 @@ class ListGroupsRequest:
 
 
 __all__ = [
+    "APPEND_CONFIG",
+    "DEFAULT_CONFIG_SOURCE",
+    "DELETE_CONFIG",
+    "DYNAMIC_BROKER_CONFIG_SOURCE",
+    "DYNAMIC_DEFAULT_BROKER_CONFIG_SOURCE",
     "EARLIEST_LOCAL_TIMESTAMP",
     "EARLIEST_TIMESTAMP",
     "LATEST_TIERED_TIMESTAMP",
     "LATEST_TIMESTAMP",
     "MAX_TIMESTAMP",
+    "SET_CONFIG",
+    "STATIC_BROKER_CONFIG_SOURCE",
+    "SUBTRACT_CONFIG",
+    "TOPIC_CONFIG_SOURCE",
     "Acks",
+    "AlterConfigsRequest",
+    "AlterConfigsResource",
+    "AlterConfigsResponse",
+    "ConfigChange",
     "ConfigEntry",
     "ConfigResource",
     "ConfigResourceResult",
+    "ConfigSynonym",
     "ConsumerGroupDescribeRequest",
     "ConsumerGroupDescribeResponse",
     "ConsumerGroupHeartbeatRequest",
@@ -611,6 +694,7 @@ __all__ = [
     "FindCoordinatorResponse",
     "HeartbeatRequest",
     "HeartbeatResponse",
+    "IncrementalAlterConfigsRequest",
     "InitProducerIdRequest",
     "InitProducerIdResponse",
     "JoinGroupRequest",

@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import trio
 from kio.schema.errors import ErrorCode
 
@@ -228,6 +229,7 @@ class KafkaServer:
                 client_host=peer_host,
                 stopping=self._stopping,
                 auto_create_topics=self.config.auto_create_topics,
+                server=attrs.evolve(self.config, port=self.port),
             ),
             metadata_cache=self.metadata_cache,
         )

@@ -12,11 +12,13 @@ from __future__ import annotations
 from trioring.protocol.kafka import ApiKey
 from trioring.server.apis._context import ApiContext, ApiFunction, MetadataCache
 from trioring.server.apis.admin import (
+    alter_configs,
     create_partitions,
     create_topics,
     delete_topics,
     describe_configs,
     describe_log_dirs,
+    incremental_alter_configs,
     init_producer_id,
 )
 from trioring.server.apis.data import delete_records, fetch, list_offsets, produce
@@ -64,6 +66,8 @@ APIS: dict[int, ApiFunction] = {
     ApiKey.DELETE_TOPICS: delete_topics,
     ApiKey.INIT_PRODUCER_ID: init_producer_id,
     ApiKey.DESCRIBE_CONFIGS: describe_configs,
+    ApiKey.ALTER_CONFIGS: alter_configs,
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: incremental_alter_configs,
     ApiKey.CREATE_PARTITIONS: create_partitions,
     ApiKey.DESCRIBE_CLUSTER: describe_cluster,
     ApiKey.DELETE_RECORDS: delete_records,

@@ -1,5 +1,5 @@
 """Wire adapters of the admin APIs: CreateTopics, DeleteTopics, CreatePartitions,
-DescribeConfigs, DescribeLogDirs, InitProducerId."""
+DescribeConfigs, AlterConfigs, IncrementalAlterConfigs, DescribeLogDirs, InitProducerId."""
 
 from __future__ import annotations
 
@@ -10,12 +10,17 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from trioring.handlers.messages import (
+    AlterConfigsRequest,
+    AlterConfigsResource,
+    AlterConfigsResponse,
+    ConfigChange,
     ConfigResource,
     CreatePartitionsRequest,
     CreateTopicsRequest,
     DeleteTopicsRequest,
     DescribeConfigsRequest,
     DescribeLogDirsRequest,
+    IncrementalAlterConfigsRequest,
     InitProducerIdRequest,
     NewPartitions,
     NewTopic,
@@ -27,15 +32,19 @@ from trioring.server.apis._context import NONE, ApiContext, error_code, error_me
 
 #: CreateTopics v5+ reports each created topic's partitions, replication and configs.
 CREATE_TOPICS_DETAILS_VERSION = 5
+#: DescribeConfigs v1+ carries each config's synonyms.
+SYNONYMS_VERSION = 1
 #: DeleteTopics v6+ may name topics by id.
 DELETE_TOPICS_BY_ID_VERSION = 6
 
 __all__ = [
+    "alter_configs",
     "create_partitions",
     "create_topics",
     "delete_topics",
     "describe_configs",
     "describe_log_dirs",
+    "incremental_alter_configs",
     "init_producer_id",
 ]
 
@@ -221,8 +230,12 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
                     else tuple(resource.configuration_keys),
                 )
                 for resource in request.resources
-            )
+            ),
+            include_synonyms=bool(getattr(request, "include_synonyms", False)),
         ),
+    )
+    synonym_class = (
+        sibling(response_class, "DescribeConfigsSynonym") if version >= SYNONYMS_VERSION else None
     )
     return build(
         response_class,
@@ -242,7 +255,17 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
                         is_default=entry.is_default,
                         config_source=entry.source,
                         is_sensitive=entry.sensitive,
-                        synonyms=(),
+                        synonyms=()
+                        if synonym_class is None
+                        else tuple(
+                            build(
+                                synonym_class,
+                                name=synonym.name,
+                                value=synonym.value,
+                                source=synonym.source,
+                            )
+                            for synonym in entry.synonyms
+                        ),
                         config_type=entry.config_type,
                         documentation=entry.documentation if documentation else None,
                     )
@@ -252,6 +275,60 @@ async def describe_configs(ctx: ApiContext, version: int, request: Any) -> Any:
             for result in response.results
         ),
     )
+
+
+def _alter_resources(request: Any, incremental: bool) -> tuple[AlterConfigsResource, ...]:
+    return tuple(
+        AlterConfigsResource(
+            int(resource.resource_type),
+            resource.resource_name,
+            tuple(
+                ConfigChange(
+                    config.name,
+                    config.value,
+                    int(config.config_operation) if incremental else 0,
+                )
+                for config in resource.configs
+            ),
+        )
+        for resource in request.resources
+    )
+
+
+def _alter_answer(api_key: ApiKey, version: int, response: AlterConfigsResponse) -> Any:
+    response_class = response_schema(api_key, version)
+    result_class = sibling(response_class, "AlterConfigsResourceResponse")
+    return build(
+        response_class,
+        responses=tuple(
+            build(
+                result_class,
+                error_code=error_code(result.error),
+                error_message=error_message(result.error),
+                resource_type=result.resource.resource_type,
+                resource_name=result.resource.name,
+            )
+            for result in response.results
+        ),
+    )
+
+
+async def alter_configs(ctx: ApiContext, version: int, request: Any) -> Any:
+    response = await ctx.handlers.alter_configs(
+        ctx.handler_context(),
+        AlterConfigsRequest(_alter_resources(request, False), bool(request.validate_only)),
+    )
+    return _alter_answer(ApiKey.ALTER_CONFIGS, version, response)
+
+
+async def incremental_alter_configs(ctx: ApiContext, version: int, request: Any) -> Any:
+    response = await ctx.handlers.incremental_alter_configs(
+        ctx.handler_context(),
+        IncrementalAlterConfigsRequest(
+            _alter_resources(request, True), bool(request.validate_only)
+        ),
+    )
+    return _alter_answer(ApiKey.INCREMENTAL_ALTER_CONFIGS, version, response)
 
 
 async def describe_log_dirs(ctx: ApiContext, version: int, request: Any) -> Any:

@@ -352,6 +352,29 @@ def _describe_configs(version: int, request: Any, code: ErrorCode, message: str)
     )
 
 
+def _alter_configs_for(api_key: ApiKey) -> _Builder:
+    """AlterConfigs' and IncrementalAlterConfigs' answer: one shape for both."""
+
+    def answer(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+        response_class = response_schema(api_key, version)
+        result_class = sibling(response_class, "AlterConfigsResourceResponse")
+        return build(
+            response_class,
+            responses=tuple(
+                build(
+                    result_class,
+                    error_code=code,
+                    error_message=message,
+                    resource_type=resource.resource_type,
+                    resource_name=resource.resource_name,
+                )
+                for resource in request.resources
+            ),
+        )
+
+    return answer
+
+
 def _create_partitions(version: int, request: Any, code: ErrorCode, message: str) -> Any:
     response_class = response_schema(ApiKey.CREATE_PARTITIONS, version)
     result_class = sibling(response_class, "CreatePartitionsTopicResult")
@@ -545,6 +568,8 @@ _BUILDERS: dict[int, _Builder] = {
     ApiKey.DELETE_TOPICS: _delete_topics,
     ApiKey.INIT_PRODUCER_ID: _init_producer_id,
     ApiKey.DESCRIBE_CONFIGS: _describe_configs,
+    ApiKey.ALTER_CONFIGS: _alter_configs_for(ApiKey.ALTER_CONFIGS),
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: _alter_configs_for(ApiKey.INCREMENTAL_ALTER_CONFIGS),
     ApiKey.CREATE_PARTITIONS: _create_partitions,
     ApiKey.DESCRIBE_CLUSTER: _describe_cluster,
     ApiKey.DELETE_RECORDS: _delete_records,
