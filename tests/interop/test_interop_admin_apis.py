@@ -313,3 +313,34 @@ def test_describe_metadata_quorum_from_kafka_python(module_broker: BrokerProcess
     assert [(node["node_id"], node["listeners"][0]["port"]) for node in quorum["nodes"]] == [
         (0, module_broker.port)
     ]
+
+
+def test_describe_producers_from_kafka_python(module_broker: BrokerProcess) -> None:
+    """An idempotent producer's state on each partition it wrote: its id, epoch and last
+    sequence, as the broker keeps it for deduplication."""
+    bootstrap = module_broker.bootstrap
+    topic = f"producers-{uuid.uuid4().hex[:8]}"
+    _create(bootstrap, topic)
+    producer = _confluent().Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 0}
+    )
+    for i in range(4):
+        producer.produce(topic, value=b"v%d" % i, partition=1)
+        producer.flush(10)
+    assert producer.flush(10) == 0
+    kafka = import_kafka_python()
+    kafka_admin = kafka.KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        states = kafka_admin.describe_producers(
+            [kafka.TopicPartition(topic, 0), kafka.TopicPartition(topic, 1)]
+        )
+        with pytest.raises(kafka.errors.UnknownTopicOrPartitionError):
+            kafka_admin.describe_producers([kafka.TopicPartition(topic, 7)], broker_id=0)
+    finally:
+        kafka_admin.close()
+    assert states[kafka.TopicPartition(topic, 0)].active_producers == []
+    [state] = states[kafka.TopicPartition(topic, 1)].active_producers
+    assert state.producer_id >= 0 and state.producer_epoch == 0
+    assert state.last_sequence == 3  # four one-record batches, sequences 0-3
+    assert state.last_timestamp > 0
+    assert (state.coordinator_epoch, state.current_transaction_start_offset) == (-1, -1)

@@ -50,6 +50,8 @@ from trioring.handlers.messages import (
     DescribeGroupsResponse,
     DescribeLogDirsRequest,
     DescribeLogDirsResponse,
+    DescribeProducersRequest,
+    DescribeProducersResponse,
     DescribeQuorumRequest,
     DescribeQuorumResponse,
     ElectLeadersRequest,
@@ -125,6 +127,9 @@ class Handlers:
     )
     describe_log_dirs: Handler[DescribeLogDirsRequest, DescribeLogDirsResponse] = (
         admin.describe_log_dirs
+    )
+    describe_producers: Handler[DescribeProducersRequest, DescribeProducersResponse] = (
+        admin.describe_producers
     )
     init_producer_id: Handler[InitProducerIdRequest, InitProducerIdResponse] = (
         admin.init_producer_id

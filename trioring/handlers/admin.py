@@ -49,6 +49,8 @@ from trioring.handlers.messages import (
     DeleteTopicsResponse,
     DescribeLogDirsRequest,
     DescribeLogDirsResponse,
+    DescribeProducersRequest,
+    DescribeProducersResponse,
     InitProducerIdRequest,
     InitProducerIdResponse,
     LogDirPartition,
@@ -56,6 +58,7 @@ from trioring.handlers.messages import (
     NewTopic,
     TopicResult,
 )
+from trioring.storage.producers import ActiveProducer
 
 logger = logging.getLogger("trioring.admin")
 client_log = RateLimitedLogger(logger)
@@ -67,6 +70,7 @@ __all__ = [
     "delete_topics",
     "describe_configs",
     "describe_log_dirs",
+    "describe_producers",
     "init_producer_id",
     "kafka_topic_configs",
     "log_config_from_kafka",
@@ -240,6 +244,29 @@ async def init_producer_id(
         )
     producer_id = await ctx.cluster.allocate_producer_id()
     return InitProducerIdResponse(producer_id, 0)
+
+
+# --- DescribeProducers -------------------------------------------------------------------
+
+
+async def describe_producers(
+    ctx: HandlerContext, request: DescribeProducersRequest
+) -> DescribeProducersResponse:
+    """The idempotent producers each partition remembers (Kafka's DescribeProducers).
+
+    A partition of another worker gets NOT_LEADER_OR_FOLLOWER, an unknown one
+    UNKNOWN_TOPIC_OR_PARTITION. Without transactions there is no coordinator
+    epoch and no open transaction: -1 in both fields, as Kafka for an
+    idempotent producer.
+    """
+    results: dict[tuple[str, int], tuple[ActiveProducer, ...] | TrioringError] = {}
+    for topic, partition in request.partitions:
+        try:
+            results[(topic, partition)] = tuple(ctx.shard.log(topic, partition).producers.active())
+        except TrioringError as error:
+            results[(topic, partition)] = error
+    await trio.lowlevel.checkpoint()
+    return DescribeProducersResponse(results)
 
 
 # --- DescribeLogDirs --------------------------------------------------------------------

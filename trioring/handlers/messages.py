@@ -25,6 +25,7 @@ from trioring.core.groups import (
 from trioring.core.offsets import CommittedOffset, TopicPartition
 from trioring.errors import TrioringError
 from trioring.storage.log import LogConfig
+from trioring.storage.producers import ActiveProducer
 
 #: Kafka's acks values: 0 (no response), 1 (written), -1 (all: durable).
 Acks = Literal[0, 1, -1]
@@ -371,6 +372,17 @@ class DescribeConfigsResponse:
 
 
 # --- Metadata, FindCoordinator, InitProducerId ------------------------------------------
+
+
+@attrs.frozen
+class DescribeProducersRequest:
+    partitions: tuple[TopicPartition, ...]
+
+
+@attrs.frozen
+class DescribeProducersResponse:
+    #: Per partition asked for: its producers, or why it cannot be described here.
+    partitions: dict[TopicPartition, tuple[ActiveProducer, ...] | TrioringError]
 
 
 @attrs.frozen

@@ -56,6 +56,17 @@ def last_sequence(header: BatchHeader) -> int:
     return (header.base_sequence + header.last_offset_delta) % _SEQUENCE_MODULUS
 
 
+@attrs.frozen
+class ActiveProducer:
+    """One producer's state in a partition, as DescribeProducers reports it."""
+
+    producer_id: int
+    epoch: int
+    #: The sequence of its last record here (-1: none remembered).
+    last_sequence: int
+    last_timestamp_ms: int
+
+
 class ProducerStateTable:
     def __init__(self) -> None:
         self._entries: dict[int, ProducerEntry] = {}
@@ -124,6 +135,18 @@ class ProducerStateTable:
                 base_offset + header.last_offset_delta,
             )
         )
+
+    def active(self) -> list[ActiveProducer]:
+        """Every producer this partition remembers, by producer id."""
+        return [
+            ActiveProducer(
+                producer_id,
+                entry.epoch,
+                entry.batches[-1].last_sequence if entry.batches else -1,
+                entry.last_timestamp_ms,
+            )
+            for producer_id, entry in sorted(self._entries.items())
+        ]
 
     def expire(self, now_ms: int, expiration_ms: int) -> int:
         """Forget producers silent for ``expiration_ms`` (Kafka: producer.id.expiration.ms)."""

@@ -18,6 +18,7 @@ from trioring.server.apis.admin import (
     delete_topics,
     describe_configs,
     describe_log_dirs,
+    describe_producers,
     incremental_alter_configs,
     init_producer_id,
 )
@@ -79,6 +80,7 @@ APIS: dict[int, ApiFunction] = {
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
     ApiKey.ELECT_LEADERS: elect_leaders,
     ApiKey.DESCRIBE_QUORUM: describe_quorum,
+    ApiKey.DESCRIBE_PRODUCERS: describe_producers,
     ApiKey.CONSUMER_GROUP_HEARTBEAT: consumer_group_heartbeat,
     ApiKey.CONSUMER_GROUP_DESCRIBE: consumer_group_describe,
 }

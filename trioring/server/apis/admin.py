@@ -9,6 +9,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from trioring.errors import TrioringError
 from trioring.handlers.messages import (
     AlterConfigsRequest,
     AlterConfigsResource,
@@ -20,6 +21,7 @@ from trioring.handlers.messages import (
     DeleteTopicsRequest,
     DescribeConfigsRequest,
     DescribeLogDirsRequest,
+    DescribeProducersRequest,
     IncrementalAlterConfigsRequest,
     InitProducerIdRequest,
     NewPartitions,
@@ -372,6 +374,64 @@ async def describe_log_dirs(ctx: ApiContext, version: int, request: Any) -> Any:
                 total_bytes=response.total_bytes,
                 usable_bytes=response.usable_bytes,
             ),
+        ),
+    )
+
+
+async def describe_producers(ctx: ApiContext, version: int, request: Any) -> Any:
+    response_class = response_schema(ApiKey.DESCRIBE_PRODUCERS, version)
+    topic_class = sibling(response_class, "TopicResponse")
+    partition_class = sibling(response_class, "PartitionResponse")
+    state_class = sibling(response_class, "ProducerState")
+    asked = [
+        (topic.name, int(partition))
+        for topic in request.topics
+        for partition in topic.partition_indexes
+    ]
+    response = await ctx.handlers.describe_producers(
+        ctx.handler_context(), DescribeProducersRequest(tuple(asked))
+    )
+
+    def partition_answer(topic: str, partition: int) -> Any:
+        result = response.partitions[(topic, partition)]
+        if isinstance(result, TrioringError):
+            return build(
+                partition_class,
+                partition_index=partition,
+                error_code=error_code(result),
+                error_message=str(result),
+                active_producers=(),
+            )
+        return build(
+            partition_class,
+            partition_index=partition,
+            error_code=NONE,
+            error_message=None,
+            active_producers=tuple(
+                build(
+                    state_class,
+                    producer_id=producer.producer_id,
+                    producer_epoch=producer.epoch,
+                    last_sequence=producer.last_sequence,
+                    last_timestamp=producer.last_timestamp_ms,
+                    coordinator_epoch=-1,
+                    current_txn_start_offset=-1,
+                )
+                for producer in result
+            ),
+        )
+
+    return build(
+        response_class,
+        topics=tuple(
+            build(
+                topic_class,
+                name=topic.name,
+                partitions=tuple(
+                    partition_answer(topic.name, int(p)) for p in topic.partition_indexes
+                ),
+            )
+            for topic in request.topics
         ),
     )
 

@@ -550,6 +550,32 @@ def _consumer_group_describe(version: int, request: Any, code: ErrorCode, messag
     )
 
 
+def _describe_producers(version: int, request: Any, code: ErrorCode, message: str) -> Any:
+    response_class = response_schema(ApiKey.DESCRIBE_PRODUCERS, version)
+    topic_class = sibling(response_class, "TopicResponse")
+    partition_class = sibling(response_class, "PartitionResponse")
+    return build(
+        response_class,
+        topics=tuple(
+            build(
+                topic_class,
+                name=topic.name,
+                partitions=tuple(
+                    build(
+                        partition_class,
+                        partition_index=partition,
+                        error_code=code,
+                        error_message=message,
+                        active_producers=(),
+                    )
+                    for partition in topic.partition_indexes
+                ),
+            )
+            for topic in request.topics
+        ),
+    )
+
+
 _BUILDERS: dict[int, _Builder] = {
     ApiKey.PRODUCE: _produce,
     ApiKey.FETCH: _fetch,
@@ -581,6 +607,7 @@ _BUILDERS: dict[int, _Builder] = {
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: _alter_partition_reassignments,
     ApiKey.LIST_PARTITION_REASSIGNMENTS: _list_partition_reassignments,
     ApiKey.DESCRIBE_QUORUM: _describe_quorum,
+    ApiKey.DESCRIBE_PRODUCERS: _describe_producers,
     ApiKey.CONSUMER_GROUP_HEARTBEAT: _consumer_group_heartbeat,
     ApiKey.CONSUMER_GROUP_DESCRIBE: _consumer_group_describe,
 }
