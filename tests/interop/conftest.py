@@ -48,10 +48,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("io_backend", backends, scope="module")
 
 
-def _run_broker(data_dir: Path, io_backend: str, workers: int = 1) -> Iterator[BrokerProcess]:
-    with BrokerProcess(
-        data_dir, extra_arguments=["--io-backend", io_backend], workers=workers
-    ) as broker:
+#: Consumer-protocol (KIP-848) members heartbeat every 0.5 s instead of Kafka's 5 s,
+#: so the tests that rebalance such groups take seconds, not tens of seconds.
+FAST_CONSUMER_GROUPS = "[groups]\nconsumer_heartbeat_interval_ms = 500\n"
+
+
+def _run_broker(
+    data_dir: Path, io_backend: str, workers: int = 1, config: str | None = None
+) -> Iterator[BrokerProcess]:
+    arguments = ["--io-backend", io_backend]
+    if config is not None:
+        config_path = data_dir.parent / "broker.toml"
+        config_path.write_text(config)
+        arguments += ["--config", str(config_path)]
+    with BrokerProcess(data_dir, extra_arguments=arguments, workers=workers) as broker:
         yield broker
         running = broker.process is not None
         code = broker.stop()
@@ -93,3 +103,15 @@ def module_cluster(
 ) -> Iterator[BrokerProcess]:
     """Two worker processes shared by a module's tests; do not stop or restart it."""
     yield from _run_broker(tmp_path_factory.mktemp("cluster") / "data", io_backend, workers=2)
+
+
+@pytest.fixture
+def fast_groups_broker(tmp_path: Path, io_backend: str) -> Iterator[BrokerProcess]:
+    """``broker`` whose consumer-protocol members heartbeat every 0.5 s."""
+    yield from _run_broker(tmp_path / "data", io_backend, config=FAST_CONSUMER_GROUPS)
+
+
+@pytest.fixture
+def fast_groups_cluster(tmp_path: Path, io_backend: str) -> Iterator[BrokerProcess]:
+    """``cluster`` whose consumer-protocol members heartbeat every 0.5 s."""
+    yield from _run_broker(tmp_path / "data", io_backend, workers=2, config=FAST_CONSUMER_GROUPS)

@@ -103,13 +103,15 @@ def wait_for(condition: Any, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_confluent_consumer_protocol_members_join_and_leave_exactly_once(broker) -> None:  # type: ignore[no-untyped-def]
-    join_and_leave(broker.bootstrap)
+def test_confluent_consumer_protocol_members_join_and_leave_exactly_once(  # type: ignore[no-untyped-def]
+    fast_groups_broker,
+) -> None:
+    join_and_leave(fast_groups_broker.bootstrap)
 
 
-def test_consumer_protocol_over_two_workers(cluster) -> None:  # type: ignore[no-untyped-def]
+def test_consumer_protocol_over_two_workers(fast_groups_cluster) -> None:  # type: ignore[no-untyped-def]
     """The group's coordinator and its partitions' leaders spread over two workers."""
-    join_and_leave(cluster.bootstrap)
+    join_and_leave(fast_groups_cluster.bootstrap)
 
 
 def join_and_leave(bootstrap: str) -> None:
@@ -186,12 +188,12 @@ def join_and_leave(bootstrap: str) -> None:
         future.result(PHASE_SECONDS)
 
 
-def test_rolling_upgrade_from_classic_members_and_back(broker) -> None:  # type: ignore[no-untyped-def]
+def test_rolling_upgrade_from_classic_members_and_back(fast_groups_broker) -> None:  # type: ignore[no-untyped-def]
     """Kafka 4.0's online upgrade and downgrade: two classic (cooperative-sticky) members
     consume; a consumer-protocol member joins the same group, which becomes a consumer
     group with the classic members in it, assigned by the broker; it leaves again and
     the group goes back to the classic protocol. Every record exactly once."""
-    bootstrap = broker.bootstrap
+    bootstrap = fast_groups_broker.bootstrap
     topic, group = f"mixed-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
     admin = confluent_admin.AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([confluent_admin.NewTopic(topic, PARTITIONS, 1)]).values():

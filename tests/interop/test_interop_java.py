@@ -769,23 +769,25 @@ def test_cooperative_sticky_rebalances_incrementally_and_consumes_exactly_once(
 
 
 def test_consumer_protocol_rebalances_incrementally_and_consumes_exactly_once(
-    broker: BrokerProcess, java: Callable[..., JavaProcess], topic_name: str
+    fast_groups_broker: BrokerProcess, java: Callable[..., JavaProcess], topic_name: str
 ) -> None:
     # KIP-848: the broker assigns with its default assignor (a client may name one
     # with --remote-assignor); the client sets no partition.assignment.strategy,
     # session timeout or heartbeat interval, and rebalances advance at the
-    # broker's heartbeat interval (Kafka's default: 5 s).
-    _incremental_rebalance_scenario(broker, java, topic_name, ("--protocol", "consumer"))
+    # broker's heartbeat interval (Kafka's default 5 s; 0.5 s for this broker).
+    _incremental_rebalance_scenario(
+        fast_groups_broker, java, topic_name, ("--protocol", "consumer")
+    )
 
 
 def test_a_consumer_protocol_member_joins_a_classic_group(
-    broker: BrokerProcess, java: Callable[..., JavaProcess], topic_name: str
+    fast_groups_broker: BrokerProcess, java: Callable[..., JavaProcess], topic_name: str
 ) -> None:
     """Kafka 4.0's rolling upgrade: a classic (cooperative-sticky) member is joined by a
     group.protocol=consumer member; the group becomes a consumer group with the classic
     member in it, assigned by the broker, still incrementally and exactly once."""
     _incremental_rebalance_scenario(
-        broker,
+        fast_groups_broker,
         java,
         topic_name,
         _classic("org.apache.kafka.clients.consumer.CooperativeStickyAssignor"),
