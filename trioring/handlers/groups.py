@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import attrs
 import trio
 from kio.schema.errors import ErrorCode
 
 from trioring.core.groups import (
     ConsumerGroupDescription,
-    ConsumerHeartbeat,
     ConsumerHeartbeatResult,
     GroupDescription,
     JoinGroupResult,
@@ -261,29 +261,8 @@ async def consumer_group_heartbeat(
 ) -> ConsumerHeartbeatResult:
     """ConsumerGroupHeartbeat (KIP-848): the member's next assignment, computed here."""
     ctx.shard.coordinator_check(request.group_id)
-    owned = None
-    if request.owned is not None:
-        owned = frozenset(
-            (topic_id, partition)
-            for topic_id, partitions in request.owned
-            for partition in partitions
-        )
     result = ctx.shard.coordinator.consumer_group_heartbeat(
-        ConsumerHeartbeat(
-            group_id=request.group_id,
-            member_id=request.member_id,
-            member_epoch=request.member_epoch,
-            instance_id=request.instance_id,
-            rack_id=request.rack_id,
-            rebalance_timeout_ms=request.rebalance_timeout_ms,
-            subscribed_topic_names=request.subscribed_topic_names,
-            subscribed_topic_regex=request.subscribed_topic_regex,
-            server_assignor=request.server_assignor,
-            owned=owned,
-            client_id=ctx.client_id,
-            client_host=ctx.client_host,
-            api_version=request.api_version,
-        ),
+        attrs.evolve(request, client_id=ctx.client_id, client_host=ctx.client_host),
         ctx.cluster.current,
     )
     await trio.lowlevel.checkpoint()

@@ -15,6 +15,7 @@ import attrs
 from trioring.cluster.model import Node, TopicInfo
 from trioring.core.groups import (
     ConsumerGroupDescription,
+    ConsumerHeartbeat,
     ConsumerHeartbeatResult,
     GroupDescription,
     JoinGroupResult,
@@ -620,22 +621,9 @@ class OffsetDeleteResponse:
     partitions: dict[TopicPartition, TrioringError | None]
 
 
-@attrs.frozen
-class ConsumerGroupHeartbeatRequest:
-    """ConsumerGroupHeartbeat (KIP-848). Fields a client leaves unchanged are None (or
-    -1 for the rebalance timeout); ``owned`` holds (topic id hex, partitions) pairs."""
-
-    group_id: str
-    member_id: str
-    member_epoch: int
-    instance_id: str | None = None
-    rack_id: str | None = None
-    rebalance_timeout_ms: int = -1
-    subscribed_topic_names: tuple[str, ...] | None = None
-    subscribed_topic_regex: str | None = None
-    server_assignor: str | None = None
-    owned: tuple[tuple[str, tuple[int, ...]], ...] | None = None
-    api_version: int = 1
+#: ConsumerGroupHeartbeat (KIP-848) as the coordinator reads it; the handler fills in
+#: the client's id and host.
+ConsumerGroupHeartbeatRequest = ConsumerHeartbeat
 
 
 @attrs.frozen

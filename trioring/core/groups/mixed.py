@@ -302,8 +302,13 @@ class MixedGroups:
         return group.members[holder_id]
 
     def _classic_member(
-        self, group: Group, member_id: str, instance_id: str | None
+        self,
+        group: Group,
+        member_id: str,
+        instance_id: str | None,
+        generation_id: int | None = None,
     ) -> tuple[Member, Classic]:
+        """The classic member a request names (and its generation, when given, checked)."""
         if instance_id is None:
             member = group.members.get(member_id)
         else:
@@ -320,6 +325,8 @@ class MixedGroups:
                 f"Member {printable(member_id)} is not a classic member of group "
                 f"{printable(group.group_id)}.",
             )
+        if generation_id is not None and generation_id != member.member_epoch:
+            raise Refused(ErrorCode.illegal_generation, "wrong generation")
         return member, member.classic
 
     def _must_rejoin(self, now: float, group: Group, member: Member, classic: Classic) -> None:
@@ -351,9 +358,7 @@ class MixedGroups:
         """SyncGroup of a classic member: its assignment as the coordinator computed it."""
         group = self._m._groups[group_id]
         try:
-            member, classic = self._classic_member(group, member_id, instance_id)
-            if generation_id != member.member_epoch:
-                raise Refused(ErrorCode.illegal_generation, "wrong generation")
+            member, classic = self._classic_member(group, member_id, instance_id, generation_id)
             if (
                 group.group_epoch > member.member_epoch
                 and member.state is not MemberState.UNREVOKED_PARTITIONS
@@ -383,9 +388,7 @@ class MixedGroups:
         """Heartbeat of a classic member: REBALANCE_IN_PROGRESS when it should rejoin."""
         group = self._m._groups[group_id]
         try:
-            member, classic = self._classic_member(group, member_id, instance_id)
-            if generation_id != member.member_epoch:
-                raise Refused(ErrorCode.illegal_generation, "wrong generation")
+            member, classic = self._classic_member(group, member_id, instance_id, generation_id)
             member.last_seen = now
             self._must_rejoin(now, group, member, classic)
         except Refused as refused:

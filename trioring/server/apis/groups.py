@@ -309,9 +309,10 @@ async def consumer_group_heartbeat(ctx: ApiContext, version: int, request: Any) 
     partitions_class = sibling(response_class, "TopicPartitions")
     owned = None
     if request.topic_partitions is not None:
-        owned = tuple(
-            (_topic_id_hex(topic.topic_id), tuple(topic.partitions))
+        owned = frozenset(
+            (_topic_id_hex(topic.topic_id), int(partition))
             for topic in request.topic_partitions
+            for partition in topic.partitions
         )
     names = request.subscribed_topic_names
     result = await ctx.handlers.consumer_group_heartbeat(
