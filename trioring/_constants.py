@@ -283,3 +283,26 @@ assert PENDING_RECEIVE_BYTES_MAX >= RECEIVE_BYTES_MAX, "a whole receive fits in 
 assert SEND_BYTES_MAX < 1 << 32, "lengths go to the kernel as u32"
 assert SPLICE_PIPE_BYTES < 1 << 31, "splice lengths go to the kernel as u32"
 assert SPLICE_PIPES_MAX * SPLICE_PIPE_BYTES <= 16 * 1024 * 1024, "far below the user's pipe pages"
+
+# --- The Trio Kafka client (trioring.client) ---------------------------------------
+#: Requests one client connection has sent and not yet had answered (Kafka's
+#: max.in.flight.requests.per.connection is 5 for an idempotent producer; the
+#: others pipeline more).
+CLIENT_IN_FLIGHT_REQUESTS_MAX = 32
+#: How long a request may wait for its answer (Kafka's request.timeout.ms).
+CLIENT_REQUEST_TIMEOUT_MS_DEFAULT = 30_000
+#: How long connecting to a broker may take (Kafka's socket.connection.setup.timeout.ms).
+CLIENT_CONNECT_TIMEOUT_MS_DEFAULT = 10_000
+#: Bytes read from a broker's socket at a time.
+CLIENT_RECEIVE_BYTES = 256 * KIB
+#: Largest response frame the client accepts (Kafka's fetch.max.bytes is 50 MiB).
+CLIENT_FRAME_BYTES_MAX = 128 * MIB
+#: Metadata is refreshed at least this often (Kafka's metadata.max.age.ms).
+CLIENT_METADATA_MAX_AGE_MS_DEFAULT = 300_000
+#: First and largest pause before retrying a failed request (retry.backoff.ms,
+#: retry.backoff.max.ms).
+CLIENT_RETRY_BACKOFF_MS_DEFAULT = 100
+CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT = 1_000
+
+assert CLIENT_IN_FLIGHT_REQUESTS_MAX >= 1
+assert CLIENT_RETRY_BACKOFF_MS_DEFAULT <= CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT

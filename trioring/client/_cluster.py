@@ -1,0 +1,263 @@
+"""Cluster: what the client knows of the brokers, and one connection to each.
+
+It bootstraps from the addresses it is given, keeps the cluster's metadata
+(brokers, and for each topic its partitions' leaders), and hands out one
+connection per broker, opening a new one when the old one broke. A producer
+or consumer asks it for the leader of a partition; an answer that says the
+metadata is stale (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, a
+broken connection) makes it refresh before the next try.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+from kio.schema.errors import ErrorCode
+
+from trioring._constants import (
+    CLIENT_CONNECT_TIMEOUT_MS_DEFAULT,
+    CLIENT_METADATA_MAX_AGE_MS_DEFAULT,
+    CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
+)
+from trioring._exception_groups import BodyError, body_exception_unwrapped
+from trioring.client._connection import BrokerConnection, ConnectionBrokenError
+from trioring.errors import InvalidArgumentError, KafkaError
+from trioring.protocol.kafka import ApiKey, request_schema
+from trioring.protocol.kafka._build import build, sibling
+
+__all__ = ["Cluster", "PartitionInfo", "TopicInfo", "parse_bootstrap"]
+
+logger = logging.getLogger("trioring.client")
+
+
+def parse_bootstrap(bootstrap: str | Sequence[str]) -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` (or a list of them) as (host, port) pairs."""
+    items = bootstrap.split(",") if isinstance(bootstrap, str) else list(bootstrap)
+    addresses = []
+    for item in items:
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidArgumentError(
+                f"bootstrap address {item!r} is not HOST:PORT (for example 127.0.0.1:9092)"
+            )
+        addresses.append((host.strip("[]"), int(port)))
+    if not addresses:
+        raise InvalidArgumentError("give at least one bootstrap address, HOST:PORT")
+    return addresses
+
+
+@attrs.frozen
+class PartitionInfo:
+    partition: int
+    leader: int
+    #: The partition's error in the last metadata (NONE, or e.g. LEADER_NOT_AVAILABLE).
+    error_code: int = ErrorCode.none
+
+
+@attrs.frozen
+class TopicInfo:
+    name: str
+    error_code: int
+    partitions: tuple[PartitionInfo, ...] = ()
+    topic_id: str = ""
+
+
+class Cluster:
+    """The brokers, the topics' leaders, and a connection per broker. Open with :meth:`open`."""
+
+    def __init__(
+        self,
+        bootstrap: list[tuple[str, int]],
+        nursery: trio.Nursery,
+        *,
+        client_id: str,
+        request_timeout_ms: int,
+        connect_timeout_ms: int,
+        metadata_max_age_ms: int,
+        allow_auto_create_topics: bool,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._nursery = nursery
+        self.client_id = client_id
+        self._request_timeout_ms = request_timeout_ms
+        self._connect_timeout_ms = connect_timeout_ms
+        self._metadata_max_age_s = metadata_max_age_ms / 1000
+        self._allow_auto_create = allow_auto_create_topics
+        self.brokers: dict[int, tuple[str, int]] = {}
+        self.topics: dict[str, TopicInfo] = {}
+        self.controller_id = -1
+        self._metadata_time = -math.inf
+        self._connections: dict[int | tuple[str, int], BrokerConnection] = {}
+        self._connecting: dict[int | tuple[str, int], trio.Event] = {}
+        self._refresh_lock = trio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        bootstrap: str | Sequence[str],
+        *,
+        client_id: str = "trioring",
+        request_timeout_ms: int = CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
+        connect_timeout_ms: int = CLIENT_CONNECT_TIMEOUT_MS_DEFAULT,
+        metadata_max_age_ms: int = CLIENT_METADATA_MAX_AGE_MS_DEFAULT,
+        allow_auto_create_topics: bool = True,
+    ) -> AsyncIterator[Cluster]:
+        body = BodyError()
+        async with body_exception_unwrapped(body), trio.open_nursery() as nursery:
+            cluster = cls(
+                parse_bootstrap(bootstrap),
+                nursery,
+                client_id=client_id,
+                request_timeout_ms=request_timeout_ms,
+                connect_timeout_ms=connect_timeout_ms,
+                metadata_max_age_ms=metadata_max_age_ms,
+                allow_auto_create_topics=allow_auto_create_topics,
+            )
+            try:
+                yield cluster
+            except BaseException as error:
+                body.error = error
+                raise
+            finally:
+                nursery.cancel_scope.cancel()
+
+    # --- connections ---------------------------------------------------------------------
+
+    async def connection(self, node: int | tuple[str, int]) -> BrokerConnection:
+        """The connection to a broker (by node id, or address for bootstrap), opened if needed."""
+        while True:
+            existing = self._connections.get(node)
+            if existing is not None and existing.broken is None:
+                return existing
+            pending = self._connecting.get(node)
+            if pending is not None:
+                await pending.wait()
+                continue
+            if isinstance(node, int):
+                address = self.brokers.get(node)
+                if address is None:
+                    raise ConnectionBrokenError(f"node {node} is not in the metadata")
+            else:
+                address = node
+            done = self._connecting[node] = trio.Event()
+            try:
+                self._connections[node] = await self._nursery.start(self._keep, *address)
+            finally:
+                del self._connecting[node]
+                done.set()
+
+    async def _keep(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[BrokerConnection]
+    ) -> None:
+        async with BrokerConnection.open(
+            host,
+            port,
+            client_id=self.client_id,
+            connect_timeout_ms=self._connect_timeout_ms,
+            request_timeout_ms=self._request_timeout_ms,
+        ) as connection:
+            task_status.started(connection)
+            await connection.closed.wait()
+
+    async def any_connection(self) -> BrokerConnection:
+        """A connection to some broker: a known one if any is up, else a bootstrap address."""
+        candidates: list[int | tuple[str, int]] = list(self.brokers) or []
+        random.shuffle(candidates)
+        candidates += list(self._bootstrap)
+        last: Exception | None = None
+        for node in candidates:
+            try:
+                return await self.connection(node)
+            except ConnectionBrokenError as error:
+                last = error
+        raise ConnectionBrokenError(f"no broker is reachable: {last}")
+
+    # --- metadata ------------------------------------------------------------------------
+
+    async def refresh(self, topics: Iterable[str] | None = None) -> None:
+        """Ask a broker for the brokers and ``topics`` (None: every topic)."""
+        names = None if topics is None else sorted(set(topics) | set(self.topics))
+        async with self._refresh_lock:
+            connection = await self.any_connection()
+            version = connection.version(ApiKey.METADATA)
+            topic_class = sibling(request_schema(ApiKey.METADATA, version), "MetadataRequestTopic")
+            wanted = None
+            if names is not None:
+                wanted = tuple(build(topic_class, name=n, topic_id=None) for n in names)
+            _, response = await connection.request(
+                ApiKey.METADATA,
+                topics=wanted,
+                allow_auto_topic_creation=self._allow_auto_create,
+                include_cluster_authorized_operations=False,
+                include_topic_authorized_operations=False,
+            )
+            self._apply(response)
+
+    def _apply(self, response: Any) -> None:
+        self.brokers = {int(b.node_id): (b.host, int(b.port)) for b in response.brokers}
+        self.controller_id = int(getattr(response, "controller_id", -1))
+        for topic in response.topics:
+            topic_id = getattr(topic, "topic_id", None)
+            self.topics[topic.name] = TopicInfo(
+                topic.name,
+                int(topic.error_code),
+                tuple(
+                    sorted(
+                        (
+                            PartitionInfo(
+                                int(p.partition_index), int(p.leader_id), int(p.error_code)
+                            )
+                            for p in topic.partitions
+                        ),
+                        key=lambda info: info.partition,
+                    )
+                ),
+                "" if topic_id is None else topic_id.hex,
+            )
+        self._metadata_time = trio.current_time()
+        for node in [n for n in self._connections if isinstance(n, int)]:
+            if node not in self.brokers:
+                self._connections.pop(node)
+
+    def stale(self) -> bool:
+        return trio.current_time() - self._metadata_time > self._metadata_max_age_s
+
+    async def topic(self, name: str) -> TopicInfo:
+        """A topic's partitions and leaders, asked for if not known (KafkaError if it fails)."""
+        info = self.topics.get(name)
+        if info is None or info.error_code != ErrorCode.none or self.stale():
+            await self.refresh([name])
+            info = self.topics.get(name)
+        if info is None:
+            raise KafkaError(
+                f"topic {name!r} is not in the metadata", ErrorCode.unknown_topic_or_partition
+            )
+        if info.error_code != ErrorCode.none:
+            raise KafkaError(
+                f"topic {name!r}: {ErrorCode(info.error_code).name}", ErrorCode(info.error_code)
+            )
+        return info
+
+    def leader(self, topic: str, partition: int) -> int | None:
+        info = self.topics.get(topic)
+        if info is None or not 0 <= partition < len(info.partitions):
+            return None
+        leader = info.partitions[partition].leader
+        return leader if leader >= 0 and leader in self.brokers else None
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "brokers": dict(self.brokers),
+            "topics": len(self.topics),
+            "connections": {
+                str(node): connection.statistics() for node, connection in self._connections.items()
+            },
+        }
