@@ -110,10 +110,11 @@ class Cluster:
         metadata_max_age_ms: int = CLIENT_METADATA_MAX_AGE_MS_DEFAULT,
         allow_auto_create_topics: bool = True,
     ) -> AsyncIterator[Cluster]:
+        addresses = parse_bootstrap(bootstrap)  # a mistake is raised bare, before any task
         body = BodyError()
         async with body_exception_unwrapped(body), trio.open_nursery() as nursery:
             cluster = cls(
-                parse_bootstrap(bootstrap),
+                addresses,
                 nursery,
                 client_id=client_id,
                 request_timeout_ms=request_timeout_ms,
