@@ -52,9 +52,9 @@ from trioring.protocol.kafka._build import build, sibling
 from trioring.protocol.records import (
     NO_PRODUCER_ID,
     Header,
-    Record,
-    build_batch,
-    estimate_record_bytes,
+    RecordFields,
+    build_batch_from_fields,
+    estimate_fields_bytes,
 )
 
 __all__ = ["Producer", "RecordMetadata", "SendHandle", "open_producer"]
@@ -102,37 +102,52 @@ class RecordMetadata:
 
 
 class SendHandle:
-    """The outcome of one queued record: ``await handle.wait()``."""
+    """The outcome of one queued record: ``await handle.wait()``.
 
-    __slots__ = ("_error", "_event", "_result", "partition", "topic")
+    Light on purpose (one per record): it points at its batch, whose one
+    event tells every record in it at once.
+    """
+
+    __slots__ = ("_batch", "_error", "_index", "_placed", "partition", "topic")
 
     def __init__(self, topic: str, partition: int | None) -> None:
         self.topic = topic
         self.partition = partition
-        self._event = trio.Event()
-        self._result: RecordMetadata | None = None
+        self._batch: _Batch | None = None
+        self._index = 0
         self._error: BaseException | None = None
+        #: Only for a record queued before its topic's partitions were known.
+        self._placed: trio.Event | None = None
 
     def done(self) -> bool:
-        return self._event.is_set()
+        if self._error is not None:
+            return True
+        return self._batch is not None and self._batch.event.is_set()
 
     async def wait(self) -> RecordMetadata:
         """The record's metadata once acknowledged; its error if it could not be delivered."""
-        await self._event.wait()
+        if self._batch is None and self._error is None:
+            assert self._placed is not None
+            await self._placed.wait()
+        if self._batch is not None:
+            await self._batch.event.wait()
         return self.result()
 
     def result(self) -> RecordMetadata:
-        if not self._event.is_set():
+        if not self.done():
             raise trio.WouldBlock("the record is not acknowledged yet")
         if self._error is not None:
             raise self._error
-        assert self._result is not None
-        return self._result
-
-    def _resolve(self, result: RecordMetadata | None, error: BaseException | None) -> None:
-        if not self._event.is_set():
-            self._result, self._error = result, error
-            self._event.set()
+        batch = self._batch
+        assert batch is not None and self.partition is not None
+        if batch.error is not None:
+            raise batch.error
+        return RecordMetadata(
+            self.topic,
+            self.partition,
+            batch.base_offset + self._index if batch.base_offset >= 0 else -1,
+            batch.records[self._index][3],
+        )
 
 
 @attrs.define(eq=False)
@@ -140,9 +155,12 @@ class _Batch:
     topic: str
     partition: int
     created: float
-    records: list[Record] = attrs.Factory(list)
-    handles: list[SendHandle] = attrs.Factory(list)
+    records: list[RecordFields] = attrs.Factory(list)
     size_bytes: int = 0
+    #: Set once every record of the batch is acknowledged (base_offset) or failed (error).
+    event: trio.Event = attrs.Factory(trio.Event)
+    base_offset: int = -1
+    error: BaseException | None = None
     #: Encoded when first drained (its sequence is fixed then), resent as it is.
     data: bytes | None = None
     attempts: int = 0
@@ -164,13 +182,13 @@ class _Settings:
     retry_backoff_max_ms: int
 
 
-def _record(
+def _fields(
     key: bytes | None, value: bytes | None, headers: Iterable[Header], timestamp_ms: int | None
-) -> Record:
+) -> RecordFields:
     # As Kafka's producer: a record without a timestamp gets the time it is sent.
     if timestamp_ms is None:
         timestamp_ms = int(time.time() * 1000)
-    return Record(key=key, value=value, headers=tuple(headers), timestamp_ms=timestamp_ms)
+    return (key, value, headers if type(headers) is tuple else tuple(headers), timestamp_ms)
 
 
 class Producer:
@@ -183,7 +201,7 @@ class Producer:
         #: (topic, partition) -> its batches, oldest first; the first may be in flight.
         self._batches: dict[tuple[str, int], deque[_Batch]] = {}
         #: Records whose topic's partitions are not known yet (send_nowait).
-        self._unpartitioned: list[tuple[Record, SendHandle, bytes | None, int]] = []
+        self._unpartitioned: list[tuple[RecordFields, SendHandle, int]] = []
         self._in_flight: set[tuple[str, int]] = set()
         self._buffered_bytes = 0
         self._space = trio.Event()
@@ -197,6 +215,10 @@ class Producer:
         self._closed = False
         self._fatal: BaseException | None = None
         self._sent_records = 0
+        self._buffer_bytes_max = settings.buffer_bytes_max
+        self._request_bytes_max = settings.request_bytes_max
+        #: Records queued before their topic's partitions were known: one event per topic.
+        self._placements: dict[str, trio.Event] = {}
         self._acknowledged_records = 0
         self._retries = 0
 
@@ -217,7 +239,7 @@ class Producer:
         Waits while the buffer is full (``buffer_bytes_max``): a fast caller
         is slowed to the rate the brokers take, the buffer never grows past it.
         """
-        record = _record(key, value, headers, timestamp_ms)
+        record = _fields(key, value, headers, timestamp_ms)
         size = self._check(topic, record)
         while (
             self._buffered_bytes + size > self._settings.buffer_bytes_max and self._buffered_bytes
@@ -239,9 +261,24 @@ class Producer:
         timestamp_ms: int | None = None,
     ) -> SendHandle:
         """Queue one record; ``trio.WouldBlock`` if the buffer is full. Await the handle."""
-        record = _record(key, value, headers, timestamp_ms)
-        size = self._check(topic, record)
-        if self._buffered_bytes + size > self._settings.buffer_bytes_max and self._buffered_bytes:
+        # The hot path of a fast producer: kept to plain operations.
+        if timestamp_ms is None:
+            timestamp_ms = time.time_ns() // 1_000_000
+        if headers:
+            record = _fields(key, value, headers, timestamp_ms)
+            size = self._check(topic, record)
+        else:
+            record = (key, value, (), timestamp_ms)
+            size = 17 + (len(key) if key else 0) + (len(value) if value else 0)
+            size += 1 if size < 64 else 2 if size < 8192 else 3
+            if (
+                size > self._request_bytes_max
+                or self._closed
+                or self._fatal is not None
+                or not topic
+            ):
+                self._check(topic, record)
+        if self._buffered_bytes + size > self._buffer_bytes_max and self._buffered_bytes:
             raise trio.WouldBlock(
                 f"the producer's buffer holds {self._buffered_bytes} bytes "
                 f"(buffer_bytes_max {self._settings.buffer_bytes_max}): await send() instead"
@@ -272,14 +309,14 @@ class Producer:
 
     # --- queueing ------------------------------------------------------------------------
 
-    def _check(self, topic: str, record: Record) -> int:
+    def _check(self, topic: str, record: RecordFields) -> int:
         if self._closed:
             raise trio.ClosedResourceError("the producer is closed")
         if self._fatal is not None:
             raise self._fatal
         if not topic:
             raise InvalidArgumentError("a record needs a topic")
-        size = estimate_record_bytes(record)
+        size = estimate_fields_bytes(record[0], record[1], record[2])
         if size > self._settings.request_bytes_max:
             raise KafkaError(
                 f"a record of {size} bytes exceeds request_bytes_max "
@@ -288,7 +325,9 @@ class Producer:
             )
         return size
 
-    def _enqueue(self, topic: str, record: Record, partition: int | None, size: int) -> SendHandle:
+    def _enqueue(
+        self, topic: str, record: RecordFields, partition: int | None, size: int
+    ) -> SendHandle:
         info = self._cluster.topics.get(topic)
         count = len(info.partitions) if info is not None and info.partitions else 0
         if partition is not None and count and not 0 <= partition < count:
@@ -297,23 +336,29 @@ class Producer:
                 ErrorCode.unknown_topic_or_partition,
             )
         if partition is None and count:
+            key = record[0]
             partition = (
-                partition_for_key(record.key, count)
-                if record.key is not None
+                partition_for_key(key, count)
+                if key is not None
                 else self._partitioner.partition(topic, count)
             )
         handle = SendHandle(topic, partition)
         self._buffered_bytes += size
-        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        if self._idle.is_set():
+            self._idle = trio.Event()
         if partition is None:
-            self._unpartitioned.append((record, handle, record.key, size))
+            placed = self._placements.get(topic)
+            if placed is None:
+                placed = self._placements[topic] = trio.Event()
+            handle._placed = placed
+            self._unpartitioned.append((record, handle, size))
         else:
             self._append(topic, partition, record, handle, size)
         self._wake()
         return handle
 
     def _append(
-        self, topic: str, partition: int, record: Record, handle: SendHandle, size: int
+        self, topic: str, partition: int, record: RecordFields, handle: SendHandle, size: int
     ) -> None:
         key = (topic, partition)
         batches = self._batches.setdefault(key, deque())
@@ -323,18 +368,20 @@ class Producer:
             or batch.data is not None
             or (batch.records and batch.size_bytes + size > self._settings.batch_bytes)
         ):
-            if batch is not None and batch.data is None and record.key is None:
+            if batch is not None and batch.data is None and record[0] is None:
                 info = self._cluster.topics.get(topic)
                 count = len(info.partitions) if info is not None else 1
                 self._partitioner.batch_sent(topic, partition, count)
             batch = _Batch(topic, partition, trio.current_time())
             batches.append(batch)
+        handle._batch = batch
+        handle._index = len(batch.records)
         batch.records.append(record)
-        batch.handles.append(handle)
         batch.size_bytes += size
 
     def _wake(self) -> None:
-        self._wakeup.set()
+        if not self._wakeup.is_set():
+            self._wakeup.set()
 
     def _release(self, batch: _Batch) -> None:
         self._buffered_bytes -= batch.size_bytes
@@ -344,8 +391,8 @@ class Producer:
             self._idle.set()
 
     def _fail(self, batch: _Batch, error: BaseException) -> None:
-        for handle in batch.handles:
-            handle._resolve(None, error)
+        batch.error = error
+        batch.event.set()
         self._release(batch)
 
     # --- the sender ----------------------------------------------------------------------
@@ -366,21 +413,29 @@ class Producer:
     async def _partition_pending(self) -> None:
         if not self._unpartitioned:
             return
+        # Records queued from here on wait on new events: these are set below.
         pending, self._unpartitioned = self._unpartitioned, []
-        for record, handle, _key, size in pending:
+        placements, self._placements = self._placements, {}
+        topics: dict[str, int | TrioringError] = {}
+        for name in {handle.topic for _, handle, _ in pending}:
             try:
-                info = await self._cluster.topic(handle.topic)
+                topics[name] = len((await self._cluster.topic(name)).partitions)
             except TrioringError as error:
-                handle._resolve(None, error)
+                topics[name] = error
+        for record, handle, size in pending:
+            count = topics[handle.topic]
+            if isinstance(count, TrioringError):
+                handle._error = count
                 self._buffered_bytes -= size
-                continue
-            count = len(info.partitions)
-            handle.partition = (
-                partition_for_key(record.key, count)
-                if record.key is not None
-                else self._partitioner.partition(handle.topic, count)
-            )
-            self._append(handle.topic, handle.partition, record, handle, size)
+            else:
+                handle.partition = (
+                    partition_for_key(record[0], count)
+                    if record[0] is not None
+                    else self._partitioner.partition(handle.topic, count)
+                )
+                self._append(handle.topic, handle.partition, record, handle, size)
+        for placed in placements.values():
+            placed.set()
         if not self._buffered_bytes:
             self._idle.set()
 
@@ -464,7 +519,11 @@ class Producer:
             key = (batch.topic, batch.partition)
             base_sequence = self._sequences.get(key, 0)
             self._sequences[key] = (base_sequence + len(batch.records)) % _SEQUENCE_MODULUS
-        batch.data = build_batch(
+        info = self._cluster.topics.get(batch.topic)
+        if info is not None and info.partitions:
+            # Keyless records move on to another partition once a batch goes (KIP-480).
+            self._partitioner.batch_sent(batch.topic, batch.partition, len(info.partitions))
+        batch.data = build_batch_from_fields(
             batch.records,
             compression=self._settings.compression,
             producer_id=self._producer_id,
@@ -577,17 +636,8 @@ class Producer:
         batches = self._batches.get((batch.topic, batch.partition))
         assert batches and batches[0] is batch
         batches.popleft()
-        for index, (record, handle) in enumerate(zip(batch.records, batch.handles, strict=True)):
-            assert record.timestamp_ms is not None
-            handle._resolve(
-                RecordMetadata(
-                    batch.topic,
-                    batch.partition,
-                    base_offset + index if base_offset >= 0 else -1,
-                    record.timestamp_ms,
-                ),
-                None,
-            )
+        batch.base_offset = base_offset
+        batch.event.set()
         self._acknowledged_records += len(batch.records)
         self._release(batch)
 
@@ -698,8 +748,13 @@ async def open_producer(
         finally:
             producer._closed = True
             nursery.cancel_scope.cancel()
+            closed = trio.ClosedResourceError("the producer closed before delivery")
             for batches in producer._batches.values():
                 for batch in batches:
-                    batch_error = trio.ClosedResourceError("the producer closed before delivery")
-                    for handle in batch.handles:
-                        handle._resolve(None, batch_error)
+                    if not batch.event.is_set():
+                        batch.error = closed
+                        batch.event.set()
+            for _, handle, _ in producer._unpartitioned:
+                handle._error = closed
+                if handle._placed is not None:
+                    handle._placed.set()

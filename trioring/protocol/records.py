@@ -271,6 +271,24 @@ def _write_varint(out: bytearray, value: int) -> None:
     out.append(zigzag)
 
 
+def _compute_varint(value: int) -> bytes:
+    out = bytearray()
+    _write_varint(out, value)
+    return bytes(out)
+
+
+#: The encodings of -1 (a null) and of the small values most fields hold:
+#: lengths and deltas of ordinary records (one lookup instead of a loop).
+_SMALL_VARINTS_MAX = 4095
+_SMALL_VARINTS = tuple(_compute_varint(value) for value in range(-1, _SMALL_VARINTS_MAX + 1))
+
+
+def _varint(value: int) -> bytes:
+    if -1 <= value <= _SMALL_VARINTS_MAX:
+        return _SMALL_VARINTS[value + 1]
+    return _compute_varint(value)
+
+
 def _varint_size(value: int) -> int:
     zigzag = (value << 1) ^ (value >> 63)
     size = 1
@@ -341,28 +359,43 @@ class _Reader:
         return value
 
 
-def _encode_record(out: bytearray, record: Record, offset_delta: int, timestamp_delta: int) -> None:
-    body = bytearray()
-    body.append(0)  # record attributes: unused in v2
-    _write_varint(body, timestamp_delta)
-    _write_varint(body, offset_delta)
-    for field in (record.key, record.value):
+#: A record's fields for encoding: key, value, headers, timestamp (ms).
+RecordFields = tuple[bytes | None, bytes | None, tuple[Header, ...], int]
+
+_NULL = _SMALL_VARINTS[0]
+_NO_HEADERS = _SMALL_VARINTS[1]
+
+
+def _encode_record(  # noqa: PLR0917 (the hot path: no keyword arguments)
+    out: bytearray,
+    key: bytes | None,
+    value: bytes | None,
+    headers: tuple[Header, ...],
+    offset_delta: int,
+    timestamp_delta: int,
+) -> None:
+    parts = [b"\x00", _varint(timestamp_delta), _varint(offset_delta)]  # attributes: unused
+    for field in (key, value):
         if field is None:
-            _write_varint(body, -1)
+            parts.append(_NULL)
         else:
-            _write_varint(body, len(field))
-            body += field
-    _write_varint(body, len(record.headers))
-    for name, header_value in record.headers:
-        encoded_name = name.encode()
-        _write_varint(body, len(encoded_name))
-        body += encoded_name
-        if header_value is None:
-            _write_varint(body, -1)
-        else:
-            _write_varint(body, len(header_value))
-            body += header_value
-    _write_varint(out, len(body))
+            parts.append(_varint(len(field)))
+            parts.append(field)
+    if not headers:
+        parts.append(_NO_HEADERS)
+    else:
+        parts.append(_varint(len(headers)))
+        for name, header_value in headers:
+            encoded_name = name.encode()
+            parts.append(_varint(len(encoded_name)))
+            parts.append(encoded_name)
+            if header_value is None:
+                parts.append(_NULL)
+            else:
+                parts.append(_varint(len(header_value)))
+                parts.append(header_value)
+    body = b"".join(parts)
+    out += _varint(len(body))
     out += body
 
 
@@ -384,17 +417,50 @@ def build_batch(
     """
     if not records:
         raise ValueError("a record batch needs at least one record")
+    default_timestamp_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return build_batch_from_fields(
+        [
+            (
+                r.key,
+                r.value,
+                r.headers,
+                default_timestamp_ms if r.timestamp_ms is None else r.timestamp_ms,
+            )
+            for r in records
+        ],
+        base_offset=base_offset,
+        compression=compression,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        partition_leader_epoch=partition_leader_epoch,
+        transactional=transactional,
+    )
+
+
+def build_batch_from_fields(
+    records: Sequence[RecordFields],
+    *,
+    base_offset: int = 0,
+    compression: Compression | str | int | None = Compression.NONE,
+    producer_id: int = NO_PRODUCER_ID,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    partition_leader_epoch: int = -1,
+    transactional: bool = False,
+) -> bytes:
+    """:func:`build_batch` for records given as (key, value, headers, timestamp ms):
+    the producer's path, with no Record objects to make."""
+    if not records:
+        raise ValueError("a record batch needs at least one record")
     if len(records) > BATCH_RECORDS_MAX:
         raise ValueError(f"{len(records)} records exceed the {BATCH_RECORDS_MAX} per batch")
     codec = Compression.parse(compression)
-    default_timestamp_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    timestamps = [
-        default_timestamp_ms if r.timestamp_ms is None else r.timestamp_ms for r in records
-    ]
+    timestamps = [fields[3] for fields in records]
     base_timestamp_ms = min(timestamps)
     body = bytearray()
-    for index, (record, timestamp_ms) in enumerate(zip(records, timestamps, strict=True)):
-        _encode_record(body, record, index, timestamp_ms - base_timestamp_ms)
+    for index, (key, value, headers, timestamp_ms) in enumerate(records):
+        _encode_record(body, key, value, headers, index, timestamp_ms - base_timestamp_ms)
     payload = compress(codec, bytes(body))
     attributes = int(codec) | (ATTRIBUTE_TRANSACTIONAL if transactional else 0)
     batch = bytearray(BATCH_HEADER_BYTES)
@@ -497,7 +563,14 @@ def decode_batch(
 
 def estimate_record_bytes(record: Record) -> int:
     """Upper bound of a record's encoded size, for batching decisions."""
-    size = 16 + len(record.key or b"") + len(record.value or b"")
-    for name, value in record.headers:
-        size += 10 + len(name.encode()) + len(value or b"")
-    return size + _varint_size(size)
+    return estimate_fields_bytes(record.key, record.value, record.headers)
+
+
+def estimate_fields_bytes(
+    key: bytes | None, value: bytes | None, headers: tuple[Header, ...]
+) -> int:
+    """:func:`estimate_record_bytes` of a record given by its fields."""
+    size = 16 + (len(key) if key else 0) + (len(value) if value else 0)
+    for name, header_value in headers:
+        size += 10 + len(name.encode()) + len(header_value or b"")
+    return size + (1 if size < 64 else _varint_size(size))
