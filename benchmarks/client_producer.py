@@ -25,6 +25,9 @@ import uuid
 from pathlib import Path
 
 import trio
+from aiokafka import AIOKafkaProducer
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from trioring.client import open_producer
 from trioring.testing import BrokerProcess
@@ -33,8 +36,6 @@ BATCH_BYTES = 1 << 20
 
 
 def create_topic(bootstrap: str) -> str:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
@@ -64,8 +65,6 @@ def run_trioring(bootstrap: str, topic: str, value: bytes, count: int, acks: str
 
 
 def run_aiokafka(bootstrap: str, topic: str, value: bytes, count: int, acks: str) -> float:
-    from aiokafka import AIOKafkaProducer
-
     async def main() -> float:
         producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -89,8 +88,6 @@ def run_aiokafka(bootstrap: str, topic: str, value: bytes, count: int, acks: str
 
 
 def run_confluent(bootstrap: str, topic: str, value: bytes, count: int, acks: str) -> float:
-    from confluent_kafka import Producer
-
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -121,9 +118,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     arguments = parser.parse_args()
     print(f"{'case':<22} " + " ".join(f"{name:>10}" for name in CLIENTS) + "   ratios")
-    with tempfile.TemporaryDirectory() as directory, BrokerProcess(
-        Path(directory) / "data"
-    ) as broker:
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        BrokerProcess(Path(directory) / "data") as broker,
+    ):
         for size in (100, 1024):
             for acks in ("1", "all"):
                 value = b"x" * size
