@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from trioring.demo import run_demo
+from trioring.testing import BrokerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,3 +108,25 @@ def test_readme_embedded_example_runs_twice(tmp_path: Path) -> None:
     ]
     assert outputs[0].splitlines()[0] == "0"  # the first record's offset
     assert outputs[1].splitlines()[0] == "1"
+
+
+def test_readme_client_example_runs(tmp_path: Path) -> None:
+    """The README's Trio client example, as written, against a broker process."""
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("## Trio client", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert '"127.0.0.1:9092"' in code
+    with BrokerProcess(tmp_path / "data") as broker:
+        script = tmp_path / "readme_client.py"
+        script.write_text(code.replace('"127.0.0.1:9092"', repr(broker.bootstrap)))
+        outputs = [
+            subprocess.run(
+                [sys.executable, str(script)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+            for _ in range(2)
+        ]
+        broker.stop()
+    assert outputs == ["0 0\n", "0 1\n"]  # auto-created with one partition
