@@ -4,18 +4,32 @@ Work in progress (issue 14): the wire transport (``Cluster``, pipelined
 ``BrokerConnection``) and the producer. See docs/client.md.
 """
 
+from trioring.client._admin import (
+    Admin,
+    GroupDescription,
+    GroupListing,
+    GroupMember,
+    PartitionLag,
+    open_admin,
+)
 from trioring.client._cluster import Cluster, parse_bootstrap
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError, UnsupportedApiError
 from trioring.client._producer import Producer, RecordMetadata, SendHandle, open_producer
 
 __all__ = [
+    "Admin",
     "BrokerConnection",
     "Cluster",
     "ConnectionBrokenError",
+    "GroupDescription",
+    "GroupListing",
+    "GroupMember",
+    "PartitionLag",
     "Producer",
     "RecordMetadata",
     "SendHandle",
     "UnsupportedApiError",
+    "open_admin",
     "open_producer",
     "parse_bootstrap",
 ]
