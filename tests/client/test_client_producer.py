@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trioring.client import RecordMetadata, open_producer
 from trioring.client._partitioner import murmur2, partition_for_key
@@ -262,3 +265,56 @@ async def test_operator_mistakes_and_oversized_records(broker: BrokerProcess) ->
     with pytest.raises(Mine):
         async with open_producer(broker.bootstrap):
             raise Mine
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["send", "send_nowait", "flush"]),
+            st.sampled_from([None, 0.0, 0.001, 0.005, 0.02]),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    st.sampled_from([None, 0.0, 0.01]),
+)
+def test_cancellation_at_any_point_leaves_no_task_and_no_record_doubled(
+    broker: BrokerProcess, operations: list[tuple[str, float | None]], close_after: float | None
+) -> None:
+    """Sends, flushes and the producer's close cancelled at random points: afterwards no
+    task runs, every handle has an outcome, and every acknowledged record is in the log
+    once (idempotence: a record is never written twice)."""
+    topic = create_topic(broker.bootstrap, 2)
+
+    async def run() -> tuple[list[bytes], list[Any], int]:
+        before = trio.lowlevel.current_statistics().tasks_living
+        acknowledged: list[bytes] = []
+        handles: list[Any] = []
+        with trio.move_on_after(1000 if close_after is None else close_after):
+            async with open_producer(broker.bootstrap, linger_ms=2) as producer:
+                for index, (kind, cancel_after) in enumerate(operations):
+                    value = b"%04d" % index
+                    with trio.move_on_after(1000 if cancel_after is None else cancel_after):
+                        if kind == "send":
+                            await producer.send(topic, value)
+                            acknowledged.append(value)
+                        elif kind == "send_nowait":
+                            handles.append((value, producer.send_nowait(topic, value)))
+                        else:
+                            await producer.flush()
+        for value, handle in handles:
+            assert handle.done(), "a record left without an outcome"
+            try:
+                handle.result()
+                acknowledged.append(value)
+            except (trio.ClosedResourceError, KafkaError):
+                pass
+        await trio.testing.wait_all_tasks_blocked()
+        return acknowledged, handles, trio.lowlevel.current_statistics().tasks_living - before
+
+    acknowledged, _, leaked = trio.run(run)
+    assert leaked == 0
+    values = [m.value() for m in read_all(broker.bootstrap, topic, len(operations))]
+    assert len(values) == len(set(values)), "a record written twice"
+    assert set(acknowledged) <= set(values), "an acknowledged record is missing"
