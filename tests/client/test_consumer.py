@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -79,10 +80,15 @@ def sample(count: int, partition: int = 0, tag: str = "") -> list[Record]:
 
 
 async def produce(
-    bootstrap: str, topic: str, records: list[Record], compression: str = "none"
+    bootstrap: str,
+    topic: str,
+    records: list[Record],
+    compression: str = "none",
+    batch_bytes: int = 1_000_000,
 ) -> list[tuple[int, int]]:
+    config = {"compression.type": compression, "batch.size": batch_bytes}
     return await trio.to_thread.run_sync(
-        lambda: confluent_produce(bootstrap, topic, records, **{"compression.type": compression})
+        lambda: confluent_produce(bootstrap, topic, records, **config)
     )
 
 
@@ -337,3 +343,74 @@ async def test_broker_restart_mid_stream(broker: BrokerProcess, topic: str, kill
         for p in (0, 1):
             check([r for r in got if r.partition == p], first[p] + second[p], topic, 0)
         assert consumer.statistics()["fetch_failures"] >= 1
+
+
+async def test_unread_buffer_stops_fetching(broker: BrokerProcess, topic: str) -> None:
+    create_topic(broker.port, topic, 1)
+    sent = sample(2000)
+    # Small batches, so that one Fetch of 4 KiB takes only some of them.
+    await produce(broker.bootstrap, topic, sent, batch_bytes=1000)
+    async with open_consumer(
+        broker.bootstrap,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_WAIT_MS,
+        max_partition_fetch_bytes=4096,
+    ) as consumer:
+        consumer.assign([(topic, 0)])
+        for _ in range(int(STEP_SECONDS / 0.05)):
+            if consumer.statistics()["partitions"][f"{topic}-0"]["buffered_records"]:
+                break
+            await trio.sleep(0.05)
+        else:
+            pytest.fail(f"nothing fetched in {STEP_SECONDS} s")
+        await trio.sleep(0.5)
+        fetches = consumer.statistics()["fetches"]
+        await trio.sleep(0.5)
+        # Nobody reads: the full buffer is not fetched into again.
+        statistics = consumer.statistics()
+        assert statistics["fetches"] == fetches
+        assert 0 < statistics["partitions"][f"{topic}-0"]["buffered_records"] < len(sent)
+        check(await read(consumer, len(sent)), sent, topic, 0)
+
+
+async def test_stale_leader_is_refreshed(two_workers: BrokerProcess, topic: str) -> None:
+    create_topic(two_workers.port, topic, 2)
+    sent = {p: sample(20, p) for p in (0, 1)}
+    await produce(two_workers.bootstrap, topic, sent[0] + sent[1])
+    async with Cluster.open(two_workers.bootstrap) as cluster:
+        info = await cluster.topic(topic)
+        nodes = sorted(cluster.brokers)
+        # Metadata that names the wrong worker as each partition's leader: the
+        # worker answers NOT_LEADER_OR_FOLLOWER, and the consumer asks again.
+        wrong = [attrs.evolve(p, leader=nodes[1 - nodes.index(p.leader)]) for p in info.partitions]
+        cluster.topics[topic] = attrs.evolve(info, partitions=tuple(wrong))
+        async with open_consumer(
+            cluster=cluster, auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS
+        ) as consumer:
+            consumer.assign([(topic, 0), (topic, 1)])
+            consumer.seek(topic, 0, 0)
+            consumer.seek(topic, 1, 0)
+            got = await read(consumer, 40)
+            for p in (0, 1):
+                check([r for r in got if r.partition == p], sent[p], topic, 0)
+            statistics = consumer.statistics()
+            assert statistics["fetch_failures"] >= 1
+            assert statistics["metadata_refreshes"] >= 1
+
+
+async def test_worker_killed_mid_stream(two_workers: BrokerProcess, topic: str) -> None:
+    create_topic(two_workers.port, topic, 4)
+    first = {p: sample(50, p, tag="a") for p in range(4)}
+    await produce(two_workers.bootstrap, topic, [r for p in range(4) for r in first[p]])
+    async with open_consumer(
+        two_workers.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS
+    ) as consumer:
+        consumer.assign([(topic, p) for p in range(4)])
+        got = await read(consumer, 120)
+        await trio.to_thread.run_sync(two_workers.kill_worker, 1)
+        second = {p: sample(50, p, tag="b") for p in range(4)}
+        await produce(two_workers.bootstrap, topic, [r for p in range(4) for r in second[p]])
+        got += await read(consumer, 280)
+        assert await consumer.getmany(timeout_s=0.5) == []
+        for p in range(4):
+            check([r for r in got if r.partition == p], first[p] + second[p], topic, 0)
