@@ -316,10 +316,13 @@ class Consumer:
         return self
 
     async def __anext__(self) -> ConsumerRecord:
+        # Cancellation is checked before a record is taken, never after: a
+        # record taken is a record returned.
+        await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             records = self._take(1)
             if records:
-                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 return records[0]
             await self._changed.wait()
 
@@ -334,14 +337,18 @@ class Consumer:
         in offset order; partitions take turns."""
         if max_records < 1:
             raise InvalidArgumentError(f"max_records must be 1 or more, not {max_records}")
-        with trio.move_on_after(timeout_s):
-            while True:
-                records = self._take(max_records)
-                if records:
-                    await trio.lowlevel.checkpoint()
-                    return records
+        deadline = trio.current_time() + timeout_s
+        # As in __anext__: records taken are never lost to a cancellation.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            records = self._take(max_records)
+            if records:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return records
+            with trio.move_on_at(deadline) as scope:
                 await self._changed.wait()
-        return []
+            if scope.cancelled_caught:
+                return self._take(max_records)
 
     def _take(self, records_max: int) -> list[ConsumerRecord]:
         """Pop up to ``records_max`` buffered records, raising a partition's error first."""
