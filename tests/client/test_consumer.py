@@ -7,10 +7,12 @@ Every wait is bounded: a stuck consumer fails the test, it does not hang it.
 
 from __future__ import annotations
 
+import struct
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import attrs
 import pytest
@@ -23,7 +25,9 @@ from trioring.client import (
     NoOffsetError,
     open_consumer,
 )
-from trioring.errors import InvalidArgumentError, OffsetOutOfRangeError
+from trioring.client._consumer import _PartitionState
+from trioring.errors import CorruptRecordError, InvalidArgumentError, OffsetOutOfRangeError
+from trioring.protocol import records as batches
 from trioring.testing import BrokerProcess
 from trioring.uring._uring import uring_unavailable_reason
 
@@ -422,3 +426,69 @@ async def test_worker_killed_mid_stream(two_workers: BrokerProcess, topic: str) 
         assert await consumer.getmany(timeout_s=0.5) == []
         for p in range(4):
             check([r for r in got if r.partition == p], first[p] + second[p], topic, 0)
+
+
+def _control_batch(base_offset: int) -> bytes:
+    """A transaction marker batch (the broker refuses to store these, so it is built here)."""
+    batch = bytearray(
+        batches.build_batch(
+            [batches.Record(key=b"\x00\x00\x00\x00", value=b"")], base_offset=base_offset
+        )
+    )
+    struct.pack_into(">h", batch, 21, batches.ATTRIBUTE_CONTROL | batches.ATTRIBUTE_TRANSACTIONAL)
+    struct.pack_into(">I", batch, 17, batches.compute_batch_crc(batch, 0, len(batch)))
+    return bytes(batch)
+
+
+def test_fetched_data_from_the_position_on_without_control_batches() -> None:
+    """What a Fetch answer becomes, without a broker: a batch that starts before the
+    position, a transaction marker, and a partial batch at the end (KIP-74)."""
+    consumer = Consumer(
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=0,
+        fetch_min_bytes=1,
+        max_partition_fetch_bytes=1 << 20,
+        fetch_max_bytes=1 << 20,
+        isolation_level="read_uncommitted",
+    )
+    first = batches.build_batch(
+        [batches.Record(key=b"k%d" % i, value=b"v%d" % i) for i in range(3)],
+        compression="zstd",
+    )
+    second = batches.build_batch(
+        [batches.Record(key=None, value=b"v%d" % i, headers=[("h", None)]) for i in (4, 5)],
+        base_offset=4,
+    )
+    partial = batches.build_batch([batches.Record(value=b"x" * 100)], base_offset=6)[:40]
+    state = _PartitionState(position=1, reset="earliest", fetch_offset=1)
+    answer = SimpleNamespace(
+        error_code=0,
+        high_watermark=7,
+        log_start_offset=0,
+        records=first + _control_batch(3) + second + partial,
+    )
+    assert consumer._apply_fetched(("t", 0), state, answer) is False
+    assert [(r.offset, r.key, r.value) for r in state.buffer] == [
+        (1, b"k1", b"v1"),
+        (2, b"k2", b"v2"),
+        (4, None, b"v4"),
+        (5, None, b"v5"),
+    ]
+    assert state.buffer[-1].headers == (("h", None),)
+    assert (state.fetch_offset, state.high_watermark, state.error) == (6, 7, None)
+
+    corrupt = bytearray(batches.build_batch([batches.Record(value=b"abc")], base_offset=6))
+    corrupt[-1] ^= 0xFF
+    answer = SimpleNamespace(
+        error_code=0, high_watermark=7, log_start_offset=0, records=bytes(corrupt)
+    )
+    consumer._apply_fetched(("t", 0), state, answer)
+    assert isinstance(state.error, CorruptRecordError)
+    # The records before the corrupt batch are read first, then the error is raised.
+    consumer._partitions[("t", 0)] = state
+    assert [r.offset for r in consumer._take(10)] == [1, 2, 4, 5]
+    with pytest.raises(CorruptRecordError, match="CRC32C"):
+        consumer._take(10)

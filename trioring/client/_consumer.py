@@ -351,10 +351,11 @@ class Consumer:
                 return self._take(max_records)
 
     def _take(self, records_max: int) -> list[ConsumerRecord]:
-        """Pop up to ``records_max`` buffered records, raising a partition's error first."""
+        """Pop up to ``records_max`` buffered records, raising a partition's error once
+        the records fetched before it are read."""
         states = list(self._partitions.values())
         for state in states:
-            if state.error is not None and not state.paused:
+            if state.error is not None and not state.paused and not state.buffer:
                 error, state.error = state.error, None
                 # An out-of-range or unresolvable partition is tried again after
                 # this: it fails again until the user seeks it.
