@@ -357,8 +357,9 @@ class Consumer:
         for state in states:
             if state.error is not None and not state.paused and not state.buffer:
                 error, state.error = state.error, None
-                # An out-of-range or unresolvable partition is tried again after
-                # this: it fails again until the user seeks it.
+                # The scheduler tries the partition again: one out of range, or
+                # without a position, fails again until the user seeks it.
+                self._notify()
                 raise error
         taken: list[ConsumerRecord] = []
         if not states:
