@@ -427,10 +427,6 @@ class Consumer:
                 self._fetching.add(node)
                 self._nursery.start_soon(self._fetch, node, partitions, name=f"fetch node {node}")
 
-    def _want_metadata(self) -> None:
-        self._metadata_wanted = True
-        self._notify()
-
     async def _refresh_metadata(self) -> None:
         try:
             await trio.sleep(_backoff_s(self._metadata_failures))
