@@ -304,8 +304,31 @@ CLIENT_METADATA_MAX_AGE_MS_DEFAULT = 300_000
 CLIENT_RETRY_BACKOFF_MS_DEFAULT = 100
 CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT = 1_000
 
+#: How long a Fetch may wait at the broker for ``fetch_min_bytes`` (fetch.max.wait.ms).
+CLIENT_FETCH_MAX_WAIT_MS_DEFAULT = 500
+#: Bytes a Fetch waits for before the broker answers (fetch.min.bytes).
+CLIENT_FETCH_MIN_BYTES_DEFAULT = 1
+#: Bytes one partition may return in one Fetch (max.partition.fetch.bytes). It
+#: is also how much a partition's buffer of fetched, unread records may hold
+#: before the consumer stops fetching it.
+CLIENT_PARTITION_FETCH_BYTES_MAX_DEFAULT = 1 * MIB
+#: Bytes one Fetch response may hold (fetch.max.bytes).
+CLIENT_FETCH_BYTES_MAX_DEFAULT = 50 * MIB
+#: Tries of a coordinator request (FindCoordinator, OffsetCommit, OffsetFetch)
+#: that met a retriable error (coordinator moving, loading, unreachable).
+CLIENT_COORDINATOR_ATTEMPTS_MAX = 10
+#: Records one ``getmany`` returns at most unless told otherwise (max.poll.records).
+CLIENT_GETMANY_RECORDS_MAX_DEFAULT = 500
+
 assert CLIENT_IN_FLIGHT_REQUESTS_MAX >= 1
 assert CLIENT_RETRY_BACKOFF_MS_DEFAULT <= CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT
+assert CLIENT_FETCH_MAX_WAIT_MS_DEFAULT < CLIENT_REQUEST_TIMEOUT_MS_DEFAULT, (
+    "a long poll is no timeout"
+)
+assert CLIENT_PARTITION_FETCH_BYTES_MAX_DEFAULT <= CLIENT_FETCH_BYTES_MAX_DEFAULT
+assert CLIENT_FETCH_BYTES_MAX_DEFAULT < CLIENT_FRAME_BYTES_MAX, (
+    "a whole Fetch response fits a frame"
+)
 #: The producer's defaults, Kafka's: linger.ms (5 since Kafka 4.0), batch.size,
 #: buffer.memory, max.request.size, delivery.timeout.ms.
 PRODUCER_LINGER_MS_DEFAULT = 5

@@ -1,7 +1,8 @@
 """trioring.client: a Trio-native Kafka client.
 
 Work in progress (issue 14): the wire transport (``Cluster``, pipelined
-``BrokerConnection``) and the producer. See docs/client.md.
+``BrokerConnection``), the producer, the consumer without group membership,
+and the admin client. See docs/client.md.
 """
 
 from trioring.client._admin import (
@@ -14,6 +15,7 @@ from trioring.client._admin import (
 )
 from trioring.client._cluster import Cluster, parse_bootstrap
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError, UnsupportedApiError
+from trioring.client._consumer import Consumer, ConsumerRecord, NoOffsetError, open_consumer
 from trioring.client._producer import Producer, RecordMetadata, SendHandle, open_producer
 
 __all__ = [
@@ -21,15 +23,19 @@ __all__ = [
     "BrokerConnection",
     "Cluster",
     "ConnectionBrokenError",
+    "Consumer",
+    "ConsumerRecord",
     "GroupDescription",
     "GroupListing",
     "GroupMember",
+    "NoOffsetError",
     "PartitionLag",
     "Producer",
     "RecordMetadata",
     "SendHandle",
     "UnsupportedApiError",
     "open_admin",
+    "open_consumer",
     "open_producer",
     "parse_bootstrap",
 ]

@@ -1,0 +1,1009 @@
+"""Consumer: reads assigned partitions from their leaders, without group membership.
+
+The user assigns partitions (``assign``); each partition has a position, the
+offset of the next record the user gets. One background task schedules the
+work and never blocks: it starts, for each leader node, one Fetch at a time
+covering that node's assigned partitions that are not paused, whose position
+is known and whose buffer is not full. A partition whose position is not yet
+known (freshly assigned, or out of range) is resolved first: from the group's
+committed offset if there is a group, else by ``auto_offset_reset`` with
+ListOffsets. Errors that mean the metadata is stale (NOT_LEADER_OR_FOLLOWER,
+UNKNOWN_TOPIC_OR_PARTITION, a broken connection) refresh it and retry after a
+backoff that grows to ``CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT``; errors that
+retrying cannot fix are kept on the partition and raised to the reader.
+
+Fetched records wait in a buffer per partition; the buffer's bytes are
+bounded by ``max_partition_fetch_bytes`` (a partition is not fetched again
+while its buffer holds that much), so a reader that stops reading stops the
+fetching. Every task lives in the consumer's nursery: leaving the ``async
+with`` block, or cancelling a reader, leaves none behind.
+
+Committing outside a group is Kafka's "simple consumer" commit: OffsetCommit
+to the group's coordinator with generation -1 and member id "".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, Literal
+
+import attrs
+import trio
+from kio.schema.errors import ErrorCode
+
+from trioring._constants import (
+    CLIENT_COORDINATOR_ATTEMPTS_MAX,
+    CLIENT_FETCH_BYTES_MAX_DEFAULT,
+    CLIENT_FETCH_MAX_WAIT_MS_DEFAULT,
+    CLIENT_FETCH_MIN_BYTES_DEFAULT,
+    CLIENT_FRAME_BYTES_MAX,
+    CLIENT_GETMANY_RECORDS_MAX_DEFAULT,
+    CLIENT_PARTITION_FETCH_BYTES_MAX_DEFAULT,
+    CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
+    CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT,
+    CLIENT_RETRY_BACKOFF_MS_DEFAULT,
+)
+from trioring._exception_groups import BodyError, body_exception_unwrapped
+from trioring.client._cluster import Cluster
+from trioring.client._connection import BrokerConnection, ConnectionBrokenError
+from trioring.errors import (
+    InvalidArgumentError,
+    KafkaError,
+    OffsetOutOfRangeError,
+    ProtocolError,
+    TrioringError,
+)
+from trioring.protocol.kafka import ApiKey, request_schema
+from trioring.protocol.kafka._build import build, sibling
+from trioring.protocol.records import Header, decode_batch, iterate_batches
+
+__all__ = [
+    "Consumer",
+    "ConsumerRecord",
+    "NoOffsetError",
+    "open_consumer",
+]
+
+logger = logging.getLogger("trioring.client")
+
+TopicPartition = tuple[str, int]
+OffsetReset = Literal["earliest", "latest", "none"]
+
+#: ListOffsets timestamps that ask for the log start and the end of the log.
+EARLIEST_TIMESTAMP = -2
+LATEST_TIMESTAMP = -1
+#: A record's share of the buffer beyond its key, value and headers.
+_RECORD_OVERHEAD_BYTES = 64
+
+#: Partition errors that a metadata refresh and another try may cure.
+_STALE_METADATA_ERRORS = frozenset(
+    {
+        ErrorCode.not_leader_or_follower,
+        ErrorCode.unknown_topic_or_partition,
+        ErrorCode.leader_not_available,
+        ErrorCode.fenced_leader_epoch,
+        ErrorCode.unknown_leader_epoch,
+        ErrorCode.kafka_storage_error,
+        ErrorCode.replica_not_available,
+        ErrorCode.offset_not_available,
+        ErrorCode.request_timed_out,
+        ErrorCode.network_exception,
+    }
+)
+#: Coordinator errors after which asking again (a new coordinator) may succeed.
+_COORDINATOR_RETRY_ERRORS = frozenset(
+    {
+        ErrorCode.not_coordinator,
+        ErrorCode.coordinator_not_available,
+        ErrorCode.coordinator_load_in_progress,
+        ErrorCode.unstable_offset_commit,
+        ErrorCode.request_timed_out,
+    }
+)
+
+
+class NoOffsetError(TrioringError):
+    """A partition has no position to start from and ``auto_offset_reset`` is "none"."""
+
+    kafka_error_code = ErrorCode.offset_out_of_range
+
+
+class _RetryLater(Exception):
+    """A retriable failure: back off, refresh the metadata, try again."""
+
+
+@attrs.frozen
+class ConsumerRecord:
+    """One record read from a partition."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...]
+    timestamp_ms: int
+
+
+def _record_bytes(record: ConsumerRecord) -> int:
+    size = _RECORD_OVERHEAD_BYTES + len(record.key or b"") + len(record.value or b"")
+    for name, value in record.headers:
+        size += len(name) + len(value or b"")
+    return size
+
+
+@attrs.define(eq=False)
+class _PartitionState:
+    #: Offset of the next record the user gets; None until resolved.
+    position: int | None
+    #: How to resolve a missing position: "committed", "earliest", "latest" or "none".
+    reset: str
+    #: Offset of the next record to fetch (position plus what is buffered).
+    fetch_offset: int = 0
+    paused: bool = False
+    buffer: deque[ConsumerRecord] = attrs.Factory(deque)
+    buffered_bytes: int = 0
+    #: Bumped by every seek and reset: answers to older requests are dropped.
+    epoch: int = 0
+    #: An error retrying cannot fix, raised to the next reader.
+    error: Exception | None = None
+    high_watermark: int = -1
+    log_start_offset: int = -1
+
+
+def _backoff_s(failures: int) -> float:
+    if failures <= 0:
+        return 0.0
+    milliseconds = min(
+        CLIENT_RETRY_BACKOFF_MS_DEFAULT * 2 ** min(failures - 1, 16),
+        CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT,
+    )
+    return float(milliseconds) / 1000
+
+
+class Consumer:
+    """Reads assigned partitions. Open it with :func:`open_consumer`."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        nursery: trio.Nursery,
+        *,
+        group_id: str | None,
+        auto_offset_reset: OffsetReset,
+        fetch_max_wait_ms: int,
+        fetch_min_bytes: int,
+        max_partition_fetch_bytes: int,
+        fetch_max_bytes: int,
+        isolation_level: Literal["read_uncommitted"],
+    ) -> None:
+        self._cluster = cluster
+        self._nursery = nursery
+        self.group_id = group_id
+        self._auto_offset_reset = auto_offset_reset
+        self._fetch_max_wait = datetime.timedelta(milliseconds=fetch_max_wait_ms)
+        self._fetch_min_bytes = fetch_min_bytes
+        self._partition_bytes_max = max_partition_fetch_bytes
+        self._fetch_bytes_max = fetch_max_bytes
+        self._isolation_level = 0 if isolation_level == "read_uncommitted" else 1
+        self._partitions: dict[TopicPartition, _PartitionState] = {}
+        #: Set and replaced on every change a waiting task may care about.
+        self._changed = trio.Event()
+        self._fetching: set[int] = set()
+        self._resolving: set[TopicPartition] = set()
+        self._node_failures: dict[int, int] = {}
+        self._metadata_wanted = False
+        self._metadata_failures = 0
+        self._refreshing = False
+        self._resolve_failures = 0
+        self._next_reader = 0
+        self._counters = {
+            "fetches": 0,
+            "fetch_failures": 0,
+            "records_fetched": 0,
+            "records_delivered": 0,
+            "metadata_refreshes": 0,
+            "offset_resets": 0,
+        }
+
+    # --- assignment and positions ----------------------------------------------------------
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        """Read exactly these partitions from now on (replaces the previous assignment).
+
+        Partitions kept keep their positions and buffers; new ones start from
+        the group's committed offset if there is a group and one is
+        committed, else as ``auto_offset_reset`` says.
+        """
+        wanted: dict[TopicPartition, None] = {}
+        for topic, partition in partitions:
+            if not isinstance(topic, str) or not topic:
+                raise InvalidArgumentError(f"topic {topic!r} is not a topic name")
+            if not isinstance(partition, int) or partition < 0:
+                raise InvalidArgumentError(f"partition {partition!r} is not a partition index")
+            wanted[(topic, partition)] = None
+        reset = "committed" if self.group_id is not None else self._auto_offset_reset
+        self._partitions = {
+            tp: self._partitions.get(tp) or _PartitionState(position=None, reset=reset)
+            for tp in wanted
+        }
+        self._notify()
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions assigned."""
+        return set(self._partitions)
+
+    def _state(self, topic: str, partition: int) -> _PartitionState:
+        state = self._partitions.get((topic, partition))
+        if state is None:
+            raise InvalidArgumentError(
+                f"partition {topic}-{partition} is not assigned to this consumer (assign it first)"
+            )
+        return state
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Read ``topic``-``partition`` from ``offset`` next (buffered records are dropped)."""
+        if not isinstance(offset, int) or offset < 0:
+            raise InvalidArgumentError(f"offset {offset!r} is not an offset (0 or more)")
+        self._set_position(self._state(topic, partition), offset)
+
+    def _set_position(self, state: _PartitionState, offset: int) -> None:
+        state.position = state.fetch_offset = offset
+        state.buffer.clear()
+        state.buffered_bytes = 0
+        state.epoch += 1
+        state.error = None
+        self._notify()
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        """Read these partitions (all assigned if none given) from their log start."""
+        await self._seek_to(partitions, EARLIEST_TIMESTAMP)
+
+    async def seek_to_end(self, *partitions: TopicPartition) -> None:
+        """Read only records produced from now on in these partitions (all if none given)."""
+        await self._seek_to(partitions, LATEST_TIMESTAMP)
+
+    async def _seek_to(self, partitions: Sequence[TopicPartition], timestamp: int) -> None:
+        chosen = list(partitions) or list(self._partitions)
+        states = {tp: self._state(*tp) for tp in chosen}
+        epochs = {tp: state.epoch for tp, state in states.items()}
+        offsets = await self._list_offsets_retrying(dict.fromkeys(chosen, timestamp))
+        for tp, offset in offsets.items():
+            state = states[tp]
+            if self._partitions.get(tp) is state and state.epoch == epochs[tp]:
+                self._set_position(state, offset)
+
+    async def position(self, topic: str, partition: int) -> int:
+        """The offset of the next record this consumer returns from the partition.
+
+        Waits until a freshly assigned partition's position is resolved; raises
+        the partition's error if it cannot be.
+        """
+        state = self._state(topic, partition)
+        while True:
+            if state.error is not None:
+                raise state.error
+            if state.position is not None:
+                await trio.lowlevel.checkpoint()
+                return state.position
+            if self._partitions.get((topic, partition)) is not state:
+                raise InvalidArgumentError(f"partition {topic}-{partition} was unassigned")
+            await self._changed.wait()
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        """Stop fetching and returning these partitions until :meth:`resume`."""
+        for tp in partitions:
+            self._state(*tp).paused = True
+        self._notify()
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        for tp in partitions:
+            self._state(*tp).paused = False
+        self._notify()
+
+    def paused(self) -> set[TopicPartition]:
+        return {tp for tp, state in self._partitions.items() if state.paused}
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def __aiter__(self) -> Consumer:
+        return self
+
+    async def __anext__(self) -> ConsumerRecord:
+        # Cancellation is checked before a record is taken, never after: a
+        # record taken is a record returned.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            records = self._take(1)
+            if records:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return records[0]
+            await self._changed.wait()
+
+    async def getmany(
+        self,
+        *,
+        timeout_s: float = math.inf,
+        max_records: int = CLIENT_GETMANY_RECORDS_MAX_DEFAULT,
+    ) -> list[ConsumerRecord]:
+        """The records available now, up to ``max_records``, waiting up to ``timeout_s``
+        for the first; an empty list if none came. Records of one partition are
+        in offset order; partitions take turns."""
+        if max_records < 1:
+            raise InvalidArgumentError(f"max_records must be 1 or more, not {max_records}")
+        deadline = trio.current_time() + timeout_s
+        # As in __anext__: records taken are never lost to a cancellation.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            records = self._take(max_records)
+            if records:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return records
+            with trio.move_on_at(deadline) as scope:
+                await self._changed.wait()
+            if scope.cancelled_caught:
+                return self._take(max_records)
+
+    def _take(self, records_max: int) -> list[ConsumerRecord]:
+        """Pop up to ``records_max`` buffered records, raising a partition's error once
+        the records fetched before it are read."""
+        states = list(self._partitions.values())
+        for state in states:
+            if state.error is not None and not state.paused and not state.buffer:
+                error, state.error = state.error, None
+                # The scheduler tries the partition again: one out of range, or
+                # without a position, fails again until the user seeks it.
+                self._notify()
+                raise error
+        taken: list[ConsumerRecord] = []
+        if not states:
+            return taken
+        start = self._next_reader % len(states)
+        self._next_reader += 1
+        for index in range(len(states)):
+            state = states[(start + index) % len(states)]
+            if state.paused or not state.buffer:
+                continue
+            was_full = state.buffered_bytes >= self._partition_bytes_max
+            while state.buffer and len(taken) < records_max:
+                record = state.buffer.popleft()
+                state.buffered_bytes -= _record_bytes(record)
+                state.position = record.offset + 1
+                taken.append(record)
+            if not state.buffer:
+                state.position = state.fetch_offset
+            if was_full and state.buffered_bytes < self._partition_bytes_max:
+                self._notify()
+            if len(taken) >= records_max:
+                break
+        self._counters["records_delivered"] += len(taken)
+        return taken
+
+    # --- scheduling ------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _run(self) -> None:
+        """Start fetches, resolutions and metadata refreshes as they become due."""
+        while True:
+            changed = self._changed
+            self._schedule()
+            await changed.wait()
+
+    def _schedule(self) -> None:
+        cluster = self._cluster
+        by_node: dict[int, list[TopicPartition]] = {}
+        unresolved: list[TopicPartition] = []
+        for tp, state in self._partitions.items():
+            if state.error is not None:
+                continue
+            leader = cluster.leader(*tp)
+            if leader is None:
+                self._metadata_wanted = True
+                continue
+            if state.position is None:
+                if tp not in self._resolving:
+                    unresolved.append(tp)
+                continue
+            if state.paused or state.buffered_bytes >= self._partition_bytes_max:
+                continue
+            by_node.setdefault(leader, []).append(tp)
+        if self._metadata_wanted and not self._refreshing:
+            self._refreshing = True
+            self._nursery.start_soon(self._refresh_metadata)
+        if unresolved:
+            self._resolving.update(unresolved)
+            self._nursery.start_soon(self._resolve, unresolved)
+        for node, partitions in by_node.items():
+            if node not in self._fetching:
+                self._fetching.add(node)
+                self._nursery.start_soon(self._fetch, node, partitions, name=f"fetch node {node}")
+
+    async def _refresh_metadata(self) -> None:
+        try:
+            await trio.sleep(_backoff_s(self._metadata_failures))
+            topics = sorted({topic for topic, _ in self._partitions})
+            self._metadata_wanted = False
+            self._counters["metadata_refreshes"] += 1
+            try:
+                await self._cluster.refresh(topics)
+            except (ConnectionBrokenError, KafkaError) as error:
+                logger.debug("consumer: metadata refresh failed: %s", error)
+                self._metadata_failures += 1
+                self._metadata_wanted = True
+            else:
+                self._metadata_failures = 0
+                # Partitions still without a leader are asked for again, later.
+                if any(self._cluster.leader(*tp) is None for tp in self._partitions):
+                    self._metadata_failures += 1
+        finally:
+            self._refreshing = False
+            self._notify()
+
+    # --- resolving positions ------------------------------------------------------------------
+
+    async def _resolve(self, partitions: list[TopicPartition]) -> None:
+        """Find the positions of freshly assigned (or reset) partitions."""
+        states = {tp: self._partitions[tp] for tp in partitions}
+        epochs = {tp: state.epoch for tp, state in states.items()}
+
+        def current(tp: TopicPartition) -> bool:
+            state = states[tp]
+            return self._partitions.get(tp) is state and state.epoch == epochs[tp]
+
+        try:
+            await trio.sleep(_backoff_s(self._resolve_failures))
+            committed_wanted = [tp for tp in partitions if states[tp].reset == "committed"]
+            if committed_wanted:
+                committed = await self._fetch_committed(committed_wanted)
+                for tp in committed_wanted:
+                    if not current(tp):
+                        continue
+                    offset = committed.get(tp)
+                    if offset is not None:
+                        self._apply_position(states[tp], offset)
+                    else:
+                        states[tp].reset = self._auto_offset_reset
+            timestamps: dict[TopicPartition, int] = {}
+            for tp in partitions:
+                state = states[tp]
+                if not current(tp) or state.position is not None:
+                    continue
+                if state.reset == "none":
+                    state.error = NoOffsetError(
+                        f"partition {tp[0]}-{tp[1]} has no committed offset or its offset is "
+                        "out of range, and auto_offset_reset is 'none': seek it to an offset"
+                    )
+                    continue
+                timestamps[tp] = (
+                    EARLIEST_TIMESTAMP if state.reset == "earliest" else LATEST_TIMESTAMP
+                )
+            if timestamps:
+                offsets = await self._list_offsets(timestamps)
+                for tp, offset in offsets.items():
+                    if current(tp):
+                        self._counters["offset_resets"] += 1
+                        self._apply_position(states[tp], offset)
+            self._resolve_failures = 0
+        except (_RetryLater, ConnectionBrokenError) as error:
+            logger.debug("consumer: resolving positions failed, will retry: %s", error)
+            self._resolve_failures += 1
+            self._metadata_wanted = True
+        except KafkaError as error:
+            if error.kafka_error_code in _COORDINATOR_RETRY_ERRORS:
+                # The group's coordinator is away (a broker restarting): try later.
+                self._resolve_failures += 1
+                return
+            for tp in partitions:
+                if current(tp) and states[tp].position is None:
+                    states[tp].error = error
+        finally:
+            self._resolving.difference_update(partitions)
+            self._notify()
+
+    def _apply_position(self, state: _PartitionState, offset: int) -> None:
+        state.position = state.fetch_offset = offset
+        state.buffer.clear()
+        state.buffered_bytes = 0
+        state.epoch += 1
+        state.reset = self._auto_offset_reset
+
+    async def _list_offsets_retrying(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        for attempt in range(CLIENT_COORDINATOR_ATTEMPTS_MAX):
+            try:
+                return await self._list_offsets(timestamps)
+            except (_RetryLater, ConnectionBrokenError) as error:
+                if attempt + 1 == CLIENT_COORDINATOR_ATTEMPTS_MAX:
+                    raise KafkaError(
+                        f"ListOffsets failed {CLIENT_COORDINATOR_ATTEMPTS_MAX} times: {error}",
+                        ErrorCode.leader_not_available,
+                    ) from None
+                await trio.sleep(_backoff_s(attempt + 1))
+                with contextlib.suppress(ConnectionBrokenError):
+                    await self._cluster.refresh({topic for topic, _ in timestamps})
+        raise AssertionError("unreachable")
+
+    async def _list_offsets(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """The offset for each partition's timestamp, asked of each leader."""
+        by_node: dict[int, list[TopicPartition]] = {}
+        for tp in timestamps:
+            leader = self._cluster.leader(*tp)
+            if leader is None:
+                raise _RetryLater(f"partition {tp[0]}-{tp[1]} has no known leader")
+            by_node.setdefault(leader, []).append(tp)
+        offsets: dict[TopicPartition, int] = {}
+        for node, partitions in by_node.items():
+            connection = await self._cluster.connection(node)
+            version = connection.version(ApiKey.LIST_OFFSETS)
+            schema = request_schema(ApiKey.LIST_OFFSETS, version)
+            topic_class = sibling(schema, "ListOffsetsTopic")
+            partition_class = sibling(schema, "ListOffsetsPartition")
+            topics = _by_topic(partitions)
+            _, response = await connection.request(
+                ApiKey.LIST_OFFSETS,
+                replica_id=-1,
+                isolation_level=self._isolation_level,
+                topics=tuple(
+                    build(
+                        topic_class,
+                        name=topic,
+                        partitions=tuple(
+                            build(
+                                partition_class,
+                                partition_index=p,
+                                current_leader_epoch=-1,
+                                timestamp=timestamps[(topic, p)],
+                            )
+                            for p in indexes
+                        ),
+                    )
+                    for topic, indexes in topics.items()
+                ),
+            )
+            for topic in response.topics:
+                for answer in topic.partitions:
+                    tp = (topic.name, int(answer.partition_index))
+                    code = ErrorCode(answer.error_code)
+                    if code in _STALE_METADATA_ERRORS:
+                        raise _RetryLater(f"ListOffsets {tp[0]}-{tp[1]}: {code.name}")
+                    if code != ErrorCode.none:
+                        raise KafkaError(f"ListOffsets {tp[0]}-{tp[1]}: {code.name}", code)
+                    offsets[tp] = int(answer.offset)
+        missing = set(timestamps) - set(offsets)
+        if missing:
+            raise _RetryLater(f"ListOffsets did not answer for {sorted(missing)}")
+        return offsets
+
+    # --- fetching --------------------------------------------------------------------------
+
+    async def _fetch(self, node: int, partitions: list[TopicPartition]) -> None:
+        """One Fetch to ``node`` for ``partitions``; its records into the buffers."""
+        sent = {tp: (self._partitions[tp], self._partitions[tp].epoch) for tp in partitions}
+        stale = False
+        try:
+            await trio.sleep(_backoff_s(self._node_failures.get(node, 0)))
+            # The positions as they are now (the backoff may have seen seeks).
+            sent = {
+                tp: (state, state.epoch)
+                for tp, (state, _) in sent.items()
+                if self._partitions.get(tp) is state and state.position is not None
+            }
+            if not sent:
+                return
+            connection = await self._cluster.connection(node)
+            response = await self._fetch_request(connection, sent)
+            self._counters["fetches"] += 1
+            top_error = ErrorCode(getattr(response, "error_code", ErrorCode.none))
+            if top_error != ErrorCode.none:
+                raise _RetryLater(f"Fetch from node {node}: {top_error.name}")
+            for topic in response.responses:
+                for answer in topic.partitions:
+                    tp = (topic.topic, int(answer.partition_index))
+                    entry = sent.get(tp)
+                    if entry is None:
+                        continue
+                    state, epoch = entry
+                    if self._partitions.get(tp) is not state or state.epoch != epoch:
+                        continue  # sought or unassigned meanwhile
+                    stale |= self._apply_fetched(tp, state, answer)
+            self._node_failures.pop(node, None)
+        except (_RetryLater, ConnectionBrokenError) as error:
+            logger.debug("consumer: fetch from node %d failed: %s", node, error)
+            stale = True
+        finally:
+            if stale:
+                self._counters["fetch_failures"] += 1
+                self._node_failures[node] = self._node_failures.get(node, 0) + 1
+                self._metadata_wanted = True
+            self._fetching.discard(node)
+            self._notify()
+
+    async def _fetch_request(
+        self,
+        connection: BrokerConnection,
+        sent: Mapping[TopicPartition, tuple[_PartitionState, int]],
+    ) -> Any:
+        version = connection.version(ApiKey.FETCH)
+        schema = request_schema(ApiKey.FETCH, version)
+        topic_class = sibling(schema, "FetchTopic")
+        partition_class = sibling(schema, "FetchPartition")
+        topics = _by_topic(sent)
+        _, response = await connection.request(
+            ApiKey.FETCH,
+            replica_id=-1,
+            max_wait=self._fetch_max_wait,
+            min_bytes=self._fetch_min_bytes,
+            max_bytes=self._fetch_bytes_max,
+            isolation_level=self._isolation_level,
+            session_id=0,
+            session_epoch=-1,
+            topics=tuple(
+                build(
+                    topic_class,
+                    topic=topic,
+                    partitions=tuple(
+                        build(
+                            partition_class,
+                            partition=p,
+                            current_leader_epoch=-1,
+                            fetch_offset=sent[(topic, p)][0].fetch_offset,
+                            last_fetched_epoch=-1,
+                            log_start_offset=-1,
+                            partition_max_bytes=self._partition_bytes_max,
+                        )
+                        for p in indexes
+                    ),
+                )
+                for topic, indexes in topics.items()
+            ),
+            forgotten_topics_data=(),
+            rack_id="",
+        )
+        return response
+
+    def _apply_fetched(self, tp: TopicPartition, state: _PartitionState, answer: Any) -> bool:
+        """Take one partition's part of a Fetch response; True if the metadata is stale."""
+        code = ErrorCode(answer.error_code)
+        if code == ErrorCode.offset_out_of_range:
+            log_start = int(getattr(answer, "log_start_offset", -1))
+            self._counters["offset_resets"] += 1
+            if self._auto_offset_reset == "none":
+                state.error = OffsetOutOfRangeError(
+                    f"offset {state.fetch_offset} of partition {tp[0]}-{tp[1]} is out of range "
+                    f"(log start {log_start}, high watermark {int(answer.high_watermark)}) "
+                    "and auto_offset_reset is 'none': seek it to an offset",
+                    log_start_offset=log_start,
+                    high_watermark=int(answer.high_watermark),
+                )
+            else:
+                state.position = None
+                state.reset = self._auto_offset_reset
+                state.buffer.clear()
+                state.buffered_bytes = 0
+                state.epoch += 1
+            return False
+        if code in _STALE_METADATA_ERRORS:
+            logger.debug("consumer: fetch %s-%d: %s", tp[0], tp[1], code.name)
+            return True
+        if code != ErrorCode.none:
+            state.error = KafkaError(f"Fetch {tp[0]}-{tp[1]}: {code.name}", code)
+            return False
+        state.high_watermark = int(answer.high_watermark)
+        state.log_start_offset = int(getattr(answer, "log_start_offset", -1))
+        data = answer.records
+        if not data:
+            return False
+        try:
+            self._take_batches(tp, state, data)
+        except ProtocolError as error:
+            state.error = error
+        return False
+
+    def _take_batches(self, tp: TopicPartition, state: _PartitionState, data: bytes) -> None:
+        topic, partition = tp
+        fetched = 0
+        for position, header in iterate_batches(data, allow_partial_tail=True):
+            if header.next_offset <= state.fetch_offset:
+                continue  # before the position: a batch the broker sent whole
+            if header.is_control:
+                # read_uncommitted: transaction markers are not records.
+                state.fetch_offset = header.next_offset
+                continue
+            _, records = decode_batch(data, position)
+            for record in records:
+                assert record.offset is not None and record.timestamp_ms is not None
+                if record.offset < state.fetch_offset:
+                    continue
+                consumed = ConsumerRecord(
+                    topic=topic,
+                    partition=partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=record.value,
+                    headers=record.headers,
+                    timestamp_ms=record.timestamp_ms,
+                )
+                state.buffer.append(consumed)
+                state.buffered_bytes += _record_bytes(consumed)
+                fetched += 1
+            # Compaction may leave the batch's last offsets without records.
+            state.fetch_offset = header.next_offset
+        if not state.buffer:
+            state.position = state.fetch_offset
+        self._counters["records_fetched"] += fetched
+
+    # --- committed offsets -----------------------------------------------------------------
+
+    def _require_group(self) -> str:
+        if self.group_id is None:
+            raise InvalidArgumentError(
+                "committed offsets belong to a group: open the consumer with group_id=..."
+            )
+        return self.group_id
+
+    async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit ``offsets`` (the next offset to read, per partition) for the group;
+        None commits the current position of every assigned partition that has one."""
+        group_id = self._require_group()
+        if offsets is None:
+            offsets = {
+                tp: state.position
+                for tp, state in self._partitions.items()
+                if state.position is not None
+            }
+        for (topic, partition), offset in offsets.items():
+            if not isinstance(offset, int) or offset < 0:
+                raise InvalidArgumentError(
+                    f"offset {offset!r} for {topic}-{partition} is not an offset (0 or more)"
+                )
+        if not offsets:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._coordinator_request(lambda c: self._offset_commit(c, group_id, offsets))
+
+    async def committed(self, topic: str, partition: int) -> int | None:
+        """The group's committed offset for the partition; None if there is none."""
+        self._require_group()
+        offsets = await self._fetch_committed([(topic, partition)])
+        return offsets.get((topic, partition))
+
+    async def _fetch_committed(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        group_id = self._require_group()
+        result: dict[TopicPartition, int | None] = await self._coordinator_request(
+            lambda c: self._offset_fetch(c, group_id, partitions)
+        )
+        return result
+
+    async def _coordinator_request(self, send: Any) -> Any:
+        """Run ``send(connection)`` against the group's coordinator, retrying if it moves."""
+        error: Exception | None = None
+        for attempt in range(CLIENT_COORDINATOR_ATTEMPTS_MAX):
+            await trio.sleep(_backoff_s(attempt))
+            try:
+                connection = await self._coordinator()
+                return await send(connection)
+            except (_RetryLater, ConnectionBrokenError) as retriable:
+                logger.debug("consumer: coordinator request failed: %s", retriable)
+                error = retriable
+        raise KafkaError(
+            f"the coordinator of group {self.group_id!r} did not answer after "
+            f"{CLIENT_COORDINATOR_ATTEMPTS_MAX} tries: {error}",
+            ErrorCode.coordinator_not_available,
+        )
+
+    async def _coordinator(self) -> BrokerConnection:
+        connection = await self._cluster.any_connection()
+        _, response = await connection.request(
+            ApiKey.FIND_COORDINATOR, key=self.group_id, key_type=0
+        )
+        code = ErrorCode(response.error_code)
+        if code in _COORDINATOR_RETRY_ERRORS:
+            raise _RetryLater(f"FindCoordinator: {code.name}")
+        if code != ErrorCode.none:
+            raise KafkaError(f"FindCoordinator for group {self.group_id!r}: {code.name}", code)
+        node = int(response.node_id)
+        if node not in self._cluster.brokers:
+            await self._cluster.refresh([])
+        return await self._cluster.connection(node)
+
+    async def _offset_commit(
+        self,
+        connection: BrokerConnection,
+        group_id: str,
+        offsets: Mapping[TopicPartition, int],
+    ) -> None:
+        version = connection.version(ApiKey.OFFSET_COMMIT)
+        schema = request_schema(ApiKey.OFFSET_COMMIT, version)
+        topic_class = sibling(schema, "OffsetCommitRequestTopic")
+        partition_class = sibling(schema, "OffsetCommitRequestPartition")
+        _, response = await connection.request(
+            ApiKey.OFFSET_COMMIT,
+            group_id=group_id,
+            generation_id_or_member_epoch=-1,
+            member_id="",
+            group_instance_id=None,
+            topics=tuple(
+                build(
+                    topic_class,
+                    name=topic,
+                    partitions=tuple(
+                        build(
+                            partition_class,
+                            partition_index=p,
+                            committed_offset=offsets[(topic, p)],
+                            committed_leader_epoch=-1,
+                            committed_metadata="",
+                        )
+                        for p in indexes
+                    ),
+                )
+                for topic, indexes in _by_topic(offsets).items()
+            ),
+        )
+        for topic in response.topics:
+            for answer in topic.partitions:
+                code = ErrorCode(answer.error_code)
+                if code in _COORDINATOR_RETRY_ERRORS:
+                    raise _RetryLater(f"OffsetCommit: {code.name}")
+                if code != ErrorCode.none:
+                    raise KafkaError(
+                        f"OffsetCommit {topic.name}-{answer.partition_index} for group "
+                        f"{group_id!r}: {code.name}",
+                        code,
+                    )
+
+    async def _offset_fetch(
+        self,
+        connection: BrokerConnection,
+        group_id: str,
+        partitions: Sequence[TopicPartition],
+    ) -> dict[TopicPartition, int | None]:
+        version = connection.version(ApiKey.OFFSET_FETCH)
+        topic_class = sibling(
+            request_schema(ApiKey.OFFSET_FETCH, version), "OffsetFetchRequestTopic"
+        )
+        _, response = await connection.request(
+            ApiKey.OFFSET_FETCH,
+            group_id=group_id,
+            topics=tuple(
+                build(topic_class, name=topic, partition_indexes=tuple(indexes))
+                for topic, indexes in _by_topic(partitions).items()
+            ),
+            require_stable=False,
+        )
+        code = ErrorCode(getattr(response, "error_code", ErrorCode.none))
+        if code in _COORDINATOR_RETRY_ERRORS:
+            raise _RetryLater(f"OffsetFetch: {code.name}")
+        if code != ErrorCode.none:
+            raise KafkaError(f"OffsetFetch for group {group_id!r}: {code.name}", code)
+        result: dict[TopicPartition, int | None] = {}
+        for topic in response.topics:
+            for answer in topic.partitions:
+                code = ErrorCode(answer.error_code)
+                if code in _COORDINATOR_RETRY_ERRORS:
+                    raise _RetryLater(f"OffsetFetch: {code.name}")
+                if code != ErrorCode.none:
+                    raise KafkaError(
+                        f"OffsetFetch {topic.name}-{answer.partition_index} for group "
+                        f"{group_id!r}: {code.name}",
+                        code,
+                    )
+                offset = int(answer.committed_offset)
+                result[(topic.name, int(answer.partition_index))] = offset if offset >= 0 else None
+        return result
+
+    # --- statistics ------------------------------------------------------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            **self._counters,
+            "group_id": self.group_id,
+            "fetching_nodes": sorted(self._fetching),
+            "node_failures": dict(self._node_failures),
+            "partitions": {
+                f"{topic}-{partition}": {
+                    "position": state.position,
+                    "fetch_offset": state.fetch_offset,
+                    "buffered_records": len(state.buffer),
+                    "buffered_bytes": state.buffered_bytes,
+                    "high_watermark": state.high_watermark,
+                    "log_start_offset": state.log_start_offset,
+                    "paused": state.paused,
+                    "error": None if state.error is None else str(state.error),
+                }
+                for (topic, partition), state in self._partitions.items()
+            },
+        }
+
+
+def _by_topic(partitions: Iterable[TopicPartition]) -> dict[str, list[int]]:
+    topics: dict[str, list[int]] = {}
+    for topic, partition in partitions:
+        topics.setdefault(topic, []).append(partition)
+    return topics
+
+
+@asynccontextmanager
+async def open_consumer(
+    bootstrap: str | Sequence[str] | None = None,
+    *,
+    group_id: str | None = None,
+    auto_offset_reset: OffsetReset = "latest",
+    fetch_max_wait_ms: int = CLIENT_FETCH_MAX_WAIT_MS_DEFAULT,
+    fetch_min_bytes: int = CLIENT_FETCH_MIN_BYTES_DEFAULT,
+    max_partition_fetch_bytes: int = CLIENT_PARTITION_FETCH_BYTES_MAX_DEFAULT,
+    fetch_max_bytes: int = CLIENT_FETCH_BYTES_MAX_DEFAULT,
+    isolation_level: Literal["read_uncommitted"] = "read_uncommitted",
+    client_id: str = "trioring-consumer",
+    request_timeout_ms: int = CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
+    cluster: Cluster | None = None,
+) -> AsyncIterator[Consumer]:
+    """A consumer of assigned partitions for the block (see the module docstring).
+
+    Give ``bootstrap`` ("host:port,...") and it opens a cluster of its own, or
+    ``cluster`` to share one with a producer.
+    """
+    if auto_offset_reset not in ("earliest", "latest", "none"):
+        raise InvalidArgumentError(
+            f"auto_offset_reset must be 'earliest', 'latest' or 'none', not {auto_offset_reset!r}"
+        )
+    if isolation_level != "read_uncommitted":
+        raise InvalidArgumentError(
+            f"isolation_level {isolation_level!r} is not supported yet (only 'read_uncommitted')"
+        )
+    if not 0 <= fetch_max_wait_ms < request_timeout_ms:
+        raise InvalidArgumentError(
+            f"fetch_max_wait_ms ({fetch_max_wait_ms}) must be 0 or more and below "
+            f"request_timeout_ms ({request_timeout_ms})"
+        )
+    if not 1 <= max_partition_fetch_bytes <= fetch_max_bytes < CLIENT_FRAME_BYTES_MAX:
+        raise InvalidArgumentError(
+            f"need 1 <= max_partition_fetch_bytes ({max_partition_fetch_bytes}) <= "
+            f"fetch_max_bytes ({fetch_max_bytes}) < {CLIENT_FRAME_BYTES_MAX}"
+        )
+    if fetch_min_bytes < 0:
+        raise InvalidArgumentError(f"fetch_min_bytes must be 0 or more, not {fetch_min_bytes}")
+    if group_id is not None and not group_id:
+        raise InvalidArgumentError("group_id must be a non-empty string or None")
+    async with AsyncExitStack() as stack:
+        if cluster is None:
+            if bootstrap is None:
+                raise InvalidArgumentError("give bootstrap addresses or a cluster")
+            cluster = await stack.enter_async_context(
+                Cluster.open(bootstrap, client_id=client_id, request_timeout_ms=request_timeout_ms)
+            )
+        body = BodyError()
+        async with body_exception_unwrapped(body), trio.open_nursery() as nursery:
+            consumer = Consumer(
+                cluster,
+                nursery,
+                group_id=group_id,
+                auto_offset_reset=auto_offset_reset,
+                fetch_max_wait_ms=fetch_max_wait_ms,
+                fetch_min_bytes=fetch_min_bytes,
+                max_partition_fetch_bytes=max_partition_fetch_bytes,
+                fetch_max_bytes=fetch_max_bytes,
+                isolation_level=isolation_level,
+            )
+            nursery.start_soon(consumer._run, name="consumer scheduler")
+            try:
+                yield consumer
+            except BaseException as error:
+                body.error = error
+                raise
+            finally:
+                nursery.cancel_scope.cancel()
