@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from trioring.client import RecordMetadata, open_producer
@@ -296,6 +296,10 @@ async def test_operator_mistakes_and_oversized_records(broker: BrokerProcess) ->
     ),
     st.sampled_from([None, 0.0, 0.01]),
 )
+# Found by this test: records queued before their topic's metadata, then the
+# producer closed while that metadata was being looked up, were left without
+# an outcome.
+@example(operations=[("send_nowait", None), ("send", None)], close_after=0.0)
 def test_cancellation_at_any_point_leaves_no_task_and_no_record_doubled(
     broker: BrokerProcess, operations: list[tuple[str, float | None]], close_after: float | None
 ) -> None:

@@ -218,42 +218,10 @@ class Admin:
             by_leader.setdefault(leader, []).append((topic, partition))
         offsets: dict[tuple[str, int], int] = {}
         for leader, asked in by_leader.items():
-            connection = await self._cluster.connection(leader)
-            version = connection.version(ApiKey.LIST_OFFSETS)
-            request = request_schema(ApiKey.LIST_OFFSETS, version)
-            topic_class = sibling(request, "ListOffsetsTopic")
-            partition_class = sibling(request, "ListOffsetsPartition")
-            topics: dict[str, list[int]] = {}
-            for topic, partition in asked:
-                topics.setdefault(topic, []).append(partition)
-            _, response = await connection.request(
-                ApiKey.LIST_OFFSETS,
-                replica_id=-1,
-                isolation_level=0,
-                topics=tuple(
-                    build(
-                        topic_class,
-                        name=topic,
-                        partitions=tuple(
-                            build(
-                                partition_class,
-                                partition_index=p,
-                                current_leader_epoch=-1,
-                                timestamp=timestamp,
-                                max_num_offsets=1,
-                            )
-                            for p in numbers
-                        ),
-                    )
-                    for topic, numbers in topics.items()
-                ),
-            )
-            for topic in response.topics:
-                for answer in topic.partitions:
-                    _raise_for(
-                        answer.error_code, f"list offsets of {topic.name}-{answer.partition_index}"
-                    )
-                    offsets[(topic.name, int(answer.partition_index))] = int(answer.offset)
+            answers = await self._cluster.list_offsets_at(leader, dict.fromkeys(asked, timestamp))
+            for (topic, partition), (code, offset) in answers.items():
+                _raise_for(code, f"list offsets of {topic}-{partition}")
+                offsets[(topic, partition)] = offset
         return offsets
 
     # --- groups --------------------------------------------------------------------------
@@ -326,27 +294,15 @@ class Admin:
         """The group's committed offset, the log end and the lag of every partition it
         committed in."""
         connection = await self._coordinator(group_id)
-        version = connection.version(ApiKey.OFFSET_FETCH)
-        if version >= 8:
-            group_class = sibling(
-                request_schema(ApiKey.OFFSET_FETCH, version), "OffsetFetchRequestGroup"
-            )
-            _, response = await connection.request(
-                ApiKey.OFFSET_FETCH,
-                groups=(build(group_class, group_id=group_id, topics=None),),
-                require_stable=False,
-            )
-            [group] = response.groups
-            _raise_for(group.error_code, f"fetch the offsets of group {group_id!r}")
-            topics = group.topics
-        else:
-            _, response = await connection.request(
-                ApiKey.OFFSET_FETCH, group_id=group_id, topics=None, require_stable=False
-            )
-            _raise_for(
-                getattr(response, "error_code", 0), f"fetch the offsets of group {group_id!r}"
-            )
-            topics = response.topics
+        # CLIENT_VERSIONS stops OffsetFetch at v7: one group per request, at the top level.
+        _, response = await connection.request(
+            ApiKey.OFFSET_FETCH, group_id=group_id, topics=None, require_stable=False
+        )
+        _raise_for(
+            getattr(response, "error_code", ErrorCode.none),
+            f"fetch the offsets of group {group_id!r}",
+        )
+        topics = response.topics
         committed = {
             (topic.name, int(p.partition_index)): int(p.committed_offset)
             for topic in topics

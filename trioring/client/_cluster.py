@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -227,6 +227,46 @@ class Cluster:
         for node in [n for n in self._connections if isinstance(n, int)]:
             if node not in self.brokers:
                 self._connections.pop(node)
+
+    async def list_offsets_at(
+        self, node: int, timestamps: Mapping[tuple[str, int], int], isolation_level: int = 0
+    ) -> dict[tuple[str, int], tuple[int, int]]:
+        """One ListOffsets request to ``node`` (the partitions' leader): for each partition,
+        (error code, the offset of its timestamp; -1 latest, -2 earliest)."""
+        connection = await self.connection(node)
+        request = request_schema(ApiKey.LIST_OFFSETS, connection.version(ApiKey.LIST_OFFSETS))
+        topic_class = sibling(request, "ListOffsetsTopic")
+        partition_class = sibling(request, "ListOffsetsPartition")
+        topics: dict[str, list[int]] = {}
+        for topic, partition in timestamps:
+            topics.setdefault(topic, []).append(partition)
+        _, response = await connection.request(
+            ApiKey.LIST_OFFSETS,
+            replica_id=-1,
+            isolation_level=isolation_level,
+            topics=tuple(
+                build(
+                    topic_class,
+                    name=topic,
+                    partitions=tuple(
+                        build(
+                            partition_class,
+                            partition_index=partition,
+                            current_leader_epoch=-1,
+                            timestamp=timestamps[(topic, partition)],
+                            max_num_offsets=1,
+                        )
+                        for partition in partitions
+                    ),
+                )
+                for topic, partitions in topics.items()
+            ),
+        )
+        return {
+            (topic.name, int(answer.partition_index)): (int(answer.error_code), int(answer.offset))
+            for topic in response.topics
+            for answer in topic.partitions
+        }
 
     def stale(self) -> bool:
         return trio.current_time() - self._metadata_time > self._metadata_max_age_s

@@ -545,42 +545,16 @@ class Consumer:
             by_node.setdefault(leader, []).append(tp)
         offsets: dict[TopicPartition, int] = {}
         for node, partitions in by_node.items():
-            connection = await self._cluster.connection(node)
-            version = connection.version(ApiKey.LIST_OFFSETS)
-            schema = request_schema(ApiKey.LIST_OFFSETS, version)
-            topic_class = sibling(schema, "ListOffsetsTopic")
-            partition_class = sibling(schema, "ListOffsetsPartition")
-            topics = _by_topic(partitions)
-            _, response = await connection.request(
-                ApiKey.LIST_OFFSETS,
-                replica_id=-1,
-                isolation_level=self._isolation_level,
-                topics=tuple(
-                    build(
-                        topic_class,
-                        name=topic,
-                        partitions=tuple(
-                            build(
-                                partition_class,
-                                partition_index=p,
-                                current_leader_epoch=-1,
-                                timestamp=timestamps[(topic, p)],
-                            )
-                            for p in indexes
-                        ),
-                    )
-                    for topic, indexes in topics.items()
-                ),
+            answers = await self._cluster.list_offsets_at(
+                node, {tp: timestamps[tp] for tp in partitions}, self._isolation_level
             )
-            for topic in response.topics:
-                for answer in topic.partitions:
-                    tp = (topic.name, int(answer.partition_index))
-                    code = ErrorCode(answer.error_code)
-                    if code in _STALE_METADATA_ERRORS:
-                        raise _RetryLater(f"ListOffsets {tp[0]}-{tp[1]}: {code.name}")
-                    if code != ErrorCode.none:
-                        raise KafkaError(f"ListOffsets {tp[0]}-{tp[1]}: {code.name}", code)
-                    offsets[tp] = int(answer.offset)
+            for tp, (code, offset) in answers.items():
+                error = ErrorCode(code)
+                if error in _STALE_METADATA_ERRORS:
+                    raise _RetryLater(f"ListOffsets {tp[0]}-{tp[1]}: {error.name}")
+                if error != ErrorCode.none:
+                    raise KafkaError(f"ListOffsets {tp[0]}-{tp[1]}: {error.name}", error)
+                offsets[tp] = offset
         missing = set(timestamps) - set(offsets)
         if missing:
             raise _RetryLater(f"ListOffsets did not answer for {sorted(missing)}")

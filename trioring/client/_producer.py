@@ -413,18 +413,23 @@ class Producer:
     async def _partition_pending(self) -> None:
         if not self._unpartitioned:
             return
-        # Records queued from here on wait on new events: these are set below.
-        pending, self._unpartitioned = self._unpartitioned, []
-        placements, self._placements = self._placements, {}
+        # Look the topics up first: if this is cancelled (the producer closes),
+        # the records are still queued and the close gives them their outcome.
         topics: dict[str, int | TrioringError] = {}
-        for name in {handle.topic for _, handle, _ in pending}:
+        for name in {handle.topic for _, handle, _ in self._unpartitioned}:
             try:
                 topics[name] = len((await self._cluster.topic(name)).partitions)
             except TrioringError as error:
                 topics[name] = error
+        pending, self._unpartitioned = self._unpartitioned, []
+        placements, self._placements = self._placements, {}
         for record, handle, size in pending:
-            count = topics[handle.topic]
-            if isinstance(count, TrioringError):
+            count = topics.get(handle.topic)
+            if count is None:
+                # Queued for another topic while the lookups ran: next time.
+                handle._placed = self._placements.setdefault(handle.topic, trio.Event())
+                self._unpartitioned.append((record, handle, size))
+            elif isinstance(count, TrioringError):
                 handle._error = count
                 self._buffered_bytes -= size
             else:
