@@ -200,7 +200,8 @@ class Producer:
         self._partitioner = StickyPartitioner()
         #: (topic, partition) -> its batches, oldest first; the first may be in flight.
         self._batches: dict[tuple[str, int], deque[_Batch]] = {}
-        #: Records whose topic's partitions are not known yet (send_nowait).
+        #: Records whose topic's partitions are not known yet (send_nowait), and those
+        #: queued behind them; a topic is in ``_placements`` while it has some here.
         self._unpartitioned: list[tuple[RecordFields, SendHandle, int]] = []
         self._in_flight: set[tuple[str, int]] = set()
         self._buffered_bytes = 0
@@ -346,7 +347,9 @@ class Producer:
         self._buffered_bytes += size
         if self._idle.is_set():
             self._idle = trio.Event()
-        if partition is None:
+        if partition is None or topic in self._placements:
+            # Waiting for the topic's partitions, or behind records that are: a
+            # record must not overtake those sent before it.
             placed = self._placements.get(topic)
             if placed is None:
                 placed = self._placements[topic] = trio.Event()
@@ -432,12 +435,19 @@ class Producer:
             elif isinstance(count, TrioringError):
                 handle._error = count
                 self._buffered_bytes -= size
-            else:
-                handle.partition = (
-                    partition_for_key(record[0], count)
-                    if record[0] is not None
-                    else self._partitioner.partition(handle.topic, count)
+            elif handle.partition is not None and not 0 <= handle.partition < count:
+                handle._error = KafkaError(
+                    f"topic {handle.topic!r} has {count} partitions, not {handle.partition + 1}",
+                    ErrorCode.unknown_topic_or_partition,
                 )
+                self._buffered_bytes -= size
+            else:
+                if handle.partition is None:
+                    handle.partition = (
+                        partition_for_key(record[0], count)
+                        if record[0] is not None
+                        else self._partitioner.partition(handle.topic, count)
+                    )
                 self._append(handle.topic, handle.partition, record, handle, size)
         for placed in placements.values():
             placed.set()
