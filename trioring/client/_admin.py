@@ -40,7 +40,6 @@ __all__ = [
 #: ListOffsets' special timestamps.
 _LATEST, _EARLIEST = -1, -2
 _TOPIC_RESOURCE = 2
-_GROUP_KEY_TYPE = 0
 
 
 @attrs.frozen
@@ -227,20 +226,14 @@ class Admin:
     # --- groups --------------------------------------------------------------------------
 
     async def _coordinator(self, group_id: str) -> BrokerConnection:
-        connection = await self._cluster.any_connection()
         for _ in range(10):
-            _, response = await connection.request(
-                ApiKey.FIND_COORDINATOR, key=group_id, key_type=_GROUP_KEY_TYPE
-            )
-            code = int(response.error_code)
+            code, message, connection = await self._cluster.coordinator(group_id)
             if code == ErrorCode.coordinator_not_available:
                 await trio.sleep(0.1)
                 continue
-            _raise_for(code, f"find the coordinator of group {group_id!r}", response.error_message)
-            node = int(response.node_id)
-            if node not in self._cluster.brokers:
-                self._cluster.brokers[node] = (response.host, int(response.port))
-            return await self._cluster.connection(node)
+            _raise_for(code, f"find the coordinator of group {group_id!r}", message)
+            assert connection is not None
+            return connection
         raise KafkaError(
             f"no coordinator for group {group_id!r}", ErrorCode.coordinator_not_available
         )

@@ -36,6 +36,9 @@ __all__ = ["Cluster", "PartitionInfo", "TopicInfo", "parse_bootstrap"]
 
 logger = logging.getLogger("trioring.client")
 
+#: FindCoordinator's key type of a consumer group.
+_GROUP_KEY_TYPE = 0
+
 
 def parse_bootstrap(bootstrap: str | Sequence[str]) -> list[tuple[str, int]]:
     """``"host:port,host:port"`` (or a list of them) as (host, port) pairs."""
@@ -267,6 +270,21 @@ class Cluster:
             for topic in response.topics
             for answer in topic.partitions
         }
+
+    async def coordinator(self, group_id: str) -> tuple[int, str | None, BrokerConnection | None]:
+        """FindCoordinator of a group: (error code, the broker's message, a connection to
+        the coordinator when there is one). Retrying is the caller's to decide."""
+        connection = await self.any_connection()
+        _, response = await connection.request(
+            ApiKey.FIND_COORDINATOR, key=group_id, key_type=_GROUP_KEY_TYPE
+        )
+        code = int(response.error_code)
+        if code != ErrorCode.none:
+            return code, response.error_message, None
+        node = int(response.node_id)
+        if node not in self.brokers:
+            await self.refresh([])
+        return code, None, await self.connection(node)
 
     def stale(self) -> bool:
         return trio.current_time() - self._metadata_time > self._metadata_max_age_s

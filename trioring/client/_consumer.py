@@ -780,19 +780,15 @@ class Consumer:
         )
 
     async def _coordinator(self) -> BrokerConnection:
-        connection = await self._cluster.any_connection()
-        _, response = await connection.request(
-            ApiKey.FIND_COORDINATOR, key=self.group_id, key_type=0
-        )
-        code = ErrorCode(response.error_code)
-        if code in _COORDINATOR_RETRY_ERRORS:
-            raise _RetryLater(f"FindCoordinator: {code.name}")
-        if code != ErrorCode.none:
-            raise KafkaError(f"FindCoordinator for group {self.group_id!r}: {code.name}", code)
-        node = int(response.node_id)
-        if node not in self._cluster.brokers:
-            await self._cluster.refresh([])
-        return await self._cluster.connection(node)
+        assert self.group_id is not None
+        code, _, connection = await self._cluster.coordinator(self.group_id)
+        error = ErrorCode(code)
+        if error in _COORDINATOR_RETRY_ERRORS:
+            raise _RetryLater(f"FindCoordinator: {error.name}")
+        if error != ErrorCode.none:
+            raise KafkaError(f"FindCoordinator for group {self.group_id!r}: {error.name}", error)
+        assert connection is not None
+        return connection
 
     async def _offset_commit(
         self,

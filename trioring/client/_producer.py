@@ -270,8 +270,7 @@ class Producer:
             size = self._check(topic, record)
         else:
             record = (key, value, (), timestamp_ms)
-            size = 17 + (len(key) if key else 0) + (len(value) if value else 0)
-            size += 1 if size < 64 else 2 if size < 8192 else 3
+            size = estimate_fields_bytes(key, value, ())
             if (
                 size > self._request_bytes_max
                 or self._closed
