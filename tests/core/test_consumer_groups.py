@@ -21,7 +21,7 @@ from trioring.core.groups import (
     GroupCoordinator,
 )
 from trioring.core.groups.consumer import LEAVE_GROUP_EPOCH, LEAVE_GROUP_STATIC_EPOCH
-from trioring.core.groups.consumer_protocol import encode_assignment, parse_assignment
+from trioring.protocol.kafka.consumer_protocol import encode_assignment, parse_assignment
 from trioring.core.offsets import OffsetStore
 from trioring.storage.log import LogConfig
 from trioring.uring import FallbackBackend

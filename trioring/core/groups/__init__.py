@@ -2,9 +2,9 @@
 
 ``state.py`` is the classic state machine and ``consumer.py`` the consumer
 protocol's (KIP-848: its data in ``consumer_model.py``, the server assignors
-in ``assignors.py``, classic members inside consumer groups in ``mixed.py``,
-the consumer protocol embedded in classic metadata in
-``consumer_protocol.py``), both synchronous with the clock passed in;
+in ``assignors.py``, classic members inside consumer groups in ``mixed.py``;
+the consumer protocol embedded in classic metadata is read and written by
+``trioring.protocol.kafka.consumer_protocol``), both synchronous with the clock passed in;
 ``coordinator.py`` runs them on Trio's clock with waiters and timers;
 ``results.py`` holds what the group APIs answer. Committed offsets live in
 the OffsetStore; the coordinator only says whether a commit is allowed.

@@ -32,7 +32,7 @@ from trioring.core.groups.consumer_model import (
     Refused,
     resolve,
 )
-from trioring.core.groups.consumer_protocol import (
+from trioring.protocol.kafka.consumer_protocol import (
     encode_assignment,
     parse_assignment,
     parse_subscription,

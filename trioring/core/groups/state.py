@@ -39,7 +39,7 @@ from trioring._constants import (
 )
 from trioring._logging import RateLimitedLogger, printable
 from trioring.config import GroupConfig
-from trioring.core.groups.consumer_protocol import subscribed_topics
+from trioring.protocol.kafka.consumer_protocol import subscribed_topics
 from trioring.core.groups.results import (
     ClassicGroupExport,
     ClassicMemberExport,

@@ -16,9 +16,10 @@ from kio.schema.consumer_protocol_subscription.v3.data import (
 )
 from kio.serial import entity_reader, entity_writer
 
-from trioring.core.groups.consumer_protocol import (
+from trioring.protocol.kafka.consumer_protocol import (
     Subscription,
     encode_assignment,
+    encode_subscription,
     parse_assignment,
     parse_subscription,
     subscribed_topics,
@@ -47,8 +48,28 @@ def test_subscriptions_kio_writes_are_read_back(topics, owned, rack_id, user_dat
         ),
     )
     data = struct.pack(">h", 3) + buffer.getvalue()
-    assert parse_subscription(data) == Subscription(3, topics, owned, rack_id)
+    subscription = Subscription(3, topics, owned, rack_id, user_data, 7)
+    assert parse_subscription(data) == subscription
     assert subscribed_topics(data) == frozenset(topics)
+    # What the client writes is byte for byte what kio writes.
+    assert encode_subscription(subscription) == data
+
+
+@given(
+    st.integers(0, 3),
+    st.lists(names, max_size=4).map(tuple),
+    st.lists(st.tuples(names, partitions), max_size=3).map(tuple),
+    st.none() | st.binary(max_size=8),
+    st.integers(-1, 2**31 - 1),
+)
+def test_every_version_we_write_reads_back(version, topics, owned, user_data, generation) -> None:  # type: ignore[no-untyped-def]
+    written = Subscription(version, topics, owned, "rack", user_data, generation)
+    read = parse_subscription(encode_subscription(written))
+    assert read is not None
+    assert (read.version, read.topics, read.user_data) == (version, topics, user_data)
+    assert read.owned == (owned if version >= 1 else ())
+    assert read.generation_id == (generation if version >= 2 else -1)
+    assert read.rack_id == ("rack" if version >= 3 else None)
 
 
 @given(st.lists(st.tuples(names, partitions), max_size=4))

@@ -4,7 +4,9 @@ ConsumerProtocolAssignment v0-3.
 
 The broker reads them where it must understand a classic consumer: OffsetDelete
 (which topics a group subscribes to), and classic members of a consumer-protocol
-group (KIP-848), whose assignment the broker computes and writes. Hand-written
+group (KIP-848), whose assignment the broker computes and writes. The client
+(trioring.client) writes subscriptions and, as a group's leader, reads its
+members' subscriptions and writes their assignments. Hand-written
 and bounded: every count is checked against the bytes left before anything is
 allocated, as these bytes come straight from clients. Versions above 3 are read
 as 3: newer versions only add fields at the end.
@@ -18,8 +20,10 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 __all__ = [
+    "SUBSCRIPTION_VERSION_MAX",
     "Subscription",
     "encode_assignment",
+    "encode_subscription",
     "parse_assignment",
     "parse_subscription",
     "subscribed_topics",
@@ -28,6 +32,8 @@ __all__ = [
 _OWNED_PARTITIONS_VERSION = 1
 _GENERATION_VERSION = 2
 _RACK_VERSION = 3
+#: The newest ConsumerProtocolSubscription version this codec writes.
+SUBSCRIPTION_VERSION_MAX = _RACK_VERSION
 
 
 @attrs.frozen
@@ -37,6 +43,10 @@ class Subscription:
     #: (topic name, partitions) the member owns (v1+; empty before).
     owned: tuple[tuple[str, tuple[int, ...]], ...] = ()
     rack_id: str | None = None
+    #: The assignor's opaque bytes (None: null).
+    user_data: bytes | None = None
+    #: The generation the member's owned partitions are from (v2+; -1: not given).
+    generation_id: int = -1
 
 
 class _Reader:
@@ -70,11 +80,15 @@ class _Reader:
         self.position = end
         return text
 
-    def skip_bytes(self) -> None:
+    def bytes_(self) -> bytes | None:
         length = self.unpack(">i")
         if length > len(self.data) - self.position:
             raise ValueError("bytes past the end")
-        self.position += max(length, 0)
+        if length < 0:
+            return None
+        value = self.data[self.position : self.position + length]
+        self.position += length
+        return value
 
     def topic_partitions(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         result = []
@@ -114,18 +128,53 @@ def parse_subscription(metadata: bytes) -> Subscription | None:
     reader = _Reader(bytes(metadata))
     try:
         version, topics = _topics(reader)
-        reader.skip_bytes()  # user data
+        user_data = reader.bytes_()
         owned: tuple[tuple[str, tuple[int, ...]], ...] = ()
         rack_id = None
+        generation_id = -1
         if version >= _OWNED_PARTITIONS_VERSION:
             owned = reader.topic_partitions()
         if version >= _GENERATION_VERSION:
-            reader.unpack(">i")
+            generation_id = reader.unpack(">i")
         if version >= _RACK_VERSION:
             rack_id = reader.string(nullable=True)
     except (struct.error, ValueError, UnicodeDecodeError):
         return None
-    return Subscription(version, tuple(topics), owned, rack_id)
+    return Subscription(version, tuple(topics), owned, rack_id, user_data, generation_id)
+
+
+def _string(text: str) -> bytes:
+    data = text.encode("utf-8")
+    return struct.pack(">h", len(data)) + data
+
+
+def _topic_partitions(partitions: Iterable[tuple[str, Sequence[int]]]) -> list[bytes]:
+    topics = list(partitions)
+    out = [struct.pack(">i", len(topics))]
+    for topic, numbers in topics:
+        out.append(_string(topic))
+        out.append(struct.pack(f">i{len(numbers)}i", len(numbers), *numbers))
+    return out
+
+
+def encode_subscription(subscription: Subscription) -> bytes:
+    """ConsumerProtocolSubscription in ``subscription.version`` (0-3): each version adds
+    the fields that follow, so an older version just stops sooner."""
+    version = subscription.version
+    assert 0 <= version <= SUBSCRIPTION_VERSION_MAX, version
+    out = [struct.pack(">hi", version, len(subscription.topics))]
+    out += [_string(topic) for topic in subscription.topics]
+    user_data = subscription.user_data
+    out.append(struct.pack(">i", -1) if user_data is None else struct.pack(">i", len(user_data)))
+    out.append(user_data or b"")
+    if version >= _OWNED_PARTITIONS_VERSION:
+        out += _topic_partitions(subscription.owned)
+    if version >= _GENERATION_VERSION:
+        out.append(struct.pack(">i", subscription.generation_id))
+    if version >= _RACK_VERSION:
+        rack = subscription.rack_id
+        out.append(struct.pack(">h", -1) if rack is None else _string(rack))
+    return b"".join(out)
 
 
 def parse_assignment(data: bytes) -> tuple[tuple[str, tuple[int, ...]], ...] | None:
@@ -144,11 +193,6 @@ def parse_assignment(data: bytes) -> tuple[tuple[str, tuple[int, ...]], ...] | N
 def encode_assignment(version: int, partitions: Iterable[tuple[str, Sequence[int]]]) -> bytes:
     """ConsumerProtocolAssignment in ``version`` (0-3 share one layout), no user data."""
     out = [struct.pack(">h", min(max(version, 0), _RACK_VERSION))]
-    topics = list(partitions)
-    out.append(struct.pack(">i", len(topics)))
-    for topic, numbers in topics:
-        name = topic.encode("utf-8")
-        out.append(struct.pack(">h", len(name)) + name)
-        out.append(struct.pack(f">i{len(numbers)}i", len(numbers), *numbers))
+    out += _topic_partitions(partitions)
     out.append(struct.pack(">i", -1))
     return b"".join(out)
