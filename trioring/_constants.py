@@ -319,6 +319,15 @@ CLIENT_FETCH_BYTES_MAX_DEFAULT = 50 * MIB
 CLIENT_COORDINATOR_ATTEMPTS_MAX = 10
 #: Records one ``getmany`` returns at most unless told otherwise (max.poll.records).
 CLIENT_GETMANY_RECORDS_MAX_DEFAULT = 500
+#: Group membership of the consumer, Kafka 4.0's consumer defaults:
+#: session.timeout.ms, heartbeat.interval.ms, max.poll.interval.ms (the
+#: rebalance timeout the member asks for), auto.commit.interval.ms.
+CLIENT_SESSION_TIMEOUT_MS_DEFAULT = 45_000
+CLIENT_HEARTBEAT_INTERVAL_MS_DEFAULT = 3_000
+CLIENT_REBALANCE_TIMEOUT_MS_DEFAULT = 300_000
+CLIENT_AUTO_COMMIT_INTERVAL_MS_DEFAULT = 5_000
+#: JoinGroup may wait for the whole rebalance; the client waits this much longer.
+CLIENT_JOIN_GRACE_MS = 5_000
 
 assert CLIENT_IN_FLIGHT_REQUESTS_MAX >= 1
 assert CLIENT_RETRY_BACKOFF_MS_DEFAULT <= CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT

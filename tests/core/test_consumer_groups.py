@@ -21,8 +21,8 @@ from trioring.core.groups import (
     GroupCoordinator,
 )
 from trioring.core.groups.consumer import LEAVE_GROUP_EPOCH, LEAVE_GROUP_STATIC_EPOCH
-from trioring.protocol.kafka.consumer_protocol import encode_assignment, parse_assignment
 from trioring.core.offsets import OffsetStore
+from trioring.protocol.kafka.consumer_protocol import encode_assignment, parse_assignment
 from trioring.storage.log import LogConfig
 from trioring.uring import FallbackBackend
 

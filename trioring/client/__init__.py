@@ -16,21 +16,25 @@ from trioring.client._admin import (
 from trioring.client._cluster import Cluster, parse_bootstrap
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError, UnsupportedApiError
 from trioring.client._consumer import Consumer, ConsumerRecord, NoOffsetError, open_consumer
+from trioring.client._group import CommitFailedError, GroupMembership, RebalanceCallback
 from trioring.client._producer import Producer, RecordMetadata, SendHandle, open_producer
 
 __all__ = [
     "Admin",
     "BrokerConnection",
     "Cluster",
+    "CommitFailedError",
     "ConnectionBrokenError",
     "Consumer",
     "ConsumerRecord",
     "GroupDescription",
     "GroupListing",
     "GroupMember",
+    "GroupMembership",
     "NoOffsetError",
     "PartitionLag",
     "Producer",
+    "RebalanceCallback",
     "RecordMetadata",
     "SendHandle",
     "UnsupportedApiError",

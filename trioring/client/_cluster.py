@@ -32,12 +32,17 @@ from trioring.errors import InvalidArgumentError, KafkaError
 from trioring.protocol.kafka import ApiKey, request_schema
 from trioring.protocol.kafka._build import build, sibling
 
-__all__ = ["Cluster", "PartitionInfo", "TopicInfo", "parse_bootstrap"]
+__all__ = ["Cluster", "PartitionInfo", "TopicInfo", "coordinator_key", "parse_bootstrap"]
 
 logger = logging.getLogger("trioring.client")
 
 #: FindCoordinator's key type of a consumer group.
 _GROUP_KEY_TYPE = 0
+
+
+def coordinator_key(node: int) -> int:
+    """The key of the coordinator connection to ``node`` (and back: it is its own inverse)."""
+    return -1 - node
 
 
 def parse_bootstrap(bootstrap: str | Sequence[str]) -> list[tuple[str, int]]:
@@ -136,7 +141,13 @@ class Cluster:
     # --- connections ---------------------------------------------------------------------
 
     async def connection(self, node: int | tuple[str, int]) -> BrokerConnection:
-        """The connection to a broker (by node id, or address for bootstrap), opened if needed."""
+        """The connection to a broker (by node id, or address for bootstrap), opened if needed.
+
+        A negative node, ``coordinator_key(node)``, is a second connection to
+        broker ``node`` for its group coordinator: JoinGroup waits there for
+        the whole rebalance, and a broker answers one connection's requests in
+        order, so fetches must not queue behind it (Java does the same).
+        """
         while True:
             existing = self._connections.get(node)
             if existing is not None and existing.broken is None:
@@ -146,9 +157,10 @@ class Cluster:
                 await pending.wait()
                 continue
             if isinstance(node, int):
-                address = self.brokers.get(node)
+                node_id = node if node >= 0 else coordinator_key(node)
+                address = self.brokers.get(node_id)
                 if address is None:
-                    raise ConnectionBrokenError(f"node {node} is not in the metadata")
+                    raise ConnectionBrokenError(f"node {node_id} is not in the metadata")
             else:
                 address = node
             done = self._connecting[node] = trio.Event()
@@ -284,7 +296,7 @@ class Cluster:
         node = int(response.node_id)
         if node not in self.brokers:
             await self.refresh([])
-        return code, None, await self.connection(node)
+        return code, None, await self.connection(coordinator_key(node))
 
     def stale(self) -> bool:
         return trio.current_time() - self._metadata_time > self._metadata_max_age_s

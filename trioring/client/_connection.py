@@ -67,6 +67,10 @@ CLIENT_VERSIONS: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.DESCRIBE_GROUPS: (0, 5),
         ApiKey.DELETE_GROUPS: (0, 2),
         ApiKey.DESCRIBE_CONFIGS: (1, 4),
+        ApiKey.JOIN_GROUP: (1, 9),
+        ApiKey.SYNC_GROUP: (0, 5),
+        ApiKey.HEARTBEAT: (0, 4),
+        ApiKey.LEAVE_GROUP: (0, 5),
     }
 )
 
@@ -193,12 +197,16 @@ class BrokerConnection:
 
     # --- requests ------------------------------------------------------------------------
 
-    async def request(self, api_key: int, **fields: Any) -> tuple[int, Any]:
+    async def request(
+        self, api_key: int, *, timeout_s: float | None = None, **fields: Any
+    ) -> tuple[int, Any]:
         """Send a request of the negotiated version built from ``fields`` (those the
-        version declares are kept); return (version, kio response)."""
+        version declares are kept); return (version, kio response). ``timeout_s``
+        replaces the request timeout for requests the broker may hold longer
+        (JoinGroup waits for the whole rebalance)."""
         version = self.version(api_key)
         body = build(request_schema(api_key, version), **fields)
-        return version, await self._exchange(api_key, version, body)
+        return version, await self._exchange(api_key, version, body, timeout_s)
 
     async def send_only(self, api_key: int, **fields: Any) -> int:
         """Send a request that gets no response (Produce with acks=0); return its version."""
@@ -207,17 +215,20 @@ class BrokerConnection:
         await self._send(api_key, version, body, None)
         return version
 
-    async def _exchange(self, api_key: int, version: int, body: Any) -> Any:
+    async def _exchange(
+        self, api_key: int, version: int, body: Any, timeout_s: float | None = None
+    ) -> Any:
+        timeout_s = self._request_timeout_s if timeout_s is None else timeout_s
         async with self._slots:
             waiter = _Waiter(api_key, version)
             await self._send(api_key, version, body, waiter)
-            with trio.move_on_after(self._request_timeout_s) as scope:
+            with trio.move_on_after(timeout_s) as scope:
                 await waiter.event.wait()
             if scope.cancelled_caught:
                 self._break(
                     ConnectionBrokenError(
                         f"{self.address} did not answer {ApiKey(api_key).name} within "
-                        f"{self._request_timeout_s:g} s"
+                        f"{timeout_s:g} s"
                     )
                 )
         if waiter.error is not None:

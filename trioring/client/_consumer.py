@@ -1,6 +1,8 @@
-"""Consumer: reads assigned partitions from their leaders, without group membership.
+"""Consumer: reads partitions from their leaders, assigned by the user or by a group.
 
-The user assigns partitions (``assign``); each partition has a position, the
+The user assigns partitions (``assign``), or subscribes to topics or a
+pattern as a member of a group (``_group.py`` keeps the membership and sets
+the assignment); each partition has a position, the
 offset of the next record the user gets. One background task schedules the
 work and never blocks: it starts, for each leader node, one Fetch at a time
 covering that node's assigned partitions that are not paused, whose position
@@ -19,7 +21,12 @@ fetching. Every task lives in the consumer's nursery: leaving the ``async
 with`` block, or cancelling a reader, leaves none behind.
 
 Committing outside a group is Kafka's "simple consumer" commit: OffsetCommit
-to the group's coordinator with generation -1 and member id "".
+to the group's coordinator with generation -1 and member id "". A member
+commits as itself, in its generation.
+
+Records a read call returns are the reader's until its next read call starts:
+only then does the consumer count them as finished, which is what automatic
+commits and revocations commit.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import contextlib
 import datetime
 import logging
 import math
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -38,20 +46,27 @@ import trio
 from kio.schema.errors import ErrorCode
 
 from trioring._constants import (
+    CLIENT_AUTO_COMMIT_INTERVAL_MS_DEFAULT,
     CLIENT_COORDINATOR_ATTEMPTS_MAX,
     CLIENT_FETCH_BYTES_MAX_DEFAULT,
     CLIENT_FETCH_MAX_WAIT_MS_DEFAULT,
     CLIENT_FETCH_MIN_BYTES_DEFAULT,
     CLIENT_FRAME_BYTES_MAX,
     CLIENT_GETMANY_RECORDS_MAX_DEFAULT,
+    CLIENT_HEARTBEAT_INTERVAL_MS_DEFAULT,
+    CLIENT_METADATA_MAX_AGE_MS_DEFAULT,
     CLIENT_PARTITION_FETCH_BYTES_MAX_DEFAULT,
+    CLIENT_REBALANCE_TIMEOUT_MS_DEFAULT,
     CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
     CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT,
     CLIENT_RETRY_BACKOFF_MS_DEFAULT,
+    CLIENT_SESSION_TIMEOUT_MS_DEFAULT,
 )
 from trioring._exception_groups import BodyError, body_exception_unwrapped
+from trioring.client._assignors import ASSIGNORS
 from trioring.client._cluster import Cluster
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError
+from trioring.client._group import GroupMembership, RebalanceCallback
 from trioring.errors import (
     InvalidArgumentError,
     KafkaError,
@@ -108,6 +123,17 @@ _COORDINATOR_RETRY_ERRORS = frozenset(
 )
 
 
+#: OffsetCommit refusals that concern the member, not the offsets: the group's to handle.
+_MEMBERSHIP_ERRORS = frozenset(
+    {
+        ErrorCode.rebalance_in_progress,
+        ErrorCode.unknown_member_id,
+        ErrorCode.illegal_generation,
+        ErrorCode.fenced_instance_id,
+    }
+)
+
+
 class NoOffsetError(TrioringError):
     """A partition has no position to start from and ``auto_offset_reset`` is "none"."""
 
@@ -153,6 +179,8 @@ class _PartitionState:
     epoch: int = 0
     #: An error retrying cannot fix, raised to the next reader.
     error: Exception | None = None
+    #: The position before the records the reader holds now (None: it holds none).
+    unfinished_from: int | None = None
     high_watermark: int = -1
     log_start_offset: int = -1
 
@@ -203,6 +231,12 @@ class Consumer:
         self._refreshing = False
         self._resolve_failures = 0
         self._next_reader = 0
+        #: The group membership, when the consumer subscribes (set by open_consumer).
+        self.membership: GroupMembership | None = None
+        #: Partitions of the records the last read call returned.
+        self._held: list[_PartitionState] = []
+        #: Errors for the reader from the group (a failed join, a raising callback).
+        self._reader_errors: deque[Exception] = deque()
         self._counters = {
             "fetches": 0,
             "fetch_failures": 0,
@@ -221,6 +255,14 @@ class Consumer:
         the group's committed offset if there is a group and one is
         committed, else as ``auto_offset_reset`` says.
         """
+        if self.membership is not None:
+            raise InvalidArgumentError(
+                "this consumer subscribes as a member of its group, which assigns its "
+                "partitions: open a consumer without topics or pattern to assign by hand"
+            )
+        self._assign(partitions)
+
+    def _assign(self, partitions: Iterable[TopicPartition]) -> None:
         wanted: dict[TopicPartition, None] = {}
         for topic, partition in partitions:
             if not isinstance(topic, str) or not topic:
@@ -239,6 +281,53 @@ class Consumer:
         """The partitions assigned."""
         return set(self._partitions)
 
+    # --- what the group membership uses ------------------------------------------------------
+
+    def _set_group_assignment(self, partitions: Iterable[TopicPartition]) -> None:
+        kept = set(partitions)
+        self._held = [s for s in self._held if any(self._partitions.get(tp) is s for tp in kept)]
+        self._assign(sorted(kept))
+
+    async def _reader_at_rest(self) -> None:
+        """Return once the reader holds no records (it is in a read call, or never read)."""
+        while self._held:
+            await self._changed.wait()
+
+    def _finished_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The offset after the records the reader has finished with, per partition."""
+        offsets = {}
+        for tp in partitions:
+            state = self._partitions.get(tp)
+            if state is None or state.position is None:
+                continue
+            offsets[tp] = state.position if state.unfinished_from is None else state.unfinished_from
+        return offsets
+
+    def _group_failed(self, error: Exception) -> None:
+        self._reader_errors.append(error)
+        self._notify()
+
+    def _callback_failed(self, error: Exception) -> None:
+        self._reader_errors.append(error)
+        self._notify()
+
+    def _release_held(self) -> None:
+        if self._held:
+            for state in self._held:
+                state.unfinished_from = None
+            self._held = []
+            self._notify()
+
+    def _begin_read(self) -> None:
+        """A read call starts: the records the last one returned are finished.
+        Then an error the group has for the reader is raised."""
+        self._release_held()
+        if self._reader_errors:
+            error = self._reader_errors.popleft()
+            if self.membership is not None and error is self.membership.fatal:
+                self._reader_errors.append(error)  # it stays: the membership has ended
+            raise error
+
     def _state(self, topic: str, partition: int) -> _PartitionState:
         state = self._partitions.get((topic, partition))
         if state is None:
@@ -255,6 +344,7 @@ class Consumer:
 
     def _set_position(self, state: _PartitionState, offset: int) -> None:
         state.position = state.fetch_offset = offset
+        state.unfinished_from = None
         state.buffer.clear()
         state.buffered_bytes = 0
         state.epoch += 1
@@ -319,6 +409,7 @@ class Consumer:
         # Cancellation is checked before a record is taken, never after: a
         # record taken is a record returned.
         await trio.lowlevel.checkpoint_if_cancelled()
+        self._begin_read()
         while True:
             records = self._take(1)
             if records:
@@ -340,6 +431,7 @@ class Consumer:
         deadline = trio.current_time() + timeout_s
         # As in __anext__: records taken are never lost to a cancellation.
         await trio.lowlevel.checkpoint_if_cancelled()
+        self._begin_read()
         while True:
             records = self._take(max_records)
             if records:
@@ -371,6 +463,9 @@ class Consumer:
             if state.paused or not state.buffer:
                 continue
             was_full = state.buffered_bytes >= self._partition_bytes_max
+            if state.unfinished_from is None:
+                state.unfinished_from = state.position
+                self._held.append(state)
             while state.buffer and len(taken) < records_max:
                 record = state.buffer.popleft()
                 state.buffered_bytes -= _record_bytes(record)
@@ -450,9 +545,11 @@ class Consumer:
 
     # --- resolving positions ------------------------------------------------------------------
 
-    async def _resolve(self, partitions: list[TopicPartition]) -> None:
+    async def _resolve(self, scheduled: list[TopicPartition]) -> None:
         """Find the positions of freshly assigned (or reset) partitions."""
-        states = {tp: self._partitions[tp] for tp in partitions}
+        # The assignment may have changed between scheduling and this task's start.
+        states = {tp: state for tp in scheduled if (state := self._partitions.get(tp)) is not None}
+        partitions = list(states)
         epochs = {tp: state.epoch for tp, state in states.items()}
 
         def current(tp: TopicPartition) -> bool:
@@ -506,11 +603,12 @@ class Consumer:
                 if current(tp) and states[tp].position is None:
                     states[tp].error = error
         finally:
-            self._resolving.difference_update(partitions)
+            self._resolving.difference_update(scheduled)
             self._notify()
 
     def _apply_position(self, state: _PartitionState, offset: int) -> None:
         state.position = state.fetch_offset = offset
+        state.unfinished_from = None
         state.buffer.clear()
         state.buffered_bytes = 0
         state.epoch += 1
@@ -564,7 +662,12 @@ class Consumer:
 
     async def _fetch(self, node: int, partitions: list[TopicPartition]) -> None:
         """One Fetch to ``node`` for ``partitions``; its records into the buffers."""
-        sent = {tp: (self._partitions[tp], self._partitions[tp].epoch) for tp in partitions}
+        # The assignment may have changed between scheduling and this task's start.
+        sent = {
+            tp: (state, state.epoch)
+            for tp in partitions
+            if (state := self._partitions.get(tp)) is not None
+        }
         stale = False
         try:
             await trio.sleep(_backoff_s(self._node_failures.get(node, 0)))
@@ -745,7 +848,33 @@ class Consumer:
         if not offsets:
             await trio.lowlevel.checkpoint()
             return
-        await self._coordinator_request(lambda c: self._offset_commit(c, group_id, offsets))
+        if self.membership is not None:
+            await self.membership.commit(dict(offsets))
+            return
+        error = await self._commit_as(offsets, -1, "", None)
+        if error is not None:
+            raise KafkaError(f"OffsetCommit for group {group_id!r}: {error.name}", error)
+
+    async def _commit_as(
+        self,
+        offsets: Mapping[TopicPartition, int],
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None,
+    ) -> ErrorCode | None:
+        """Commit as a member (or as nobody: -1, ""); the group's refusal code, if any."""
+        group_id = self._require_group()
+        result: ErrorCode | None = await self._coordinator_request(
+            lambda c: self._offset_commit(
+                c,
+                group_id,
+                offsets,
+                generation_id=generation_id,
+                member_id=member_id,
+                group_instance_id=group_instance_id,
+            )
+        )
+        return result
 
     async def committed(self, topic: str, partition: int) -> int | None:
         """The group's committed offset for the partition; None if there is none."""
@@ -795,7 +924,11 @@ class Consumer:
         connection: BrokerConnection,
         group_id: str,
         offsets: Mapping[TopicPartition, int],
-    ) -> None:
+        *,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None,
+    ) -> ErrorCode | None:
         version = connection.version(ApiKey.OFFSET_COMMIT)
         schema = request_schema(ApiKey.OFFSET_COMMIT, version)
         topic_class = sibling(schema, "OffsetCommitRequestTopic")
@@ -803,9 +936,10 @@ class Consumer:
         _, response = await connection.request(
             ApiKey.OFFSET_COMMIT,
             group_id=group_id,
-            generation_id_or_member_epoch=-1,
-            member_id="",
-            group_instance_id=None,
+            generation_id_or_member_epoch=generation_id,
+            generation_id=generation_id,
+            member_id=member_id,
+            group_instance_id=group_instance_id,
             topics=tuple(
                 build(
                     topic_class,
@@ -829,12 +963,15 @@ class Consumer:
                 code = ErrorCode(answer.error_code)
                 if code in _COORDINATOR_RETRY_ERRORS:
                     raise _RetryLater(f"OffsetCommit: {code.name}")
+                if code in _MEMBERSHIP_ERRORS:
+                    return code
                 if code != ErrorCode.none:
                     raise KafkaError(
                         f"OffsetCommit {topic.name}-{answer.partition_index} for group "
                         f"{group_id!r}: {code.name}",
                         code,
                     )
+        return None
 
     async def _offset_fetch(
         self,
@@ -882,6 +1019,7 @@ class Consumer:
         return {
             **self._counters,
             "group_id": self.group_id,
+            "group": None if self.membership is None else self.membership.statistics(),
             "fetching_nodes": sorted(self._fetching),
             "node_failures": dict(self._node_failures),
             "partitions": {
@@ -912,6 +1050,19 @@ async def open_consumer(
     bootstrap: str | Sequence[str] | None = None,
     *,
     group_id: str | None = None,
+    topics: Iterable[str] | None = None,
+    pattern: str | re.Pattern[str] | None = None,
+    group_instance_id: str | None = None,
+    assignors: Sequence[str] = ("range", "cooperative-sticky"),
+    on_assigned: RebalanceCallback | None = None,
+    on_revoked: RebalanceCallback | None = None,
+    on_lost: RebalanceCallback | None = None,
+    enable_auto_commit: bool = True,
+    auto_commit_interval_ms: int = CLIENT_AUTO_COMMIT_INTERVAL_MS_DEFAULT,
+    session_timeout_ms: int = CLIENT_SESSION_TIMEOUT_MS_DEFAULT,
+    heartbeat_interval_ms: int = CLIENT_HEARTBEAT_INTERVAL_MS_DEFAULT,
+    rebalance_timeout_ms: int = CLIENT_REBALANCE_TIMEOUT_MS_DEFAULT,
+    metadata_max_age_ms: int = CLIENT_METADATA_MAX_AGE_MS_DEFAULT,
     auto_offset_reset: OffsetReset = "latest",
     fetch_max_wait_ms: int = CLIENT_FETCH_MAX_WAIT_MS_DEFAULT,
     fetch_min_bytes: int = CLIENT_FETCH_MIN_BYTES_DEFAULT,
@@ -922,10 +1073,22 @@ async def open_consumer(
     request_timeout_ms: int = CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
     cluster: Cluster | None = None,
 ) -> AsyncIterator[Consumer]:
-    """A consumer of assigned partitions for the block (see the module docstring).
+    """A consumer for the block (see the module docstring).
 
     Give ``bootstrap`` ("host:port,...") and it opens a cluster of its own, or
-    ``cluster`` to share one with a producer.
+    ``cluster`` to share one with a producer. With ``topics`` or ``pattern``
+    (a regular expression the whole topic name must match) it joins
+    ``group_id`` and reads what the group assigns it; without, it reads what
+    :meth:`Consumer.assign` gives it. Group settings are Kafka's consumer
+    settings under Python names (``assignors`` is partition.assignment.strategy,
+    ``rebalance_timeout_ms`` max.poll.interval.ms). ``on_assigned``,
+    ``on_revoked`` and ``on_lost`` are awaited with the set of partitions
+    concerned, as Java's ConsumerRebalanceListener; an exception they raise
+    comes out of the reader's next read.
+
+    Leaving the block leaves the group: automatic commits are committed,
+    ``on_revoked`` is called, and LeaveGroup is sent (a static member, with
+    ``group_instance_id``, keeps its place until its session times out).
     """
     if auto_offset_reset not in ("earliest", "latest", "none"):
         raise InvalidArgumentError(
@@ -949,12 +1112,28 @@ async def open_consumer(
         raise InvalidArgumentError(f"fetch_min_bytes must be 0 or more, not {fetch_min_bytes}")
     if group_id is not None and not group_id:
         raise InvalidArgumentError("group_id must be a non-empty string or None")
+    subscription = _subscription(
+        group_id=group_id,
+        topics=topics,
+        pattern=pattern,
+        assignors=assignors,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=heartbeat_interval_ms,
+        rebalance_timeout_ms=rebalance_timeout_ms,
+        auto_commit_interval_ms=auto_commit_interval_ms,
+        group_instance_id=group_instance_id,
+    )
     async with AsyncExitStack() as stack:
         if cluster is None:
             if bootstrap is None:
                 raise InvalidArgumentError("give bootstrap addresses or a cluster")
             cluster = await stack.enter_async_context(
-                Cluster.open(bootstrap, client_id=client_id, request_timeout_ms=request_timeout_ms)
+                Cluster.open(
+                    bootstrap,
+                    client_id=client_id,
+                    request_timeout_ms=request_timeout_ms,
+                    metadata_max_age_ms=metadata_max_age_ms,
+                )
             )
         body = BodyError()
         async with body_exception_unwrapped(body), trio.open_nursery() as nursery:
@@ -969,11 +1148,104 @@ async def open_consumer(
                 fetch_max_bytes=fetch_max_bytes,
                 isolation_level=isolation_level,
             )
+            if subscription is not None:
+                assert group_id is not None
+                subscribed_topics, compiled = subscription
+                consumer.membership = GroupMembership(
+                    consumer,
+                    cluster,
+                    group_id=group_id,
+                    topics=subscribed_topics,
+                    pattern=compiled,
+                    group_instance_id=group_instance_id,
+                    assignors=assignors,
+                    session_timeout_ms=session_timeout_ms,
+                    rebalance_timeout_ms=rebalance_timeout_ms,
+                    heartbeat_interval_ms=heartbeat_interval_ms,
+                    auto_commit_interval_ms=auto_commit_interval_ms if enable_auto_commit else None,
+                    metadata_interval_ms=min(metadata_max_age_ms, session_timeout_ms),
+                    on_assigned=on_assigned,
+                    on_revoked=on_revoked,
+                    on_lost=on_lost,
+                )
             nursery.start_soon(consumer._run, name="consumer scheduler")
+            membership_scope = trio.CancelScope()
+            if consumer.membership is not None:
+                nursery.start_soon(
+                    _run_membership, consumer.membership, membership_scope, name="group member"
+                )
             try:
                 yield consumer
             except BaseException as error:
                 body.error = error
                 raise
             finally:
+                membership_scope.cancel()
+                if consumer.membership is not None:
+                    await _leave(consumer.membership, request_timeout_ms, body.error is None)
                 nursery.cancel_scope.cancel()
+
+
+async def _run_membership(member: GroupMembership, scope: trio.CancelScope) -> None:
+    with scope:
+        await member.run()
+
+
+async def _leave(member: GroupMembership, request_timeout_ms: int, reader_finished: bool) -> None:
+    """Leave the group on the way out, within the request timeout, even when cancelled."""
+    with trio.CancelScope(shield=True), trio.move_on_after(request_timeout_ms / 1000):
+        try:
+            await member.close(reader_finished=reader_finished)
+        except (KafkaError, ConnectionBrokenError) as error:
+            logger.info("group %s: leaving failed: %s", member.group_id, error)
+
+
+def _subscription(
+    *,
+    group_id: str | None,
+    topics: Iterable[str] | None,
+    pattern: str | re.Pattern[str] | None,
+    assignors: Sequence[str],
+    session_timeout_ms: int,
+    heartbeat_interval_ms: int,
+    rebalance_timeout_ms: int,
+    auto_commit_interval_ms: int,
+    group_instance_id: str | None,
+) -> tuple[tuple[str, ...] | None, re.Pattern[str] | None] | None:
+    """Check the group settings: (topics, compiled pattern), or None without a subscription."""
+    if topics is None and pattern is None:
+        return None
+    if topics is not None and pattern is not None:
+        raise InvalidArgumentError("give topics or pattern, not both")
+    if group_id is None:
+        raise InvalidArgumentError("subscribing needs a group: give group_id=...")
+    names: tuple[str, ...] | None = None
+    if topics is not None:
+        if isinstance(topics, str):
+            raise InvalidArgumentError("topics is a list of names, not one string")
+        names = tuple(topics)
+        if not names or not all(isinstance(t, str) and t for t in names):
+            raise InvalidArgumentError(f"topics must be non-empty topic names, not {names!r}")
+    compiled: re.Pattern[str] | None = None
+    if pattern is not None:
+        try:
+            compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
+        except re.error as error:
+            raise InvalidArgumentError(f"pattern {pattern!r} is not a regex: {error}") from None
+    if not assignors or isinstance(assignors, str):
+        raise InvalidArgumentError("assignors is a non-empty list of assignor names")
+    unknown = [name for name in assignors if name not in ASSIGNORS]
+    if unknown:
+        raise InvalidArgumentError(f"unknown assignors {unknown}: choose from {sorted(ASSIGNORS)}")
+    if not 0 < heartbeat_interval_ms < session_timeout_ms:
+        raise InvalidArgumentError(
+            f"heartbeat_interval_ms ({heartbeat_interval_ms}) must be above 0 and below "
+            f"session_timeout_ms ({session_timeout_ms})"
+        )
+    if rebalance_timeout_ms < 1 or auto_commit_interval_ms < 1:
+        raise InvalidArgumentError(
+            "rebalance_timeout_ms and auto_commit_interval_ms must be 1 or more"
+        )
+    if group_instance_id is not None and not group_instance_id:
+        raise InvalidArgumentError("group_instance_id must be a non-empty string or None")
+    return names, compiled

@@ -599,7 +599,7 @@ class Producer:
                 by_topic: dict[str, list[_Batch]] = {}
                 for batch in batches:
                     by_topic.setdefault(batch.topic, []).append(batch)
-                fields = {
+                fields: dict[str, Any] = {
                     "transactional_id": None,
                     "acks": settings.acks,
                     "timeout": i32Timedelta.parse(

@@ -32,11 +32,6 @@ from trioring.core.groups.consumer_model import (
     Refused,
     resolve,
 )
-from trioring.protocol.kafka.consumer_protocol import (
-    encode_assignment,
-    parse_assignment,
-    parse_subscription,
-)
 from trioring.core.groups.results import (
     ClassicGroupExport,
     ClassicMemberExport,
@@ -44,6 +39,11 @@ from trioring.core.groups.results import (
     LeaveGroupMemberResult,
     LeaveGroupResult,
     SyncGroupResult,
+)
+from trioring.protocol.kafka.consumer_protocol import (
+    encode_assignment,
+    parse_assignment,
+    parse_subscription,
 )
 
 if TYPE_CHECKING:

@@ -39,7 +39,6 @@ from trioring._constants import (
 )
 from trioring._logging import RateLimitedLogger, printable
 from trioring.config import GroupConfig
-from trioring.protocol.kafka.consumer_protocol import subscribed_topics
 from trioring.core.groups.results import (
     ClassicGroupExport,
     ClassicMemberExport,
@@ -53,6 +52,7 @@ from trioring.core.groups.results import (
     ListGroupsResult,
     SyncGroupResult,
 )
+from trioring.protocol.kafka.consumer_protocol import subscribed_topics
 
 __all__ = ["Answer", "GroupState", "GroupStateMachine", "Pending"]
 
