@@ -1,9 +1,10 @@
-"""Build hook for the optional io_uring extension; all other metadata is in pyproject.toml.
+"""Build hook for the optional C extensions; all other metadata is in pyproject.toml.
 
 The cffi extension ``trioring.uring._ring_ffi`` compiles against the kernel's
-``<linux/io_uring.h>`` at install time. It is optional: without a compiler,
-kernel headers or Linux, the build warns and the package installs anyway,
-running the fallback backend.
+``<linux/io_uring.h>`` at install time; ``trioring.protocol._records_ffi``
+parses fetched records for the client's consumer. Both are optional: without
+a compiler, kernel headers or Linux, the build warns and the package
+installs anyway, running the fallback backend and parsing records in Python.
 """
 
 from __future__ import annotations
@@ -63,7 +64,12 @@ def _cffi_arguments() -> dict[str, Any]:
     except ImportError as error:
         _warn_skipped("the io_uring extension", error)
         return {}
-    return {"cffi_modules": ["trioring/uring/_build_ring.py:ffibuilder"]}
+    return {
+        "cffi_modules": [
+            "trioring/uring/_build_ring.py:ffibuilder",
+            "trioring/protocol/_build_records.py:ffibuilder",
+        ]
+    }
 
 
 setup(cmdclass={"build_ext": OptionalBuildExt}, **_cffi_arguments())

@@ -471,13 +471,7 @@ def test_fetched_data_from_the_position_on_without_control_batches() -> None:
         records=first + _control_batch(3) + second + partial,
     )
     assert consumer._apply_fetched(("t", 0), state, answer) is False
-    assert [(r.offset, r.key, r.value) for r in state.buffer] == [
-        (1, b"k1", b"v1"),
-        (2, b"k2", b"v2"),
-        (4, None, b"v4"),
-        (5, None, b"v5"),
-    ]
-    assert state.buffer[-1].headers == (("h", None),)
+    assert state.buffered_records == 4
     assert (state.fetch_offset, state.high_watermark, state.error) == (6, 7, None)
 
     corrupt = bytearray(batches.build_batch([batches.Record(value=b"abc")], base_offset=6))
@@ -489,6 +483,14 @@ def test_fetched_data_from_the_position_on_without_control_batches() -> None:
     assert isinstance(state.error, CorruptRecordError)
     # The records before the corrupt batch are read first, then the error is raised.
     consumer._partitions[("t", 0)] = state
-    assert [r.offset for r in consumer._take(10)] == [1, 2, 4, 5]
+    buffered = consumer._take(10)
+    assert [(r.offset, r.key, r.value) for r in buffered] == [
+        (1, b"k1", b"v1"),
+        (2, b"k2", b"v2"),
+        (4, None, b"v4"),
+        (5, None, b"v5"),
+    ]
+    assert buffered[-1].headers == (("h", None),)
+    assert (state.position, state.buffered_records, state.buffered_bytes) == (6, 0, 0)
     with pytest.raises(CorruptRecordError, match="CRC32C"):
         consumer._take(10)

@@ -813,3 +813,59 @@ def test_varints_beyond_64_bits_do_not_escape_int64(field: str) -> None:
     assert INT64_MIN <= record.timestamp_ms <= INT64_MAX, (
         f"timestamp {record.timestamp_ms} is not an int64"
     )
+
+
+# --- the consumer's parser (parse_batch) -----------------------------------------------------
+
+
+class _Consumed(tuple):  # type: ignore[type-arg]
+    __slots__ = ()
+
+
+def test_the_c_record_parser_is_built_where_the_io_uring_extension_is() -> None:
+    """Both come from one setup.py build: where one is built, so must the other be."""
+    from trioring.protocol import records as records_module  # noqa: PLC0415
+    from trioring.uring._uring import uring_unavailable_reason  # noqa: PLC0415
+
+    if uring_unavailable_reason() is None:
+        assert records_module._records_ffi is not None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=records_strategy,
+    codec=codecs,
+    base_offset=st.integers(0, 2**40),
+    skip=st.integers(0, 60),
+    python=st.booleans(),
+    take=st.integers(1, 20),
+)
+def test_parse_batch_builds_what_decode_batch_decodes(
+    records: list[Record], codec: Compression, base_offset: int, skip: int, python: bool, take: int
+) -> None:
+    from trioring.protocol import records as records_module  # noqa: PLC0415
+
+    batch = build_batch(records, base_offset=base_offset, compression=codec, now_ms=1_000)
+    _, decoded = decode_batch(batch)
+    saved = records_module._records_ffi
+    if python:
+        records_module._records_ffi = None
+    try:
+        _, parsed = records_module.parse_batch(
+            batch, 0, _Consumed, topic="t", partition=3, from_offset=base_offset + skip
+        )
+    finally:
+        records_module._records_ffi = saved
+    wanted = [
+        ("t", 3, r.offset, r.key, r.value, tuple(r.headers), r.timestamp_ms)
+        for r in decoded
+        if r.offset is not None and r.offset >= base_offset + skip
+    ]
+    assert len(parsed) == len(wanted)
+    built: list[tuple[object, ...]] = []
+    while parsed:
+        chunk = parsed.take(take)
+        assert 0 < len(chunk) <= take
+        built += chunk
+    assert built == wanted
+    assert all(type(record) is _Consumed for record in built)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trioring.errors import ProtocolError
+from trioring.protocol import records as records_module
 from trioring.protocol.compression import Compression, compress
 from trioring.protocol.records import (
     Record,
@@ -16,6 +19,7 @@ from trioring.protocol.records import (
     compute_batch_crc,
     decode_batch,
     iterate_batches,
+    parse_batch,
     read_batch_header,
 )
 
@@ -36,6 +40,32 @@ BATCHES = {codec: build_batch(RECORDS, base_offset=100, compression=codec) for c
 PLAIN_SECTION = BATCHES[Compression.NONE][61:]
 
 
+class Consumed(tuple):  # type: ignore[type-arg]
+    """A tuple class, as the client's ConsumerRecord is."""
+
+    __slots__ = ()
+
+
+@contextlib.contextmanager
+def _c_parser() -> Iterator[None]:
+    yield
+
+
+@contextlib.contextmanager
+def _python_parser() -> Iterator[None]:
+    saved = records_module._records_ffi
+    records_module._records_ffi = None
+    try:
+        yield
+    finally:
+        records_module._records_ffi = saved
+
+
+#: The consumer's record parsers: Python, and C when it is built (a test in
+#: test_records.py requires it where the build can work).
+PARSERS = (_python_parser,) + ((_c_parser,) if records_module._records_ffi is not None else ())
+
+
 def exercise(buffer: bytes | bytearray) -> None:
     """Run every decoder entry point over ``buffer``; allow only ProtocolError."""
     try:
@@ -51,7 +81,19 @@ def exercise(buffer: bytes | bytearray) -> None:
     try:
         decoded_header, records = decode_batch(buffer)
     except ProtocolError:
+        # The consumer's parsers refuse what decode_batch refuses.
+        for parser in PARSERS:
+            with pytest.raises(ProtocolError), parser():
+                parse_batch(buffer, 0, Consumed, topic="t", partition=0, from_offset=0)
         return
+    # ... and accept what it accepts, record for record.
+    for parser in PARSERS:
+        with parser():
+            _, parsed = parse_batch(buffer, 0, Consumed, topic="t", partition=0, from_offset=0)
+            assert parsed.take(len(records) + 1) == [
+                ("t", 0, r.offset, r.key, r.value, tuple(r.headers), r.timestamp_ms)
+                for r in records
+            ]
     assert header == decoded_header
     assert len(records) == decoded_header.record_count
     assert decoded_header.size_bytes <= len(buffer)

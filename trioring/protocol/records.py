@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 import attrs
 
@@ -559,6 +559,260 @@ def decode_batch(
             f"{reader.end - reader.position} bytes follow the last record of the batch"
         )
     return header, records
+
+
+_T = TypeVar("_T", bound=tuple[object, ...])
+
+try:
+    from trioring.protocol import _records_ffi
+except ImportError:  # not built (no compiler at install): records are parsed in Python
+    _records_ffi = None  # type: ignore[assignment]
+
+
+def parse_batch(
+    buffer: bytes | bytearray | memoryview,
+    position: int,
+    cls: type[_T],
+    *,
+    topic: str,
+    partition: int,
+    from_offset: int,
+) -> tuple[BatchHeader, ParsedBatch[_T]]:
+    """:func:`decode_batch` for a consumer, with the same checks: the records at
+    ``from_offset`` or later, parsed, to be built by :meth:`ParsedBatch.take` as
+    ``cls((topic, partition, offset, key, value, headers, timestamp_ms))`` for a
+    tuple class ``cls``.
+
+    The C parser (``_records.c``) finds the fields when the extension is built,
+    else a Python loop does (about half as fast).
+    """
+    header = _unpack_header(buffer, position)
+    check_batch_crc(buffer, position, header)
+    _check_header_fields(header)
+    count = header.record_count
+    if count > BATCH_RECORDS_MAX:
+        raise CorruptRecordError(
+            f"batch claims {count} records, over the {BATCH_RECORDS_MAX} limit"
+        )
+    section = bytes(
+        memoryview(buffer)[position + BATCH_HEADER_BYTES : position + header.size_bytes]
+    )
+    data = decompress(header.compression, section)
+    base_timestamp = 0 if header.is_log_append_time else header.base_timestamp_ms
+    if _records_ffi is not None:
+        fields = _fields_c(data, count, header.last_offset_delta, base_timestamp)
+    else:
+        fields = _fields_python(data, count, header.last_offset_delta, base_timestamp)
+    # The first record at from_offset or later (offsets grow within a batch).
+    first = 0
+    skip = from_offset - header.base_offset
+    while first < count and fields[first * _FIELDS] < skip:
+        first += 1
+    return header, ParsedBatch(
+        cls,
+        data,
+        fields,
+        first,
+        count,
+        header.base_offset,
+        header.max_timestamp_ms if header.is_log_append_time else None,
+        (topic, partition),
+    )
+
+
+#: Per record, the parsers give: offset delta, timestamp, key start, key length
+#: (-1: null), value start, value length (-1: null), headers start, header count.
+_FIELDS = 8
+
+
+class ParsedBatch(Generic[_T]):
+    """A batch's records found but not yet built: :meth:`take` builds them as needed.
+
+    Why not build them all at once: a consumer's buffer holds thousands of
+    records, and a record object is a tuple subclass, which the garbage
+    collector never untracks, so every full collection would walk all of them
+    (measured: it cost a third of the consumer's time on 100-byte records).
+    Built only when the reader takes them, they usually die young.
+    """
+
+    __slots__ = (
+        "_append_time",
+        "_base_offset",
+        "_cls",
+        "_data",
+        "_fields",
+        "_next",
+        "_prefix",
+        "_stop",
+        "decoded_bytes",
+    )
+
+    def __init__(  # noqa: PLR0917 (built by parse_batch only)
+        self,
+        cls: type[_T],
+        data: bytes,
+        fields: list[int],
+        first: int,
+        stop: int,
+        base_offset: int,
+        append_time: int | None,
+        prefix: tuple[str, int],
+    ) -> None:
+        self._cls = cls
+        self._data = data
+        self._fields = fields
+        self._next = first
+        self._stop = stop
+        self._base_offset = base_offset
+        self._append_time = append_time
+        self._prefix = prefix
+        #: The records' bytes, decompressed (what the batch costs in memory).
+        self.decoded_bytes = len(data)
+
+    def __len__(self) -> int:
+        return self._stop - self._next
+
+    def take(self, count: int) -> list[_T]:
+        """Build and return the next ``count`` records (fewer if fewer are left)."""
+        start = self._next
+        stop = min(start + count, self._stop)
+        self._next = stop
+        data, cls, new = self._data, self._cls, tuple.__new__
+        topic, partition = self._prefix
+        base_offset, append_time = self._base_offset, self._append_time
+        fields = iter(self._fields[start * _FIELDS : stop * _FIELDS])
+        records = []
+        for (
+            offset_delta,
+            timestamp_ms,
+            key_start,
+            key_length,
+            value_start,
+            value_length,
+            headers_start,
+            header_count,
+        ) in zip(fields, fields, fields, fields, fields, fields, fields, fields, strict=True):
+            records.append(
+                new(
+                    cls,
+                    (
+                        topic,
+                        partition,
+                        base_offset + offset_delta,
+                        None if key_length < 0 else data[key_start : key_start + key_length],
+                        None
+                        if value_length < 0
+                        else data[value_start : value_start + value_length],
+                        _read_headers(data, headers_start, header_count)[0] if header_count else (),
+                        timestamp_ms if append_time is None else append_time,
+                    ),
+                )
+            )
+        return records
+
+
+_C_ERRORS = {
+    -1: "a record runs past the end of the batch",
+    -2: "a record's length runs past the end of the batch",
+    -3: "record offset deltas are out of order or outside the batch",
+    -4: "a record's key, value or header runs past the end of the batch",
+    -5: "a record claims too many headers",
+    -6: "a record's length does not match its fields",
+    -7: "bytes follow the last record of the batch",
+    -8: "a record timestamp does not fit in 64 bits",
+}
+
+
+def _fields_c(data: bytes, count: int, last_offset_delta: int, base_timestamp: int) -> list[int]:
+    """The records' fields, found by the C parser."""
+    assert _records_ffi is not None
+    ffi, lib = _records_ffi.ffi, _records_ffi.lib
+    assert lib.TRIORING_RECORD_FIELDS == _FIELDS
+    out = ffi.new("int64_t[]", max(count, 1) * _FIELDS)
+    error_position = ffi.new("size_t *")
+    parsed = lib.trioring_parse_records(
+        ffi.from_buffer(data),
+        len(data),
+        count,
+        last_offset_delta,
+        base_timestamp,
+        RECORD_HEADERS_MAX,
+        out,
+        error_position,
+    )
+    if parsed < 0:
+        raise CorruptRecordError(
+            f"{_C_ERRORS.get(parsed, 'the batch is corrupt')} (byte {error_position[0]} of "
+            "its records)"
+        )
+    fields: list[int] = ffi.unpack(out, count * _FIELDS)
+    # Header names must be UTF-8, as decode_batch checks: the rare records with
+    # headers are read once here.
+    for index in range(count):
+        header_count = fields[index * _FIELDS + 7]
+        if header_count:
+            _read_headers(data, fields[index * _FIELDS + 6], header_count)
+    return fields
+
+
+def _read_headers(data: bytes, position: int, count: int) -> tuple[tuple[Header, ...], int]:
+    """``count`` record headers at ``position``, and the position after them."""
+    reader = _Reader(data, position)
+    found = []
+    for _ in range(count):
+        try:
+            name = reader.take(reader.varint32()).decode()
+        except UnicodeDecodeError:
+            raise CorruptRecordError("record header name is not UTF-8") from None
+        found.append((name, reader.nullable_bytes()))
+    return tuple(found), reader.position
+
+
+def _fields_python(
+    data: bytes, count: int, last_offset_delta: int, base_timestamp: int
+) -> list[int]:
+    """The records' fields, found in Python, with the C parser's checks."""
+    reader = _Reader(data)
+    fields: list[int] = []
+    previous_delta = -1
+    for _ in range(count):
+        length = reader.varint32()
+        record_end = reader.position + length
+        if length < 0 or record_end > reader.end:
+            raise CorruptRecordError(f"record of {length} bytes runs past the end of the batch")
+        reader.byte()
+        timestamp_ms = base_timestamp + reader.varint()
+        if not -(1 << 63) <= timestamp_ms < 1 << 63:
+            raise CorruptRecordError(f"record timestamp {timestamp_ms} does not fit in 64 bits")
+        offset_delta = reader.varint32()
+        if not previous_delta < offset_delta <= last_offset_delta:
+            raise CorruptRecordError(
+                f"record offset delta {offset_delta} is out of order or outside the batch "
+                f"(last offset delta {last_offset_delta})"
+            )
+        previous_delta = offset_delta
+        fields += (offset_delta, timestamp_ms)
+        for _field in ("key", "value"):
+            size = reader.varint32()
+            fields += (reader.position, size)
+            if size != -1:
+                reader.take(size)  # checks the bounds (and refuses other negatives)
+        header_count = reader.varint32()
+        if not 0 <= header_count <= RECORD_HEADERS_MAX:
+            raise CorruptRecordError(f"record claims {header_count} headers")
+        fields += (reader.position, header_count)
+        if header_count:
+            reader.position = _read_headers(data, reader.position, header_count)[1]
+        if reader.position != record_end:
+            raise CorruptRecordError(
+                f"record length says {length} bytes, its fields take "
+                f"{reader.position - record_end + length}"
+            )
+    if reader.position != reader.end:
+        raise CorruptRecordError(
+            f"{reader.end - reader.position} bytes follow the last record of the batch"
+        )
+    return fields
 
 
 def estimate_record_bytes(record: Record) -> int:
