@@ -18,7 +18,7 @@ import trio
 
 from trioring._exception_groups import BodyError, body_exception_unwrapped
 from trioring.cluster.controller import LEGACY_OFFSETS_MOVING, Controller
-from trioring.cluster.model import OFFSETS_TOPIC, ClusterMetadata, TopicInfo
+from trioring.cluster.model import OFFSETS_TOPIC, ClusterMetadata, Node, TopicInfo
 from trioring.cluster.view import ClusterView, LocalClusterView
 from trioring.config import BrokerConfig
 from trioring.core.offsets import CommittedOffset, move_legacy_offsets
@@ -49,6 +49,12 @@ from trioring.uring import FileBackend, open_backend
 logger = logging.getLogger("trioring")
 
 AcksArgument = Literal[0, 1, -1, "all"]
+
+#: The address Metadata gives an embedded broker that serves no Kafka listener
+#: (port 0): no socket reaches it, but the in-process client transport
+#: (trioring.client) needs the node to route to, as a partition's leader and
+#: a group's coordinator. serve_kafka replaces it with the listener's address.
+IN_PROCESS_HOST = "in-process"
 
 
 class ProduceResult(NamedTuple):
@@ -342,6 +348,7 @@ async def open_broker(
                     trio.open_nursery() as nursery,
                 ):
                     cluster = LocalClusterView(controller, shard.apply)
+                    cluster.nodes.value = (Node(cluster.worker_index, IN_PROCESS_HOST, 0),)
                     try:
                         yield Broker(shard, cluster, Handlers().wrap(*middleware), nursery)
                     except BaseException as error:

@@ -1,38 +1,52 @@
 """trioring.client's admin client against a real broker process (1 and 2 workers), checked
-against what confluent-kafka sees."""
+against what confluent-kafka sees, and against an embedded broker reached in-process,
+checked against its own API (``target``: the same test bodies)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from client_support import EMBEDDED, Target, open_target
 from kio.schema.errors import ErrorCode
 
 from trioring.client import open_admin, open_producer
 from trioring.errors import KafkaError
 from trioring.testing import BrokerProcess
 
-confluent_kafka = pytest.importorskip("confluent_kafka")
-confluent_admin = pytest.importorskip("confluent_kafka.admin")
+pytest.importorskip("confluent_kafka")
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
-def broker(tmp_path_factory: pytest.TempPathFactory, request: Any) -> Iterator[BrokerProcess]:
+@pytest.fixture(scope="module", params=[1, 2, 0], ids=["1-worker", "2-workers", EMBEDDED])
+def process(
+    tmp_path_factory: pytest.TempPathFactory, request: Any
+) -> Iterator[BrokerProcess | None]:
+    """A broker process of ``request.param`` workers, or None (0): an embedded broker."""
+    if request.param == 0:
+        yield None
+        return
     with BrokerProcess(tmp_path_factory.mktemp("admin") / "data", workers=request.param) as process:
         yield process
         code = process.stop()
     assert code == 0
 
 
+@pytest.fixture
+async def target(process: BrokerProcess | None, tmp_path: Path) -> AsyncIterator[Target]:
+    async with open_target(process, tmp_path / "embedded") as target:
+        yield target
+
+
 def name() -> str:
     return f"admin-{uuid.uuid4().hex[:10]}"
 
 
-async def test_topics_are_created_grown_described_and_deleted(broker: BrokerProcess) -> None:
+async def test_topics_are_created_grown_described_and_deleted(target: Target) -> None:
     topic = name()
-    async with open_admin(broker.bootstrap) as admin:
+    async with open_admin(target.connect) as admin:
         await admin.create_topic(topic, partitions=3, configs={"retention.ms": "60000"})
         with pytest.raises(KafkaError) as exists:
             await admin.create_topic(topic, partitions=1)
@@ -46,11 +60,8 @@ async def test_topics_are_created_grown_described_and_deleted(broker: BrokerProc
         with pytest.raises(KafkaError) as smaller:
             await admin.create_partitions(topic, 2)
         assert smaller.value.kafka_error_code == ErrorCode.invalid_partitions
-        # confluent-kafka sees the same topic.
-        metadata = confluent_admin.AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(
-            topic, timeout=10
-        )
-        assert len(metadata.topics[topic].partitions) == 5
+        # confluent-kafka (or the embedded broker's API) sees the same topic.
+        assert await target.partition_count(topic) == 5
         await admin.delete_topic(topic)
         assert topic not in await admin.list_topics()
         with pytest.raises(KafkaError) as unknown:
@@ -58,11 +69,11 @@ async def test_topics_are_created_grown_described_and_deleted(broker: BrokerProc
         assert unknown.value.kafka_error_code == ErrorCode.unknown_topic_or_partition
 
 
-async def test_offsets_and_a_groups_lag(broker: BrokerProcess) -> None:
+async def test_offsets_and_a_groups_lag(target: Target) -> None:
     topic, group = name(), name()
-    async with open_admin(broker.bootstrap) as admin:
+    async with open_admin(target.connect) as admin:
         await admin.create_topic(topic, partitions=2)
-        async with open_producer(broker.bootstrap) as producer:
+        async with open_producer(target.connect) as producer:
             for i in range(10):
                 await producer.send(topic, b"v", partition=i % 2)
         assert await admin.list_offsets([(topic, 0), (topic, 1)], "latest") == {
@@ -70,12 +81,8 @@ async def test_offsets_and_a_groups_lag(broker: BrokerProcess) -> None:
             (topic, 1): 5,
         }
         assert await admin.list_offsets([(topic, 0)], "earliest") == {(topic, 0): 0}
-        # A consumer of the group commits 3 of partition 0.
-        consumer = confluent_kafka.Consumer(
-            {"bootstrap.servers": broker.bootstrap, "group.id": group}
-        )
-        consumer.commit(offsets=[confluent_kafka.TopicPartition(topic, 0, 3)], asynchronous=False)
-        consumer.close()
+        # A consumer of the group (or the embedded broker's API) commits 3 of partition 0.
+        await target.commit(group, {(topic, 0): 3})
         lag = await admin.group_lag(group)
         assert {key: (value.committed, value.end, value.lag) for key, value in lag.items()} == {
             (topic, 0): (3, 5, 2)

@@ -1,18 +1,20 @@
 """trioring.client's producer against a real broker process (1 and 2 workers), read back by
-confluent-kafka: batching, partitioning as librdkafka and Java, idempotence across
-restarts, back-pressure, acks, compression, cancellation."""
+confluent-kafka, and against an embedded broker reached in-process, read back by its own
+API (``target``: the same test bodies): batching, partitioning as librdkafka and Java,
+idempotence across restarts, back-pressure, acks, compression, cancellation."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from client_support import EMBEDDED, Target, open_target, topic_name
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -27,14 +29,44 @@ confluent_admin = pytest.importorskip("confluent_kafka.admin")
 READ_SECONDS = 20.0
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
-def broker(tmp_path_factory: pytest.TempPathFactory, request: Any) -> Iterator[BrokerProcess]:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Broker processes of 1 and 2 workers for every test; an embedded broker too, but
+    for tests that take ``broker`` (the wire only)."""
+    if "process" in metafunc.fixturenames:
+        workers = [1, 2] + ([] if "broker" in metafunc.fixturenames else [0])
+        ids = {1: "1-worker", 2: "2-workers", 0: EMBEDDED}
+        metafunc.parametrize(
+            "process", workers, ids=[ids[w] for w in workers], indirect=True, scope="module"
+        )
+
+
+@pytest.fixture(scope="module")
+def process(
+    tmp_path_factory: pytest.TempPathFactory, request: Any
+) -> Iterator[BrokerProcess | None]:
+    """A broker process of ``request.param`` workers, or None (0): an embedded broker."""
+    if request.param == 0:
+        yield None
+        return
     with BrokerProcess(
         tmp_path_factory.mktemp("producer") / "data", workers=request.param
     ) as process:
         yield process
         code = process.stop()
     assert code == 0
+
+
+@pytest.fixture
+def broker(process: BrokerProcess | None) -> BrokerProcess:
+    """The wire only (tests that produce or read with confluent-kafka)."""
+    assert process is not None
+    return process
+
+
+@pytest.fixture
+async def target(process: BrokerProcess | None, tmp_path: Path) -> AsyncIterator[Target]:
+    async with open_target(process, tmp_path / "embedded") as target:
+        yield target
 
 
 @pytest.fixture
@@ -49,6 +81,12 @@ def create_topic(bootstrap: str, partitions: int) -> str:
     admin = confluent_admin.AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([confluent_admin.NewTopic(topic, partitions, 1)]).values():
         future.result(READ_SECONDS)
+    return topic
+
+
+async def new_topic(target: Target, partitions: int) -> str:
+    topic = topic_name()
+    await target.create_topic(topic, partitions)
     return topic
 
 
@@ -79,23 +117,6 @@ def read_all(bootstrap: str, topic: str, count: int) -> list[Any]:
     return messages
 
 
-def records_in(broker: BrokerProcess, topic: str) -> int:
-    """How many records the topic's partitions hold (their high watermarks)."""
-    consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": broker.bootstrap, "group.id": "watermarks"}
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=READ_SECONDS).topics[topic].partitions
-        return sum(
-            consumer.get_watermark_offsets(
-                confluent_kafka.TopicPartition(topic, partition), timeout=READ_SECONDS
-            )[1]
-            for partition in partitions
-        )
-    finally:
-        consumer.close()
-
-
 def test_murmur2_is_javas() -> None:
     # Kafka's UtilsTest vectors.
     assert murmur2(b"21") == -973932308
@@ -108,9 +129,9 @@ def test_murmur2_is_javas() -> None:
 
 @pytest.mark.parametrize("compression", ["none", "gzip", "snappy", "lz4", "zstd"])
 async def test_records_are_read_back_byte_exact_with_their_offsets(
-    broker: BrokerProcess, compression: str
+    target: Target, compression: str
 ) -> None:
-    topic = create_topic(broker.bootstrap, 3)
+    topic = await new_topic(target, 3)
     sent = [
         (
             None if i % 5 == 0 else b"key-%d" % i,
@@ -119,7 +140,7 @@ async def test_records_are_read_back_byte_exact_with_their_offsets(
         )
         for i in range(300)
     ]
-    async with open_producer(broker.bootstrap, compression=compression, linger_ms=2) as producer:
+    async with open_producer(target.connect, compression=compression, linger_ms=2) as producer:
         handles = [
             producer.send_nowait(topic, value, key=key, headers=headers)
             for key, value, headers in sent
@@ -132,17 +153,17 @@ async def test_records_are_read_back_byte_exact_with_their_offsets(
     for result, (key, _, _) in zip(results, sent, strict=True):
         if key is not None:
             assert result.partition == partition_for_key(key, 3)
-    messages = read_all(broker.bootstrap, topic, len(sent) + 1)
+    messages = await target.read_all(topic, len(sent) + 1)
     assert len(messages) == len(sent) + 1
     for message in messages:
-        if message.value() == b"last":
-            assert (message.partition(), message.offset()) == (first.partition, first.offset)
+        if message.value == b"last":
+            assert (message.partition, message.offset) == (first.partition, first.offset)
             continue
-        index = by_position[(message.partition(), message.offset())]
+        index = by_position[(message.partition, message.offset)]
         key, value, headers = sent[index]
-        assert (message.key(), message.value()) == (key, value)
-        assert list(message.headers() or []) == headers
-        assert message.timestamp()[1] == results[index].timestamp_ms
+        assert (message.key, message.value) == (key, value)
+        assert list(message.headers) == headers
+        assert message.timestamp_ms == results[index].timestamp_ms
     # Dense offsets from 0 in every partition.
     for partition in range(3):
         offsets = sorted(o for p, o in by_position if p == partition)
@@ -174,35 +195,33 @@ async def test_keys_land_where_librdkafka_puts_them(broker: BrokerProcess) -> No
     assert {key: r.partition for key, r in zip(keys, results, strict=True)} == theirs
 
 
-async def test_keyless_records_stick_to_a_partition_per_batch(broker: BrokerProcess) -> None:
-    topic = create_topic(broker.bootstrap, 4)
-    async with open_producer(broker.bootstrap, linger_ms=50) as producer:
+async def test_keyless_records_stick_to_a_partition_per_batch(target: Target) -> None:
+    topic = await new_topic(target, 4)
+    async with open_producer(target.connect, linger_ms=50) as producer:
         handles = [producer.send_nowait(topic, b"x") for _ in range(50)]
     partitions = {handle.result().partition for handle in handles}
     assert len(partitions) == 1, "one open batch, one partition (KIP-480)"
 
 
 @pytest.mark.parametrize("acks", [0, 1])
-async def test_acks_zero_and_one(broker: BrokerProcess, acks: int) -> None:
-    topic = create_topic(broker.bootstrap, 1)
-    async with open_producer(broker.bootstrap, acks=acks, idempotence=False) as producer:
+async def test_acks_zero_and_one(target: Target, acks: int) -> None:
+    topic = await new_topic(target, 1)
+    async with open_producer(target.connect, acks=acks, idempotence=False) as producer:
         results = [await producer.send(topic, b"r%d" % i) for i in range(20)]
     if acks == 0:
         assert {r.offset for r in results} == {-1}
     else:
         assert [r.offset for r in results] == list(range(20))
-    assert [m.value() for m in read_all(broker.bootstrap, topic, 20)] == [
-        b"r%d" % i for i in range(20)
-    ]
+    assert [m.value for m in await target.read_all(topic, 20)] == [b"r%d" % i for i in range(20)]
 
 
 async def test_a_full_buffer_makes_send_wait_and_send_nowait_refuse(
-    broker: BrokerProcess,
+    target: Target,
 ) -> None:
-    topic = create_topic(broker.bootstrap, 1)
+    topic = await new_topic(target, 1)
     value = b"v" * 1000
     async with open_producer(
-        broker.bootstrap, buffer_bytes_max=8_000, batch_bytes=4_000, linger_ms=100
+        target.connect, buffer_bytes_max=8_000, batch_bytes=4_000, linger_ms=100
     ) as producer:
         handles = []
         with pytest.raises(trio.WouldBlock):
@@ -252,10 +271,10 @@ async def test_idempotent_producer_across_broker_restarts_writes_each_record_onc
     assert sorted(m.value() for m in messages) == [b"%06d" % i for i in range(total)]
 
 
-async def test_cancelled_sends_and_close_leave_no_task_running(broker: BrokerProcess) -> None:
-    topic = create_topic(broker.bootstrap, 1)
+async def test_cancelled_sends_and_close_leave_no_task_running(target: Target) -> None:
+    topic = await new_topic(target, 1)
     before = trio.lowlevel.current_statistics().tasks_living
-    async with open_producer(broker.bootstrap, linger_ms=200) as producer:
+    async with open_producer(target.connect, linger_ms=200) as producer:
         with trio.move_on_after(0.01):
             await producer.send(topic, b"cancelled while waiting")
         result = await producer.send(topic, b"after")
@@ -264,15 +283,15 @@ async def test_cancelled_sends_and_close_leave_no_task_running(broker: BrokerPro
     assert trio.lowlevel.current_statistics().tasks_living == before
 
 
-async def test_operator_mistakes_and_oversized_records(broker: BrokerProcess) -> None:
+async def test_operator_mistakes_and_oversized_records(target: Target) -> None:
     with pytest.raises(InvalidArgumentError, match="acks='all'"):
-        async with open_producer(broker.bootstrap, acks=1):
+        async with open_producer(target.connect, acks=1):
             pass
     with pytest.raises(InvalidArgumentError, match="HOST:PORT"):
         async with open_producer("nowhere"):
             pass
-    topic = create_topic(broker.bootstrap, 1)
-    async with open_producer(broker.bootstrap, request_bytes_max=1000) as producer:
+    topic = await new_topic(target, 1)
+    async with open_producer(target.connect, request_bytes_max=1000) as producer:
         with pytest.raises(KafkaError, match="request_bytes_max"):
             await producer.send(topic, b"x" * 2000)
 
@@ -280,7 +299,7 @@ async def test_operator_mistakes_and_oversized_records(broker: BrokerProcess) ->
         pass
 
     with pytest.raises(Mine):
-        async with open_producer(broker.bootstrap):
+        async with open_producer(target.connect):
             raise Mine
 
 
@@ -301,41 +320,47 @@ async def test_operator_mistakes_and_oversized_records(broker: BrokerProcess) ->
 # an outcome.
 @example(operations=[("send_nowait", None), ("send", None)], close_after=0.0)
 def test_cancellation_at_any_point_leaves_no_task_and_no_record_doubled(
-    broker: BrokerProcess, operations: list[tuple[str, float | None]], close_after: float | None
+    process: BrokerProcess | None,
+    tmp_path: Path,
+    operations: list[tuple[str, float | None]],
+    close_after: float | None,
 ) -> None:
     """Sends, flushes and the producer's close cancelled at random points: afterwards no
     task runs, every handle has an outcome, and every acknowledged record is in the log
     once (idempotence: a record is never written twice)."""
-    topic = create_topic(broker.bootstrap, 2)
 
-    async def run() -> tuple[list[bytes], list[Any], int]:
-        before = trio.lowlevel.current_statistics().tasks_living
-        acknowledged: list[bytes] = []
-        handles: list[Any] = []
-        with trio.move_on_after(1000 if close_after is None else close_after):
-            async with open_producer(broker.bootstrap, linger_ms=2) as producer:
-                for index, (kind, cancel_after) in enumerate(operations):
-                    value = b"%04d" % index
-                    with trio.move_on_after(1000 if cancel_after is None else cancel_after):
-                        if kind == "send":
-                            await producer.send(topic, value)
-                            acknowledged.append(value)
-                        elif kind == "send_nowait":
-                            handles.append((value, producer.send_nowait(topic, value)))
-                        else:
-                            await producer.flush()
-        for value, handle in handles:
-            assert handle.done(), "a record left without an outcome"
-            try:
-                handle.result()
-                acknowledged.append(value)
-            except (trio.ClosedResourceError, KafkaError):
-                pass
-        await trio.testing.wait_all_tasks_blocked()
-        return acknowledged, handles, trio.lowlevel.current_statistics().tasks_living - before
+    async def run() -> tuple[list[bytes], list[bytes], int]:
+        # Embedded: one broker per example, on one data directory (examples run in turn).
+        async with open_target(process, tmp_path / "embedded") as target:
+            topic = await new_topic(target, 2)
+            before = trio.lowlevel.current_statistics().tasks_living
+            acknowledged: list[bytes] = []
+            handles: list[Any] = []
+            with trio.move_on_after(1000 if close_after is None else close_after):
+                async with open_producer(target.connect, linger_ms=2) as producer:
+                    for index, (kind, cancel_after) in enumerate(operations):
+                        value = b"%04d" % index
+                        with trio.move_on_after(1000 if cancel_after is None else cancel_after):
+                            if kind == "send":
+                                await producer.send(topic, value)
+                                acknowledged.append(value)
+                            elif kind == "send_nowait":
+                                handles.append((value, producer.send_nowait(topic, value)))
+                            else:
+                                await producer.flush()
+            for value, handle in handles:
+                assert handle.done(), "a record left without an outcome"
+                try:
+                    handle.result()
+                    acknowledged.append(value)
+                except (trio.ClosedResourceError, KafkaError):
+                    pass
+            await trio.testing.wait_all_tasks_blocked()
+            leaked = trio.lowlevel.current_statistics().tasks_living - before
+            values = [m.value for m in await target.read_all(topic, await target.records_in(topic))]
+        return acknowledged, values, leaked
 
-    acknowledged, _, leaked = trio.run(run)
+    acknowledged, values, leaked = trio.run(run)
     assert leaked == 0
-    values = [m.value() for m in read_all(broker.bootstrap, topic, records_in(broker, topic))]
     assert len(values) == len(set(values)), "a record written twice"
     assert set(acknowledged) <= set(values), "an acknowledged record is missing"

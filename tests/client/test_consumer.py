@@ -1,8 +1,11 @@
-"""trioring.client's consumer (no group membership) against real broker processes.
+"""trioring.client's consumer (no group membership) against real broker processes, and
+against an embedded broker reached in-process (``target``: the same test bodies).
 
 Records are produced by confluent-kafka (librdkafka), an independent
-implementation, and must come back byte-exact, in order, at dense offsets.
-Every wait is bounded: a stuck consumer fails the test, it does not hang it.
+implementation, or by the embedded broker's own API, and must come back
+byte-exact, in order, at dense offsets. Tests about processes (restarts, two
+workers) are wire-only. Every wait is bounded: a stuck consumer fails the
+test, it does not hang it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import struct
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,7 +36,8 @@ from trioring.uring._uring import uring_unavailable_reason
 
 # The interop suite's helpers: confluent-kafka driven as there, raw CreateTopics.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
-from interop_clients import Record, confluent_consumer, confluent_produce
+from client_support import EMBEDDED, WIRE, Target, open_target
+from interop_clients import Record, confluent_produce
 from interop_wire import broker_log, create_topic, unexpected_log_lines
 
 #: Seconds any one consumer step may take before the test fails.
@@ -63,6 +67,21 @@ def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[BrokerProcess]:
     yield from _run_broker(tmp_path / "data", workers=2)
+
+
+@pytest.fixture(params=[WIRE, EMBEDDED])
+def process(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[BrokerProcess | None]:
+    """A broker process (the wire), or None: an embedded broker (in-process)."""
+    if request.param == WIRE:
+        yield from _run_broker(tmp_path / "data")
+    else:
+        yield None
+
+
+@pytest.fixture
+async def target(process: BrokerProcess | None, tmp_path: Path) -> AsyncIterator[Target]:
+    async with open_target(process, tmp_path / "embedded") as target:
+        yield target
 
 
 @pytest.fixture
@@ -119,14 +138,12 @@ def check(got: list[ConsumerRecord], sent: list[Record], topic: str, first_offse
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip", "snappy", "lz4", "zstd"])
-async def test_reads_byte_exact_in_order(
-    broker: BrokerProcess, topic: str, compression: str
-) -> None:
-    create_topic(broker.port, topic, 2)
+async def test_reads_byte_exact_in_order(target: Target, topic: str, compression: str) -> None:
+    await target.create_topic(topic, 2)
     sent = {p: sample(300, p, tag=compression) for p in (0, 1)}
-    await produce(broker.bootstrap, topic, sent[0] + sent[1], compression)
+    await target.produce(topic, sent[0] + sent[1], compression)
     async with open_consumer(
-        broker.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS
+        target.connect, auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS
     ) as consumer:
         consumer.assign([(topic, 0), (topic, 1)])
         got = await read(consumer, 600)
@@ -138,11 +155,11 @@ async def test_reads_byte_exact_in_order(
         assert statistics["partitions"][f"{topic}-1"]["high_watermark"] == 300
 
 
-async def test_async_for_and_seek(broker: BrokerProcess, topic: str) -> None:
-    create_topic(broker.port, topic, 1)
+async def test_async_for_and_seek(target: Target, topic: str) -> None:
+    await target.create_topic(topic, 1)
     sent = sample(20)
-    await produce(broker.bootstrap, topic, sent)
-    async with open_consumer(broker.bootstrap, fetch_max_wait_ms=FETCH_WAIT_MS) as consumer:
+    await target.produce(topic, sent)
+    async with open_consumer(target.connect, fetch_max_wait_ms=FETCH_WAIT_MS) as consumer:
         consumer.assign([(topic, 0)])
         assert consumer.assignment() == {(topic, 0)}
         # "latest": a fresh partition starts at the end.
@@ -163,18 +180,18 @@ async def test_async_for_and_seek(broker: BrokerProcess, topic: str) -> None:
         await consumer.seek_to_end((topic, 0))
         assert await consumer.position(topic, 0) == 20
         more = sample(3, tag="more")
-        await produce(broker.bootstrap, topic, more)
+        await target.produce(topic, more)
         check(await read(consumer, 3), more, topic, 20)
         with pytest.raises(InvalidArgumentError, match="not assigned"):
             consumer.seek(topic, 1, 0)
 
 
-async def test_pause_and_resume(broker: BrokerProcess, topic: str) -> None:
-    create_topic(broker.port, topic, 2)
+async def test_pause_and_resume(target: Target, topic: str) -> None:
+    await target.create_topic(topic, 2)
     sent = {p: sample(10, p) for p in (0, 1)}
-    await produce(broker.bootstrap, topic, sent[0] + sent[1])
+    await target.produce(topic, sent[0] + sent[1])
     async with open_consumer(
-        broker.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS
+        target.connect, auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS
     ) as consumer:
         consumer.assign([(topic, 0), (topic, 1)])
         consumer.pause((topic, 0))
@@ -193,26 +210,26 @@ async def test_pause_and_resume(broker: BrokerProcess, topic: str) -> None:
         check(await read(consumer, 10), sent[0], topic, 0)
 
 
-async def test_tailing_gets_later_records(broker: BrokerProcess, topic: str) -> None:
-    create_topic(broker.port, topic, 1)
-    async with open_consumer(broker.bootstrap, fetch_max_wait_ms=500) as consumer:
+async def test_tailing_gets_later_records(target: Target, topic: str) -> None:
+    await target.create_topic(topic, 1)
+    async with open_consumer(target.connect, fetch_max_wait_ms=500) as consumer:
         consumer.assign([(topic, 0)])
         assert await consumer.position(topic, 0) == 0
         assert await consumer.getmany(timeout_s=0.3) == []
         sent = sample(5)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(produce, broker.bootstrap, topic, sent)
+            nursery.start_soon(target.produce, topic, sent)
             # Waiting at the end: the records come within one long poll of being written.
             check(await read(consumer, 5), sent, topic, 0)
 
 
 @pytest.mark.parametrize("reset", ["earliest", "latest", "none"])
-async def test_offset_out_of_range(broker: BrokerProcess, topic: str, reset: str) -> None:
-    create_topic(broker.port, topic, 1)
+async def test_offset_out_of_range(target: Target, topic: str, reset: str) -> None:
+    await target.create_topic(topic, 1)
     sent = sample(5)
-    await produce(broker.bootstrap, topic, sent)
+    await target.produce(topic, sent)
     async with open_consumer(
-        broker.bootstrap,
+        target.connect,
         auto_offset_reset=reset,  # type: ignore[arg-type]
         fetch_max_wait_ms=FETCH_WAIT_MS,
     ) as consumer:
@@ -230,7 +247,7 @@ async def test_offset_out_of_range(broker: BrokerProcess, topic: str, reset: str
                     await consumer.getmany(timeout_s=0.2)
             assert await consumer.position(topic, 0) == 5
             more = sample(2, tag="more")
-            await produce(broker.bootstrap, topic, more)
+            await target.produce(topic, more)
             check(await read(consumer, 2), more, topic, 5)
         else:
             with trio.fail_after(STEP_SECONDS), pytest.raises(OffsetOutOfRangeError) as caught:
@@ -244,18 +261,18 @@ async def test_offset_out_of_range(broker: BrokerProcess, topic: str, reset: str
             check(await read(consumer, 3), sent[2:], topic, 2)
 
 
-async def test_commit_and_committed(broker: BrokerProcess, topic: str) -> None:
-    create_topic(broker.port, topic, 2)
+async def test_commit_and_committed(target: Target, topic: str) -> None:
+    await target.create_topic(topic, 2)
     sent = sample(10)
-    await produce(broker.bootstrap, topic, sent)
+    await target.produce(topic, sent)
     group = f"group-{topic}"
-    async with open_consumer(broker.bootstrap, fetch_max_wait_ms=FETCH_WAIT_MS) as consumer:
+    async with open_consumer(target.connect, fetch_max_wait_ms=FETCH_WAIT_MS) as consumer:
         with pytest.raises(InvalidArgumentError, match="group_id"):
             await consumer.committed(topic, 0)
         with pytest.raises(InvalidArgumentError, match="group_id"):
             await consumer.commit({(topic, 0): 1})
     async with open_consumer(
-        broker.bootstrap,
+        target.connect,
         group_id=group,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=FETCH_WAIT_MS,
@@ -269,22 +286,11 @@ async def test_commit_and_committed(broker: BrokerProcess, topic: str) -> None:
         await consumer.commit({(topic, 1): 0, (topic, 0): 7})
         assert await consumer.committed(topic, 0) == 7
 
-    def confluent_committed() -> list[int]:
-        import confluent_kafka  # noqa: PLC0415
-
-        reader = confluent_consumer(broker.bootstrap, **{"group.id": group})
-        try:
-            partitions = reader.committed(
-                [confluent_kafka.TopicPartition(topic, p) for p in (0, 1)], timeout=STEP_SECONDS
-            )
-        finally:
-            reader.close()
-        return [tp.offset for tp in partitions]
-
-    assert await trio.to_thread.run_sync(confluent_committed) == [7, 0]
+    # Seen from outside the client (confluent-kafka, or the embedded broker's API).
+    assert await target.committed(group, [(topic, 0), (topic, 1)]) == [7, 0]
     # A fresh consumer of the group starts at the committed offset.
     async with open_consumer(
-        broker.bootstrap, group_id=group, fetch_max_wait_ms=FETCH_WAIT_MS
+        target.connect, group_id=group, fetch_max_wait_ms=FETCH_WAIT_MS
     ) as consumer:
         consumer.assign([(topic, 0)])
         check(await read(consumer, 3), sent[7:], topic, 7)
@@ -308,12 +314,12 @@ async def test_two_workers_read_each_leader(two_workers: BrokerProcess, topic: s
             assert consumer.statistics()["fetches"] >= 2
 
 
-async def test_cancelling_and_closing_leave_no_tasks(broker: BrokerProcess, topic: str) -> None:
-    create_topic(broker.port, topic, 1)
-    await produce(broker.bootstrap, topic, sample(5))
+async def test_cancelling_and_closing_leave_no_tasks(target: Target, topic: str) -> None:
+    await target.create_topic(topic, 1)
+    await target.produce(topic, sample(5))
     before = trio.lowlevel.current_statistics().tasks_living
     async with open_consumer(
-        broker.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS
+        target.connect, auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS
     ) as consumer:
         consumer.assign([(topic, 0)])
         got = []
@@ -331,9 +337,9 @@ async def test_cancelling_and_closing_leave_no_tasks(broker: BrokerProcess, topi
     assert trio.lowlevel.current_statistics().tasks_living == before
 
 
-async def test_body_exception_comes_back_unwrapped(broker: BrokerProcess) -> None:
+async def test_body_exception_comes_back_unwrapped(target: Target) -> None:
     with pytest.raises(KeyError, match="mine"):
-        async with open_consumer(broker.bootstrap):
+        async with open_consumer(target.connect):
             raise KeyError("mine")
 
 
@@ -357,13 +363,13 @@ async def test_broker_restart_mid_stream(broker: BrokerProcess, topic: str, kill
         assert consumer.statistics()["fetch_failures"] >= 1
 
 
-async def test_unread_buffer_stops_fetching(broker: BrokerProcess, topic: str) -> None:
-    create_topic(broker.port, topic, 1)
+async def test_unread_buffer_stops_fetching(target: Target, topic: str) -> None:
+    await target.create_topic(topic, 1)
     sent = sample(2000)
     # Small batches, so that one Fetch of 4 KiB takes only some of them.
-    await produce(broker.bootstrap, topic, sent, batch_bytes=1000)
+    await target.produce(topic, sent, batch_bytes=1000)
     async with open_consumer(
-        broker.bootstrap,
+        target.connect,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=FETCH_WAIT_MS,
         max_partition_fetch_bytes=4096,

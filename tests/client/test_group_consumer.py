@@ -2,7 +2,9 @@
 
 A group splits a topic's partitions between its members, whoever the leader
 is (Trio or librdkafka), and with commits every record is read once: the
-tests count every record each member got. Every wait is bounded.
+tests count every record each member got. Every wait is bounded. The groups
+of Trio members alone run over both transports: the wire, and an embedded
+broker reached in-process (``bootstrap_or_broker``).
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
+import trioring
 from trioring.client import CommitFailedError, open_admin, open_consumer, open_producer
 from trioring.client._assignors import MemberSubscription, assign
+from trioring.config import GroupConfig
 from trioring.errors import InvalidArgumentError
 from trioring.testing import BrokerProcess
 from trioring.uring._uring import uring_unavailable_reason
@@ -75,6 +79,31 @@ def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerPr
     yield from _run_broker(tmp_path_factory.mktemp("groups") / "data")
 
 
+@pytest.fixture(params=["wire", "embedded"])
+def shared_process(request: pytest.FixtureRequest) -> BrokerProcess | None:
+    """The shared broker process, or None: an embedded broker."""
+    if request.param == "wire":
+        process: BrokerProcess = request.getfixturevalue("shared_broker")
+        return process
+    return None
+
+
+@pytest.fixture
+async def bootstrap_or_broker(
+    shared_process: BrokerProcess | None, tmp_path: Path
+) -> AsyncIterator[str | trioring.Broker]:
+    """What the client is given: the shared broker process's address, or an embedded
+    broker (with the process's group settings) that it reaches in-process."""
+    if shared_process is not None:
+        yield shared_process.bootstrap
+        return
+    config = trioring.BrokerConfig(
+        data_dir=str(tmp_path / "embedded"), groups=GroupConfig(initial_rebalance_delay_ms=300)
+    )
+    async with trioring.open_broker(config) as broker:
+        yield broker
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
     yield from _run_broker(tmp_path / "data")
@@ -89,12 +118,12 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-async def _create(bootstrap: str, topic: str, partitions: int) -> None:
+async def _create(bootstrap: str | trioring.Broker, topic: str, partitions: int) -> None:
     async with open_admin(bootstrap) as admin:
         await admin.create_topic(topic, partitions=partitions)
 
 
-async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+async def _produce(bootstrap: str | trioring.Broker, topic: str, values: list[bytes]) -> None:
     async with open_producer(bootstrap, linger_ms=2) as producer:
         for index, value in enumerate(values):
             producer.send_nowait(topic, value, key=b"key-%d" % index)
@@ -124,7 +153,7 @@ class Tally:
 
 
 async def _trio_member(
-    bootstrap: str,
+    bootstrap: str | trioring.Broker,
     group: str,
     topics: list[str],
     tally: Tally,
@@ -274,9 +303,9 @@ def test_assignors_give_every_partition_once_with_uneven_subscriptions() -> None
 
 @pytest.mark.parametrize("assignor", ASSIGNORS)
 async def test_trio_group_splits_partitions_and_reads_once(
-    shared_broker: BrokerProcess, assignor: str
+    bootstrap_or_broker: str | trioring.Broker, assignor: str
 ) -> None:
-    bootstrap = shared_broker.bootstrap
+    bootstrap = bootstrap_or_broker
     topic, group = _name("grp"), _name("g")
     await _create(bootstrap, topic, 6)
     values = [b"v%d" % i for i in range(600)]
@@ -300,8 +329,10 @@ async def test_trio_group_splits_partitions_and_reads_once(
     assert all(entry.lag == 0 for entry in lag.values()), lag
 
 
-async def test_commits_resume_where_the_group_left_off(shared_broker: BrokerProcess) -> None:
-    bootstrap = shared_broker.bootstrap
+async def test_commits_resume_where_the_group_left_off(
+    bootstrap_or_broker: str | trioring.Broker,
+) -> None:
+    bootstrap = bootstrap_or_broker
     topic, group = _name("resume"), _name("g")
     await _create(bootstrap, topic, 2)
     await _produce(bootstrap, topic, [b"a%d" % i for i in range(100)])
@@ -325,9 +356,9 @@ async def test_commits_resume_where_the_group_left_off(shared_broker: BrokerProc
 
 @pytest.mark.parametrize("assignor", ["range", "cooperative-sticky"])
 async def test_eager_revokes_everything_cooperative_only_what_moves(
-    shared_broker: BrokerProcess, assignor: str
+    bootstrap_or_broker: str | trioring.Broker, assignor: str
 ) -> None:
-    bootstrap = shared_broker.bootstrap
+    bootstrap = bootstrap_or_broker
     topic, group = _name("callbacks"), _name("g")
     await _create(bootstrap, topic, 4)
     events: list[tuple[str, str, frozenset[tuple[str, int]]]] = []
@@ -362,8 +393,10 @@ async def test_eager_revokes_everything_cooperative_only_what_moves(
     assert not [e for e in events if e[1] == "lost"]
 
 
-async def test_pattern_subscription_follows_new_topics(shared_broker: BrokerProcess) -> None:
-    bootstrap = shared_broker.bootstrap
+async def test_pattern_subscription_follows_new_topics(
+    bootstrap_or_broker: str | trioring.Broker,
+) -> None:
+    bootstrap = bootstrap_or_broker
     prefix = _name("pat")
     await _create(bootstrap, f"{prefix}-one", 1)
     await _produce(bootstrap, f"{prefix}-one", [b"one"])

@@ -1,8 +1,10 @@
 """trioring.client: a Trio-native Kafka client.
 
-Work in progress (issue 14): the wire transport (``Cluster``, pipelined
-``BrokerConnection``), the producer, the consumer without group membership,
-and the admin client. See docs/client.md.
+Work in progress (issue 14): two transports behind ``BrokerConnection``, the
+wire (``Cluster`` of pipelined ``WireConnection``) and in-process (an embedded
+``Broker`` instead of addresses: ``InProcessConnection``), the producer, the
+consumer (of assigned partitions, or a group member), and the admin client.
+See docs/client.md.
 """
 
 from trioring.client._admin import (
@@ -14,9 +16,15 @@ from trioring.client._admin import (
     open_admin,
 )
 from trioring.client._cluster import Cluster, parse_bootstrap
-from trioring.client._connection import BrokerConnection, ConnectionBrokenError, UnsupportedApiError
+from trioring.client._connection import (
+    BrokerConnection,
+    ConnectionBrokenError,
+    UnsupportedApiError,
+    WireConnection,
+)
 from trioring.client._consumer import Consumer, ConsumerRecord, NoOffsetError, open_consumer
 from trioring.client._group import CommitFailedError, GroupMembership, RebalanceCallback
+from trioring.client._inprocess import InProcessConnection
 from trioring.client._producer import Producer, RecordMetadata, SendHandle, open_producer
 
 __all__ = [
@@ -31,6 +39,7 @@ __all__ = [
     "GroupListing",
     "GroupMember",
     "GroupMembership",
+    "InProcessConnection",
     "NoOffsetError",
     "PartitionLag",
     "Producer",
@@ -38,6 +47,7 @@ __all__ = [
     "RecordMetadata",
     "SendHandle",
     "UnsupportedApiError",
+    "WireConnection",
     "open_admin",
     "open_consumer",
     "open_producer",

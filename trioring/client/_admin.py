@@ -20,6 +20,7 @@ import trio
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i32Timedelta
 
+from trioring._broker import Broker
 from trioring._constants import CLIENT_REQUEST_TIMEOUT_MS_DEFAULT
 from trioring._exception_groups import BodyError, body_exception_unwrapped
 from trioring.client._cluster import Cluster, TopicInfo
@@ -339,17 +340,18 @@ class Admin:
 
 @asynccontextmanager
 async def open_admin(
-    bootstrap: str | Sequence[str],
+    bootstrap_or_broker: str | Sequence[str] | Broker,
     *,
     client_id: str = "trioring-admin",
     request_timeout_ms: int = CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
 ) -> AsyncIterator[Admin]:
-    """An admin client for the block."""
+    """An admin client for the block, of the brokers at ``"host:port,..."`` or of an
+    embedded Broker (in-process)."""
     body = BodyError()
     async with (
         body_exception_unwrapped(body),
         Cluster.open(
-            bootstrap,
+            bootstrap_or_broker,
             client_id=client_id,
             request_timeout_ms=request_timeout_ms,
             allow_auto_create_topics=False,

@@ -1,11 +1,13 @@
 """Cluster: what the client knows of the brokers, and one connection to each.
 
-It bootstraps from the addresses it is given, keeps the cluster's metadata
-(brokers, and for each topic its partitions' leaders), and hands out one
-connection per broker, opening a new one when the old one broke. A producer
-or consumer asks it for the leader of a partition; an answer that says the
-metadata is stale (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, a
-broken connection) makes it refresh before the next try.
+It bootstraps from the addresses it is given (or from an embedded Broker:
+then every connection is in-process, see ``_inprocess.py``), keeps the
+cluster's metadata (brokers, and for each topic its partitions' leaders), and
+hands out one connection per broker, opening a new one when the old one
+broke. A producer or consumer asks it for the leader of a partition; an
+answer that says the metadata is stale (NOT_LEADER_OR_FOLLOWER,
+UNKNOWN_TOPIC_OR_PARTITION, a broken connection) makes it refresh before the
+next try.
 """
 
 from __future__ import annotations
@@ -14,20 +16,22 @@ import logging
 import math
 import random
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import attrs
 import trio
 from kio.schema.errors import ErrorCode
 
+from trioring._broker import IN_PROCESS_HOST, Broker
 from trioring._constants import (
     CLIENT_CONNECT_TIMEOUT_MS_DEFAULT,
     CLIENT_METADATA_MAX_AGE_MS_DEFAULT,
     CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
 )
 from trioring._exception_groups import BodyError, body_exception_unwrapped
-from trioring.client._connection import BrokerConnection, ConnectionBrokenError
+from trioring.client._connection import BrokerConnection, ConnectionBrokenError, WireConnection
+from trioring.client._inprocess import InProcessConnection
 from trioring.errors import InvalidArgumentError, KafkaError
 from trioring.protocol.kafka import ApiKey, request_schema
 from trioring.protocol.kafka._build import build, sibling
@@ -90,8 +94,11 @@ class Cluster:
         connect_timeout_ms: int,
         metadata_max_age_ms: int,
         allow_auto_create_topics: bool,
+        broker: Broker | None = None,
     ) -> None:
         self._bootstrap = bootstrap
+        #: An embedded broker: every connection, to whichever node, is in-process.
+        self._broker = broker
         self._nursery = nursery
         self.client_id = client_id
         self._request_timeout_ms = request_timeout_ms
@@ -110,7 +117,7 @@ class Cluster:
     @asynccontextmanager
     async def open(
         cls,
-        bootstrap: str | Sequence[str],
+        bootstrap_or_broker: str | Sequence[str] | Broker,
         *,
         client_id: str = "trioring",
         request_timeout_ms: int = CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
@@ -118,7 +125,15 @@ class Cluster:
         metadata_max_age_ms: int = CLIENT_METADATA_MAX_AGE_MS_DEFAULT,
         allow_auto_create_topics: bool = True,
     ) -> AsyncIterator[Cluster]:
-        addresses = parse_bootstrap(bootstrap)  # a mistake is raised bare, before any task
+        """The cluster for the block: ``"host:port,..."`` (or a list of them) to bootstrap
+        from over the wire, or an embedded Broker to reach in-process."""
+        broker = None
+        if isinstance(bootstrap_or_broker, Broker):
+            # The node the embedded broker's Metadata names (any key would do).
+            broker, addresses = bootstrap_or_broker, [(IN_PROCESS_HOST, 0)]
+        else:
+            # A mistake is raised bare, before any task.
+            addresses = parse_bootstrap(bootstrap_or_broker)
         body = BodyError()
         async with body_exception_unwrapped(body), trio.open_nursery() as nursery:
             cluster = cls(
@@ -129,6 +144,7 @@ class Cluster:
                 connect_timeout_ms=connect_timeout_ms,
                 metadata_max_age_ms=metadata_max_age_ms,
                 allow_auto_create_topics=allow_auto_create_topics,
+                broker=broker,
             )
             try:
                 yield cluster
@@ -173,13 +189,21 @@ class Cluster:
     async def _keep(
         self, host: str, port: int, *, task_status: trio.TaskStatus[BrokerConnection]
     ) -> None:
-        async with BrokerConnection.open(
-            host,
-            port,
-            client_id=self.client_id,
-            connect_timeout_ms=self._connect_timeout_ms,
-            request_timeout_ms=self._request_timeout_ms,
-        ) as connection:
+        opened: AbstractAsyncContextManager[BrokerConnection]
+        if self._broker is not None:
+            # In-process, whatever address the metadata gives the node.
+            opened = InProcessConnection.open(
+                self._broker, client_id=self.client_id, request_timeout_ms=self._request_timeout_ms
+            )
+        else:
+            opened = WireConnection.open(
+                host,
+                port,
+                client_id=self.client_id,
+                connect_timeout_ms=self._connect_timeout_ms,
+                request_timeout_ms=self._request_timeout_ms,
+            )
+        async with opened as connection:
             task_status.started(connection)
             await connection.closed.wait()
 

@@ -1,4 +1,10 @@
-"""BrokerConnection: one TCP connection to one Kafka broker, requests pipelined on it.
+"""BrokerConnection: what the client needs of a connection to one broker, and the
+wire transport, WireConnection: one TCP connection, requests pipelined on it.
+
+The producer, the consumer and the admin client see only
+:class:`BrokerConnection`. Two transports implement it: WireConnection
+(here), and InProcessConnection (``_inprocess.py``), which calls an embedded
+broker's API adapters directly.
 
 Kafka answers the requests of one connection in the order they were sent, each
 response carrying its request's correlation id. A connection here has one
@@ -17,10 +23,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 import trio
@@ -43,7 +49,15 @@ from trioring.protocol.kafka._client import (
     response_correlation_id,
 )
 
-__all__ = ["CLIENT_VERSIONS", "BrokerConnection", "ConnectionBrokenError", "UnsupportedApiError"]
+__all__ = [
+    "CLIENT_VERSIONS",
+    "BrokerConnection",
+    "ConnectionBrokenError",
+    "UnsupportedApiError",
+    "WireConnection",
+    "negotiated_versions",
+    "unsupported_api",
+]
 
 logger = logging.getLogger("trioring.client")
 
@@ -87,6 +101,55 @@ class UnsupportedApiError(TrioringError):
     kafka_error_code = ErrorCode.unsupported_version
 
 
+class BrokerConnection(Protocol):
+    """A connection to one broker, whichever the transport; the Cluster hands them out."""
+
+    #: Where it goes, for messages ("host:port", or "in-process").
+    address: str
+    #: Why it no longer works (None while it does); the Cluster then opens another.
+    broken: ConnectionBrokenError | None
+    #: Set once it is closed or broken.
+    closed: trio.Event
+
+    def version(self, api_key: int) -> int:
+        """The version of ``api_key`` spoken; UnsupportedApiError if none."""
+        ...
+
+    async def request(
+        self, api_key: int, *, timeout_s: float | None = None, **fields: Any
+    ) -> tuple[int, Any]:
+        """A request of that version built from ``fields``: (version, kio response).
+        ``timeout_s`` replaces the request timeout (JoinGroup waits for a rebalance)."""
+        ...
+
+    async def send_only(self, api_key: int, **fields: Any) -> int:
+        """A request Kafka does not answer (Produce with acks=0); returns its version."""
+        ...
+
+    def statistics(self) -> dict[str, Any]: ...
+
+
+def negotiated_versions(offered: Iterable[tuple[int, int, int]]) -> dict[int, int]:
+    """For each API of (api key, oldest, newest) the broker offers, the newest version
+    both it and ``CLIENT_VERSIONS`` know; APIs without a common version are left out."""
+    versions = {}
+    for api_key, offered_min, offered_max in offered:
+        ours = CLIENT_VERSIONS.get(api_key)
+        if ours is None:
+            continue
+        version = min(ours[1], offered_max)
+        if version >= max(ours[0], offered_min):
+            versions[int(api_key)] = int(version)
+    return versions
+
+
+def unsupported_api(address: str, api_key: int) -> UnsupportedApiError:
+    return UnsupportedApiError(
+        f"{address} speaks no version of API {ApiKey(api_key).name} that this "
+        f"client speaks ({CLIENT_VERSIONS[api_key][0]}-{CLIENT_VERSIONS[api_key][1]})"
+    )
+
+
 @attrs.define(eq=False)
 class _Waiter:
     api_key: int
@@ -96,8 +159,9 @@ class _Waiter:
     error: BaseException | None = None
 
 
-class BrokerConnection:
-    """One connection to one broker. Open it with :meth:`open`."""
+class WireConnection:
+    """One TCP connection to one broker, speaking the Kafka protocol. Open it with
+    :meth:`open`."""
 
     def __init__(
         self,
@@ -129,7 +193,7 @@ class BrokerConnection:
         client_id: str = "trioring",
         connect_timeout_ms: int = CLIENT_CONNECT_TIMEOUT_MS_DEFAULT,
         request_timeout_ms: int = CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
-    ) -> AsyncIterator[BrokerConnection]:
+    ) -> AsyncIterator[WireConnection]:
         """Connect, negotiate versions, and keep the connection for the block."""
         address = f"{host}:{port}"
         try:
@@ -177,22 +241,15 @@ class BrokerConnection:
             raise ConnectionBrokenError(
                 f"{self.address} refused ApiVersions: {ErrorCode(response.error_code).name}"
             )
-        for key in response.api_keys:
-            ours = CLIENT_VERSIONS.get(key.api_key)
-            if ours is None:
-                continue
-            version = min(ours[1], key.max_version)
-            if version >= max(ours[0], key.min_version):
-                self._versions[int(key.api_key)] = int(version)
+        self._versions = negotiated_versions(
+            (key.api_key, key.min_version, key.max_version) for key in response.api_keys
+        )
 
     def version(self, api_key: int) -> int:
         """The version of ``api_key`` spoken on this connection; UnsupportedApiError if none."""
         version = self._versions.get(api_key)
         if version is None:
-            raise UnsupportedApiError(
-                f"{self.address} speaks no version of API {ApiKey(api_key).name} that this "
-                f"client speaks ({CLIENT_VERSIONS[api_key][0]}-{CLIENT_VERSIONS[api_key][1]})"
-            )
+            raise unsupported_api(self.address, api_key)
         return version
 
     # --- requests ------------------------------------------------------------------------

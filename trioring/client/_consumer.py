@@ -45,6 +45,7 @@ import attrs
 import trio
 from kio.schema.errors import ErrorCode
 
+from trioring._broker import Broker
 from trioring._constants import (
     CLIENT_AUTO_COMMIT_INTERVAL_MS_DEFAULT,
     CLIENT_COORDINATOR_ATTEMPTS_MAX,
@@ -1050,7 +1051,7 @@ def _by_topic(partitions: Iterable[TopicPartition]) -> dict[str, list[int]]:
 
 @asynccontextmanager
 async def open_consumer(
-    bootstrap: str | Sequence[str] | None = None,
+    bootstrap_or_broker: str | Sequence[str] | Broker | None = None,
     *,
     group_id: str | None = None,
     topics: Iterable[str] | None = None,
@@ -1078,8 +1079,9 @@ async def open_consumer(
 ) -> AsyncIterator[Consumer]:
     """A consumer for the block (see the module docstring).
 
-    Give ``bootstrap`` ("host:port,...") and it opens a cluster of its own, or
-    ``cluster`` to share one with a producer. With ``topics`` or ``pattern``
+    Give ``bootstrap_or_broker`` ("host:port,...", or an embedded Broker to reach
+    in-process) and it opens a cluster of its own, or ``cluster`` to share one
+    with a producer. With ``topics`` or ``pattern``
     (a regular expression the whole topic name must match) it joins
     ``group_id`` and reads what the group assigns it; without, it reads what
     :meth:`Consumer.assign` gives it. Group settings are Kafka's consumer
@@ -1128,11 +1130,11 @@ async def open_consumer(
     )
     async with AsyncExitStack() as stack:
         if cluster is None:
-            if bootstrap is None:
-                raise InvalidArgumentError("give bootstrap addresses or a cluster")
+            if bootstrap_or_broker is None:
+                raise InvalidArgumentError("give bootstrap addresses, a broker or a cluster")
             cluster = await stack.enter_async_context(
                 Cluster.open(
-                    bootstrap,
+                    bootstrap_or_broker,
                     client_id=client_id,
                     request_timeout_ms=request_timeout_ms,
                     metadata_max_age_ms=metadata_max_age_ms,

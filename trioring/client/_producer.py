@@ -31,6 +31,7 @@ import trio
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i32Timedelta
 
+from trioring._broker import Broker
 from trioring._constants import (
     CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
     CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT,
@@ -687,7 +688,7 @@ def _acks(acks: Acks) -> int:
 
 @asynccontextmanager
 async def open_producer(
-    bootstrap: str | Sequence[str],
+    bootstrap_or_broker: str | Sequence[str] | Broker,
     *,
     acks: Acks = "all",
     linger_ms: int = PRODUCER_LINGER_MS_DEFAULT,
@@ -703,6 +704,9 @@ async def open_producer(
     client_id: str = "trioring-producer",
 ) -> AsyncIterator[Producer]:
     """A producer for the block; on a clean exit every queued record is flushed first.
+
+    ``bootstrap_or_broker``: ``"host:port,..."`` (or a list of them), or an
+    embedded Broker, reached in-process.
 
     Settings are Kafka's producer settings under Python names (``linger_ms``
     is linger.ms, ``batch_bytes`` batch.size, ``buffer_bytes_max``
@@ -746,7 +750,7 @@ async def open_producer(
     async with (
         body_exception_unwrapped(body),
         Cluster.open(
-            bootstrap, client_id=client_id, request_timeout_ms=request_timeout_ms
+            bootstrap_or_broker, client_id=client_id, request_timeout_ms=request_timeout_ms
         ) as cluster,
         trio.open_nursery() as nursery,
     ):

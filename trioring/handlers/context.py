@@ -22,9 +22,10 @@ class HandlerContext:
     shard: Shard
     #: The cluster as this worker sees it; topic changes go through it.
     cluster: ClusterView
-    #: The Kafka client id, or "embedded" for in-process calls.
+    #: The Kafka client id, or "embedded" for the embedded API's calls.
     client_id: str = "embedded"
-    #: The client's address ("" in-process).
+    #: The client's address ("" for the embedded API's calls, "in-process" for
+    #: the client's in-process transport).
     client_host: str = ""
     #: Called (at most once) by a handler when the rest of its work can no
     #: longer affect the order of later requests: produce calls it after its

@@ -30,11 +30,12 @@ from trioring._heap import return_free_heap
 from trioring._logging import RateLimitedLogger, printable
 from trioring.cluster.model import Node
 from trioring.config import ServerConfig
-from trioring.errors import ProtocolError, TrioringError
+from trioring.errors import ProtocolError
 from trioring.handlers import HandlerContext
 from trioring.protocol.kafka import (
     ADVERTISED_VERSIONS,
     ApiKey,
+    EncodedBody,
     FrameDecoder,
     RequestHeader,
     api_name,
@@ -44,7 +45,7 @@ from trioring.protocol.kafka import (
 )
 from trioring.server._memory import RequestMemory, RequestMemoryStatistics
 from trioring.server.apis import APIS, ApiContext, MetadataCache, produce
-from trioring.server.apis.errors import error_response
+from trioring.server.apis.errors import failed_response
 from trioring.uring import Buffer, TcpStream
 
 logger = logging.getLogger("trioring.server")
@@ -85,7 +86,7 @@ class KafkaServer:
         #: Bytes of requests read and not yet answered, all connections together.
         self.memory = RequestMemory(config.queued_request_bytes_max)
         #: Encoded Metadata answers, shared by every connection.
-        self.metadata_cache = MetadataCache()
+        self.metadata_cache: MetadataCache[EncodedBody] = MetadataCache()
         self._idle_closed_total = 0
 
     @property
@@ -363,25 +364,7 @@ class KafkaServer:
     def _failed(
         self, context: ApiContext, header: RequestHeader, body: Any, error: Exception
     ) -> Any:
-        """The per-request error boundary: the request gets an error code, nothing else breaks.
-
-        An operating error (a TrioringError) carries its own Kafka code; any
-        other exception is a bug, answered with UNKNOWN_SERVER_ERROR and
-        logged (rate-limited) with its traceback.
-        """
-        if isinstance(error, TrioringError):
-            code = error.kafka_error_code
-        else:
-            code = ErrorCode.unknown_server_error
-            client_log.error(
-                "%s v%d from client %s failed unexpectedly; answered UNKNOWN_SERVER_ERROR",
-                api_name(header.api_key),
-                header.api_version,
-                printable(context.client_id),
-                exc_info=error,
-                key=("handler bug", header.api_key),
-            )
-        return error_response(header.api_key, header.api_version, body, code, str(error))
+        return failed_response(header.api_key, header.api_version, body, error, context.client_id)
 
     def _encode(
         self, context: ApiContext, header: RequestHeader, body: Any, response: Any

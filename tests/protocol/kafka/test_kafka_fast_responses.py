@@ -29,8 +29,11 @@ from trioring.protocol.kafka import (
     encode_fetch_response_chunks,
     encode_produce_response,
     encode_response,
+    encode_response_body,
     encode_response_chunks,
+    response_object,
 )
+from trioring.protocol.kafka._client import decode_response
 
 PRODUCE_VERSIONS = range(3, 13)
 FETCH_VERSIONS = range(4, 18)
@@ -370,3 +373,72 @@ def test_one_partition_produce_matches_kio(api_version: int, name: str) -> None:
     )
     expected = kio_frame(3, kio_produce(api_version, body))
     assert encode_produce_response(api_version, 3, body) == expected
+
+
+# --- response_object: the same answers, not encoded (the client's in-process transport) ---
+
+
+def decoded(api_key: int, api_version: int, body: Any) -> Any:
+    """What a client decodes from the bytes the server writes for ``body``."""
+    frame = encode_response(api_key, api_version, 1, body)
+    return decode_response(api_key, api_version, frame[4:])
+
+
+@settings(max_examples=150, deadline=None)
+@given(api_version=st.sampled_from(PRODUCE_VERSIONS), body=produce_bodies)
+def test_any_produce_response_object_is_what_a_client_decodes(
+    api_version: int, body: ProduceResponseBody
+) -> None:
+    assert response_object(0, api_version, body) == decoded(0, api_version, body)
+
+
+@settings(max_examples=150, deadline=None)
+@given(api_version=st.sampled_from(FETCH_VERSIONS), body=fetch_bodies)
+def test_any_fetch_response_object_is_what_a_client_decodes(
+    api_version: int, body: FetchResponseBody
+) -> None:
+    body = with_topic_ids(api_version, body)
+    assert response_object(1, api_version, body) == decoded(1, api_version, body)
+
+
+@pytest.mark.parametrize("api_version", [13, 17])
+def test_fetch_response_object_of_an_unknown_topic_id_says_none(api_version: int) -> None:
+    # The zero id (an id no topic has) is read as None by kio, so it is None here too.
+    partition = FetchResponsePartition(0, 100, -1, -1, -1, memoryview(b"\x00\x01"))
+    body = FetchResponseBody([FetchResponseTopic(bytes(16), [partition])])
+    answer = response_object(1, api_version, body)
+    assert answer == decoded(1, api_version, body)
+    assert answer.responses[0].topic_id is None
+    assert type(answer.responses[0].partitions[0].records) is bytes
+
+
+@pytest.mark.parametrize("api_version", [1, 9, 12])
+def test_kio_and_encoded_response_objects_are_what_a_client_decodes(api_version: int) -> None:
+    schema = importlib.import_module(f"kio.schema.metadata.v{api_version}.response")
+    topic = build(
+        schema.MetadataResponseTopic,
+        error_code=ErrorCode.unknown_topic_or_partition,
+        name="gone",
+        topic_id=uuid.UUID(int=0),
+        is_internal=False,
+        partitions=(),
+        topic_authorized_operations=-(2**31),
+    )
+    response = build(
+        schema.MetadataResponse,
+        throttle_time=milliseconds(0),
+        brokers=(build(schema.MetadataResponseBroker, node_id=0, host="h", port=1, rack=None),),
+        cluster_id="c",
+        controller_id=0,
+        topics=(topic,),
+        cluster_authorized_operations=-(2**31),
+    )
+    expected = decoded(3, api_version, response)
+    assert response_object(3, api_version, response) == expected
+    assert response_object(3, api_version, encode_response_body(response)) == expected
+    if api_version >= 10:
+        assert expected.topics[0].topic_id is None
+    with pytest.raises(ValueError, match="cannot answer"):
+        response_object(3, 4 if api_version != 4 else 5, response)
+    with pytest.raises(ValueError, match="cannot answer"):
+        response_object(1, 12, PRODUCE_BODY)

@@ -10,6 +10,7 @@ Layers, each usable on its own (the server stacks them per connection)::
     encode_response[_chunks]      size + header v0/v1 + body: kio for most APIs,
                                   hand-written encoders for Produce and Fetch
     encode_api_versions_response  SUPPORTED_VERSIONS, and the UNSUPPORTED_VERSION answer
+    response_object               any response body as a kio object, not encoded (in-process)
 
 One error boundary: every malformed input raises (or returns)
 :class:`~trioring.errors.ProtocolError` or a subclass, never IndexError,
@@ -86,6 +87,7 @@ from trioring.protocol.kafka._responses import (
     encode_response,
     encode_response_body,
     encode_response_chunks,
+    response_object,
     uses_flexible_response_header,
 )
 from trioring.protocol.kafka._schemas import (
@@ -140,6 +142,7 @@ __all__ = [
     "parse_request_header",
     "read_unsigned_varint",
     "request_schema",
+    "response_object",
     "response_schema",
     "skip_tagged_fields",
     "uses_flexible_response_header",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 from kio.schema.errors import ErrorCode
@@ -20,6 +20,7 @@ logger = logging.getLogger("trioring.server")
 client_log = RateLimitedLogger(logger)
 
 NONE: int = ErrorCode.none
+BodyT = TypeVar("BodyT")
 
 
 def error_code(error: BaseException | None) -> int:
@@ -45,8 +46,9 @@ def duplicates(keys: list[Any]) -> set[Any]:
     return {key for key, count in Counter(keys).items() if count > 1}
 
 
-class MetadataCache:
-    """Encoded Metadata response bodies by what they say, bounded.
+class MetadataCache(Generic[BodyT]):
+    """Metadata response bodies by what they say, bounded: encoded (the listener's),
+    or kio objects (the client's in-process transport reads those as they are).
 
     Building and encoding a Metadata response with kio costs about 27 us per
     partition (2.8 ms for 100 topics of 3 partitions, measured), and clients
@@ -59,11 +61,11 @@ class MetadataCache:
 
     def __init__(self, entries_max: int = METADATA_CACHE_ENTRIES_MAX) -> None:
         self._entries_max = entries_max
-        self._bodies: dict[object, EncodedBody] = {}
+        self._bodies: dict[object, BodyT] = {}
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: object) -> EncodedBody | None:
+    def get(self, key: object) -> BodyT | None:
         body = self._bodies.get(key)
         if body is None:
             self.misses += 1
@@ -71,7 +73,7 @@ class MetadataCache:
             self.hits += 1
         return body
 
-    def put(self, key: object, body: EncodedBody) -> None:
+    def put(self, key: object, body: BodyT) -> None:
         if len(self._bodies) >= self._entries_max:
             del self._bodies[next(iter(self._bodies))]  # the oldest
         self._bodies[key] = body
@@ -86,7 +88,9 @@ class ApiContext:
     base: HandlerContext
     client_id: str = ""
     #: Encoded Metadata responses, shared by the server's connections.
-    metadata_cache: MetadataCache = attrs.field(factory=MetadataCache)
+    metadata_cache: MetadataCache[EncodedBody] = attrs.field(factory=MetadataCache)
+    #: Metadata responses as kio objects (immutable), for in-process callers.
+    metadata_objects: MetadataCache[Any] = attrs.field(factory=MetadataCache)
 
     def handler_context(self, order_released: Callable[[], None] | None = None) -> HandlerContext:
         return attrs.evolve(

@@ -16,6 +16,8 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from trioring._logging import printable
+from trioring.errors import TrioringError
 from trioring.protocol.kafka import (
     ApiKey,
     FetchResponseBody,
@@ -24,6 +26,7 @@ from trioring.protocol.kafka import (
     ProduceResponseBody,
     ProduceResponsePartition,
     ProduceResponseTopic,
+    api_name,
     response_schema,
 )
 from trioring.server.apis._build import (
@@ -33,6 +36,7 @@ from trioring.server.apis._build import (
     build,
     sibling,
 )
+from trioring.server.apis._context import client_log
 from trioring.server.apis.admin import DELETE_TOPICS_BY_ID_VERSION
 from trioring.server.apis.data import FETCH_TOPIC_ID_VERSION
 from trioring.server.apis.groups import LEAVE_GROUP_BATCH_VERSION
@@ -42,7 +46,7 @@ from trioring.server.apis.metadata import (
 )
 from trioring.server.apis.offsets import OFFSET_FETCH_BATCH_VERSION
 
-__all__ = ["error_response", "has_error_response"]
+__all__ = ["error_response", "failed_response", "has_error_response"]
 
 _Builder = Callable[[int, Any, ErrorCode, str], Any]
 
@@ -620,3 +624,28 @@ def has_error_response(api_key: int) -> bool:
 def error_response(api_key: int, version: int, request: Any, code: int, message: str) -> Any:
     """``request``'s answer with ``code`` everywhere an error code goes (None for acks=0)."""
     return _BUILDERS[api_key](version, request, ErrorCode(code), message)
+
+
+def failed_response(
+    api_key: int, version: int, request: Any, error: Exception, client_id: str
+) -> Any:
+    """The per-request error boundary: the request gets an error code, nothing else breaks.
+
+    An operating error (a TrioringError) carries its own Kafka code; any
+    other exception is a bug, answered with UNKNOWN_SERVER_ERROR and
+    logged (rate-limited) with its traceback. The Kafka server and the
+    client's in-process transport both answer so.
+    """
+    if isinstance(error, TrioringError):
+        code = error.kafka_error_code
+    else:
+        code = ErrorCode.unknown_server_error
+        client_log.error(
+            "%s v%d from client %s failed unexpectedly; answered UNKNOWN_SERVER_ERROR",
+            api_name(api_key),
+            version,
+            printable(client_id),
+            exc_info=error,
+            key=("handler bug", api_key),
+        )
+    return error_response(api_key, version, request, code, str(error))
