@@ -76,6 +76,13 @@ def restartable(tmp_path: Path) -> Iterator[BrokerProcess]:
         process.stop()
 
 
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[BrokerProcess]:
+    with BrokerProcess(tmp_path / "data", workers=2) as process:
+        yield process
+        process.stop()
+
+
 def create_topic(bootstrap: str, partitions: int) -> str:
     topic = f"client-{uuid.uuid4().hex[:10]}"
     admin = confluent_admin.AdminClient({"bootstrap.servers": bootstrap})
@@ -269,6 +276,40 @@ async def test_idempotent_producer_across_broker_restarts_writes_each_record_onc
         offsets = [m.offset() for m in messages if m.partition() == partition]
         assert offsets == list(range(len(offsets)))
     assert sorted(m.value() for m in messages) == [b"%06d" % i for i in range(total)]
+
+
+async def test_idempotent_producer_across_a_killed_worker_writes_each_record_once(
+    two_workers: BrokerProcess,
+) -> None:
+    """A worker of a two-worker broker is SIGKILLed mid-stream (the supervisor starts it
+    again): its partitions' batches are retried, nothing is lost or written twice."""
+    topic = create_topic(two_workers.bootstrap, 4)
+    total = 2000
+    results: list[RecordMetadata] = []
+    async with open_producer(
+        two_workers.bootstrap, linger_ms=1, delivery_timeout_ms=60_000, retry_backoff_ms=50
+    ) as producer:
+        half = trio.Event()
+
+        async def produce() -> None:
+            for i in range(total):
+                results.append(await producer.send(topic, b"%06d" % i, key=b"k%d" % (i % 4)))
+                if len(results) == total // 2:
+                    half.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce)
+            await half.wait()
+            await trio.to_thread.run_sync(lambda: two_workers.kill_worker(1))
+    assert len(results) == total
+    messages = read_all(two_workers.bootstrap, topic, total)
+    assert len(messages) == total, "a record lost or written twice"
+    assert sorted(m.value() for m in messages) == [b"%06d" % i for i in range(total)]
+    for partition in range(4):
+        values = [m.value() for m in messages if m.partition() == partition]
+        assert values == sorted(values), "out of order"
+        offsets = [m.offset() for m in messages if m.partition() == partition]
+        assert offsets == list(range(len(offsets)))
 
 
 async def test_cancelled_sends_and_close_leave_no_task_running(target: Target) -> None:
