@@ -128,5 +128,19 @@ def test_readme_client_example_runs(tmp_path: Path) -> None:
             ).stdout
             for _ in range(2)
         ]
+        # The group consumer's example reads them back as a group member.
+        consumer_code = readme.split("## Trio client", 1)[1].split("```python\n", 2)[2]
+        consumer_code = consumer_code.split("```", 1)[0]
+        assert "async def consume()" in consumer_code
+        script = tmp_path / "readme_consumer.py"
+        script.write_text(
+            consumer_code.replace('"127.0.0.1:9092"', repr(broker.bootstrap))
+            + "\n\nimport trio\n\n\nasync def _bounded():\n"
+            + "    with trio.move_on_after(4):\n        await consume()\n\n\ntrio.run(_bounded)\n"
+        )
+        consumed = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
         broker.stop()
     assert outputs == ["0 0\n", "0 1\n"]  # auto-created with one partition
+    assert consumed == "0 0 b'hello'\n0 1 b'hello'\n"
