@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 import trio
+from kio.schema.errors import ErrorCode
 
 import trioring
 from trioring.client import CommitFailedError, open_admin, open_consumer, open_producer
 from trioring.client._assignors import MemberSubscription, assign
 from trioring.config import GroupConfig
-from trioring.errors import InvalidArgumentError
+from trioring.errors import InvalidArgumentError, KafkaError
 from trioring.testing import BrokerProcess
 from trioring.uring._uring import uring_unavailable_reason
 
@@ -79,12 +80,21 @@ def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerPr
     yield from _run_broker(tmp_path_factory.mktemp("groups") / "data")
 
 
-@pytest.fixture(params=["wire", "embedded"])
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """One broker of two workers for the module's tests that neither stop nor restart it."""
+    yield from _run_broker(tmp_path_factory.mktemp("groups-2") / "data", workers=2)
+
+
+@pytest.fixture(params=["wire", "wire-2-workers", "embedded"])
 def shared_process(request: pytest.FixtureRequest) -> BrokerProcess | None:
-    """The shared broker process, or None: an embedded broker."""
+    """A shared broker process (one worker or two), or None: an embedded broker."""
     if request.param == "wire":
         process: BrokerProcess = request.getfixturevalue("shared_broker")
         return process
+    if request.param == "wire-2-workers":
+        cluster: BrokerProcess = request.getfixturevalue("shared_cluster")
+        return cluster
     return None
 
 
@@ -476,11 +486,13 @@ async def test_mixed_group_with_confluent_reads_everything_once(
     )
 
 
-async def test_cooperative_members_join_and_leave_mid_stream(shared_broker: BrokerProcess) -> None:
+@pytest.mark.parametrize("assignor", ["cooperative-sticky", "range"])
+async def test_members_join_and_leave_mid_stream(
+    shared_broker: BrokerProcess, assignor: str
+) -> None:
     """Records keep coming while a librdkafka member and a Trio member join and leave a
-    cooperative-sticky group: every record is read, and none twice."""
+    group (cooperative, and eager): every record is read, and none twice."""
     bootstrap = shared_broker.bootstrap
-    assignor = "cooperative-sticky"
     topic, group = _name("churn"), _name("g")
     await _create(bootstrap, topic, 6)
     total = 3000
@@ -529,11 +541,16 @@ async def test_cooperative_members_join_and_leave_mid_stream(shared_broker: Brok
             stops["a"].set()
             confluent_stop.set()
     assert tally.duplicates() == {}
-    # Until it left, a never gave up everything at once: cooperative rebalances
-    # move only what must move.
     a_events = [(kind, partitions) for name, kind, partitions in events if name == "a"]
     assert a_events[-1][0] == "revoked"  # leaving
-    assert a_events[:-1] and all(len(p) < 6 for kind, p in a_events[:-1] if kind == "revoked")
+    revocations = [p for kind, p in a_events[:-1] if kind == "revoked"]
+    assert revocations, "a rebalanced while records were coming"
+    if assignor == "cooperative-sticky":
+        # Until it left, a never gave up everything at once: cooperative
+        # rebalances move only what must move.
+        assert all(len(p) < 6 for p in revocations)
+    else:
+        assert any(len(p) == 6 for p in revocations)  # eager: everything, every time
     assert not [e for e in events if e[1] == "lost"]
 
 
@@ -571,23 +588,97 @@ async def test_group_resumes_from_commits_after_a_fault(fault: tuple[str, Broker
     assert not any(value.startswith(b"before") for value in tally.duplicates())
 
 
-async def test_commit_after_the_group_moved_on_fails_clearly(shared_broker: BrokerProcess) -> None:
-    bootstrap = shared_broker.bootstrap
-    topic, group = _name("fenced"), _name("g")
-    await _create(bootstrap, topic, 1)
-    await _produce(bootstrap, topic, [b"f"])
-    async with open_consumer(bootstrap, group_id=group, topics=[topic], **GROUP_SETTINGS) as c:
+async def test_a_static_member_replaced_by_another_instance_is_fenced(
+    bootstrap_or_broker: str | trioring.Broker,
+) -> None:
+    """Two consumers with one group_instance_id: the second takes the first's place.
+    The first loses its partitions (on_lost), cannot commit, and every read raises
+    the fencing, as Java's FencedInstanceIdException; the second reads everything."""
+    bootstrap = bootstrap_or_broker
+    topic, group = _name("static"), _name("g")
+    await _create(bootstrap, topic, 2)
+    await _produce(bootstrap, topic, [b"s%d" % i for i in range(50)])
+    lost: list[set[tuple[str, int]]] = []
+
+    async def on_lost(partitions: set[tuple[str, int]]) -> None:
+        lost.append(partitions)
+
+    settings = GROUP_SETTINGS | {"group_instance_id": "instance-1"}
+    async with open_consumer(
+        bootstrap, group_id=group, topics=[topic], on_lost=on_lost, **settings
+    ) as first:
         with trio.fail_after(SCENARIO_SECONDS):
-            while not await c.getmany(timeout_s=0.5):
+            while not await first.getmany(timeout_s=0.5):
                 pass
-        membership = c.membership
-        assert membership is not None
-        membership.generation_id += 5  # as if this member missed rebalances
-        with pytest.raises(CommitFailedError, match="rebalanced"):
-            await c.commit()
-        # It joins again and can commit once it has.
-        await _until(
-            lambda: membership.statistics()["stable"] and membership.generation_id >= 0,
-            "joined again",
-        )
-        await c.commit()
+        async with open_consumer(bootstrap, group_id=group, topics=[topic], **settings) as second:
+            got: list[bytes] = []
+            with trio.fail_after(SCENARIO_SECONDS):
+                while len(got) < 50:
+                    got += [r.value for r in await second.getmany(timeout_s=0.5) if r.value]
+            with trio.fail_after(SCENARIO_SECONDS), pytest.raises(KafkaError, match="took this"):
+                async for _ in first:
+                    pass
+            with pytest.raises(KafkaError, match="took this"):
+                await first.getmany(timeout_s=0)  # and again: the membership has ended
+            with pytest.raises(KafkaError, match="took this"):
+                await first.commit()
+    assert lost == [{(topic, 0), (topic, 1)}]
+
+
+async def test_an_inconsistent_group_protocol_is_raised_to_a_waiting_reader(
+    bootstrap_or_broker: str | trioring.Broker,
+) -> None:
+    """A member whose assignors share none with the group's cannot join: the reader,
+    already waiting in ``async for``, gets INCONSISTENT_GROUP_PROTOCOL."""
+    bootstrap = bootstrap_or_broker
+    topic, group = _name("protocols"), _name("g")
+    await _create(bootstrap, topic, 1)
+    async with open_consumer(
+        bootstrap, group_id=group, topics=[topic], assignors=["roundrobin"], **GROUP_SETTINGS
+    ) as first:
+        await _until(lambda: first.assignment() == {(topic, 0)}, "the first member assigned")
+        async with open_consumer(
+            bootstrap, group_id=group, topics=[topic], assignors=["range"], **GROUP_SETTINGS
+        ) as second:
+            with trio.fail_after(SCENARIO_SECONDS), pytest.raises(KafkaError) as raised:
+                async for _ in second:
+                    pass
+    assert raised.value.kafka_error_code == ErrorCode.inconsistent_group_protocol
+
+
+async def test_a_commit_while_joining_fails_clearly(
+    bootstrap_or_broker: str | trioring.Broker,
+) -> None:
+    """Until it has joined (the broker waits 300 ms for more members of a new group),
+    a member owns nothing and cannot commit; once joined, it can."""
+    bootstrap = bootstrap_or_broker
+    topic, group = _name("joining"), _name("g")
+    await _create(bootstrap, topic, 1)
+    async with open_consumer(bootstrap, group_id=group, topics=[topic], **GROUP_SETTINGS) as c:
+        with pytest.raises(CommitFailedError, match="joining"):
+            await c.commit({(topic, 0): 0})
+        await _until(lambda: c.assignment() == {(topic, 0)}, "assigned")
+        await c.commit({(topic, 0): 0})
+
+
+async def test_a_raising_callback_is_raised_by_the_next_read(
+    bootstrap_or_broker: str | trioring.Broker,
+) -> None:
+    bootstrap = bootstrap_or_broker
+    topic, group = _name("callback"), _name("g")
+    await _create(bootstrap, topic, 1)
+
+    async def on_assigned(partitions: set[tuple[str, int]]) -> None:
+        raise ValueError(f"the application refuses {sorted(partitions)}")
+
+    async with open_consumer(
+        bootstrap, group_id=group, topics=[topic], on_assigned=on_assigned, **GROUP_SETTINGS
+    ) as consumer:
+        with trio.fail_after(SCENARIO_SECONDS), pytest.raises(ValueError, match="refuses"):
+            async for _ in consumer:
+                pass
+        # Raised once; the membership goes on.
+        await _produce(bootstrap, topic, [b"after"])
+        with trio.fail_after(SCENARIO_SECONDS):
+            record = await consumer.__anext__()
+    assert record.value == b"after"

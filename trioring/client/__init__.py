@@ -1,6 +1,6 @@
 """trioring.client: a Trio-native Kafka client.
 
-Work in progress (issue 14): two transports behind ``BrokerConnection``, the
+Two transports behind ``BrokerConnection``, the
 wire (``Cluster`` of pipelined ``WireConnection``) and in-process (an embedded
 ``Broker`` instead of addresses: ``InProcessConnection``), the producer, the
 consumer (of assigned partitions, or a group member), and the admin client.

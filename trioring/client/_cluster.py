@@ -36,7 +36,15 @@ from trioring.errors import InvalidArgumentError, KafkaError
 from trioring.protocol.kafka import ApiKey, request_schema
 from trioring.protocol.kafka._build import build, sibling
 
-__all__ = ["Cluster", "PartitionInfo", "TopicInfo", "coordinator_key", "parse_bootstrap"]
+__all__ = [
+    "Cluster",
+    "PartitionInfo",
+    "TopicInfo",
+    "coordinator_key",
+    "node_of",
+    "parse_bootstrap",
+    "rebalance_key",
+]
 
 logger = logging.getLogger("trioring.client")
 
@@ -44,9 +52,27 @@ logger = logging.getLogger("trioring.client")
 _GROUP_KEY_TYPE = 0
 
 
+#: Keys below this one are rebalance connections; from it to -1, coordinator ones.
+_REBALANCE_KEYS = -(2**31)
+
+
 def coordinator_key(node: int) -> int:
-    """The key of the coordinator connection to ``node`` (and back: it is its own inverse)."""
+    """The key of the coordinator connection to ``node`` (node ids are int32, 0 or more)."""
     return -1 - node
+
+
+def rebalance_key(node: int) -> int:
+    """The key of the connection to ``node`` that carries a member's JoinGroup and SyncGroup."""
+    return _REBALANCE_KEYS - 1 - node
+
+
+def node_of(key: int) -> int:
+    """The node a connection key is for."""
+    if key >= 0:
+        return key
+    if key >= _REBALANCE_KEYS:
+        return -1 - key
+    return _REBALANCE_KEYS - 1 - key
 
 
 def parse_bootstrap(bootstrap: str | Sequence[str]) -> list[tuple[str, int]]:
@@ -160,9 +186,11 @@ class Cluster:
         """The connection to a broker (by node id, or address for bootstrap), opened if needed.
 
         A negative node, ``coordinator_key(node)``, is a second connection to
-        broker ``node`` for its group coordinator: JoinGroup waits there for
-        the whole rebalance, and a broker answers one connection's requests in
-        order, so fetches must not queue behind it (Java does the same).
+        broker ``node`` for its group coordinator's requests; a third one,
+        ``rebalance_key(node)``, carries a member's JoinGroup and SyncGroup.
+        The broker holds JoinGroup for the whole rebalance and answers one
+        connection's requests in order, so neither fetches nor commits and
+        heartbeats may queue behind it.
         """
         while True:
             existing = self._connections.get(node)
@@ -173,7 +201,7 @@ class Cluster:
                 await pending.wait()
                 continue
             if isinstance(node, int):
-                node_id = node if node >= 0 else coordinator_key(node)
+                node_id = node_of(node)
                 address = self.brokers.get(node_id)
                 if address is None:
                     raise ConnectionBrokenError(f"node {node_id} is not in the metadata")
@@ -307,9 +335,12 @@ class Cluster:
             for answer in topic.partitions
         }
 
-    async def coordinator(self, group_id: str) -> tuple[int, str | None, BrokerConnection | None]:
+    async def coordinator(
+        self, group_id: str, *, rebalance: bool = False
+    ) -> tuple[int, str | None, BrokerConnection | None]:
         """FindCoordinator of a group: (error code, the broker's message, a connection to
-        the coordinator when there is one). Retrying is the caller's to decide."""
+        the coordinator when there is one: the rebalance connection if asked for).
+        Retrying is the caller's to decide."""
         connection = await self.any_connection()
         _, response = await connection.request(
             ApiKey.FIND_COORDINATOR, key=group_id, key_type=_GROUP_KEY_TYPE
@@ -320,7 +351,8 @@ class Cluster:
         node = int(response.node_id)
         if node not in self.brokers:
             await self.refresh([])
-        return code, None, await self.connection(coordinator_key(node))
+        key = rebalance_key(node) if rebalance else coordinator_key(node)
+        return code, None, await self.connection(key)
 
     def stale(self) -> bool:
         return trio.current_time() - self._metadata_time > self._metadata_max_age_s

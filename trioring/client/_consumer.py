@@ -94,8 +94,6 @@ OffsetReset = Literal["earliest", "latest", "none"]
 #: ListOffsets timestamps that ask for the log start and the end of the log.
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
-#: A record's share of the buffer beyond its key, value and headers.
-_RECORD_OVERHEAD_BYTES = 64
 
 #: Partition errors that a metadata refresh and another try may cure.
 _STALE_METADATA_ERRORS = frozenset(
@@ -231,6 +229,7 @@ class Consumer:
         self._refreshing = False
         self._resolve_failures = 0
         self._next_reader = 0
+        self._fetch_turn = 0
         #: The group membership, when the consumer subscribes (set by open_consumer).
         self.membership: GroupMembership | None = None
         #: Partitions of the records the last read call returned.
@@ -322,6 +321,10 @@ class Consumer:
         """A read call starts: the records the last one returned are finished.
         Then an error the group has for the reader is raised."""
         self._release_held()
+        self._raise_reader_error()
+
+    def _raise_reader_error(self) -> None:
+        """Raise the group's next error for the reader (a fatal one stays, for every read)."""
         if self._reader_errors:
             error = self._reader_errors.popleft()
             if self.membership is not None and error is self.membership.fatal:
@@ -416,6 +419,7 @@ class Consumer:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return records[0]
             await self._changed.wait()
+            self._raise_reader_error()
 
     async def getmany(
         self,
@@ -439,6 +443,7 @@ class Consumer:
                 return records
             with trio.move_on_at(deadline) as scope:
                 await self._changed.wait()
+            self._raise_reader_error()
             if scope.cancelled_caught:
                 return self._take(max_records)
 
@@ -724,7 +729,13 @@ class Consumer:
         schema = request_schema(ApiKey.FETCH, version)
         topic_class = sibling(schema, "FetchTopic")
         partition_class = sibling(schema, "FetchPartition")
-        topics = _by_topic(sent)
+        # Partitions take turns at the head of the request: a broker returns a
+        # batch larger than max_partition_fetch_bytes whole only for the first
+        # partition (KIP-74), so a fixed order could starve the others forever.
+        order = list(sent)
+        self._fetch_turn += 1
+        turn = self._fetch_turn % len(order)
+        topics = _by_topic(order[turn:] + order[:turn])
         _, response = await connection.request(
             ApiKey.FETCH,
             replica_id=-1,
@@ -817,7 +828,7 @@ class Consumer:
             if parsed:
                 state.buffer.append(parsed)
                 state.buffered_records += len(parsed)
-                state.buffered_bytes += parsed.decoded_bytes + _RECORD_OVERHEAD_BYTES * len(parsed)
+                state.buffered_bytes += parsed.decoded_bytes
                 fetched += len(parsed)
             # Compaction may leave the batch's last offsets without records.
             state.fetch_offset = header.next_offset
@@ -838,6 +849,9 @@ class Consumer:
         """Commit ``offsets`` (the next offset to read, per partition) for the group;
         None commits the current position of every assigned partition that has one."""
         group_id = self._require_group()
+        if self.membership is not None and self.membership.fatal is not None:
+            await trio.lowlevel.checkpoint()
+            raise self.membership.fatal  # the membership has ended: nothing can be committed
         if offsets is None:
             offsets = {
                 tp: state.position

@@ -6,9 +6,13 @@ with the group's chosen assignor) and applies each new assignment to the
 consumer; one heartbeats while the member is stable; one commits positions
 every ``auto_commit_interval_ms`` if asked to; one watches the metadata so
 that a pattern subscription follows new topics and a leader notices added
-partitions. Coordinator requests go over a connection of their own
-(``coordinator_key``), so a JoinGroup held for a rebalance never delays a
-Fetch.
+partitions. JoinGroup and SyncGroup go over a connection of their own
+(``rebalance_key``), and heartbeats, commits and offset fetches over another
+(``coordinator_key``), so a JoinGroup the broker holds for a whole rebalance
+delays neither them nor a Fetch. The member heartbeats whenever it has a
+generation and is not inside JoinGroup or SyncGroup, so a slow revocation
+does not cost it its session. Rebalance callbacks all run in the joining
+task, one at a time, as Java runs them in poll().
 
 The rebalance protocol is cooperative (KIP-429) when every assignor the
 member offers is cooperative, else eager, as in the Java client. Eager:
@@ -180,6 +184,11 @@ class GroupMembership:
         #: Partition counts of the group's topics at the last assignment (leader only).
         self._assigned_counts: dict[str, int] = {}
         self._coordinator: BrokerConnection | None = None
+        self._rebalance_connection: BrokerConnection | None = None
+        #: True while JoinGroup or SyncGroup is under way (heartbeats pause).
+        self._joining = False
+        #: Why the membership was lost, until the joining task reports it (on_lost).
+        self._lost: ErrorCode | None = None
         self.fatal: KafkaError | None = None
         self._counters = {"joins": 0, "rebalances": 0, "heartbeats": 0, "commits": 0}
 
@@ -192,16 +201,19 @@ class GroupMembership:
             if self._auto_commit_interval_s is not None:
                 nursery.start_soon(self._auto_commit_loop, name="group auto-commit")
             failures = 0
-            while self.fatal is None:
+            while True:
                 await self._rejoin.wait()
                 self._rejoin = trio.Event()
                 try:
+                    await self._report_lost()
+                    if self.fatal is not None:
+                        break
                     await trio.sleep(_backoff_s(failures))
                     await self._join()
                     failures = 0
                 except (_Retry, ConnectionBrokenError) as error:
                     logger.debug("group %s: join failed, will retry: %s", self.group_id, error)
-                    self._coordinator = None
+                    self._coordinator = self._rebalance_connection = None
                     failures += 1
                     self._rejoin.set()
                 except KafkaError as error:
@@ -217,7 +229,7 @@ class GroupMembership:
     async def _heartbeat_loop(self) -> None:
         while True:
             await trio.sleep(self._heartbeat_interval_s)
-            if not self._stable:
+            if self.generation_id < 0 or self._joining:
                 continue
             generation, member_id = self.generation_id, self.member_id
             try:
@@ -229,7 +241,9 @@ class GroupMembership:
                     member_id=member_id,
                     group_instance_id=self.group_instance_id,
                 )
-            except (_Retry, ConnectionBrokenError) as error:
+            except (_Retry, ConnectionBrokenError, KafkaError) as error:
+                # A coordinator that cannot be found now may be found later; the
+                # broker's session timeout decides whether the member survives.
                 logger.debug("group %s: heartbeat failed: %s", self.group_id, error)
                 self._coordinator = None
                 continue
@@ -242,7 +256,7 @@ class GroupMembership:
             if code == ErrorCode.rebalance_in_progress:
                 self.request_rejoin()
             elif code in _LOST_ERRORS:
-                await self._lose(code)
+                self._lose(code)
             elif code in _COORDINATOR_ERRORS:
                 self._coordinator = None
             else:
@@ -262,7 +276,10 @@ class GroupMembership:
             if not self._stable or (self._pattern is None and self.leader_id != self.member_id):
                 continue
             try:
-                await self._cluster.refresh(None if self._pattern is not None else self.subscribed)
+                # The leader watches every topic the group reads, not only its own.
+                await self._cluster.refresh(
+                    None if self._pattern is not None else set(self._assigned_counts)
+                )
             except (ConnectionBrokenError, KafkaError) as error:
                 logger.debug("group %s: metadata refresh failed: %s", self.group_id, error)
                 continue
@@ -293,19 +310,26 @@ class GroupMembership:
             await self.commit_finished()
         if not self.cooperative and self.owned:
             await self._revoke(set(self.owned))
+        await self._report_lost()
         if self._pattern is not None:
             await self._cluster.refresh(None)
         self.subscribed = self._matching_topics()
         self._counters["joins"] += 1
-        response = await self._join_group()
-        self.generation_id = int(response.generation_id)
-        self.member_id = response.member_id
-        self.protocol = response.protocol_name
-        self.leader_id = response.leader
-        assignments: dict[str, bytes] = {}
-        if self.leader_id == self.member_id:
-            assignments = await self._assign(response.members)
-        assigned = await self._sync_group(assignments)
+        self._joining = True
+        try:
+            response = await self._join_group()
+            self.generation_id = int(response.generation_id)
+            self.member_id = response.member_id
+            self.protocol = response.protocol_name
+            self.leader_id = response.leader
+            assignments: dict[str, bytes] = {}
+            if self.leader_id == self.member_id:
+                assignments = await self._assign(response.members)
+            assigned = await self._sync_group(assignments)
+        finally:
+            self._joining = False
+        if self._lost is not None:
+            return  # SyncGroup said so: reported, and joined again, by the run loop
         self._counters["rebalances"] += 1
         await self._apply(assigned)
 
@@ -328,8 +352,10 @@ class GroupMembership:
     async def _join_group(self) -> Any:
         """JoinGroup until it succeeds; _Retry or KafkaError when it cannot."""
         timeout_s = (self._rebalance_timeout_ms + CLIENT_JOIN_GRACE_MS) / 1000
+        failures = 0
         while True:
-            connection = await self._coordinator_connection()
+            await trio.sleep(_backoff_s(failures))
+            connection = await self._coordinator_connection(rebalance=True)
             version = connection.version(ApiKey.JOIN_GROUP)
             protocol_class = sibling(
                 request_schema(ApiKey.JOIN_GROUP, version), "JoinGroupRequestProtocol"
@@ -353,8 +379,9 @@ class GroupMembership:
             if code == ErrorCode.none:
                 return response
             if code == ErrorCode.member_id_required:
-                self.member_id = response.member_id  # KIP-394: join again with it
+                self.member_id = response.member_id  # KIP-394: join again with it, at once
                 continue
+            failures += 1
             if code == ErrorCode.unknown_member_id:
                 self.member_id = ""
                 continue
@@ -364,6 +391,9 @@ class GroupMembership:
                 raise _Retry(f"JoinGroup: {code.name}")
             if code in _FATAL_JOIN_ERRORS:
                 raise KafkaError(f"JoinGroup of group {self.group_id!r}: {code.name}", code)
+            logger.warning(
+                "group %s: JoinGroup answered %s; trying again", self.group_id, code.name
+            )
             raise _Retry(f"JoinGroup: {code.name}")
 
     async def _assign(self, members: Sequence[Any]) -> dict[str, bytes]:
@@ -410,7 +440,7 @@ class GroupMembership:
         return counts
 
     async def _sync_group(self, assignments: dict[str, bytes]) -> set[TopicPartition]:
-        connection = await self._coordinator_connection()
+        connection = await self._coordinator_connection(rebalance=True)
         version = connection.version(ApiKey.SYNC_GROUP)
         assignment_class = sibling(
             request_schema(ApiKey.SYNC_GROUP, version), "SyncGroupRequestAssignment"
@@ -436,7 +466,8 @@ class GroupMembership:
                 raise _Retry("SyncGroup: the leader's assignment cannot be read")
             return {(topic, p) for topic, partitions in parsed for p in partitions}
         if code in _LOST_ERRORS:
-            await self._lose(code)
+            self._lose(code)
+            return set()
         if code in _FATAL_JOIN_ERRORS:
             raise KafkaError(f"SyncGroup of group {self.group_id!r}: {code.name}", code)
         raise _Retry(f"SyncGroup: {code.name}")
@@ -447,6 +478,8 @@ class GroupMembership:
         added = assigned - self.owned
         if revoked:
             await self._revoke(revoked)
+        if self._lost is not None:
+            return  # lost meanwhile: the run loop reports it and joins again
         self.owned = set(assigned)
         self._consumer._set_group_assignment(self.owned)
         self._stable = True
@@ -467,6 +500,8 @@ class GroupMembership:
         if wait:
             with trio.move_on_after(self._rebalance_timeout_ms / 1000):
                 await self._consumer._reader_at_rest()
+        if self._lost is not None:
+            return  # lost meanwhile: reported as lost, not revoked, and not committed
         finished = self._consumer._finished_offsets(partitions)
         self.owned -= partitions
         self._consumer._set_group_assignment(self.owned)
@@ -477,15 +512,37 @@ class GroupMembership:
                 logger.warning("group %s: commit before revoking failed: %s", self.group_id, error)
         await self._callback("revoked", partitions)
 
-    async def _lose(self, code: ErrorCode) -> None:
-        """The group moved on without this member: its partitions are gone, uncommitted."""
-        logger.info("group %s: membership lost (%s); joining again", self.group_id, code.name)
-        lost, self.owned = set(self.owned), set()
-        self._consumer._set_group_assignment(self.owned)
+    def _lose(self, code: ErrorCode) -> None:
+        """The group moved on without this member: its partitions are gone, uncommitted.
+
+        The reader stops reading them at once; ``on_lost`` is called by the run
+        loop (:meth:`_report_lost`), which then joins again."""
+        if self._lost is None:
+            self._lost = code
+        if code == ErrorCode.fenced_instance_id and self.fatal is None:
+            # Java's FencedInstanceIdException: two consumers share one instance
+            # id; joining again would only fence the other one in turn.
+            self.fatal = KafkaError(
+                f"another consumer joined group {self.group_id!r} with group_instance_id "
+                f"{self.group_instance_id!r} and took this member's place: give each "
+                "consumer an instance id of its own",
+                code,
+            )
+            logger.warning("group %s: %s", self.group_id, self.fatal)
+            self._consumer._group_failed(self.fatal)
+        else:
+            logger.info("group %s: membership lost (%s); joining again", self.group_id, code.name)
+        self._consumer._set_group_assignment(())
         self.generation_id = -1
         if code == ErrorCode.unknown_member_id:
             self.member_id = ""
         self.request_rejoin()
+
+    async def _report_lost(self) -> None:
+        if self._lost is None:
+            return
+        lost, self.owned = set(self.owned), set()
+        self._lost = None
         if lost:
             await self._callback("lost", lost)
 
@@ -515,6 +572,14 @@ class GroupMembership:
         """OffsetCommit as this member of this generation; CommitFailedError if the group
         has moved on (and the member then joins again)."""
         generation, member_id = self.generation_id, self.member_id
+        if generation < 0:
+            await trio.lowlevel.checkpoint()
+            raise CommitFailedError(
+                f"not committed: this consumer is joining group {self.group_id!r} and "
+                "owns no partitions until it has; records after the last commit may be "
+                "read again by their next owner",
+                ErrorCode.illegal_generation,
+            )
         error = await self._consumer._commit_as(
             offsets, generation, member_id, self.group_instance_id
         )
@@ -526,7 +591,7 @@ class GroupMembership:
                 self.generation_id,
                 self.member_id,
             ):
-                await self._lose(error)
+                self._lose(error)
             else:
                 self.request_rejoin()
             raise CommitFailedError(
@@ -542,15 +607,19 @@ class GroupMembership:
         ``reader_finished``: the reader left cleanly, so the records it holds
         are finished (and committed); after an error they are not."""
         self._stable = False
-        if self.generation_id < 0:
-            return
-        if reader_finished:
-            self._consumer._release_held()
-        if self.owned:
-            await self._revoke(set(self.owned), wait=False)
-        if self.group_instance_id is not None:
+        if self.generation_id >= 0:
+            if reader_finished:
+                self._consumer._release_held()
+            if self.owned:
+                await self._revoke(set(self.owned), wait=False)
+        if self.group_instance_id is not None or not self.member_id:
             return  # a static member keeps its place until its session times out
-        connection = await self._coordinator_connection()
+        # Also while joining: the group need not wait for this member's session to end.
+        try:
+            connection = await self._coordinator_connection()
+        except _Retry as error:
+            logger.info("group %s: cannot leave, no coordinator: %s", self.group_id, error)
+            return
         version = connection.version(ApiKey.LEAVE_GROUP)
         identity = sibling(request_schema(ApiKey.LEAVE_GROUP, version), "MemberIdentity")
         await connection.request(
@@ -563,11 +632,14 @@ class GroupMembership:
 
     # --- the coordinator -------------------------------------------------------------------
 
-    async def _coordinator_connection(self) -> BrokerConnection:
-        connection = self._coordinator
+    async def _coordinator_connection(self, *, rebalance: bool = False) -> BrokerConnection:
+        """The coordinator connection, or (``rebalance``) the one for JoinGroup/SyncGroup."""
+        connection = self._rebalance_connection if rebalance else self._coordinator
         if connection is not None and connection.broken is None:
             return connection
-        code, message, connection = await self._cluster.coordinator(self.group_id)
+        code, message, connection = await self._cluster.coordinator(
+            self.group_id, rebalance=rebalance
+        )
         error = ErrorCode(code)
         if error != ErrorCode.none or connection is None:
             if error in _COORDINATOR_ERRORS:
@@ -575,7 +647,10 @@ class GroupMembership:
             raise KafkaError(
                 f"FindCoordinator for group {self.group_id!r}: {error.name} ({message})", error
             )
-        self._coordinator = connection
+        if rebalance:
+            self._rebalance_connection = connection
+        else:
+            self._coordinator = connection
         return connection
 
     def statistics(self) -> dict[str, Any]:
