@@ -59,12 +59,11 @@ from trioring._constants import (
     CLIENT_PARTITION_FETCH_BYTES_MAX_DEFAULT,
     CLIENT_REBALANCE_TIMEOUT_MS_DEFAULT,
     CLIENT_REQUEST_TIMEOUT_MS_DEFAULT,
-    CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT,
-    CLIENT_RETRY_BACKOFF_MS_DEFAULT,
     CLIENT_SESSION_TIMEOUT_MS_DEFAULT,
 )
 from trioring._exception_groups import BodyError, body_exception_unwrapped
 from trioring.client._assignors import ASSIGNORS
+from trioring.client._backoff import backoff_s
 from trioring.client._cluster import Cluster
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError
 from trioring.client._group import GroupMembership, RebalanceCallback
@@ -181,16 +180,6 @@ class _PartitionState:
     unfinished_from: int | None = None
     high_watermark: int = -1
     log_start_offset: int = -1
-
-
-def _backoff_s(failures: int) -> float:
-    if failures <= 0:
-        return 0.0
-    milliseconds = min(
-        CLIENT_RETRY_BACKOFF_MS_DEFAULT * 2 ** min(failures - 1, 16),
-        CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT,
-    )
-    return float(milliseconds) / 1000
 
 
 class Consumer:
@@ -537,7 +526,7 @@ class Consumer:
 
     async def _refresh_metadata(self) -> None:
         try:
-            await trio.sleep(_backoff_s(self._metadata_failures))
+            await trio.sleep(backoff_s(self._metadata_failures))
             topics = sorted({topic for topic, _ in self._partitions})
             self._metadata_wanted = False
             self._counters["metadata_refreshes"] += 1
@@ -570,7 +559,7 @@ class Consumer:
             return self._partitions.get(tp) is state and state.epoch == epochs[tp]
 
         try:
-            await trio.sleep(_backoff_s(self._resolve_failures))
+            await trio.sleep(backoff_s(self._resolve_failures))
             committed_wanted = [tp for tp in partitions if states[tp].reset == "committed"]
             if committed_wanted:
                 committed = await self._fetch_committed(committed_wanted)
@@ -639,7 +628,7 @@ class Consumer:
                         f"ListOffsets failed {CLIENT_COORDINATOR_ATTEMPTS_MAX} times: {error}",
                         ErrorCode.leader_not_available,
                     ) from None
-                await trio.sleep(_backoff_s(attempt + 1))
+                await trio.sleep(backoff_s(attempt + 1))
                 with contextlib.suppress(ConnectionBrokenError):
                     await self._cluster.refresh({topic for topic, _ in timestamps})
         raise AssertionError("unreachable")
@@ -683,7 +672,7 @@ class Consumer:
         }
         stale = False
         try:
-            await trio.sleep(_backoff_s(self._node_failures.get(node, 0)))
+            await trio.sleep(backoff_s(self._node_failures.get(node, 0)))
             # The positions as they are now (the backoff may have seen seeks).
             sent = {
                 tp: (state, state.epoch)
@@ -913,7 +902,7 @@ class Consumer:
         """Run ``send(connection)`` against the group's coordinator, retrying if it moves."""
         error: Exception | None = None
         for attempt in range(CLIENT_COORDINATOR_ATTEMPTS_MAX):
-            await trio.sleep(_backoff_s(attempt))
+            await trio.sleep(backoff_s(attempt))
             try:
                 connection = await self._coordinator()
                 return await send(connection)

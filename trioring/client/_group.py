@@ -41,8 +41,6 @@ from kio.schema.errors import ErrorCode
 
 from trioring._constants import (
     CLIENT_JOIN_GRACE_MS,
-    CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT,
-    CLIENT_RETRY_BACKOFF_MS_DEFAULT,
 )
 from trioring.client._assignors import (
     MemberSubscription,
@@ -50,6 +48,7 @@ from trioring.client._assignors import (
     cooperative_user_data,
     is_cooperative,
 )
+from trioring.client._backoff import backoff_s
 from trioring.client._cluster import Cluster
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError
 from trioring.errors import KafkaError
@@ -113,14 +112,6 @@ class CommitFailedError(KafkaError):
 
 class _Retry(Exception):
     """A failure a new try may cure (after finding the coordinator again)."""
-
-
-def _backoff_s(failures: int) -> float:
-    milliseconds = min(
-        CLIENT_RETRY_BACKOFF_MS_DEFAULT * 2 ** min(max(failures - 1, 0), 16),
-        CLIENT_RETRY_BACKOFF_MAX_MS_DEFAULT,
-    )
-    return float(milliseconds) / 1000 if failures > 0 else 0.0
 
 
 def _ordered(partitions: Iterable[TopicPartition]) -> list[tuple[str, list[int]]]:
@@ -208,7 +199,7 @@ class GroupMembership:
                     await self._report_lost()
                     if self.fatal is not None:
                         break
-                    await trio.sleep(_backoff_s(failures))
+                    await trio.sleep(backoff_s(failures))
                     await self._join()
                     failures = 0
                 except (_Retry, ConnectionBrokenError) as error:
@@ -354,7 +345,7 @@ class GroupMembership:
         timeout_s = (self._rebalance_timeout_ms + CLIENT_JOIN_GRACE_MS) / 1000
         failures = 0
         while True:
-            await trio.sleep(_backoff_s(failures))
+            await trio.sleep(backoff_s(failures))
             connection = await self._coordinator_connection(rebalance=True)
             version = connection.version(ApiKey.JOIN_GROUP)
             protocol_class = sibling(
