@@ -315,7 +315,8 @@ CLIENT_PARTITION_FETCH_BYTES_MAX_DEFAULT = 1 * MIB
 #: Bytes one Fetch response may hold (fetch.max.bytes).
 CLIENT_FETCH_BYTES_MAX_DEFAULT = 50 * MIB
 #: Tries of a coordinator request (FindCoordinator, OffsetCommit, OffsetFetch)
-#: that met a retriable error (coordinator moving, loading, unreachable).
+#: that met a retriable error (coordinator moving, loading, unreachable), and of
+#: an admin call (leader or coordinator moving, a broker restarting).
 CLIENT_COORDINATOR_ATTEMPTS_MAX = 10
 #: Records one ``getmany`` returns at most unless told otherwise (max.poll.records).
 CLIENT_GETMANY_RECORDS_MAX_DEFAULT = 500
