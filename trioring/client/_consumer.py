@@ -67,6 +67,7 @@ from trioring.client._backoff import backoff_s
 from trioring.client._cluster import Cluster
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError
 from trioring.client._group import GroupMembership, RebalanceCallback
+from trioring.client._offsets import COORDINATOR_RETRY_ERRORS, GroupOffsets, by_topic
 from trioring.errors import (
     InvalidArgumentError,
     KafkaError,
@@ -107,27 +108,6 @@ _STALE_METADATA_ERRORS = frozenset(
         ErrorCode.offset_not_available,
         ErrorCode.request_timed_out,
         ErrorCode.network_exception,
-    }
-)
-#: Coordinator errors after which asking again (a new coordinator) may succeed.
-_COORDINATOR_RETRY_ERRORS = frozenset(
-    {
-        ErrorCode.not_coordinator,
-        ErrorCode.coordinator_not_available,
-        ErrorCode.coordinator_load_in_progress,
-        ErrorCode.unstable_offset_commit,
-        ErrorCode.request_timed_out,
-    }
-)
-
-
-#: OffsetCommit refusals that concern the member, not the offsets: the group's to handle.
-_MEMBERSHIP_ERRORS = frozenset(
-    {
-        ErrorCode.rebalance_in_progress,
-        ErrorCode.unknown_member_id,
-        ErrorCode.illegal_generation,
-        ErrorCode.fenced_instance_id,
     }
 )
 
@@ -201,6 +181,7 @@ class Consumer:
         self._cluster = cluster
         self._nursery = nursery
         self.group_id = group_id
+        self._offsets = None if group_id is None else GroupOffsets(cluster, group_id)
         self._auto_offset_reset = auto_offset_reset
         self._fetch_max_wait = datetime.timedelta(milliseconds=fetch_max_wait_ms)
         self._fetch_min_bytes = fetch_min_bytes
@@ -562,7 +543,7 @@ class Consumer:
             await trio.sleep(backoff_s(self._resolve_failures))
             committed_wanted = [tp for tp in partitions if states[tp].reset == "committed"]
             if committed_wanted:
-                committed = await self._fetch_committed(committed_wanted)
+                committed = await self._group_offsets().fetch(committed_wanted)
                 for tp in committed_wanted:
                     if not current(tp):
                         continue
@@ -597,7 +578,7 @@ class Consumer:
             self._resolve_failures += 1
             self._metadata_wanted = True
         except KafkaError as error:
-            if error.kafka_error_code in _COORDINATOR_RETRY_ERRORS:
+            if error.kafka_error_code in COORDINATOR_RETRY_ERRORS:
                 # The group's coordinator is away (a broker restarting): try later.
                 self._resolve_failures += 1
                 return
@@ -724,7 +705,7 @@ class Consumer:
         order = list(sent)
         self._fetch_turn += 1
         turn = self._fetch_turn % len(order)
-        topics = _by_topic(order[turn:] + order[:turn])
+        topics = by_topic(order[turn:] + order[:turn])
         _, response = await connection.request(
             ApiKey.FETCH,
             replica_id=-1,
@@ -827,17 +808,10 @@ class Consumer:
 
     # --- committed offsets -----------------------------------------------------------------
 
-    def _require_group(self) -> str:
-        if self.group_id is None:
-            raise InvalidArgumentError(
-                "committed offsets belong to a group: open the consumer with group_id=..."
-            )
-        return self.group_id
-
     async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         """Commit ``offsets`` (the next offset to read, per partition) for the group;
         None commits the current position of every assigned partition that has one."""
-        group_id = self._require_group()
+        group_offsets = self._group_offsets()
         if self.membership is not None and self.membership.fatal is not None:
             await trio.lowlevel.checkpoint()
             raise self.membership.fatal  # the membership has ended: nothing can be committed
@@ -858,167 +832,21 @@ class Consumer:
         if self.membership is not None:
             await self.membership.commit(dict(offsets))
             return
-        error = await self._commit_as(offsets, -1, "", None)
+        error = await group_offsets.commit(offsets)
         if error is not None:
-            raise KafkaError(f"OffsetCommit for group {group_id!r}: {error.name}", error)
-
-    async def _commit_as(
-        self,
-        offsets: Mapping[TopicPartition, int],
-        generation_id: int,
-        member_id: str,
-        group_instance_id: str | None,
-    ) -> ErrorCode | None:
-        """Commit as a member (or as nobody: -1, ""); the group's refusal code, if any."""
-        group_id = self._require_group()
-        result: ErrorCode | None = await self._coordinator_request(
-            lambda c: self._offset_commit(
-                c,
-                group_id,
-                offsets,
-                generation_id=generation_id,
-                member_id=member_id,
-                group_instance_id=group_instance_id,
-            )
-        )
-        return result
+            raise KafkaError(f"OffsetCommit for group {self.group_id!r}: {error.name}", error)
 
     async def committed(self, topic: str, partition: int) -> int | None:
         """The group's committed offset for the partition; None if there is none."""
-        self._require_group()
-        offsets = await self._fetch_committed([(topic, partition)])
+        offsets = await self._group_offsets().fetch([(topic, partition)])
         return offsets.get((topic, partition))
 
-    async def _fetch_committed(
-        self, partitions: Sequence[TopicPartition]
-    ) -> dict[TopicPartition, int | None]:
-        group_id = self._require_group()
-        result: dict[TopicPartition, int | None] = await self._coordinator_request(
-            lambda c: self._offset_fetch(c, group_id, partitions)
-        )
-        return result
-
-    async def _coordinator_request(self, send: Any) -> Any:
-        """Run ``send(connection)`` against the group's coordinator, retrying if it moves."""
-        error: Exception | None = None
-        for attempt in range(CLIENT_COORDINATOR_ATTEMPTS_MAX):
-            await trio.sleep(backoff_s(attempt))
-            try:
-                connection = await self._coordinator()
-                return await send(connection)
-            except (_RetryLater, ConnectionBrokenError) as retriable:
-                logger.debug("consumer: coordinator request failed: %s", retriable)
-                error = retriable
-        raise KafkaError(
-            f"the coordinator of group {self.group_id!r} did not answer after "
-            f"{CLIENT_COORDINATOR_ATTEMPTS_MAX} tries: {error}",
-            ErrorCode.coordinator_not_available,
-        )
-
-    async def _coordinator(self) -> BrokerConnection:
-        assert self.group_id is not None
-        code, _, connection = await self._cluster.coordinator(self.group_id)
-        error = ErrorCode(code)
-        if error in _COORDINATOR_RETRY_ERRORS:
-            raise _RetryLater(f"FindCoordinator: {error.name}")
-        if error != ErrorCode.none:
-            raise KafkaError(f"FindCoordinator for group {self.group_id!r}: {error.name}", error)
-        assert connection is not None
-        return connection
-
-    async def _offset_commit(
-        self,
-        connection: BrokerConnection,
-        group_id: str,
-        offsets: Mapping[TopicPartition, int],
-        *,
-        generation_id: int,
-        member_id: str,
-        group_instance_id: str | None,
-    ) -> ErrorCode | None:
-        version = connection.version(ApiKey.OFFSET_COMMIT)
-        schema = request_schema(ApiKey.OFFSET_COMMIT, version)
-        topic_class = sibling(schema, "OffsetCommitRequestTopic")
-        partition_class = sibling(schema, "OffsetCommitRequestPartition")
-        _, response = await connection.request(
-            ApiKey.OFFSET_COMMIT,
-            group_id=group_id,
-            generation_id_or_member_epoch=generation_id,
-            generation_id=generation_id,
-            member_id=member_id,
-            group_instance_id=group_instance_id,
-            topics=tuple(
-                build(
-                    topic_class,
-                    name=topic,
-                    partitions=tuple(
-                        build(
-                            partition_class,
-                            partition_index=p,
-                            committed_offset=offsets[(topic, p)],
-                            committed_leader_epoch=-1,
-                            committed_metadata="",
-                        )
-                        for p in indexes
-                    ),
-                )
-                for topic, indexes in _by_topic(offsets).items()
-            ),
-        )
-        for topic in response.topics:
-            for answer in topic.partitions:
-                code = ErrorCode(answer.error_code)
-                if code in _COORDINATOR_RETRY_ERRORS:
-                    raise _RetryLater(f"OffsetCommit: {code.name}")
-                if code in _MEMBERSHIP_ERRORS:
-                    return code
-                if code != ErrorCode.none:
-                    raise KafkaError(
-                        f"OffsetCommit {topic.name}-{answer.partition_index} for group "
-                        f"{group_id!r}: {code.name}",
-                        code,
-                    )
-        return None
-
-    async def _offset_fetch(
-        self,
-        connection: BrokerConnection,
-        group_id: str,
-        partitions: Sequence[TopicPartition],
-    ) -> dict[TopicPartition, int | None]:
-        version = connection.version(ApiKey.OFFSET_FETCH)
-        topic_class = sibling(
-            request_schema(ApiKey.OFFSET_FETCH, version), "OffsetFetchRequestTopic"
-        )
-        _, response = await connection.request(
-            ApiKey.OFFSET_FETCH,
-            group_id=group_id,
-            topics=tuple(
-                build(topic_class, name=topic, partition_indexes=tuple(indexes))
-                for topic, indexes in _by_topic(partitions).items()
-            ),
-            require_stable=False,
-        )
-        code = ErrorCode(getattr(response, "error_code", ErrorCode.none))
-        if code in _COORDINATOR_RETRY_ERRORS:
-            raise _RetryLater(f"OffsetFetch: {code.name}")
-        if code != ErrorCode.none:
-            raise KafkaError(f"OffsetFetch for group {group_id!r}: {code.name}", code)
-        result: dict[TopicPartition, int | None] = {}
-        for topic in response.topics:
-            for answer in topic.partitions:
-                code = ErrorCode(answer.error_code)
-                if code in _COORDINATOR_RETRY_ERRORS:
-                    raise _RetryLater(f"OffsetFetch: {code.name}")
-                if code != ErrorCode.none:
-                    raise KafkaError(
-                        f"OffsetFetch {topic.name}-{answer.partition_index} for group "
-                        f"{group_id!r}: {code.name}",
-                        code,
-                    )
-                offset = int(answer.committed_offset)
-                result[(topic.name, int(answer.partition_index))] = offset if offset >= 0 else None
-        return result
+    def _group_offsets(self) -> GroupOffsets:
+        if self._offsets is None:
+            raise InvalidArgumentError(
+                "committed offsets belong to a group: open the consumer with group_id=..."
+            )
+        return self._offsets
 
     # --- statistics ------------------------------------------------------------------------
 
@@ -1043,13 +871,6 @@ class Consumer:
                 for (topic, partition), state in self._partitions.items()
             },
         }
-
-
-def _by_topic(partitions: Iterable[TopicPartition]) -> dict[str, list[int]]:
-    topics: dict[str, list[int]] = {}
-    for topic, partition in partitions:
-        topics.setdefault(topic, []).append(partition)
-    return topics
 
 
 @asynccontextmanager

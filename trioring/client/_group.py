@@ -51,6 +51,7 @@ from trioring.client._assignors import (
 from trioring.client._backoff import backoff_s
 from trioring.client._cluster import Cluster
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError
+from trioring.client._offsets import GroupOffsets
 from trioring.errors import KafkaError
 from trioring.protocol.kafka import ApiKey, request_schema
 from trioring.protocol.kafka._build import build, sibling
@@ -146,6 +147,7 @@ class GroupMembership:
         assert (topics is None) != (pattern is None)
         self._consumer = consumer
         self._cluster = cluster
+        self._offsets = GroupOffsets(cluster, group_id)
         self.group_id = group_id
         self._topics = tuple(sorted(set(topics))) if topics is not None else ()
         self._pattern = pattern
@@ -571,8 +573,11 @@ class GroupMembership:
                 "read again by their next owner",
                 ErrorCode.illegal_generation,
             )
-        error = await self._consumer._commit_as(
-            offsets, generation, member_id, self.group_instance_id
+        error = await self._offsets.commit(
+            offsets,
+            generation_id=generation,
+            member_id=member_id,
+            group_instance_id=self.group_instance_id,
         )
         if error is None:
             self._counters["commits"] += 1
