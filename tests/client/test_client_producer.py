@@ -739,12 +739,23 @@ async def test_an_unreachable_broker_fails_the_records_after_delivery_timeout() 
     with socket.socket() as placeholder:
         placeholder.bind(("127.0.0.1", 0))
         port = placeholder.getsockname()[1]
-    with trio.fail_after(10):
+    # Long backoffs: nothing but the records' own deadlines wakes the sender.
+    with trio.fail_after(3):
         async with open_producer(
-            f"127.0.0.1:{port}", delivery_timeout_ms=300, max_block_ms=300, retry_backoff_ms=20
+            f"127.0.0.1:{port}",
+            delivery_timeout_ms=300,
+            max_block_ms=300,
+            retry_backoff_ms=5000,
+            retry_backoff_max_ms=5000,
+            batch_bytes=200,
         ) as producer:
+            # Several batches of one partition: they all fail, not just the first.
+            queued = [producer.send_nowait("nowhere", b"x" * 100, partition=0) for _ in range(9)]
             with pytest.raises(KafkaError, match=r"delivery_timeout_ms.*no producer id"):
                 await producer.send("nowhere", b"a", partition=0)
+            for handle in queued:
+                with pytest.raises(KafkaError, match=r"delivery_timeout_ms.*no producer id"):
+                    await handle.wait()
             with pytest.raises(KafkaError, match="max_block_ms"):
                 await producer.send("nowhere", b"b")
             handle = producer.send_nowait("nowhere", b"c")

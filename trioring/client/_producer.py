@@ -779,19 +779,19 @@ class Producer:
                 continue
             if key in self._in_flight:
                 continue
-            batch = batches[0]
-            if now - batch.created >= expiry_s:
-                batches.popleft()
+            # A failed batch makes way for the next one of its partition at once.
+            while batches and now - batches[0].created >= expiry_s:
+                batch = batches.popleft()
                 self._fail(batch, self._expired(batch))
+            while batches and self._fatal is not None and self._needs_producer_id(batches[0]):
+                self._fail(batches.popleft(), self._fatal)
+            if not batches:
                 continue
+            batch = batches[0]
             next_deadline = min(next_deadline, batch.created + expiry_s)
             if batch.topic in self._lookups:
                 continue  # its leader is being looked up: the metadata task wakes us
             if self._needs_producer_id(batch):
-                if self._fatal is not None:
-                    batches.popleft()
-                    self._fail(batch, self._fatal)
-                    continue
                 next_deadline = min(next_deadline, self._want_producer_id(now))
                 continue
             due = max(
