@@ -1003,24 +1003,32 @@ class Producer:
                 sorted(set(self._cluster.stale_topics()) - set(lookups)) if stale_at <= now else []
             )
             failure: TrioringError | None = None
-            try:
-                if lookups:
+            unresolved = False
+            if lookups:
+                try:
                     await self._cluster.refresh(lookups)
-                if stale:
+                except TrioringError as error:
+                    logger.debug("metadata of %s: %s", lookups, error)
+                    failure = error
+                # Told at once: the stale topics' refresh may take long, or fail.
+                unresolved = self._resolve_lookups(lookups, failure)
+                self._wake()
+            if stale and failure is None:
+                try:
                     # Only refreshed, not about to be used: a topic deleted since
                     # must not be created again.
                     await self._cluster.refresh(stale, auto_create=False)
-            except TrioringError as error:
-                logger.debug("metadata of %s: %s", lookups + stale, error)
-                failure = error
+                except TrioringError as error:
+                    logger.debug("metadata of %s: %s", stale, error)
+                    failure = error
+                self._wake()
             last_round = trio.current_time()
-            if self._resolve_lookups(lookups, failure) or failure is not None:
+            if failure is not None or unresolved:
                 failures += 1
                 retry_at = last_round + self._backoff_s(failures)
             else:
                 failures = 0
                 retry_at = -math.inf
-            self._wake()
 
     def _resolve_lookups(self, topics: list[str], failure: TrioringError | None) -> bool:
         """Tell those waiting for ``topics`` what the metadata said; True if some are
