@@ -340,12 +340,14 @@ assert CLIENT_FETCH_BYTES_MAX_DEFAULT < CLIENT_FRAME_BYTES_MAX, (
     "a whole Fetch response fits a frame"
 )
 #: The producer's defaults, Kafka's: linger.ms (5 since Kafka 4.0), batch.size,
-#: buffer.memory, max.request.size, delivery.timeout.ms.
+#: buffer.memory, max.request.size, delivery.timeout.ms, and max.block.ms (how
+#: long ``send`` may wait for a topic's metadata and then for room in the buffer).
 PRODUCER_LINGER_MS_DEFAULT = 5
 PRODUCER_BATCH_BYTES_DEFAULT = 16 * KIB
 PRODUCER_BUFFER_BYTES_DEFAULT = 32 * MIB
 PRODUCER_REQUEST_BYTES_MAX_DEFAULT = 1 * MIB
 PRODUCER_DELIVERY_TIMEOUT_MS_DEFAULT = 120_000
+PRODUCER_MAX_BLOCK_MS_DEFAULT = 60_000
 
 assert PRODUCER_BATCH_BYTES_DEFAULT <= PRODUCER_REQUEST_BYTES_MAX_DEFAULT
 assert PRODUCER_REQUEST_BYTES_MAX_DEFAULT <= PRODUCER_BUFFER_BYTES_DEFAULT

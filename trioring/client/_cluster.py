@@ -133,6 +133,8 @@ class Cluster:
         self._allow_auto_create = allow_auto_create_topics
         self.brokers: dict[int, tuple[str, int]] = {}
         self.topics: dict[str, TopicInfo] = {}
+        #: When each topic in ``topics`` was last answered for (trio.current_time()).
+        self._topic_times: dict[str, float] = {}
         self.controller_id = -1
         self._metadata_time = -math.inf
         self._connections: dict[int | tuple[str, int], BrokerConnection] = {}
@@ -250,9 +252,20 @@ class Cluster:
 
     # --- metadata ------------------------------------------------------------------------
 
-    async def refresh(self, topics: Iterable[str] | None = None) -> None:
-        """Ask a broker for the brokers and ``topics`` (None: every topic)."""
-        names = None if topics is None else sorted(set(topics) | set(self.topics))
+    async def refresh(
+        self, topics: Iterable[str] | None = None, *, auto_create: bool = True
+    ) -> None:
+        """Ask a broker for the brokers and ``topics``.
+
+        None asks for every topic and replaces the topic table, so a deleted
+        topic leaves it. Named topics are asked for alone, with auto-creation
+        if the cluster allows it and ``auto_create`` (False for topics only
+        refreshed, not about to be used): asking again for every topic ever
+        seen would re-create, on a broker that auto-creates, a topic deleted
+        since. A named topic answered UNKNOWN_TOPIC_OR_PARTITION leaves the
+        table.
+        """
+        names = None if topics is None else sorted(set(topics))
         async with self._refresh_lock:
             connection = await self.any_connection()
             version = connection.version(ApiKey.METADATA)
@@ -263,16 +276,27 @@ class Cluster:
             _, response = await connection.request(
                 ApiKey.METADATA,
                 topics=wanted,
-                allow_auto_topic_creation=self._allow_auto_create,
+                allow_auto_topic_creation=self._allow_auto_create and auto_create,
                 include_cluster_authorized_operations=False,
                 include_topic_authorized_operations=False,
             )
-            self._apply(response)
+            self._apply(response, names)
 
-    def _apply(self, response: Any) -> None:
+    def _apply(self, response: Any, asked: list[str] | None) -> None:
+        now = trio.current_time()
         self.brokers = {int(b.node_id): (b.host, int(b.port)) for b in response.brokers}
         self.controller_id = int(getattr(response, "controller_id", -1))
+        if asked is None:
+            self.topics = {}
+            self._topic_times = {}
+        else:
+            # A topic the broker did not answer for is as unknown as one it says is.
+            for name in asked:
+                self.topics.pop(name, None)
+                self._topic_times.pop(name, None)
         for topic in response.topics:
+            if int(topic.error_code) == ErrorCode.unknown_topic_or_partition:
+                continue
             topic_id = getattr(topic, "topic_id", None)
             self.topics[topic.name] = TopicInfo(
                 topic.name,
@@ -290,7 +314,8 @@ class Cluster:
                 ),
                 "" if topic_id is None else topic_id.hex,
             )
-        self._metadata_time = trio.current_time()
+            self._topic_times[topic.name] = now
+        self._metadata_time = now
         for node in [n for n in self._connections if isinstance(n, int)]:
             if node not in self.brokers:
                 self._connections.pop(node)
@@ -354,13 +379,35 @@ class Cluster:
         key = rebalance_key(node) if rebalance else coordinator_key(node)
         return code, None, await self.connection(key)
 
-    def stale(self) -> bool:
-        return trio.current_time() - self._metadata_time > self._metadata_max_age_s
+    @property
+    def allow_auto_create_topics(self) -> bool:
+        """Whether Metadata requests for named topics ask the broker to create them."""
+        return self._allow_auto_create
+
+    def stale(self, topic: str | None = None) -> bool:
+        """Whether the brokers' metadata (or ``topic``'s: True if it is not known) is older
+        than metadata_max_age_ms."""
+        times = self._topic_times
+        fetched = self._metadata_time if topic is None else times.get(topic, -math.inf)
+        return trio.current_time() - fetched > self._metadata_max_age_s
+
+    def stale_topics(self) -> list[str]:
+        """The known topics whose metadata is older than metadata_max_age_ms."""
+        oldest = trio.current_time() - self._metadata_max_age_s
+        times = self._topic_times
+        return [name for name in self.topics if times.get(name, -math.inf) < oldest]
+
+    def next_stale_at(self) -> float:
+        """When the first known topic's metadata becomes stale (inf: no topic is known)."""
+        # Over ``topics``: a caller may drop a topic from it without telling.
+        times = self._topic_times
+        fetched = min((times.get(name, -math.inf) for name in self.topics), default=math.inf)
+        return fetched + self._metadata_max_age_s
 
     async def topic(self, name: str) -> TopicInfo:
         """A topic's partitions and leaders, asked for if not known (KafkaError if it fails)."""
         info = self.topics.get(name)
-        if info is None or info.error_code != ErrorCode.none or self.stale():
+        if info is None or info.error_code != ErrorCode.none or self.stale(name):
             await self.refresh([name])
             info = self.topics.get(name)
         if info is None:
