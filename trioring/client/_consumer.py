@@ -334,6 +334,9 @@ class Consumer:
 
     async def _seek_to(self, partitions: Sequence[TopicPartition], timestamp: int) -> None:
         chosen = list(partitions) or list(self._partitions)
+        if not chosen:
+            await trio.lowlevel.checkpoint()  # nothing to seek, but still a checkpoint
+            return
         states = {tp: self._state(*tp) for tp in chosen}
         epochs = {tp: state.epoch for tp, state in states.items()}
         offsets = await self._list_offsets_retrying(dict.fromkeys(chosen, timestamp))
