@@ -136,7 +136,7 @@ def test_readme_client_example_runs(tmp_path: Path) -> None:
         script.write_text(
             consumer_code.replace('"127.0.0.1:9092"', repr(broker.bootstrap))
             + "\n\nimport trio\n\n\nasync def _bounded():\n"
-            + "    with trio.move_on_after(4):\n        await consume()\n\n\ntrio.run(_bounded)\n"
+            + "    with trio.move_on_after(2.5):\n        await consume()\n\n\ntrio.run(_bounded)\n"
         )
         consumed = subprocess.run(
             [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True

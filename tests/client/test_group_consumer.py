@@ -86,7 +86,25 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerP
     yield from _run_broker(tmp_path_factory.mktemp("groups-2") / "data", workers=2)
 
 
-@pytest.fixture(params=["wire", "wire-2-workers", "embedded"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests given ``bootstrap_or_broker`` run over the wire and in-process; those that
+    split a group's partitions also against two workers (coordinator and leaders on
+    either)."""
+    if "shared_process" in metafunc.fixturenames:
+        kinds = ["wire", "embedded"]
+        if metafunc.function.__name__ in _ON_TWO_WORKERS_TOO:
+            kinds.insert(1, "wire-2-workers")
+        metafunc.parametrize("shared_process", kinds, indirect=True)
+
+
+_ON_TWO_WORKERS_TOO = {
+    "test_trio_group_splits_partitions_and_reads_once",
+    "test_commits_resume_where_the_group_left_off",
+    "test_a_static_member_replaced_by_another_instance_is_fenced",
+}
+
+
+@pytest.fixture
 def shared_process(request: pytest.FixtureRequest) -> BrokerProcess | None:
     """A shared broker process (one worker or two), or None: an embedded broker."""
     if request.param == "wire":
