@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,11 @@ import trio
 
 import trioring
 from trioring.testing import BrokerProcess
+from trioring.uring._uring import uring_unavailable_reason
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
 from interop_clients import Consumed, Record, confluent_consumer, confluent_produce
+from interop_wire import broker_log, unexpected_log_lines
 from interop_wire import create_topic as create_topic_raw
 
 #: Seconds a test's own read of a topic may take.
@@ -300,3 +302,23 @@ async def open_target(process: BrokerProcess | None, data_dir: Path) -> AsyncIte
         return
     async with trioring.open_broker(data_dir) as broker:
         yield EmbeddedTarget(broker)
+
+
+def run_broker_process(
+    data_dir: Path, workers: int = 1, config: str | None = None
+) -> Iterator[BrokerProcess]:
+    """A broker process (io_uring where it works) for a fixture to yield from: stopped
+    afterwards, and failed on a non-zero exit or an error in its log. ``config`` is
+    the text of a TOML config file."""
+    arguments = ["--io-backend", "uring" if uring_unavailable_reason() is None else "fallback"]
+    if config is not None:
+        path = data_dir.parent / "broker.toml"
+        path.write_text(config)
+        arguments += ["--config", str(path)]
+    with BrokerProcess(data_dir, extra_arguments=arguments, workers=workers) as broker:
+        yield broker
+        running = broker.process is not None
+        code = broker.stop()
+    assert not running or code == 0, f"broker exited {code}; log:\n{broker_log(broker)[-3000:]}"
+    bad = unexpected_log_lines(broker)
+    assert not bad, "broker logged errors:\n" + "\n".join(bad[:20])

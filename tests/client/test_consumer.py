@@ -32,13 +32,12 @@ from trioring.client._consumer import _PartitionState
 from trioring.errors import CorruptRecordError, InvalidArgumentError, OffsetOutOfRangeError
 from trioring.protocol import records as batches
 from trioring.testing import BrokerProcess
-from trioring.uring._uring import uring_unavailable_reason
 
 # The interop suite's helpers: confluent-kafka driven as there, raw CreateTopics.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
-from client_support import EMBEDDED, WIRE, Target, open_target
+from client_support import EMBEDDED, WIRE, Target, open_target, run_broker_process
 from interop_clients import Record, confluent_produce
-from interop_wire import broker_log, create_topic, unexpected_log_lines
+from interop_wire import create_topic
 
 #: Seconds any one consumer step may take before the test fails.
 STEP_SECONDS = 20.0
@@ -47,16 +46,7 @@ FETCH_WAIT_MS = 100
 
 
 def _run_broker(data_dir: Path, workers: int = 1) -> Iterator[BrokerProcess]:
-    backend = "uring" if uring_unavailable_reason() is None else "fallback"
-    with BrokerProcess(
-        data_dir, extra_arguments=["--io-backend", backend], workers=workers
-    ) as broker:
-        yield broker
-        running = broker.process is not None
-        code = broker.stop()
-    assert not running or code == 0, f"broker exited {code}; log:\n{broker_log(broker)[-3000:]}"
-    bad = unexpected_log_lines(broker)
-    assert not bad, "broker logged errors:\n" + "\n".join(bad[:20])
+    yield from run_broker_process(data_dir, workers)
 
 
 @pytest.fixture

@@ -28,11 +28,10 @@ from trioring.client._assignors import MemberSubscription, assign
 from trioring.config import GroupConfig
 from trioring.errors import InvalidArgumentError, KafkaError
 from trioring.testing import BrokerProcess
-from trioring.uring._uring import uring_unavailable_reason
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "interop"))
+from client_support import run_broker_process
 from interop_clients import confluent_consumer
-from interop_wire import broker_log, unexpected_log_lines
 
 #: Seconds a whole group scenario may take before the test fails.
 SCENARIO_SECONDS = 60.0
@@ -58,20 +57,7 @@ BROKER_CONFIG = "[groups]\ninitial_rebalance_delay_ms = 300\n"
 
 
 def _run_broker(data_dir: Path, workers: int = 1) -> Iterator[BrokerProcess]:
-    backend = "uring" if uring_unavailable_reason() is None else "fallback"
-    config = data_dir.parent / "broker.toml"
-    config.write_text(BROKER_CONFIG)
-    with BrokerProcess(
-        data_dir,
-        extra_arguments=["--io-backend", backend, "--config", str(config)],
-        workers=workers,
-    ) as broker:
-        yield broker
-        running = broker.process is not None
-        code = broker.stop()
-    assert not running or code == 0, f"broker exited {code}; log:\n{broker_log(broker)[-3000:]}"
-    bad = unexpected_log_lines(broker)
-    assert not bad, "broker logged errors:\n" + "\n".join(bad[:20])
+    yield from run_broker_process(data_dir, workers, BROKER_CONFIG)
 
 
 @pytest.fixture(scope="module")
