@@ -1013,9 +1013,22 @@ async def open_consumer(
                 raise
             finally:
                 membership_scope.cancel()
-                if consumer.membership is not None:
+                # Cancelled from outside, the connections are being cancelled too:
+                # leaving would only retry against them. The group notices when
+                # the member's session times out (docs/client.md).
+                if consumer.membership is not None and not _cancelled(body.error):
                     await _leave(consumer.membership, request_timeout_ms, body.error is None)
                 nursery.cancel_scope.cancel()
+
+
+def _cancelled(error: BaseException | None) -> bool:
+    """Whether the block is being left by a cancellation (alone, or in a group)."""
+    if isinstance(error, trio.Cancelled):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        _, rest = error.split(trio.Cancelled)
+        return rest is None
+    return False
 
 
 async def _run_membership(member: GroupMembership, scope: trio.CancelScope) -> None:
