@@ -310,7 +310,7 @@ async def test_idempotent_producer_across_a_killed_worker_writes_each_record_onc
     """A worker of a two-worker broker is SIGKILLed mid-stream (the supervisor starts it
     again): its partitions' batches are retried, nothing is lost or written twice."""
     topic = create_topic(two_workers.bootstrap, 4)
-    total = 2000
+    total = 1000
     results: list[RecordMetadata] = []
     async with open_producer(
         two_workers.bootstrap, linger_ms=1, delivery_timeout_ms=60_000, retry_backoff_ms=50

@@ -681,8 +681,11 @@ class LogMachine(RuleBasedStateMachine):
         assert [p for p in open_paths if p.endswith(".log")] == [p for _, p, _ in segments]
 
 
+# 150 examples of 50 steps keep the two machines (this one and the io_uring
+# one) near 30 s together in the suite's 15-minute budget; set
+# STATEFUL_EXAMPLES / STATEFUL_STEPS higher for a deeper run.
 LogMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("STATEFUL_EXAMPLES", "250")),
+    max_examples=int(os.environ.get("STATEFUL_EXAMPLES", "150")),
     stateful_step_count=int(os.environ.get("STATEFUL_STEPS", "50")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
