@@ -42,6 +42,7 @@ from trioring._exception_groups import BodyError, body_exception_unwrapped
 from trioring.client._cluster import Cluster, TopicInfo
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError
 from trioring.errors import InvalidArgumentError, KafkaError
+from trioring.handlers.messages import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from trioring.protocol.kafka import ApiKey, request_schema
 from trioring.protocol.kafka._build import build, sibling
 
@@ -59,7 +60,6 @@ logger = logging.getLogger("trioring.client")
 T = TypeVar("T")
 
 #: ListOffsets' special timestamps.
-_LATEST, _EARLIEST = -1, -2
 #: DescribeConfigs' resource types.
 _TOPIC_RESOURCE, _BROKER_RESOURCE = 2, 4
 #: FindCoordinator's key type of a consumer group.
@@ -455,9 +455,9 @@ class Admin:
         of its leader in fresh metadata.
         """
         if spec == "earliest":
-            timestamp = _EARLIEST
+            timestamp = EARLIEST_TIMESTAMP
         elif spec == "latest":
-            timestamp = _LATEST
+            timestamp = LATEST_TIMESTAMP
         else:
             timestamp = int(spec)
         #: The partitions not answered yet (a dict: ordered, and each removed in O(1)).

@@ -75,6 +75,7 @@ from trioring.errors import (
     ProtocolError,
     TrioringError,
 )
+from trioring.handlers.messages import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from trioring.protocol.kafka import ApiKey, request_schema
 from trioring.protocol.kafka._build import build, sibling
 from trioring.protocol.records import Header, ParsedBatch, iterate_batches, parse_batch
@@ -91,9 +92,6 @@ logger = logging.getLogger("trioring.client")
 TopicPartition = tuple[str, int]
 OffsetReset = Literal["earliest", "latest", "none"]
 
-#: ListOffsets timestamps that ask for the log start and the end of the log.
-EARLIEST_TIMESTAMP = -2
-LATEST_TIMESTAMP = -1
 
 #: Partition errors that a metadata refresh and another try may cure.
 _STALE_METADATA_ERRORS = frozenset(
@@ -272,11 +270,8 @@ class Consumer:
             offsets[tp] = state.position if state.unfinished_from is None else state.unfinished_from
         return offsets
 
-    def _group_failed(self, error: Exception) -> None:
-        self._reader_errors.append(error)
-        self._notify()
-
-    def _callback_failed(self, error: Exception) -> None:
+    def _raise_to_reader(self, error: Exception) -> None:
+        """Have the reader's next read (or the one waiting) raise ``error``."""
         self._reader_errors.append(error)
         self._notify()
 

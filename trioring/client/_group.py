@@ -51,7 +51,7 @@ from trioring.client._assignors import (
 from trioring.client._backoff import backoff_s
 from trioring.client._cluster import Cluster
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError
-from trioring.client._offsets import GroupOffsets
+from trioring.client._offsets import GroupOffsets, by_topic
 from trioring.errors import KafkaError
 from trioring.protocol.kafka import ApiKey, request_schema
 from trioring.protocol.kafka._build import build, sibling
@@ -116,10 +116,8 @@ class _Retry(Exception):
 
 
 def _ordered(partitions: Iterable[TopicPartition]) -> list[tuple[str, list[int]]]:
-    by_topic: dict[str, list[int]] = {}
-    for topic, partition in sorted(partitions):
-        by_topic.setdefault(topic, []).append(partition)
-    return list(by_topic.items())
+    """Partition indexes per topic, topics and indexes sorted."""
+    return list(by_topic(sorted(partitions)).items())
 
 
 class GroupMembership:
@@ -212,7 +210,7 @@ class GroupMembership:
                 except KafkaError as error:
                     logger.warning("group %s: cannot join: %s", self.group_id, error)
                     self.fatal = error
-                    self._consumer._group_failed(error)
+                    self._consumer._raise_to_reader(error)
             nursery.cancel_scope.cancel()
 
     def request_rejoin(self) -> None:
@@ -522,7 +520,7 @@ class GroupMembership:
                 code,
             )
             logger.warning("group %s: %s", self.group_id, self.fatal)
-            self._consumer._group_failed(self.fatal)
+            self._consumer._raise_to_reader(self.fatal)
         else:
             logger.info("group %s: membership lost (%s); joining again", self.group_id, code.name)
         self._consumer._set_group_assignment(())
@@ -547,7 +545,7 @@ class GroupMembership:
             await callback(set(partitions))
         except Exception as error:  # the reader gets it, as Java's poll() would
             logger.debug("group %s: on_%s raised %r", self.group_id, kind, error)
-            self._consumer._callback_failed(error)
+            self._consumer._raise_to_reader(error)
 
     # --- commits and leaving ---------------------------------------------------------------
 
