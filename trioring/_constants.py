@@ -351,3 +351,18 @@ PRODUCER_MAX_BLOCK_MS_DEFAULT = 60_000
 
 assert PRODUCER_BATCH_BYTES_DEFAULT <= PRODUCER_REQUEST_BYTES_MAX_DEFAULT
 assert PRODUCER_REQUEST_BYTES_MAX_DEFAULT <= PRODUCER_BUFFER_BYTES_DEFAULT
+
+# --- Command line (trioring topics / groups / produce / consume) -----------------
+#: How long a command waits for a bootstrap broker to accept a connection.
+CLI_CONNECT_TIMEOUT_SECONDS_DEFAULT = 5.0
+#: Records whose delivery ``trioring produce`` has not checked yet; the oldest is
+#: awaited when there are more, so a long input holds bounded memory.
+CLI_PRODUCE_UNCHECKED_RECORDS_MAX = 10_000
+#: Bytes ``trioring produce`` reads from its input at a time.
+CLI_PRODUCE_READ_BYTES = 64 * KIB
+#: A line longer than this is refused: a record is at most max.request.size anyway.
+CLI_PRODUCE_LINE_BYTES_MAX = 1 * MIB
+#: Records ``trioring consume`` takes from the consumer per read.
+CLI_CONSUME_BATCH_RECORDS_MAX = 500
+#: How often a non-following ``trioring consume`` checks whether it has read to the end.
+CLI_CONSUME_END_CHECK_SECONDS = 0.2

@@ -41,10 +41,12 @@ from trioring._constants import (
 from trioring._exception_groups import BodyError, body_exception_unwrapped
 from trioring.client._cluster import Cluster, TopicInfo
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError
+from trioring.client._offsets import GroupOffsets
 from trioring.errors import InvalidArgumentError, KafkaError
 from trioring.handlers.messages import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from trioring.protocol.kafka import ApiKey, request_schema
 from trioring.protocol.kafka._build import build, sibling
+from trioring.protocol.kafka.consumer_protocol import parse_assignment
 
 __all__ = [
     "Admin",
@@ -115,6 +117,9 @@ class GroupMember:
     group_instance_id: str | None
     client_id: str
     client_host: str
+    #: The partitions the group's leader assigned it, for a consumer group
+    #: (protocol type "consumer"); empty while the group rebalances.
+    assignment: tuple[tuple[str, int], ...] = ()
 
 
 @attrs.frozen
@@ -422,6 +427,55 @@ class Admin:
 
         return await self._retrying("list topics", attempt)
 
+    async def describe_topics(self) -> dict[str, TopicInfo]:
+        """Every topic's partitions and leaders, from one Metadata request."""
+
+        async def attempt() -> dict[str, TopicInfo]:
+            await self._refresh(None)
+            return {
+                name: info
+                for name, info in sorted(self._cluster.topics.items())
+                if not info.error_code
+            }
+
+        return await self._retrying("describe topics", attempt)
+
+    async def log_sizes(self) -> dict[tuple[str, int], int]:
+        """The bytes each partition's log holds, asked of every broker (DescribeLogDirs)."""
+        sizes: dict[tuple[str, int], int] = {}
+        done: set[int] = set()
+
+        async def attempt() -> dict[tuple[str, int], int]:
+            await self._refresh([])
+            retry: _Retriable | None = None
+            for node in sorted(set(self._cluster.brokers) - done):
+                try:
+                    connection = await self._connect(ApiKey.DESCRIBE_LOG_DIRS, node)
+                    response = await self._exchange(
+                        connection, ApiKey.DESCRIBE_LOG_DIRS, topics=None
+                    )
+                    self._check(
+                        ApiKey.DESCRIBE_LOG_DIRS,
+                        getattr(response, "error_code", ErrorCode.none),
+                        f"describe the log directories of node {node}",
+                        None,
+                        "broker",
+                    )
+                except _Retriable as error:
+                    retry = error
+                    continue
+                for result in response.results:
+                    for topic in result.topics:
+                        for p in topic.partitions:
+                            key = (str(topic.name), int(p.partition_index))
+                            sizes[key] = sizes.get(key, 0) + int(p.partition_size)
+                done.add(node)
+            if retry is not None:
+                raise retry
+            return dict(sorted(sizes.items()))
+
+        return await self._retrying("describe log directories", attempt)
+
     async def describe_topic(self, name: str) -> TopicInfo:
         """Its partitions and their leaders (fresh metadata)."""
         what = f"describe topic {name!r}"
@@ -661,6 +715,7 @@ class Admin:
                         getattr(m, "group_instance_id", None),
                         m.client_id,
                         m.client_host,
+                        _assigned(group.protocol_type, m.member_assignment),
                     )
                     for m in group.members
                 ),
@@ -708,6 +763,25 @@ class Admin:
         committed = await self._retrying(what, attempt)
         ends = await self.list_offsets(committed, "latest") if committed else {}
         return {key: PartitionLag(offset, ends[key]) for key, offset in sorted(committed.items())}
+
+    async def alter_group_offsets(
+        self, group_id: str, offsets: Mapping[tuple[str, int], int]
+    ) -> None:
+        """Set the group's committed offsets, as Kafka's alterConsumerGroupOffsets: an
+        OffsetCommit from no member, which the coordinator takes only while the group
+        has no members (UNKNOWN_MEMBER_ID otherwise: stop its consumers first)."""
+        for (topic, partition), offset in offsets.items():
+            if offset < 0:
+                raise InvalidArgumentError(
+                    f"offset {offset} for {topic}-{partition} is negative: give 0 or more"
+                )
+        refusal = await GroupOffsets(self._cluster, group_id).commit(offsets)
+        if refusal is not None:
+            raise KafkaError(
+                f"group {group_id!r} refused the new offsets ({refusal.name}): it has "
+                "active members; stop its consumers and try again",
+                refusal,
+            )
 
     async def delete_group(self, group_id: str) -> None:
         what = f"delete group {group_id!r}"
@@ -798,6 +872,16 @@ class Admin:
             "apis": apis,
             "cluster": self._cluster.statistics(),
         }
+
+
+def _assigned(protocol_type: str, data: bytes) -> tuple[tuple[str, int], ...]:
+    """A consumer group member's assignment, sorted; () for other groups or none yet."""
+    if protocol_type != "consumer" or not data:
+        return ()
+    parsed = parse_assignment(bytes(data))
+    if parsed is None:
+        return ()
+    return tuple(sorted((topic, p) for topic, partitions in parsed for p in partitions))
 
 
 @asynccontextmanager

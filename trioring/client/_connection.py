@@ -81,6 +81,7 @@ CLIENT_VERSIONS: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.DESCRIBE_GROUPS: (0, 5),
         ApiKey.DELETE_GROUPS: (0, 2),
         ApiKey.DESCRIBE_CONFIGS: (1, 4),
+        ApiKey.DESCRIBE_LOG_DIRS: (1, 4),
         ApiKey.JOIN_GROUP: (1, 9),
         ApiKey.SYNC_GROUP: (0, 5),
         ApiKey.HEARTBEAT: (0, 4),

@@ -327,6 +327,16 @@ class Consumer:
         """Read only records produced from now on in these partitions (all if none given)."""
         await self._seek_to(partitions, LATEST_TIMESTAMP)
 
+    async def seek_to_timestamp(self, timestamp_ms: int, *partitions: TopicPartition) -> None:
+        """Read these partitions (all assigned if none given) from their first record
+        with a timestamp at or after ``timestamp_ms``; a partition with none such is
+        read from its end (as Java's offsetsForTimes, then seekToEnd)."""
+        if not isinstance(timestamp_ms, int) or timestamp_ms < 0:
+            raise InvalidArgumentError(
+                f"timestamp_ms {timestamp_ms!r} is not a timestamp (ms since the epoch, 0 or more)"
+            )
+        await self._seek_to(partitions, timestamp_ms)
+
     async def _seek_to(self, partitions: Sequence[TopicPartition], timestamp: int) -> None:
         chosen = list(partitions) or list(self._partitions)
         if not chosen:
@@ -335,6 +345,11 @@ class Consumer:
         states = {tp: self._state(*tp) for tp in chosen}
         epochs = {tp: state.epoch for tp, state in states.items()}
         offsets = await self._list_offsets_retrying(dict.fromkeys(chosen, timestamp))
+        past_the_end = [tp for tp, offset in offsets.items() if offset < 0]
+        if past_the_end:  # no record at or after the timestamp
+            offsets.update(
+                await self._list_offsets_retrying(dict.fromkeys(past_the_end, LATEST_TIMESTAMP))
+            )
         for tp, offset in offsets.items():
             state = states[tp]
             if self._partitions.get(tp) is state and state.epoch == epochs[tp]:

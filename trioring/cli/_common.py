@@ -1,0 +1,172 @@
+"""What the client subcommands share: ``--bootstrap``, output, and how errors end a command.
+
+Output is for two readers. On a terminal: tables and colour (rich). Into a
+pipe or a file: plain tab-separated lines with a header, or ``--json``, so
+scripts never parse a drawing. Errors are one line on stderr and a non-zero
+exit code: 1 when the broker or the request failed, 2 for a usage mistake
+(argparse's code), 130 for Ctrl-C, 141 when the reader of stdout went away
+(as a process killed by SIGPIPE, but after a clean close of the client).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+import trio
+
+from trioring._constants import CLI_CONNECT_TIMEOUT_SECONDS_DEFAULT
+from trioring._exception_groups import leaf_exceptions
+from trioring.client import parse_bootstrap
+from trioring.errors import InvalidArgumentError, TrioringError
+
+BOOTSTRAP_DEFAULT = "127.0.0.1:9092"
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+
+class UsageError(InvalidArgumentError):
+    """A mistake in the command's arguments that argparse could not see (exit 2)."""
+
+
+class CommandError(TrioringError):
+    """The command could not do what was asked (exit 1); the message says why."""
+
+
+def client_parent() -> argparse.ArgumentParser:
+    """Flags every client subcommand takes."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "-b",
+        "--bootstrap",
+        default=BOOTSTRAP_DEFAULT,
+        metavar="HOST:PORT[,...]",
+        help="a broker to start from (default: %(default)s); any Kafka broker works",
+    )
+    parent.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CLI_CONNECT_TIMEOUT_SECONDS_DEFAULT,
+        metavar="SECONDS",
+        help="give up when no bootstrap broker accepts a connection within this "
+        "(default: %(default)s)",
+    )
+    return parent
+
+
+def bootstrap_of(options: argparse.Namespace) -> str:
+    try:
+        parse_bootstrap(options.bootstrap)
+    except InvalidArgumentError as error:
+        raise UsageError(f"--bootstrap: {error}") from None
+    return str(options.bootstrap)
+
+
+async def check_reachable(options: argparse.Namespace) -> str:
+    """The bootstrap string, once one of its brokers accepts a TCP connection.
+
+    The client would retry an unreachable broker for seconds and then report
+    every attempt; a person at a prompt wants "is it running?" at once.
+    """
+    bootstrap = bootstrap_of(options)
+    reasons = []
+    for host, port in parse_bootstrap(bootstrap):
+        try:
+            with trio.fail_after(options.connect_timeout):
+                stream = await trio.open_tcp_stream(host, port)
+        except trio.TooSlowError:
+            reasons.append(f"{host}:{port}: no answer within {options.connect_timeout} s")
+            continue
+        except OSError as error:
+            # Trio's "all attempts to connect failed" holds the real reasons in its cause.
+            causes = [
+                os.strerror(leaf.errno)
+                for leaf in leaf_exceptions(error.__cause__ or error)
+                if isinstance(leaf, OSError) and leaf.errno
+            ]
+            reason = ", ".join(dict.fromkeys(causes)) or str(error)
+            reasons.append(f"{host}:{port}: {reason}")
+            continue
+        await stream.aclose()
+        return bootstrap
+    raise CommandError(
+        f"cannot reach a broker ({'; '.join(reasons)}): is it running? "
+        "(start one with 'python -m trioring', or give --bootstrap HOST:PORT)"
+    )
+
+
+def text(data: bytes | None) -> str:
+    """Bytes as text for output: undecodable bytes survive (surrogateescape), so
+    writing the text back with :data:`ENCODING_ERRORS` gives the same bytes."""
+    return "" if data is None else data.decode("utf-8", "surrogateescape")
+
+
+ENCODING_ERRORS = "surrogateescape"
+
+
+class Output:
+    """Where a command writes its results: stdout, as tables on a terminal."""
+
+    def __init__(self, stream: IO[str] | None = None, *, json_output: bool = False) -> None:
+        self.stream = sys.stdout if stream is None else stream
+        self.terminal = self.stream.isatty()
+        self.json_output = json_output
+
+    def write(self, line: str) -> None:
+        self.stream.write(line)
+        self.stream.write("\n")
+
+    def json(self, value: Any) -> None:
+        self.write(json.dumps(value, ensure_ascii=False))
+
+    def table(
+        self,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[object]],
+        *,
+        title: str | None = None,
+    ) -> None:
+        cells = [[("" if cell is None else str(cell)) for cell in row] for row in rows]
+        if not self.terminal:
+            # Tab-separated with a header line: cut(1), awk and sort read it.
+            self.write("\t".join(columns))
+            for row_cells in cells:
+                self.write("\t".join(cell.replace("\t", " ") for cell in row_cells))
+            return
+        from rich.console import Console  # noqa: PLC0415 - only on a terminal: 50 ms to import
+        from rich.table import Table  # noqa: PLC0415
+
+        table = Table(title=title, title_justify="left", header_style="bold")
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row_cells in cells:
+            table.add_row(*row_cells)
+        Console(file=self.stream).print(table)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def note(message: str) -> None:
+    """A status line for a person: on stderr, only when stderr is a terminal."""
+    if sys.stderr.isatty():
+        print(message, file=sys.stderr)
+
+
+def parse_pairs(values: Sequence[str] | None, flag: str) -> list[tuple[str, str]]:
+    """``KEY=VALUE`` flags, in order; a missing ``=`` is a usage mistake."""
+    pairs = []
+    for value in values or ():
+        key, separator, rest = value.partition("=")
+        if not separator or not key:
+            raise UsageError(f"{flag} {value!r} is not KEY=VALUE")
+        pairs.append((key, rest))
+    return pairs

@@ -1,0 +1,283 @@
+"""``trioring consume TOPIC``: records to stdout, as kcat -C.
+
+Without ``--follow`` it reads to the end offsets it found at start and exits
+(kcat's ``-e``); with it, it waits for new records until interrupted. Values
+are written as the bytes they are, one record per line by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import signal
+import string
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from trioring._constants import CLI_CONSUME_BATCH_RECORDS_MAX, CLI_CONSUME_END_CHECK_SECONDS
+from trioring.cli._common import (
+    ENCODING_ERRORS,
+    UsageError,
+    check_reachable,
+    note,
+    text,
+)
+from trioring.client import Consumer, ConsumerRecord, open_admin, open_consumer
+
+#: The placeholders of ``--format``; ``{value}\n`` is the default.
+FIELDS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
+FORMAT_DEFAULT = "{value}"
+EXIT_TERMINATED = 143
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    consume = commands.add_parser(
+        "consume",
+        parents=parents,
+        help="write a topic's records to stdout",
+        description="Write a topic's records to stdout, one per line. Without --follow it "
+        "stops at the end offsets it found when it started. It starts at each "
+        "partition's end unless told otherwise (as kafka-console-consumer); with "
+        "--group, at the group's committed offsets.",
+    )
+    consume.add_argument("topic")
+    consume.add_argument(
+        "-g",
+        "--group",
+        help="read as a member of this consumer group, committing what it wrote",
+    )
+    start = consume.add_mutually_exclusive_group()
+    start.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start at each partition's log start (with --group: where nothing is committed)",
+    )
+    start.add_argument(
+        "-o",
+        "--offset",
+        type=int,
+        metavar="N",
+        help="start at offset N; a negative N is N records before the end",
+    )
+    start.add_argument(
+        "--timestamp",
+        metavar="MS|ISO-8601",
+        help="start at the first record at or after this time (ms since the epoch, "
+        "or e.g. 2026-12-01T10:00:00+00:00)",
+    )
+    consume.add_argument(
+        "-p",
+        "--partition",
+        type=int,
+        action="append",
+        help="read only this partition (repeat for more; default: all)",
+    )
+    consume.add_argument("-c", "--count", type=int, metavar="N", help="exit after N records")
+    consume.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep waiting for new records (until Ctrl-C or --count)",
+    )
+    consume.add_argument(
+        "-F",
+        "--format",
+        default=FORMAT_DEFAULT,
+        help="each record as this text, a newline added: placeholders "
+        + ", ".join("{" + field + "}" for field in FIELDS)
+        + r" (\t and \n understood); 'json' for JSON lines (default: %(default)s)",
+    )
+    consume.set_defaults(run=consume_records)
+
+
+def _formatter(spec: str) -> Callable[[ConsumerRecord], bytes]:
+    """The function that writes one record, checked before anything is read."""
+    if spec == "json":
+
+        def as_json(record: ConsumerRecord) -> bytes:
+            # JSON holds text: bytes that are not UTF-8 become U+FFFD here; a
+            # --format keeps them as they are.
+            def decoded(data: bytes | None) -> str | None:
+                return None if data is None else data.decode("utf-8", "replace")
+
+            line = json.dumps(
+                {
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "timestamp": record.timestamp_ms,
+                    "key": decoded(record.key),
+                    "value": decoded(record.value),
+                    "headers": [[k, decoded(v)] for k, v in record.headers],
+                },
+                ensure_ascii=False,
+            )
+            return line.encode() + b"\n"
+
+        return as_json
+    template = spec.replace("\\t", "\t").replace("\\n", "\n") + "\n"
+    if template == "{value}\n":
+        return lambda record: (record.value or b"") + b"\n"
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise UsageError(f"--format {spec!r}: {error}") from None
+    for _, field, _, conversion in parsed:
+        if field is not None and field not in FIELDS:
+            raise UsageError(
+                f"--format {spec!r}: unknown placeholder {{{field}}}; the placeholders are "
+                + ", ".join("{" + name + "}" for name in FIELDS)
+            )
+        if conversion is not None:
+            raise UsageError(f"--format {spec!r}: conversions such as !{conversion} are not taken")
+
+    def formatted(record: ConsumerRecord) -> bytes:
+        line = template.format(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp=record.timestamp_ms,
+            key=text(record.key),
+            value=text(record.value),
+            headers=",".join(f"{k}={text(v)}" for k, v in record.headers),
+        )
+        return line.encode("utf-8", ENCODING_ERRORS)
+
+    try:  # a format spec such as {offset:q} fails here, not on the first record
+        formatted(ConsumerRecord("t", 0, 0, b"", b"", (), 0))
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"--format {spec!r}: {error}") from None
+    return formatted
+
+
+def _timestamp_ms(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"--timestamp {value!r} is neither milliseconds since the epoch nor ISO-8601 "
+            "(for example 2026-12-01T10:00:00+00:00)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    timestamp_ms = int(moment.timestamp() * 1000)
+    if timestamp_ms < 0:
+        raise UsageError(f"--timestamp {value!r} is before 1970")
+    return timestamp_ms
+
+
+def _check_options(options: argparse.Namespace) -> None:
+    if options.group is not None and (
+        options.offset is not None or options.timestamp is not None or options.partition
+    ):
+        raise UsageError(
+            "--group reads what the group assigns, from its committed offsets: drop "
+            "--offset/--timestamp/--partition, or move the group with "
+            "'trioring groups reset-offsets'"
+        )
+    if options.count is not None and options.count < 1:
+        raise UsageError(f"--count must be 1 or more, not {options.count}")
+
+
+async def _position_from(consumer: Consumer, options: argparse.Namespace) -> None:
+    """Where an assigned consumer starts (a group member starts at its commits)."""
+    if options.from_beginning:
+        await consumer.seek_to_beginning()
+    elif options.timestamp is not None:
+        await consumer.seek_to_timestamp(_timestamp_ms(options.timestamp))
+    elif options.offset is not None and options.offset < 0:
+        await consumer.seek_to_end()
+        for topic, partition in consumer.assignment():
+            end = await consumer.position(topic, partition)
+            consumer.seek(topic, partition, max(end + options.offset, 0))
+    elif options.offset is not None:
+        for topic, partition in consumer.assignment():
+            consumer.seek(topic, partition, options.offset)
+    else:
+        await consumer.seek_to_end()
+
+
+async def _at_end(consumer: Consumer, ends: dict[tuple[str, int], int]) -> bool:
+    """Whether every partition the consumer reads has been read to its end at start."""
+    assigned = consumer.assignment()
+    if not assigned:
+        return False  # a group member before its first assignment
+    for topic, partition in assigned:
+        end = ends.get((topic, partition))
+        if end is not None and await consumer.position(topic, partition) < end:
+            return False
+    return True
+
+
+async def consume_records(options: argparse.Namespace) -> int:
+    _check_options(options)
+    write_record = _formatter(options.format)
+    bootstrap = await check_reachable(options)
+    async with open_admin(bootstrap, client_id="trioring-cli") as admin:
+        info = await admin.describe_topic(options.topic)  # an unknown topic fails here
+        partitions = sorted(p.partition for p in info.partitions)
+        for partition in options.partition or ():
+            if partition not in partitions:
+                raise UsageError(
+                    f"topic {options.topic!r} has no partition {partition} "
+                    f"(it has {len(partitions)})"
+                )
+        chosen = sorted(set(options.partition)) if options.partition else partitions
+        keys = [(options.topic, p) for p in chosen]
+        ends = {} if options.follow else await admin.list_offsets(keys, "latest")
+    output = sys.stdout.buffer
+    consumed = 0
+    terminated = False
+    group = options.group
+    async with (
+        open_consumer(
+            bootstrap,
+            group_id=group,
+            topics=[options.topic] if group is not None else None,
+            auto_offset_reset="earliest" if options.from_beginning else "latest",
+            client_id="trioring-cli",
+        ) as consumer,
+        trio.open_nursery() as nursery,
+    ):
+        if group is None:
+            consumer.assign(keys)
+            await _position_from(consumer, options)
+
+        async def on_sigterm() -> None:
+            nonlocal terminated
+            with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    terminated = True
+                    reading.cancel()
+                    return
+
+        with trio.CancelScope() as reading:
+            nursery.start_soon(on_sigterm)
+            while not (options.count is not None and consumed >= options.count):
+                wanted = CLI_CONSUME_BATCH_RECORDS_MAX
+                if options.count is not None:
+                    wanted = min(wanted, options.count - consumed)
+                records = await consumer.getmany(
+                    timeout_s=CLI_CONSUME_END_CHECK_SECONDS, max_records=wanted
+                )
+                if records:
+                    output.write(b"".join(map(write_record, records)))
+                    output.flush()  # a reader of a pipe sees each batch at once
+                    consumed += len(records)
+                if not options.follow and await _at_end(consumer, ends):
+                    break
+        nursery.cancel_scope.cancel()
+        if group is not None:
+            # Everything returned is written: commit it all. (Auto-commit alone
+            # would leave the last read uncommitted, as Java's does until the
+            # next poll; a Ctrl-C or a closed pipe leaves it so, and those
+            # records are read again: at least once.)
+            await consumer.commit()
+    note(f"consumed {consumed} records from {options.topic!r}")
+    return EXIT_TERMINATED if terminated else 0

@@ -1,0 +1,183 @@
+"""``trioring produce TOPIC``: one record per input line, as kcat -P."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+
+from trioring._constants import (
+    CLI_PRODUCE_LINE_BYTES_MAX,
+    CLI_PRODUCE_READ_BYTES,
+    CLI_PRODUCE_UNCHECKED_RECORDS_MAX,
+)
+from trioring.cli._common import (
+    CommandError,
+    UsageError,
+    check_reachable,
+    note,
+    parse_pairs,
+)
+from trioring.client import SendHandle, open_admin, open_producer
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    produce = commands.add_parser(
+        "produce",
+        parents=parents,
+        help="send lines of stdin (or a file) as records",
+        description="Send each line of stdin (or --file) as one record. Exits 0 once "
+        "every record is acknowledged, 1 if any could not be delivered.",
+    )
+    produce.add_argument("topic")
+    produce.add_argument("-f", "--file", help="read this file instead of stdin")
+    produce.add_argument(
+        "-K",
+        "--key-separator",
+        metavar="SEP",
+        help="split each line at the first SEP into key and value (a line without SEP has no key)",
+    )
+    produce.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a header on every record (repeat for more)",
+    )
+    produce.add_argument(
+        "-p", "--partition", type=int, help="default: by key (Kafka's partitioner)"
+    )
+    produce.add_argument(
+        "--acks", choices=["0", "1", "all"], default="all", help="default: %(default)s"
+    )
+    produce.add_argument(
+        "-z",
+        "--compression",
+        choices=["none", "gzip", "snappy", "lz4", "zstd"],
+        default="none",
+        help="default: %(default)s",
+    )
+    produce.add_argument(
+        "--rate", type=float, metavar="RECORDS/S", help="send at most this many records a second"
+    )
+    produce.set_defaults(run=produce_lines)
+
+
+async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
+    """The input's lines without their line ends; the last one even without one."""
+    pending = bytearray()
+    while True:
+        chunk = await stream.receive_some(CLI_PRODUCE_READ_BYTES)
+        if not chunk:
+            break
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            yield bytes(pending[start:end]).removesuffix(b"\r")
+            start = end + 1
+        del pending[:start]
+        if len(pending) > CLI_PRODUCE_LINE_BYTES_MAX:
+            raise CommandError(
+                f"a line is longer than {CLI_PRODUCE_LINE_BYTES_MAX} bytes: is the input "
+                "text with one record per line?"
+            )
+    if pending:
+        yield bytes(pending).removesuffix(b"\r")
+
+
+def _open_input(path: str | None) -> trio.lowlevel.FdStream:
+    if path is None:
+        # A duplicate: FdStream makes its descriptor non-blocking and puts
+        # it back when closed, and the shell's stdin is left as it was.
+        return trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    try:
+        return trio.lowlevel.FdStream(os.open(path, os.O_RDONLY))
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror}") from None
+
+
+async def produce_lines(options: argparse.Namespace) -> int:
+    headers = [(key, value.encode()) for key, value in parse_pairs(options.header, "--header")]
+    separator = None if options.key_separator is None else options.key_separator.encode()
+    if separator == b"":
+        raise UsageError("--key-separator is empty: give one or more characters")
+    if options.rate is not None and options.rate <= 0:
+        raise UsageError(f"--rate must be more than 0, not {options.rate}")
+    acks: Any = "all" if options.acks == "all" else int(options.acks)
+    bootstrap = await check_reachable(options)
+    if options.partition is not None:
+        # Checked first: a record for a partition that does not exist would
+        # wait for a leader until delivery_timeout_ms (2 minutes).
+        async with open_admin(bootstrap, client_id="trioring-cli") as admin:
+            info = await admin.describe_topic(options.topic)
+        if not 0 <= options.partition < len(info.partitions):
+            raise UsageError(
+                f"topic {options.topic!r} has no partition {options.partition} "
+                f"(it has {len(info.partitions)})"
+            )
+    sent = failed = 0
+    first_error: BaseException | None = None
+    unchecked: collections.deque[SendHandle] = collections.deque()
+
+    async def check(handle: SendHandle) -> None:
+        nonlocal failed, first_error
+        try:
+            await handle.wait()
+        except Exception as error:  # the record's delivery failed: count it, go on
+            failed += 1
+            if first_error is None:
+                first_error = error
+                print(f"trioring: a record was not delivered: {error}", file=sys.stderr)
+
+    async with (
+        open_producer(
+            bootstrap,
+            acks=acks,
+            idempotence=acks == "all",
+            compression=None if options.compression == "none" else options.compression,
+            client_id="trioring-cli",
+        ) as producer,
+        _open_input(options.file) as source,
+    ):
+        started = trio.current_time()
+        async for line in _lines(source):
+            key = None
+            value = line
+            if separator is not None:
+                head, found, tail = line.partition(separator)
+                if found:
+                    key, value = head, tail
+            if options.rate is not None:
+                # Paced from the start, so a slow moment is caught up, not lost.
+                await trio.sleep_until(started + sent / options.rate)
+            try:
+                handle = producer.send_nowait(
+                    options.topic, value, key=key, headers=headers, partition=options.partition
+                )
+            except trio.WouldBlock:
+                await producer.flush()
+                handle = producer.send_nowait(
+                    options.topic, value, key=key, headers=headers, partition=options.partition
+                )
+            sent += 1
+            unchecked.append(handle)
+            while unchecked and (
+                unchecked[0].done() or len(unchecked) > CLI_PRODUCE_UNCHECKED_RECORDS_MAX
+            ):
+                await check(unchecked.popleft())
+            if sent % 100 == 0:
+                await trio.lowlevel.checkpoint()  # let the sender run alongside the reading
+        await producer.flush()
+        while unchecked:
+            await check(unchecked.popleft())
+    note(f"produced {sent - failed} of {sent} records to {options.topic!r}")
+    if failed:
+        raise CommandError(
+            f"{failed} of {sent} records were not delivered; the first: {first_error}"
+        )
+    return 0
