@@ -10,6 +10,7 @@ test, it does not hang it.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import sys
 import uuid
@@ -174,6 +175,35 @@ async def test_async_for_and_seek(target: Target, topic: str) -> None:
         check(await read(consumer, 3), more, topic, 20)
         with pytest.raises(InvalidArgumentError, match="not assigned"):
             consumer.seek(topic, 1, 0)
+
+
+async def test_a_seek_right_after_assign_wins_over_auto_offset_reset(
+    target: Target, topic: str
+) -> None:
+    """The resolver's "latest" answer could land first and void the seek (found by
+    ``trioring consume --timestamp``, which read nothing)."""
+    await target.create_topic(topic, 1)
+    base_ms = 1_700_000_000_000
+    sent = [
+        dataclasses.replace(record, timestamp_ms=base_ms + 1000 * index)
+        for index, record in enumerate(sample(10))
+    ]
+    await target.produce(topic, sent)
+    async with open_consumer(target.connect, fetch_max_wait_ms=FETCH_WAIT_MS) as consumer:
+        for seek in (
+            consumer.seek_to_beginning(),
+            consumer.seek_to_timestamp(0),
+            consumer.seek_to_timestamp(base_ms + 4000),
+        ):
+            consumer.assign([])
+            consumer.assign([(topic, 0)])  # fresh: its position is being resolved
+            await seek
+            assert await consumer.position(topic, 0) in (0, 4)
+        assert await consumer.position(topic, 0) == 4
+        await consumer.seek_to_timestamp(base_ms + 1_000_000)
+        assert await consumer.position(topic, 0) == 10  # nothing at or after: the end
+        with pytest.raises(InvalidArgumentError, match="not a timestamp"):
+            await consumer.seek_to_timestamp(-1)
 
 
 async def test_pause_and_resume(target: Target, topic: str) -> None:

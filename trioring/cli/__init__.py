@@ -165,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BaseException as error:
+        if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaf_exceptions(error)):
+            print("interrupted", file=sys.stderr)  # inside a nursery: wrapped in a group
+            return EXIT_INTERRUPTED
         if client and _broken_pipe(error):
             _silence_stdout()
             return EXIT_BROKEN_PIPE

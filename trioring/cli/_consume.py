@@ -21,6 +21,7 @@ import trio
 from trioring._constants import CLI_CONSUME_BATCH_RECORDS_MAX, CLI_CONSUME_END_CHECK_SECONDS
 from trioring.cli._common import (
     ENCODING_ERRORS,
+    EXIT_INTERRUPTED,
     UsageError,
     check_reachable,
     note,
@@ -233,7 +234,7 @@ async def consume_records(options: argparse.Namespace) -> int:
         ends = {} if options.follow else await admin.list_offsets(keys, "latest")
     output = sys.stdout.buffer
     consumed = 0
-    terminated = False
+    stopped_by: int | None = None
     group = options.group
     async with (
         open_consumer(
@@ -249,16 +250,18 @@ async def consume_records(options: argparse.Namespace) -> int:
             consumer.assign(keys)
             await _position_from(consumer, options)
 
-        async def on_sigterm() -> None:
-            nonlocal terminated
-            with trio.open_signal_receiver(signal.SIGTERM) as signals:
-                async for _ in signals:
-                    terminated = True
+        async def on_signal() -> None:
+            # Ctrl-C and SIGTERM end the reading; the consumer then commits and
+            # leaves its group as at any end.
+            nonlocal stopped_by
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signal_number in signals:
+                    stopped_by = signal_number
                     reading.cancel()
                     return
 
         with trio.CancelScope() as reading:
-            nursery.start_soon(on_sigterm)
+            nursery.start_soon(on_signal)
             while not (options.count is not None and consumed >= options.count):
                 wanted = CLI_CONSUME_BATCH_RECORDS_MAX
                 if options.count is not None:
@@ -280,4 +283,6 @@ async def consume_records(options: argparse.Namespace) -> int:
             # records are read again: at least once.)
             await consumer.commit()
     note(f"consumed {consumed} records from {options.topic!r}")
-    return EXIT_TERMINATED if terminated else 0
+    if stopped_by is None:
+        return 0
+    return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else EXIT_TERMINATED

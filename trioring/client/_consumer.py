@@ -152,6 +152,9 @@ class _PartitionState:
     buffered_bytes: int = 0
     #: Bumped by every seek and reset: answers to older requests are dropped.
     epoch: int = 0
+    #: seek_to_* calls waiting for their offsets: the resolver leaves the position
+    #: to them (else its auto_offset_reset answer, landing first, would void theirs).
+    seeking: int = 0
     #: An error retrying cannot fix, raised to the next reader.
     error: Exception | None = None
     #: The position before the records the reader holds now (None: it holds none).
@@ -344,12 +347,19 @@ class Consumer:
             return
         states = {tp: self._state(*tp) for tp in chosen}
         epochs = {tp: state.epoch for tp, state in states.items()}
-        offsets = await self._list_offsets_retrying(dict.fromkeys(chosen, timestamp))
-        past_the_end = [tp for tp, offset in offsets.items() if offset < 0]
-        if past_the_end:  # no record at or after the timestamp
-            offsets.update(
-                await self._list_offsets_retrying(dict.fromkeys(past_the_end, LATEST_TIMESTAMP))
-            )
+        for state in states.values():
+            state.seeking += 1
+        try:
+            offsets = await self._list_offsets_retrying(dict.fromkeys(chosen, timestamp))
+            past_the_end = [tp for tp, offset in offsets.items() if offset < 0]
+            if past_the_end:  # no record at or after the timestamp
+                offsets.update(
+                    await self._list_offsets_retrying(dict.fromkeys(past_the_end, LATEST_TIMESTAMP))
+                )
+        finally:
+            for state in states.values():
+                state.seeking -= 1
+            self._notify()  # a cancelled seek leaves the position to the resolver
         for tp, offset in offsets.items():
             state = states[tp]
             if self._partitions.get(tp) is state and state.epoch == epochs[tp]:
@@ -501,7 +511,7 @@ class Consumer:
                 self._metadata_wanted = True
                 continue
             if state.position is None:
-                if tp not in self._resolving:
+                if tp not in self._resolving and not state.seeking:
                     unresolved.append(tp)
                 continue
             if state.paused or state.buffered_bytes >= self._partition_bytes_max:
@@ -558,7 +568,7 @@ class Consumer:
             if committed_wanted:
                 committed = await self._group_offsets().fetch(committed_wanted)
                 for tp in committed_wanted:
-                    if not current(tp):
+                    if not current(tp) or states[tp].seeking:
                         continue
                     offset = committed.get(tp)
                     if offset is not None:
@@ -582,7 +592,7 @@ class Consumer:
             if timestamps:
                 offsets = await self._list_offsets(timestamps)
                 for tp, offset in offsets.items():
-                    if current(tp):
+                    if current(tp) and not states[tp].seeking:
                         self._counters["offset_resets"] += 1
                         self._apply_position(states[tp], offset)
             self._resolve_failures = 0

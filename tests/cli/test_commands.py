@@ -1,0 +1,330 @@
+"""``trioring topics / groups / produce / consume`` against a real broker process.
+
+Most cases call ``trioring.cli.main`` in this process (the broker is a real
+process either way; a Python start per command would cost the suite half a
+second each); the cases about pipes, stdin and signals run the command as a
+process, as a user's shell does.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from trioring.cli import main
+from trioring.testing import BrokerProcess
+
+COMMAND_SECONDS_MAX = 60
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    # Two workers: leaders, coordinators and log sizes come from two nodes.
+    with BrokerProcess(tmp_path_factory.mktemp("cli") / "data", workers=2) as process:
+        yield process
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Run:
+    """``trioring ARGS -b BROKER`` in this process: exit code, stdout bytes, stderr text."""
+
+    def __init__(self, broker: BrokerProcess, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+        self.broker = broker
+        self.capture = capfdbinary
+
+    def __call__(self, *arguments: str) -> tuple[int, bytes, str]:
+        self.capture.readouterr()
+        code = main([*arguments, "-b", self.broker.bootstrap])
+        out, err = self.capture.readouterr()
+        return code, out, err.decode()
+
+    def ok(self, *arguments: str) -> bytes:
+        code, out, err = self(*arguments)
+        assert code == 0, err
+        return out
+
+    def json(self, *arguments: str) -> list[dict]:  # type: ignore[type-arg]
+        return [json.loads(line) for line in self.ok(*arguments, "--json").splitlines()]
+
+
+@pytest.fixture
+def run(broker: BrokerProcess, capfdbinary: pytest.CaptureFixture[bytes]) -> Run:
+    return Run(broker, capfdbinary)
+
+
+def one_error_line(err: str, *fragments: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("trioring: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+
+
+def test_topics_lifecycle(run: Run) -> None:
+    topic = unique("topics")
+    run.ok("topics", "create", topic, "-p", "3", "-c", "retention.ms=3600000")
+    code, _, err = run("topics", "create", topic, "-p", "3")
+    assert code == 1
+    one_error_line(err, "already exists")
+    run.ok("topics", "create", topic, "--if-not-exists")
+
+    assert topic in run.ok("topics", "list").decode().split("\n")
+    assert {"topic": topic, "partitions": 3} in run.json("topics", "list")
+    [described] = run.json("topics", "describe", topic)
+    assert [p["partition"] for p in described["partitions"]] == [0, 1, 2]
+    assert {p["leader"] for p in described["partitions"]} == {0, 1}  # both workers lead some
+    assert all(p["start_offset"] == p["end_offset"] == 0 for p in described["partitions"])
+    assert described["configs"]["retention.ms"] == "3600000"
+    # Plain text for pipes: a tab-separated header and one line per partition.
+    text = run.ok("topics", "describe", topic).decode().splitlines()
+    assert text[0].split("\t") == [
+        "partition",
+        "leader",
+        "start_offset",
+        "end_offset",
+        "size_bytes",
+    ]
+    assert [line.split("\t")[0] for line in text[1:4]] == ["0", "1", "2"]
+
+    run.ok("topics", "add-partitions", topic, "-p", "5")
+    [described] = run.json("topics", "describe", topic)
+    assert len(described["partitions"]) == 5
+    code, _, err = run("topics", "add-partitions", topic, "-p", "4")
+    assert code == 1
+    one_error_line(err, "has 5 partitions already")
+
+    run.ok("topics", "delete", topic)
+    assert topic not in run.ok("topics", "list").decode().split("\n")
+    code, _, err = run("topics", "delete", topic)
+    assert code == 1
+    one_error_line(err, topic)
+    run.ok("topics", "delete", topic, "--if-exists")
+    code, _, err = run("topics", "describe", topic)
+    assert code == 1
+    one_error_line(err, "does not exist")
+
+
+def test_produce_and_consume_round_trip(run: Run, tmp_path: Path) -> None:
+    topic = unique("roundtrip")
+    run.ok("topics", "create", topic, "-p", "2")
+    lines = [b"k%d:value %d" % (i, i) for i in range(40)] + [b"no key here", b"\xff\xfe:raw"]
+    source = tmp_path / "input.txt"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    run.ok("produce", topic, "--file", str(source), "-K", ":", "-H", "origin=test", "-z", "zstd")
+    [described] = run.json("topics", "describe", topic)
+    assert sum(p["end_offset"] for p in described["partitions"]) == len(lines)
+    assert all(p["size_bytes"] > 0 for p in described["partitions"])
+
+    records = [
+        json.loads(line)
+        for line in run.ok("consume", topic, "--from-beginning", "-F", "json").splitlines()
+    ]
+    assert len(records) == len(lines)
+    by_key = {r["key"]: r for r in records}
+    assert by_key["k7"]["value"] == "value 7"
+    assert by_key[None]["value"] == "no key here"
+    assert all(r["headers"] == [["origin", "test"]] for r in records)
+    # Keys go to partitions by Kafka's partitioner: one key, one partition.
+    assert {r["partition"] for r in records} == {0, 1}
+
+    # A --format writes the bytes as they are, undecodable ones too.
+    raw = run.ok("consume", topic, "--from-beginning", "-F", r"{key}\t{value}")
+    assert set(raw.splitlines()) == {b"k%d\tvalue %d" % (i, i) for i in range(40)} | {
+        b"\tno key here",
+        b"\xff\xfe\traw",
+    }
+    # Where to start: an offset, N before the end, a partition, a timestamp, a count.
+    p0 = [r for r in records if r["partition"] == 0]
+    out = run.ok("consume", topic, "-p", "0", "-o", "2", "-F", "{offset}")
+    assert [int(x) for x in out.split()] == list(range(2, len(p0)))
+    out = run.ok("consume", topic, "-p", "0", "-o", "-3", "-F", "{offset}")
+    assert [int(x) for x in out.split()] == list(range(len(p0) - 3, len(p0)))
+    assert run.ok("consume", topic, "--from-beginning", "-c", "5").count(b"\n") == 5
+    assert run.ok("consume", topic) == b""  # from the end, not following: nothing
+    future_ms = str(int(time.time() * 1000) + 3_600_000)
+    assert run.ok("consume", topic, "--timestamp", future_ms) == b""
+    assert run.ok("consume", topic, "--timestamp", "0").count(b"\n") == len(lines)
+
+
+def test_group_consume_commits_and_the_groups_commands(run: Run, tmp_path: Path) -> None:
+    topic, group = unique("grouped"), unique("group")
+    run.ok("topics", "create", topic, "-p", "3")
+    source = tmp_path / "input.txt"
+    source.write_text("".join(f"{i}\n" for i in range(30)))
+    run.ok("produce", topic, "--file", str(source))
+
+    first = run.ok("consume", topic, "-g", group, "--from-beginning", "-c", "10").split()
+    assert len(first) == 10
+    rest = run.ok("consume", topic, "-g", group, "--from-beginning").split()
+    # The second run resumed at the first's commits: every record exactly once.
+    assert sorted(int(x) for x in first + rest) == list(range(30))
+
+    assert any(g["group"] == group for g in run.json("groups", "list"))
+    [described] = run.json("groups", "describe", group)
+    assert described["state"] == "Empty" and described["members"] == []
+    assert {(o["partition"], o["lag"]) for o in described["offsets"]} == {(0, 0), (1, 0), (2, 0)}
+
+    # Dry run by default: the plan is shown, nothing changes.
+    plan = run.ok("groups", "reset-offsets", group, "--topic", f"{topic}:0,2", "--to-earliest")
+    assert plan.decode().splitlines()[0].split("\t") == [
+        "topic",
+        "partition",
+        "committed",
+        "new_offset",
+    ]
+    [again] = run.json("groups", "describe", group)
+    assert again["offsets"] == described["offsets"]
+    run.ok(
+        "groups", "reset-offsets", group, "--topic", f"{topic}:0,2", "--to-earliest", "--execute"
+    )
+    [moved] = run.json("groups", "describe", group)
+    lags = {o["partition"]: o for o in moved["offsets"]}
+    assert lags[0]["committed"] == 0 and lags[2]["committed"] == 0
+    assert lags[1]["lag"] == 0
+    reread = run.ok("consume", topic, "-g", group).split()
+    assert len(reread) == lags[0]["end"] + lags[2]["end"]
+    run.ok("groups", "reset-offsets", group, "--all-topics", "--shift-by", "-1", "--execute")
+    [shifted] = run.json("groups", "describe", group)
+    # One back, kept within the log (an empty partition stays at 0).
+    assert all(o["lag"] == min(1, o["end"]) for o in shifted["offsets"])
+
+    run.ok("groups", "delete", group)
+    code, _, err = run("groups", "describe", group)
+    assert code == 1
+    one_error_line(err, "no group")
+
+
+def test_mistakes_are_one_line_and_an_exit_code(
+    run: Run, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    code, _, err = run("consume", unique("missing"))
+    assert code == 1
+    one_error_line(err, "does not exist")
+    code, _, err = run("consume", "x", "-F", "{nope}")
+    assert code == 2
+    one_error_line(err, "unknown placeholder {nope}")
+    code, _, err = run("consume", "x", "-g", "g", "-o", "3")
+    assert code == 2
+    one_error_line(err, "--group")
+    code, _, err = run("produce", "x", "-H", "novalue")
+    assert code == 2
+    one_error_line(err, "KEY=VALUE")
+    code, _, err = run("produce", "x", "--file", "/nonexistent/input")
+    assert code == 1
+    one_error_line(err, "cannot read")
+
+    capfdbinary.readouterr()
+    assert main(["topics", "list", "-b", "127.0.0.1:1"]) == 1
+    one_error_line(capfdbinary.readouterr().err.decode(), "cannot reach a broker", "refused")
+    assert main(["topics", "list", "-b", "nonsense"]) == 2
+    with pytest.raises(SystemExit) as exited:
+        main(["consume"])  # argparse: the topic is missing
+    assert exited.value.code == 2
+
+
+# --- as a shell runs it -----------------------------------------------------------------
+
+
+def trioring(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "trioring", *arguments]
+
+
+def test_stdin_pipes_and_signals(broker: BrokerProcess) -> None:
+    topic = unique("shell")
+    bootstrap = ["-b", broker.bootstrap]
+    produced = subprocess.run(
+        trioring("produce", topic, *bootstrap),
+        input="".join(f"line {i}\n" for i in range(2000)),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=COMMAND_SECONDS_MAX,
+    )
+    assert produced.returncode == 0, produced.stderr
+
+    # The reader of stdout goes away: a quiet exit, no traceback.
+    pipeline = subprocess.run(
+        f"{' '.join(trioring('consume', topic, '--from-beginning', *bootstrap))} | head -n 3; "
+        "exit ${PIPESTATUS[0]}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=COMMAND_SECONDS_MAX,
+    )
+    assert pipeline.stdout.splitlines() == ["line 0", "line 1", "line 2"]
+    assert pipeline.returncode == 141 and pipeline.stderr == "", pipeline.stderr
+
+    # Following: SIGINT and SIGTERM end it cleanly; on SIGTERM a group member commits
+    # everything it wrote before it leaves.
+    for stop, expected in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        group = unique("follow")
+        follower = subprocess.Popen(
+            trioring("consume", topic, "-f", "-g", group, "--from-beginning", *bootstrap),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert follower.stdout is not None
+            seen = [follower.stdout.readline() for _ in range(2000)]
+            assert seen[0] == "line 0\n" and seen[-1] == "line 1999\n"
+            follower.send_signal(stop)
+            out, err = follower.communicate(timeout=COMMAND_SECONDS_MAX)
+        finally:
+            if follower.poll() is None:
+                follower.kill()
+                follower.wait()
+        assert follower.returncode == expected, err
+        assert "Traceback" not in err and out == ""
+        if stop == signal.SIGTERM:
+            described = subprocess.run(
+                trioring("groups", "describe", group, "--json", *bootstrap),
+                capture_output=True,
+                check=False,
+                text=True,
+                timeout=COMMAND_SECONDS_MAX,
+            )
+            offsets = json.loads(described.stdout)["offsets"]
+            assert offsets and all(o["lag"] == 0 for o in offsets), offsets
+
+
+def test_reset_offsets_refuses_a_group_with_members(run: Run, broker: BrokerProcess) -> None:
+    topic, group = unique("busy"), unique("busy")
+    run.ok("topics", "create", topic, "-p", "1")
+    follower = subprocess.Popen(
+        trioring("consume", topic, "-f", "-g", group, "-b", broker.bootstrap),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + COMMAND_SECONDS_MAX
+        described: dict = {}  # type: ignore[type-arg]
+        while time.monotonic() < deadline:
+            code, out, _ = run("groups", "describe", group, "--json")
+            described = json.loads(out) if code == 0 else {}
+            if described.get("members") and described["members"][0]["partitions"]:
+                break
+            time.sleep(0.2)
+        assert described["members"][0]["partitions"] == [f"{topic}-0"]
+        assert described["offsets"][0]["member_id"] == described["members"][0]["member_id"]
+        code, _, err = run(
+            "groups", "reset-offsets", group, "--topic", topic, "--to-earliest", "--execute"
+        )
+        assert code == 1
+        one_error_line(err, "active member")
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        follower.wait(timeout=COMMAND_SECONDS_MAX)
