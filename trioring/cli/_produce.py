@@ -35,7 +35,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "every record is acknowledged, 1 if any could not be delivered.",
     )
     produce.add_argument("topic")
-    produce.add_argument("-f", "--file", help="read this file instead of stdin")
+    produce.add_argument("--file", help="read this file instead of stdin")
     produce.add_argument(
         "-K",
         "--key-separator",
