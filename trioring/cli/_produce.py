@@ -155,15 +155,19 @@ async def produce_lines(options: argparse.Namespace) -> int:
             if options.rate is not None:
                 # Paced from the start, so a slow moment is caught up, not lost.
                 await trio.sleep_until(started + sent / options.rate)
-            try:
-                handle = producer.send_nowait(
-                    options.topic, value, key=key, headers=headers, partition=options.partition
-                )
-            except trio.WouldBlock:
-                await producer.flush()
-                handle = producer.send_nowait(
-                    options.topic, value, key=key, headers=headers, partition=options.partition
-                )
+            while True:
+                try:
+                    handle = producer.send_nowait(
+                        options.topic, value, key=key, headers=headers, partition=options.partition
+                    )
+                    break
+                except trio.WouldBlock:
+                    # The buffer is full: the oldest record's batch frees room when
+                    # it is acknowledged (a flush would drain the whole pipeline).
+                    if unchecked:
+                        await check(unchecked.popleft())
+                    else:
+                        await producer.flush()
             sent += 1
             unchecked.append(handle)
             while unchecked and (
