@@ -1,4 +1,4 @@
-"""Test helpers: a real trioring broker, for test suites that would otherwise need Kafka.
+"""BrokerProcess: a real trioring broker process for tests.
 
 ``BrokerProcess`` runs ``python -m trioring serve`` as a child process bound to
 127.0.0.1 on a free port, so tests can kill and restart it like a real
