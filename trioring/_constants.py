@@ -351,3 +351,31 @@ PRODUCER_MAX_BLOCK_MS_DEFAULT = 60_000
 
 assert PRODUCER_BATCH_BYTES_DEFAULT <= PRODUCER_REQUEST_BYTES_MAX_DEFAULT
 assert PRODUCER_REQUEST_BYTES_MAX_DEFAULT <= PRODUCER_BUFFER_BYTES_DEFAULT
+
+# --- Fault injection (trioring.testing; a test-only feature) ---------------------
+#: Fault rules pending at once in one injector (each a few hundred bytes).
+FAULT_RULES_MAX = 1024
+#: Requests one rule may affect; None (until cleared) is the unbounded choice.
+FAULT_COUNT_MAX = 1_000_000
+#: Latency one rule may add to a request (longer would outlive any client timeout).
+FAULT_DELAY_SECONDS_MAX = 600.0
+#: Injections remembered for ``injected()``, the oldest forgotten first (a total
+#: is counted regardless).
+FAULT_INJECTIONS_RECORDED_MAX = 1000
+#: Characters of a client id kept in an injection's record (Kafka allows 32767).
+FAULT_CLIENT_ID_CHARACTERS_MAX = 100
+#: Bytes of one request line on the fault control endpoint, newline included.
+FAULT_CONTROL_LINE_BYTES_MAX = 4 * KIB
+#: Bytes of one answer line a control client accepts: the whole injection
+#: record (each entry well under 512 bytes with the client id cut short).
+FAULT_CONTROL_ANSWER_BYTES_MAX = 1 * MIB
+#: Control connections open at once per broker process; more are closed at once.
+FAULT_CONTROL_CONNECTIONS_MAX = 8
+#: A control connection that sends nothing for this long is closed.
+FAULT_CONTROL_IDLE_SECONDS = 30.0
+#: How long a control client waits to connect and for each answer.
+FAULT_CONTROL_CLIENT_SECONDS = 10.0
+
+assert FAULT_INJECTIONS_RECORDED_MAX * 512 <= FAULT_CONTROL_ANSWER_BYTES_MAX
+assert FAULT_RULES_MAX * 512 <= FAULT_CONTROL_ANSWER_BYTES_MAX
+assert FAULT_CLIENT_ID_CHARACTERS_MAX <= 200, "an injection's record fits its 512 bytes"
