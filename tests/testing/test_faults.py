@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import typing
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -22,9 +23,10 @@ from trioring.client import (
     open_producer,
 )
 from trioring.errors import InvalidArgumentError, KafkaError
-from trioring.handlers import Handlers
+from trioring.handlers import Handler, HandlerContext, Handlers
+from trioring.handlers.messages import JoinGroupRequest
 from trioring.protocol.kafka import ApiKey
-from trioring.testing import EmbeddedBroker, Fault, FaultInjector
+from trioring.testing import EmbeddedBroker, Fault, FaultInjector, open_embedded_broker
 from trioring.testing._faults import API_OF_REQUEST
 
 #: Seconds any one step may take before the test fails.
@@ -204,6 +206,50 @@ async def test_a_drop_breaks_the_connection_either_way(trioring_broker: Embedded
             _, response = await wire.request(ApiKey.METADATA, **metadata)
     assert response.topics == ()
     assert len(trioring_broker.faults.injected()) == 2
+
+
+async def test_group_consumer_rejoins_through_injected_errors(tmp_path: Path) -> None:
+    """Rebalance logic under test: a coordinator still loading, then a rebalance."""
+    faults = FaultInjector()
+    #: At each JoinGroup that got past the faults: how many faults had acted.
+    joined_after: list[int] = []
+
+    def watch_joins(handler: Handler[Any, Any]) -> Handler[Any, Any]:
+        async def watched(ctx: HandlerContext, request: Any) -> Any:
+            if isinstance(request, JoinGroupRequest):
+                joined_after.append(faults.injections_total)
+            return await handler(ctx, request)
+
+        return watched
+
+    async with open_embedded_broker(
+        tmp_path / "data", faults=faults, middleware=[watch_joins]
+    ) as embedded:
+        topic = await embedded.create_topic(partitions=2)
+        await embedded.broker.produce(topic, 1, [Record(value=b"one")])
+        faults.fail("JoinGroup", "COORDINATOR_LOAD_IN_PROGRESS", count=2)
+        faults.fail("Heartbeat", "REBALANCE_IN_PROGRESS")
+        with trio.fail_after(STEP_SECONDS):
+            async with open_consumer(
+                embedded.broker,
+                group_id="rejoins",
+                topics=[topic],
+                auto_offset_reset="earliest",
+                heartbeat_interval_ms=50,
+            ) as consumer:
+                records = await consumer.getmany(timeout_s=STEP_SECONDS)
+                # The member joins again after the heartbeat's REBALANCE_IN_PROGRESS,
+                # while it reads (as Kafka's consumer does in poll()).
+                while 3 not in joined_after:
+                    assert await consumer.getmany(timeout_s=0.05) == []
+                assert consumer.assignment() == {(topic, 0), (topic, 1)}
+    assert [record.value for record in records] == [b"one"]
+    assert joined_after[0] == 2  # the first two joins were refused
+    assert [(i.api, i.error) for i in faults.injected()] == [
+        ("JoinGroup", "COORDINATOR_LOAD_IN_PROGRESS"),
+        ("JoinGroup", "COORDINATOR_LOAD_IN_PROGRESS"),
+        ("Heartbeat", "REBALANCE_IN_PROGRESS"),
+    ]
 
 
 def _confluent_produce(bootstrap: str, topic: str, value: bytes) -> tuple[Any, int]:
