@@ -21,8 +21,7 @@ PLUGIN = "_trioring_pytestplugin"
 # tree), and from here where it is not (an editable install made before the
 # entry point existed). Never both: pytest refuses one module registered twice.
 if not any(
-    entry_point.value == PLUGIN
-    for entry_point in importlib.metadata.entry_points(group="pytest11")
+    entry_point.value == PLUGIN for entry_point in importlib.metadata.entry_points(group="pytest11")
 ):
     pytest_plugins = [PLUGIN]
 
