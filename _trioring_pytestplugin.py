@@ -41,7 +41,8 @@ __all__ = [
 
 #: The session's broker, for the hook that tidies it between tests.
 _SESSION_SERVER = pytest.StashKey["BrokerProcess"]()
-#: Bytes of a broker's log shown with a failed test.
+#: Bytes of a broker's log shown with a failed test. (Here, not in
+#: trioring/_constants.py: importing that would import trioring, see above.)
 _LOG_TAIL_BYTES = 4000
 _SERVER_FIXTURES = ("trioring_server", "trioring_server_session")
 

@@ -376,6 +376,13 @@ FAULT_CONTROL_IDLE_SECONDS = 30.0
 #: How long a control client waits to connect and for each answer.
 FAULT_CONTROL_CLIENT_SECONDS = 10.0
 
+#: The test fixtures' brokers: how long a stop lets requests in flight finish
+#: (a test's clients are done by then), how long BrokerProcess.create_topic
+#: waits, and the largest answer it reads (one topic's is a few hundred bytes).
+TEST_BROKER_SHUTDOWN_GRACE_SECONDS = 1.0
+TEST_CREATE_TOPIC_SECONDS = 30.0
+TEST_CREATE_TOPIC_ANSWER_BYTES_MAX = 64 * KIB
+
 assert FAULT_INJECTIONS_RECORDED_MAX * 512 <= FAULT_CONTROL_ANSWER_BYTES_MAX
 assert FAULT_RULES_MAX * 512 <= FAULT_CONTROL_ANSWER_BYTES_MAX
 assert FAULT_CLIENT_ID_CHARACTERS_MAX <= 200, "an injection's record fits its 512 bytes"

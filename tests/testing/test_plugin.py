@@ -36,12 +36,14 @@ def produce(bootstrap, topic, partition=0):
     return errors
 
 
-def test_sync_confluent(trioring_server, trioring_topic_name):
+def test_sync_confluent(trioring_server_session, trioring_topic_name):
+    # (trioring_server, the same broker for one test, is tests/testing's everywhere else.)
+    server = trioring_server_session
     assert trioring_topic_name.startswith("test_sync_confluent-")
-    topic = trioring_server.create_topic(trioring_topic_name, partitions=2)
-    trioring_server.faults.fail("Produce", "NOT_LEADER_OR_FOLLOWER", count=1)
-    assert produce(trioring_server.bootstrap, topic, partition=1) == [None]
-    assert [i.error for i in trioring_server.faults.injected()] == ["NOT_LEADER_OR_FOLLOWER"]
+    topic = server.create_topic(trioring_topic_name, partitions=2)
+    server.faults.fail("Produce", "NOT_LEADER_OR_FOLLOWER", count=1)
+    assert produce(server.bootstrap, topic, partition=1) == [None]
+    assert [i.error for i in server.faults.injected()] == ["NOT_LEADER_OR_FOLLOWER"]
 
 
 @pytest.mark.trio

@@ -281,7 +281,13 @@ def _exchange(address: tuple[str, int], line: bytes) -> dict[str, Any]:
         raise FaultControlError(
             f"fault control at {address[0]}:{address[1]} unreachable: {error}"
         ) from None
-    answer = json.loads(received)
+    try:
+        answer = json.loads(received)
+    except ValueError:
+        raise FaultControlError(
+            f"{address[0]}:{address[1]} answered something that is not JSON: is it a "
+            "trioring fault control endpoint?"
+        ) from None
     if not isinstance(answer, dict) or answer.get("ok") is not True:
         why = answer.get("error") if isinstance(answer, dict) else answer
         raise FaultControlError(f"fault control at {address[0]}:{address[1]} refused: {why}")

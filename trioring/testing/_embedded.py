@@ -11,6 +11,7 @@ from pathlib import Path
 import trio
 
 from trioring._broker import Broker, open_broker
+from trioring._constants import TEST_BROKER_SHUTDOWN_GRACE_SECONDS
 from trioring._exception_groups import BodyError, body_exception_unwrapped
 from trioring.config import BrokerConfig, ServerConfig
 from trioring.handlers import Middleware
@@ -19,9 +20,6 @@ from trioring.storage.log import LogConfig
 from trioring.testing._faults import FaultInjector
 
 __all__ = ["EmbeddedBroker", "open_embedded_broker"]
-
-#: A test's broker stops at once: its clients are the test's, and done.
-_SHUTDOWN_GRACE_SECONDS = 1.0
 
 
 def unique_topic_name(prefix: str = "topic") -> str:
@@ -116,7 +114,7 @@ class EmbeddedBroker:
                     config = ServerConfig(
                         host="127.0.0.1",
                         port=self._port,
-                        shutdown_grace_seconds=_SHUTDOWN_GRACE_SECONDS,
+                        shutdown_grace_seconds=TEST_BROKER_SHUTDOWN_GRACE_SECONDS,
                     )
                     self._server = await nursery.start(serve_kafka, broker, config)
                     self._port = self._server.port
@@ -130,7 +128,7 @@ class EmbeddedBroker:
                 self._broker = None
                 if self._server is not None:
                     await self._server.drain()
-                    with trio.move_on_after(_SHUTDOWN_GRACE_SECONDS):
+                    with trio.move_on_after(TEST_BROKER_SHUTDOWN_GRACE_SECONDS):
                         await self._server.wait_closed()
                     self._server = None
                 nursery.cancel_scope.cancel()

@@ -40,6 +40,10 @@ from types import TracebackType
 from kio.schema.errors import ErrorCode
 from kio.static.primitive import i32Timedelta
 
+from trioring._constants import (
+    TEST_CREATE_TOPIC_ANSWER_BYTES_MAX,
+    TEST_CREATE_TOPIC_SECONDS,
+)
 from trioring.protocol.kafka import ApiKey, request_schema
 from trioring.protocol.kafka._build import build, sibling
 from trioring.protocol.kafka._client import decode_response, encode_request
@@ -48,12 +52,8 @@ from trioring.testing._embedded import unique_topic_name
 
 STARTUP_SECONDS_MAX = 30.0
 STOP_SECONDS_MAX = 30.0
-#: How long create_topic waits for the broker's answer.
-CREATE_TOPIC_SECONDS_MAX = 30.0
 #: CreateTopics v4: every trioring speaks it, and it is not flexible (simpler framing).
 _CREATE_TOPICS_VERSION = 4
-#: A CreateTopics answer for one topic is a few hundred bytes.
-_ANSWER_BYTES_MAX = 64 * 1024
 
 
 def _wait_gone(pids: Sequence[int], seconds: float = STOP_SECONDS_MAX) -> None:
@@ -160,18 +160,18 @@ class BrokerProcess:
                     ),
                 ),
             ),
-            timeout=i32Timedelta.parse(datetime.timedelta(seconds=CREATE_TOPIC_SECONDS_MAX)),
+            timeout=i32Timedelta.parse(datetime.timedelta(seconds=TEST_CREATE_TOPIC_SECONDS)),
             validate_only=False,
         )
         frame = encode_request(
             ApiKey.CREATE_TOPICS, _CREATE_TOPICS_VERSION, 1, "trioring-testing", body
         )
         with socket.create_connection(
-            ("127.0.0.1", self.port), timeout=CREATE_TOPIC_SECONDS_MAX
+            ("127.0.0.1", self.port), timeout=TEST_CREATE_TOPIC_SECONDS
         ) as sock:
             sock.sendall(frame)
             (size,) = struct.unpack(">i", _receive_exactly(sock, 4))
-            if not 0 < size <= _ANSWER_BYTES_MAX:
+            if not 0 < size <= TEST_CREATE_TOPIC_ANSWER_BYTES_MAX:
                 raise RuntimeError(f"CreateTopics: an answer of {size} bytes")
             response = decode_response(
                 ApiKey.CREATE_TOPICS, _CREATE_TOPICS_VERSION, _receive_exactly(sock, size)
