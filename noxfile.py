@@ -8,7 +8,7 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-SOURCES = ["trioring", "tests", "benchmarks", "examples", "noxfile.py"]
+SOURCES = ["trioring", "_trioring_pytestplugin.py", "tests", "benchmarks", "examples", "noxfile.py"]
 
 
 @nox.session

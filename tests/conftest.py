@@ -7,12 +7,23 @@ broken extension build must not pass as a run that quietly skipped them.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from collections.abc import Generator
 
 import pytest
 
 URING_SKIP_REASON = "io_uring unavailable"
+PLUGIN = "_trioring_pytestplugin"
+
+# The trioring pytest plugin (tests/testing/ uses its fixtures) is loaded by
+# its entry point where trioring is installed with it (nox installs this
+# tree), and from here where it is not (an editable install made before the
+# entry point existed). Never both: pytest refuses one module registered twice.
+if not any(
+    entry_point.value == PLUGIN for entry_point in importlib.metadata.entry_points(group="pytest11")
+):
+    pytest_plugins = [PLUGIN]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -366,3 +366,38 @@ CLI_PRODUCE_LINE_BYTES_MAX = 1 * MIB
 CLI_CONSUME_BATCH_RECORDS_MAX = 500
 #: How often a non-following ``trioring consume`` checks whether it has read to the end.
 CLI_CONSUME_END_CHECK_SECONDS = 0.2
+
+# --- Fault injection (trioring.testing; a test-only feature) ---------------------
+#: Fault rules pending at once in one injector (each a few hundred bytes).
+FAULT_RULES_MAX = 1024
+#: Requests one rule may affect; None (until cleared) is the unbounded choice.
+FAULT_COUNT_MAX = 1_000_000
+#: Latency one rule may add to a request (longer would outlive any client timeout).
+FAULT_DELAY_SECONDS_MAX = 600.0
+#: Injections remembered for ``injected()``, the oldest forgotten first (a total
+#: is counted regardless).
+FAULT_INJECTIONS_RECORDED_MAX = 1000
+#: Characters of a client id kept in an injection's record (Kafka allows 32767).
+FAULT_CLIENT_ID_CHARACTERS_MAX = 100
+#: Bytes of one request line on the fault control endpoint, newline included.
+FAULT_CONTROL_LINE_BYTES_MAX = 4 * KIB
+#: Bytes of one answer line a control client accepts: the whole injection
+#: record (each entry well under 512 bytes with the client id cut short).
+FAULT_CONTROL_ANSWER_BYTES_MAX = 1 * MIB
+#: Control connections open at once per broker process; more are closed at once.
+FAULT_CONTROL_CONNECTIONS_MAX = 8
+#: A control connection that sends nothing for this long is closed.
+FAULT_CONTROL_IDLE_SECONDS = 30.0
+#: How long a control client waits to connect and for each answer.
+FAULT_CONTROL_CLIENT_SECONDS = 10.0
+
+#: The test fixtures' brokers: how long a stop lets requests in flight finish
+#: (a test's clients are done by then), how long BrokerProcess.create_topic
+#: waits, and the largest answer it reads (one topic's is a few hundred bytes).
+TEST_BROKER_SHUTDOWN_GRACE_SECONDS = 1.0
+TEST_CREATE_TOPIC_SECONDS = 30.0
+TEST_CREATE_TOPIC_ANSWER_BYTES_MAX = 64 * KIB
+
+assert FAULT_INJECTIONS_RECORDED_MAX * 512 <= FAULT_CONTROL_ANSWER_BYTES_MAX
+assert FAULT_RULES_MAX * 512 <= FAULT_CONTROL_ANSWER_BYTES_MAX
+assert FAULT_CLIENT_ID_CHARACTERS_MAX <= 200, "an injection's record fits its 512 bytes"

@@ -78,6 +78,9 @@ class WorkerState:
     ready: bool = False
     #: Why its last start failed (a port in use, say), if it said.
     start_error: str | None = None
+    #: The port of its fault control endpoint (testing only; 0: none yet);
+    #: kept across restarts, as ``port`` is.
+    fault_control_port: int = 0
 
 
 class Supervisor:
@@ -91,6 +94,7 @@ class Supervisor:
         lock: DataDirectoryLock,
         pin_cpus: bool = False,
         log_level: str = "WARNING",
+        fault_control: tuple[str, int] | None = None,
     ) -> None:
         self.controller = controller
         self.broker_config = broker_config
@@ -99,6 +103,8 @@ class Supervisor:
         self._lock = lock
         self._pin_cpus = pin_cpus
         self._log_level = log_level
+        #: Where worker 0 serves fault control (tests only; worker i at port + i).
+        self._fault_control = fault_control
         self._change_lock = trio.Lock()
         self._stopping = False
         self._all_ready = trio.Event()
@@ -260,6 +266,7 @@ class Supervisor:
                     "broker_config": broker_config_to_json(self.broker_config),
                     "server_config": self._worker_server_config(state),
                     "metadata": self.controller.current.to_json(),
+                    "fault_control": self._worker_fault_control(state),
                 }
             )
             while True:
@@ -285,8 +292,18 @@ class Supervisor:
             values["advertised_port"] = self.server_config.advertised_port + state.index
         return values
 
+    def _worker_fault_control(self, state: WorkerState) -> list[Any] | None:
+        """Where the worker serves fault control: [host, port], or None (not asked for)."""
+        if self._fault_control is None:
+            return None
+        host, base = self._fault_control
+        if state.fault_control_port:
+            return [host, state.fault_control_port]  # the same port after a restart
+        return [host, 0 if base == 0 else base + state.index]
+
     async def _ready(self, state: WorkerState, channel: Channel, message: dict[str, Any]) -> None:
         state.port = int(message["port"])
+        state.fault_control_port = int(message.get("fault_control_port") or 0)
         state.backend = str(message.get("backend", ""))
         state.backend_reason = str(message.get("reason", ""))
         async with self._change_lock:
@@ -428,6 +445,7 @@ async def serve_cluster(
     workers: int,
     pin_cpus: bool = False,
     log_level: str = "WARNING",
+    fault_control: tuple[str, int] | None = None,
     task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a broker of ``workers`` worker processes in this Trio program, until cancelled.
@@ -436,10 +454,17 @@ async def serve_cluster(
     (``supervisor.nodes()`` are their addresses). Cancelling drains the
     workers first (``shutdown_grace_seconds``); ``supervisor.stop()`` drains
     them without cancelling. Middleware cannot cross into worker processes:
-    use ``open_broker`` for in-process middleware.
+    use ``open_broker`` for in-process middleware. The one exception is for
+    tests: ``fault_control`` (a loopback host and base port) gives each
+    worker a FaultInjector and its control endpoint (trioring.testing).
     """
     if workers < 1:
         raise InvalidArgumentError(f"a broker needs at least 1 worker, not {workers}")
+    if fault_control is not None:
+        # Checked here: a worker that refused it would only be restarted, again and again.
+        from trioring.testing._control import check_loopback  # noqa: PLC0415 - test-only code
+
+        check_loopback(fault_control[0])
     lock = await DataDirectoryLock.acquire(broker_config.data_dir)
     backend = FallbackBackend()
     try:
@@ -453,6 +478,7 @@ async def serve_cluster(
                 lock=lock,
                 pin_cpus=pin_cpus,
                 log_level=log_level,
+                fault_control=fault_control,
             )
             try:
                 await supervisor.run(task_status=task_status)

@@ -204,6 +204,10 @@ async def run_worker(channel: Channel) -> int:
     broker_config = broker_config_from_json(start["broker_config"])
     server_config = ServerConfig(**start["server_config"])
     metadata = ClusterMetadata.from_json(start["metadata"])
+    fault_control: tuple[str, int] | None = None
+    if start.get("fault_control") is not None:
+        control_host, control_port = start["fault_control"]
+        fault_control = (str(control_host), int(control_port))
     try:
         backend = open_backend(broker_config.io_backend)
     except OSError as error:
@@ -215,7 +219,15 @@ async def run_worker(channel: Channel) -> int:
             Shard.open(broker_config, backend, metadata, worker_index=index) as shard,
             trio.open_nursery() as nursery,
         ):
-            broker = Broker(shard, view, Handlers(), nursery)
+            handlers = Handlers()
+            injector = None
+            if fault_control is not None:
+                # Test-only code (serve --fault-control), imported only when asked for.
+                from trioring.testing._faults import FaultInjector  # noqa: PLC0415
+
+                injector = FaultInjector()
+                handlers = handlers.wrap(injector)
+            broker = Broker(shard, view, handlers, nursery)
             try:
                 server: KafkaServer = await nursery.start(
                     partial(serve_kafka, broker, server_config, publish_node=False)
@@ -225,6 +237,21 @@ async def run_worker(channel: Channel) -> int:
                 await _say_failed(channel, f"cannot listen on {where}", error)
                 nursery.cancel_scope.cancel()
                 return 2
+            fault_control_port = None
+            if injector is not None and fault_control is not None:
+                from trioring.testing._control import serve_fault_control  # noqa: PLC0415
+
+                host, port = fault_control
+                try:
+                    fault_control_port = await nursery.start(
+                        serve_fault_control, injector, host, port
+                    )
+                except OSError as error:
+                    await _say_failed(
+                        channel, f"cannot serve fault control on {host}:{port}", error
+                    )
+                    nursery.cancel_scope.cancel()
+                    return 2
             reason = "signal"
             try:
                 await channel.send(
@@ -233,6 +260,7 @@ async def run_worker(channel: Channel) -> int:
                         "port": server.port,
                         "backend": broker.io_backend,
                         "reason": broker.io_backend_reason,
+                        "fault_control_port": fault_control_port,
                     }
                 )
             except ChannelClosed:

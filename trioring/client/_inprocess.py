@@ -29,6 +29,10 @@ exception. What differs:
   there is no byte stream to fall out of step.
 - Requests are not framed, so the listener's frame size limit and request
   memory budget do not apply to them.
+
+A handler that drops the connection (``HandlerContext.drop_connection``,
+fault injection) breaks it as the listener would close a socket: every
+request running on it raises ConnectionBrokenError.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ class InProcessConnection:
         # context, the client's id and where it is.
         self._context = ApiContext(
             broker.handlers,
-            broker.handler_context(client_host=IN_PROCESS_HOST),
+            broker.handler_context(client_host=IN_PROCESS_HOST, drop_connection=self._drop),
             client_id=client_id,
         )
         self._versions = negotiated_versions(
@@ -177,6 +181,11 @@ class InProcessConnection:
             # listener does for one it cannot encode, answer the error instead.
             fallback = failed_response(api_key, version, body, error, self.client_id)
             return None if fallback is None else response_object(api_key, version, fallback)
+
+    def _drop(self) -> None:
+        """A handler dropped this connection (fault injection): as a wire connection
+        the broker closed, every request on it fails and the client opens a new one."""
+        self._close(ConnectionBrokenError("the in-process broker dropped the connection"))
 
     def _close(self, error: ConnectionBrokenError) -> None:
         if self.broken is None:

@@ -41,6 +41,11 @@ class HandlerContext:
     #: The Kafka listener's settings, its port the one bound (None in-process):
     #: the broker configs DescribeConfigs reports.
     server: ServerConfig | None = None
+    #: Closes the client's connection instead of answering (fault injection,
+    #: trioring.testing): the request running is cancelled, those read after
+    #: it are never answered, as when a broker's connection breaks. None when
+    #: the call has no connection (the embedded API's calls).
+    drop_connection: Callable[[], None] | None = None
 
 
 Handler: TypeAlias = Callable[[HandlerContext, RequestT], Awaitable[ResponseT]]

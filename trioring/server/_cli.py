@@ -23,7 +23,7 @@ import tomllib
 import types
 import typing
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -34,6 +34,9 @@ from trioring.errors import ConfigurationError, InvalidArgumentError
 from trioring.server._server import KafkaServer, serve_kafka
 from trioring.storage.log import LogConfig
 from trioring.supervisor import Supervisor, serve_cluster
+
+if TYPE_CHECKING:
+    from trioring.testing._faults import FaultInjector
 
 logger = logging.getLogger("trioring.server")
 
@@ -72,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pin-cpus", action="store_true", help="pin worker i to the i-th CPU it may run on"
+    )
+    parser.add_argument(
+        "--fault-control",
+        metavar="HOST:PORT",
+        help="for tests only: inject faults into requests on command from this loopback "
+        "address (port 0: a free one, announced on stdout; worker i at PORT + i); "
+        "see docs/testing.md",
     )
 
 
@@ -228,16 +238,41 @@ async def _serve(
     return server
 
 
-async def run_server(broker_config: BrokerConfig, server_config: ServerConfig) -> int:
+async def run_server(
+    broker_config: BrokerConfig,
+    server_config: ServerConfig,
+    *,
+    fault_control: tuple[str, int] | None = None,
+) -> int:
+    injector = None
+    if fault_control is not None:
+        # Test-only code, imported only when asked for.
+        from trioring.testing._faults import FaultInjector  # noqa: PLC0415
+
+        injector = FaultInjector()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trioring.open_broker(broker_config) as broker, trio.open_nursery() as nursery:
+        async with (
+            trioring.open_broker(
+                broker_config, middleware=() if injector is None else (injector,)
+            ) as broker,
+            trio.open_nursery() as nursery,
+        ):
             server = await _serve(broker, server_config, nursery)
+            control_port = None
+            if injector is not None and fault_control is not None:
+                control_port = await _serve_fault_control(injector, fault_control, nursery)
             reason = f" ({broker.io_backend_reason})" if broker.io_backend_reason else ""
+            # BrokerProcess (trioring.testing) reads the address off this line.
             print(
                 f"trioring listening on {server_config.host}:{server.port} (Kafka protocol), "
                 f"I/O backend {broker.io_backend}{reason}, data in {broker_config.data_dir}",
                 flush=True,
             )
+            if fault_control is not None:
+                print(
+                    f"trioring fault control on {fault_control[0]}:{control_port} (testing only)",
+                    flush=True,
+                )
             async for received in signals:
                 logger.warning("%s: shutting down", signal.Signals(received).name)
                 nursery.start_soon(_exit_on_second_signal, signals)
@@ -249,6 +284,21 @@ async def run_server(broker_config: BrokerConfig, server_config: ServerConfig) -
     # Leaving open_broker flushed and closed every partition.
     print("trioring stopped; all data flushed", flush=True)
     return 0
+
+
+async def _serve_fault_control(
+    injector: FaultInjector, address: tuple[str, int], nursery: trio.Nursery
+) -> int:
+    from trioring.testing._control import serve_fault_control  # noqa: PLC0415
+
+    host, port = address
+    try:
+        control_port: int = await nursery.start(serve_fault_control, injector, host, port)
+    except OSError as error:
+        raise ConfigurationError(
+            f"cannot serve fault control on {host}:{port}: {error.strerror}; check --fault-control"
+        ) from None
+    return control_port
 
 
 async def _exit_on_second_signal(signals: Any) -> None:
@@ -264,6 +314,7 @@ async def run_cluster(
     workers: int,
     pin_cpus: bool,
     log_level: str,
+    fault_control: tuple[str, int] | None = None,
 ) -> int:
     """The supervisor and its worker processes, until SIGINT or SIGTERM drains them."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -276,6 +327,7 @@ async def run_cluster(
                     workers=workers,
                     pin_cpus=pin_cpus,
                     log_level=log_level,
+                    fault_control=fault_control,
                 )
             )
             first = supervisor.workers[0]
@@ -290,6 +342,12 @@ async def run_cluster(
                 f"{workers} workers: {addresses}",
                 flush=True,
             )
+            if fault_control is not None:
+                controls = ", ".join(
+                    f"{state.index} at {fault_control[0]}:{state.fault_control_port}"
+                    for state in supervisor.workers
+                )
+                print(f"trioring fault control on {controls} (testing only)", flush=True)
             async for received in signals:
                 logger.warning("%s: shutting down", signal.Signals(received).name)
                 nursery.start_soon(_exit_on_second_signal, signals)
@@ -306,8 +364,19 @@ def serve_main(options: argparse.Namespace) -> int:
     workers = default_workers() if options.workers is None else options.workers
     if workers < 1:
         raise ConfigurationError(f"--workers must be at least 1, not {workers}")
+    fault_control = None
+    if options.fault_control:
+        from trioring.testing._control import check_loopback  # noqa: PLC0415 - test-only code
+
+        fault_control = _host_port(options.fault_control, "--fault-control")
+        try:
+            check_loopback(fault_control[0])
+        except InvalidArgumentError as error:
+            raise ConfigurationError(f"--fault-control: {error}") from None
     if workers == 1:
-        return trio.run(run_server, broker_config, server_config)
+        return trio.run(
+            partial(run_server, broker_config, server_config, fault_control=fault_control)
+        )
     return trio.run(
         partial(
             run_cluster,
@@ -316,6 +385,7 @@ def serve_main(options: argparse.Namespace) -> int:
             workers=workers,
             pin_cpus=options.pin_cpus,
             log_level=options.log_level,
+            fault_control=fault_control,
         )
     )
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -187,8 +187,15 @@ class KafkaServer:
             connection = _Connection(self.config.in_flight_requests_max)
             with trio.CancelScope() as scope:
                 self._connections[scope] = connection
+
+                def drop() -> None:
+                    # A handler's request to close (fault injection): the
+                    # whole connection ends, unanswered requests included.
+                    logger.info("%s: closing connection: a handler dropped it", peer)
+                    scope.cancel()
+
                 try:
-                    await self._serve_connection(stream, peer, peer_host, connection)
+                    await self._serve_connection(stream, peer, peer_host, connection, drop)
                 except* ProtocolError as group:
                     client_log.warning(
                         "%s: closing connection: %s", peer, printable(group.exceptions[0])
@@ -220,6 +227,7 @@ class KafkaServer:
         peer: str,
         peer_host: str,
         connection: _Connection,
+        drop: Callable[[], None],
     ) -> None:
         decoder = FrameDecoder(self.config.frame_bytes_max)
         context = ApiContext(
@@ -231,6 +239,7 @@ class KafkaServer:
                 stopping=self._stopping,
                 auto_create_topics=self.config.auto_create_topics,
                 server=attrs.evolve(self.config, port=self.port),
+                drop_connection=drop,
             ),
             metadata_cache=self.metadata_cache,
         )

@@ -1,4 +1,4 @@
-"""Test helpers: a real trioring broker, for test suites that would otherwise need Kafka.
+"""BrokerProcess: a real trioring broker process for tests.
 
 ``BrokerProcess`` runs ``python -m trioring serve`` as a child process bound to
 127.0.0.1 on a free port, so tests can kill and restart it like a real
@@ -15,22 +15,45 @@ server::
 With ``workers=N`` the broker is a supervisor and N worker processes, one
 Kafka node each (``addresses``); ``kill_worker(i)`` SIGKILLs one worker,
 which the supervisor restarts.
+
+With ``faults=True`` the broker injects faults on command (``serve
+--fault-control``): ``broker.faults.fail("Produce", "NOT_LEADER_OR_FOLLOWER")``.
+Faults live in the broker's processes, so a restarted broker (or worker)
+starts with none.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import select
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from kio.schema.errors import ErrorCode
+from kio.static.primitive import i32Timedelta
+
+from trioring._constants import (
+    TEST_CREATE_TOPIC_ANSWER_BYTES_MAX,
+    TEST_CREATE_TOPIC_SECONDS,
+)
+from trioring.protocol.kafka import ApiKey, request_schema
+from trioring.protocol.kafka._build import build, sibling
+from trioring.protocol.kafka._client import decode_response, encode_request
+from trioring.testing._control import FaultControl
+from trioring.testing._embedded import unique_topic_name
+
 STARTUP_SECONDS_MAX = 30.0
 STOP_SECONDS_MAX = 30.0
+#: CreateTopics v4: every trioring speaks it, and it is not flexible (simpler framing).
+_CREATE_TOPICS_VERSION = 4
 
 
 def _wait_gone(pids: Sequence[int], seconds: float = STOP_SECONDS_MAX) -> None:
@@ -47,6 +70,27 @@ def _wait_gone(pids: Sequence[int], seconds: float = STOP_SECONDS_MAX) -> None:
             time.sleep(0.01)
 
 
+def _receive_exactly(sock: socket.socket, count: int) -> bytes:
+    data = bytearray()
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise RuntimeError("the broker closed the connection before answering")
+        data += chunk
+    return bytes(data)
+
+
+def _fault_addresses(text: str) -> list[tuple[str, int]]:
+    """The endpoints on the broker's second line: "trioring fault control on
+    HOST:PORT (testing only)", or with workers "... on 0 at HOST:PORT, 1 at HOST:PORT ..."."""
+    listed = text.split(" fault control on ", 1)[1].rsplit(" (", 1)[0]
+    addresses = []
+    for entry in listed.split(", "):
+        host, _, port = entry.rpartition(" at ")[2].rpartition(":")
+        addresses.append((host, int(port)))
+    return addresses
+
+
 class BrokerProcess:
     def __init__(
         self,
@@ -56,9 +100,14 @@ class BrokerProcess:
         log_level: str = "WARNING",
         log_path: str | os.PathLike[str] | None = None,
         workers: int = 1,
+        faults: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.workers = workers
+        #: Whether the broker serves fault control (``faults``).
+        self.fault_control = faults
+        #: Every worker's fault control endpoint (host, port), worker 0 first.
+        self.fault_addresses: list[tuple[str, int]] = []
         #: Every worker's address (host, port), worker 0 first.
         self.addresses: list[tuple[str, int]] = []
         self.extra_arguments = list(extra_arguments)
@@ -77,6 +126,64 @@ class BrokerProcess:
         assert self.port, "the broker is not started"
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def faults(self) -> FaultControl:
+        """The broker's faults (``faults=True``): ``fail``, ``delay``, ``drop_connection``,
+        ``clear``, ``pending``, ``injected``, sent to every worker; counts are per worker."""
+        if not self.fault_control:
+            raise RuntimeError("this BrokerProcess was started without faults=True")
+        return FaultControl(lambda: self.fault_addresses)
+
+    def create_topic(
+        self,
+        name: str | None = None,
+        partitions: int = 1,
+        *,
+        configs: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create a topic (by default uniquely named) and return its name, once every
+        worker serves it. Blocking, with no client library: usable from any test."""
+        name = unique_topic_name() if name is None else name
+        request = request_schema(ApiKey.CREATE_TOPICS, _CREATE_TOPICS_VERSION)
+        body = build(
+            request,
+            topics=(
+                build(
+                    sibling(request, "CreatableTopic"),
+                    name=name,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    assignments=(),
+                    configs=tuple(
+                        build(sibling(request, "CreatableTopicConfig"), name=key, value=value)
+                        for key, value in (configs or {}).items()
+                    ),
+                ),
+            ),
+            timeout=i32Timedelta.parse(datetime.timedelta(seconds=TEST_CREATE_TOPIC_SECONDS)),
+            validate_only=False,
+        )
+        frame = encode_request(
+            ApiKey.CREATE_TOPICS, _CREATE_TOPICS_VERSION, 1, "trioring-testing", body
+        )
+        with socket.create_connection(
+            ("127.0.0.1", self.port), timeout=TEST_CREATE_TOPIC_SECONDS
+        ) as sock:
+            sock.sendall(frame)
+            (size,) = struct.unpack(">i", _receive_exactly(sock, 4))
+            if not 0 < size <= TEST_CREATE_TOPIC_ANSWER_BYTES_MAX:
+                raise RuntimeError(f"CreateTopics: an answer of {size} bytes")
+            response = decode_response(
+                ApiKey.CREATE_TOPICS, _CREATE_TOPICS_VERSION, _receive_exactly(sock, size)
+            )
+        (topic,) = response.topics
+        if topic.error_code != ErrorCode.none:
+            raise RuntimeError(
+                f"cannot create topic {name!r}: {ErrorCode(topic.error_code).name.upper()} "
+                f"{topic.error_message or ''}".rstrip()
+            )
+        return name
+
     def start(self) -> BrokerProcess:
         assert self.process is None, "already running"
         command = [
@@ -92,19 +199,23 @@ class BrokerProcess:
             self.log_level,
             "--workers",
             str(self.workers),
+            *(["--fault-control", "127.0.0.1:0"] if self.fault_control else []),
             *self.extra_arguments,
         ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
         log.close()
-        self.port = self._read_port()
+        deadline = time.monotonic() + STARTUP_SECONDS_MAX
+        self.port = self._read_port(self._read_line(deadline))
+        if self.fault_control:
+            self.fault_addresses = _fault_addresses(self._read_line(deadline))
         return self
 
-    def _read_port(self) -> int:
+    def _read_line(self, deadline: float) -> str:
+        """The broker's next line on stdout, read byte by byte so nothing after it is taken."""
         process = self.process
         assert process is not None and process.stdout is not None
-        deadline = time.monotonic() + STARTUP_SECONDS_MAX
         line = b""
         while not line.endswith(b"\n"):
             remaining = deadline - time.monotonic()
@@ -117,7 +228,9 @@ class BrokerProcess:
             ready, _, _ = select.select([process.stdout], [], [], min(remaining, 0.5))
             if ready:
                 line += os.read(process.stdout.fileno(), 1)
-        text = line.decode()
+        return line.decode()
+
+    def _read_port(self, text: str) -> int:
         # "trioring listening on 127.0.0.1:PORT (Kafka protocol), ...
         #  [; N workers: 0 at HOST:PORT, 1 at HOST:PORT]"
         address = text.split(" listening on ", 1)[1].split(" ", 1)[0]
@@ -210,6 +323,7 @@ class BrokerProcess:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self.process = None
+        self.fault_addresses = []  # they went with the process
         return code
 
     def _terminate(self) -> None:
