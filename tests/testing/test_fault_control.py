@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-import trioring.__main__
+import trioring.cli
 from trioring.errors import ConfigurationError, InvalidArgumentError
 from trioring.server._cli import serve_main
 from trioring.testing import BrokerProcess, FaultControl, FaultControlError, FaultInjector
@@ -87,7 +87,7 @@ async def test_control_endpoint_refuses_garbage_and_keeps_serving() -> None:
 def test_control_endpoint_is_loopback_only(host: str) -> None:
     with pytest.raises(InvalidArgumentError, match="loopback"):
         check_loopback(host)
-    options = trioring.__main__._parser().parse_args(["serve", "--fault-control", f"{host}:0"])
+    options = trioring.cli._parser().parse_args(["serve", "--fault-control", f"{host}:0"])
     with pytest.raises(ConfigurationError, match="loopback"):
         serve_main(options)
 
