@@ -332,12 +332,8 @@ async def _send(
     measurement: Measurement,
 ) -> None:
     """Send records until ``settings.count`` are sent or ``settings.seconds`` are up."""
-    topic, count, rate, values = (
-        settings.topic,
-        settings.count,
-        settings.rate,
-        Values(settings.record_bytes),
-    )
+    topic, count, rate = settings.topic, settings.count, settings.rate
+    values = Values(settings.record_bytes)
     partitions = settings.write_partitions
     step = CLI_BENCH_YIELD_RECORDS
     if rate is not None:
