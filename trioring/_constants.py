@@ -401,3 +401,40 @@ TEST_CREATE_TOPIC_ANSWER_BYTES_MAX = 64 * KIB
 assert FAULT_INJECTIONS_RECORDED_MAX * 512 <= FAULT_CONTROL_ANSWER_BYTES_MAX
 assert FAULT_RULES_MAX * 512 <= FAULT_CONTROL_ANSWER_BYTES_MAX
 assert FAULT_CLIENT_ID_CHARACTERS_MAX <= 200, "an injection's record fits its 512 bytes"
+
+# --- Command line: trioring bench ------------------------------------------------
+CLI_BENCH_SECONDS_DEFAULT = 10.0
+CLI_BENCH_RECORD_BYTES_DEFAULT = 1024
+#: A record value within Kafka's default message.max.bytes (1048588) with the
+#: batch's and the record's framing.
+CLI_BENCH_RECORD_BYTES_MAX = 1_000_000
+#: Partitions of the topic the bench creates when it does not exist.
+CLI_BENCH_PARTITIONS_DEFAULT = 6
+CLI_BENCH_PROCESSES_MAX = 64
+#: Records the bench's producer queues between two checkpoints: its sender task
+#: must run alongside, or nothing is sent until the loop waits for room.
+CLI_BENCH_YIELD_RECORDS = 100
+#: With ``--rate``, records are sent in steps about this far apart.
+CLI_BENCH_RATE_STEP_SECONDS = 0.01
+#: Random bytes the record values are cut from: incompressible, and not the same
+#: from one record to the next (a batch of equal values would compress to nothing).
+CLI_BENCH_VALUE_POOL_BYTES = 1 * MIB
+#: Records the consumer side takes per read.
+CLI_BENCH_CONSUME_RECORDS_MAX = 500
+#: How long a read waits before the consumer checks whether it is at the end.
+CLI_BENCH_END_CHECK_SECONDS = 0.2
+#: After the producer of ``bench e2e`` stops, how long its consumer waits for the rest.
+CLI_BENCH_DRAIN_SECONDS = 10.0
+#: How often the progress bar, and a worker process's report to its parent, is updated.
+CLI_BENCH_PROGRESS_SECONDS = 0.25
+#: How long worker processes may take to connect and be ready to start together.
+CLI_BENCH_WORKER_START_SECONDS = 60.0
+#: The tail of a worker process's stderr kept for the parent's error message.
+CLI_BENCH_WORKER_STDERR_BYTES_MAX = 16 * KIB
+
+assert (
+    CLI_BENCH_RECORD_BYTES_DEFAULT
+    <= CLI_BENCH_RECORD_BYTES_MAX
+    <= PRODUCER_REQUEST_BYTES_MAX_DEFAULT
+)
+assert CLI_BENCH_RECORD_BYTES_MAX <= CLI_BENCH_VALUE_POOL_BYTES

@@ -26,7 +26,7 @@ import trio
 
 import trioring
 from trioring._exception_groups import leaf_exceptions
-from trioring.cli import _consume, _groups, _produce, _topics
+from trioring.cli import _bench, _consume, _groups, _produce, _topics
 from trioring.cli._common import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILURE,
@@ -42,7 +42,7 @@ from trioring.server._cli import add_arguments, serve_main
 __all__ = ["main"]
 
 #: The client subcommands, each a module with ``add_parser(commands, parents)``.
-CLIENT_COMMANDS = (_topics, _groups, _produce, _consume)
+CLIENT_COMMANDS = (_topics, _groups, _produce, _consume, _bench)
 COMMANDS = ("serve", "demo", "topics", "groups", "produce", "consume", "bench")
 
 
