@@ -3,7 +3,7 @@
 It measures throughput (records/s, MB/s of record values) and latency
 (``_load`` says what is timed) against trioring or any Kafka broker, in one
 process or several (``_workers``), and reports a summary (``_report``) with
-percentiles from a bounded histogram (``_histogram``). docs/cli-bench.md
+percentiles from a bounded histogram (``_histogram``). docs/cli.md
 documents every flag and number.
 
 Ctrl-C ends the measured load early: the summary of what was measured is

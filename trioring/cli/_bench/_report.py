@@ -38,7 +38,7 @@ def latency_summary(histogram: LatencyHistogram | None) -> dict[str, Any] | None
 
 
 def summary(measurement: Measurement, settings: dict[str, Any]) -> dict[str, Any]:
-    """The run as one JSON-able object (docs/cli-bench.md names every field)."""
+    """The run as one JSON-able object (docs/cli.md names every field)."""
     elapsed = measurement.elapsed_seconds()
     histogram = measurement.latency
     buckets = [] if histogram is None else histogram.summary_buckets()
