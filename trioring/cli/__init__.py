@@ -19,8 +19,10 @@ import logging
 import os
 import sys
 import traceback
+import typing
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from typing import Any
 
 import trio
 
@@ -46,6 +48,13 @@ CLIENT_COMMANDS = (_topics, _groups, _produce, _consume, _bench)
 COMMANDS = ("serve", "demo", "topics", "groups", "produce", "consume", "bench")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake as one line (argparse prints the usage first)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USAGE, f"trioring: error: {message} (see {self.prog} --help)\n")
+
+
 def _log_level_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
@@ -59,14 +68,15 @@ def _log_level_parent() -> argparse.ArgumentParser:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="trioring",
         description="trioring: a Kafka-compatible log broker on Trio. "
         "With no command, 'serve' runs a broker with a Kafka listener on 127.0.0.1:9092. "
         "topics, groups, produce, consume and bench work against any Kafka broker.",
     )
     parser.add_argument("--version", action="version", version=f"trioring {trioring.__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Any: typeshed types a parent as the subparsers' own class (_Parser).
+    commands: Any = parser.add_subparsers(dest="command", metavar="COMMAND")
     parent = _log_level_parent()
     serve = commands.add_parser(
         "serve",
