@@ -228,6 +228,7 @@ def test_mistakes_are_one_line_and_an_exit_code(
     assert main(["topics", "list", "-b", "127.0.0.1:1"]) == 1
     one_error_line(capfdbinary.readouterr().err.decode(), "cannot reach a broker", "refused")
     assert main(["topics", "list", "-b", "nonsense"]) == 2
+    one_error_line(capfdbinary.readouterr().err.decode(), "not HOST:PORT")
     for arguments in (["consume"], ["produce", "t", "--acks", "7"], ["topics"]):
         with pytest.raises(SystemExit) as exited:
             main(arguments)  # argparse's mistakes: one line too, not the usage text
