@@ -25,6 +25,8 @@ from trioring.client import parse_bootstrap
 from trioring.errors import InvalidArgumentError, TrioringError
 
 BOOTSTRAP_DEFAULT = "127.0.0.1:9092"
+#: The environment variable that replaces BOOTSTRAP_DEFAULT (as rpk's RPK_BROKERS).
+BOOTSTRAP_VARIABLE = "TRIORING_BOOTSTRAP"
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -47,9 +49,10 @@ def client_parent() -> argparse.ArgumentParser:
     parent.add_argument(
         "-b",
         "--bootstrap",
-        default=BOOTSTRAP_DEFAULT,
+        default=os.environ.get(BOOTSTRAP_VARIABLE) or BOOTSTRAP_DEFAULT,
         metavar="HOST:PORT[,...]",
-        help="a broker to start from (default: %(default)s); any Kafka broker works",
+        help=f"a broker to start from (default: ${BOOTSTRAP_VARIABLE}, else "
+        f"{BOOTSTRAP_DEFAULT}); any Kafka broker works",
     )
     parent.add_argument(
         "--connect-timeout",
