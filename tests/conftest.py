@@ -1,4 +1,4 @@
-"""Suite-wide hooks.
+"""Suite-wide hooks and settings.
 
 ``TRIORING_REQUIRE_URING=1`` (set by .ci/run) turns every "io_uring
 unavailable" skip into a failure: CI must run the io_uring variants, and a
@@ -12,6 +12,7 @@ import os
 from collections.abc import Generator
 
 import pytest
+from hypothesis import settings
 
 URING_SKIP_REASON = "io_uring unavailable"
 PLUGIN = "_trioring_pytestplugin"
@@ -24,6 +25,14 @@ if not any(
     entry_point.value == PLUGIN for entry_point in importlib.metadata.entry_points(group="pytest11")
 ):
     pytest_plugins = [PLUGIN]
+
+
+# No per-example deadline: it is a timed assertion, and the suite runs on two
+# workers (pytest-xdist, noxfile.py) beside broker processes, where a 200 ms
+# example can take longer without anything being wrong. Example counts stay
+# as each test sets them.
+settings.register_profile("trioring", deadline=None)
+settings.load_profile("trioring")
 
 
 @pytest.hookimpl(hookwrapper=True)
