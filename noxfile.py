@@ -19,7 +19,10 @@ def tests(session: nox.Session) -> None:
     # io_uring extension here (setup.py), and TRIORING_REQUIRE_URING in
     # .ci/run fails the run if it is missing.
     session.install(".[test]")
-    session.run("python", "-m", "pytest", *session.posargs)
+    # One pytest worker per CPU (pytest-xdist), each test file on one worker, so a
+    # file's module-scoped broker process starts once: on the 2-CPU CI machine
+    # the suite took 394 s instead of 690 s. `nox -s tests -- -n 0` runs it serially.
+    session.run("python", "-m", "pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session
