@@ -152,6 +152,9 @@ class _PartitionState:
     buffered_bytes: int = 0
     #: Bumped by every seek and reset: answers to older requests are dropped.
     epoch: int = 0
+    #: Bumped by every seek the user asks for: a seek_to_* answered after a later
+    #: seek is dropped (but not after a position the consumer looked up itself).
+    seeks: int = 0
     #: An error retrying cannot fix, raised to the next reader.
     error: Exception | None = None
     #: The position before the records the reader holds now (None: it holds none).
@@ -324,7 +327,9 @@ class Consumer:
         """Read ``topic``-``partition`` from ``offset`` next (buffered records are dropped)."""
         if not isinstance(offset, int) or offset < 0:
             raise InvalidArgumentError(f"offset {offset!r} is not an offset (0 or more)")
-        self._set_position(self._state(topic, partition), offset)
+        state = self._state(topic, partition)
+        state.seeks += 1
+        self._set_position(state, offset)
 
     def _set_position(self, state: _PartitionState, offset: int) -> None:
         state.position = state.fetch_offset = offset
@@ -349,11 +354,17 @@ class Consumer:
             await trio.lowlevel.checkpoint()  # nothing to seek, but still a checkpoint
             return
         states = {tp: self._state(*tp) for tp in chosen}
-        epochs = {tp: state.epoch for tp, state in states.items()}
+        for state in states.values():
+            state.seeks += 1
+            # The user's seek decides: a position being looked up meanwhile (a fresh
+            # partition's, or after a reset) is dropped, and one looked up later
+            # is replaced when this answer comes.
+            state.epoch += 1
+        seeks = {tp: state.seeks for tp, state in states.items()}
         offsets = await self._list_offsets_retrying(dict.fromkeys(chosen, timestamp))
         for tp, offset in offsets.items():
             state = states[tp]
-            if self._partitions.get(tp) is state and state.epoch == epochs[tp]:
+            if self._partitions.get(tp) is state and state.seeks == seeks[tp]:
                 self._set_position(state, offset)
 
     async def position(self, topic: str, partition: int) -> int:
