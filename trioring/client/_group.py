@@ -298,10 +298,11 @@ class GroupMembership:
 
     async def _join(self) -> None:
         self._stable = False
-        if self.generation_id >= 0 and self._auto_commit_interval_s is not None:
-            await self.commit_finished()
         if not self.cooperative and self.owned:
+            # Eager: the revocation commits (auto-commit), once the reader is done.
             await self._revoke(set(self.owned))
+        elif self.generation_id >= 0 and self._auto_commit_interval_s is not None:
+            await self.commit_finished()
         await self._report_lost()
         if self._pattern is not None:
             await self._cluster.refresh(None)
