@@ -1,17 +1,33 @@
-"""The README's commands and examples keep working."""
+"""The README's commands and examples keep working.
+
+Every script in examples/ runs as a user would run it, as a child process,
+against one broker process shared by the module (each test on topics and
+groups of its own), with flags that keep it short.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
+import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from trioring.demo import run_demo
 from trioring.testing import BrokerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+#: Seconds one example run may take before the test fails (they take 1-6 s).
+EXAMPLE_SECONDS = 60
+#: The group examples' steps without the pauses a human needs to follow them.
+GROUP_FLAGS = ["--records", "30", "--rate", "100", "--stagger", "0.2"]
 
 
 def test_embedded_example_resumes_from_committed_offset(tmp_path: Path) -> None:
@@ -144,3 +160,111 @@ def test_readme_client_example_runs(tmp_path: Path) -> None:
         broker.stop()
     assert outputs == ["0 0\n", "0 1\n"]  # auto-created with one partition
     assert consumed == "0 0 b'hello'\n0 1 b'hello'\n"
+
+
+# --- the scripts in examples/ ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """One broker process for the module's example runs."""
+    with BrokerProcess(tmp_path_factory.mktemp("examples") / "data") as process:
+        yield process
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def _example_command(script: str, *arguments: str) -> list[str]:
+    return [sys.executable, str(EXAMPLES / script), *arguments]
+
+
+def _example_environment() -> dict[str, str]:
+    """The examples import trioring from this tree, as the tests do."""
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+def run_example(script: str, *arguments: str) -> str:
+    completed = subprocess.run(
+        _example_command(script, *arguments),
+        check=False,  # the assert below shows the example's stderr
+        capture_output=True,
+        text=True,
+        timeout=EXAMPLE_SECONDS,
+        env=_example_environment(),
+    )
+    assert completed.returncode == 0, f"{script}: {completed.stderr}\n{completed.stdout}"
+    return completed.stdout
+
+
+_DELIVERY = re.compile(r"^(customer-\d+): partition (\d+) offset (\d+)$", re.MULTILINE)
+
+
+def test_producer_example_prints_delivery_results(broker: BrokerProcess) -> None:
+    topic = _name("orders")
+    output = run_example(
+        "producer.py", "--bootstrap", broker.bootstrap, "--topic", topic, "--count", "12"
+    )
+    assert f"created topic {topic} with 6 partitions" in output
+    deliveries = [(key, int(p), int(o)) for key, p, o in _DELIVERY.findall(output)]
+    assert len(deliveries) == 12
+    # A key always goes to one partition; each partition's offsets are dense, in send order.
+    assert len({key: p for key, p, _ in deliveries}) == 5
+    assert all(len({p for k, p, _ in deliveries if k == key}) == 1 for key, _, _ in deliveries)
+    for partition in {p for _, p, _ in deliveries}:
+        offsets = [o for _, p, o in deliveries if p == partition]
+        assert offsets == list(range(len(offsets)))
+    assert re.search(r"^sent 12 records as producer id \d+$", output, re.MULTILINE), output
+
+
+def test_tail_example_follows_what_is_written_after_it_starts(broker: BrokerProcess) -> None:
+    topic = _name("orders")
+    run_example("producer.py", "--bootstrap", broker.bootstrap, "--topic", topic, "--count", "3")
+    tail = subprocess.Popen(
+        _example_command(
+            "tail.py", "--bootstrap", broker.bootstrap, "--topic", topic, "--count", "10"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_example_environment(),
+    )
+    # A tail that never prints its first line is killed, and readline returns.
+    watchdog = threading.Timer(EXAMPLE_SECONDS, tail.kill)
+    watchdog.start()
+    try:
+        assert tail.stdout is not None
+        # Printed once it knows where each partition ends: what comes later, it prints.
+        assert tail.stdout.readline().startswith(f"following {topic} from offsets ")
+        produced = run_example(
+            "producer.py", "--bootstrap", broker.bootstrap, "--topic", topic, "--count", "10"
+        )
+        output, errors = tail.communicate(timeout=EXAMPLE_SECONDS)
+    finally:
+        watchdog.cancel()
+        tail.kill()
+        tail.wait()
+    assert tail.returncode == 0, errors
+    followed = re.findall(r"^partition (\d+) offset (\d+) (\S+): (.*)$", output, re.MULTILINE)
+    # The ten records of the second run, not the three of the first.
+    assert sorted(value for *_, value in followed) == sorted(f"order {i}" for i in range(10))
+    delivered = {(p, o, key) for key, p, o in _DELIVERY.findall(produced)}
+    assert {(p, o, key) for p, o, key, _ in followed} == delivered
+    # From the beginning, it prints all thirteen, and stops once nothing more comes.
+    everything = run_example(
+        "tail.py",
+        "--bootstrap",
+        broker.bootstrap,
+        "--topic",
+        topic,
+        "--from-beginning",
+        "--idle-seconds",
+        "0.3",
+    )
+    values = re.findall(r"^partition \d+ offset \d+ \S+: (.*)$", everything, re.MULTILINE)
+    assert sorted(values) == sorted(
+        [f"order {i}" for i in range(3)] + [f"order {i}" for i in range(10)]
+    )
+    assert everything.endswith("nothing new for 0.3 s: stopping\n")
