@@ -199,6 +199,98 @@ def run_example(script: str, *arguments: str) -> str:
     return completed.stdout
 
 
+def _offsets(text: str) -> dict[int, int]:
+    """``0:3 1:12`` as {0: 3, 1: 12}."""
+    pairs = (pair.split(":") for pair in text.split() if pair != "-")
+    return {int(partition): int(offset) for partition, offset in pairs}
+
+
+def _committed(output: str, when: str) -> dict[int, int]:
+    """The committed offsets a group example printed ``before`` or ``after`` its run."""
+    match = re.search(rf"^{when}: group \S+ committed offsets ([\d: ]+)", output, re.MULTILINE)
+    return {} if match is None else _offsets(match.group(1))
+
+
+def _group_states(output: str) -> list[dict[str, frozenset[int]]]:
+    """What each member holds after every assignment or revocation it printed."""
+    holding: dict[str, frozenset[int]] = {}
+    states = []
+    for line in output.splitlines():
+        match = re.fullmatch(r"(member-\d): (assigned|revoked) \[([\d, ]*)\]", line)
+        if match is None:
+            continue
+        name, kind, numbers = match.groups()
+        partitions = frozenset(int(n) for n in numbers.split(", ") if n)
+        if kind == "assigned":
+            holding[name] = partitions
+        else:
+            holding[name] = holding.get(name, frozenset()) - partitions
+        states.append(dict(holding))
+    return states
+
+
+def _splits(states: list[dict[str, frozenset[int]]], members: set[str]) -> bool:
+    """Whether at some point exactly ``members`` held the 6 partitions, each once."""
+    for state in states:
+        holders = {name for name, partitions in state.items() if partitions}
+        held = [p for partitions in state.values() for p in partitions]
+        if holders == members and sorted(held) == list(range(6)):
+            return True
+    return False
+
+
+def _first_offsets(output: str) -> dict[int, int]:
+    """The first offset any member read in each partition."""
+    first: dict[int, int] = {}
+    for match in re.finditer(r"left after reading \d+ records \(first offsets ([^)]*)\)", output):
+        for partition, offset in _offsets(match.group(1)).items():
+            first[partition] = min(offset, first.get(partition, offset))
+    return first
+
+
+def _check_group_run(output: str, records: int) -> None:
+    """Three members split the partitions, two after member-2 left; every record read once."""
+    states = _group_states(output)
+    assert _splits(states, {"member-1", "member-2", "member-3"}), output
+    left = output.index("member-2: leaving")
+    assert _splits(_group_states(output[left:]), {"member-1", "member-3"}), output
+    assert f"read {records} records in all" in output
+    before, after = _committed(output, "before"), _committed(output, "after")
+    assert sum(after.values()) - sum(before.values()) == records, output
+
+
+def test_consumer_group_example_splits_commits_and_resumes(broker: BrokerProcess) -> None:
+    topic, group = _name("orders"), _name("readers")
+    flags = ["--bootstrap", broker.bootstrap, "--topic", topic, "--group", group, *GROUP_FLAGS]
+    first = run_example("consumer_group.py", *flags)
+    assert f"created topic {topic} with 6 partitions" in first
+    assert "has no committed offsets" in first
+    _check_group_run(first, 30)
+    assert re.search(r"^after: .*\(lag 0\)$", first, re.MULTILINE), first
+
+    second = run_example("consumer_group.py", *flags)
+    # It resumes where the first run committed: its members' first offsets are those.
+    committed = _committed(first, "after")
+    assert _committed(second, "before") == committed
+    first_read = _first_offsets(second)
+    assert first_read and all(first_read[p] == committed[p] for p in first_read), second
+    _check_group_run(second, 30)
+
+
+def test_confluent_and_aiokafka_group_examples_share_the_group(broker: BrokerProcess) -> None:
+    """The librdkafka members read and commit; the aiokafka members resume from there."""
+    pytest.importorskip("confluent_kafka")
+    pytest.importorskip("aiokafka")
+    topic, group = _name("orders"), _name("readers")
+    flags = ["--bootstrap", broker.bootstrap, "--topic", topic, "--group", group, *GROUP_FLAGS]
+    confluent = run_example("consumer_group_confluent.py", *flags)
+    assert f"created topic {topic} with 6 partitions" in confluent
+    _check_group_run(confluent, 30)
+    aiokafka = run_example("consumer_group_aiokafka.py", *flags)
+    assert _committed(aiokafka, "before") == _committed(confluent, "after")
+    _check_group_run(aiokafka, 30)
+
+
 _DELIVERY = re.compile(r"^(customer-\d+): partition (\d+) offset (\d+)$", re.MULTILINE)
 
 

@@ -1,0 +1,183 @@
+"""A consumer group of three Trio members in one nursery.
+
+Start a broker (``python -m trioring``), then run::
+
+    python examples/consumer_group.py
+
+A producer writes ``--records`` keyed records to the topic (``orders``,
+created with 6 partitions if missing) while the members come and go: member-1
+joins, then member-2, then member-3, and member-2 leaves before the end. Each
+step waits for the group to settle (plus ``--stagger`` seconds, to follow it),
+and every member prints the partitions the group gives it and takes back
+(``on_assigned`` / ``on_revoked``). Offsets are committed automatically:
+every second, before each rebalance, and when a member leaves. So a second
+run resumes where the first one stopped: it prints the group's committed
+offsets first, and each member's first offsets read are those.
+
+``consumer_group_confluent.py`` and ``consumer_group_aiokafka.py`` use the
+same topic and group: run one of them at the same time as this script and
+their members share the 6 partitions with these (all of them speak the
+"range" assignor).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+import trio
+
+from trioring.client import open_admin, open_consumer, open_producer
+
+PARTITIONS = 6
+MEMBERS = ("member-1", "member-2", "member-3")
+
+
+class Holdings:
+    """What each member holds, as its callbacks say, and a way to wait for a state of it."""
+
+    def __init__(self) -> None:
+        #: None from a revocation to the next assignment (which may be empty).
+        self.partitions: dict[str, list[int] | None] = {}
+        #: How many assignments each member has had.
+        self.assignments: Counter[str] = Counter()
+        self._changed = trio.Event()
+
+    def update(self, name: str, partitions: list[int] | None, *, assigned: bool) -> None:
+        self.partitions[name] = partitions
+        self.assignments[name] += assigned
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            await self._changed.wait()
+
+
+def numbers(partitions: Iterable[tuple[str, int]]) -> list[int]:
+    return sorted(partition for _, partition in partitions)
+
+
+async def ensure_topic(bootstrap: str, topic: str) -> None:
+    async with open_admin(bootstrap) as admin:
+        if topic not in await admin.list_topics():
+            await admin.create_topic(topic, partitions=PARTITIONS)
+            print(f"created topic {topic} with {PARTITIONS} partitions")
+
+
+async def print_committed(bootstrap: str, group: str, when: str) -> None:
+    async with open_admin(bootstrap) as admin:
+        lags = await admin.group_lag(group)
+    if lags:
+        offsets = " ".join(f"{p}:{lag.committed}" for (_, p), lag in sorted(lags.items()))
+        total = sum(lag.lag for lag in lags.values())
+        print(f"{when}: group {group} committed offsets {offsets} (lag {total})")
+    else:
+        print(f"{when}: group {group} has no committed offsets: it starts from the beginning")
+
+
+async def produce(args: argparse.Namespace, done: trio.Event) -> None:
+    async with open_producer(args.bootstrap) as producer:
+        for number in range(args.records):
+            # Orders of one customer share a key, so they land in one partition, in order.
+            await producer.send(
+                args.topic, b"order %d" % number, key=b"customer-%d" % (number % 10)
+            )
+            await trio.sleep(1 / args.rate)
+    print(f"producer: sent {args.records} records")
+    done.set()
+
+
+async def member(
+    name: str, args: argparse.Namespace, holdings: Holdings, leave: trio.Event, read: Counter[str]
+) -> None:
+    async def on_assigned(partitions: set[tuple[str, int]]) -> None:
+        print(f"{name}: assigned {numbers(partitions)}")
+        holdings.update(name, numbers(partitions), assigned=True)
+
+    async def on_revoked(partitions: set[tuple[str, int]]) -> None:
+        if partitions:
+            print(f"{name}: revoked {numbers(partitions)}")
+        holdings.update(name, None, assigned=False)
+
+    print(f"{name}: joining")
+    first_offsets: dict[int, int] = {}
+    async with open_consumer(
+        args.bootstrap,
+        group_id=args.group,
+        topics=[args.topic],
+        # Where a partition without a committed offset starts; one with a
+        # committed offset starts there.
+        auto_offset_reset="earliest",
+        on_assigned=on_assigned,
+        on_revoked=on_revoked,
+        auto_commit_interval_ms=1000,
+        # Quicker rebalances than Kafka's defaults (3 s and 45 s), for a demo:
+        # members notice a join within half a second, and the members of a run
+        # stopped with Ctrl-C (which cannot leave the group) are dropped after 10 s.
+        heartbeat_interval_ms=500,
+        session_timeout_ms=10_000,
+    ) as consumer:
+        while not leave.is_set():
+            for record in await consumer.getmany(timeout_s=0.2):
+                first_offsets.setdefault(record.partition, record.offset)
+                read[name] += 1
+        print(f"{name}: leaving")
+    # Leaving the block without an exception committed what this member read
+    # and left the group, so the others rebalance at once.
+    starts = " ".join(f"{p}:{offset}" for p, offset in sorted(first_offsets.items())) or "-"
+    print(f"{name}: left after reading {read[name]} records (first offsets {starts})")
+
+
+async def main(args: argparse.Namespace) -> None:
+    await ensure_topic(args.bootstrap, args.topic)
+    await print_committed(args.bootstrap, args.group, "before")
+    holdings = Holdings()
+    leave = {name: trio.Event() for name in MEMBERS}
+    read: Counter[str] = Counter()
+    produced = trio.Event()
+
+    def settled(*names: str) -> Callable[[], bool]:
+        """Each of these members has its assignment (others' members may take them all)."""
+        return lambda: all(holdings.partitions.get(name) is not None for name in names)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(produce, args, produced)
+        # Each member joins once the one before it has its assignment.
+        for index, name in enumerate(MEMBERS):
+            if index:
+                await holdings.wait_until(settled(MEMBERS[index - 1]))
+                await trio.sleep(args.stagger)
+            nursery.start_soon(member, name, args, holdings, leave[name], read)
+        await holdings.wait_until(settled(*MEMBERS))
+        await trio.sleep(args.stagger)
+        # member-2 leaves; the others are assigned its partitions.
+        before = holdings.assignments.copy()
+        leave["member-2"].set()
+        await holdings.wait_until(
+            lambda: all(holdings.assignments[n] > before[n] for n in ("member-1", "member-3"))
+        )
+        await produced.wait()
+        await trio.sleep(args.stagger)  # time to read the last records
+        leave["member-1"].set()
+        leave["member-3"].set()
+    print(f"read {sum(read.values())} records in all")
+    await print_committed(args.bootstrap, args.group, "after")
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="broker address(es)")
+    parser.add_argument("--topic", default="orders")
+    parser.add_argument("--group", default="order-readers", help="consumer group id")
+    parser.add_argument("--records", type=int, default=60, help="records to produce")
+    parser.add_argument("--rate", type=float, default=10.0, help="records produced per second")
+    parser.add_argument(
+        "--stagger", type=float, default=2.0, help="seconds between one step and the next"
+    )
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    trio.run(main, parse_arguments())
