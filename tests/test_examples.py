@@ -360,3 +360,25 @@ def test_tail_example_follows_what_is_written_after_it_starts(broker: BrokerProc
         [f"order {i}" for i in range(3)] + [f"order {i}" for i in range(10)]
     )
     assert everything.endswith("nothing new for 0.3 s: stopping\n")
+
+
+def test_embedded_with_listener_example_serves_and_consumes_in_process(tmp_path: Path) -> None:
+    output = run_example(
+        "embedded_with_listener.py",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--count",
+        "5",
+        "--seconds",
+        "0.5",
+    )
+    assert re.search(r"^serving Kafka clients on 127\.0\.0\.1:\d+;", output, re.MULTILINE)
+    produced = re.findall(r"^produced over the wire: partition (\d+) offset (\d+)$", output, re.M)
+    consumed = re.findall(
+        r"^consumed in-process: partition (\d+) offset (\d+): b'hello (\d)'$", output, re.M
+    )
+    assert len(produced) == 5
+    # What went in through the port came out in-process, every record once.
+    assert sorted((p, o) for p, o, _ in consumed) == sorted(produced)
+    assert sorted(n for *_, n in consumed) == ["0", "1", "2", "3", "4"]
+    assert output.endswith("stopped\n")
