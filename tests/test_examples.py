@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
+from trioring.client import ConsumerRecord, open_admin, open_consumer
 from trioring.demo import run_demo
 from trioring.testing import BrokerProcess
 
@@ -382,3 +384,40 @@ def test_embedded_with_listener_example_serves_and_consumes_in_process(tmp_path:
     assert sorted((p, o) for p, o, _ in consumed) == sorted(produced)
     assert sorted(n for *_, n in consumed) == ["0", "1", "2", "3", "4"]
     assert output.endswith("stopped\n")
+
+
+async def _read_topic(bootstrap: str, topic: str, count: int) -> list[ConsumerRecord]:
+    """Every record of the topic, once ``count`` have come (then a little more, to see
+    none follows)."""
+    records: list[ConsumerRecord] = []
+    async with open_admin(bootstrap) as admin:
+        partitions = (await admin.describe_topic(topic)).partitions
+    async with open_consumer(bootstrap, auto_offset_reset="earliest") as consumer:
+        consumer.assign([(topic, p.partition) for p in partitions])
+        with trio.fail_after(EXAMPLE_SECONDS):
+            while len(records) < count:
+                records += await consumer.getmany(timeout_s=1)
+        records += await consumer.getmany(timeout_s=0.3)
+    return records
+
+
+async def _lag(bootstrap: str, group: str) -> int:
+    async with open_admin(bootstrap) as admin:
+        return sum(lag.lag for lag in (await admin.group_lag(group)).values())
+
+
+def test_pipeline_example_writes_every_output_once_and_commits(broker: BrokerProcess) -> None:
+    source, sink, group = _name("orders"), _name("processed"), _name("pipeline")
+    flags = ["--bootstrap", broker.bootstrap, "--input", source, "--output", sink]
+    flags += ["--group", group, "--seed", "40", "--idle-seconds", "0.5"]
+    first = run_example("at_least_once_pipeline.py", *flags)
+    assert f"wrote 40 sample orders to {source}" in first
+    assert "stopping after 40 records" in first
+    outputs = trio.run(_read_topic, broker.bootstrap, sink, 40)
+    # In a clean run, exactly once: each input's output, no duplicate.
+    assert sorted(r.value for r in outputs if r.value) == sorted(b"ORDER %d" % i for i in range(40))
+    sources = [dict(r.headers)["source"] for r in outputs]
+    assert len(set(sources)) == 40
+    assert all(s is not None and s.startswith(f"{source}/".encode()) for s in sources)
+    # Every input offset is committed: a next run would start after them.
+    assert trio.run(_lag, broker.bootstrap, group) == 0
