@@ -421,3 +421,11 @@ def test_pipeline_example_writes_every_output_once_and_commits(broker: BrokerPro
     assert all(s is not None and s.startswith(f"{source}/".encode()) for s in sources)
     # Every input offset is committed: a next run would start after them.
     assert trio.run(_lag, broker.bootstrap, group) == 0
+
+
+def test_every_example_is_listed_with_its_command_and_run_here() -> None:
+    listing = (EXAMPLES / "README.md").read_text()
+    tests = Path(__file__).read_text()
+    for script in sorted(EXAMPLES.glob("*.py")):
+        assert f"`python examples/{script.name}" in listing, script.name
+        assert f'"{script.name}"' in tests, f"no test runs {script.name}"
