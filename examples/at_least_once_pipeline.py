@@ -80,6 +80,16 @@ def transform(record: ConsumerRecord) -> bytes | None:
 async def main(args: argparse.Namespace) -> None:
     await prepare_topics(args)
     processed = 0
+    assigned = trio.Event()
+
+    async def on_assigned(partitions: set[tuple[str, int]]) -> None:
+        print(f"assigned {sorted(p for _, p in partitions)} of {args.input}")
+        assigned.set()
+
+    async def on_revoked(partitions: set[tuple[str, int]]) -> None:
+        if partitions:
+            print(f"revoked {sorted(p for _, p in partitions)}")
+
     async with (
         open_producer(args.bootstrap, acks="all", idempotence=True) as producer,
         open_consumer(
@@ -89,8 +99,11 @@ async def main(args: argparse.Namespace) -> None:
             auto_offset_reset="earliest",
             # Commits are this script's: after the outputs are acknowledged, never before.
             enable_auto_commit=False,
+            on_assigned=on_assigned,
+            on_revoked=on_revoked,
         ) as consumer,
     ):
+        await assigned.wait()  # the idle time counts from here, not from joining
         idle_seconds = args.idle_seconds or math.inf
         while records := await consumer.getmany(
             timeout_s=idle_seconds, max_records=BATCH_RECORDS_MAX
@@ -106,15 +119,16 @@ async def main(args: argparse.Namespace) -> None:
             await producer.flush()  # every output acknowledged, or failed for good
             for handle in handles:
                 handle.result()  # a failed one raises here, and nothing is committed
+            processed += len(records)
             next_offsets = {(r.topic, r.partition): r.offset + 1 for r in records}
             try:
                 await consumer.commit(next_offsets)
             except CommitFailedError as error:
                 # The group took partitions away before the commit: their next owner
                 # processes these records again (the duplicates said above).
-                print(f"not committed: {error}")
-            processed += len(records)
-            print(f"processed {processed} records; committed {format_offsets(next_offsets)}")
+                print(f"processed {processed} records; not committed: {error}")
+            else:
+                print(f"processed {processed} records; committed {format_offsets(next_offsets)}")
     print(f"no input for {args.idle_seconds} s: stopping after {processed} records")
 
 

@@ -32,27 +32,47 @@ from trioring.client import open_admin, open_consumer, open_producer
 
 PARTITIONS = 6
 MEMBERS = ("member-1", "member-2", "member-3")
+#: The last members leave once they have read every record produced, or after
+#: this long without one (members of other processes may have read the rest).
+IDLE_SECONDS = 3.0
 
 
-class Holdings:
-    """What each member holds, as its callbacks say, and a way to wait for a state of it."""
+class Members:
+    """What the members hold and have read, as they say, and ways to wait for a state of it."""
 
     def __init__(self) -> None:
         #: None from a revocation to the next assignment (which may be empty).
         self.partitions: dict[str, list[int] | None] = {}
         #: How many assignments each member has had.
         self.assignments: Counter[str] = Counter()
+        self.read: Counter[str] = Counter()
         self._changed = trio.Event()
 
     def update(self, name: str, partitions: list[int] | None, *, assigned: bool) -> None:
         self.partitions[name] = partitions
         self.assignments[name] += assigned
+        self._notify()
+
+    def count_read(self, name: str, records: int) -> None:
+        self.read[name] += records
+        self._notify()
+
+    def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
 
     async def wait_until(self, condition: Callable[[], bool]) -> None:
         while not condition():
             await self._changed.wait()
+
+    async def wait_read(self, records: int, idle_seconds: float) -> None:
+        """Until the members have read ``records`` records, or none for ``idle_seconds``
+        (members of other processes in the group may have read the rest)."""
+        while sum(self.read.values()) < records:
+            with trio.move_on_after(idle_seconds) as idle:
+                await self._changed.wait()
+            if idle.cancelled_caught:
+                return
 
 
 def numbers(partitions: Iterable[tuple[str, int]]) -> list[int]:
@@ -89,17 +109,15 @@ async def produce(args: argparse.Namespace, done: trio.Event) -> None:
     done.set()
 
 
-async def member(
-    name: str, args: argparse.Namespace, holdings: Holdings, leave: trio.Event, read: Counter[str]
-) -> None:
+async def member(name: str, args: argparse.Namespace, members: Members, leave: trio.Event) -> None:
     async def on_assigned(partitions: set[tuple[str, int]]) -> None:
         print(f"{name}: assigned {numbers(partitions)}")
-        holdings.update(name, numbers(partitions), assigned=True)
+        members.update(name, numbers(partitions), assigned=True)
 
     async def on_revoked(partitions: set[tuple[str, int]]) -> None:
         if partitions:
             print(f"{name}: revoked {numbers(partitions)}")
-        holdings.update(name, None, assigned=False)
+        members.update(name, None, assigned=False)
 
     print(f"{name}: joining")
     first_offsets: dict[int, int] = {}
@@ -120,49 +138,49 @@ async def member(
         session_timeout_ms=10_000,
     ) as consumer:
         while not leave.is_set():
-            for record in await consumer.getmany(timeout_s=0.2):
+            records = await consumer.getmany(timeout_s=0.2)
+            for record in records:
                 first_offsets.setdefault(record.partition, record.offset)
-                read[name] += 1
+            members.count_read(name, len(records))
         print(f"{name}: leaving")
     # Leaving the block without an exception committed what this member read
     # and left the group, so the others rebalance at once.
     starts = " ".join(f"{p}:{offset}" for p, offset in sorted(first_offsets.items())) or "-"
-    print(f"{name}: left after reading {read[name]} records (first offsets {starts})")
+    print(f"{name}: left after reading {members.read[name]} records (first offsets {starts})")
 
 
 async def main(args: argparse.Namespace) -> None:
     await ensure_topic(args.bootstrap, args.topic)
     await print_committed(args.bootstrap, args.group, "before")
-    holdings = Holdings()
+    members = Members()
     leave = {name: trio.Event() for name in MEMBERS}
-    read: Counter[str] = Counter()
     produced = trio.Event()
 
     def settled(*names: str) -> Callable[[], bool]:
         """Each of these members has its assignment (others' members may take them all)."""
-        return lambda: all(holdings.partitions.get(name) is not None for name in names)
+        return lambda: all(members.partitions.get(name) is not None for name in names)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(produce, args, produced)
         # Each member joins once the one before it has its assignment.
         for index, name in enumerate(MEMBERS):
             if index:
-                await holdings.wait_until(settled(MEMBERS[index - 1]))
+                await members.wait_until(settled(MEMBERS[index - 1]))
                 await trio.sleep(args.stagger)
-            nursery.start_soon(member, name, args, holdings, leave[name], read)
-        await holdings.wait_until(settled(*MEMBERS))
+            nursery.start_soon(member, name, args, members, leave[name])
+        await members.wait_until(settled(*MEMBERS))
         await trio.sleep(args.stagger)
         # member-2 leaves; the others are assigned its partitions.
-        before = holdings.assignments.copy()
+        before = members.assignments.copy()
         leave["member-2"].set()
-        await holdings.wait_until(
-            lambda: all(holdings.assignments[n] > before[n] for n in ("member-1", "member-3"))
+        await members.wait_until(
+            lambda: all(members.assignments[n] > before[n] for n in ("member-1", "member-3"))
         )
         await produced.wait()
-        await trio.sleep(args.stagger)  # time to read the last records
+        await members.wait_read(args.records, IDLE_SECONDS)
         leave["member-1"].set()
         leave["member-3"].set()
-    print(f"read {sum(read.values())} records in all")
+    print(f"read {sum(members.read.values())} records in all")
     await print_committed(args.bootstrap, args.group, "after")
 
 

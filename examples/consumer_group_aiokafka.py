@@ -36,16 +36,20 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 
 PARTITIONS = 6
 MEMBERS = ("member-1", "member-2", "member-3")
+#: The last members leave once they have read every record produced, or after
+#: this long without one (members of other processes may have read the rest).
+IDLE_SECONDS = 3.0
 
 
-class Holdings:
-    """What each member holds, as its listener says, and a way to wait for a state of it."""
+class Members:
+    """What the members hold and have read, as they say, and ways to wait for a state of it."""
 
     def __init__(self) -> None:
         #: None from a revocation to the next assignment (which may be empty).
         self.partitions: dict[str, list[int] | None] = {}
         #: How many assignments each member has had.
         self.assignments: Counter[str] = Counter()
+        self.read: Counter[str] = Counter()
         self._changed = asyncio.Condition()
 
     async def update(self, name: str, partitions: list[int] | None, *, assigned: bool) -> None:
@@ -54,25 +58,40 @@ class Holdings:
             self.assignments[name] += assigned
             self._changed.notify_all()
 
+    async def count_read(self, name: str, records: int) -> None:
+        async with self._changed:
+            self.read[name] += records
+            self._changed.notify_all()
+
     async def wait_until(self, condition: Callable[[], bool]) -> None:
         async with self._changed:
             await self._changed.wait_for(condition)
 
+    async def wait_read(self, records: int, idle_seconds: float) -> None:
+        """Until the members have read ``records`` records, or none for ``idle_seconds``
+        (members of other processes in the group may have read the rest)."""
+        async with self._changed:
+            while sum(self.read.values()) < records:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), idle_seconds)
+                except TimeoutError:
+                    return
+
 
 class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, name: str, holdings: Holdings) -> None:
+    def __init__(self, name: str, members: Members) -> None:
         self.name = name
-        self.holdings = holdings
+        self.members = members
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if revoked:
             print(f"{self.name}: revoked {sorted(tp.partition for tp in revoked)}")
-        await self.holdings.update(self.name, None, assigned=False)
+        await self.members.update(self.name, None, assigned=False)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         numbers = sorted(tp.partition for tp in assigned)
         print(f"{self.name}: assigned {numbers}")
-        await self.holdings.update(self.name, numbers, assigned=True)
+        await self.members.update(self.name, numbers, assigned=True)
 
 
 async def ensure_topic(bootstrap: str, topic: str) -> None:
@@ -121,9 +140,8 @@ async def produce(args: argparse.Namespace) -> None:
 async def member(
     name: str,
     args: argparse.Namespace,
-    holdings: Holdings,
+    members: Members,
     leave: asyncio.Event,
-    read: Counter[str],
 ) -> None:
     print(f"{name}: joining")
     consumer = AIOKafkaConsumer(
@@ -139,7 +157,7 @@ async def member(
         heartbeat_interval_ms=500,
         session_timeout_ms=10_000,
     )
-    consumer.subscribe([args.topic], listener=Listener(name, holdings))
+    consumer.subscribe([args.topic], listener=Listener(name, members))
     first_offsets: dict[int, int] = {}
     await consumer.start()
     try:
@@ -147,47 +165,46 @@ async def member(
             batches = await consumer.getmany(timeout_ms=200)
             for tp, records in batches.items():
                 first_offsets.setdefault(tp.partition, records[0].offset)
-                read[name] += len(records)
+                await members.count_read(name, len(records))
         print(f"{name}: leaving")
     finally:
         # stop() commits what was read (auto-commit) and leaves the group.
         await consumer.stop()
     starts = " ".join(f"{p}:{offset}" for p, offset in sorted(first_offsets.items())) or "-"
-    print(f"{name}: left after reading {read[name]} records (first offsets {starts})")
+    print(f"{name}: left after reading {members.read[name]} records (first offsets {starts})")
 
 
 async def main(args: argparse.Namespace) -> None:
     await ensure_topic(args.bootstrap, args.topic)
     await print_committed(args.bootstrap, args.group, "before")
-    holdings = Holdings()
+    members = Members()
     leave = {name: asyncio.Event() for name in MEMBERS}
-    read: Counter[str] = Counter()
 
     def settled(*names: str) -> Callable[[], bool]:
         """Each of these members has its assignment (others' members may take them all)."""
-        return lambda: all(holdings.partitions.get(name) is not None for name in names)
+        return lambda: all(members.partitions.get(name) is not None for name in names)
 
     async with asyncio.TaskGroup() as tasks:
         producing = tasks.create_task(produce(args))
         # Each member joins once the one before it has its assignment.
         for index, name in enumerate(MEMBERS):
             if index:
-                await holdings.wait_until(settled(MEMBERS[index - 1]))
+                await members.wait_until(settled(MEMBERS[index - 1]))
                 await asyncio.sleep(args.stagger)
-            tasks.create_task(member(name, args, holdings, leave[name], read))
-        await holdings.wait_until(settled(*MEMBERS))
+            tasks.create_task(member(name, args, members, leave[name]))
+        await members.wait_until(settled(*MEMBERS))
         await asyncio.sleep(args.stagger)
         # member-2 leaves; the others are assigned its partitions.
-        before = holdings.assignments.copy()
+        before = members.assignments.copy()
         leave["member-2"].set()
-        await holdings.wait_until(
-            lambda: all(holdings.assignments[n] > before[n] for n in ("member-1", "member-3"))
+        await members.wait_until(
+            lambda: all(members.assignments[n] > before[n] for n in ("member-1", "member-3"))
         )
         await producing
-        await asyncio.sleep(args.stagger)  # time to read the last records
+        await members.wait_read(args.records, IDLE_SECONDS)
         leave["member-1"].set()
         leave["member-3"].set()
-    print(f"read {sum(read.values())} records in all")
+    print(f"read {sum(members.read.values())} records in all")
     await print_committed(args.bootstrap, args.group, "after")
 
 

@@ -34,6 +34,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 PARTITIONS = 6
 MEMBERS = ("member-1", "member-2", "member-3")
+#: The last members leave once they have read every record produced, or after
+#: this long without one (members of other processes may have read the rest).
+IDLE_SECONDS = 3.0
 
 
 def ensure_topic(bootstrap: str, topic: str) -> None:
@@ -72,6 +75,7 @@ class Group:
         #: How many assignments each member has had.
         self.assignments = dict.fromkeys(MEMBERS, 0)
         self.read = dict.fromkeys(MEMBERS, 0)
+        self.last_read = time.monotonic()
         self.first_offsets: dict[str, dict[int, int]] = {name: {} for name in MEMBERS}
         # Idempotent: a batch librdkafka sends again is written once.
         self.producer = Producer({"bootstrap.servers": args.bootstrap, "enable.idempotence": True})
@@ -139,6 +143,7 @@ class Group:
             assert partition is not None and offset is not None  # set on every record
             self.first_offsets[name].setdefault(partition, offset)
             self.read[name] += 1
+            self.last_read = time.monotonic()
 
     def poll_until(self, condition: Callable[[], Any], then_seconds: float = 0.0) -> None:
         while not condition():
@@ -167,11 +172,13 @@ def main(args: argparse.Namespace) -> None:
     before = dict(group.assignments)
     group.leave("member-2")
     group.poll_until(
+        lambda: all(group.assignments[n] > before[n] for n in ("member-1", "member-3"))
+    )
+    group.poll_until(
         lambda: (
-            all(group.assignments[n] > before[n] for n in ("member-1", "member-3"))
-            and group.sent == args.records
-        ),
-        args.stagger,  # time to read the last records
+            sum(group.read.values()) >= args.records
+            or time.monotonic() - group.last_read >= IDLE_SECONDS
+        )
     )
     group.leave("member-1")
     group.leave("member-3")

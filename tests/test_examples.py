@@ -355,13 +355,13 @@ def test_tail_example_follows_what_is_written_after_it_starts(broker: BrokerProc
         topic,
         "--from-beginning",
         "--idle-seconds",
-        "0.3",
+        "0.5",
     )
     values = re.findall(r"^partition \d+ offset \d+ \S+: (.*)$", everything, re.MULTILINE)
     assert sorted(values) == sorted(
         [f"order {i}" for i in range(3)] + [f"order {i}" for i in range(10)]
     )
-    assert everything.endswith("nothing new for 0.3 s: stopping\n")
+    assert everything.endswith("nothing new for 0.5 s: stopping\n")
 
 
 def test_embedded_with_listener_example_serves_and_consumes_in_process(tmp_path: Path) -> None:
@@ -409,7 +409,7 @@ async def _lag(bootstrap: str, group: str) -> int:
 def test_pipeline_example_writes_every_output_once_and_commits(broker: BrokerProcess) -> None:
     source, sink, group = _name("orders"), _name("processed"), _name("pipeline")
     flags = ["--bootstrap", broker.bootstrap, "--input", source, "--output", sink]
-    flags += ["--group", group, "--seed", "40", "--idle-seconds", "0.5"]
+    flags += ["--group", group, "--seed", "40", "--idle-seconds", "1"]
     first = run_example("at_least_once_pipeline.py", *flags)
     assert f"wrote 40 sample orders to {source}" in first
     assert "stopping after 40 records" in first
