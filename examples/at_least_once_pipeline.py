@@ -41,25 +41,37 @@ import math
 import trio
 
 from trioring.client import (
+    Admin,
     CommitFailedError,
     ConsumerRecord,
     open_admin,
     open_consumer,
     open_producer,
 )
+from trioring.errors import KafkaError
 
 PARTITIONS = 6
 #: Records processed per round: read, write, wait for the acknowledgements, commit.
 BATCH_RECORDS_MAX = 500
 
 
+async def ensure_topic(admin: Admin, topic: str) -> None:
+    """Create ``topic`` with 6 partitions, unless it exists."""
+    if topic in await admin.list_topics():
+        return
+    try:
+        await admin.create_topic(topic, partitions=PARTITIONS)
+    except KafkaError:
+        if topic in await admin.list_topics():
+            return  # another script created it meanwhile
+        raise
+    print(f"created topic {topic} with {PARTITIONS} partitions")
+
+
 async def prepare_topics(args: argparse.Namespace) -> None:
     async with open_admin(args.bootstrap) as admin:
-        existing = await admin.list_topics()
         for topic in (args.input, args.output):
-            if topic not in existing:
-                await admin.create_topic(topic, partitions=PARTITIONS)
-                print(f"created topic {topic} with {PARTITIONS} partitions")
+            await ensure_topic(admin, topic)
         info = await admin.describe_topic(args.input)
         ends = await admin.list_offsets([(args.input, p.partition) for p in info.partitions])
     if not any(ends.values()) and args.seed:

@@ -28,11 +28,19 @@ from collections.abc import Callable, Iterable
 
 import trio
 
-from trioring.client import open_admin, open_consumer, open_producer
+from trioring.client import (
+    Admin,
+    ConsumerRecord,
+    RecordMetadata,
+    open_admin,
+    open_consumer,
+    open_producer,
+)
+from trioring.errors import KafkaError
 
 PARTITIONS = 6
 MEMBERS = ("member-1", "member-2", "member-3")
-#: The last members leave once they have read every record produced, or after
+#: The last members leave once they have read every record written, or after
 #: this long without one (members of other processes may have read the rest).
 IDLE_SECONDS = 3.0
 
@@ -46,6 +54,9 @@ class Members:
         #: How many assignments each member has had.
         self.assignments: Counter[str] = Counter()
         self.read: Counter[str] = Counter()
+        #: Per partition, the offset after the last record read, and after the last written.
+        self.read_to: dict[int, int] = {}
+        self.written_to: dict[int, int] = {}
         self._changed = trio.Event()
 
     def update(self, name: str, partitions: list[int] | None, *, assigned: bool) -> None:
@@ -53,9 +64,16 @@ class Members:
         self.assignments[name] += assigned
         self._notify()
 
-    def count_read(self, name: str, records: int) -> None:
-        self.read[name] += records
+    def count_read(self, name: str, records: list[ConsumerRecord]) -> None:
+        self.read[name] += len(records)
+        for record in records:
+            self.read_to[record.partition] = max(
+                self.read_to.get(record.partition, 0), record.offset + 1
+            )
         self._notify()
+
+    def count_written(self, where: RecordMetadata) -> None:
+        self.written_to[where.partition] = where.offset + 1
 
     def _notify(self) -> None:
         self._changed.set()
@@ -65,10 +83,10 @@ class Members:
         while not condition():
             await self._changed.wait()
 
-    async def wait_read(self, records: int, idle_seconds: float) -> None:
-        """Until the members have read ``records`` records, or none for ``idle_seconds``
+    async def wait_read_all(self, idle_seconds: float) -> None:
+        """Until the members have read every record written, or none for ``idle_seconds``
         (members of other processes in the group may have read the rest)."""
-        while sum(self.read.values()) < records:
+        while any(self.read_to.get(p, 0) < end for p, end in self.written_to.items()):
             with trio.move_on_after(idle_seconds) as idle:
                 await self._changed.wait()
             if idle.cancelled_caught:
@@ -79,11 +97,17 @@ def numbers(partitions: Iterable[tuple[str, int]]) -> list[int]:
     return sorted(partition for _, partition in partitions)
 
 
-async def ensure_topic(bootstrap: str, topic: str) -> None:
-    async with open_admin(bootstrap) as admin:
-        if topic not in await admin.list_topics():
-            await admin.create_topic(topic, partitions=PARTITIONS)
-            print(f"created topic {topic} with {PARTITIONS} partitions")
+async def ensure_topic(admin: Admin, topic: str) -> None:
+    """Create ``topic`` with 6 partitions, unless it exists."""
+    if topic in await admin.list_topics():
+        return
+    try:
+        await admin.create_topic(topic, partitions=PARTITIONS)
+    except KafkaError:
+        if topic in await admin.list_topics():
+            return  # another script created it meanwhile
+        raise
+    print(f"created topic {topic} with {PARTITIONS} partitions")
 
 
 async def print_committed(bootstrap: str, group: str, when: str) -> None:
@@ -97,13 +121,12 @@ async def print_committed(bootstrap: str, group: str, when: str) -> None:
         print(f"{when}: group {group} has no committed offsets: it starts from the beginning")
 
 
-async def produce(args: argparse.Namespace, done: trio.Event) -> None:
+async def produce(args: argparse.Namespace, members: Members, done: trio.Event) -> None:
     async with open_producer(args.bootstrap) as producer:
         for number in range(args.records):
             # Orders of one customer share a key, so they land in one partition, in order.
-            await producer.send(
-                args.topic, b"order %d" % number, key=b"customer-%d" % (number % 10)
-            )
+            key = b"customer-%d" % (number % 10)
+            members.count_written(await producer.send(args.topic, b"order %d" % number, key=key))
             await trio.sleep(1 / args.rate)
     print(f"producer: sent {args.records} records")
     done.set()
@@ -141,7 +164,8 @@ async def member(name: str, args: argparse.Namespace, members: Members, leave: t
             records = await consumer.getmany(timeout_s=0.2)
             for record in records:
                 first_offsets.setdefault(record.partition, record.offset)
-            members.count_read(name, len(records))
+            if records:
+                members.count_read(name, records)
         print(f"{name}: leaving")
     # Leaving the block without an exception committed what this member read
     # and left the group, so the others rebalance at once.
@@ -150,7 +174,8 @@ async def member(name: str, args: argparse.Namespace, members: Members, leave: t
 
 
 async def main(args: argparse.Namespace) -> None:
-    await ensure_topic(args.bootstrap, args.topic)
+    async with open_admin(args.bootstrap) as admin:
+        await ensure_topic(admin, args.topic)
     await print_committed(args.bootstrap, args.group, "before")
     members = Members()
     leave = {name: trio.Event() for name in MEMBERS}
@@ -161,7 +186,7 @@ async def main(args: argparse.Namespace) -> None:
         return lambda: all(members.partitions.get(name) is not None for name in names)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(produce, args, produced)
+        nursery.start_soon(produce, args, members, produced)
         # Each member joins once the one before it has its assignment.
         for index, name in enumerate(MEMBERS):
             if index:
@@ -177,7 +202,7 @@ async def main(args: argparse.Namespace) -> None:
             lambda: all(members.assignments[n] > before[n] for n in ("member-1", "member-3"))
         )
         await produced.wait()
-        await members.wait_read(args.records, IDLE_SECONDS)
+        await members.wait_read_all(IDLE_SECONDS)
         leave["member-1"].set()
         leave["member-3"].set()
     print(f"read {sum(members.read.values())} records in all")

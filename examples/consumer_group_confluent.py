@@ -29,12 +29,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 PARTITIONS = 6
 MEMBERS = ("member-1", "member-2", "member-3")
-#: The last members leave once they have read every record produced, or after
+#: The last members leave once they have read every record written, or after
 #: this long without one (members of other processes may have read the rest).
 IDLE_SECONDS = 3.0
 
@@ -42,10 +42,16 @@ IDLE_SECONDS = 3.0
 def ensure_topic(bootstrap: str, topic: str) -> None:
     # log_level 4: warnings and worse (not the notice librdkafka logs as the client closes).
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
-    if topic not in admin.list_topics(timeout=30).topics:
-        for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
+    if topic in admin.list_topics(timeout=30).topics:
+        return
+    for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
+        try:
             future.result()  # raises if the broker refused
-        print(f"created topic {topic} with {PARTITIONS} partitions")
+        except KafkaException as error:
+            if error.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return  # another script created it meanwhile
+            raise
+    print(f"created topic {topic} with {PARTITIONS} partitions")
 
 
 def print_committed(bootstrap: str, topic: str, group: str, when: str) -> None:
@@ -76,6 +82,9 @@ class Group:
         self.assignments = dict.fromkeys(MEMBERS, 0)
         self.read = dict.fromkeys(MEMBERS, 0)
         self.last_read = time.monotonic()
+        #: Per partition, the offset after the last record read, and after the last written.
+        self.read_to: dict[int, int] = {}
+        self.written_to: dict[int, int] = {}
         self.first_offsets: dict[str, dict[int, int]] = {name: {} for name in MEMBERS}
         # Idempotent: a batch librdkafka sends again is written once.
         self.producer = Producer({"bootstrap.servers": args.bootstrap, "enable.idempotence": True})
@@ -126,7 +135,9 @@ class Group:
         while self.sent < due:
             # Orders of one customer share a key, so they land in one partition, in order.
             key = b"customer-%d" % (self.sent % 10)
-            self.producer.produce(self.args.topic, b"order %d" % self.sent, key=key)
+            self.producer.produce(
+                self.args.topic, b"order %d" % self.sent, key=key, on_delivery=self.delivered
+            )
             self.sent += 1
             if self.sent == self.args.records:
                 self.producer.flush()
@@ -144,6 +155,20 @@ class Group:
             self.first_offsets[name].setdefault(partition, offset)
             self.read[name] += 1
             self.last_read = time.monotonic()
+            self.read_to[partition] = max(self.read_to.get(partition, 0), offset + 1)
+
+    def delivered(self, error: KafkaError | None, message: Message) -> None:
+        """Called by producer.poll() and flush() with each record's delivery result."""
+        if error is not None:
+            raise KafkaException(error)
+        partition, offset = message.partition(), message.offset()
+        assert partition is not None and offset is not None
+        self.written_to[partition] = max(self.written_to.get(partition, 0), offset + 1)
+
+    def read_all(self) -> bool:
+        """The members have read every record written, or none for IDLE_SECONDS."""
+        behind = any(self.read_to.get(p, 0) < end for p, end in self.written_to.items())
+        return not behind or time.monotonic() - self.last_read >= IDLE_SECONDS
 
     def poll_until(self, condition: Callable[[], Any], then_seconds: float = 0.0) -> None:
         while not condition():
@@ -174,12 +199,7 @@ def main(args: argparse.Namespace) -> None:
     group.poll_until(
         lambda: all(group.assignments[n] > before[n] for n in ("member-1", "member-3"))
     )
-    group.poll_until(
-        lambda: (
-            sum(group.read.values()) >= args.records
-            or time.monotonic() - group.last_read >= IDLE_SECONDS
-        )
-    )
+    group.poll_until(lambda: group.sent == args.records and group.read_all())
     group.leave("member-1")
     group.leave("member-3")
     print(f"read {sum(group.read.values())} records in all")

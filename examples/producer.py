@@ -20,20 +20,28 @@ import argparse
 
 import trio
 
-from trioring.client import SendHandle, open_admin, open_producer
+from trioring.client import Admin, SendHandle, open_admin, open_producer
+from trioring.errors import KafkaError
 
 PARTITIONS = 6
 
 
-async def ensure_topic(bootstrap: str, topic: str) -> None:
-    async with open_admin(bootstrap) as admin:
-        if topic not in await admin.list_topics():
-            await admin.create_topic(topic, partitions=PARTITIONS)
-            print(f"created topic {topic} with {PARTITIONS} partitions")
+async def ensure_topic(admin: Admin, topic: str) -> None:
+    """Create ``topic`` with 6 partitions, unless it exists."""
+    if topic in await admin.list_topics():
+        return
+    try:
+        await admin.create_topic(topic, partitions=PARTITIONS)
+    except KafkaError:
+        if topic in await admin.list_topics():
+            return  # another script created it meanwhile
+        raise
+    print(f"created topic {topic} with {PARTITIONS} partitions")
 
 
 async def main(args: argparse.Namespace) -> None:
-    await ensure_topic(args.bootstrap, args.topic)
+    async with open_admin(args.bootstrap) as admin:
+        await ensure_topic(admin, args.topic)
     async with open_producer(args.bootstrap, acks="all", idempotence=True) as producer:
         handles: list[tuple[bytes, SendHandle]] = []
         for number in range(args.count):

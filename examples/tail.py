@@ -24,16 +24,28 @@ from typing import Literal
 
 import trio
 
-from trioring.client import open_admin, open_consumer
+from trioring.client import Admin, open_admin, open_consumer
+from trioring.errors import KafkaError
 
 PARTITIONS = 6
 
 
+async def ensure_topic(admin: Admin, topic: str) -> None:
+    """Create ``topic`` with 6 partitions, unless it exists."""
+    if topic in await admin.list_topics():
+        return
+    try:
+        await admin.create_topic(topic, partitions=PARTITIONS)
+    except KafkaError:
+        if topic in await admin.list_topics():
+            return  # another script created it meanwhile
+        raise
+    print(f"created topic {topic} with {PARTITIONS} partitions")
+
+
 async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     async with open_admin(bootstrap) as admin:
-        if topic not in await admin.list_topics():
-            await admin.create_topic(topic, partitions=PARTITIONS)
-            print(f"created topic {topic} with {PARTITIONS} partitions")
+        await ensure_topic(admin, topic)
         info = await admin.describe_topic(topic)
     return [partition.partition for partition in info.partitions]
 
