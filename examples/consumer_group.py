@@ -6,10 +6,11 @@ Start a broker (``python -m trioring``), then run::
 
 A producer writes ``--records`` keyed records to the topic (``orders``,
 created with 6 partitions if missing) while the members come and go: member-1
-joins, then member-2, then member-3, and member-2 leaves before the end. Each
-step waits for the group to settle (plus ``--stagger`` seconds, to follow it),
-and every member prints the partitions the group gives it and takes back
-(``on_assigned`` / ``on_revoked``). Offsets are committed automatically:
+joins, then member-2, then member-3, then member-2 leaves, and the last two
+leave once they have read every record written. Each step waits for the
+group to settle (plus ``--stagger`` seconds, to follow it), and every member
+prints the partitions the group gives it and takes back (``on_assigned`` /
+``on_revoked``). Offsets are committed automatically:
 every second, before each rebalance, and when a member leaves. So a second
 run resumes where the first one stopped: it prints the group's committed
 offsets first, and each member's first offsets read are those.
