@@ -206,6 +206,28 @@ async def test_a_seek_right_after_assign_wins_over_auto_offset_reset(
             await consumer.seek_to_timestamp(-1)
 
 
+async def test_a_seek_right_after_assign_is_not_undone(target: Target, topic: str) -> None:
+    """A fresh partition's position is looked up in the background ("latest" here); a
+    seek made meanwhile is what the user asked for, and wins. (It was dropped when
+    the lookup answered first: a tail asked to start from the beginning started at
+    the end.)"""
+    await target.create_topic(topic, 1)
+    sent = sample(5)
+    await target.produce(topic, sent)
+    for _ in range(5):
+        async with open_consumer(target.connect, fetch_max_wait_ms=FETCH_WAIT_MS) as consumer:
+            consumer.assign([(topic, 0)])
+            await consumer.seek_to_beginning()
+            assert await consumer.position(topic, 0) == 0
+            check(await read(consumer, 5), sent, topic, 0)
+        async with open_consumer(
+            target.connect, auto_offset_reset="earliest", fetch_max_wait_ms=FETCH_WAIT_MS
+        ) as consumer:
+            consumer.assign([(topic, 0)])
+            await consumer.seek_to_end()
+            assert await consumer.position(topic, 0) == 5
+
+
 async def test_pause_and_resume(target: Target, topic: str) -> None:
     await target.create_topic(topic, 2)
     sent = {p: sample(10, p) for p in (0, 1)}

@@ -23,7 +23,13 @@ import trio
 from kio.schema.errors import ErrorCode
 
 import trioring
-from trioring.client import CommitFailedError, open_admin, open_consumer, open_producer
+from trioring.client import (
+    CommitFailedError,
+    Consumer,
+    open_admin,
+    open_consumer,
+    open_producer,
+)
 from trioring.client._assignors import MemberSubscription, assign
 from trioring.config import GroupConfig
 from trioring.errors import InvalidArgumentError, KafkaError
@@ -686,3 +692,43 @@ async def test_a_raising_callback_is_raised_by_the_next_read(
         with trio.fail_after(SCENARIO_SECONDS):
             record = await consumer.__anext__()
     assert record.value == b"after"
+
+
+async def test_heartbeats_during_a_slow_revocation_cause_no_second_rebalance(
+    shared_broker: BrokerProcess,
+) -> None:
+    """An eager member revoking while its reader holds records keeps heartbeating, and
+    those heartbeats are answered REBALANCE_IN_PROGRESS: the join under way answers
+    them. (They used to make the member join again as soon as the rebalance was done,
+    so every join or leave cost the group two rebalances.)"""
+    bootstrap = shared_broker.bootstrap
+    topic, group = _name("slow-revoke"), _name("g")
+    await _create(bootstrap, topic, 2)
+    await _produce(bootstrap, topic, [b"%d" % i for i in range(200)])
+
+    async def slow_reader(consumer: Consumer, stop: trio.Event) -> None:
+        while not stop.is_set():
+            if await consumer.getmany(timeout_s=0.1, max_records=1):
+                # Holds its record for several heartbeat intervals: a revocation waits.
+                await trio.sleep(1.0)
+
+    settings = {**GROUP_SETTINGS, "assignors": ["range"]}
+    stop = trio.Event()
+    async with (
+        open_consumer(bootstrap, group_id=group, topics=[topic], **settings) as first,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(slow_reader, first, stop)
+        await _until(lambda: len(first.assignment()) == 2, "the first member has both")
+        async with open_consumer(bootstrap, group_id=group, topics=[topic], **settings) as second:
+            nursery.start_soon(slow_reader, second, stop)
+            await _until(
+                lambda: len(first.assignment()) == len(second.assignment()) == 1,
+                "one partition each",
+                # Less than the rebalance timeout, which a revocation once waited out.
+                seconds=GROUP_SETTINGS["rebalance_timeout_ms"] / 1000 / 2,
+            )
+            await trio.sleep(2.0)  # a second rebalance, if any, starts within a heartbeat
+            rebalances = first.statistics()["group"]["rebalances"]
+            stop.set()
+    assert rebalances == 2  # alone, then with the second member

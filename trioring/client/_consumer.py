@@ -159,6 +159,8 @@ class _PartitionState:
     error: Exception | None = None
     #: The position before the records the reader holds now (None: it holds none).
     unfinished_from: int | None = None
+    #: The group is taking the partition away: the reader gets no more of its records.
+    revoking: bool = False
     high_watermark: int = -1
     log_start_offset: int = -1
 
@@ -258,10 +260,24 @@ class Consumer:
         self._held = [s for s in self._held if any(self._partitions.get(tp) is s for tp in kept)]
         self._assign(sorted(kept))
 
-    async def _reader_at_rest(self) -> None:
-        """Return once the reader holds no records (it is in a read call, or never read)."""
-        while self._held:
-            await self._changed.wait()
+    async def _reader_done_with(self, partitions: Iterable[TopicPartition]) -> None:
+        """Return once the reader holds no records of ``partitions`` (it came back for
+        more, or never read them), and give it none of theirs meanwhile.
+
+        Without the second half a reader with records buffered would never be seen
+        done: each read call takes new records as it finishes the last ones. The
+        caller takes the partitions away (``_set_group_assignment``) before its next
+        checkpoint, or the reader would miss their records for good.
+        """
+        states = [state for tp in partitions if (state := self._partitions.get(tp)) is not None]
+        for state in states:
+            state.revoking = True
+        try:
+            while any(held is state for held in self._held for state in states):
+                await self._changed.wait()
+        finally:
+            for state in states:
+                state.revoking = False
 
     def _finished_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """The offset after the records the reader has finished with, per partition."""
@@ -458,7 +474,7 @@ class Consumer:
         self._next_reader += 1
         for index in range(len(states)):
             state = states[(start + index) % len(states)]
-            if state.paused or not state.buffer:
+            if state.paused or state.revoking or not state.buffer:
                 continue
             was_full = state.buffered_bytes >= self._partition_bytes_max
             if state.unfinished_from is None:

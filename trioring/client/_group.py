@@ -222,7 +222,8 @@ class GroupMembership:
             await trio.sleep(self._heartbeat_interval_s)
             if self.generation_id < 0 or self._joining:
                 continue
-            generation, member_id = self.generation_id, self.member_id
+            sent = self.generation_id, self.member_id, self._counters["joins"]
+            generation, member_id, _ = sent
             try:
                 connection = await self._coordinator_connection()
                 _, response = await connection.request(
@@ -239,8 +240,8 @@ class GroupMembership:
                 self._coordinator = None
                 continue
             self._counters["heartbeats"] += 1
-            if (generation, member_id) != (self.generation_id, self.member_id):
-                continue  # a join went by meanwhile: this answer is about the old one
+            if sent != (self.generation_id, self.member_id, self._counters["joins"]):
+                continue  # a join started meanwhile: this answer is about the old generation
             code = ErrorCode(response.error_code)
             if code == ErrorCode.none:
                 continue
@@ -297,13 +298,18 @@ class GroupMembership:
 
     async def _join(self) -> None:
         self._stable = False
-        if self.generation_id >= 0 and self._auto_commit_interval_s is not None:
-            await self.commit_finished()
         if not self.cooperative and self.owned:
+            # Eager: the revocation commits (auto-commit), once the reader is done.
             await self._revoke(set(self.owned))
+        elif self.generation_id >= 0 and self._auto_commit_interval_s is not None:
+            await self.commit_finished()
         await self._report_lost()
         if self._pattern is not None:
             await self._cluster.refresh(None)
+        # This join answers every request to join made until now: heartbeats keep
+        # going while the member revokes, and each is answered REBALANCE_IN_PROGRESS
+        # (a request kept would cost the group a second rebalance at once).
+        self._rejoin = trio.Event()
         self.subscribed = self._matching_topics()
         self._counters["joins"] += 1
         self._joining = True
@@ -320,7 +326,11 @@ class GroupMembership:
         finally:
             self._joining = False
         if self._lost is not None:
-            return  # SyncGroup said so: reported, and joined again, by the run loop
+            # SyncGroup said so, or the membership was lost before JoinGroup went
+            # out (its request to join was answered by this one): the run loop
+            # reports it and joins again.
+            self._rejoin.set()
+            return
         self._counters["rebalances"] += 1
         await self._apply(assigned)
 
@@ -490,7 +500,7 @@ class GroupMembership:
         """Give partitions back: once the reader is done with them, commit and call back."""
         if wait:
             with trio.move_on_after(self._rebalance_timeout_ms / 1000):
-                await self._consumer._reader_at_rest()
+                await self._consumer._reader_done_with(partitions)
         if self._lost is not None:
             return  # lost meanwhile: reported as lost, not revoked, and not committed
         finished = self._consumer._finished_offsets(partitions)
