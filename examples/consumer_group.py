@@ -24,6 +24,7 @@ their members share the 6 partitions with these (all of them speak the
 from __future__ import annotations
 
 import argparse
+import signal
 from collections import Counter
 from collections.abc import Callable, Iterable
 
@@ -122,9 +123,13 @@ async def print_committed(bootstrap: str, group: str, when: str) -> None:
         print(f"{when}: group {group} has no committed offsets: it starts from the beginning")
 
 
-async def produce(args: argparse.Namespace, members: Members, done: trio.Event) -> None:
+async def produce(
+    args: argparse.Namespace, members: Members, done: trio.Event, steps: trio.CancelScope
+) -> None:
     async with open_producer(args.bootstrap) as producer:
         for number in range(args.records):
+            if steps.cancel_called:
+                return  # Ctrl-C: what is queued is flushed as the block ends
             # Orders of one customer share a key, so they land in one partition, in order.
             key = b"customer-%d" % (number % 10)
             members.count_written(await producer.send(args.topic, b"order %d" % number, key=key))
@@ -156,8 +161,8 @@ async def member(name: str, args: argparse.Namespace, members: Members, leave: t
         on_revoked=on_revoked,
         auto_commit_interval_ms=1000,
         # Quicker rebalances than Kafka's defaults (3 s and 45 s), for a demo:
-        # members notice a join within half a second, and the members of a run
-        # stopped with Ctrl-C (which cannot leave the group) are dropped after 10 s.
+        # members notice a join within half a second, and a member of a run that
+        # was killed (and so could not leave the group) is dropped after 10 s.
         heartbeat_interval_ms=500,
         session_timeout_ms=10_000,
     ) as consumer:
@@ -181,31 +186,51 @@ async def main(args: argparse.Namespace) -> None:
     members = Members()
     leave = {name: trio.Event() for name in MEMBERS}
     produced = trio.Event()
+    # Ctrl-C stops the producer and the steps, and asks every member to leave:
+    # a member that leaves its block normally commits what it read and sends
+    # LeaveGroup (a cancelled one could not), so the next run resumes there.
+    steps = trio.CancelScope()
 
     def settled(*names: str) -> Callable[[], bool]:
         """Each of these members has its assignment (others' members may take them all)."""
         return lambda: all(members.partitions.get(name) is not None for name in names)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(produce, args, members, produced)
-        # Each member joins once the one before it has its assignment.
-        for index, name in enumerate(MEMBERS):
-            if index:
-                await members.wait_until(settled(MEMBERS[index - 1]))
+    async def on_ctrl_c(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()
+            async for _ in signals:
+                print("Ctrl-C: the members leave the group, committing what they read")
+                steps.cancel()
+                for event in leave.values():
+                    event.set()
+                return
+
+    async with trio.open_nursery() as watching:
+        await watching.start(on_ctrl_c)
+        async with trio.open_nursery() as nursery:
+            with steps:
+                nursery.start_soon(produce, args, members, produced, steps)
+                # Each member joins once the one before it has its assignment.
+                for index, name in enumerate(MEMBERS):
+                    if index:
+                        await members.wait_until(settled(MEMBERS[index - 1]))
+                        await trio.sleep(args.stagger)
+                    nursery.start_soon(member, name, args, members, leave[name])
+                await members.wait_until(settled(*MEMBERS))
                 await trio.sleep(args.stagger)
-            nursery.start_soon(member, name, args, members, leave[name])
-        await members.wait_until(settled(*MEMBERS))
-        await trio.sleep(args.stagger)
-        # member-2 leaves; the others are assigned its partitions.
-        before = members.assignments.copy()
-        leave["member-2"].set()
-        await members.wait_until(
-            lambda: all(members.assignments[n] > before[n] for n in ("member-1", "member-3"))
-        )
-        await produced.wait()
-        await members.wait_read_all(IDLE_SECONDS)
-        leave["member-1"].set()
-        leave["member-3"].set()
+                # member-2 leaves; the others are assigned its partitions.
+                before = members.assignments.copy()
+                leave["member-2"].set()
+                await members.wait_until(
+                    lambda: all(
+                        members.assignments[n] > before[n] for n in ("member-1", "member-3")
+                    )
+                )
+                await produced.wait()
+                await members.wait_read_all(IDLE_SECONDS)
+                leave["member-1"].set()
+                leave["member-3"].set()
+        watching.cancel_scope.cancel()
     print(f"read {sum(members.read.values())} records in all")
     await print_committed(args.bootstrap, args.group, "after")
 

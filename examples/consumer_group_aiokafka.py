@@ -250,4 +250,9 @@ def parse_arguments() -> argparse.Namespace:
 if __name__ == "__main__":
     # aiokafka warns of every rebalance it hears of in a heartbeat; the callbacks say more.
     logging.getLogger("aiokafka.consumer.group_coordinator").setLevel(logging.ERROR)
-    asyncio.run(main(parse_arguments()))
+    try:
+        asyncio.run(main(parse_arguments()))
+    except KeyboardInterrupt:
+        # asyncio cancelled main(): each member's block closed its consumer, which
+        # committed what it read and left the group.
+        print("Ctrl-C: the members left the group, committing what they read")

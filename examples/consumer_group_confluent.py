@@ -25,6 +25,7 @@ thread (each has threads of its own that heartbeat).
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -70,6 +71,10 @@ def print_committed(bootstrap: str, topic: str, group: str, when: str) -> None:
         print(f"{when}: group {group} has no committed offsets: it starts from the beginning")
 
 
+class Interrupted(Exception):
+    """Ctrl-C, raised from Python code between polls (see main)."""
+
+
 class Group:
     """The members, the producer, and one loop that polls them all."""
 
@@ -86,6 +91,8 @@ class Group:
         self.read_to: dict[int, int] = {}
         self.written_to: dict[int, int] = {}
         self.first_offsets: dict[str, dict[int, int]] = {name: {} for name in MEMBERS}
+        #: Set by Ctrl-C (see main).
+        self.interrupted = False
         # Idempotent: a batch librdkafka sends again is written once.
         self.producer = Producer({"bootstrap.servers": args.bootstrap, "enable.idempotence": True})
         self.started = time.monotonic()
@@ -173,9 +180,15 @@ class Group:
     def poll_until(self, condition: Callable[[], Any], then_seconds: float = 0.0) -> None:
         while not condition():
             self.poll_once()
+            self.check_interrupted()
         deadline = time.monotonic() + then_seconds
         while time.monotonic() < deadline:
             self.poll_once()
+            self.check_interrupted()
+
+    def check_interrupted(self) -> None:
+        if self.interrupted:
+            raise Interrupted
 
 
 def main(args: argparse.Namespace) -> None:
@@ -183,6 +196,27 @@ def main(args: argparse.Namespace) -> None:
     print_committed(args.bootstrap, args.topic, args.group, "before")
     group = Group(args)
 
+    def on_ctrl_c(signal_number: int, frame: object) -> None:
+        # Only a flag: a KeyboardInterrupt raised inside librdkafka's poll()
+        # can break the client (SystemError: returned NULL without an exception).
+        group.interrupted = True
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        run_steps(group, args)
+    except Interrupted:
+        # Ctrl-C: the members still leave the group, committing what they read
+        # (close() does both), so the next run resumes there.
+        print("Ctrl-C: the members leave the group, committing what they read")
+        for name in list(group.members):
+            group.leave(name)
+        group.producer.flush()
+        return
+    print(f"read {sum(group.read.values())} records in all")
+    print_committed(args.bootstrap, args.topic, args.group, "after")
+
+
+def run_steps(group: Group, args: argparse.Namespace) -> None:
     def settled(*names: str) -> Callable[[], bool]:
         """Each of these members has its assignment (others' members may take them all)."""
         return lambda: all(group.partitions.get(name) is not None for name in names)
@@ -202,8 +236,6 @@ def main(args: argparse.Namespace) -> None:
     group.poll_until(lambda: group.sent == args.records and group.read_all())
     group.leave("member-1")
     group.leave("member-3")
-    print(f"read {sum(group.read.values())} records in all")
-    print_committed(args.bootstrap, args.topic, args.group, "after")
 
 
 def parse_arguments() -> argparse.Namespace:

@@ -279,6 +279,41 @@ def test_consumer_group_example_splits_commits_and_resumes(broker: BrokerProcess
     _check_group_run(second, 30)
 
 
+@pytest.mark.parametrize(
+    "script", ["consumer_group.py", "consumer_group_confluent.py", "consumer_group_aiokafka.py"]
+)
+def test_group_examples_leave_the_group_on_ctrl_c(broker: BrokerProcess, script: str) -> None:
+    """Ctrl-C mid-run: no traceback, and the members left (the group is empty at once)."""
+    topic, group = _name("orders"), _name("readers")
+    flags = ["--bootstrap", broker.bootstrap, "--topic", topic, "--group", group]
+    process = subprocess.Popen(
+        _example_command(script, *flags, "--stagger", "5"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_example_environment(),
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("member-1: assigned"):
+                break
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=EXAMPLE_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "Ctrl-C: the members" in out, err
+
+    async def members() -> int:
+        async with open_admin(broker.bootstrap) as admin:
+            return len((await admin.describe_group(group)).members)
+
+    assert trio.run(members) == 0
+
+
 def test_confluent_and_aiokafka_group_examples_share_the_group(broker: BrokerProcess) -> None:
     """The librdkafka members read and commit; the aiokafka members resume from there."""
     pytest.importorskip("confluent_kafka")
