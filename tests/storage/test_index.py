@@ -7,6 +7,8 @@ import os
 import tempfile
 
 import pytest
+import trio
+import trio.lowlevel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from storage_support import exists, file_size, read_file
@@ -279,3 +281,36 @@ async def test_missing_index_of_a_non_empty_segment_is_damaged(tmp_path: os.Path
     index, backend = await open_index(path, log_size=5000)
     assert index.last_entry() == (BASE + 4, 600, 3)
     await index.close(backend)
+
+
+class _SlowWrites(FallbackBackend):
+    """A backend whose writes take a scheduler pass, as io_uring's do."""
+
+    async def pwritev(self, fd: int, buffers: list[bytes], offset: int) -> int:
+        await trio.lowlevel.checkpoint()
+        return await super().pwritev(fd, buffers, offset)
+
+
+async def test_entries_appended_during_a_write_are_written_by_the_next(
+    tmp_path: os.PathLike[str],
+) -> None:
+    """Entries appended while write_pending waited were counted as written: the next
+    write started past the file's end, and the hole of zero entries failed the next
+    open (every partition's index was rebuilt after a clean stop under load)."""
+    path = os.path.join(tmp_path, "x.index")
+    backend = _SlowWrites()
+    index = OffsetIndex(path, BASE)
+    await index.open(backend, log_size=0)
+    index.append(BASE + 1, 100, 1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(index.write_pending, backend)
+        await trio.lowlevel.checkpoint()  # the write has started and waits
+        index.append(BASE + 2, 200, 2)
+    index.append(BASE + 3, 300, 3)
+    await index.write_pending(backend)
+    await index.close(backend)
+    assert file_size(path) == 3 * ENTRY_BYTES
+    reopened, backend = await open_index(path, log_size=1000)
+    assert reopened.last_entry() == (BASE + 3, 300, 3)
+    assert len(reopened) == 3
+    await reopened.close(backend)

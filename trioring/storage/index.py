@@ -170,12 +170,16 @@ class OffsetIndex:
             return
         assert self._fd is not None
         start = self._persisted_entries
+        end = len(self._offsets)
         payload = b"".join(
             ENTRY.pack(self._offsets[i] - self.base_offset, self._positions[i], self._timestamps[i])
-            for i in range(start, len(self._offsets))
+            for i in range(start, end)
         )
         await backend.pwritev(self._fd, [payload], start * ENTRY_BYTES)
-        self._persisted_entries = len(self._offsets)
+        # Only what this call wrote: entries appended while it waited are the next
+        # call's. (Counting them as written made the next write start past the
+        # file's end, leaving a hole of zero entries that failed the next open.)
+        self._persisted_entries = max(self._persisted_entries, end)
         self._file_entries = max(self._file_entries, self._persisted_entries)
 
     async def sync(self, backend: FileBackend) -> None:
