@@ -355,6 +355,9 @@ assert PRODUCER_REQUEST_BYTES_MAX_DEFAULT <= PRODUCER_BUFFER_BYTES_DEFAULT
 # --- Command line (trioring topics / groups / produce / consume) -----------------
 #: How long a command waits for a bootstrap broker to accept a connection.
 CLI_CONNECT_TIMEOUT_SECONDS_DEFAULT = 5.0
+#: A command's first request (ApiVersions) checks the broker answers at all; an
+#: answer lists some 80 APIs at 7 bytes each: a much larger one is not Kafka's.
+CLI_API_VERSIONS_ANSWER_BYTES_MAX = 64 * KIB
 #: Records whose delivery ``trioring produce`` has not checked yet; the oldest is
 #: awaited when there are more, so a long input holds bounded memory.
 CLI_PRODUCE_UNCHECKED_RECORDS_MAX = 10_000
@@ -366,6 +369,11 @@ CLI_PRODUCE_LINE_BYTES_MAX = 1 * MIB
 CLI_CONSUME_BATCH_RECORDS_MAX = 500
 #: How often a non-following ``trioring consume`` checks whether it has read to the end.
 CLI_CONSUME_END_CHECK_SECONDS = 0.2
+#: How long a non-following group member of ``trioring consume`` holds an empty
+#: assignment before it concludes the other members hold every partition. (A
+#: cooperative rebalance gives a new member nothing first, its partitions a
+#: moment later.)
+CLI_CONSUME_UNASSIGNED_SECONDS = 3.0
 
 # --- Fault injection (trioring.testing; a test-only feature) ---------------------
 #: Fault rules pending at once in one injector (each a few hundred bytes).

@@ -45,7 +45,11 @@ class Run:
 
     def __call__(self, *arguments: str) -> tuple[int, bytes, str]:
         self.capture.readouterr()
-        code = main([*arguments, "-b", self.broker.bootstrap])
+        try:
+            code = main([*arguments, "-b", self.broker.bootstrap])
+        except SystemExit as exited:  # argparse's mistakes
+            assert isinstance(exited.code, int)
+            code = exited.code
         out, err = self.capture.readouterr()
         return code, out, err.decode()
 
@@ -157,6 +161,39 @@ def test_produce_and_consume_round_trip(run: Run, tmp_path: Path) -> None:
     assert run.ok("consume", topic, "--timestamp", "0").count(b"\n") == len(lines)
 
 
+def test_produce_reports_a_refused_line_and_delivers_the_rest(run: Run, tmp_path: Path) -> None:
+    topic = unique("longline")
+    run.ok("topics", "create", topic, "-p", "1")
+    source = tmp_path / "input.txt"
+    source.write_bytes(b"before\n" + b"x" * (2 << 20) + b"\nafter\n")
+    code, _, err = run("produce", topic, "--file", str(source), "-H", "raw=\udcff")
+    assert code == 1
+    assert "line 2 is longer than" in err
+    assert err.strip().splitlines()[-1].startswith("trioring: error: 1 of 3 records")
+    got = run.ok("consume", topic, "--from-beginning", "-F", "{value} {headers}")
+    assert got.splitlines() == [b"before raw=\xff", b"after raw=\xff"]
+
+
+def test_consume_offsets_stay_within_the_log(run: Run, broker: BrokerProcess) -> None:
+    confluent_admin = pytest.importorskip("confluent_kafka.admin")
+    confluent_kafka = pytest.importorskip("confluent_kafka")
+    topic = unique("bounded")
+    run.ok("topics", "create", topic, "-p", "1")
+    source = "".join(f"{i}\n" for i in range(20))
+    producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap})
+    for line in source.splitlines():
+        producer.produce(topic, line.encode(), partition=0)
+    assert producer.flush(30) == 0
+    admin = confluent_admin.AdminClient({"bootstrap.servers": broker.bootstrap})
+    [future] = admin.delete_records([confluent_kafka.TopicPartition(topic, 0, 15)]).values()
+    future.result(timeout=30)
+    # Before the log start (deleted): from the log start; past the end: nothing.
+    assert run.ok("consume", topic, "-o", "3").split() == [b"15", b"16", b"17", b"18", b"19"]
+    assert run.ok("consume", topic, "-o", "-100").split() == [b"15", b"16", b"17", b"18", b"19"]
+    assert run.ok("consume", topic, "-o", "-2").split() == [b"18", b"19"]
+    assert run.ok("consume", topic, "-o", "1000") == b""
+
+
 def test_group_consume_commits_and_the_groups_commands(run: Run, tmp_path: Path) -> None:
     topic, group = unique("grouped"), unique("group")
     run.ok("topics", "create", topic, "-p", "3")
@@ -199,6 +236,19 @@ def test_group_consume_commits_and_the_groups_commands(run: Run, tmp_path: Path)
     # One back, kept within the log (an empty partition stays at 0).
     assert all(o["lag"] == min(1, o["end"]) for o in shifted["offsets"])
 
+    # Its topic deleted, the group's offsets still show (with no end), and
+    # --all-topics has nothing left to move.
+    run.ok("topics", "delete", topic)
+    [orphaned] = run.json("groups", "describe", group)
+    assert {(o["partition"], o["end"], o["lag"]) for o in orphaned["offsets"]} == {
+        (0, None, None),
+        (1, None, None),
+        (2, None, None),
+    }
+    code, _, err = run("groups", "reset-offsets", group, "--all-topics", "--to-earliest")
+    assert code == 1
+    one_error_line(err, "committed in no topic")
+
     run.ok("groups", "delete", group)
     code, _, err = run("groups", "describe", group)
     assert code == 1
@@ -223,6 +273,15 @@ def test_mistakes_are_one_line_and_an_exit_code(
     code, _, err = run("produce", "x", "--file", "/nonexistent/input")
     assert code == 1
     one_error_line(err, "cannot read")
+
+    for arguments in (
+        ["topics", "create", "bad name"],
+        ["consume", "x", "--connect-timeout", "-1"],
+        ["produce", "x", "-H", "\udcff=value"],  # a key that is not UTF-8 (PEP 383)
+    ):
+        code, _, err = run(*arguments)
+        assert code == 2, err
+        one_error_line(err)
 
     capfdbinary.readouterr()
     assert main(["topics", "list", "-b", "127.0.0.1:1"]) == 1
@@ -328,6 +387,9 @@ def test_reset_offsets_refuses_a_group_with_members(run: Run, broker: BrokerProc
         )
         assert code == 1
         one_error_line(err, "active member")
+        # A second member gets no partition (the first holds the only one): without
+        # -f it ends, rather than wait for one.
+        assert run.ok("consume", topic, "-g", group) == b""
     finally:
         follower.send_signal(signal.SIGTERM)
         follower.wait(timeout=COMMAND_SECONDS_MAX)

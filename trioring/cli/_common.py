@@ -5,7 +5,8 @@ pipe or a file: plain tab-separated lines with a header, or ``--json``, so
 scripts never parse a drawing. Errors are one line on stderr and a non-zero
 exit code: 1 when the broker or the request failed, 2 for a usage mistake
 (argparse's code), 130 for Ctrl-C, 141 when the reader of stdout went away
-(as a process killed by SIGPIPE, but after a clean close of the client).
+(as a process killed by SIGPIPE, but after a clean close of the client),
+143 when stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import struct
 import sys
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 import trio
 
-from trioring._constants import CLI_CONNECT_TIMEOUT_SECONDS_DEFAULT
+from trioring._constants import (
+    CLI_API_VERSIONS_ANSWER_BYTES_MAX,
+    CLI_CONNECT_TIMEOUT_SECONDS_DEFAULT,
+)
 from trioring._exception_groups import leaf_exceptions
 from trioring.client import parse_bootstrap
 from trioring.errors import InvalidArgumentError, TrioringError
@@ -33,6 +39,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
+EXIT_TERMINATED = 143
 
 
 class UsageError(InvalidArgumentError):
@@ -56,13 +63,37 @@ def client_parent() -> argparse.ArgumentParser:
     )
     parent.add_argument(
         "--connect-timeout",
-        type=float,
+        type=_seconds,
         default=CLI_CONNECT_TIMEOUT_SECONDS_DEFAULT,
         metavar="SECONDS",
         help="give up when no bootstrap broker accepts a connection within this "
         "(default: %(default)s)",
     )
     return parent
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: give a number of seconds above 0")
+    return seconds
+
+
+#: Kafka's rule for topic names (kafka.common.internals.Topic): at most 249
+#: characters of ASCII letters, digits, '.', '_' and '-', and not '.' or '..'.
+_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+
+
+def topic_name(value: str) -> str:
+    """An argparse type: a topic name Kafka accepts, checked before anything is sent."""
+    if not _TOPIC_NAME.fullmatch(value) or value in (".", ".."):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a topic name: at most 249 of the characters a-z A-Z 0-9 . _ -"
+        )
+    return value
 
 
 def bootstrap_of(options: argparse.Namespace) -> str:
@@ -98,12 +129,44 @@ async def check_reachable(options: argparse.Namespace) -> str:
             reason = ", ".join(dict.fromkeys(causes)) or str(error)
             reasons.append(f"{host}:{port}: {reason}")
             continue
-        await stream.aclose()
+        try:
+            with trio.fail_after(options.connect_timeout):
+                await _api_versions(stream)
+        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            reasons.append(
+                f"{host}:{port} accepted a connection but gave no Kafka answer within "
+                f"{options.connect_timeout} s (a Kafka broker, and not stopped or hung?)"
+            )
+            continue
+        finally:
+            await stream.aclose()
         return bootstrap
     raise CommandError(
         f"cannot reach a broker ({'; '.join(reasons)}): is it running? "
         "(start one with 'python -m trioring', or give --bootstrap HOST:PORT)"
     )
+
+
+#: ApiVersions v0 (key 18) with correlation id 1 and client id "trioring-cli": every
+#: Kafka broker answers it, whatever its version.
+_API_VERSIONS_PROBE = struct.pack(">hhih", 18, 0, 1, len(b"trioring-cli")) + b"trioring-cli"
+
+
+async def _api_versions(stream: trio.abc.Stream) -> None:
+    """Send ApiVersions and read the whole answer; raise if there is none."""
+    await stream.send_all(struct.pack(">i", len(_API_VERSIONS_PROBE)) + _API_VERSIONS_PROBE)
+    wanted = 4
+    received = bytearray()
+    while len(received) < wanted:
+        chunk = await stream.receive_some(wanted - len(received))
+        if not chunk:
+            raise trio.BrokenResourceError("the connection closed before an answer")
+        received += chunk
+        if wanted == 4 and len(received) == 4:
+            size = struct.unpack(">i", received)[0]
+            if not 4 <= size <= CLI_API_VERSIONS_ANSWER_BYTES_MAX:
+                raise trio.BrokenResourceError(f"an answer of {size} bytes is no ApiVersions")
+            wanted = 4 + size
 
 
 def text(data: bytes | None) -> str:
@@ -146,12 +209,16 @@ class Output:
             return
         from rich.console import Console  # noqa: PLC0415 - only on a terminal: 50 ms to import
         from rich.table import Table  # noqa: PLC0415
+        from rich.text import Text  # noqa: PLC0415
 
-        table = Table(title=title, title_justify="left", header_style="bold")
+        # Text, never markup: a group or topic named "[red]" or "[/x]" is data.
+        table = Table(
+            title=None if title is None else Text(title), title_justify="left", header_style="bold"
+        )
         for column in columns:
-            table.add_column(column, overflow="fold")
+            table.add_column(Text(column), overflow="fold")
         for row_cells in cells:
-            table.add_row(*row_cells)
+            table.add_row(*(Text(cell) for cell in row_cells))
         Console(file=self.stream).print(table)
 
     def flush(self) -> None:

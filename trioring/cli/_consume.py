@@ -14,25 +14,30 @@ import signal
 import string
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 import trio
 
-from trioring._constants import CLI_CONSUME_BATCH_RECORDS_MAX, CLI_CONSUME_END_CHECK_SECONDS
+from trioring._constants import (
+    CLI_CONSUME_BATCH_RECORDS_MAX,
+    CLI_CONSUME_END_CHECK_SECONDS,
+    CLI_CONSUME_UNASSIGNED_SECONDS,
+)
 from trioring.cli._common import (
     ENCODING_ERRORS,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     UsageError,
     check_reachable,
     note,
     text,
+    topic_name,
 )
 from trioring.client import Consumer, ConsumerRecord, open_admin, open_consumer
 
 #: The placeholders of ``--format``; ``{value}\n`` is the default.
 FIELDS = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
 FORMAT_DEFAULT = "{value}"
-EXIT_TERMINATED = 143
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -45,7 +50,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "partition's end unless told otherwise (as kafka-console-consumer); with "
         "--group, at the group's committed offsets.",
     )
-    consume.add_argument("topic")
+    consume.add_argument("topic", type=topic_name)
     consume.add_argument(
         "-g",
         "--group",
@@ -186,22 +191,42 @@ def _check_options(options: argparse.Namespace) -> None:
         raise UsageError(f"--count must be 1 or more, not {options.count}")
 
 
-async def _position_from(consumer: Consumer, options: argparse.Namespace) -> None:
-    """Where an assigned consumer starts (a group member starts at its commits)."""
+async def _position_from(
+    consumer: Consumer,
+    options: argparse.Namespace,
+    bounds: dict[tuple[str, int], tuple[int, int]],
+) -> None:
+    """Where an assigned consumer starts (a group member starts at its commits).
+
+    ``bounds``: each partition's (log start, end) when the command started. An
+    offset is kept within them, as kcat does: before the log start (deleted
+    by retention or DeleteRecords) it starts at the log start, past the end
+    at the end.
+    """
     if options.from_beginning:
         await consumer.seek_to_beginning()
     elif options.timestamp is not None:
         await consumer.seek_to_timestamp(_timestamp_ms(options.timestamp))
-    elif options.offset is not None and options.offset < 0:
-        await consumer.seek_to_end()
-        for topic, partition in consumer.assignment():
-            end = await consumer.position(topic, partition)
-            consumer.seek(topic, partition, max(end + options.offset, 0))
     elif options.offset is not None:
-        for topic, partition in consumer.assignment():
-            consumer.seek(topic, partition, options.offset)
+        for tp in consumer.assignment():
+            start, end = bounds[tp]
+            wanted = end + options.offset if options.offset < 0 else options.offset
+            consumer.seek(*tp, min(max(wanted, start), end))
     else:
         await consumer.seek_to_end()
+
+
+async def _write(output: BinaryIO, data: bytes) -> None:
+    """Write and flush, so a pipe's reader sees each batch at once, from a thread: a
+    reader that stops reading blocks the write, and a blocked event loop would stop
+    the group's heartbeats (the member would be dropped from the group). On Ctrl-C
+    the command goes on without waiting for a write its reader never takes."""
+
+    def write() -> None:
+        output.write(data)
+        output.flush()
+
+    await trio.to_thread.run_sync(write, abandon_on_cancel=True)
 
 
 async def _at_end(consumer: Consumer, ends: dict[tuple[str, int], int]) -> bool:
@@ -231,24 +256,37 @@ async def consume_records(options: argparse.Namespace) -> int:
                 )
         chosen = sorted(set(options.partition)) if options.partition else partitions
         keys = [(options.topic, p) for p in chosen]
-        ends = {} if options.follow else await admin.list_offsets(keys, "latest")
+        ends = await admin.list_offsets(keys, "latest")
+        starts = await admin.list_offsets(keys, "earliest")
+    if options.follow:
+        ends = {}  # following: no end to stop at
     output = sys.stdout.buffer
     consumed = 0
     stopped_by: int | None = None
     group = options.group
+    #: When the group last gave this member its partitions (None: not yet).
+    assigned_at: float | None = None
+
+    async def on_assigned(partitions: set[tuple[str, int]]) -> None:
+        nonlocal assigned_at
+        assigned_at = trio.current_time()
+        await trio.lowlevel.checkpoint()
+
     async with (
         open_consumer(
             bootstrap,
             group_id=group,
             topics=[options.topic] if group is not None else None,
             auto_offset_reset="earliest" if options.from_beginning else "latest",
+            on_assigned=on_assigned if group is not None else None,
             client_id="trioring-cli",
         ) as consumer,
         trio.open_nursery() as nursery,
     ):
         if group is None:
             consumer.assign(keys)
-            await _position_from(consumer, options)
+            bounds = {tp: (starts[tp], ends[tp]) for tp in keys}
+            await _position_from(consumer, options, bounds)
 
         async def on_signal() -> None:
             # Ctrl-C and SIGTERM end the reading; the consumer then commits and
@@ -270,10 +308,24 @@ async def consume_records(options: argparse.Namespace) -> int:
                     timeout_s=CLI_CONSUME_END_CHECK_SECONDS, max_records=wanted
                 )
                 if records:
-                    output.write(b"".join(map(write_record, records)))
-                    output.flush()  # a reader of a pipe sees each batch at once
+                    await _write(output, b"".join(map(write_record, records)))
                     consumed += len(records)
-                if not options.follow and await _at_end(consumer, ends):
+                if options.follow:
+                    continue
+                if await _at_end(consumer, ends):
+                    break
+                if (
+                    assigned_at is not None
+                    and not consumer.assignment()
+                    and trio.current_time() - assigned_at >= CLI_CONSUME_UNASSIGNED_SECONDS
+                ):
+                    # Other members hold every partition: there is nothing for this one
+                    # to read to the end of. (A member that joins a group may get
+                    # nothing at first, then partitions a moment later: hence the wait.)
+                    note(
+                        f"the group {group!r} assigned this member no partition "
+                        f"(other members hold all {len(partitions)}): nothing to read"
+                    )
                     break
         nursery.cancel_scope.cancel()
         if group is not None:

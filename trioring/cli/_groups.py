@@ -122,13 +122,15 @@ async def describe_group(options: argparse.Namespace) -> int:
     offsets = []
     for topic, partition in sorted(set(lags) | set(owner)):
         lag = lags.get((topic, partition))
+        # None: never committed, or its topic deleted since.
+        known = lag if lag is not None and lag.end >= 0 else None
         offsets.append(
             {
                 "topic": topic,
                 "partition": partition,
                 "committed": None if lag is None else lag.committed,
-                "end": None if lag is None else lag.end,
-                "lag": None if lag is None else lag.lag,
+                "end": None if known is None else known.end,
+                "lag": None if known is None else known.lag,
                 "member_id": owner.get((topic, partition)),
             }
         )
@@ -242,7 +244,8 @@ async def reset_offsets(options: argparse.Namespace) -> int:
     out = Output()
     async with open_admin(bootstrap, client_id="trioring-cli") as admin:
         lags = await admin.group_lag(options.group)
-        committed = {tp: lag.committed for tp, lag in lags.items()}
+        # Partitions of deleted topics are left out: there is nothing to move to.
+        committed = {tp: lag.committed for tp, lag in lags.items() if lag.end >= 0}
         targets = await _targets(admin, options, committed)
         plan = await _plan(admin, options, targets, committed)
         if options.execute:

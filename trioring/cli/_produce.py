@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,13 +18,17 @@ from trioring._constants import (
     CLI_PRODUCE_UNCHECKED_RECORDS_MAX,
 )
 from trioring.cli._common import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     CommandError,
     UsageError,
     check_reachable,
     note,
     parse_pairs,
+    topic_name,
 )
 from trioring.client import SendHandle, open_admin, open_producer
+from trioring.errors import TrioringError
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -34,7 +39,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         description="Send each line of stdin (or --file) as one record. Exits 0 once "
         "every record is acknowledged, 1 if any could not be delivered.",
     )
-    produce.add_argument("topic")
+    produce.add_argument("topic", type=topic_name)
     produce.add_argument("--file", help="read this file instead of stdin")
     produce.add_argument(
         "-K",
@@ -68,9 +73,12 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     produce.set_defaults(run=produce_lines)
 
 
-async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
-    """The input's lines without their line ends; the last one even without one."""
+async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes | None]:
+    """The input's lines without their line ends, the last one even without one;
+    None for a line longer than CLI_PRODUCE_LINE_BYTES_MAX, which is skipped
+    (memory stays bounded whatever the input)."""
     pending = bytearray()
+    skipping = False  # inside a line too long to send
     while True:
         chunk = await stream.receive_some(CLI_PRODUCE_READ_BYTES)
         if not chunk:
@@ -78,15 +86,20 @@ async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
         pending += chunk
         start = 0
         while (end := pending.find(b"\n", start)) >= 0:
-            yield bytes(pending[start:end]).removesuffix(b"\r")
+            if skipping:
+                skipping = False
+            elif end - start > CLI_PRODUCE_LINE_BYTES_MAX:
+                yield None
+            else:
+                yield bytes(pending[start:end]).removesuffix(b"\r")
             start = end + 1
         del pending[:start]
         if len(pending) > CLI_PRODUCE_LINE_BYTES_MAX:
-            raise CommandError(
-                f"a line is longer than {CLI_PRODUCE_LINE_BYTES_MAX} bytes: is the input "
-                "text with one record per line?"
-            )
-    if pending:
+            if not skipping:
+                yield None
+            skipping = True
+            pending.clear()
+    if pending and not skipping:
         yield bytes(pending).removesuffix(b"\r")
 
 
@@ -102,8 +115,15 @@ def _open_input(path: str | None) -> trio.lowlevel.FdStream:
 
 
 async def produce_lines(options: argparse.Namespace) -> int:
-    headers = [(key, value.encode()) for key, value in parse_pairs(options.header, "--header")]
-    separator = None if options.key_separator is None else options.key_separator.encode()
+    # Arguments hold bytes that are not UTF-8 as surrogates (PEP 383): fsencode
+    # gives back the bytes the shell passed. A header's key is a string in Kafka.
+    headers = [(key, os.fsencode(value)) for key, value in parse_pairs(options.header, "--header")]
+    for header_key, _ in headers:
+        try:
+            header_key.encode()
+        except UnicodeEncodeError:
+            raise UsageError(f"--header key {header_key!r} is not UTF-8 text") from None
+    separator = None if options.key_separator is None else os.fsencode(options.key_separator)
     if separator == b"":
         raise UsageError("--key-separator is empty: give one or more characters")
     if options.rate is not None and options.rate <= 0:
@@ -121,19 +141,24 @@ async def produce_lines(options: argparse.Namespace) -> int:
                 f"(it has {len(info.partitions)})"
             )
     sent = failed = 0
-    first_error: BaseException | None = None
+    first_error: str | None = None
     unchecked: collections.deque[SendHandle] = collections.deque()
 
-    async def check(handle: SendHandle) -> None:
+    def refused(reason: str) -> None:
+        """A record that will not be delivered: count it, say the first, go on."""
         nonlocal failed, first_error
+        failed += 1
+        if first_error is None:
+            first_error = reason
+            print(f"trioring: a record was not delivered: {reason}", file=sys.stderr)
+
+    async def check(handle: SendHandle) -> None:
         try:
             await handle.wait()
         except Exception as error:  # the record's delivery failed: count it, go on
-            failed += 1
-            if first_error is None:
-                first_error = error
-                print(f"trioring: a record was not delivered: {error}", file=sys.stderr)
+            refused(str(error))
 
+    stopped_by: int | None = None
     async with (
         open_producer(
             bootstrap,
@@ -143,39 +168,74 @@ async def produce_lines(options: argparse.Namespace) -> int:
             client_id="trioring-cli",
         ) as producer,
         _open_input(options.file) as source,
+        trio.open_nursery() as nursery,
     ):
-        started = trio.current_time()
-        async for line in _lines(source):
-            key = None
-            value = line
-            if separator is not None:
-                head, found, tail = line.partition(separator)
-                if found:
-                    key, value = head, tail
-            if options.rate is not None:
-                # Paced from the start, so a slow moment is caught up, not lost.
-                await trio.sleep_until(started + sent / options.rate)
-            while True:
-                try:
-                    handle = producer.send_nowait(
-                        options.topic, value, key=key, headers=headers, partition=options.partition
+
+        async def on_signal() -> None:
+            # Ctrl-C and SIGTERM stop the reading; what was read is still
+            # delivered (the flush below) and reported.
+            nonlocal stopped_by
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signal_number in signals:
+                    stopped_by = signal_number
+                    reading.cancel()
+                    return
+
+        #: When the next record may go, with --rate.
+        next_send = trio.current_time()
+        with trio.CancelScope() as reading:
+            nursery.start_soon(on_signal)
+            async for line in _lines(source):
+                sent += 1
+                if line is None:
+                    refused(
+                        f"line {sent} is longer than {CLI_PRODUCE_LINE_BYTES_MAX} bytes "
+                        "(is the input text with one record per line?)"
                     )
-                    break
-                except trio.WouldBlock:
-                    # The buffer is full: the oldest record's batch frees room when
-                    # it is acknowledged (a flush would drain the whole pipeline).
-                    if unchecked:
-                        await check(unchecked.popleft())
-                    else:
-                        await producer.flush()
-            sent += 1
-            unchecked.append(handle)
-            while unchecked and (
-                unchecked[0].done() or len(unchecked) > CLI_PRODUCE_UNCHECKED_RECORDS_MAX
-            ):
-                await check(unchecked.popleft())
-            if sent % 100 == 0:
-                await trio.lowlevel.checkpoint()  # let the sender run alongside the reading
+                    continue
+                record_key: bytes | None = None
+                value = line
+                if separator is not None:
+                    head, found, tail = line.partition(separator)
+                    if found:
+                        record_key, value = head, tail
+                if options.rate is not None:
+                    # Paced from the later of now and the last slot: a quiet spell in
+                    # the input earns no burst afterwards.
+                    next_send = max(next_send, trio.current_time())
+                    await trio.sleep_until(next_send)
+                    next_send += 1 / options.rate
+                while True:
+                    try:
+                        handle = producer.send_nowait(
+                            options.topic,
+                            value,
+                            key=record_key,
+                            headers=headers,
+                            partition=options.partition,
+                        )
+                        break
+                    except trio.WouldBlock:
+                        # The buffer is full: the oldest record's batch frees room when
+                        # it is acknowledged (a flush would drain the whole pipeline).
+                        if unchecked:
+                            await check(unchecked.popleft())
+                        else:
+                            await producer.flush()
+                    except TrioringError as error:  # too large for a request, say
+                        refused(f"line {sent}: {error}")
+                        handle = None
+                        break
+                if handle is None:
+                    continue
+                unchecked.append(handle)
+                while unchecked and (
+                    unchecked[0].done() or len(unchecked) > CLI_PRODUCE_UNCHECKED_RECORDS_MAX
+                ):
+                    await check(unchecked.popleft())
+                if sent % 100 == 0:
+                    await trio.lowlevel.checkpoint()  # the sender runs alongside the reading
+        nursery.cancel_scope.cancel()
         await producer.flush()
         while unchecked:
             await check(unchecked.popleft())
@@ -184,4 +244,6 @@ async def produce_lines(options: argparse.Namespace) -> int:
         raise CommandError(
             f"{failed} of {sent} records were not delivered; the first: {first_error}"
         )
-    return 0
+    if stopped_by is None:
+        return 0
+    return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else EXIT_TERMINATED

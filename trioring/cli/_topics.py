@@ -7,7 +7,14 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
-from trioring.cli._common import CommandError, Output, check_reachable, note, parse_pairs
+from trioring.cli._common import (
+    CommandError,
+    Output,
+    check_reachable,
+    note,
+    parse_pairs,
+    topic_name,
+)
 from trioring.client import open_admin
 from trioring.errors import KafkaError
 
@@ -25,7 +32,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     listing.set_defaults(run=list_topics)
 
     create = actions.add_parser("create", parents=parents, help="create a topic")
-    create.add_argument("topic")
+    create.add_argument("topic", type=topic_name)
     create.add_argument(
         "-p", "--partitions", type=int, default=-1, help="default: the broker's default"
     )
@@ -49,7 +56,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     create.set_defaults(run=create_topic)
 
     delete = actions.add_parser("delete", parents=parents, help="delete a topic and its data")
-    delete.add_argument("topic")
+    delete.add_argument("topic", type=topic_name)
     delete.add_argument("--if-exists", action="store_true", help="succeed if there is no topic")
     delete.set_defaults(run=delete_topic)
 
@@ -58,14 +65,14 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         parents=parents,
         help="partitions (leader, start and end offsets, size) and configs",
     )
-    describe.add_argument("topic")
+    describe.add_argument("topic", type=topic_name)
     describe.add_argument("--json", action="store_true", help="one JSON object")
     describe.set_defaults(run=describe_topic)
 
     grow = actions.add_parser(
         "add-partitions", parents=parents, help="raise a topic's partition count"
     )
-    grow.add_argument("topic")
+    grow.add_argument("topic", type=topic_name)
     grow.add_argument(
         "-p",
         "--partitions",
@@ -149,7 +156,13 @@ async def describe_topic(options: argparse.Namespace) -> int:
         keys = [(options.topic, p.partition) for p in info.partitions]
         starts = await admin.list_offsets(keys, "earliest")
         ends = await admin.list_offsets(keys, "latest")
-        sizes = await admin.log_sizes()
+        try:
+            sizes = await admin.log_sizes(keys)
+        except KafkaError as error:
+            # Sizes are a convenience: a broker that will not tell them (Kafka asks for
+            # the DESCRIBE permission on the cluster) leaves them blank.
+            note(f"sizes unavailable: {error}")
+            sizes = {}
         configs = await admin.describe_topic_configs(options.topic)
     partitions = [
         {

@@ -41,7 +41,7 @@ from trioring._constants import (
 from trioring._exception_groups import BodyError, body_exception_unwrapped
 from trioring.client._cluster import Cluster, TopicInfo
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError
-from trioring.client._offsets import GroupOffsets
+from trioring.client._offsets import GroupOffsets, by_topic
 from trioring.errors import InvalidArgumentError, KafkaError
 from trioring.handlers.messages import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP
 from trioring.protocol.kafka import ApiKey, request_schema
@@ -135,13 +135,16 @@ class GroupDescription:
 
 @attrs.frozen
 class PartitionLag:
-    """A group's position in one partition: committed offset (-1: none), log end, lag."""
+    """A group's position in one partition: committed offset (-1: none), log end (-1:
+    the partition no longer exists, its topic deleted), lag (-1 where the end is)."""
 
     committed: int
     end: int
 
     @property
     def lag(self) -> int:
+        if self.end < 0:
+            return -1
         return self.end - self.committed if self.committed >= 0 else self.end
 
 
@@ -440,10 +443,15 @@ class Admin:
 
         return await self._retrying("describe topics", attempt)
 
-    async def log_sizes(self) -> dict[tuple[str, int], int]:
-        """The bytes each partition's log holds, asked of every broker (DescribeLogDirs)."""
+    async def log_sizes(
+        self, partitions: Iterable[tuple[str, int]] | None = None
+    ) -> dict[tuple[str, int], int]:
+        """The bytes each partition's log holds (all partitions if None), asked of every
+        broker (DescribeLogDirs). Where several brokers hold a partition (replicas of a
+        Kafka cluster), the largest copy's size: the leader's, or close to it."""
         sizes: dict[tuple[str, int], int] = {}
         done: set[int] = set()
+        wanted = None if partitions is None else by_topic(sorted(set(partitions)))
 
         async def attempt() -> dict[tuple[str, int], int]:
             await self._refresh([])
@@ -451,8 +459,20 @@ class Admin:
             for node in sorted(set(self._cluster.brokers) - done):
                 try:
                     connection = await self._connect(ApiKey.DESCRIBE_LOG_DIRS, node)
+                    request = request_schema(
+                        ApiKey.DESCRIBE_LOG_DIRS, connection.version(ApiKey.DESCRIBE_LOG_DIRS)
+                    )
+                    topic_class = sibling(request, "DescribableLogDirTopic")
+                    topics = (
+                        None
+                        if wanted is None
+                        else tuple(
+                            build(topic_class, topic=topic, partitions=tuple(indexes))
+                            for topic, indexes in wanted.items()
+                        )
+                    )
                     response = await self._exchange(
-                        connection, ApiKey.DESCRIBE_LOG_DIRS, topics=None
+                        connection, ApiKey.DESCRIBE_LOG_DIRS, topics=topics
                     )
                     self._check(
                         ApiKey.DESCRIBE_LOG_DIRS,
@@ -468,7 +488,7 @@ class Admin:
                     for topic in result.topics:
                         for p in topic.partitions:
                             key = (str(topic.name), int(p.partition_index))
-                            sizes[key] = sizes.get(key, 0) + int(p.partition_size)
+                            sizes[key] = max(sizes.get(key, 0), int(p.partition_size))
                 done.add(node)
             if retry is not None:
                 raise retry
@@ -761,8 +781,19 @@ class Admin:
             return committed
 
         committed = await self._retrying(what, attempt)
-        ends = await self.list_offsets(committed, "latest") if committed else {}
-        return {key: PartitionLag(offset, ends[key]) for key, offset in sorted(committed.items())}
+        # Offsets committed in a topic since deleted (Kafka drops them; a broker
+        # may keep them a while) have no end: -1, rather than failing the call.
+        topics = await self.describe_topics() if committed else {}
+        existing = [
+            (topic, partition)
+            for topic, partition in committed
+            if topic in topics and partition < len(topics[topic].partitions)
+        ]
+        ends = await self.list_offsets(existing, "latest") if existing else {}
+        return {
+            key: PartitionLag(offset, ends.get(key, -1))
+            for key, offset in sorted(committed.items())
+        }
 
     async def alter_group_offsets(
         self, group_id: str, offsets: Mapping[tuple[str, int], int]
