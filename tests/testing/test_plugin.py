@@ -4,6 +4,7 @@ that finds the fixtures through the entry point pyproject.toml declares."""
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 import tomllib
 from pathlib import Path
@@ -81,10 +82,10 @@ def test_failure_shows_the_broker_log(trioring_server_session):
 """
 
 
-def test_plugin_from_its_entry_point(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    # The entry point as pyproject.toml declares it, installed as pip would: a
-    # dist-info on the path. (Where trioring is installed with it too, pytest
-    # loads one of the two: they have the same name.)
+def _install_entry_point(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """The entry point as pyproject.toml declares it, installed as pip would: a
+    dist-info on the path. (Where trioring is installed with it too, pytest
+    loads one of the two: they have the same name.)"""
     project = tomllib.loads((SOURCE_TREE / "pyproject.toml").read_text())
     entry_points = project["project"]["entry-points"]["pytest11"]
     site = tmp_path / "site"
@@ -94,12 +95,16 @@ def test_plugin_from_its_entry_point(pytester: pytest.Pytester, tmp_path: Path) 
     (dist_info / "entry_points.txt").write_text(
         "[pytest11]\n" + "".join(f"{name} = {value}\n" for name, value in entry_points.items())
     )
+    path = os.pathsep.join([str(SOURCE_TREE), str(site), os.environ.get("PYTHONPATH", "")])
+    pytester._monkeypatch.setenv("PYTHONPATH", path.rstrip(os.pathsep))
+
+
+def test_plugin_from_its_entry_point(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    _install_entry_point(pytester, tmp_path)
     pytester.makepyfile(test_user=textwrap.dedent(USER_TESTS))
     # As strict as this project: a plugin that makes Hypothesis warn at start-up
     # (it would, importing trioring before Hypothesis's plugin loads) fails here.
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
-    path = os.pathsep.join([str(SOURCE_TREE), str(site), os.environ.get("PYTHONPATH", "")])
-    pytester._monkeypatch.setenv("PYTHONPATH", path.rstrip(os.pathsep))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", timeout=120)
     result.assert_outcomes(passed=5, failed=1)
     result.stdout.fnmatch_lines(
@@ -109,3 +114,17 @@ def test_plugin_from_its_entry_point(pytester: pytest.Pytester, tmp_path: Path) 
             "*closing connection*",
         ]
     )
+
+
+def test_the_examples_of_docs_testing_md_pass(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """docs/testing.md's examples, as a user would paste them into a test file."""
+    text = (SOURCE_TREE / "docs" / "testing.md").read_text()
+    examples = text.split("### Examples", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", examples, flags=re.DOTALL)
+    assert len(blocks) >= 3
+    _install_entry_point(pytester, tmp_path)
+    pytester.makepyfile(test_docs="\n\n".join(blocks))
+    pytester.makeini("[pytest]\nfilterwarnings = error\ntrio_mode = true\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", timeout=120)
+    tests = sum(block.count("\ndef test_") + block.count("async def test_") for block in blocks)
+    result.assert_outcomes(passed=tests)
