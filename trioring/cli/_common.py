@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import struct
 import sys
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,28 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 EXIT_TERMINATED = 143
+
+
+class SignalStop:
+    """Ctrl-C and SIGTERM cancel ``scope``, around a command's reading: the command
+    then ends as at any other end (commits, flushes, leaves its group)."""
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        #: The signal that stopped the command, if one did.
+        self.signal: int | None = None
+
+    async def watch(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for number in signals:
+                self.signal = number
+                self.scope.cancel()
+                return
+
+    def exit_code(self) -> int:
+        if self.signal is None:
+            return EXIT_OK
+        return EXIT_INTERRUPTED if self.signal == signal.SIGINT else EXIT_TERMINATED
 
 
 class UsageError(InvalidArgumentError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import signal
 import string
 import sys
 from collections.abc import Callable
@@ -25,8 +24,7 @@ from trioring._constants import (
 )
 from trioring.cli._common import (
     ENCODING_ERRORS,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
+    SignalStop,
     UsageError,
     check_reachable,
     note,
@@ -262,7 +260,7 @@ async def consume_records(options: argparse.Namespace) -> int:
         ends = {}  # following: no end to stop at
     output = sys.stdout.buffer
     consumed = 0
-    stopped_by: int | None = None
+    stop = SignalStop()
     group = options.group
     #: When the group last gave this member its partitions (None: not yet).
     assigned_at: float | None = None
@@ -288,18 +286,8 @@ async def consume_records(options: argparse.Namespace) -> int:
             bounds = {tp: (starts[tp], ends[tp]) for tp in keys}
             await _position_from(consumer, options, bounds)
 
-        async def on_signal() -> None:
-            # Ctrl-C and SIGTERM end the reading; the consumer then commits and
-            # leaves its group as at any end.
-            nonlocal stopped_by
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signal_number in signals:
-                    stopped_by = signal_number
-                    reading.cancel()
-                    return
-
-        with trio.CancelScope() as reading:
-            nursery.start_soon(on_signal)
+        with stop.scope:
+            nursery.start_soon(stop.watch)
             while not (options.count is not None and consumed >= options.count):
                 wanted = CLI_CONSUME_BATCH_RECORDS_MAX
                 if options.count is not None:
@@ -335,6 +323,4 @@ async def consume_records(options: argparse.Namespace) -> int:
             # records are read again: at least once.)
             await consumer.commit()
     note(f"consumed {consumed} records from {options.topic!r}")
-    if stopped_by is None:
-        return 0
-    return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else EXIT_TERMINATED
+    return stop.exit_code()

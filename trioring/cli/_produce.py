@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import signal
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,9 +17,8 @@ from trioring._constants import (
     CLI_PRODUCE_UNCHECKED_RECORDS_MAX,
 )
 from trioring.cli._common import (
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
     CommandError,
+    SignalStop,
     UsageError,
     check_reachable,
     note,
@@ -158,7 +156,7 @@ async def produce_lines(options: argparse.Namespace) -> int:
         except Exception as error:  # the record's delivery failed: count it, go on
             refused(str(error))
 
-    stopped_by: int | None = None
+    stop = SignalStop()
     async with (
         open_producer(
             bootstrap,
@@ -170,21 +168,12 @@ async def produce_lines(options: argparse.Namespace) -> int:
         _open_input(options.file) as source,
         trio.open_nursery() as nursery,
     ):
-
-        async def on_signal() -> None:
-            # Ctrl-C and SIGTERM stop the reading; what was read is still
-            # delivered (the flush below) and reported.
-            nonlocal stopped_by
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signal_number in signals:
-                    stopped_by = signal_number
-                    reading.cancel()
-                    return
-
         #: When the next record may go, with --rate.
         next_send = trio.current_time()
-        with trio.CancelScope() as reading:
-            nursery.start_soon(on_signal)
+        # Ctrl-C and SIGTERM stop the reading; what was read is still delivered
+        # (the flush below) and reported.
+        with stop.scope:
+            nursery.start_soon(stop.watch)
             async for line in _lines(source):
                 sent += 1
                 if line is None:
@@ -244,6 +233,4 @@ async def produce_lines(options: argparse.Namespace) -> int:
         raise CommandError(
             f"{failed} of {sent} records were not delivered; the first: {first_error}"
         )
-    if stopped_by is None:
-        return 0
-    return EXIT_INTERRUPTED if stopped_by == signal.SIGINT else EXIT_TERMINATED
+    return stop.exit_code()
