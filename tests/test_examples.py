@@ -279,6 +279,18 @@ def test_consumer_group_example_splits_commits_and_resumes(broker: BrokerProcess
     _check_group_run(second, 30)
 
 
+def _with_default_sigint(command: list[str]) -> list[str]:
+    """``command``, hearing SIGINT as from a terminal: a pytest-xdist worker ignores
+    SIGINT, and a child inherits that (asyncio, aiokafka's example, then never hears
+    Ctrl-C). Python first, restoring the default, then exec: no preexec_fn, which is
+    unsafe in a process with threads."""
+    restore = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", restore, *command]
+
+
 @pytest.mark.parametrize(
     "script", ["consumer_group.py", "consumer_group_confluent.py", "consumer_group_aiokafka.py"]
 )
@@ -287,7 +299,7 @@ def test_group_examples_leave_the_group_on_ctrl_c(broker: BrokerProcess, script:
     topic, group = _name("orders"), _name("readers")
     flags = ["--bootstrap", broker.bootstrap, "--topic", topic, "--group", group]
     process = subprocess.Popen(
-        _example_command(script, *flags, "--stagger", "5"),
+        _with_default_sigint(_example_command(script, *flags, "--stagger", "5")),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -334,6 +334,8 @@ def test_stdin_pipes_and_signals(broker: BrokerProcess) -> None:
     for stop, expected in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         group = unique("follow")
         follower = subprocess.Popen(
+            # Trio's signal receiver hears SIGINT even where the parent ignores it
+            # (a pytest-xdist worker does), as a terminal's process would.
             trioring("consume", topic, "-f", "-g", group, "--from-beginning", *bootstrap),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
