@@ -44,7 +44,7 @@ from trioring._constants import (
 from trioring._logging import RateLimitedLogger, printable
 from trioring.errors import InvalidArgumentError
 from trioring.protocol.kafka import ApiKey
-from trioring.testing._faults import Fault, FaultInjector, Injection
+from trioring.testing._faults import Fault, FaultInjector, Injection, entry_json
 
 __all__ = ["FaultControl", "check_loopback", "serve_fault_control"]
 
@@ -119,20 +119,24 @@ async def _serve_lines(injector: FaultInjector, stream: trio.SocketStream) -> No
             line = bytes(buffer[:end])
             del buffer[: end + 1]
             answer, keep_open = _answer(injector, line)
-            await stream.send_all(json.dumps(answer).encode() + b"\n")
+            await stream.send_all(_line(answer))
             if not keep_open:
                 return
         if len(buffer) >= FAULT_CONTROL_LINE_BYTES_MAX:
             await stream.send_all(
-                json.dumps(
+                _line(
                     {
                         "ok": False,
                         "error": f"a line is at most {FAULT_CONTROL_LINE_BYTES_MAX} bytes",
                     }
-                ).encode()
-                + b"\n"
+                )
             )
             return
+
+
+def _line(answer: dict[str, Any]) -> bytes:
+    # Entries are bounded in these bytes (FAULT_ENTRY_JSON_BYTES_MAX), and so is the line.
+    return entry_json(answer) + b"\n"
 
 
 def _answer(injector: FaultInjector, line: bytes) -> tuple[dict[str, Any], bool]:
