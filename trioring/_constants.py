@@ -390,10 +390,17 @@ FAULT_CONTROL_LINE_BYTES_MAX = 4 * KIB
 #: Bytes of one answer line a control client accepts: the whole injection
 #: record, or every pending fault, with room to spare.
 FAULT_CONTROL_ANSWER_BYTES_MAX = 1 * MIB
-#: Control connections open at once per broker process; more are closed at once.
+#: Control connections open at once per broker process; more are answered
+#: with an error and closed at once.
 FAULT_CONTROL_CONNECTIONS_MAX = 8
-#: A control connection that sends nothing for this long is closed.
+#: A control connection that sends no whole request for this long is closed.
 FAULT_CONTROL_IDLE_SECONDS = 30.0
+#: A control connection that has not taken its answer this long after it was
+#: ready is closed: a client that never reads would hold its slot for good.
+FAULT_CONTROL_ANSWER_SECONDS = 10.0
+#: How long an over-the-limit connection's error line may take to send (into
+#: a new connection's empty buffer it takes no waiting).
+FAULT_CONTROL_REFUSAL_SECONDS = 0.1
 #: How long a control client waits to connect and for each answer.
 FAULT_CONTROL_CLIENT_SECONDS = 10.0
 

@@ -14,6 +14,7 @@ from kio.schema.errors import ErrorCode
 import trioring.cli
 from trioring._constants import (
     FAULT_CLIENT_ID_JSON_BYTES_MAX,
+    FAULT_CONTROL_CONNECTIONS_MAX,
     FAULT_COUNT_MAX,
     FAULT_ENTRY_JSON_BYTES_MAX,
     FAULT_INJECTIONS_RECORDED_MAX,
@@ -81,15 +82,18 @@ async def test_control_endpoint_refuses_garbage_and_keeps_serving() -> None:
         assert answers[2]["pending"] == [
             {"action": "fail", "api": "Produce", "count": 2, "error": "INVALID_RECORD"}
         ]
-        # Connections are bounded: past the limit, one is closed at once.
+        # Connections are bounded: past the limit, one is told so and closed at once.
         streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(8)]
         answers, closed = await _exchange(port, b'{"action": "pending"}\n')
-        assert (answers, closed) == ([], True)
+        assert closed and [answer["ok"] for answer in answers] == [False]
+        assert "8 control connections are open already" in answers[0]["error"]
+        control = FaultControl([("127.0.0.1", port)])
+        with pytest.raises(FaultControlError, match="refused: 8 control connections"):
+            await trio.to_thread.run_sync(control.clear)
         for stream in streams:
             await stream.aclose()
         await trio.sleep(0.05)
         # The test's side, from a thread (it blocks).
-        control = FaultControl([("127.0.0.1", port)])
         await trio.to_thread.run_sync(control.clear)
         await trio.to_thread.run_sync(lambda: control.delay("Fetch", 0.5, count=3))
         assert [f.count for f in await trio.to_thread.run_sync(control.pending)] == [3]
@@ -113,6 +117,37 @@ async def _record_injections(injector: FaultInjector, client_ids: list[str]) -> 
         client_id = client_ids[index % len(client_ids)]
         ctx = HandlerContext(cast(Any, None), cast(Any, None), client_id=client_id)
         await handle(ctx, ListOffsetsRequest("topic", 0, -1))
+
+
+async def test_clients_that_never_read_their_answers_do_not_keep_others_out(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: an answer's write had no time limit (the idle limit covered reads only),
+    so 8 clients that sent requests and never read held every slot for good."""
+    monkeypatch.setattr("trioring.testing._control.FAULT_CONTROL_ANSWER_SECONDS", 0.2)
+    injector = FaultInjector()
+    await _record_injections(injector, ["x" * 300])  # an "injected" answer: ~350 KB
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_fault_control, injector, "127.0.0.1", 0)
+        silent: list[trio.SocketStream] = []
+        try:
+            for _ in range(FAULT_CONTROL_CONNECTIONS_MAX):
+                silent.append(await trio.open_tcp_stream("127.0.0.1", port))
+                await silent[-1].send_all(b'{"action": "injected"}\n' * 190)  # never read
+            # The answers fill the sockets' buffers; then each connection is closed
+            # within the deadline, and a new client is served again.
+            with trio.fail_after(5):
+                while True:
+                    answers, _ = await _exchange(port, b'{"action": "clear"}\n')
+                    if answers == [{"ok": True}]:
+                        break
+                    await trio.sleep(0.05)
+        finally:
+            for stream in silent:
+                await stream.aclose()
+        nursery.cancel_scope.cancel()
+    assert "left its answer unread" in caplog.text
+    assert injector.injected() == []
 
 
 async def test_injections_answer_within_its_bound_whatever_the_client_ids() -> None:
