@@ -169,6 +169,9 @@ METADATA_LOG_COMPACT_BYTES = 1 * MIB
 PRODUCER_ID_BLOCK_SIZE = 1000
 
 # --- Workers and the supervisor -------------------------------------------------
+#: The highest TCP port. Worker i listens on the base port + i (and serves
+#: fault control on its base port + i), so base + workers - 1 must not pass it.
+PORT_MAX = 65535
 #: Largest message on a worker's control channel (a metadata snapshot of
 #: every topic is the largest: ~200 bytes a topic).
 CONTROL_MESSAGE_BYTES_MAX = 64 * MIB
