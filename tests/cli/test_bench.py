@@ -97,11 +97,15 @@ def test_produce_for_seconds_as_text(capsys: pytest.CaptureFixture[str], bootstr
 
 
 def test_consume_from_the_beginning(capsys: pytest.CaptureFixture[str], bootstrap: str) -> None:
-    common = ("--bootstrap", bootstrap, "--topic", "consume", "--record-bytes", "200")
-    bench_json(capsys, "produce", *common, "--count", "400", "--partitions", "2")
+    common = ("--bootstrap", bootstrap, "--topic", "consume")
+    bench_json(capsys, "produce", *common, "--count", "400", "--partitions", "2", "-s", "200")
     result = bench_json(capsys, "consume", *common, "--count", "250")
     assert_sane(result, "consume", 250)
     assert result["bytes"] == 250 * 200
+    # The records' size is what was read (before: --record-bytes, 1024 by default).
+    assert result["settings"]["record_bytes"] == 200
+    code, out, _ = bench(capsys, "consume", *common, "--count", "10", "--record-bytes", "7")
+    assert code == 0 and "200 B records on average" in out.splitlines()[0]
     # The whole topic in --seconds: it stops at the end it found.
     result = bench_json(capsys, "consume", *common, "--seconds", "30")
     assert result["records"] == 400 and result["reached_end"] is True
