@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
-from trioring.cli import main
-from trioring.cli._bench import _shares
+from trioring.cli import _parser, main
+from trioring.cli._bench import _shares, run_bench
+from trioring.cli._common import CommandError
+from trioring.client import open_admin, open_consumer
 from trioring.testing import BrokerProcess
 
 TIMEOUT_SECONDS = 60
@@ -125,6 +128,30 @@ def test_consume_as_a_group_and_produce_first(
     # The group committed what it read: the next run finds nothing past it.
     code, _, err = bench(capsys, "consume", *common, "--count", "1")
     assert code == 1 and "held only 0 records past the group's committed offsets" in err
+
+
+async def test_consume_as_a_group_member_given_no_partitions_ends(
+    capsys: pytest.CaptureFixture[str], bootstrap: str
+) -> None:
+    """Before: a member the group gave no partitions (another member held them all)
+    waited for some for ever; only --seconds ended the run."""
+    topic, group = "consume-held", "held"
+    async with open_admin(bootstrap) as admin:
+        await admin.create_topic(topic, partitions=1)
+    # Member ids start with the client id: the range assignor gives the one
+    # partition to this member, whose id sorts first.
+    async with open_consumer(
+        bootstrap, group_id=group, topics=[topic], client_id="a-holder", heartbeat_interval_ms=100
+    ) as holder:
+        with trio.fail_after(10):
+            while not holder.assignment():
+                await holder.getmany(timeout_s=0.05)
+            arguments = ["--bootstrap", bootstrap, "--topic", topic, "--group", group]
+            options = _parser().parse_args(["bench", "consume", *arguments, "--count", "5"])
+            with pytest.raises(CommandError, match="gave this member none of the partitions"):
+                await run_bench(options)
+        assert holder.assignment() == {(topic, 0)}
+    assert "0 records" in capsys.readouterr().out  # the summary, then the error
 
 
 def test_e2e(capsys: pytest.CaptureFixture[str], bootstrap: str) -> None:

@@ -528,6 +528,11 @@ def _check_outcome(options: argparse.Namespace, measurement: Measurement) -> Non
             f"{measurement.missing} of {measurement.sent} records produced were not "
             "consumed within the drain time after the last send"
         )
+    if measurement.unassigned:
+        raise CommandError(
+            f"group {options.group!r} gave this member none of the partitions of topic "
+            f"{options.topic!r}: its other members hold them all, so there is nothing to read"
+        )
     wanted = options.count
     if (
         options.mode == "consume"
