@@ -21,6 +21,7 @@ import pytest
 from kio.schema.metadata.v4.request import MetadataRequest, MetadataRequestTopic
 
 import trioring
+import trioring.cli
 from trioring.protocol.kafka import ApiKey
 from trioring.server._cli import TABLES, read_config_file, setting_keys
 from trioring.testing import BrokerProcess
@@ -157,6 +158,37 @@ def test_port_in_use(tmp_path: Path, workers: str) -> None:
 
 def test_bad_listen_address() -> None:
     assert_one_line_error(run("--listen", "nonsense"), "--listen must look like HOST:PORT")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--fault-control", "127.0.0.1:70000"], "--fault-control: the port must be 0-65535, not"),
+        (["--fault-control", "127.0.0.1:65535", "--workers", "2"], "--fault-control: worker i"),
+        (["--listen", "127.0.0.1:65535", "--workers", "2"], "--listen: worker i"),
+        (["--advertised", "example.com:65535", "--workers", "2"], "--advertised: worker i"),
+        (["--fault-control", "127.0.0.1:65534", "--workers", "3"], "a port up to 65533"),
+    ],
+)
+def test_ports_past_65535_are_refused(
+    arguments: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: ``--fault-control 127.0.0.1:70000`` served on port 4464 (70000 - 65536),
+    with 65535 and two workers worker 1 served on a free port (the docs say PORT + 1),
+    and ``--listen 127.0.0.1:65535 --workers 2`` restarted worker 1 forever."""
+
+    def started(*arguments: object) -> None:
+        raise AssertionError("the broker started")
+
+    monkeypatch.setattr("trioring.server._cli.trio.run", started)
+    code = trioring.cli.main(["serve", "--workers", "1", *arguments])
+    result = subprocess.CompletedProcess([], code, "", capsys.readouterr().err)
+    line = assert_one_line_error(result, message)
+    if "worker i" in message:
+        assert "worker i uses port 65535 + i, and worker 1's 65536 is past 65535" in line
 
 
 def test_a_second_process_on_a_data_directory_is_refused(tmp_path: Path) -> None:

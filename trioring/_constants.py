@@ -169,6 +169,9 @@ METADATA_LOG_COMPACT_BYTES = 1 * MIB
 PRODUCER_ID_BLOCK_SIZE = 1000
 
 # --- Workers and the supervisor -------------------------------------------------
+#: The highest TCP port. Worker i listens on the base port + i (and serves
+#: fault control on its base port + i), so base + workers - 1 must not pass it.
+PORT_MAX = 65535
 #: Largest message on a worker's control channel (a metadata snapshot of
 #: every topic is the largest: ~200 bytes a topic).
 CONTROL_MESSAGE_BYTES_MAX = 64 * MIB
@@ -385,17 +388,30 @@ FAULT_DELAY_SECONDS_MAX = 600.0
 #: Injections remembered for ``injected()``, the oldest forgotten first (a total
 #: is counted regardless).
 FAULT_INJECTIONS_RECORDED_MAX = 1000
-#: Characters of a client id kept in an injection's record (Kafka allows 32767).
-FAULT_CLIENT_ID_CHARACTERS_MAX = 100
+#: Bytes of a client id kept in an injection's record, as its JSON string in an
+#: answer (UTF-8, quotes and escapes included: a character takes 1-6 bytes
+#: there). Kafka allows 32767 characters.
+FAULT_CLIENT_ID_JSON_BYTES_MAX = 200
+#: Bytes of one pending fault's or one injection's JSON in an answer: the
+#: client id above, and under 256 for the rest (an API's and an error's names,
+#: a float).
+FAULT_ENTRY_JSON_BYTES_MAX = 512
 #: Bytes of one request line on the fault control endpoint, newline included.
 FAULT_CONTROL_LINE_BYTES_MAX = 4 * KIB
 #: Bytes of one answer line a control client accepts: the whole injection
-#: record (each entry well under 512 bytes with the client id cut short).
+#: record, or every pending fault, with room to spare.
 FAULT_CONTROL_ANSWER_BYTES_MAX = 1 * MIB
-#: Control connections open at once per broker process; more are closed at once.
+#: Control connections open at once per broker process; more are answered
+#: with an error and closed at once.
 FAULT_CONTROL_CONNECTIONS_MAX = 8
-#: A control connection that sends nothing for this long is closed.
+#: A control connection that sends no whole request for this long is closed.
 FAULT_CONTROL_IDLE_SECONDS = 30.0
+#: A control connection that has not taken its answer this long after it was
+#: ready is closed: a client that never reads would hold its slot for good.
+FAULT_CONTROL_ANSWER_SECONDS = 10.0
+#: How long an over-the-limit connection's error line may take to send (into
+#: a new connection's empty buffer it takes no waiting).
+FAULT_CONTROL_REFUSAL_SECONDS = 0.1
 #: How long a control client waits to connect and for each answer.
 FAULT_CONTROL_CLIENT_SECONDS = 10.0
 
@@ -406,9 +422,13 @@ TEST_BROKER_SHUTDOWN_GRACE_SECONDS = 1.0
 TEST_CREATE_TOPIC_SECONDS = 30.0
 TEST_CREATE_TOPIC_ANSWER_BYTES_MAX = 64 * KIB
 
-assert FAULT_INJECTIONS_RECORDED_MAX * 512 <= FAULT_CONTROL_ANSWER_BYTES_MAX
-assert FAULT_RULES_MAX * 512 <= FAULT_CONTROL_ANSWER_BYTES_MAX
-assert FAULT_CLIENT_ID_CHARACTERS_MAX <= 200, "an injection's record fits its 512 bytes"
+# An answer's entries, each with its ", " separator, and its envelope
+# ('{"ok": true, "injected": [...], "total": N}' and the newline) in under 128 bytes.
+assert (
+    max(FAULT_INJECTIONS_RECORDED_MAX, FAULT_RULES_MAX) * (FAULT_ENTRY_JSON_BYTES_MAX + 2) + 128
+    <= FAULT_CONTROL_ANSWER_BYTES_MAX
+)
+assert FAULT_CLIENT_ID_JSON_BYTES_MAX + 256 <= FAULT_ENTRY_JSON_BYTES_MAX
 
 # --- Command line: trioring bench ------------------------------------------------
 CLI_BENCH_SECONDS_DEFAULT = 10.0

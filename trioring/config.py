@@ -26,6 +26,7 @@ from trioring._constants import (
     INITIAL_REBALANCE_DELAY_MS_DEFAULT,
     OFFSETS_LOG_COMPACT_BYTES_DEFAULT,
     PARTITIONS_MAX,
+    PORT_MAX,
     QUEUED_REQUEST_BYTES_MAX_DEFAULT,
     RECOVERY_CHECKPOINT_INTERVAL_MS_DEFAULT,
     RETENTION_CHECK_INTERVAL_MS_DEFAULT,
@@ -204,8 +205,8 @@ class ServerConfig:
     connections_max_idle_ms: int = CONNECTIONS_MAX_IDLE_MS_DEFAULT
 
     def __attrs_post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise InvalidArgumentError(f"port must be 0-65535, not {self.port}")
+        if not 0 <= self.port <= PORT_MAX:
+            raise InvalidArgumentError(f"port must be 0-{PORT_MAX}, not {self.port}")
         if self.frame_bytes_max < 1024:
             raise InvalidArgumentError("frame_bytes_max must be at least 1024 bytes")
         if self.connections_max < 1:

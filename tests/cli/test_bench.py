@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
-from trioring.cli import main
-from trioring.cli._bench import _shares
+from trioring.cli import _parser, main
+from trioring.cli._bench import _shares, run_bench
+from trioring.cli._common import CommandError
+from trioring.client import open_admin, open_consumer
 from trioring.testing import BrokerProcess
 
 TIMEOUT_SECONDS = 60
@@ -97,11 +100,15 @@ def test_produce_for_seconds_as_text(capsys: pytest.CaptureFixture[str], bootstr
 
 
 def test_consume_from_the_beginning(capsys: pytest.CaptureFixture[str], bootstrap: str) -> None:
-    common = ("--bootstrap", bootstrap, "--topic", "consume", "--record-bytes", "200")
-    bench_json(capsys, "produce", *common, "--count", "400", "--partitions", "2")
+    common = ("--bootstrap", bootstrap, "--topic", "consume")
+    bench_json(capsys, "produce", *common, "--count", "400", "--partitions", "2", "-s", "200")
     result = bench_json(capsys, "consume", *common, "--count", "250")
     assert_sane(result, "consume", 250)
     assert result["bytes"] == 250 * 200
+    # The records' size is what was read (before: --record-bytes, 1024 by default).
+    assert result["settings"]["record_bytes"] == 200
+    code, out, _ = bench(capsys, "consume", *common, "--count", "10", "--record-bytes", "7")
+    assert code == 0 and "200 B records on average" in out.splitlines()[0]
     # The whole topic in --seconds: it stops at the end it found.
     result = bench_json(capsys, "consume", *common, "--seconds", "30")
     assert result["records"] == 400 and result["reached_end"] is True
@@ -121,6 +128,30 @@ def test_consume_as_a_group_and_produce_first(
     # The group committed what it read: the next run finds nothing past it.
     code, _, err = bench(capsys, "consume", *common, "--count", "1")
     assert code == 1 and "held only 0 records past the group's committed offsets" in err
+
+
+async def test_consume_as_a_group_member_given_no_partitions_ends(
+    capsys: pytest.CaptureFixture[str], bootstrap: str
+) -> None:
+    """Before: a member the group gave no partitions (another member held them all)
+    waited for some for ever; only --seconds ended the run."""
+    topic, group = "consume-held", "held"
+    async with open_admin(bootstrap) as admin:
+        await admin.create_topic(topic, partitions=1)
+    # Member ids start with the client id: the range assignor gives the one
+    # partition to this member, whose id sorts first.
+    async with open_consumer(
+        bootstrap, group_id=group, topics=[topic], client_id="a-holder", heartbeat_interval_ms=100
+    ) as holder:
+        with trio.fail_after(10):
+            while not holder.assignment():
+                await holder.getmany(timeout_s=0.05)
+            arguments = ["--bootstrap", bootstrap, "--topic", topic, "--group", group]
+            options = _parser().parse_args(["bench", "consume", *arguments, "--count", "5"])
+            with pytest.raises(CommandError, match="gave this member none of the partitions"):
+                await run_bench(options)
+        assert holder.assignment() == {(topic, 0)}
+    assert "0 records" in capsys.readouterr().out  # the summary, then the error
 
 
 def test_e2e(capsys: pytest.CaptureFixture[str], bootstrap: str) -> None:

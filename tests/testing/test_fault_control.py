@@ -5,16 +5,35 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
+from kio.schema.errors import ErrorCode
 
 import trioring.cli
+from trioring._constants import (
+    FAULT_CLIENT_ID_JSON_BYTES_MAX,
+    FAULT_CONTROL_CONNECTIONS_MAX,
+    FAULT_COUNT_MAX,
+    FAULT_ENTRY_JSON_BYTES_MAX,
+    FAULT_INJECTIONS_RECORDED_MAX,
+)
 from trioring.errors import ConfigurationError, InvalidArgumentError
+from trioring.handlers import HandlerContext
+from trioring.handlers.messages import ListOffsetsRequest
 from trioring.server._cli import serve_main
-from trioring.testing import BrokerProcess, FaultControl, FaultControlError, FaultInjector
+from trioring.testing import (
+    API_NAMES,
+    BrokerProcess,
+    Fault,
+    FaultControl,
+    FaultControlError,
+    FaultInjector,
+    Injection,
+)
 from trioring.testing._control import check_loopback, serve_fault_control
+from trioring.testing._faults import entry_json, kept_client_id
 
 #: Seconds any one step may take before the test fails.
 STEP_SECONDS = 20.0
@@ -63,15 +82,18 @@ async def test_control_endpoint_refuses_garbage_and_keeps_serving() -> None:
         assert answers[2]["pending"] == [
             {"action": "fail", "api": "Produce", "count": 2, "error": "INVALID_RECORD"}
         ]
-        # Connections are bounded: past the limit, one is closed at once.
+        # Connections are bounded: past the limit, one is told so and closed at once.
         streams = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(8)]
         answers, closed = await _exchange(port, b'{"action": "pending"}\n')
-        assert (answers, closed) == ([], True)
+        assert closed and [answer["ok"] for answer in answers] == [False]
+        assert "8 control connections are open already" in answers[0]["error"]
+        control = FaultControl([("127.0.0.1", port)])
+        with pytest.raises(FaultControlError, match="refused: 8 control connections"):
+            await trio.to_thread.run_sync(control.clear)
         for stream in streams:
             await stream.aclose()
         await trio.sleep(0.05)
         # The test's side, from a thread (it blocks).
-        control = FaultControl([("127.0.0.1", port)])
         await trio.to_thread.run_sync(control.clear)
         await trio.to_thread.run_sync(lambda: control.delay("Fetch", 0.5, count=3))
         assert [f.count for f in await trio.to_thread.run_sync(control.pending)] == [3]
@@ -81,6 +103,88 @@ async def test_control_endpoint_refuses_garbage_and_keeps_serving() -> None:
     assert [(f.api, f.seconds) for f in injector.pending()] == [("Fetch", 0.5)]
     with pytest.raises(FaultControlError, match="unreachable"):
         control.clear()
+
+
+async def _record_injections(injector: FaultInjector, client_ids: list[str]) -> None:
+    """Injections made by requests from these clients, in turn, until the record is full."""
+    injector.delay("ListOffsets", 0)  # every ListOffsets, at no cost
+
+    async def handler(ctx: HandlerContext, request: ListOffsetsRequest) -> None:
+        await trio.lowlevel.checkpoint()
+
+    handle = injector(handler)
+    for index in range(FAULT_INJECTIONS_RECORDED_MAX):
+        client_id = client_ids[index % len(client_ids)]
+        ctx = HandlerContext(cast(Any, None), cast(Any, None), client_id=client_id)
+        await handle(ctx, ListOffsetsRequest("topic", 0, -1))
+
+
+async def test_clients_that_never_read_their_answers_do_not_keep_others_out(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: an answer's write had no time limit (the idle limit covered reads only),
+    so 8 clients that sent requests and never read held every slot for good."""
+    monkeypatch.setattr("trioring.testing._control.FAULT_CONTROL_ANSWER_SECONDS", 0.2)
+    injector = FaultInjector()
+    await _record_injections(injector, ["x" * 300])  # an "injected" answer: ~350 KB
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_fault_control, injector, "127.0.0.1", 0)
+        silent: list[trio.SocketStream] = []
+        try:
+            for _ in range(FAULT_CONTROL_CONNECTIONS_MAX):
+                silent.append(await trio.open_tcp_stream("127.0.0.1", port))
+                await silent[-1].send_all(b'{"action": "injected"}\n' * 190)  # never read
+            # The answers fill the sockets' buffers; then each connection is closed
+            # within the deadline, and a new client is served again.
+            with trio.fail_after(5):
+                while True:
+                    answers, _ = await _exchange(port, b'{"action": "clear"}\n')
+                    if answers == [{"ok": True}]:
+                        break
+                    await trio.sleep(0.05)
+        finally:
+            for stream in silent:
+                await stream.aclose()
+        nursery.cancel_scope.cancel()
+    assert "left its answer unread" in caplog.text
+    assert injector.injected() == []
+
+
+async def test_injections_answer_within_its_bound_whatever_the_client_ids() -> None:
+    """Before: a client id was cut to 100 characters, but JSON wrote an emoji as 12
+    bytes: a full record of them was a 1.3 MB answer, past the 1 MiB the client takes."""
+    injector = FaultInjector()
+    client_ids = ["😀" * 100, "\x00" * 500, '"\\' * 300, "\ud800" * 50, "é" * 32767, "rdkafka"]
+    await _record_injections(injector, client_ids)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_fault_control, injector, "127.0.0.1", 0)
+        control = FaultControl([("127.0.0.1", port)])
+        injected = await trio.to_thread.run_sync(control.injected)
+        nursery.cancel_scope.cancel()
+    assert len(injected) == FAULT_INJECTIONS_RECORDED_MAX
+    kept = [injection.client_id for injection in injected[: len(client_ids)]]
+    assert kept == ["😀" * 49, "\x00" * 33, '"\\' * 49 + '"', "?" * 50, "é" * 99, "rdkafka"]
+
+
+def test_an_answer_entry_is_bounded() -> None:
+    """The longest fault and injection fit FAULT_ENTRY_JSON_BYTES_MAX, which bounds
+    an answer (the asserts in trioring/_constants.py)."""
+    api = max(API_NAMES, key=len)
+    error = max(ErrorCode, key=lambda code: len(code.name))
+    seconds = 1.2345678901234567e-05  # as long as a float in 0-600 s is written
+    longest = [
+        Fault.fail(api, error, FAULT_COUNT_MAX),
+        Fault.delay(api, seconds, FAULT_COUNT_MAX),
+        Fault.drop_connection(api, FAULT_COUNT_MAX),
+    ]
+    for fault in longest:
+        assert len(entry_json(fault.to_json())) <= FAULT_ENTRY_JSON_BYTES_MAX
+    for client_id in ("😀" * 100, "\x01" * 100, "a" * 1000):
+        kept = kept_client_id(client_id)
+        assert len(entry_json(kept)) <= FAULT_CLIENT_ID_JSON_BYTES_MAX
+        assert len(entry_json(kept + client_id[len(kept)])) > FAULT_CLIENT_ID_JSON_BYTES_MAX
+        injection = Injection(api, "drop_connection", error.name.upper(), seconds, kept, 63)
+        assert len(entry_json(injection.to_json())) <= FAULT_ENTRY_JSON_BYTES_MAX
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "localhost", "example.com"])

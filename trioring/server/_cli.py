@@ -29,6 +29,7 @@ import attrs
 import trio
 
 import trioring
+from trioring._constants import PORT_MAX
 from trioring.config import BrokerConfig, GroupConfig, ServerConfig
 from trioring.errors import ConfigurationError, InvalidArgumentError
 from trioring.server._server import KafkaServer, serve_kafka
@@ -97,6 +98,19 @@ def _host_port(value: str, flag: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ConfigurationError(f"{flag} must look like HOST:PORT, not {value!r}")
     return host, int(port)
+
+
+def _check_worker_ports(what: str, port: int, workers: int) -> None:
+    """ConfigurationError unless the port of every worker is one: worker i uses
+    ``port`` + i (0: each a free one)."""
+    if not 0 <= port <= PORT_MAX:
+        raise ConfigurationError(f"{what}: the port must be 0-{PORT_MAX}, not {port}")
+    last = port + workers - 1
+    if port and last > PORT_MAX:
+        raise ConfigurationError(
+            f"{what}: worker i uses port {port} + i, and worker {workers - 1}'s {last} is "
+            f"past {PORT_MAX}: choose a port up to {PORT_MAX - workers + 1}, or 0 for free ones"
+        )
 
 
 def setting_keys(table: str) -> dict[str, Any]:
@@ -364,11 +378,21 @@ def serve_main(options: argparse.Namespace) -> int:
     workers = default_workers() if options.workers is None else options.workers
     if workers < 1:
         raise ConfigurationError(f"--workers must be at least 1, not {workers}")
+    _check_worker_ports(
+        "--listen" if options.listen else "[server] port", server_config.port, workers
+    )
+    if server_config.advertised_port is not None:
+        _check_worker_ports(
+            "--advertised" if options.advertised else "[server] advertised_port",
+            server_config.advertised_port,
+            workers,
+        )
     fault_control = None
     if options.fault_control:
         from trioring.testing._control import check_loopback  # noqa: PLC0415 - test-only code
 
         fault_control = _host_port(options.fault_control, "--fault-control")
+        _check_worker_ports("--fault-control", fault_control[1], workers)
         try:
             check_loopback(fault_control[0])
         except InvalidArgumentError as error:

@@ -36,15 +36,17 @@ from kio.schema.errors import ErrorCode
 
 from trioring._constants import (
     FAULT_CONTROL_ANSWER_BYTES_MAX,
+    FAULT_CONTROL_ANSWER_SECONDS,
     FAULT_CONTROL_CLIENT_SECONDS,
     FAULT_CONTROL_CONNECTIONS_MAX,
     FAULT_CONTROL_IDLE_SECONDS,
     FAULT_CONTROL_LINE_BYTES_MAX,
+    FAULT_CONTROL_REFUSAL_SECONDS,
 )
 from trioring._logging import RateLimitedLogger, printable
 from trioring.errors import InvalidArgumentError
 from trioring.protocol.kafka import ApiKey
-from trioring.testing._faults import Fault, FaultInjector, Injection
+from trioring.testing._faults import Fault, FaultInjector, Injection, entry_json
 
 __all__ = ["FaultControl", "check_loopback", "serve_fault_control"]
 
@@ -88,51 +90,82 @@ async def _serve_connection(
     injector: FaultInjector, slots: trio.Semaphore, stream: trio.SocketStream
 ) -> None:
     async with stream:
-        if slots.value == 0:
-            client_log.warning(
-                "fault control: refused a connection, %d open", FAULT_CONTROL_CONNECTIONS_MAX
-            )
-            return
-        async with slots:
-            try:
-                await _serve_lines(injector, stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-            except Exception as error:
-                # The endpoint's last boundary: nothing that arrives here stops the broker.
-                client_log.error(
-                    "fault control: closing a connection after an unexpected error: %r",
-                    error,
-                    exc_info=error,
+        try:
+            if slots.value == 0:
+                client_log.warning(
+                    "fault control: refused a connection, %d open", FAULT_CONTROL_CONNECTIONS_MAX
                 )
+                await _refuse(stream)
+                return
+            async with slots:
+                await _serve_lines(injector, stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception as error:
+            # The endpoint's last boundary: nothing that arrives here stops the broker.
+            client_log.error(
+                "fault control: closing a connection after an unexpected error: %r",
+                error,
+                exc_info=error,
+            )
+
+
+async def _refuse(stream: trio.SocketStream) -> None:
+    """Tell a connection over the limit why it is closed, if that takes no waiting."""
+    with trio.move_on_after(FAULT_CONTROL_REFUSAL_SECONDS):
+        await stream.send_all(
+            _line(
+                {
+                    "ok": False,
+                    "error": f"{FAULT_CONTROL_CONNECTIONS_MAX} control connections are open "
+                    "already: try again when one is closed",
+                }
+            )
+        )
+        # Take the request it may have sent: a close with bytes unread is a
+        # reset, which could discard the line above before the client reads it.
+        await stream.receive_some(FAULT_CONTROL_LINE_BYTES_MAX)
 
 
 async def _serve_lines(injector: FaultInjector, stream: trio.SocketStream) -> None:
+    """Answer requests until the client closes, sends no whole request for
+    FAULT_CONTROL_IDLE_SECONDS, leaves an answer untaken for
+    FAULT_CONTROL_ANSWER_SECONDS, or sends a line that closes the connection."""
     buffer = bytearray()
     while True:
-        with trio.move_on_after(FAULT_CONTROL_IDLE_SECONDS):
-            data = await stream.receive_some(FAULT_CONTROL_LINE_BYTES_MAX)
-        if not data:  # closed, or idle for too long (data is None)
+        with trio.move_on_after(FAULT_CONTROL_IDLE_SECONDS) as idle:
+            while (end := buffer.find(b"\n")) < 0 and len(buffer) < FAULT_CONTROL_LINE_BYTES_MAX:
+                data = await stream.receive_some(FAULT_CONTROL_LINE_BYTES_MAX)
+                if not data:
+                    return
+                buffer += data
+        if idle.cancelled_caught:
             return
-        buffer += data
-        while (end := buffer.find(b"\n")) >= 0:
+        if not 0 <= end < FAULT_CONTROL_LINE_BYTES_MAX:
+            error = f"a line is at most {FAULT_CONTROL_LINE_BYTES_MAX} bytes"
+            answer: dict[str, Any] = {"ok": False, "error": error}
+            keep_open = False
+        else:
             line = bytes(buffer[:end])
             del buffer[: end + 1]
             answer, keep_open = _answer(injector, line)
-            await stream.send_all(json.dumps(answer).encode() + b"\n")
-            if not keep_open:
-                return
-        if len(buffer) >= FAULT_CONTROL_LINE_BYTES_MAX:
-            await stream.send_all(
-                json.dumps(
-                    {
-                        "ok": False,
-                        "error": f"a line is at most {FAULT_CONTROL_LINE_BYTES_MAX} bytes",
-                    }
-                ).encode()
-                + b"\n"
+        # An answer waits in the socket's buffers until the client reads it; once
+        # they are full, a client that never reads would hold this for good.
+        with trio.move_on_after(FAULT_CONTROL_ANSWER_SECONDS) as answering:
+            await stream.send_all(_line(answer))
+        if answering.cancelled_caught:
+            client_log.warning(
+                "fault control: closing a connection that left its answer unread for %g s",
+                FAULT_CONTROL_ANSWER_SECONDS,
             )
             return
+        if not keep_open:
+            return
+
+
+def _line(answer: dict[str, Any]) -> bytes:
+    # Entries are bounded in these bytes (FAULT_ENTRY_JSON_BYTES_MAX), and so is the line.
+    return entry_json(answer) + b"\n"
 
 
 def _answer(injector: FaultInjector, line: bytes) -> tuple[dict[str, Any], bool]:

@@ -22,6 +22,7 @@ has no handler and cannot be touched.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -33,9 +34,10 @@ import trio
 from kio.schema.errors import ErrorCode
 
 from trioring._constants import (
-    FAULT_CLIENT_ID_CHARACTERS_MAX,
+    FAULT_CLIENT_ID_JSON_BYTES_MAX,
     FAULT_COUNT_MAX,
     FAULT_DELAY_SECONDS_MAX,
+    FAULT_ENTRY_JSON_BYTES_MAX,
     FAULT_INJECTIONS_RECORDED_MAX,
     FAULT_RULES_MAX,
 )
@@ -278,7 +280,8 @@ class Injection:
     error: str | None
     #: The latency added, for a "delay".
     seconds: float
-    #: The id of the client whose request it was (cut to 100 characters).
+    #: The id of the client whose request it was, cut to what takes 200 bytes in
+    #: JSON (FAULT_CLIENT_ID_JSON_BYTES_MAX: 198 ASCII characters, 49 emoji).
     client_id: str
     #: The worker process that injected it (None in-process).
     worker: int | None = None
@@ -296,6 +299,29 @@ class Injection:
             str(value.get("client_id", "")),
             worker,
         )
+
+
+def entry_json(value: object) -> bytes:
+    """``value`` as the control endpoint's answers write it: JSON, UTF-8, non-ASCII
+    characters as they are (an escape would take 6 or 12 bytes for 2 to 4)."""
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+def kept_client_id(client_id: str) -> str:
+    """The longest start of ``client_id`` whose JSON string takes at most
+    FAULT_CLIENT_ID_JSON_BYTES_MAX bytes (what bounds an answer of injections)."""
+    # A character takes at least a byte: no more than this can be kept. A lone
+    # surrogate (an embedded caller's string; the wire's are UTF-8) cannot be
+    # written as UTF-8: it becomes "?".
+    kept = client_id[:FAULT_CLIENT_ID_JSON_BYTES_MAX].encode(errors="replace").decode()
+    if len(entry_json(kept)) <= FAULT_CLIENT_ID_JSON_BYTES_MAX:
+        return kept
+    size = 2  # the quotes
+    for index, character in enumerate(kept):
+        size += len(entry_json(character)) - 2  # escapes are per character
+        if size > FAULT_CLIENT_ID_JSON_BYTES_MAX:
+            return kept[:index]
+    raise AssertionError("the whole was too long, so some start of it is")
 
 
 @attrs.define
@@ -447,15 +473,15 @@ class FaultInjector:
         )
 
     def _record(self, fault: Fault, ctx: HandlerContext) -> None:
-        self._injections.append(
-            Injection(
-                fault.api,
-                fault.action,
-                None if fault.error is None else fault.error.name.upper(),
-                fault.seconds,
-                ctx.client_id[:FAULT_CLIENT_ID_CHARACTERS_MAX],
-            )
+        injection = Injection(
+            fault.api,
+            fault.action,
+            None if fault.error is None else fault.error.name.upper(),
+            fault.seconds,
+            kept_client_id(ctx.client_id),
         )
+        assert len(entry_json(injection.to_json())) <= FAULT_ENTRY_JSON_BYTES_MAX, injection
+        self._injections.append(injection)
         self.injections_total += 1
         self._injection_made.set()
         self._injection_made = trio.Event()

@@ -225,14 +225,22 @@ def _check_options(options: argparse.Namespace) -> None:
         )
 
 
-def _report_settings(options: argparse.Namespace, partitions: int) -> dict[str, Any]:
+def _report_settings(
+    options: argparse.Namespace, partitions: int, measurement: Measurement
+) -> dict[str, Any]:
     """The settings that shape the numbers, for the summary."""
+    record_bytes: float | None = options.record_bytes
+    if options.mode == "consume":
+        # What was read, whoever wrote it: --record-bytes sizes only the records
+        # the bench writes (--produce-first's may be among others).
+        read = measurement.records
+        record_bytes = round(measurement.bytes / read, 1) if read else None
     return {
         "mode": options.mode,
         "bootstrap": options.bootstrap,
         "topic": options.topic,
         "partitions": partitions,
-        "record_bytes": options.record_bytes,
+        "record_bytes": record_bytes,
         "count": options.count,
         "seconds": options.seconds,
         "acks": options.acks,
@@ -501,7 +509,8 @@ async def run_bench(options: argparse.Namespace) -> int:
         if group.subgroup(KeyboardInterrupt) is not None:
             raise KeyboardInterrupt from None
         raise
-    write_summary(output, summary(measurement, _report_settings(options, len(partitions))))
+    reported = _report_settings(options, len(partitions), measurement)
+    write_summary(output, summary(measurement, reported))
     output.flush()
     _check_outcome(options, measurement)
     return EXIT_INTERRUPTED if measurement.interrupted else 0
@@ -518,6 +527,11 @@ def _check_outcome(options: argparse.Namespace, measurement: Measurement) -> Non
         raise CommandError(
             f"{measurement.missing} of {measurement.sent} records produced were not "
             "consumed within the drain time after the last send"
+        )
+    if measurement.unassigned:
+        raise CommandError(
+            f"group {options.group!r} gave this member none of the partitions of topic "
+            f"{options.topic!r}: its other members hold them all, so there is nothing to read"
         )
     wanted = options.count
     if (

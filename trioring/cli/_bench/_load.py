@@ -98,6 +98,9 @@ class Measurement:
     interrupted: bool = False
     #: consume: stopped because every partition was read to its end.
     reached_end: bool = False
+    #: consume: stopped because the group gave this member no partitions (its
+    #: other members hold them all): it would wait for some for ever.
+    unassigned: bool = False
     #: e2e: records produced that were not consumed within CLI_BENCH_DRAIN_SECONDS.
     missing: int = 0
     first_error: str | None = None
@@ -117,6 +120,7 @@ class Measurement:
         self.missing += other.missing
         self.interrupted = self.interrupted or other.interrupted
         self.reached_end = self.reached_end or other.reached_end
+        self.unassigned = self.unassigned or other.unassigned
         self.first_error = self.first_error or other.first_error
         if other.latency is not None:
             if self.latency is None:
@@ -414,12 +418,26 @@ async def _run_consume(
     ready: Callable[[], Awaitable[None]],
 ) -> None:
     topic, count, group = settings.topic, settings.count, settings.group
+    #: Whether the group's last assignment, with no rebalance since, gave this member nothing.
+    given_nothing = False
+
+    async def assigned(partitions: set[tuple[str, int]]) -> None:
+        nonlocal given_nothing
+        given_nothing = not consumer.assignment()
+
+    async def rebalancing(partitions: set[tuple[str, int]]) -> None:
+        nonlocal given_nothing
+        given_nothing = False
+
     async with open_consumer(
         bootstrap,
         group_id=group,
         topics=[topic] if group is not None else None,
         auto_offset_reset="earliest",
         client_id=CLIENT_ID,
+        on_assigned=assigned,
+        on_revoked=rebalancing,
+        on_lost=rebalancing,
     ) as consumer:
         if group is None:
             consumer.assign([(topic, partition) for partition in settings.read_partitions])
@@ -444,6 +462,9 @@ async def _run_consume(
                     measurement.bytes += sum(len(record.value or b"") for record in records)
                     measurement.records += len(records)
                     measurement.ended_ns = now_ns
+                if given_nothing and not consumer.assignment():
+                    measurement.unassigned = True
+                    break
                 if len(records) < wanted and await _at_end(consumer, topic, settings.end_offsets):
                     measurement.reached_end = True
                     break

@@ -82,9 +82,12 @@ def _settings_text(settings: dict[str, Any]) -> str:
         f"{settings['partitions']} partitions",
         f"{settings['processes']} process" + ("es" if settings["processes"] != 1 else ""),
     ]
+    if settings["mode"] != "consume":
+        parts.append(f"{settings['record_bytes']} B records")
+    elif settings["record_bytes"] is not None:
+        parts.append(f"{settings['record_bytes']:g} B records on average")
     if settings["mode"] != "consume" or settings.get("produce_first"):
         parts += [
-            f"{settings['record_bytes']} B records",
             f"acks={settings['acks']}",
             f"compression {settings['compression']}",
             f"linger {settings['linger_ms']} ms",
