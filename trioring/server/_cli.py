@@ -333,6 +333,23 @@ async def run_cluster(
     """The supervisor and its worker processes, until SIGINT or SIGTERM drains them."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            started: list[Supervisor] = []
+
+            async def stop_on_signal() -> None:
+                # Watched from before the start: a worker that fails again and again
+                # as it starts keeps the supervisor from being ready, and a signal
+                # then must still stop it (it was held until the start finished).
+                async for received in signals:
+                    logger.warning("%s: shutting down", signal.Signals(received).name)
+                    nursery.start_soon(_exit_on_second_signal, signals)
+                    if started:
+                        await started[0].stop()
+                    # Before the start finished, cancelling it drains what runs
+                    # (Supervisor.run stops its workers as it is cancelled).
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(stop_on_signal)
             supervisor: Supervisor = await nursery.start(
                 partial(
                     serve_cluster,
@@ -362,12 +379,7 @@ async def run_cluster(
                     for state in supervisor.workers
                 )
                 print(f"trioring fault control on {controls} (testing only)", flush=True)
-            async for received in signals:
-                logger.warning("%s: shutting down", signal.Signals(received).name)
-                nursery.start_soon(_exit_on_second_signal, signals)
-                await supervisor.stop()
-                nursery.cancel_scope.cancel()
-                break
+            started.append(supervisor)
     print("trioring stopped; all data flushed", flush=True)
     return 0
 
