@@ -34,6 +34,6 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy strict on the package."""
-    session.install(".", "mypy>=1.10")
+    """mypy strict on the package and the pytest plugin (which needs pytest's types)."""
+    session.install(".", "mypy>=1.10", "pytest>=8.4")
     session.run("mypy")
