@@ -9,6 +9,7 @@ process, as a user's shell does.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -395,3 +396,50 @@ def test_reset_offsets_refuses_a_group_with_members(run: Run, broker: BrokerProc
     finally:
         follower.send_signal(signal.SIGTERM)
         follower.wait(timeout=COMMAND_SECONDS_MAX)
+
+
+def test_a_reader_that_stops_reading_neither_stalls_the_member_nor_loses_records(
+    run: Run, broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """stdout is a pipe nobody reads: the writes block (in a thread, so the group's
+    heartbeats go on), SIGTERM still ends the command at once, and the commit covers
+    only records that reached the pipe, not the batch whose write was cut."""
+    topic, group = unique("stuck"), unique("stuck")
+    source = tmp_path / "input.txt"
+    source.write_text("".join(f"line {i:06}\n" for i in range(30_000)))  # 360 KB
+    run.ok("topics", "create", topic, "-p", "1")
+    run.ok("produce", topic, "--file", str(source))
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    try:
+        follower = subprocess.Popen(
+            trioring(
+                "consume", topic, "-f", "-g", group, "--from-beginning", "-b", broker.bootstrap
+            ),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+        )
+        os.close(write_end)
+        deadline = time.monotonic() + COMMAND_SECONDS_MAX
+        while time.monotonic() < deadline:  # until the group committed while blocked
+            code, out, _ = run("groups", "describe", group, "--json")
+            offsets = json.loads(out)["offsets"] if code == 0 else []
+            if offsets and offsets[0]["committed"] not in (None, -1):
+                break
+            time.sleep(0.5)
+        follower.send_signal(signal.SIGTERM)
+        _, err = follower.communicate(timeout=COMMAND_SECONDS_MAX)
+        assert follower.returncode == 143, err
+        piped = b""
+        while chunk := os.read(read_end, 1 << 20):
+            piped += chunk
+    finally:
+        os.close(read_end)
+    # The cut write may have left part of a record in the pipe: not a whole line.
+    lines = piped[: piped.rfind(b"\n") + 1].splitlines()
+    assert 0 < len(lines) < 30_000
+    assert lines == [b"line %06d" % i for i in range(len(lines))]
+    # Nothing is committed that did not reach the pipe whole; the cut batch is
+    # read again by the group (at least once).
+    [described] = run.json("groups", "describe", group)
+    assert 0 < described["offsets"][0]["committed"] <= len(lines)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import string
 import sys
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any
 
 import trio
 
@@ -214,17 +215,33 @@ async def _position_from(
         await consumer.seek_to_end()
 
 
-async def _write(output: BinaryIO, data: bytes) -> None:
-    """Write and flush, so a pipe's reader sees each batch at once, from a thread: a
-    reader that stops reading blocks the write, and a blocked event loop would stop
-    the group's heartbeats (the member would be dropped from the group). On Ctrl-C
-    the command goes on without waiting for a write its reader never takes."""
+async def _write(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` at once (a pipe's reader sees each batch as it
+    comes), from a thread: a reader that stops reading blocks the write, and a
+    blocked event loop would stop the group's heartbeats (the member would be
+    dropped from the group). On Ctrl-C the command goes on without waiting for a
+    write its reader never takes. The descriptor, not sys.stdout: an abandoned
+    write must hold no lock that the exit's flush of sys.stdout would wait for."""
 
     def write() -> None:
-        output.write(data)
-        output.flush()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
 
     await trio.to_thread.run_sync(write, abandon_on_cancel=True)
+
+
+def _unread(consumer: Consumer, records: list[ConsumerRecord]) -> None:
+    """Give back records whose write was cut short: the consumer's position goes
+    back to the first of them, so that leaving the group commits only what was
+    written (the rest is read again: at least once)."""
+    first: dict[tuple[str, int], int] = {}
+    for record in records:
+        first.setdefault((record.topic, record.partition), record.offset)
+    owned = consumer.assignment()
+    for (topic, partition), offset in first.items():
+        if (topic, partition) in owned:
+            consumer.seek(topic, partition, offset)
 
 
 async def _at_end(consumer: Consumer, ends: dict[tuple[str, int], int]) -> bool:
@@ -258,9 +275,13 @@ async def consume_records(options: argparse.Namespace) -> int:
         starts = await admin.list_offsets(keys, "earliest")
     if options.follow:
         ends = {}  # following: no end to stop at
-    output = sys.stdout.buffer
+    sys.stdout.flush()  # nothing of ours may wait in its buffer: records go to the fd
+    output = sys.stdout.fileno()
     consumed = 0
     stop = SignalStop()
+    #: Per partition, the offset after the last record written out: what a group
+    #: member commits at the end (a write cut short by Ctrl-C is not written).
+    written: dict[tuple[str, int], int] = {}
     group = options.group
     #: When the group last gave this member its partitions (None: not yet).
     assigned_at: float | None = None
@@ -296,8 +317,14 @@ async def consume_records(options: argparse.Namespace) -> int:
                     timeout_s=CLI_CONSUME_END_CHECK_SECONDS, max_records=wanted
                 )
                 if records:
-                    await _write(output, b"".join(map(write_record, records)))
+                    try:
+                        await _write(output, b"".join(map(write_record, records)))
+                    except trio.Cancelled:
+                        _unread(consumer, records)
+                        raise
                     consumed += len(records)
+                    for record in records:  # written: these may be committed
+                        written[(record.topic, record.partition)] = record.offset + 1
                 if options.follow:
                     continue
                 if await _at_end(consumer, ends):
@@ -317,10 +344,15 @@ async def consume_records(options: argparse.Namespace) -> int:
                     break
         nursery.cancel_scope.cancel()
         if group is not None:
-            # Everything returned is written: commit it all. (Auto-commit alone
-            # would leave the last read uncommitted, as Java's does until the
-            # next poll; a Ctrl-C or a closed pipe leaves it so, and those
-            # records are read again: at least once.)
-            await consumer.commit()
+            # Commit what was written of the partitions this member still owns
+            # (a revoked one's were committed as it went; committing them again
+            # could move back its new owner's offset). Auto-commit alone would
+            # leave the last read uncommitted, as Java's does until the next poll.
+            # A write cut short by Ctrl-C or a closed pipe is not committed: those
+            # records are read again (at least once).
+            owned = consumer.assignment()
+            finished = {tp: offset for tp, offset in written.items() if tp in owned}
+            if finished:
+                await consumer.commit(finished)
     note(f"consumed {consumed} records from {options.topic!r}")
     return stop.exit_code()
