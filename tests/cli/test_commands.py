@@ -193,6 +193,9 @@ def test_consume_offsets_stay_within_the_log(run: Run, broker: BrokerProcess) ->
     assert run.ok("consume", topic, "-o", "-100").split() == [b"15", b"16", b"17", b"18", b"19"]
     assert run.ok("consume", topic, "-o", "-2").split() == [b"18", b"19"]
     assert run.ok("consume", topic, "-o", "1000") == b""
+    # Following, from an offset: the same start, then it waits (until --count here).
+    assert run.ok("consume", topic, "-f", "-o", "-2", "-c", "2").split() == [b"18", b"19"]
+    assert run.ok("consume", topic, "-f", "-p", "0", "--from-beginning", "-c", "1") == b"15\n"
 
 
 def test_group_consume_commits_and_the_groups_commands(run: Run, tmp_path: Path) -> None:

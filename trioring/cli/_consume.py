@@ -273,8 +273,6 @@ async def consume_records(options: argparse.Namespace) -> int:
         keys = [(options.topic, p) for p in chosen]
         ends = await admin.list_offsets(keys, "latest")
         starts = await admin.list_offsets(keys, "earliest")
-    if options.follow:
-        ends = {}  # following: no end to stop at
     sys.stdout.flush()  # nothing of ours may wait in its buffer: records go to the fd
     output = sys.stdout.fileno()
     consumed = 0
