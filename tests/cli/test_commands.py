@@ -446,3 +446,36 @@ def test_a_reader_that_stops_reading_neither_stalls_the_member_nor_loses_records
     # read again by the group (at least once).
     [described] = run.json("groups", "describe", group)
     assert 0 < described["offsets"][0]["committed"] <= len(lines)
+
+
+def test_produce_stopped_mid_input_still_sends_every_line_it_read(
+    run: Run, broker: BrokerProcess
+) -> None:
+    """--rate holds lines that were read from stdin but not yet sent; Ctrl-C sends
+    them too (they were dropped, and the exit code said nothing)."""
+    topic = unique("paced")
+    run.ok("topics", "create", topic, "-p", "1")
+    producer = subprocess.Popen(
+        trioring("produce", topic, "--rate", "2", "-b", broker.bootstrap),
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert producer.stdin is not None
+        producer.stdin.write(b"".join(b"%d\n" % i for i in range(10)))
+        producer.stdin.flush()  # and the input stays open: more may come
+        deadline = time.monotonic() + COMMAND_SECONDS_MAX
+        while time.monotonic() < deadline:
+            [described] = run.json("topics", "describe", topic)
+            if described["partitions"][0]["end_offset"] >= 1:
+                break
+            time.sleep(0.1)
+        producer.send_signal(signal.SIGINT)
+        _, err = producer.communicate(timeout=COMMAND_SECONDS_MAX)
+    finally:
+        if producer.poll() is None:
+            producer.kill()
+            producer.wait()
+    assert producer.returncode == 130, err
+    got = run.ok("consume", topic, "--from-beginning").split()
+    assert got == [b"%d" % i for i in range(10)]

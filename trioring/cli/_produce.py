@@ -71,34 +71,66 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     produce.set_defaults(run=produce_lines)
 
 
-async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes | None]:
+class _LineReader:
     """The input's lines without their line ends, the last one even without one;
     None for a line longer than CLI_PRODUCE_LINE_BYTES_MAX, which is skipped
-    (memory stays bounded whatever the input)."""
-    pending = bytearray()
-    skipping = False  # inside a line too long to send
-    while True:
-        chunk = await stream.receive_some(CLI_PRODUCE_READ_BYTES)
-        if not chunk:
-            break
-        pending += chunk
-        start = 0
-        while (end := pending.find(b"\n", start)) >= 0:
-            if skipping:
-                skipping = False
-            elif end - start > CLI_PRODUCE_LINE_BYTES_MAX:
-                yield None
-            else:
-                yield bytes(pending[start:end]).removesuffix(b"\r")
-            start = end + 1
-        del pending[:start]
-        if len(pending) > CLI_PRODUCE_LINE_BYTES_MAX:
-            if not skipping:
-                yield None
-            skipping = True
-            pending.clear()
-    if pending and not skipping:
-        yield bytes(pending).removesuffix(b"\r")
+    (memory stays bounded whatever the input). :meth:`rest` gives what was read
+    but not taken yet, for a stop that must still send it."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._pending = bytearray()
+        #: Where the part of ``_pending`` not taken yet starts.
+        self._start = 0
+        #: Inside a line too long to send: its bytes are dropped up to its end.
+        self._skipping = False
+
+    def _take(self) -> bytes | bool | None:
+        """The next whole line (None: one too long), or False when none is whole yet."""
+        while True:
+            end = self._pending.find(b"\n", self._start)
+            if end < 0:
+                if len(self._pending) - self._start > CLI_PRODUCE_LINE_BYTES_MAX:
+                    self._pending.clear()
+                    self._start = 0
+                    if not self._skipping:
+                        self._skipping = True
+                        return None
+                return False
+            line = self._pending[self._start : end]
+            self._start = end + 1
+            if self._skipping:  # the end of a line reported as too long already
+                self._skipping = False
+                continue
+            if len(line) > CLI_PRODUCE_LINE_BYTES_MAX:
+                return None
+            return bytes(line).removesuffix(b"\r")
+
+    def rest(self) -> list[bytes | None]:
+        """The lines read but not taken yet, the unfinished last one included."""
+        lines: list[bytes | None] = []
+        while (line := self._take()) is not False:
+            assert not isinstance(line, bool)
+            lines.append(line)
+        if len(self._pending) > self._start and not self._skipping:
+            lines.append(bytes(self._pending[self._start :]).removesuffix(b"\r"))
+        self._pending.clear()
+        self._start = 0
+        return lines
+
+    async def lines(self) -> AsyncIterator[bytes | None]:
+        while True:
+            while (line := self._take()) is not False:
+                assert not isinstance(line, bool)
+                yield line
+            chunk = await self._stream.receive_some(CLI_PRODUCE_READ_BYTES)
+            if not chunk:
+                break
+            del self._pending[: self._start]
+            self._start = 0
+            self._pending += chunk
+        for line in self.rest():
+            yield line
 
 
 def _open_input(path: str | None) -> trio.lowlevel.FdStream:
@@ -150,11 +182,14 @@ async def produce_lines(options: argparse.Namespace) -> int:
             first_error = reason
             print(f"trioring: a record was not delivered: {reason}", file=sys.stderr)
 
-    async def check(handle: SendHandle) -> None:
+    async def check_oldest() -> None:
+        """Wait for the oldest unchecked record's outcome. It leaves the queue only
+        once known: a cancelled wait leaves it for the final check."""
         try:
-            await handle.wait()
+            await unchecked[0].wait()
         except Exception as error:  # the record's delivery failed: count it, go on
             refused(str(error))
+        unchecked.popleft()
 
     stop = SignalStop()
     async with (
@@ -170,64 +205,81 @@ async def produce_lines(options: argparse.Namespace) -> int:
     ):
         #: When the next record may go, with --rate.
         next_send = trio.current_time()
-        # Ctrl-C and SIGTERM stop the reading; what was read is still delivered
-        # (the flush below) and reported.
+
+        async def send(line: bytes | None, number: int, *, paced: bool) -> None:
+            """Queue line ``number`` as a record (or count it refused); return once queued."""
+            nonlocal next_send
+            if line is None:
+                refused(
+                    f"line {number} is longer than {CLI_PRODUCE_LINE_BYTES_MAX} bytes "
+                    "(is the input text with one record per line?)"
+                )
+                return
+            record_key: bytes | None = None
+            value = line
+            if separator is not None:
+                head, found, tail = line.partition(separator)
+                if found:
+                    record_key, value = head, tail
+            if paced and options.rate is not None:
+                # Paced from the later of now and the last slot: a quiet spell in
+                # the input earns no burst afterwards.
+                next_send = max(next_send, trio.current_time())
+                await trio.sleep_until(next_send)
+                next_send += 1 / options.rate
+            while True:
+                try:
+                    handle = producer.send_nowait(
+                        options.topic,
+                        value,
+                        key=record_key,
+                        headers=headers,
+                        partition=options.partition,
+                    )
+                except trio.WouldBlock:
+                    # The buffer is full: the oldest record's batch frees room when
+                    # it is acknowledged (a flush would drain the whole pipeline).
+                    if unchecked:
+                        await check_oldest()
+                    else:
+                        await producer.flush()
+                    continue
+                except TrioringError as error:  # too large for a request, say
+                    refused(f"line {number}: {error}")
+                    return
+                unchecked.append(handle)
+                return
+
+        reader = _LineReader(source)
+        #: The line being queued when a signal came (it is queued after the stop).
+        interrupted: tuple[bytes | None, int] | None = None
+        # Ctrl-C and SIGTERM stop the reading; every line read is still sent (below),
+        # delivered (the flush) and reported.
         with stop.scope:
             nursery.start_soon(stop.watch)
-            async for line in _lines(source):
+            async for line in reader.lines():
                 sent += 1
-                if line is None:
-                    refused(
-                        f"line {sent} is longer than {CLI_PRODUCE_LINE_BYTES_MAX} bytes "
-                        "(is the input text with one record per line?)"
-                    )
-                    continue
-                record_key: bytes | None = None
-                value = line
-                if separator is not None:
-                    head, found, tail = line.partition(separator)
-                    if found:
-                        record_key, value = head, tail
-                if options.rate is not None:
-                    # Paced from the later of now and the last slot: a quiet spell in
-                    # the input earns no burst afterwards.
-                    next_send = max(next_send, trio.current_time())
-                    await trio.sleep_until(next_send)
-                    next_send += 1 / options.rate
-                while True:
-                    try:
-                        handle = producer.send_nowait(
-                            options.topic,
-                            value,
-                            key=record_key,
-                            headers=headers,
-                            partition=options.partition,
-                        )
-                        break
-                    except trio.WouldBlock:
-                        # The buffer is full: the oldest record's batch frees room when
-                        # it is acknowledged (a flush would drain the whole pipeline).
-                        if unchecked:
-                            await check(unchecked.popleft())
-                        else:
-                            await producer.flush()
-                    except TrioringError as error:  # too large for a request, say
-                        refused(f"line {sent}: {error}")
-                        handle = None
-                        break
-                if handle is None:
-                    continue
-                unchecked.append(handle)
+                interrupted = (line, sent)
+                await send(line, sent, paced=True)
+                interrupted = None
                 while unchecked and (
                     unchecked[0].done() or len(unchecked) > CLI_PRODUCE_UNCHECKED_RECORDS_MAX
                 ):
-                    await check(unchecked.popleft())
+                    await check_oldest()
                 if sent % 100 == 0:
                     await trio.lowlevel.checkpoint()  # the sender runs alongside the reading
+        if stop.signal is not None:
+            # What was read is sent now, without pacing: the line cut short, then
+            # the rest of what the reader holds (read from the input, not yet taken).
+            if interrupted is not None:
+                await send(*interrupted, paced=False)
+            for line in reader.rest():
+                sent += 1
+                await send(line, sent, paced=False)
         nursery.cancel_scope.cancel()
         await producer.flush()
         while unchecked:
-            await check(unchecked.popleft())
+            await check_oldest()
     note(f"produced {sent - failed} of {sent} records to {options.topic!r}")
     if failed:
         raise CommandError(
