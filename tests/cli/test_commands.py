@@ -251,7 +251,7 @@ def test_group_consume_commits_and_the_groups_commands(run: Run, tmp_path: Path)
     }
     code, _, err = run("groups", "reset-offsets", group, "--all-topics", "--to-earliest")
     assert code == 1
-    one_error_line(err, "committed in no topic")
+    one_error_line(err, "no commits in a topic that exists")
 
     run.ok("groups", "delete", group)
     code, _, err = run("groups", "describe", group)

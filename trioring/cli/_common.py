@@ -18,7 +18,8 @@ import re
 import signal
 import struct
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import IO, Any
 
 import trio
@@ -45,19 +46,37 @@ EXIT_TERMINATED = 143
 
 class SignalStop:
     """Ctrl-C and SIGTERM cancel ``scope``, around a command's reading: the command
-    then ends as at any other end (commits, flushes, leaves its group)."""
+    then ends as at any other end (commits, flushes, leaves its group).
+
+    Watched for the whole of :meth:`watching`'s block, the client's close at its
+    end included: a second signal (a second Ctrl-C; GNU timeout sends one to the
+    process and one to its group) must not cut that close short, which would
+    leave uncommitted records and a member in its group until its session
+    expires. The close is bounded by the client's request timeout.
+    """
 
     def __init__(self) -> None:
         self.scope = trio.CancelScope()
         #: The signal that stopped the command, if one did.
         self.signal: int | None = None
 
-    async def watch(self) -> None:
+    @asynccontextmanager
+    async def watching(self) -> AsyncIterator[SignalStop]:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for number in signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch, signals)
+                try:
+                    yield self
+                finally:
+                    nursery.cancel_scope.cancel()
+
+    async def _watch(self, signals: AsyncIterator[int]) -> None:
+        async for number in signals:
+            if self.signal is None:
                 self.signal = number
                 self.scope.cancel()
-                return
+            else:
+                note("stopping already: finishing what was read, then closing")
 
     def exit_code(self) -> int:
         if self.signal is None:

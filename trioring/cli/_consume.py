@@ -290,6 +290,7 @@ async def consume_records(options: argparse.Namespace) -> int:
         await trio.lowlevel.checkpoint()
 
     async with (
+        stop.watching(),
         open_consumer(
             bootstrap,
             group_id=group,
@@ -298,7 +299,6 @@ async def consume_records(options: argparse.Namespace) -> int:
             on_assigned=on_assigned if group is not None else None,
             client_id="trioring-cli",
         ) as consumer,
-        trio.open_nursery() as nursery,
     ):
         if group is None:
             consumer.assign(keys)
@@ -306,7 +306,6 @@ async def consume_records(options: argparse.Namespace) -> int:
             await _position_from(consumer, options, bounds)
 
         with stop.scope:
-            nursery.start_soon(stop.watch)
             while not (options.count is not None and consumed >= options.count):
                 wanted = CLI_CONSUME_BATCH_RECORDS_MAX
                 if options.count is not None:
@@ -340,7 +339,6 @@ async def consume_records(options: argparse.Namespace) -> int:
                         f"(other members hold all {len(partitions)}): nothing to read"
                     )
                     break
-        nursery.cancel_scope.cancel()
         if group is not None:
             # Commit what was written of the partitions this member still owns
             # (a revoked one's were committed as it went; committing them again

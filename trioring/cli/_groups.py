@@ -185,7 +185,9 @@ async def _targets(
 ) -> list[tuple[str, int]]:
     if options.all_topics:
         if not committed:
-            raise CommandError(f"group {options.group!r} has committed in no topic")
+            raise CommandError(
+                f"group {options.group!r} has no commits in a topic that exists: nothing to move"
+            )
         return sorted(committed)
     targets = []
     for topic, partitions in _scope(options).items():
@@ -193,7 +195,9 @@ async def _targets(
         existing = sorted(p.partition for p in info.partitions)
         for partition in partitions if partitions is not None else existing:
             if partition not in existing:
-                raise CommandError(f"topic {topic!r} has no partition {partition}")
+                raise UsageError(
+                    f"topic {topic!r} has no partition {partition} (it has {len(existing)})"
+                )
             targets.append((topic, partition))
     return targets
 
@@ -243,18 +247,19 @@ async def reset_offsets(options: argparse.Namespace) -> int:
     bootstrap = await check_reachable(options)
     out = Output()
     async with open_admin(bootstrap, client_id="trioring-cli") as admin:
-        lags = await admin.group_lag(options.group)
-        # Partitions of deleted topics are left out: there is nothing to move to.
-        committed = {tp: lag.committed for tp, lag in lags.items() if lag.end >= 0}
-        targets = await _targets(admin, options, committed)
-        plan = await _plan(admin, options, targets, committed)
-        if options.execute:
+        if options.execute:  # checked first: nothing else matters while it runs
             description = await admin.describe_group(options.group)
             if description.members:
                 raise CommandError(
                     f"group {options.group!r} has {len(description.members)} active "
                     f"member(s) (state {description.state}): stop its consumers first"
                 )
+        lags = await admin.group_lag(options.group)
+        # Partitions of deleted topics are left out: there is nothing to move to.
+        committed = {tp: lag.committed for tp, lag in lags.items() if lag.end >= 0}
+        targets = await _targets(admin, options, committed)
+        plan = await _plan(admin, options, targets, committed)
+        if options.execute:
             await admin.alter_group_offsets(options.group, plan)
     out.table(
         ["topic", "partition", "committed", "new_offset"],

@@ -193,6 +193,7 @@ async def produce_lines(options: argparse.Namespace) -> int:
 
     stop = SignalStop()
     async with (
+        stop.watching(),
         open_producer(
             bootstrap,
             acks=acks,
@@ -201,7 +202,6 @@ async def produce_lines(options: argparse.Namespace) -> int:
             client_id="trioring-cli",
         ) as producer,
         _open_input(options.file) as source,
-        trio.open_nursery() as nursery,
     ):
         #: When the next record may go, with --rate.
         next_send = trio.current_time()
@@ -256,7 +256,6 @@ async def produce_lines(options: argparse.Namespace) -> int:
         # Ctrl-C and SIGTERM stop the reading; every line read is still sent (below),
         # delivered (the flush) and reported.
         with stop.scope:
-            nursery.start_soon(stop.watch)
             async for line in reader.lines():
                 sent += 1
                 interrupted = (line, sent)
@@ -276,7 +275,6 @@ async def produce_lines(options: argparse.Namespace) -> int:
             for line in reader.rest():
                 sent += 1
                 await send(line, sent, paced=False)
-        nursery.cancel_scope.cancel()
         await producer.flush()
         while unchecked:
             await check_oldest()
