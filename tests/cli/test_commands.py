@@ -398,7 +398,11 @@ def test_reset_offsets_refuses_a_group_with_members(run: Run, broker: BrokerProc
         assert run.ok("consume", topic, "-g", group) == b""
     finally:
         follower.send_signal(signal.SIGTERM)
-        follower.wait(timeout=COMMAND_SECONDS_MAX)
+        try:
+            follower.wait(timeout=COMMAND_SECONDS_MAX)
+        except subprocess.TimeoutExpired:
+            follower.kill()
+            follower.wait()
 
 
 def test_a_reader_that_stops_reading_neither_stalls_the_member_nor_loses_records(
@@ -414,6 +418,7 @@ def test_a_reader_that_stops_reading_neither_stalls_the_member_nor_loses_records
     run.ok("produce", topic, "--file", str(source))
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
+    follower = None
     try:
         follower = subprocess.Popen(
             trioring(
@@ -438,6 +443,9 @@ def test_a_reader_that_stops_reading_neither_stalls_the_member_nor_loses_records
             piped += chunk
     finally:
         os.close(read_end)
+        if follower is not None and follower.poll() is None:  # the test failed early
+            follower.kill()
+            follower.wait()
     # The cut write may have left part of a record in the pipe: not a whole line.
     lines = piped[: piped.rfind(b"\n") + 1].splitlines()
     assert 0 < len(lines) < 30_000
