@@ -12,6 +12,7 @@ exit code: 1 when the broker or the request failed, 2 for a usage mistake
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -136,6 +137,23 @@ def topic_name(value: str) -> str:
             f"{value!r} is not a topic name: at most 249 of the characters a-z A-Z 0-9 . _ -"
         )
     return value
+
+
+def iso_time_ms(value: str, flag: str) -> int:
+    """An ISO-8601 time as milliseconds since the epoch; one without a zone is local
+    time, as kafka-consumer-groups takes it."""
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"{flag} {value!r} is not ISO-8601 (for example 2026-12-01T10:00:00+00:00)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    timestamp_ms = int(moment.timestamp() * 1000)
+    if timestamp_ms < 0:
+        raise UsageError(f"{flag} {value!r} is before 1970: give a later time")
+    return timestamp_ms
 
 
 def bootstrap_of(options: argparse.Namespace) -> str:

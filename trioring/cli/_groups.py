@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 from typing import Any
 
-from trioring.cli._common import CommandError, Output, UsageError, check_reachable, note
+from trioring.cli._common import (
+    CommandError,
+    Output,
+    UsageError,
+    check_reachable,
+    iso_time_ms,
+    note,
+)
 from trioring.client import Admin, open_admin
 
 
@@ -215,20 +221,12 @@ async def _plan(
     if options.to_latest:
         return ends
     if options.to_datetime is not None or options.to_timestamp is not None:
-        timestamp_ms = options.to_timestamp
         if options.to_datetime is not None:
-            try:
-                moment = datetime.datetime.fromisoformat(options.to_datetime)
-            except ValueError:
-                raise UsageError(
-                    f"--to-datetime {options.to_datetime!r} is not ISO-8601 "
-                    "(for example 2026-12-01T10:00:00+00:00)"
-                ) from None
-            if moment.tzinfo is None:
-                moment = moment.astimezone()  # local time, as kafka-consumer-groups
-            timestamp_ms = int(moment.timestamp() * 1000)
-        if timestamp_ms < 0:
-            raise UsageError("the time is before 1970: give a later one")
+            timestamp_ms = iso_time_ms(options.to_datetime, "--to-datetime")
+        else:
+            timestamp_ms = options.to_timestamp
+            if timestamp_ms < 0:
+                raise UsageError(f"--to-timestamp {timestamp_ms} is before 1970")
         found = await admin.list_offsets(targets, timestamp_ms)
         # No record at or after the time: the end, as Kafka's tool does.
         return {tp: offset if offset >= 0 else ends[tp] for tp, offset in found.items()}

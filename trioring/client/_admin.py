@@ -443,6 +443,41 @@ class Admin:
 
         return await self._retrying("describe topics", attempt)
 
+    async def _ask_every_broker(
+        self,
+        api_key: int,
+        what: str,
+        ask: Callable[[int, BrokerConnection], Awaitable[Any]],
+        take: Callable[[Any], None],
+    ) -> None:
+        """``ask(node, connection)`` of every broker, retried as :meth:`_retrying` does;
+        ``take`` each answer. A broker that answered is not asked again, and one that
+        left the metadata meanwhile is not asked at all."""
+        done: set[int] = set()
+
+        async def attempt() -> None:
+            await self._refresh([])
+            retry: _Retriable | None = None
+            for node in sorted(set(self._cluster.brokers) - done):
+                try:
+                    response = await ask(node, await self._connect(api_key, node))
+                    self._check(
+                        api_key,
+                        getattr(response, "error_code", ErrorCode.none),
+                        f"{what} of node {node}",
+                        None,
+                        "broker",
+                    )
+                except _Retriable as error:
+                    retry = error
+                    continue
+                take(response)
+                done.add(node)
+            if retry is not None:
+                raise retry
+
+        await self._retrying(what, attempt)
+
     async def log_sizes(
         self, partitions: Iterable[tuple[str, int]] | None = None
     ) -> dict[tuple[str, int], int]:
@@ -450,51 +485,34 @@ class Admin:
         broker (DescribeLogDirs). Where several brokers hold a partition (replicas of a
         Kafka cluster), the largest copy's size: the leader's, or close to it."""
         sizes: dict[tuple[str, int], int] = {}
-        done: set[int] = set()
         wanted = None if partitions is None else by_topic(sorted(set(partitions)))
 
-        async def attempt() -> dict[tuple[str, int], int]:
-            await self._refresh([])
-            retry: _Retriable | None = None
-            for node in sorted(set(self._cluster.brokers) - done):
-                try:
-                    connection = await self._connect(ApiKey.DESCRIBE_LOG_DIRS, node)
-                    request = request_schema(
-                        ApiKey.DESCRIBE_LOG_DIRS, connection.version(ApiKey.DESCRIBE_LOG_DIRS)
-                    )
-                    topic_class = sibling(request, "DescribableLogDirTopic")
-                    topics = (
-                        None
-                        if wanted is None
-                        else tuple(
-                            build(topic_class, topic=topic, partitions=tuple(indexes))
-                            for topic, indexes in wanted.items()
-                        )
-                    )
-                    response = await self._exchange(
-                        connection, ApiKey.DESCRIBE_LOG_DIRS, topics=topics
-                    )
-                    self._check(
-                        ApiKey.DESCRIBE_LOG_DIRS,
-                        getattr(response, "error_code", ErrorCode.none),
-                        f"describe the log directories of node {node}",
-                        None,
-                        "broker",
-                    )
-                except _Retriable as error:
-                    retry = error
-                    continue
-                for result in response.results:
-                    for topic in result.topics:
-                        for p in topic.partitions:
-                            key = (str(topic.name), int(p.partition_index))
-                            sizes[key] = max(sizes.get(key, 0), int(p.partition_size))
-                done.add(node)
-            if retry is not None:
-                raise retry
-            return dict(sorted(sizes.items()))
+        async def ask(node: int, connection: BrokerConnection) -> Any:
+            request = request_schema(
+                ApiKey.DESCRIBE_LOG_DIRS, connection.version(ApiKey.DESCRIBE_LOG_DIRS)
+            )
+            topic_class = sibling(request, "DescribableLogDirTopic")
+            topics = (
+                None
+                if wanted is None
+                else tuple(
+                    build(topic_class, topic=topic, partitions=tuple(indexes))
+                    for topic, indexes in wanted.items()
+                )
+            )
+            return await self._exchange(connection, ApiKey.DESCRIBE_LOG_DIRS, topics=topics)
 
-        return await self._retrying("describe log directories", attempt)
+        def take(response: Any) -> None:
+            for result in response.results:
+                for topic in result.topics:
+                    for p in topic.partitions:
+                        key = (str(topic.name), int(p.partition_index))
+                        sizes[key] = max(sizes.get(key, 0), int(p.partition_size))
+
+        await self._ask_every_broker(
+            ApiKey.DESCRIBE_LOG_DIRS, "describe the log directories", ask, take
+        )
+        return dict(sorted(sizes.items()))
 
     async def describe_topic(self, name: str) -> TopicInfo:
         """Its partitions and their leaders (fresh metadata)."""
@@ -668,41 +686,23 @@ class Admin:
     async def list_groups(self) -> list[GroupListing]:
         """Every group of every broker (each coordinates some)."""
         listings: dict[str, GroupListing] = {}
-        done: set[int] = set()
 
-        async def attempt() -> list[GroupListing]:
-            await self._refresh([])
-            retry: _Retriable | None = None
-            # A node that left the metadata is not asked again.
-            for node in sorted(set(self._cluster.brokers) - done):
-                try:
-                    connection = await self._connect(ApiKey.LIST_GROUPS, node)
-                    response = await self._exchange(
-                        connection, ApiKey.LIST_GROUPS, states_filter=(), types_filter=()
-                    )
-                    self._check(
-                        ApiKey.LIST_GROUPS,
-                        response.error_code,
-                        f"list the groups of node {node}",
-                        None,
-                        "broker",
-                    )
-                except _Retriable as error:
-                    retry = error
-                    continue
-                for group in response.groups:
-                    listings[group.group_id] = GroupListing(
-                        group.group_id,
-                        group.protocol_type,
-                        getattr(group, "group_state", ""),
-                        getattr(group, "group_type", ""),
-                    )
-                done.add(node)
-            if retry is not None:
-                raise retry
-            return sorted(listings.values(), key=lambda listing: listing.group_id)
+        async def ask(node: int, connection: BrokerConnection) -> Any:
+            return await self._exchange(
+                connection, ApiKey.LIST_GROUPS, states_filter=(), types_filter=()
+            )
 
-        return await self._retrying("list groups", attempt)
+        def take(response: Any) -> None:
+            for group in response.groups:
+                listings[group.group_id] = GroupListing(
+                    group.group_id,
+                    group.protocol_type,
+                    getattr(group, "group_state", ""),
+                    getattr(group, "group_type", ""),
+                )
+
+        await self._ask_every_broker(ApiKey.LIST_GROUPS, "list the groups", ask, take)
+        return sorted(listings.values(), key=lambda listing: listing.group_id)
 
     async def describe_group(self, group_id: str) -> GroupDescription:
         """A classic group's state and members (DescribeGroups, at its coordinator)."""
