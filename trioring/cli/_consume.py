@@ -8,7 +8,6 @@ are written as the bytes they are, one record per line by default.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import string
@@ -16,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import trio
 
 from trioring._constants import (
@@ -28,6 +28,7 @@ from trioring.cli._common import (
     SignalStop,
     UsageError,
     check_reachable,
+    iso_time_ms,
     note,
     text,
     topic_name,
@@ -160,21 +161,8 @@ def _formatter(spec: str) -> Callable[[ConsumerRecord], bytes]:
 
 
 def _timestamp_ms(value: str) -> int:
-    if value.isdigit():
-        return int(value)
-    try:
-        moment = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        raise UsageError(
-            f"--timestamp {value!r} is neither milliseconds since the epoch nor ISO-8601 "
-            "(for example 2026-12-01T10:00:00+00:00)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    timestamp_ms = int(moment.timestamp() * 1000)
-    if timestamp_ms < 0:
-        raise UsageError(f"--timestamp {value!r} is before 1970")
-    return timestamp_ms
+    """--timestamp: milliseconds since the epoch, or ISO-8601."""
+    return int(value) if value.isdigit() else iso_time_ms(value, "--timestamp")
 
 
 def _check_options(options: argparse.Namespace) -> None:
@@ -215,18 +203,28 @@ async def _position_from(
         await consumer.seek_to_end()
 
 
-async def _write(fd: int, data: bytes) -> None:
+@attrs.define
+class _Written:
+    """Whether a batch's write went through whole (set by the writing thread)."""
+
+    whole: bool = False
+
+
+async def _write(fd: int, data: bytes, written: _Written) -> None:
     """Write all of ``data`` to ``fd`` at once (a pipe's reader sees each batch as it
     comes), from a thread: a reader that stops reading blocks the write, and a
     blocked event loop would stop the group's heartbeats (the member would be
     dropped from the group). On Ctrl-C the command goes on without waiting for a
     write its reader never takes. The descriptor, not sys.stdout: an abandoned
-    write must hold no lock that the exit's flush of sys.stdout would wait for."""
+    write must hold no lock that the exit's flush of sys.stdout would wait for.
+    ``written.whole`` says afterwards whether it all went, cancelled or not (a
+    cancel may land just as the thread finishes)."""
 
     def write() -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        written.whole = True
 
     await trio.to_thread.run_sync(write, abandon_on_cancel=True)
 
@@ -271,8 +269,12 @@ async def consume_records(options: argparse.Namespace) -> int:
                 )
         chosen = sorted(set(options.partition)) if options.partition else partitions
         keys = [(options.topic, p) for p in chosen]
-        ends = await admin.list_offsets(keys, "latest")
-        starts = await admin.list_offsets(keys, "earliest")
+        # Asked only when used: the end to stop at, and both bounds for an offset.
+        offset_given = options.group is None and options.offset is not None
+        ends = {}
+        if offset_given or not options.follow:
+            ends = await admin.list_offsets(keys, "latest")
+        starts = await admin.list_offsets(keys, "earliest") if offset_given else {}
     sys.stdout.flush()  # nothing of ours may wait in its buffer: records go to the fd
     output = sys.stdout.fileno()
     consumed = 0
@@ -302,7 +304,7 @@ async def consume_records(options: argparse.Namespace) -> int:
     ):
         if group is None:
             consumer.assign(keys)
-            bounds = {tp: (starts[tp], ends[tp]) for tp in keys}
+            bounds = {tp: (starts[tp], ends[tp]) for tp in starts}
             await _position_from(consumer, options, bounds)
 
         with stop.scope:
@@ -314,14 +316,16 @@ async def consume_records(options: argparse.Namespace) -> int:
                     timeout_s=CLI_CONSUME_END_CHECK_SECONDS, max_records=wanted
                 )
                 if records:
+                    batch = _Written()
                     try:
-                        await _write(output, b"".join(map(write_record, records)))
-                    except trio.Cancelled:
-                        _unread(consumer, records)
-                        raise
-                    consumed += len(records)
-                    for record in records:  # written: these may be committed
-                        written[(record.topic, record.partition)] = record.offset + 1
+                        await _write(output, b"".join(map(write_record, records)), batch)
+                    finally:
+                        if batch.whole:  # these may be committed
+                            consumed += len(records)
+                            for record in records:
+                                written[(record.topic, record.partition)] = record.offset + 1
+                        else:  # cut short: they are read again
+                            _unread(consumer, records)
                 if options.follow:
                     continue
                 if await _at_end(consumer, ends):
