@@ -466,3 +466,21 @@ assert (
     <= PRODUCER_REQUEST_BYTES_MAX_DEFAULT
 )
 assert CLI_BENCH_RECORD_BYTES_MAX <= CLI_BENCH_VALUE_POOL_BYTES
+
+# --- the fuzz harness (trioring.fuzz) ---------------------------------------------------
+
+#: How long the broker may be unavailable after a restart, a crash or cleared disk
+#: faults before the harness calls it a failure (Kafka's clients retry this long).
+FUZZ_RECOVERY_SECONDS = 10.0
+#: Longest a step may take before the harness calls it a hang (recovery included).
+FUZZ_STEP_SECONDS_MAX = 60.0
+#: The harness's group members: a session long enough to outlast slow steps, and a
+#: rebalance timeout short enough that a lone member's JoinGroup answers at once.
+FUZZ_GROUP_SESSION_TIMEOUT_MS = 45_000
+FUZZ_GROUP_REBALANCE_TIMEOUT_MS = 1_000
+#: Connections a history may leave stalled (a client that stopped reading).
+FUZZ_STALLED_CONNECTIONS_MAX = 8
+
+assert FUZZ_RECOVERY_SECONDS * 2 < FUZZ_STEP_SECONDS_MAX
+#: Fetches a stalled connection sends before it stops reading (each asks for 64 MiB).
+FUZZ_STALLED_FETCHES = 16

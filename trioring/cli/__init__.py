@@ -28,7 +28,7 @@ import trio
 
 import trioring
 from trioring._exception_groups import leaf_exceptions
-from trioring.cli import _bench, _consume, _groups, _produce, _topics
+from trioring.cli import _bench, _consume, _fuzz, _groups, _produce, _topics
 from trioring.cli._common import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILURE,
@@ -45,7 +45,7 @@ __all__ = ["main"]
 
 #: The client subcommands, each a module with ``add_parser(commands, parents)``.
 CLIENT_COMMANDS = (_topics, _groups, _produce, _consume, _bench)
-COMMANDS = ("serve", "demo", "topics", "groups", "produce", "consume", "bench")
+COMMANDS = ("serve", "demo", "topics", "groups", "produce", "consume", "bench", "fuzz")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     client_parents = [parent, client_parent()]
     for module in CLIENT_COMMANDS:
         module.add_parser(commands, client_parents)
+    _fuzz.add_parser(commands, [parent])
     return parser
 
 
@@ -154,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=options.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    client = options.command not in ("serve", "demo")
+    client = options.command not in ("serve", "demo", "fuzz")
     try:
         if options.command == "serve":
             return serve_main(options)
@@ -167,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             trio.run(demo)
             return 0
+        if options.command == "fuzz":
+            return _fuzz.fuzz_main(options)
         run: Callable[[argparse.Namespace], Awaitable[int]] = options.run
         code = trio.run(run, options)
         sys.stdout.flush()

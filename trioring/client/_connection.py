@@ -76,6 +76,7 @@ CLIENT_VERSIONS: Final[Mapping[int, tuple[int, int]]] = MappingProxyType(
         ApiKey.OFFSET_FETCH: (1, 7),
         ApiKey.CREATE_TOPICS: (2, 5),
         ApiKey.DELETE_TOPICS: (1, 4),
+        ApiKey.DELETE_RECORDS: (0, 2),
         ApiKey.CREATE_PARTITIONS: (0, 3),
         ApiKey.LIST_GROUPS: (0, 5),
         ApiKey.DESCRIBE_GROUPS: (0, 5),

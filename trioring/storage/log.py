@@ -452,7 +452,12 @@ class PartitionLog:
                 recovery_point,
                 self._log_end_offset,
             )
-        await self.checkpoint()
+        try:
+            await self.checkpoint()
+        except StorageError as error:
+            # Only a shortcut for the next start (it checks from the older point):
+            # a disk that is full or failing now must not keep the log from opening.
+            logger.warning("%s: recovery point not saved: %s", self.directory, error)
 
     def _replay_producer_batch(self, header: BatchHeader) -> None:
         self.producers.record(header, header.base_offset, header.max_timestamp_ms)

@@ -1,0 +1,204 @@
+"""``trioring fuzz``: a seeded fault-injection campaign against a broker (docs/reliability.md).
+
+Histories of Kafka requests and faults, drawn by Hypothesis from ``--seed``,
+are played against the target and checked against a model of what the broker
+promised. The run prints progress on stderr and a JSON summary on stdout; a
+failure also prints the seed and the shrunk history as a Python script that
+plays it again, and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from typing import Any
+
+from trioring.cli._common import EXIT_FAILURE, UsageError
+
+#: How often the progress line is written (stderr).
+_PROGRESS_SECONDS = 2.0
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    from trioring.fuzz._run import FAULT_KINDS, HISTORY_STEPS_MAX  # noqa: PLC0415
+
+    fuzz = commands.add_parser(
+        "fuzz",
+        parents=parents,
+        help="play seeded histories of requests and faults against a broker and check it",
+        description="A property-based fault-injection campaign: Hypothesis draws histories "
+        "(produce at every acks, idempotent retries, fetch, list offsets, delete records, "
+        "topics, commits, group joins) mixed with faults, plays them against the target, "
+        "and checks every answer against a model of the Kafka contract. A failure is shrunk "
+        "to a short history and printed as a runnable Python script. Exit 0: no failure; "
+        "1: the broker broke its contract (or hung); 2: a usage mistake.",
+    )
+    fuzz.add_argument(
+        "--target",
+        choices=["embedded", "process"],
+        default="embedded",
+        help="embedded: trioring in this process over a simulated disk (fast; power loss, "
+        "ENOSPC, EIO, slow I/O, crashes); process: 'trioring serve' processes, killed for "
+        "real (default: %(default)s; --bootstrap instead plays against any broker)",
+    )
+    fuzz.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT",
+        help="play against this Kafka-protocol broker (trioring, Kafka, Redpanda); its "
+        "topics are named trioring-fuzz-* and deleted at the end",
+    )
+    fuzz.add_argument(
+        "--restart-command",
+        metavar="COMMAND",
+        help="with --bootstrap: a command that crashes and restarts that broker (enables "
+        "the kill fault)",
+    )
+    fuzz.add_argument(
+        "--workers", type=int, default=1, help="process target: workers (default: %(default)s)"
+    )
+    fuzz.add_argument("--seed", type=int, help="default: random (printed, to run it again)")
+    fuzz.add_argument(
+        "--steps", type=int, default=1000, help="steps to play in all (default: %(default)s)"
+    )
+    fuzz.add_argument(
+        "--faults",
+        default=",".join(FAULT_KINDS),
+        help="comma-separated fault kinds: "
+        f"{', '.join(FAULT_KINDS)}, or 'none' (default: all; each target takes those it "
+        "can inject)",
+    )
+    fuzz.add_argument(
+        "--history-steps",
+        type=int,
+        default=HISTORY_STEPS_MAX,
+        help="longest history (default: %(default)s)",
+    )
+    fuzz.add_argument(
+        "--wire-frames",
+        type=int,
+        default=0,
+        help="instead of histories: send this many mutated and random Kafka frames "
+        "(every API and version) to the broker, beside a well-behaved client",
+    )
+    fuzz.add_argument("--script", metavar="FILE", help="write a failure's script here too")
+    fuzz.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        help="where the brokers' data and logs go (default: a temporary directory, "
+        "kept after a failure)",
+    )
+    fuzz.add_argument(
+        "--shrink-seconds",
+        type=float,
+        default=300.0,
+        help="longest time spent shrinking a failure (default: %(default)s)",
+    )
+    fuzz.set_defaults(run=None)
+
+
+def _faults(text: str) -> frozenset[str]:
+    from trioring.fuzz._run import FAULT_KINDS  # noqa: PLC0415
+
+    if text.strip() in ("", "none"):
+        return frozenset()
+    kinds = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(kinds - set(FAULT_KINDS))
+    if unknown:
+        raise UsageError(
+            f"unknown fault kind {', '.join(unknown)}; known: {', '.join(FAULT_KINDS)}"
+        )
+    return kinds
+
+
+def fuzz_main(options: argparse.Namespace) -> int:
+    """Run the campaign; 0 if the broker kept its contract, 1 if not."""
+    from trioring.fuzz._run import (  # noqa: PLC0415 - hypothesis is imported only for fuzz
+        CampaignSettings,
+        Summary,
+        TargetKind,
+        run_campaign,
+    )
+
+    if options.steps < 1 or options.history_steps < 2:
+        raise UsageError("--steps must be at least 1 and --history-steps at least 2")
+    if options.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if options.restart_command and not options.bootstrap:
+        raise UsageError("--restart-command needs --bootstrap")
+    seed = options.seed if options.seed is not None else random.SystemRandom().getrandbits(32)
+    target: TargetKind = "bootstrap" if options.bootstrap else options.target
+    faults = _faults(options.faults)
+    if options.wire_frames:
+        return _wire_main(options, seed)
+    settings = CampaignSettings(
+        target=target,
+        seed=seed,
+        steps=options.steps,
+        faults=faults,
+        workers=options.workers,
+        bootstrap=options.bootstrap,
+        restart_command=options.restart_command,
+        work_dir=options.work_dir,
+        history_steps_max=options.history_steps,
+        shrink_seconds_max=options.shrink_seconds,
+    )
+    _quiet_broker_logs(options.log_level)
+    print(
+        f"trioring fuzz: seed {seed}, {target} target, {options.steps} steps, "
+        f"faults: {', '.join(sorted(faults)) or 'none'}",
+        file=sys.stderr,
+    )
+    last = [time.monotonic()]
+
+    def progress(summary: Summary) -> None:
+        now = time.monotonic()
+        if now - last[0] < _PROGRESS_SECONDS:
+            return
+        last[0] = now
+        faults_text = ", ".join(f"{k} {v}" for k, v in sorted(summary.faults_injected.items()))
+        print(
+            f"  {summary.steps}/{options.steps} steps, {summary.histories} histories, "
+            f"{summary.records_acknowledged} records acknowledged, "
+            f"{summary.records_verified} verified; faults: {faults_text or 'none'}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    summary = run_campaign(settings, progress=progress)
+    report = summary.as_json()
+    report.pop("script")
+    print(json.dumps(report, sort_keys=True))
+    if summary.failure is None:
+        return 0
+    print(
+        f"trioring fuzz: FAILED (seed {seed}, after {summary.steps} steps): {summary.failure}",
+        file=sys.stderr,
+    )
+    assert summary.script is not None
+    if options.script:
+        with open(options.script, "w", encoding="utf-8") as file:
+            file.write(summary.script)
+        print(f"the shrunk history, as a script: {options.script}", file=sys.stderr)
+    else:
+        print("the shrunk history, as a script:\n", file=sys.stderr)
+        print(summary.script, file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _quiet_broker_logs(level: str) -> None:
+    """The embedded brokers' own complaints about the faults are expected; keep them
+    out of the progress unless asked for (``--log-level INFO`` or lower)."""
+    if logging.getLevelName(level) > logging.INFO:
+        logging.getLogger("trioring").setLevel(logging.CRITICAL)
+        logging.getLogger("trioring.fuzz").setLevel(logging.WARNING)
+
+
+def _wire_main(options: argparse.Namespace, seed: int) -> int:
+    raise UsageError("--wire-frames is not available yet")
+
+
+__all__ = ["add_parser", "fuzz_main"]

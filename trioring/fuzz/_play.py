@@ -1,0 +1,1277 @@
+"""The player: plays a history's steps against a target and checks each answer.
+
+Every request is a plain Kafka request built for the version the broker
+speaks (the Trio client's connections, no retries of its own), so the same
+player drives an embedded trioring, a trioring process, or any Kafka broker.
+Each answer goes to the model (``_model.py``), which raises
+ContractViolation when the broker breaks a promise; an answer the contract
+does not allow at all (an error code with no reason) is one too.
+
+Errors a real client retries (NOT_LEADER_OR_FOLLOWER, a coordinator moving
+or loading, ...) are retried here for a bounded time after a restart or a
+fault, when the contract lets the broker be briefly unavailable, and are
+violations otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import random
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from kio.schema.errors import ErrorCode
+from kio.static.primitive import i32Timedelta
+
+from trioring._constants import (
+    FUZZ_GROUP_REBALANCE_TIMEOUT_MS,
+    FUZZ_GROUP_SESSION_TIMEOUT_MS,
+    FUZZ_RECOVERY_SECONDS,
+    FUZZ_STALLED_CONNECTIONS_MAX,
+    FUZZ_STALLED_FETCHES,
+)
+from trioring.client._cluster import Cluster
+from trioring.client._connection import BrokerConnection, ConnectionBrokenError
+from trioring.errors import TrioringError
+from trioring.fuzz import steps as s
+from trioring.fuzz._model import (
+    ContractViolation,
+    MemberModel,
+    Model,
+    PartitionModel,
+    ProducerModel,
+    TopicModel,
+)
+from trioring.fuzz._targets import Target
+from trioring.protocol.kafka import ApiKey, request_schema
+from trioring.protocol.kafka._build import build, sibling
+from trioring.protocol.kafka._client import encode_request
+from trioring.protocol.kafka.consumer_protocol import (
+    SUBSCRIPTION_VERSION_MAX,
+    Subscription,
+    encode_assignment,
+    encode_subscription,
+)
+from trioring.protocol.records import Record, build_batch, decode_batch, list_batches
+
+#: Error codes that say "not now, ask again" (Kafka's retriable errors the player meets).
+_RETRIABLE = frozenset(
+    {
+        ErrorCode.not_leader_or_follower,
+        ErrorCode.leader_not_available,
+        ErrorCode.coordinator_load_in_progress,
+        ErrorCode.coordinator_not_available,
+        ErrorCode.not_coordinator,
+        ErrorCode.request_timed_out,
+        ErrorCode.network_exception,
+        ErrorCode.rebalance_in_progress,
+    }
+)
+#: What a disk fault may make the broker answer instead of doing the work.
+_DISK_ERRORS = frozenset(
+    {
+        ErrorCode.kafka_storage_error,
+        ErrorCode.not_leader_or_follower,
+        ErrorCode.coordinator_not_available,
+        ErrorCode.not_coordinator,
+        ErrorCode.unknown_server_error,
+    }
+)
+_EARLIEST, _LATEST = -2, -1
+_FETCH_BYTES_MAX = 1 << 20
+
+
+class _Unavailable(Exception):
+    """A retriable answer; the player asks again while the contract allows it."""
+
+
+def _timeout(milliseconds: int) -> i32Timedelta:
+    return i32Timedelta.parse(datetime.timedelta(milliseconds=milliseconds))
+
+
+class Player:
+    """Plays steps against ``target``, holding the model of what it has been promised."""
+
+    def __init__(self, target: Target, *, log: Callable[[str], None] | None = None) -> None:
+        self.target = target
+        self.model = Model()
+        self._log = log
+        self._values = 0
+        self._nonce = random.Random().getrandbits(32)
+        #: Until when (trio time) the broker may be unavailable: after a restart or a fault.
+        self._unavailable_until = -math.inf
+        #: Whether a disk fault is in force now (the broker may fail work with storage errors).
+        self._disk_faults = False
+        #: Until when storage errors stay allowed after the faults are cleared.
+        self._disk_grace_until = -math.inf
+        #: Connections that stopped reading (``NetFault("stop-reading")``), oldest first.
+        self._stalled: list[trio.SocketStream] = []
+        #: Produce answers other than NONE, by error name (the summary shows them).
+        self.errors: dict[str, int] = {}
+        self.counts: dict[str, int] = {
+            "records_acknowledged": 0,
+            "records_verified": 0,
+            "records_unknown": 0,
+        }
+
+    # --- names --------------------------------------------------------------------------
+
+    def topic_name(self, topic: int) -> str:
+        return f"{self.target.name_prefix}t{topic}"
+
+    def group_name(self, group: int) -> str:
+        return f"{self.target.name_prefix}g{group}"
+
+    def _value(self) -> bytes:
+        self._values += 1
+        return b"fz-%08x-%d" % (self._nonce, self._values)
+
+    # --- playing ------------------------------------------------------------------------
+
+    async def play(self, step: s.Step) -> None:
+        method = getattr(self, f"_play_{type(step).__name__}")
+        await method(step)
+
+    def _storage_errors_allowed(self) -> bool:
+        return self._disk_faults or trio.current_time() < self._disk_grace_until
+
+    async def _retrying(self, what: str, attempt: Callable[[], Any]) -> Any:
+        """``attempt()`` again while it is unavailable and the contract allows it."""
+        while True:
+            try:
+                return await attempt()
+            except (_Unavailable, ConnectionBrokenError) as error:
+                if trio.current_time() >= self._unavailable_until:
+                    raise ContractViolation(f"{what}: {error}") from None
+                await trio.sleep(0.05)
+
+    def unavailable_for(self, seconds: float) -> None:
+        self._unavailable_until = max(self._unavailable_until, trio.current_time() + seconds)
+
+    @property
+    def _cluster(self) -> Cluster:
+        return self.target.cluster
+
+    async def _any(self) -> BrokerConnection:
+        return await self._cluster.any_connection()
+
+    async def _leader(self, topic: int, partition: int) -> BrokerConnection:
+        name = self.topic_name(topic)
+        await self._cluster.refresh([name], auto_create=False)
+        info = self._cluster.topics.get(name)
+        if info is None or not 0 <= partition < len(info.partitions):
+            # Unknown here: any broker says so as well as the leader would.
+            return await self._any()
+        leader = info.partitions[partition].leader
+        if leader < 0:
+            raise _Unavailable(f"{name}-{partition} has no leader")
+        return await self._cluster.connection(leader)
+
+    # --- topics -------------------------------------------------------------------------
+
+    async def _play_CreateTopic(self, step: s.CreateTopic) -> None:
+        name = self.topic_name(step.topic)
+
+        async def attempt() -> int:
+            connection = await self._any()
+            version = connection.version(ApiKey.CREATE_TOPICS)
+            topic_class = sibling(request_schema(ApiKey.CREATE_TOPICS, version), "CreatableTopic")
+            _, response = await connection.request(
+                ApiKey.CREATE_TOPICS,
+                topics=(
+                    build(
+                        topic_class,
+                        name=name,
+                        num_partitions=step.partitions,
+                        replication_factor=1,
+                        assignments=(),
+                        configs=(),
+                    ),
+                ),
+                timeout=_timeout(10_000),
+                validate_only=False,
+            )
+            code = ErrorCode(response.topics[0].error_code)
+            if code in _RETRIABLE:
+                raise _Unavailable(f"CreateTopics: {code.name}")
+            return code
+
+        what = f"create topic {name} ({step.partitions} partitions)"
+        code = await self._retrying(what, attempt)
+        exists = step.topic in self.model.topics
+        if code == ErrorCode.none and not exists:
+            self.model.topics[step.topic] = TopicModel(
+                [PartitionModel() for _ in range(step.partitions)]
+            )
+            await self._await_metadata(name, step.partitions)
+        elif code == ErrorCode.topic_already_exists and exists:
+            pass
+        elif code == ErrorCode.kafka_storage_error and self._storage_errors_allowed():
+            # Not created (Kafka: the controller failed to write it).
+            if await self._topic_partitions(name) is not None:
+                raise ContractViolation(f"{what}: answered {code.name}, but the topic exists")
+        else:
+            raise ContractViolation(
+                f"{what}: answered {code.name} while the topic "
+                f"{'exists' if exists else 'does not exist'}"
+            )
+
+    async def _topic_partitions(self, name: str) -> int | None:
+        await self._cluster.refresh([name], auto_create=False)
+        info = self._cluster.topics.get(name)
+        return None if info is None else len(info.partitions)
+
+    async def _await_metadata(self, name: str, partitions: int | None) -> None:
+        """Wait until the metadata shows ``partitions`` with leaders (None: the topic gone).
+
+        Kafka's topic changes spread to every broker in the background; a
+        client waits for them, and so does the player, for a bounded time.
+        """
+        with trio.move_on_after(FUZZ_RECOVERY_SECONDS):
+            while True:
+                await self._cluster.refresh([name], auto_create=False)
+                info = self._cluster.topics.get(name)
+                if partitions is None and info is None:
+                    return
+                if (
+                    partitions is not None
+                    and info is not None
+                    and len(info.partitions) == partitions
+                    and all(p.leader >= 0 for p in info.partitions)
+                ):
+                    return
+                await trio.sleep(0.02)
+        raise ContractViolation(
+            f"topic {name}: the metadata did not show "
+            f"{'it gone' if partitions is None else f'{partitions} partitions'} "
+            f"within {FUZZ_RECOVERY_SECONDS} s"
+        )
+
+    async def _play_DeleteTopic(self, step: s.DeleteTopic) -> None:
+        name = self.topic_name(step.topic)
+
+        async def attempt() -> int:
+            connection = await self._any()
+            _, response = await connection.request(
+                ApiKey.DELETE_TOPICS, topic_names=(name,), topics=(), timeout=_timeout(10_000)
+            )
+            code = ErrorCode(response.responses[0].error_code)
+            if code in _RETRIABLE:
+                raise _Unavailable(f"DeleteTopics: {code.name}")
+            return code
+
+        what = f"delete topic {name}"
+        code = await self._retrying(what, attempt)
+        exists = step.topic in self.model.topics
+        if code == ErrorCode.none and exists:
+            del self.model.topics[step.topic]
+            # Kafka forgets committed offsets of deleted topics (not promised when).
+            for key in [k for k in self.model.committed if k[1] == step.topic]:
+                del self.model.committed[key]
+            for producer in self.model.producers.values():
+                for sequence_key in [k for k in producer.sequences if k[0] == step.topic]:
+                    del producer.sequences[sequence_key]
+            await self._await_metadata(name, None)
+        elif not (
+            (code == ErrorCode.unknown_topic_or_partition and not exists)
+            or (code == ErrorCode.kafka_storage_error and self._storage_errors_allowed())
+        ):
+            raise ContractViolation(
+                f"{what}: answered {code.name} while the topic "
+                f"{'exists' if exists else 'does not exist'}"
+            )
+
+    async def _play_AddPartitions(self, step: s.AddPartitions) -> None:
+        name = self.topic_name(step.topic)
+
+        async def attempt() -> int:
+            connection = await self._any()
+            version = connection.version(ApiKey.CREATE_PARTITIONS)
+            topic_class = sibling(
+                request_schema(ApiKey.CREATE_PARTITIONS, version), "CreatePartitionsTopic"
+            )
+            _, response = await connection.request(
+                ApiKey.CREATE_PARTITIONS,
+                topics=(build(topic_class, name=name, count=step.total, assignments=None),),
+                timeout=_timeout(10_000),
+                validate_only=False,
+            )
+            code = ErrorCode(response.results[0].error_code)
+            if code in _RETRIABLE:
+                raise _Unavailable(f"CreatePartitions: {code.name}")
+            return code
+
+        what = f"grow topic {name} to {step.total} partitions"
+        code = await self._retrying(what, attempt)
+        topic = self.model.topics.get(step.topic)
+        if topic is None:
+            allowed = {ErrorCode.unknown_topic_or_partition}
+        elif step.total > len(topic.partitions):
+            allowed = {ErrorCode.none}
+        else:
+            allowed = {ErrorCode.invalid_partitions}
+        if self._storage_errors_allowed():
+            allowed.add(ErrorCode.kafka_storage_error)
+        if code not in allowed:
+            raise ContractViolation(f"{what}: answered {code.name}, expected one of {allowed}")
+        if code == ErrorCode.none and topic is not None:
+            topic.partitions.extend(
+                PartitionModel() for _ in range(step.total - len(topic.partitions))
+            )
+            await self._await_metadata(name, step.total)
+
+    # --- producing ----------------------------------------------------------------------
+
+    async def _producer(self, slot: int) -> ProducerModel:
+        known = self.model.producers.get(slot)
+        if known is not None:
+            return known
+
+        async def attempt() -> ProducerModel:
+            connection = await self._any()
+            _, response = await connection.request(
+                ApiKey.INIT_PRODUCER_ID,
+                transactional_id=None,
+                transaction_timeout=_timeout(60_000),
+                producer_id=-1,
+                producer_epoch=-1,
+            )
+            code = ErrorCode(response.error_code)
+            if code in _RETRIABLE or (code in _DISK_ERRORS and self._storage_errors_allowed()):
+                raise _Unavailable(f"InitProducerId: {code.name}")
+            if code != ErrorCode.none:
+                raise ContractViolation(f"InitProducerId answered {code.name}")
+            return ProducerModel(int(response.producer_id), int(response.producer_epoch))
+
+        saved = self._unavailable_until
+        if self._storage_errors_allowed():
+            # The id block may have to be written to a failing disk: keep trying a while.
+            self.unavailable_for(FUZZ_RECOVERY_SECONDS)
+        try:
+            producer: ProducerModel = await self._retrying("InitProducerId", attempt)
+        finally:
+            self._unavailable_until = saved
+        self.model.producers[slot] = producer
+        return producer
+
+    async def _play_Produce(self, step: s.Produce) -> None:
+        name = self.topic_name(step.topic)
+        what = f"produce {step.records} records to {name}-{step.partition} (acks={step.acks})"
+        partition = self.model.partition(step.topic, step.partition)
+        producer = None
+        if step.producer is not None and partition is not None:
+            producer = await self._producer(step.producer)
+        values = [self._value() for _ in range(step.records)]
+        sequence = -1
+        if producer is not None:
+            sequence = producer.sequences.get((step.topic, step.partition), 0)
+        batch = build_batch(
+            [Record(key=value if step.keyed else None, value=value) for value in values],
+            compression=step.compression,
+            producer_id=producer.producer_id if producer is not None else -1,
+            producer_epoch=producer.epoch if producer is not None else -1,
+            base_sequence=sequence,
+        )
+        self.model.maybe.update(values)
+
+        async def send(connection: BrokerConnection) -> tuple[int, int]:
+            version = connection.version(ApiKey.PRODUCE)
+            request_class = request_schema(ApiKey.PRODUCE, version)
+            fields: dict[str, Any] = {
+                "transactional_id": None,
+                "acks": step.acks,
+                "timeout": _timeout(10_000),
+                "topic_data": (
+                    build(
+                        sibling(request_class, "TopicProduceData"),
+                        name=name,
+                        partition_data=(
+                            build(
+                                sibling(request_class, "PartitionProduceData"),
+                                index=step.partition,
+                                records=batch,
+                            ),
+                        ),
+                    ),
+                ),
+            }
+            if step.acks == 0:
+                await connection.send_only(ApiKey.PRODUCE, **fields)
+                return ErrorCode.none, -1
+            _, response = await connection.request(ApiKey.PRODUCE, **fields)
+            answer = response.responses[0].partition_responses[0]
+            return ErrorCode(answer.error_code), int(answer.base_offset)
+
+        async def attempt() -> tuple[int, int]:
+            code, base_offset = await send(await self._leader(step.topic, step.partition))
+            if code in _RETRIABLE and code != ErrorCode.request_timed_out:
+                # Not written (NOT_LEADER and the like): asking again cannot duplicate.
+                raise _Unavailable(f"Produce: {ErrorCode(code).name}")
+            return code, base_offset
+
+        try:
+            code, base_offset = await self._retrying(what, attempt)
+        except ContractViolation:
+            if (
+                not self._storage_errors_allowed()
+                and trio.current_time() >= self._unavailable_until
+            ):
+                raise
+            code, base_offset = ErrorCode.network_exception, -1
+        except ConnectionBrokenError:
+            code, base_offset = ErrorCode.network_exception, -1
+        if step.acks == 0:
+            self.counts["records_unknown"] += len(values)
+            self._forget_producer(step.producer)
+            return
+        if partition is None:
+            if code != ErrorCode.unknown_topic_or_partition:
+                raise ContractViolation(
+                    f"{what}: answered {ErrorCode(code).name} for a partition that does not exist"
+                )
+            return
+        if code == ErrorCode.none:
+            self._acknowledge(step, partition, values, base_offset, what)
+            if producer is not None:
+                producer.sequences[(step.topic, step.partition)] = sequence + len(values)
+                if step.retry:
+                    await self._play_retry(
+                        step, values=values, base_offset=base_offset, send=send, what=what
+                    )
+            return
+        self.counts["records_unknown"] += len(values)
+        self.errors[ErrorCode(code).name] = self.errors.get(ErrorCode(code).name, 0) + 1
+        self._forget_producer(step.producer)
+        if code in (ErrorCode.network_exception, ErrorCode.request_timed_out):
+            return
+        if code in _DISK_ERRORS and self._storage_errors_allowed():
+            return
+        if (
+            producer is not None
+            and code
+            in (
+                ErrorCode.out_of_order_sequence_number,
+                ErrorCode.unknown_producer_id,
+                ErrorCode.invalid_producer_epoch,
+            )
+            and partition.loss_floor is not None
+        ):
+            # A loss took the producer's last batches: its sequence is ahead now.
+            return
+        raise ContractViolation(f"{what}: answered {ErrorCode(code).name}")
+
+    def _forget_producer(self, slot: int | None) -> None:
+        """After an unknown outcome an idempotent producer starts again with a new id."""
+        if slot is not None:
+            self.model.producers.pop(slot, None)
+
+    def _acknowledge(
+        self,
+        step: s.Produce,
+        partition: PartitionModel,
+        values: list[bytes],
+        base_offset: int,
+        what: str,
+    ) -> None:
+        partition.acknowledge(base_offset, values, durable=step.acks == -1, what=what)
+        if not self._storage_errors_allowed():
+            # The broker writes again, so any loss a fault allowed has happened.
+            partition.loss_floor = None
+        self.model.maybe.difference_update(values)
+        self.counts["records_acknowledged"] += len(values)
+
+    async def _play_retry(
+        self,
+        step: s.Produce,
+        *,
+        values: list[bytes],
+        base_offset: int,
+        send: Callable[[BrokerConnection], Any],
+        what: str,
+    ) -> None:
+        """The same idempotent batch again: the broker must answer it without a second copy."""
+        try:
+            code, again = await send(await self._leader(step.topic, step.partition))
+        except ConnectionBrokenError:
+            return
+        if code == ErrorCode.none and again == base_offset:
+            return
+        if code == ErrorCode.duplicate_sequence_number:
+            return
+        if code in _RETRIABLE or (code in _DISK_ERRORS and self._storage_errors_allowed()):
+            return
+        raise ContractViolation(
+            f"{what}, sent again: answered {ErrorCode(code).name} at offset {again}, "
+            f"not the first answer's offset {base_offset}"
+        )
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _offset_at(self, partition: PartitionModel | None, position: float) -> int:
+        if partition is None:
+            return max(0, int(position * 10))
+        start, end = partition.log_start, partition.high_watermark
+        if position < 0:
+            return start - 1 - int(-position * 10)
+        if position > 1:
+            return end + 1 + int((position - 1) * 10)
+        return start + int(position * (end - start))
+
+    async def _fetch_once(
+        self, topic: int, partition_index: int, offset: int
+    ) -> tuple[int, int, int, bytes]:
+        """(error, high watermark, log start, records) of one Fetch at ``offset``."""
+        name = self.topic_name(topic)
+        connection = await self._leader(topic, partition_index)
+        version = connection.version(ApiKey.FETCH)
+        schema = request_schema(ApiKey.FETCH, version)
+        _, response = await connection.request(
+            ApiKey.FETCH,
+            replica_id=-1,
+            max_wait=_timeout(0),
+            min_bytes=0,
+            max_bytes=_FETCH_BYTES_MAX,
+            isolation_level=0,
+            session_id=0,
+            session_epoch=-1,
+            topics=(
+                build(
+                    sibling(schema, "FetchTopic"),
+                    topic=name,
+                    partitions=(
+                        build(
+                            sibling(schema, "FetchPartition"),
+                            partition=partition_index,
+                            current_leader_epoch=-1,
+                            fetch_offset=offset,
+                            last_fetched_epoch=-1,
+                            log_start_offset=-1,
+                            partition_max_bytes=_FETCH_BYTES_MAX,
+                        ),
+                    ),
+                ),
+            ),
+            forgotten_topics_data=(),
+            rack_id="",
+        )
+        code = ErrorCode(getattr(response, "error_code", ErrorCode.none))
+        if code != ErrorCode.none:
+            return code, -1, -1, b""
+        answer = response.responses[0].partitions[0]
+        return (
+            ErrorCode(answer.error_code),
+            int(answer.high_watermark),
+            int(getattr(answer, "log_start_offset", -1)),
+            bytes(answer.records or b""),
+        )
+
+    def _check_records(
+        self,
+        partition: PartitionModel,
+        *,
+        offset: int,
+        high_watermark: int,
+        data: bytes,
+        seen_values: dict[bytes, int],
+        what: str,
+    ) -> int:
+        """Check the records of a Fetch from ``offset``; return the next offset to read."""
+        expected = offset
+        try:
+            for position, _header in list_batches(data, allow_partial_tail=True):
+                _, records = decode_batch(data, position)
+                for record in records:
+                    record_offset = record.offset
+                    assert record_offset is not None
+                    if record_offset < offset:
+                        continue  # the start of a batch that holds ``offset``
+                    if record_offset >= high_watermark:
+                        raise ContractViolation(
+                            f"{what}: record at offset {record_offset} is past the high "
+                            f"watermark {high_watermark}"
+                        )
+                    if record_offset != expected:
+                        raise ContractViolation(
+                            f"{what}: offsets not dense: {record_offset} follows {expected - 1}"
+                        )
+                    partition.check_read(
+                        record_offset, record.value or b"", self.model.maybe, seen_values, what
+                    )
+                    self.counts["records_verified"] += 1
+                    expected += 1
+        except TrioringError as error:
+            raise ContractViolation(f"{what}: the records do not decode: {error}") from None
+        return expected
+
+    async def _play_Fetch(self, step: s.Fetch) -> None:
+        partition = self.model.partition(step.topic, step.partition)
+        offset = self._offset_at(partition, step.position)
+        name = self.topic_name(step.topic)
+        what = f"fetch {name}-{step.partition} at offset {offset}"
+
+        async def attempt() -> tuple[int, int, int, bytes]:
+            answer = await self._fetch_once(step.topic, step.partition, offset)
+            if answer[0] in _RETRIABLE:
+                raise _Unavailable(f"Fetch: {ErrorCode(answer[0]).name}")
+            return answer
+
+        code, high_watermark, log_start, data = await self._retrying(what, attempt)
+        if partition is None:
+            if code not in (ErrorCode.unknown_topic_or_partition, ErrorCode.unknown_topic_id):
+                raise ContractViolation(
+                    f"{what}: answered {ErrorCode(code).name}; no such partition"
+                )
+            return
+        if code == ErrorCode.kafka_storage_error and self._storage_errors_allowed():
+            return
+        in_range = partition.log_start <= offset <= partition.high_watermark
+        if code == ErrorCode.offset_out_of_range:
+            if in_range and partition.loss_floor is None:
+                raise ContractViolation(
+                    f"{what}: OFFSET_OUT_OF_RANGE, but the log holds offsets "
+                    f"{partition.log_start}-{partition.high_watermark}"
+                )
+            return
+        if code != ErrorCode.none:
+            raise ContractViolation(f"{what}: answered {ErrorCode(code).name}")
+        if log_start < 0:
+            log_start = partition.log_start
+        partition.check_offsets(log_start, high_watermark, what)
+        if not log_start <= offset <= high_watermark:
+            raise ContractViolation(
+                f"{what}: answered records, but the offset is outside the log "
+                f"({log_start}-{high_watermark})"
+            )
+        self._check_records(
+            partition,
+            offset=offset,
+            high_watermark=high_watermark,
+            data=data,
+            seen_values={},
+            what=what,
+        )
+
+    async def _list_offsets(self, topic: int, partition_index: int) -> tuple[int, int, int]:
+        """(error, log start, high watermark) by ListOffsets."""
+        name = self.topic_name(topic)
+        results = []
+        for timestamp in (_EARLIEST, _LATEST):
+            connection = await self._leader(topic, partition_index)
+            version = connection.version(ApiKey.LIST_OFFSETS)
+            schema = request_schema(ApiKey.LIST_OFFSETS, version)
+            _, response = await connection.request(
+                ApiKey.LIST_OFFSETS,
+                replica_id=-1,
+                isolation_level=0,
+                timeout_ms=10_000,
+                topics=(
+                    build(
+                        sibling(schema, "ListOffsetsTopic"),
+                        name=name,
+                        partitions=(
+                            build(
+                                sibling(schema, "ListOffsetsPartition"),
+                                partition_index=partition_index,
+                                current_leader_epoch=-1,
+                                timestamp=timestamp,
+                            ),
+                        ),
+                    ),
+                ),
+            )
+            answer = response.topics[0].partitions[0]
+            code = ErrorCode(answer.error_code)
+            if code != ErrorCode.none:
+                return code, -1, -1
+            results.append(int(answer.offset))
+        return ErrorCode.none, results[0], results[1]
+
+    async def _play_ListOffsets(self, step: s.ListOffsets) -> None:
+        partition = self.model.partition(step.topic, step.partition)
+        what = f"list offsets of {self.topic_name(step.topic)}-{step.partition}"
+
+        async def attempt() -> tuple[int, int, int]:
+            answer = await self._list_offsets(step.topic, step.partition)
+            if answer[0] in _RETRIABLE:
+                raise _Unavailable(f"ListOffsets: {ErrorCode(answer[0]).name}")
+            return answer
+
+        code, log_start, high_watermark = await self._retrying(what, attempt)
+        if partition is None:
+            if code != ErrorCode.unknown_topic_or_partition:
+                raise ContractViolation(
+                    f"{what}: answered {ErrorCode(code).name}; no such partition"
+                )
+            return
+        if code == ErrorCode.kafka_storage_error and self._storage_errors_allowed():
+            return
+        if code != ErrorCode.none:
+            raise ContractViolation(f"{what}: answered {ErrorCode(code).name}")
+        partition.check_offsets(log_start, high_watermark, what)
+
+    async def _play_DeleteRecords(self, step: s.DeleteRecords) -> None:
+        partition = self.model.partition(step.topic, step.partition)
+        offset = self._offset_at(partition, step.position)
+        name = self.topic_name(step.topic)
+        what = f"delete records of {name}-{step.partition} before offset {offset}"
+
+        async def attempt() -> tuple[int, int]:
+            connection = await self._leader(step.topic, step.partition)
+            schema = request_schema(
+                ApiKey.DELETE_RECORDS, connection.version(ApiKey.DELETE_RECORDS)
+            )
+            _, response = await connection.request(
+                ApiKey.DELETE_RECORDS,
+                topics=(
+                    build(
+                        sibling(schema, "DeleteRecordsTopic"),
+                        name=name,
+                        partitions=(
+                            build(
+                                sibling(schema, "DeleteRecordsPartition"),
+                                partition_index=step.partition,
+                                offset=offset,
+                            ),
+                        ),
+                    ),
+                ),
+                timeout=_timeout(10_000),
+            )
+            answer = response.topics[0].partitions[0]
+            code = ErrorCode(answer.error_code)
+            if code in _RETRIABLE:
+                raise _Unavailable(f"DeleteRecords: {code.name}")
+            return code, int(answer.low_watermark)
+
+        code, low_watermark = await self._retrying(what, attempt)
+        if partition is None:
+            if code != ErrorCode.unknown_topic_or_partition:
+                raise ContractViolation(
+                    f"{what}: answered {ErrorCode(code).name}; no such partition"
+                )
+            return
+        if code in _DISK_ERRORS and self._storage_errors_allowed():
+            return
+        if code == ErrorCode.offset_out_of_range:
+            if 0 <= offset <= partition.high_watermark and partition.loss_floor is None:
+                raise ContractViolation(
+                    f"{what}: OFFSET_OUT_OF_RANGE, but the high watermark is "
+                    f"{partition.high_watermark}"
+                )
+            return
+        if code != ErrorCode.none:
+            raise ContractViolation(f"{what}: answered {ErrorCode(code).name}")
+        if offset > partition.high_watermark and partition.loss_floor is None:
+            # DeleteRecords past the high watermark is OFFSET_OUT_OF_RANGE in Kafka.
+            raise ContractViolation(f"{what}: accepted past the high watermark")
+        if low_watermark < max(partition.log_start, min(offset, partition.high_watermark)):
+            raise ContractViolation(
+                f"{what}: the new log start is {low_watermark}, below the offset asked for"
+            )
+        partition.raise_log_start(low_watermark)
+
+    # --- groups -------------------------------------------------------------------------
+
+    async def _coordinator(self, group: int, what: str) -> BrokerConnection:
+        code, _message, connection = await self._cluster.coordinator(self.group_name(group))
+        if connection is None:
+            if ErrorCode(code) in _RETRIABLE or (
+                ErrorCode(code) in _DISK_ERRORS and self._storage_errors_allowed()
+            ):
+                raise _Unavailable(f"FindCoordinator: {ErrorCode(code).name}")
+            raise ContractViolation(f"{what}: FindCoordinator answered {ErrorCode(code).name}")
+        return connection
+
+    async def _play_Commit(self, step: s.Commit) -> None:
+        partition = self.model.partition(step.topic, step.partition)
+        offset = max(0, self._offset_at(partition, step.position))
+        topic_name = self.topic_name(step.topic)
+        group = self.group_name(step.group)
+        member = self.model.members.get(step.group)
+        what = f"commit offset {offset} of {topic_name}-{step.partition} for group {group}"
+
+        async def attempt() -> int:
+            connection = await self._coordinator(step.group, what)
+            schema = request_schema(ApiKey.OFFSET_COMMIT, connection.version(ApiKey.OFFSET_COMMIT))
+            generation = member.generation if member is not None else -1
+            _, response = await connection.request(
+                ApiKey.OFFSET_COMMIT,
+                group_id=group,
+                generation_id_or_member_epoch=generation,
+                generation_id=generation,
+                member_id=member.member_id if member is not None else "",
+                group_instance_id=None,
+                topics=(
+                    build(
+                        sibling(schema, "OffsetCommitRequestTopic"),
+                        name=topic_name,
+                        partitions=(
+                            build(
+                                sibling(schema, "OffsetCommitRequestPartition"),
+                                partition_index=step.partition,
+                                committed_offset=offset,
+                                committed_leader_epoch=-1,
+                                committed_metadata="",
+                            ),
+                        ),
+                    ),
+                ),
+            )
+            code = ErrorCode(response.topics[0].partitions[0].error_code)
+            if code in _RETRIABLE - {ErrorCode.rebalance_in_progress}:
+                raise _Unavailable(f"OffsetCommit: {code.name}")
+            return code
+
+        try:
+            code = await self._retrying(what, attempt)
+        except ContractViolation:
+            if not self._storage_errors_allowed():
+                raise
+            code = ErrorCode.coordinator_not_available
+        key = (step.group, step.topic, step.partition)
+        if code == ErrorCode.none:
+            if partition is not None:
+                self.model.committed[key] = offset
+            return
+        if partition is None and code == ErrorCode.unknown_topic_or_partition:
+            return
+        if code in _DISK_ERRORS and self._storage_errors_allowed():
+            # Unknown: it may have been written before the sync failed.
+            self.model.committed.pop(key, None)
+            return
+        if (
+            member is not None
+            and code
+            in (
+                ErrorCode.unknown_member_id,
+                ErrorCode.illegal_generation,
+                ErrorCode.rebalance_in_progress,
+            )
+            and trio.current_time() < self._unavailable_until
+        ):
+            # A restart forgot the member (groups' members live in memory).
+            del self.model.members[step.group]
+            return
+        raise ContractViolation(f"{what}: answered {ErrorCode(code).name}")
+
+    async def _play_FetchCommitted(self, step: s.FetchCommitted) -> None:
+        group = self.group_name(step.group)
+        expected = {
+            (topic, partition): offset
+            for (g, topic, partition), offset in self.model.committed.items()
+            if g == step.group
+        }
+        what = f"fetch committed offsets of group {group}"
+        if not expected:
+            return
+
+        async def attempt() -> dict[tuple[str, int], tuple[int, int]]:
+            connection = await self._coordinator(step.group, what)
+            schema = request_schema(ApiKey.OFFSET_FETCH, connection.version(ApiKey.OFFSET_FETCH))
+            by_topic: dict[str, list[int]] = {}
+            for topic, partition in expected:
+                by_topic.setdefault(self.topic_name(topic), []).append(partition)
+            _, response = await connection.request(
+                ApiKey.OFFSET_FETCH,
+                group_id=group,
+                topics=tuple(
+                    build(
+                        sibling(schema, "OffsetFetchRequestTopic"),
+                        name=name,
+                        partition_indexes=tuple(partitions),
+                    )
+                    for name, partitions in by_topic.items()
+                ),
+                require_stable=False,
+            )
+            code = ErrorCode(getattr(response, "error_code", ErrorCode.none))
+            if code in _RETRIABLE:
+                raise _Unavailable(f"OffsetFetch: {code.name}")
+            if code != ErrorCode.none:
+                raise ContractViolation(f"{what}: answered {code.name}")
+            return {
+                (topic.name, int(p.partition_index)): (
+                    ErrorCode(p.error_code),
+                    int(p.committed_offset),
+                )
+                for topic in response.topics
+                for p in topic.partitions
+            }
+
+        answers = await self._retrying(what, attempt)
+        for (topic, partition), offset in expected.items():
+            code, committed = answers.get((self.topic_name(topic), partition), (None, None))
+            if code != ErrorCode.none or committed != offset:
+                raise ContractViolation(
+                    f"{what}: {self.topic_name(topic)}-{partition} committed {offset} but "
+                    f"reads {committed} ({getattr(code, 'name', code)})"
+                )
+
+    async def _play_JoinGroup(self, step: s.JoinGroup) -> None:
+        group = self.group_name(step.group)
+        what = f"join group {group}"
+        member = self.model.members.get(step.group)
+        topic_name = self.topic_name(step.topic)
+        subscription = encode_subscription(
+            Subscription(version=SUBSCRIPTION_VERSION_MAX, topics=(topic_name,))
+        )
+
+        async def join(member_id: str) -> Any:
+            connection = await self._coordinator(step.group, what)
+            schema = request_schema(ApiKey.JOIN_GROUP, connection.version(ApiKey.JOIN_GROUP))
+            _, response = await connection.request(
+                ApiKey.JOIN_GROUP,
+                timeout_s=(FUZZ_GROUP_REBALANCE_TIMEOUT_MS + 10_000) / 1000,
+                group_id=group,
+                session_timeout=_timeout(FUZZ_GROUP_SESSION_TIMEOUT_MS),
+                rebalance_timeout=_timeout(FUZZ_GROUP_REBALANCE_TIMEOUT_MS),
+                member_id=member_id,
+                group_instance_id=None,
+                protocol_type="consumer",
+                protocols=(
+                    build(
+                        sibling(schema, "JoinGroupRequestProtocol"),
+                        name="range",
+                        metadata=subscription,
+                    ),
+                ),
+                reason=None,
+            )
+            return response
+
+        async def attempt() -> Any:
+            response = await join(member.member_id if member is not None else "")
+            code = ErrorCode(response.error_code)
+            if code == ErrorCode.member_id_required:
+                response = await join(response.member_id)
+                code = ErrorCode(response.error_code)
+            if code == ErrorCode.unknown_member_id and member is not None:
+                response = await join("")
+                code = ErrorCode(response.error_code)
+                if code == ErrorCode.member_id_required:
+                    response = await join(response.member_id)
+                    code = ErrorCode(response.error_code)
+            if code in _RETRIABLE or (code in _DISK_ERRORS and self._storage_errors_allowed()):
+                raise _Unavailable(f"JoinGroup: {code.name}")
+            return response
+
+        response = await self._retrying(what, attempt)
+        code = ErrorCode(response.error_code)
+        if code != ErrorCode.none:
+            raise ContractViolation(f"{what}: answered {code.name}")
+        generation = int(response.generation_id)
+        member_id = str(response.member_id)
+        last = self.model.generations.get(step.group, -1)
+        if generation <= last:
+            raise ContractViolation(f"{what}: generation {generation} after generation {last}")
+        if response.leader != member_id:
+            raise ContractViolation(
+                f"{what}: {response.leader!r} leads, but this is the group's only member"
+            )
+        self.model.generations[step.group] = generation
+        assignment = encode_assignment(0, [])
+
+        async def sync() -> ErrorCode:
+            connection = await self._coordinator(step.group, what)
+            schema = request_schema(ApiKey.SYNC_GROUP, connection.version(ApiKey.SYNC_GROUP))
+            _, answer = await connection.request(
+                ApiKey.SYNC_GROUP,
+                timeout_s=(FUZZ_GROUP_REBALANCE_TIMEOUT_MS + 10_000) / 1000,
+                group_id=group,
+                generation_id=generation,
+                member_id=member_id,
+                group_instance_id=None,
+                protocol_type="consumer",
+                protocol_name="range",
+                assignments=(
+                    build(
+                        sibling(schema, "SyncGroupRequestAssignment"),
+                        member_id=member_id,
+                        assignment=assignment,
+                    ),
+                ),
+            )
+            return ErrorCode(answer.error_code)
+
+        sync_code = await sync()
+        if sync_code != ErrorCode.none and not (
+            sync_code in _DISK_ERRORS and self._storage_errors_allowed()
+        ):
+            raise ContractViolation(f"{what}: SyncGroup answered {sync_code.name}")
+        self.model.members[step.group] = MemberModel(member_id, generation)
+
+    async def _play_LeaveGroup(self, step: s.LeaveGroup) -> None:
+        member = self.model.members.pop(step.group, None)
+        if member is None:
+            return
+        group = self.group_name(step.group)
+        what = f"leave group {group}"
+
+        async def attempt() -> int:
+            connection = await self._coordinator(step.group, what)
+            schema = request_schema(ApiKey.LEAVE_GROUP, connection.version(ApiKey.LEAVE_GROUP))
+            _, response = await connection.request(
+                ApiKey.LEAVE_GROUP,
+                group_id=group,
+                member_id=member.member_id,
+                members=(
+                    build(
+                        sibling(schema, "MemberIdentity"),
+                        member_id=member.member_id,
+                        group_instance_id=None,
+                    ),
+                ),
+            )
+            code = ErrorCode(response.error_code)
+            if code == ErrorCode.none and getattr(response, "members", None):
+                code = ErrorCode(response.members[0].error_code)
+            if code in _RETRIABLE:
+                raise _Unavailable(f"LeaveGroup: {code.name}")
+            return code
+
+        code = await self._retrying(what, attempt)
+        if code == ErrorCode.none:
+            return
+        if code == ErrorCode.unknown_member_id and trio.current_time() < self._unavailable_until:
+            return
+        raise ContractViolation(f"{what}: answered {code.name}")
+
+    # --- faults -------------------------------------------------------------------------
+
+    def _after_restart(self) -> None:
+        self.unavailable_for(FUZZ_RECOVERY_SECONDS)
+        if self._disk_faults and not self.target.disk_faults_active():
+            # The target mended the disk to start the broker again.
+            self._disk_faults = False
+            self._disk_grace_until = trio.current_time() + FUZZ_RECOVERY_SECONDS
+        # Members and generations live in the coordinator's memory (as in
+        # Kafka, members rejoin after a coordinator restart).
+        self.model.generations.clear()
+
+    async def _play_Restart(self, step: s.Restart) -> None:
+        if self._disk_faults:
+            # A stop the disk fails is a crash: the page cache survives, no more.
+            self.model.allow_loss(durable_only=False)
+        await self.target.restart()
+        self._after_restart()
+        await self.verify()
+
+    async def _play_Kill(self, step: s.Kill) -> None:
+        self.model.allow_loss(durable_only=False)
+        await self.target.kill(step.worker)
+        self._after_restart()
+        await self.verify()
+
+    async def _play_PowerLoss(self, step: s.PowerLoss) -> None:
+        self.model.allow_loss(durable_only=True)
+        await self.target.power_loss(step.seed)
+        self._after_restart()
+        await self.verify()
+
+    async def _play_DiskFault(self, step: s.DiskFault) -> None:
+        if step.kind == "eio-sync":
+            # fsyncgate: what was not durable may be dropped when the partition recovers.
+            self.model.allow_loss(durable_only=True)
+        self.target.disk_fault(step.kind, step.count)
+        self._disk_faults = True
+
+    async def _play_ClearFaults(self, step: s.ClearFaults) -> None:
+        self.target.clear_disk_faults()
+        if self._disk_faults:
+            self._disk_faults = False
+            self._disk_grace_until = trio.current_time() + FUZZ_RECOVERY_SECONDS
+            self.unavailable_for(FUZZ_RECOVERY_SECONDS)
+
+    async def _play_NetFault(self, step: s.NetFault) -> None:
+        """A connection that breaks or stalls beside the player's own (wire targets only)."""
+        if not self.target.wire or step.topic not in self.model.topics:
+            return
+        name = self.topic_name(step.topic)
+        await self._cluster.refresh([name], auto_create=False)
+        info = self._cluster.topics.get(name)
+        if info is None or not info.partitions or info.partitions[0].leader < 0:
+            return
+        host, port = self.target.address(info.partitions[0].leader)
+        versions = await self._any()
+        self.target.count(f"net-{step.kind}")
+        if step.kind == "stop-reading":
+            frames = [
+                self._fetch_frame(versions, name, correlation_id)
+                for correlation_id in range(FUZZ_STALLED_FETCHES)
+            ]
+        else:
+            values = [self._value() for _ in range(3)]
+            frames = [self._produce_frame(versions, name, values)]
+            if step.kind == "reset-mid-request":
+                frames = [frames[0][: len(frames[0]) // 2]]
+            else:
+                self.model.maybe.update(values)
+                self.counts["records_unknown"] += len(values)
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError as error:
+            raise ContractViolation(f"cannot connect to {host}:{port}: {error}") from None
+        try:
+            with trio.move_on_after(1.0):
+                for frame in frames:
+                    await stream.send_all(frame)
+        except (trio.BrokenResourceError, OSError):
+            pass
+        if step.kind == "stop-reading":
+            # Left open, never read: the broker must not let it stall anyone else.
+            self._stalled.append(stream)
+            while len(self._stalled) > FUZZ_STALLED_CONNECTIONS_MAX:
+                await self._stalled.pop(0).aclose()
+            return
+        # A reset, not a goodbye: the broker sees ECONNRESET.
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    def _produce_frame(self, connection: BrokerConnection, name: str, values: list[bytes]) -> bytes:
+        version = connection.version(ApiKey.PRODUCE)
+        request_class = request_schema(ApiKey.PRODUCE, version)
+        body = build(
+            request_class,
+            transactional_id=None,
+            acks=1,
+            timeout=_timeout(10_000),
+            topic_data=(
+                build(
+                    sibling(request_class, "TopicProduceData"),
+                    name=name,
+                    partition_data=(
+                        build(
+                            sibling(request_class, "PartitionProduceData"),
+                            index=0,
+                            records=build_batch([Record(value=value) for value in values]),
+                        ),
+                    ),
+                ),
+            ),
+        )
+        return encode_request(ApiKey.PRODUCE, version, 1, "trioring-fuzz", body)
+
+    def _fetch_frame(self, connection: BrokerConnection, name: str, correlation_id: int) -> bytes:
+        version = connection.version(ApiKey.FETCH)
+        schema = request_schema(ApiKey.FETCH, version)
+        body = build(
+            schema,
+            replica_id=-1,
+            max_wait=_timeout(0),
+            min_bytes=0,
+            max_bytes=64 << 20,
+            isolation_level=0,
+            session_id=0,
+            session_epoch=-1,
+            topics=(
+                build(
+                    sibling(schema, "FetchTopic"),
+                    topic=name,
+                    partitions=(
+                        build(
+                            sibling(schema, "FetchPartition"),
+                            partition=0,
+                            current_leader_epoch=-1,
+                            fetch_offset=0,
+                            last_fetched_epoch=-1,
+                            log_start_offset=-1,
+                            partition_max_bytes=64 << 20,
+                        ),
+                    ),
+                ),
+            ),
+            forgotten_topics_data=(),
+            rack_id="",
+        )
+        return encode_request(ApiKey.FETCH, version, correlation_id, "trioring-fuzz", body)
+
+    async def aclose(self) -> None:
+        for stream in self._stalled:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+        self._stalled.clear()
+
+    async def finish(self) -> None:
+        """The end of a history: the disk is healed, every partition takes writes again
+        (by itself, within the recovery time), and everything checks out."""
+        await self._play_ClearFaults(s.ClearFaults())
+        for topic, index, _partition in self.model.all_partitions():
+            deadline = trio.current_time() + FUZZ_RECOVERY_SECONDS
+            while True:
+                before = self.counts["records_acknowledged"]
+                await self._play_Produce(s.Produce(topic, index, -1, 1))
+                if self.counts["records_acknowledged"] > before:
+                    break
+                if trio.current_time() >= deadline:
+                    raise ContractViolation(
+                        f"{self.topic_name(topic)}-{index} did not take writes again within "
+                        f"{FUZZ_RECOVERY_SECONDS:.0f} s of the disk working again"
+                    )
+                await trio.sleep(0.1)
+        await self.verify()
+
+    # --- verification -------------------------------------------------------------------
+
+    async def verify(self) -> None:
+        """Read every partition whole and check it against the model."""
+        for topic, index, partition in self.model.all_partitions():
+            await self._verify_partition(topic, index, partition)
+        for group in {g for g, _, _ in self.model.committed}:
+            await self._play_FetchCommitted(s.FetchCommitted(group))
+
+    async def _verify_partition(self, topic: int, index: int, partition: PartitionModel) -> None:
+        name = f"{self.topic_name(topic)}-{index}"
+        what = f"verify {name}"
+
+        async def attempt() -> tuple[int, int, int]:
+            answer = await self._list_offsets(topic, index)
+            if answer[0] in _RETRIABLE or (
+                answer[0] == ErrorCode.kafka_storage_error and self._storage_errors_allowed()
+            ):
+                raise _Unavailable(f"ListOffsets: {ErrorCode(answer[0]).name}")
+            return answer
+
+        code, log_start, high_watermark = await self._retrying(what, attempt)
+        if code != ErrorCode.none:
+            raise ContractViolation(f"{what}: ListOffsets answered {ErrorCode(code).name}")
+        partition.check_offsets(log_start, high_watermark, what)
+        seen_values: dict[bytes, int] = {}
+        offset = log_start
+        while offset < high_watermark:
+            at = offset
+
+            async def fetch(at: int = at) -> tuple[int, int, int, bytes]:
+                answer = await self._fetch_once(topic, index, at)
+                if answer[0] in _RETRIABLE or (
+                    answer[0] == ErrorCode.kafka_storage_error and self._storage_errors_allowed()
+                ):
+                    raise _Unavailable(f"Fetch: {ErrorCode(answer[0]).name}")
+                return answer
+
+            code, fetched_high, _fetched_start, data = await self._retrying(what, fetch)
+            if code != ErrorCode.none:
+                raise ContractViolation(
+                    f"{what}: Fetch at offset {offset} answered {ErrorCode(code).name}"
+                )
+            offset = self._check_records(
+                partition,
+                offset=offset,
+                high_watermark=min(high_watermark, fetched_high),
+                data=data,
+                seen_values=seen_values,
+                what=what,
+            )
+            if offset == at:
+                raise ContractViolation(
+                    f"{what}: Fetch at offset {at} returned no records below the high "
+                    f"watermark {high_watermark}"
+                )
+        missing = sorted(o for o in partition.acknowledged if o >= high_watermark)
+        if missing:
+            raise ContractViolation(f"{what}: acknowledged offsets {missing[:10]} are gone")
+        if partition.loss_floor is not None and not self._storage_errors_allowed():
+            partition.loss_floor = None
