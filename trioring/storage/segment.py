@@ -15,7 +15,7 @@ from typing import NamedTuple
 import trio
 
 from trioring._constants import BATCH_HEADER_BYTES, KIB, WRITE_BATCHES_MAX
-from trioring.errors import ProtocolError
+from trioring.errors import CorruptLogError, ProtocolError
 from trioring.protocol.records import BatchHeader, check_batch_crc, read_batch_header
 from trioring.storage.index import NO_TIMESTAMP, IndexDamagedError, OffsetIndex
 from trioring.uring import Buffer, FileBackend
@@ -435,7 +435,20 @@ class LogSegment:
             batch_position, header = item
             if header.last_offset >= offset:
                 return batch_position
+        if scanner.stop_reason is not None:
+            # The segment holds only whole batches up to its size: a batch
+            # that does not parse on the way to ``offset`` is damage, and
+            # skipping to the next segment would skip records silently.
+            raise self._corrupt(scanner.position, scanner.stop_reason)
         return None
+
+    def _corrupt(self, position: int, reason: str) -> CorruptLogError:
+        return CorruptLogError(
+            f"{self.log_path} is damaged at byte {position}: {reason}; the records "
+            "before it stay readable",
+            path=self.log_path,
+            position=position,
+        )
 
     async def boundary_position(self, backend: FileBackend, offset: int) -> int | None:
         """Position where the batch starting at ``offset`` begins, for recovery.
@@ -473,30 +486,84 @@ class LogSegment:
         max_bytes: int,
         *,
         oversized_first_batch: bool = True,
+        end: int | None = None,
+        first_offset: int | None = None,
     ) -> bytes:
-        """Whole batches from ``position``, at most ``max_bytes``.
+        """Whole, intact batches from ``position``, at most ``max_bytes``, up to ``end``.
 
         A first batch larger than ``max_bytes`` is returned whole if
-        ``oversized_first_batch``, else nothing is.
+        ``oversized_first_batch``, else nothing is. Every batch returned is
+        checked as it was written (framing, CRC32C, offsets following on from
+        ``first_offset``, which the first batch must hold): the data stops
+        before a damaged batch, and CorruptLogError is raised if the first one
+        is damaged. ``end`` (default: the segment's size) keeps the read below
+        a byte position.
         """
-        available = self.size - position
+        limit = self.size if end is None else min(end, self.size)
+        available = limit - position
         if available <= 0 or (max_bytes <= 0 and not oversized_first_batch):
             await trio.lowlevel.checkpoint()
             return b""
         data = await backend.pread(
             self.fd, min(available, max(max_bytes, BATCH_HEADER_BYTES)), position
         )
-        first = read_batch_header(data)
+        try:
+            first = read_batch_header(data)
+        except ProtocolError as error:
+            raise self._corrupt(position, str(error)) from None
+        if first.size_bytes > available:
+            raise self._corrupt(
+                position,
+                f"the batch claims {first.size_bytes} bytes, {available} remain in the segment",
+            )
         if first.size_bytes > max_bytes and not oversized_first_batch:
             return b""
-        if first.size_bytes >= len(data):
-            if first.size_bytes > len(data):
-                data = await backend.pread(self.fd, first.size_bytes, position)
-            return data[: first.size_bytes]
-        end = first.size_bytes
-        while end + BATCH_HEADER_BYTES <= len(data):
-            header = read_batch_header(data, end)
-            if end + header.size_bytes > len(data):
-                break
+        if first.size_bytes > len(data):
+            data = await backend.pread(self.fd, first.size_bytes, position)
+        whole = self._intact_prefix(data, position, first_offset)
+        return data if whole == len(data) else data[:whole]
+
+    def _intact_prefix(self, data: bytes, position: int, first_offset: int | None) -> int:
+        """Bytes of the whole, intact batches at the start of ``data`` (read at ``position``).
+
+        A partial batch at the end (the byte budget ended inside it) is left
+        out; a damaged batch ends the run, and raises if it is the first.
+        """
+        end = 0
+        expected_offset: int | None = None
+        size = len(data)
+        while size - end >= BATCH_HEADER_BYTES:
+            try:
+                header = read_batch_header(data, end)
+                if end + header.size_bytes > size:
+                    if position + end + header.size_bytes <= self.size:
+                        break  # whole in the file, cut by the budget
+                    raise ProtocolError(
+                        f"the batch claims {header.size_bytes} bytes, past the segment's end"
+                    )
+                # CRC valid after read: what left the disk is what was written.
+                check_batch_crc(data, end, header)
+                if expected_offset is None:
+                    # The base offset is outside the CRC: check it against
+                    # the offset the read was for.
+                    if first_offset is not None and not (
+                        header.base_offset <= first_offset <= header.last_offset
+                    ):
+                        raise ProtocolError(
+                            f"the batch at offsets {header.base_offset}-{header.last_offset} "
+                            f"should hold offset {first_offset}"
+                        )
+                elif header.base_offset != expected_offset:
+                    raise ProtocolError(
+                        f"batch base offset {header.base_offset} does not follow "
+                        f"the previous batch's end {expected_offset}"
+                    )
+            except ProtocolError as error:
+                if end == 0:
+                    raise self._corrupt(position, str(error)) from None
+                break  # serve what came before; the next read reports the damage
+            expected_offset = header.next_offset
             end += header.size_bytes
-        return data[:end]
+        if end == 0:
+            raise self._corrupt(position, f"{size} bytes do not hold a whole batch")
+        return end
