@@ -59,6 +59,12 @@ APPEND_SCHEDULE_INTERVAL_SECONDS = 0.0005
 FETCH_BYTES_MAX = 64 * MIB
 #: Concurrent file reads running in worker threads, per process.
 READ_THREADS_MAX = 16
+#: A partition taken offline by a disk error is reopened from disk at once,
+#: then, while that fails, after pauses doubling from the first to the last.
+PARTITION_RECOVERY_DELAY_FIRST_SECONDS = 0.1
+PARTITION_RECOVERY_DELAY_LAST_SECONDS = 30.0
+
+assert 0 < PARTITION_RECOVERY_DELAY_FIRST_SECONDS <= PARTITION_RECOVERY_DELAY_LAST_SECONDS
 
 # --- Kafka wire protocol ----------------------------------------------------------
 #: Bytes of the int32 size prefix in front of every Kafka request and response.

@@ -7,6 +7,8 @@ error is found, or ``max_wait_ms`` passes.
 
 from __future__ import annotations
 
+import contextlib
+
 import trio
 
 from trioring._constants import FETCH_BYTES_MAX
@@ -97,7 +99,10 @@ async def _wait_for_any(
     arrived = trio.Event()
 
     async def watch(topic: str, partition: int, next_offset: int) -> None:
-        await ctx.shard.log(topic, partition).wait_for_data(next_offset)
+        # E.g. the partition went offline after a disk error: the next read
+        # reports it as that partition's error, not the whole fetch's.
+        with contextlib.suppress(TrioringError):
+            await ctx.shard.log(topic, partition).wait_for_data(next_offset)
         arrived.set()
 
     async def stop() -> None:
