@@ -57,6 +57,9 @@ APPENDS_PENDING_MAX = 1024
 APPEND_SCHEDULE_INTERVAL_SECONDS = 0.0005
 #: Bytes one fetch of one partition may return (Kafka: max.partition.fetch.bytes cap).
 FETCH_BYTES_MAX = 64 * MIB
+#: Bytes one Fetch answer holds at most, whatever the request asks (Kafka's
+#: broker setting fetch.max.bytes, 55 MiB): the answer is built in memory.
+FETCH_RESPONSE_BYTES_MAX = 55 * MIB
 #: Concurrent file reads running in worker threads, per process.
 READ_THREADS_MAX = 16
 #: A partition taken offline by a disk error is reopened from disk at once,

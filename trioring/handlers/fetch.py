@@ -11,7 +11,7 @@ import contextlib
 
 import trio
 
-from trioring._constants import FETCH_BYTES_MAX
+from trioring._constants import FETCH_BYTES_MAX, FETCH_RESPONSE_BYTES_MAX
 from trioring.errors import InvalidArgumentError, OffsetOutOfRangeError, TrioringError
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import FetchedPartition, FetchPartition, FetchRequest, FetchResponse
@@ -51,7 +51,8 @@ async def _read(
 
 
 async def _read_all(ctx: HandlerContext, request: FetchRequest) -> list[FetchedPartition]:
-    budget = request.max_bytes
+    # Kafka's broker caps the client's max_bytes with its fetch.max.bytes too.
+    budget = min(request.max_bytes, FETCH_RESPONSE_BYTES_MAX)
     results: list[FetchedPartition] = []
     for want in request.partitions:
         first = not any(r.records for r in results)
