@@ -124,8 +124,17 @@ SHUTDOWN_GRACE_DEFAULT_SECONDS = 5.0
 #: frame of frame_bytes_max.
 QUEUED_REQUEST_BYTES_MAX_DEFAULT = 256 * MIB
 #: A connection with no request in flight and no bytes arriving for this
-#: long is closed (Kafka: connections.max.idle.ms, 10 minutes).
+#: long is closed (Kafka: connections.max.idle.ms, 10 minutes). So is one
+#: that takes none of its answers' bytes for this long.
 CONNECTIONS_MAX_IDLE_MS_DEFAULT = 10 * 60 * 1000
+#: A connection starts no new request while more than this many bytes of its
+#: answers wait to be sent: a client that does not read its answers holds
+#: at most this plus one answer (Kafka reads a connection's next request
+#: only once its answer is sent).
+RESPONSE_BYTES_UNSENT_MAX = 1 * MIB
+#: Answers go to the socket in pieces of at most this many bytes; each piece
+#: must be taken within connections_max_idle_ms.
+SEND_PIECE_BYTES = 1 * MIB
 
 assert QUEUED_REQUEST_BYTES_MAX_DEFAULT >= FRAME_BYTES_MAX_DEFAULT
 assert 1 <= IN_FLIGHT_REQUESTS_MAX_DEFAULT <= IN_FLIGHT_REQUESTS_LIMIT
