@@ -378,3 +378,31 @@ async def test_a_damaged_base_offset_is_not_served(
     with pytest.raises(CorruptLogError):
         await log.read(6, 1 << 20)
     await log.aclose()
+
+
+@pytest.mark.parametrize("fault", ["enospc", "half"])
+async def test_index_writes_refused_by_a_full_disk_fail_no_flush_and_lose_nothing(
+    directory: str, backend: TestBackend, clock: FakeClock, fault: str
+) -> None:
+    """The index is a cache: a full disk refusing it must not take the log
+    offline (which would drop acknowledged acks=1 data)."""
+    log = await open_log(directory, backend, clock, index_interval_bytes=200)
+    await append_values(log, clock, [2] * 5)
+    await log.flush()
+    backend.fault_suffix, backend.write_fault = ".index", fault
+    await append_values(log, clock, [2] * 5)  # acks=1: acknowledged once written
+    end = log.log_end_offset
+    await log.flush()
+    assert log.failure is None
+    assert log.durable_offset == log.high_watermark.value == end
+    # No recovery point past index entries that are not on disk.
+    with pytest.raises(StorageError, match="syncing index"):
+        await log.checkpoint()
+    await append_values(log, clock, [1])
+    backend.write_fault = None
+    await log.checkpoint()
+    await log.aclose()
+    log = await open_log(directory, TestBackend(), clock, index_interval_bytes=200)
+    assert log.log_end_offset == end + 1
+    assert await read_all(log) == list(range(end + 1))
+    await log.aclose()

@@ -878,10 +878,17 @@ class PartitionLog:
         producers = json.dumps(self.producers.to_json(), separators=(",", ":"))
         await self.flush(offset)
         backend = self._backend
-        # Index entries below the recovery point are trusted at start-up.
+        # Index entries below the recovery point are trusted at start-up:
+        # no recovery point without them on disk.
         for segment in self._segments[-2:]:
             if segment.index.is_open and not segment.is_deleted:
-                await segment.index.sync(backend)
+                try:
+                    await segment.index.sync(backend)
+                except OSError as error:
+                    raise StorageError(
+                        f"syncing index {segment.index.path} failed: {error.strerror or error}; "
+                        "the recovery point stays where it was"
+                    ) from error
         payload = f"{_RECOVERY_POINT_MAGIC} {offset} {producers}\n".encode()
         # No directory fsync: an older recovery point after a power cut only
         # means a longer check at start-up.

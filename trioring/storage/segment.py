@@ -15,12 +15,15 @@ from typing import NamedTuple
 import trio
 
 from trioring._constants import BATCH_HEADER_BYTES, KIB, WRITE_BATCHES_MAX
+from trioring._logging import RateLimitedLogger
 from trioring.errors import CorruptLogError, ProtocolError
 from trioring.protocol.records import BatchHeader, check_batch_crc, read_batch_header
 from trioring.storage.index import NO_TIMESTAMP, IndexDamagedError, OffsetIndex
 from trioring.uring import Buffer, FileBackend
 
 logger = logging.getLogger("trioring.storage")
+#: Failed index writes (a full disk): one line per partition per minute.
+index_failures_log = RateLimitedLogger(logger, burst=1, interval_seconds=60.0)
 
 #: Bytes a header scan reads at a time.
 SCAN_CHUNK_BYTES = 64 * KIB
@@ -245,7 +248,7 @@ class LogSegment:
         if self._readers > 0:
             return
         if self._index_loaded and self.index.is_open:
-            await self.index.write_pending(backend)
+            await self._write_index(backend)
         await self.index.close(backend)
         if self._fd is not None:
             fd, self._fd = self._fd, None
@@ -338,11 +341,28 @@ class LogSegment:
         self.size = position
         self.synced_size = min(self.synced_size, position)
 
+    async def _write_index(self, backend: FileBackend) -> None:
+        """Write pending index entries; a failure (a full disk) keeps them for the next try.
+
+        The index is a cache, rebuilt if damaged: failing to write it must
+        not fail a flush of the log data, nor keep a close from closing.
+        """
+        try:
+            await self.index.write_pending(backend)
+        except OSError as error:
+            index_failures_log.warning(
+                "writing index %s failed (%s); its entries are written later, or the "
+                "index is rebuilt",
+                self.index.path,
+                error.strerror or error,
+                key=self.directory,
+            )
+
     async def sync(self, backend: FileBackend) -> None:
         """fdatasync everything written so far."""
         size = self.size
         if self._index_loaded and self.index.is_open:
-            await self.index.write_pending(backend)
+            await self._write_index(backend)
         if self.synced_size < size:
             await backend.fdatasync(self.fd)
             self.synced_size = max(self.synced_size, size)
