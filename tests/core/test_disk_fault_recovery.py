@@ -325,3 +325,31 @@ async def test_a_partition_going_offline_during_a_long_poll_is_that_partitions_e
             for p in response.partitions
         }
         assert codes == {"a": ErrorCode.kafka_storage_error, "b": 0}
+
+
+async def test_a_damaged_offsets_log_costs_its_groups_not_the_broker(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    async with trioring.open_broker(config(data)) as broker:
+        await broker.create_topic("a", 1)
+        metadata = broker.cluster.current
+        damaged_group = "group-0"
+        healthy_group = next(
+            f"group-{i}"
+            for i in range(1, 100)
+            if metadata.offsets_partition(f"group-{i}") != metadata.offsets_partition(damaged_group)
+        )
+        await broker.commit_offsets(damaged_group, {("a", 0): 1})
+        await broker.commit_offsets(healthy_group, {("a", 0): 2})
+        damaged_partition = metadata.offsets_partition(damaged_group)
+    segment = data / f"__consumer_offsets-{damaged_partition}" / f"{0:020d}.log"
+    content = bytearray(segment.read_bytes())
+    content[-3] ^= 1  # the commit's records: only the CRC notices
+    segment.write_bytes(bytes(content))
+
+    async with trioring.open_broker(config(data)) as broker:
+        with pytest.raises(GroupCoordinatorError) as refused:
+            await broker.committed_offsets(damaged_group)
+        assert refused.value.kafka_error_code == ErrorCode.not_coordinator
+        assert "damaged" in str(refused.value)
+        assert await broker.committed_offsets(healthy_group) == {("a", 0): 2}
+        await broker.produce("a", 0, records(b"fine"))

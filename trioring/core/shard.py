@@ -48,8 +48,10 @@ from trioring.core.groups import GroupCoordinator
 from trioring.core.offsets import OffsetStore
 from trioring.errors import (
     BrokerClosedError,
+    CorruptLogError,
     GroupCoordinatorError,
     NotLeaderOrFollowerError,
+    ProtocolError,
     StorageError,
     UnknownTopicOrPartitionError,
 )
@@ -382,6 +384,11 @@ class Shard:
             raise StorageError(
                 f"opening the committed offsets in {directory} failed: {error.strerror or error}"
             ) from error
+        except (CorruptLogError, ProtocolError) as error:
+            raise StorageError(
+                f"the committed offsets in {directory} are damaged: {error}; the groups "
+                "they hold get NOT_COORDINATOR until the files are restored or removed"
+            ) from error
         if self._offline_offset_stores.pop(partition, None) is not None:
             logger.warning("%s-%d is back online, recovered from disk", OFFSETS_TOPIC, partition)
         self._offset_stores_discard_after.pop(partition, None)
@@ -394,7 +401,13 @@ class Shard:
                 continue
             directory = partition_directory(self.config.data_dir, OFFSETS_TOPIC, partition)
             if os.path.isdir(directory):  # noqa: ASYNC240 - start-up, one stat each
-                await self._open_offset_store(partition)
+                try:
+                    await self._open_offset_store(partition)
+                except StorageError as error:
+                    # One damaged or unreadable partition costs its groups, not the broker.
+                    logger.error("%s-%d is offline: %s", OFFSETS_TOPIC, partition, error)
+                    self._offline_offset_stores[partition] = error
+                    self._recovery_due.set()
 
     def groups(self) -> list[str]:
         """Groups with committed offsets in this worker's stores (CommittedGroups)."""
