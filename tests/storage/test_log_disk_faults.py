@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import trio
 from storage_support import (
     FakeClock,
+    Gate,
     TestBackend,
     batch,
     file_batches,
@@ -159,6 +161,50 @@ async def test_a_failed_fdatasync_stops_reads_at_the_durable_offset_and_the_reop
     await append_values(log, clock, [3])
     await log.flush()
     assert await read_all(log) == list(range(durable + 3))
+    await log.aclose()
+
+
+async def test_a_write_that_lands_as_an_fdatasync_fails_is_neither_acknowledged_nor_shown(
+    directory: str, backend: TestBackend, clock: FakeClock
+) -> None:
+    log = await open_log(directory, backend, clock)
+    await append_values(log, clock, [2] * 2)
+    await log.flush()
+    durable = log.log_end_offset
+    await append_values(log, clock, [2])  # unsynced
+    sync_gate, write_gate = Gate(".log"), Gate(".log")
+    backend.sync_gate, backend.write_gate = sync_gate, write_gate
+    outcomes: list[object] = []
+
+    async def append_late() -> None:
+        try:
+            outcomes.append(await log.append(batch([b"late"], now_ms=clock.now_ms())))
+        except StorageError as error:
+            outcomes.append(error)
+
+    async def flush() -> None:
+        with pytest.raises(StorageError):
+            await log.flush()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flush)
+            await sync_gate.reached.wait()  # the flush syncs...
+            nursery.start_soon(append_late)
+            await write_gate.reached.wait()  # ... while an append writes
+            backend.sync_fault = True
+            sync_gate.release.set()
+            while log.failure is None:  # noqa: ASYNC110 - nothing to wait on
+                await trio.sleep(0.001)
+            write_gate.release.set()
+    [outcome] = outcomes
+    assert isinstance(outcome, StorageError), outcome
+    assert log.high_watermark.value == durable
+    backend.sync_fault, backend.sync_gate, backend.write_gate = False, None, None
+    untrusted_after = log.untrusted_after
+    await log.aclose()
+    log = await open_log(directory, backend, clock, discard_after=untrusted_after)
+    assert log.log_end_offset == durable
     await log.aclose()
 
 

@@ -788,6 +788,18 @@ class PartitionLog:
                     "%s: appends fail: %s", self.directory, error, key=self.directory
                 )
             return
+        if self._failure is not None:
+            # An fdatasync failed while this group was being written: the log
+            # is offline, its recovery cuts these bytes; they are neither
+            # acknowledged nor shown to readers.
+            self._log_end_offset = next_offset
+            offline = StorageError(
+                f"partition log {self.directory} went offline while this was written "
+                f"({self._failure}); nothing from this request was acknowledged"
+            )
+            for entry in group:
+                entry.error = offline
+            return
         for entry, result in zip(group, results, strict=True):
             entry.result = result
             base = result.base_offset
