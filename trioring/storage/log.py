@@ -1003,7 +1003,8 @@ class PartitionLog:
                         key=self.directory,
                     )
                     raise StorageError(
-                        f"reading {segment.log_path} failed: {error.strerror or error}"
+                        f"reading {segment.log_path} failed: {error.strerror or error}; "
+                        "check the disk (writes go on)"
                     ) from error
                 if data:
                     chunks.append(data)

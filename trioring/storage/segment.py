@@ -465,7 +465,8 @@ class LogSegment:
     def _corrupt(self, position: int, reason: str) -> CorruptLogError:
         return CorruptLogError(
             f"{self.log_path} is damaged at byte {position}: {reason}; the records "
-            "before it stay readable",
+            "before it stay readable; restore the file, or move the log start past "
+            "the damage with DeleteRecords",
             path=self.log_path,
             position=position,
         )
