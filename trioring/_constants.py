@@ -57,8 +57,17 @@ APPENDS_PENDING_MAX = 1024
 APPEND_SCHEDULE_INTERVAL_SECONDS = 0.0005
 #: Bytes one fetch of one partition may return (Kafka: max.partition.fetch.bytes cap).
 FETCH_BYTES_MAX = 64 * MIB
+#: Bytes one Fetch answer holds at most, whatever the request asks (Kafka's
+#: broker setting fetch.max.bytes, 55 MiB): the answer is built in memory.
+FETCH_RESPONSE_BYTES_MAX = 55 * MIB
 #: Concurrent file reads running in worker threads, per process.
 READ_THREADS_MAX = 16
+#: A partition taken offline by a disk error is reopened from disk at once,
+#: then, while that fails, after pauses doubling from the first to the last.
+PARTITION_RECOVERY_DELAY_FIRST_SECONDS = 0.1
+PARTITION_RECOVERY_DELAY_LAST_SECONDS = 30.0
+
+assert 0 < PARTITION_RECOVERY_DELAY_FIRST_SECONDS <= PARTITION_RECOVERY_DELAY_LAST_SECONDS
 
 # --- Kafka wire protocol ----------------------------------------------------------
 #: Bytes of the int32 size prefix in front of every Kafka request and response.
@@ -115,8 +124,17 @@ SHUTDOWN_GRACE_DEFAULT_SECONDS = 5.0
 #: frame of frame_bytes_max.
 QUEUED_REQUEST_BYTES_MAX_DEFAULT = 256 * MIB
 #: A connection with no request in flight and no bytes arriving for this
-#: long is closed (Kafka: connections.max.idle.ms, 10 minutes).
+#: long is closed (Kafka: connections.max.idle.ms, 10 minutes). So is one
+#: that takes none of its answers' bytes for this long.
 CONNECTIONS_MAX_IDLE_MS_DEFAULT = 10 * 60 * 1000
+#: A connection starts no new request while more than this many bytes of its
+#: answers wait to be sent: a client that does not read its answers holds
+#: at most this plus one answer (Kafka reads a connection's next request
+#: only once its answer is sent).
+RESPONSE_BYTES_UNSENT_MAX = 1 * MIB
+#: Answers go to the socket in pieces of at most this many bytes; each piece
+#: must be taken within connections_max_idle_ms.
+SEND_PIECE_BYTES = 1 * MIB
 
 assert QUEUED_REQUEST_BYTES_MAX_DEFAULT >= FRAME_BYTES_MAX_DEFAULT
 assert 1 <= IN_FLIGHT_REQUESTS_MAX_DEFAULT <= IN_FLIGHT_REQUESTS_LIMIT

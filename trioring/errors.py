@@ -89,6 +89,24 @@ class StorageError(TrioringError):
     kafka_error_code = ErrorCode.kafka_storage_error
 
 
+class CorruptLogError(TrioringError):
+    """Stored data that fails its checks when read back (CRC32C, framing, offsets).
+
+    The file was damaged after it was written (a bad disk, a bit flip, an
+    outside write); the batches before the damage stay readable. Kafka's
+    broker answers CORRUPT_MESSAGE for such data, and its consumer reports
+    it to the application instead of retrying.
+    """
+
+    kafka_error_code = ErrorCode.corrupt_message
+
+    def __init__(self, message: str, *, path: str, position: int) -> None:
+        super().__init__(message)
+        #: The damaged file and the byte position of the first damaged batch.
+        self.path = path
+        self.position = position
+
+
 class NotLeaderOrFollowerError(TrioringError):
     """The partition is served by another worker (node): clients refresh metadata and go there."""
 
@@ -103,6 +121,7 @@ class BrokerClosedError(TrioringError):
 
 __all__ = [
     "BrokerClosedError",
+    "CorruptLogError",
     "CorruptRecordError",
     "InvalidArgumentError",
     "InvalidPartitionsError",

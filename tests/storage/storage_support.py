@@ -74,6 +74,10 @@ class TestBackend(FallbackBackend):
         self.pread_bytes = 0
         #: None, "enospc" (nothing written) or "half" (half written, then ENOSPC).
         self.write_fault: str | None = None
+        #: The error a write fault raises (ENOSPC, or EIO for a failing disk).
+        self.write_fault_errno = errno.ENOSPC
+        #: Reads of matching files fail with EIO.
+        self.read_fault = False
         self.sync_fault = False
         self.truncate_fault = False
         #: Faults hit only files whose name ends with this.
@@ -141,13 +145,18 @@ class TestBackend(FallbackBackend):
             if self.write_fault == "half":
                 data = b"".join(bytes(b) for b in buffers)
                 os.pwrite(fd, data[: len(data) // 2], offset)
-            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+            raise OSError(
+                self.write_fault_errno, f"{os.strerror(self.write_fault_errno)} (injected)"
+            )
 
     async def pread(self, fd: int, size: int, offset: int) -> bytes:
         gate = self.read_gate
         if gate is not None and self.paths.get(fd, "").endswith(gate.suffix):
             gate.reached.set()
             await gate.release.wait()
+        if self.read_fault and self._faulty(fd):
+            await trio.lowlevel.checkpoint()
+            raise OSError(errno.EIO, "Input/output error (injected)")
         data = await super().pread(fd, size, offset)
         self.pread_bytes += len(data)
         return data

@@ -18,6 +18,7 @@ must survive every crash intact.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -46,7 +47,7 @@ from trioring.protocol.records import (
     iterate_batches,
 )
 from trioring.storage.index import ENTRY, NO_TIMESTAMP
-from trioring.storage.log import RECOVERY_POINT_FILE, LogConfig, PartitionLog
+from trioring.storage.log import RECOVERY_POINT_FILE, DurableEnd, LogConfig, PartitionLog
 
 pytestmark = pytest.mark.slow
 
@@ -153,10 +154,17 @@ class LogMachine(RuleBasedStateMachine):
 
     # --- helpers ------------------------------------------------------------------
 
-    def _open(self) -> None:
+    def _open(self, discard_after: DurableEnd | None = None) -> None:
         self.backend = TestBackend()
         self.log = self.portal.run(
-            PartitionLog.open, self.directory, self.config, self.backend, self.clock
+            functools.partial(
+                PartitionLog.open,
+                self.directory,
+                self.config,
+                self.backend,
+                self.clock,
+                discard_after=discard_after,
+            )
         )
 
     @property
@@ -359,10 +367,16 @@ class LogMachine(RuleBasedStateMachine):
         finally:
             self.backend.write_fault = None
 
-    @precondition(lambda self: any(b.base >= self.durable for b in self.batches))
+    @precondition(
+        lambda self: (
+            any(b.base >= self.durable for b in self.batches) and self.durable >= self.log_start
+        )
+    )
     @rule()
-    def failed_sync_and_restart(self) -> None:
-        """A failed fdatasync takes the log offline; a restart brings it back whole."""
+    def failed_sync_and_recovery(self) -> None:
+        """A failed fdatasync takes the log offline and stops reads at the durable
+        offset; the recovery (close, reopen cutting the untrusted tail) keeps
+        exactly what was durable, whatever the page cache still holds."""
         assert self.backend is not None
         log = self.open_log
         self.backend.sync_fault = True
@@ -373,11 +387,15 @@ class LogMachine(RuleBasedStateMachine):
             self.backend.sync_fault = False
         with pytest.raises(StorageError):
             self.portal.run(log.append, build_batch([Record(value=b"x")], now_ms=0))
+        assert log.high_watermark.value == self.durable
+        untrusted_after = log.untrusted_after
+        assert untrusted_after is not None and untrusted_after.offset == self.durable
         self.portal.run(log.aclose)
         assert self.backend.open_paths == []
         self.log = None
-        self._open()
-        self.durable = self.next_offset
+        self._open(discard_after=untrusted_after)
+        self._drop_from(self.durable)
+        self._read_everything()
 
     @rule(data=st.data())
     def read(self, data: st.DataObject) -> None:

@@ -22,6 +22,8 @@ import test_log_stateful  # noqa: E402
 from storage_support import UringTestBackend  # noqa: E402
 from uring_support import requires_uring  # noqa: E402
 
+from trioring.storage.log import DurableEnd  # noqa: E402
+
 pytestmark = [pytest.mark.slow, requires_uring]
 
 
@@ -44,8 +46,8 @@ class UringLogMachine(test_log_stateful.LogMachine):
         """
         raise AssertionError("not a rule in the uring variant")
 
-    def _open(self) -> None:
-        super()._open()
+    def _open(self, discard_after: DurableEnd | None = None) -> None:
+        super()._open(discard_after)
         assert isinstance(self.backend, UringTestBackend), "the log runs over the ring"
 
 

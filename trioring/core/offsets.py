@@ -10,19 +10,26 @@ about as large as the live state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import attrs
 import trio
+from kio.schema.errors import ErrorCode
 
 from trioring._constants import GROUP_NAME_LENGTH_MAX, OFFSETS_SNAPSHOT_BATCH_RECORDS_MAX
-from trioring.errors import InvalidGroupIdError, ProtocolError
+from trioring.errors import (
+    GroupCoordinatorError,
+    InvalidGroupIdError,
+    ProtocolError,
+    StorageError,
+)
 from trioring.protocol.records import Record, build_batch, decode_batch, iterate_batches
-from trioring.storage.log import Clock, LogConfig, PartitionLog
+from trioring.storage.log import Clock, DurableEnd, LogConfig, PartitionLog
 from trioring.uring import FileBackend
 
 logger = logging.getLogger("trioring.offsets")
@@ -53,6 +60,22 @@ def validate_group(group: str) -> None:
         raise InvalidGroupIdError(f"group id is longer than {GROUP_NAME_LENGTH_MAX} characters")
 
 
+@contextlib.contextmanager
+def _storage_error_as_not_coordinator() -> Iterator[None]:
+    """A disk error of the offsets log, answered as Kafka's group coordinator answers it.
+
+    Kafka turns KAFKA_STORAGE_ERROR from its offsets topic into
+    NOT_COORDINATOR, which clients retry after finding the coordinator
+    again; a storage error code is not one OffsetCommit clients expect.
+    """
+    try:
+        yield
+    except StorageError as error:
+        raise GroupCoordinatorError(
+            f"the committed offsets log failed: {error}", ErrorCode.not_coordinator
+        ) from error
+
+
 class OffsetStore:
     def __init__(self, log: PartitionLog, clock: Clock, compact_bytes: int) -> None:
         self._log = log
@@ -71,10 +94,22 @@ class OffsetStore:
         clock: Clock,
         *,
         compact_bytes: int,
+        discard_after: DurableEnd | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> OffsetStore:
-        """Open (creating if needed) the store whose log is in ``directory``."""
+        """Open (creating if needed) the store whose log is in ``directory``.
+
+        ``discard_after`` and ``on_failure`` are PartitionLog.open's.
+        """
         config = LogConfig(retention_ms=None, retention_bytes=None, segment_bytes=compact_bytes)
-        log = await PartitionLog.open(directory, config, backend, clock)
+        log = await PartitionLog.open(
+            directory,
+            config,
+            backend,
+            clock,
+            discard_after=discard_after,
+            on_failure=on_failure,
+        )
         store = cls(log, clock, compact_bytes)
         try:
             await store._replay()
@@ -132,10 +167,11 @@ class OffsetStore:
             Record(key=_key(group, topic, partition), value=_value(committed), timestamp_ms=now_ms)
             for (topic, partition), committed in offsets.items()
         ]
-        async with self._append_lock:
-            info = await self._log.append(build_batch(records, now_ms=now_ms))
-            self._groups.setdefault(group, {}).update(offsets)
-        await self._log.flush(info.last_offset + 1)
+        with _storage_error_as_not_coordinator():
+            async with self._append_lock:
+                info = await self._log.append(build_batch(records, now_ms=now_ms))
+                self._groups.setdefault(group, {}).update(offsets)
+            await self._log.flush(info.last_offset + 1)
 
     async def delete_group(self, group: str) -> None:
         """Forget every committed offset of ``group`` (durably)."""
@@ -156,12 +192,14 @@ class OffsetStore:
                 Record(key=_key(group, topic, partition), value=None, timestamp_ms=now_ms)
                 for topic, partition in doomed
             ]
-            info = await self._log.append(build_batch(records, now_ms=now_ms))
+            with _storage_error_as_not_coordinator():
+                info = await self._log.append(build_batch(records, now_ms=now_ms))
             for tp in doomed:
                 del offsets[tp]
             if not offsets:
                 self._groups.pop(group, None)
-        await self._log.flush(info.last_offset + 1)
+        with _storage_error_as_not_coordinator():
+            await self._log.flush(info.last_offset + 1)
 
     async def maybe_compact(self) -> bool:
         """Rewrite the log as a snapshot when it has grown past the threshold."""

@@ -14,11 +14,20 @@ Committed offsets live in the internal ``__consumer_offsets`` topic; each
 of its partitions is an OffsetStore, opened when the shard starts if its
 directory exists, and created when the first group that hashes to it
 commits.
+
+A log that goes offline after a disk error (a failed fdatasync, or a failed
+write it could not undo) is recovered without a restart: a recovery task
+closes it (which cuts off what a failed fdatasync left untrusted), and
+reopens it through the normal start-up recovery, retrying with backoff while
+that fails. Meanwhile its produces, and then its reads, get
+KAFKA_STORAGE_ERROR. Partitions that could not be opened at all (a full
+disk) are retried by the same task.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -27,6 +36,10 @@ from contextlib import asynccontextmanager
 import trio
 from kio.schema.errors import ErrorCode
 
+from trioring._constants import (
+    PARTITION_RECOVERY_DELAY_FIRST_SECONDS,
+    PARTITION_RECOVERY_DELAY_LAST_SECONDS,
+)
 from trioring._logging import RateLimitedLogger
 from trioring.cluster.model import OFFSETS_TOPIC, ClusterMetadata, TopicInfo
 from trioring.cluster.topic_configs import effective_config
@@ -35,13 +48,15 @@ from trioring.core.groups import GroupCoordinator
 from trioring.core.offsets import OffsetStore
 from trioring.errors import (
     BrokerClosedError,
+    CorruptLogError,
     GroupCoordinatorError,
     NotLeaderOrFollowerError,
+    ProtocolError,
     StorageError,
     UnknownTopicOrPartitionError,
 )
 from trioring.storage.layout import partition_directory, set_aside
-from trioring.storage.log import LogConfig, PartitionLog
+from trioring.storage.log import DurableEnd, LogConfig, PartitionLog
 from trioring.uring import FileBackend
 
 logger = logging.getLogger("trioring.shard")
@@ -66,9 +81,17 @@ class Shard:
         #: tell a deleted topic from a new one of the same name.
         self._logs: dict[tuple[str, int], PartitionLog] = {}
         self._topic_ids: dict[str, str] = {}
-        #: Owned partitions that could not be opened (a full disk): retried.
+        #: Owned partitions that could not be opened (a full disk) or went
+        #: offline after a disk error: retried by the recovery task.
         self._offline: dict[tuple[str, int], StorageError] = {}
+        #: Of those, the ones a failed fdatasync left with untrusted bytes to cut.
+        self._discard_after: dict[tuple[str, int], DurableEnd] = {}
         self._offset_stores: dict[int, OffsetStore] = {}
+        #: __consumer_offsets partitions offline after a disk error, and their cuts.
+        self._offline_offset_stores: dict[int, StorageError] = {}
+        self._offset_stores_discard_after: dict[int, DurableEnd] = {}
+        #: Set when a log goes offline, or an offline partition should be tried again.
+        self._recovery_due = trio.Event()
         self._offsets_lock = trio.Lock()
         self._apply_lock = trio.Lock()
         self._groups: GroupCoordinator | None = None
@@ -89,7 +112,8 @@ class Shard:
         """Open the partitions ``metadata`` gives worker ``worker_index``."""
         shard = cls(config, backend, metadata, worker_index)
         try:
-            await shard._open_owned(metadata)
+            if await shard._open_owned(metadata):
+                shard._recovery_due.set()  # tried again soon, with backoff
             await shard._open_existing_offset_stores()
             logger.info(
                 "worker %d opened %d partitions in %s",
@@ -161,7 +185,7 @@ class Shard:
             )
         offline = self._offline.get((topic, partition))
         if offline is not None:
-            raise StorageError(f"{topic}-{partition} is offline: {offline}")
+            raise StorageError(f"{topic}-{partition} is offline: {offline}; retry")
         raise BrokerClosedError(f"{topic}-{partition} is not open yet")
 
     def owned_logs(self) -> Iterator[tuple[str, int, PartitionLog]]:
@@ -190,6 +214,8 @@ class Shard:
                 if new is None or new.topic_id != old.topic_id:
                     await self._remove_topic(old)
             failures = await self._open_owned(metadata)
+            if failures:
+                self._recovery_due.set()  # tried again soon, with backoff
             # Altered configs (the topic's or the broker defaults it follows):
             # retention uses them at its next pass, a new segment size applies
             # from the next roll.
@@ -208,7 +234,8 @@ class Shard:
     async def _open_owned(self, metadata: ClusterMetadata) -> dict[tuple[str, int], StorageError]:
         failures: dict[tuple[str, int], StorageError] = {}
         for info, partition in metadata.owned_by(self.worker_index):
-            if info.internal or (info.name, partition) in self._logs:
+            key = (info.name, partition)
+            if info.internal or key in self._logs:
                 continue
             try:
                 log = await PartitionLog.open(
@@ -216,6 +243,8 @@ class Shard:
                     self._log_config(info, metadata),
                     self.backend,
                     self.config.clock,
+                    discard_after=self._discard_after.get(key),
+                    on_failure=self._log_failed,
                 )
             except (OSError, StorageError) as error:
                 failure = (
@@ -228,8 +257,15 @@ class Shard:
                     "%s-%d is offline: %s", info.name, partition, failure, key="offline"
                 )
                 continue
-            self._offline.pop((info.name, partition), None)
-            self._logs[(info.name, partition)] = log
+            if self._offline.pop(key, None) is not None:
+                logger.warning(
+                    "%s-%d is back online, recovered from disk: log end offset %d",
+                    info.name,
+                    partition,
+                    log.log_end_offset,
+                )
+            self._discard_after.pop(key, None)
+            self._logs[key] = log
             self._topic_ids[info.name] = info.topic_id
         return failures
 
@@ -248,6 +284,7 @@ class Shard:
         removed: list[str] = []
         for partition in range(info.partitions):
             offline = self._offline.pop((info.name, partition), None)
+            self._discard_after.pop((info.name, partition), None)
             log = self._logs.pop((info.name, partition), None)
             entry = f"{info.name}-{partition}"
             # A partition that failed to open may have left its directory.
@@ -290,19 +327,47 @@ class Shard:
         self.coordinator_check(group_id)
         partition = self._metadata.offsets_partition(group_id)
         store = self._offset_stores.get(partition)
-        if store is not None:
+        if store is not None and store.log.failure is None:
             await trio.lowlevel.checkpoint()
             return store
+        if store is not None or partition in self._offline_offset_stores:
+            # Kafka's coordinator answers a storage error as NOT_COORDINATOR:
+            # clients find the coordinator again and retry.
+            await trio.lowlevel.checkpoint()
+            reason = store.log.failure if store is not None else None
+            raise GroupCoordinatorError(
+                f"the committed offsets of group {group_id!r} are offline after a disk error "
+                f"({reason or self._offline_offset_stores[partition]}); retry",
+                ErrorCode.not_coordinator,
+            )
         async with self._offsets_lock:
             store = self._offset_stores.get(partition)
             if store is None:
-                store = await self._open_offset_store(partition)
+                try:
+                    store = await self._open_offset_store(partition)
+                except StorageError as error:  # e.g. a full disk: as Kafka answers it
+                    raise GroupCoordinatorError(
+                        f"the committed offsets of group {group_id!r} cannot be stored: {error}",
+                        ErrorCode.not_coordinator,
+                    ) from error
         return store
 
     def offsets_if_open(self, group_id: str) -> OffsetStore | None:
-        """The group's store if it exists already (reads need not create one)."""
+        """The group's store if it exists already (reads need not create one).
+
+        NOT_COORDINATOR while it is offline after a disk error: an empty
+        answer would tell the group it has no committed offsets.
+        """
         self.coordinator_check(group_id)
-        return self._offset_stores.get(self._metadata.offsets_partition(group_id))
+        partition = self._metadata.offsets_partition(group_id)
+        offline = self._offline_offset_stores.get(partition)
+        if offline is not None:
+            raise GroupCoordinatorError(
+                f"the committed offsets of group {group_id!r} are offline after a disk error "
+                f"({offline}); retry",
+                ErrorCode.not_coordinator,
+            )
+        return self._offset_stores.get(partition)
 
     async def _open_offset_store(self, partition: int) -> OffsetStore:
         directory = partition_directory(self.config.data_dir, OFFSETS_TOPIC, partition)
@@ -312,11 +377,21 @@ class Shard:
                 self.backend,
                 self.config.clock,
                 compact_bytes=self.config.offsets_log_compact_bytes,
+                discard_after=self._offset_stores_discard_after.get(partition),
+                on_failure=self._log_failed,
             )
         except OSError as error:
             raise StorageError(
                 f"opening the committed offsets in {directory} failed: {error.strerror or error}"
             ) from error
+        except (CorruptLogError, ProtocolError) as error:
+            raise StorageError(
+                f"the committed offsets in {directory} are damaged: {error}; the groups "
+                "they hold get NOT_COORDINATOR until the files are restored or removed"
+            ) from error
+        if self._offline_offset_stores.pop(partition, None) is not None:
+            logger.warning("%s-%d is back online, recovered from disk", OFFSETS_TOPIC, partition)
+        self._offset_stores_discard_after.pop(partition, None)
         self._offset_stores[partition] = store
         return store
 
@@ -326,7 +401,13 @@ class Shard:
                 continue
             directory = partition_directory(self.config.data_dir, OFFSETS_TOPIC, partition)
             if os.path.isdir(directory):  # noqa: ASYNC240 - start-up, one stat each
-                await self._open_offset_store(partition)
+                try:
+                    await self._open_offset_store(partition)
+                except StorageError as error:
+                    # One damaged or unreadable partition costs its groups, not the broker.
+                    logger.error("%s-%d is offline: %s", OFFSETS_TOPIC, partition, error)
+                    self._offline_offset_stores[partition] = error
+                    self._recovery_due.set()
 
     def groups(self) -> list[str]:
         """Groups with committed offsets in this worker's stores (CommittedGroups)."""
@@ -336,6 +417,68 @@ class Shard:
     def coordinator(self) -> GroupCoordinator:
         assert self._groups is not None, "shard is not open"
         return self._groups
+
+    # --- recovery from disk errors -----------------------------------------------------
+
+    async def _recover_offline(self) -> bool:
+        """Reopen logs that went offline, from disk, without a restart; True if all are back.
+
+        The upkeep task runs this as soon as a log reports its failure, then,
+        while some partition stays offline (the disk still fails, or is
+        full), after pauses that double up to
+        PARTITION_RECOVERY_DELAY_LAST_SECONDS.
+        """
+        async with self._apply_lock:
+            if self._closed:
+                return True
+            for key, log in list(self._logs.items()):
+                if log.failure is not None:
+                    # Offline before the first await: requests meanwhile must
+                    # not find the partition missing.
+                    del self._logs[key]
+                    self._offline[key] = StorageError(f"recovering it from disk: {log.failure}")
+                    await self._take_offline(f"{key[0]}-{key[1]}", log)
+                    if log.untrusted_after is not None:
+                        self._discard_after[key] = log.untrusted_after
+            await self._open_owned(self._metadata)
+        async with self._offsets_lock:
+            await self._recover_offset_stores()
+        return not self._offline and not self._offline_offset_stores
+
+    def _log_failed(self) -> None:
+        # Not a bound Event.set handed to the logs: the event is replaced each round.
+        self._recovery_due.set()
+
+    async def _take_offline(self, name: str, log: PartitionLog) -> None:
+        """Close a failed log for its recovery (the close cuts what is untrusted)."""
+        logger.warning("%s: recovering it from disk after a disk error: %s", name, log.failure)
+        try:
+            await log.aclose()
+        except Exception as error:  # the reopen retries what the close could not do
+            logger.warning("%s: closing it after the disk error failed: %s", name, error)
+
+    async def _recover_offset_stores(self) -> None:
+        for partition, store in list(self._offset_stores.items()):
+            failure = store.log.failure
+            if failure is None:
+                continue
+            # Offline before the first await: a read of committed offsets
+            # meanwhile must not find the store missing (and answer "none").
+            del self._offset_stores[partition]
+            self._offline_offset_stores[partition] = StorageError(
+                f"recovering it from disk: {failure}"
+            )
+            await self._take_offline(f"{OFFSETS_TOPIC}-{partition}", store.log)
+            if store.log.untrusted_after is not None:
+                self._offset_stores_discard_after[partition] = store.log.untrusted_after
+        for partition in list(self._offline_offset_stores):
+            try:
+                await self._open_offset_store(partition)
+            except StorageError as error:
+                self._offline_offset_stores[partition] = error
+                upkeep_log.warning(
+                    "%s-%d is offline: %s", OFFSETS_TOPIC, partition, error, key="offline"
+                )
 
     # --- upkeep ---------------------------------------------------------------------
 
@@ -350,8 +493,27 @@ class Shard:
             periods_s["flush"] = config.flush_interval_ms / 1000
         now = trio.current_time()
         due = {name: now + period for name, period in periods_s.items()}
+        recovery_delay_s = PARTITION_RECOVERY_DELAY_FIRST_SECONDS
+        recovery_retry_at = math.inf
         while True:
-            await trio.sleep_until(min(due.values()))
+            # A log going offline wakes this at once: its recovery is upkeep too.
+            with trio.move_on_at(min(*due.values(), recovery_retry_at)):
+                await self._recovery_due.wait()
+            if self._recovery_due.is_set() or trio.current_time() >= recovery_retry_at:
+                self._recovery_due = trio.Event()
+                try:
+                    recovered = await self._recover_offline()
+                except Exception:
+                    upkeep_log.error("recovering partitions failed", exc_info=True, key="recover")
+                    recovered = False
+                if recovered:
+                    recovery_delay_s = PARTITION_RECOVERY_DELAY_FIRST_SECONDS
+                    recovery_retry_at = math.inf
+                else:
+                    recovery_retry_at = trio.current_time() + recovery_delay_s
+                    recovery_delay_s = min(
+                        2 * recovery_delay_s, PARTITION_RECOVERY_DELAY_LAST_SECONDS
+                    )
             now = trio.current_time()
             for name in [name for name, deadline in due.items() if deadline <= now]:
                 due[name] = now + periods_s[name]

@@ -7,9 +7,11 @@ error is found, or ``max_wait_ms`` passes.
 
 from __future__ import annotations
 
+import contextlib
+
 import trio
 
-from trioring._constants import FETCH_BYTES_MAX
+from trioring._constants import FETCH_BYTES_MAX, FETCH_RESPONSE_BYTES_MAX
 from trioring.errors import InvalidArgumentError, OffsetOutOfRangeError, TrioringError
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import FetchedPartition, FetchPartition, FetchRequest, FetchResponse
@@ -49,7 +51,8 @@ async def _read(
 
 
 async def _read_all(ctx: HandlerContext, request: FetchRequest) -> list[FetchedPartition]:
-    budget = request.max_bytes
+    # Kafka's broker caps the client's max_bytes with its fetch.max.bytes too.
+    budget = min(request.max_bytes, FETCH_RESPONSE_BYTES_MAX)
     results: list[FetchedPartition] = []
     for want in request.partitions:
         first = not any(r.records for r in results)
@@ -97,7 +100,10 @@ async def _wait_for_any(
     arrived = trio.Event()
 
     async def watch(topic: str, partition: int, next_offset: int) -> None:
-        await ctx.shard.log(topic, partition).wait_for_data(next_offset)
+        # E.g. the partition went offline after a disk error: the next read
+        # reports it as that partition's error, not the whole fetch's.
+        with contextlib.suppress(TrioringError):
+            await ctx.shard.log(topic, partition).wait_for_data(next_offset)
         arrived.set()
 
     async def stop() -> None:

@@ -10,6 +10,12 @@ one partial frame) and the in-flight limit. See docs/protocol.md.
 
 Bad input closes that connection and logs one line with the peer address;
 other connections are unaffected.
+
+A client that does not read its answers stalls only itself: its connection
+starts no new request while more than RESPONSE_BYTES_UNSENT_MAX of its
+answers wait to be sent (so it holds at most that plus one answer), and it
+is closed once it has taken none of their bytes for
+``connections_max_idle_ms``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,12 @@ import trio
 from kio.schema.errors import ErrorCode
 
 from trioring._broker import Broker
-from trioring._constants import HEAP_TRIM_DELAY_SECONDS, RECEIVE_BYTES
+from trioring._constants import (
+    HEAP_TRIM_DELAY_SECONDS,
+    RECEIVE_BYTES,
+    RESPONSE_BYTES_UNSENT_MAX,
+    SEND_PIECE_BYTES,
+)
 from trioring._heap import return_free_heap
 from trioring._logging import RateLimitedLogger, printable
 from trioring.cluster.model import Node
@@ -186,6 +197,7 @@ class KafkaServer:
         async with self._connection_slots:
             connection = _Connection(self.config.in_flight_requests_max)
             with trio.CancelScope() as scope:
+                connection.scope = scope
                 self._connections[scope] = connection
 
                 def drop() -> None:
@@ -247,7 +259,7 @@ class KafkaServer:
         connection.idle_seconds = idle_seconds
         memory = self.memory
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._send_responses, stream, connection)
+            nursery.start_soon(self._send_responses, stream, peer, connection)
             try:
                 while not self._draining:
                     if connection.reserved_bytes == 0:
@@ -324,7 +336,9 @@ class KafkaServer:
                     f"{api_name(header.api_key)} (key {header.api_key}) is not implemented"
                 )
         await connection.slots_free.acquire()
-        slot = _ResponseSlot(request_bytes)
+        # A client that does not read its answers stops here (see the module docstring).
+        await connection.wait_for_answers_sent(RESPONSE_BYTES_UNSENT_MAX)
+        slot = _ResponseSlot(connection, request_bytes)
         connection.send_slots.send_nowait(slot)  # room: the channel holds every slot
         context.client_id = header.client_id or ""
         if api_versions:
@@ -398,14 +412,32 @@ class KafkaServer:
         return chunks
 
     async def _send_responses(
-        self, stream: trio.abc.HalfCloseableStream, connection: _Connection
+        self, stream: trio.abc.HalfCloseableStream, peer: str, connection: _Connection
     ) -> None:
-        """Send each request's response in request order, as soon as it is ready."""
+        """Send each request's response in request order, as soon as it is ready.
+
+        A client that takes no piece of an answer for connections_max_idle_ms
+        is closed: it would hold the answer's memory for good.
+        """
         async for slot in connection.receive_slots:
             await slot.done.wait()
             # Large chunks (big fetches) go as they are, without copying.
             for chunk in slot.chunks or ():
-                await stream.send_all(chunk)
+                for piece in _pieces(chunk):
+                    with trio.move_on_after(connection.idle_seconds) as send_scope:
+                        await stream.send_all(piece)
+                    if send_scope.cancelled_caught:
+                        self._idle_closed_total += 1
+                        logger.info(
+                            "%s: closing connection: it took none of its answers for %.0f s "
+                            "(connections_max_idle_ms)",
+                            peer,
+                            connection.idle_seconds,
+                        )
+                        assert connection.scope is not None
+                        connection.scope.cancel()
+                        return
+                    connection.answer_sent(_size(piece))
             slot.chunks = None
             connection.release(self.memory, slot.request_bytes)
             connection.slots_free.release()
@@ -433,12 +465,26 @@ def _api_versions_error(body: Any) -> int:
     return ErrorCode.invalid_request
 
 
+def _size(chunk: Buffer) -> int:
+    return len(chunk) if isinstance(chunk, bytes) else memoryview(chunk).nbytes
+
+
+def _pieces(chunk: Buffer) -> list[Buffer]:
+    """``chunk`` in pieces of at most SEND_PIECE_BYTES (views: no copy)."""
+    size = _size(chunk)
+    if size <= SEND_PIECE_BYTES:
+        return [chunk]
+    view = memoryview(chunk).cast("B")
+    return [view[start : start + SEND_PIECE_BYTES] for start in range(0, size, SEND_PIECE_BYTES)]
+
+
 class _ResponseSlot:
     """The response to one request, filled when its handler finishes."""
 
-    __slots__ = ("chunks", "done", "request_bytes")
+    __slots__ = ("_connection", "chunks", "done", "request_bytes")
 
-    def __init__(self, request_bytes: int) -> None:
+    def __init__(self, connection: _Connection, request_bytes: int) -> None:
+        self._connection = connection
         self.done = trio.Event()
         #: Encoded response; None for requests that get none (acks=0 produce).
         self.chunks: list[Buffer] | None = None
@@ -447,6 +493,8 @@ class _ResponseSlot:
 
     def finish(self, chunks: list[Buffer] | None) -> None:
         self.chunks = chunks
+        if chunks:
+            self._connection.unsent_bytes += sum(_size(c) for c in chunks)
         self.done.set()
 
 
@@ -472,7 +520,12 @@ class _Connection:
             in_flight_requests_max
         )
         self.receive_scope: trio.CancelScope | None = None
+        #: The whole connection's scope (cancelled to close it).
+        self.scope: trio.CancelScope | None = None
         self.idle_seconds = math.inf
+        #: Bytes of finished answers not yet handed to the socket.
+        self.unsent_bytes = 0
+        self._answers_sent = trio.Event()
         self.held_bytes = 0
         self.reserved_bytes = 0
         #: Bytes of the frame being started (set by the reader, taken by the request).
@@ -500,6 +553,18 @@ class _Connection:
         await memory.reserve(size)
         self.reserved_bytes = size
         self.held_bytes += size
+
+    async def wait_for_answers_sent(self, unsent_bytes_max: int) -> None:
+        """Return once at most ``unsent_bytes_max`` of this connection's answers wait."""
+        while self.unsent_bytes > unsent_bytes_max:
+            self._answers_sent = trio.Event()
+            await self._answers_sent.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    def answer_sent(self, size: int) -> None:
+        self.unsent_bytes -= size
+        assert self.unsent_bytes >= 0
+        self._answers_sent.set()
 
     def release(self, memory: RequestMemory, size: int) -> None:
         if size:

@@ -20,6 +20,17 @@ batch with one pwritev, so under load many producers share each system call.
 Flushes are group commits: one fdatasync covers every batch written before
 it started, and callers waiting for an offset it covered return together.
 
+A failed fdatasync takes the log offline for writes (PostgreSQL's fsyncgate
+lesson): Linux may have dropped the dirty pages it could not write, and a
+retried fdatasync could then report success for data that is not on disk,
+so nothing past the durable offset is trusted again. The high watermark
+drops to the durable offset at once (acks=1 data past it is lost, as it
+would be in a power cut; acks=all data past it was never acknowledged), and
+reads stop there. Whoever owns the log (the shard) then closes it, which cuts
+the untrusted bytes off the files, and reopens it with ``discard_after`` set
+to :attr:`PartitionLog.untrusted_after`, which cuts them again if the close
+could not, before the usual recovery.
+
 The recovery point (``recovery-point`` file) is a checkpoint of the durable
 offset. On open, batches from the recovery point to the end of the log are
 CRC-checked and a torn or corrupt tail is truncated; everything before the
@@ -57,6 +68,7 @@ from trioring._constants import (
 from trioring._logging import RateLimitedLogger
 from trioring.errors import (
     BrokerClosedError,
+    CorruptLogError,
     InvalidArgumentError,
     OffsetOutOfRangeError,
     StorageError,
@@ -82,6 +94,11 @@ logger = logging.getLogger("trioring.storage")
 #: Failed appends: one line per partition per minute, with the count of the
 #: others (a full disk fails every produce, and each would log a line).
 append_failures_log = RateLimitedLogger(logger, burst=1, interval_seconds=60.0)
+#: Failed reads (EIO): one line per partition per minute.
+read_failures_log = RateLimitedLogger(logger, burst=1, interval_seconds=60.0)
+#: Damaged batches: one line per damaged position per minute, however many
+#: consumers trip over it.
+corruption_log = RateLimitedLogger(logger, burst=1, interval_seconds=60.0)
 
 RECOVERY_POINT_FILE = "recovery-point"
 #: The log start offset DeleteRecords set, when it lies inside the first segment
@@ -121,6 +138,16 @@ class LogConfig:
             raise InvalidArgumentError("retention_ms must be >= 0 or None for forever")
         if self.index_interval_bytes <= 0:
             raise InvalidArgumentError("index_interval_bytes must be positive")
+
+
+@attrs.frozen
+class DurableEnd:
+    """Where a log's durable part ends: its offset, and that offset's byte
+    position in the segment it falls in."""
+
+    offset: int
+    segment_base: int
+    position: int
 
 
 class AppendInfo(NamedTuple):
@@ -200,7 +227,12 @@ class PartitionLog:
     """Use :meth:`open`; see the module docstring for the model."""
 
     def __init__(
-        self, directory: str, config: LogConfig, backend: FileBackend, clock: Clock
+        self,
+        directory: str,
+        config: LogConfig,
+        backend: FileBackend,
+        clock: Clock,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.directory = directory
         self.config = config
@@ -225,6 +257,12 @@ class PartitionLog:
         self._directory_dirty = False
         self._checkpointed_offset = -1
         self._failure: StorageError | None = None
+        #: Where the durable part ends, kept with the durable offset.
+        self._durable_end = DurableEnd(0, 0, 0)
+        #: Set by a failed fdatasync: nothing past it is trusted or read.
+        self._untrusted_after: DurableEnd | None = None
+        #: Called once when the log goes offline (its owner recovers it).
+        self._on_failure = on_failure
         self._closed = False
 
     # --- offsets ----------------------------------------------------------------
@@ -240,6 +278,16 @@ class PartitionLog:
     @property
     def durable_offset(self) -> int:
         return self._durable_offset
+
+    @property
+    def failure(self) -> StorageError | None:
+        """Why the log is offline for writes (None while it is not)."""
+        return self._failure
+
+    @property
+    def untrusted_after(self) -> DurableEnd | None:
+        """After a failed fdatasync, the durable end past which the files are not trusted."""
+        return self._untrusted_after
 
     @property
     def size_bytes(self) -> int:
@@ -271,17 +319,26 @@ class PartitionLog:
         config: LogConfig,
         backend: FileBackend,
         clock: Clock,
+        *,
+        discard_after: DurableEnd | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> PartitionLog:
-        log = cls(directory, config, backend, clock)
+        """Open (creating if needed) the log in ``directory``, recovering after a crash.
+
+        ``discard_after``: the :attr:`untrusted_after` of this log's last
+        incarnation; everything past it is cut off before recovery.
+        ``on_failure`` is called when the log goes offline for writes.
+        """
+        log = cls(directory, config, backend, clock, on_failure)
         try:
-            await log._load()
+            await log._load(discard_after)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await log._close_segments()
             raise
         return log
 
-    async def _load(self) -> None:
+    async def _load(self, discard_after: DurableEnd | None) -> None:
         backend = self._backend
         # abspath only consults the working directory: no disk I/O.
         parent = os.path.dirname(os.path.abspath(self.directory))  # noqa: ASYNC240
@@ -300,6 +357,13 @@ class PartitionLog:
                 name.endswith(INDEX_SUFFIX) and stem.isdigit() and int(stem) not in bases
             ) or name.endswith(TEMPORARY_SUFFIX):
                 await backend.unlink(os.path.join(self.directory, name))
+        if not bases and discard_after is not None and discard_after.offset > 0:
+            # Every segment file is gone, yet the log had durable data: a new
+            # log at 0 would hand out its offsets again.
+            raise StorageError(
+                f"{self.directory} lost its segment files; it held offsets up to "
+                f"{discard_after.offset}: restore them or delete the partition"
+            )
         if not bases:
             await self._add_segment(0, create=True)
             await backend.fsync_directory(self.directory)
@@ -312,6 +376,10 @@ class PartitionLog:
         for earlier, later in zip(self._segments, self._segments[1:], strict=False):
             earlier.next_offset = later.base_offset
         recovery_point = await self._read_recovery_point()
+        if discard_after is not None:
+            await self._discard_after(discard_after)
+            if recovery_point is not None:
+                recovery_point = min(recovery_point, discard_after.offset)
         await self._recover(recovery_point)
         await self._read_start_offset()
 
@@ -443,6 +511,7 @@ class PartitionLog:
             await backend.fsync_directory(self.directory)
             self._directory_dirty = False
         self._durable_offset = self._log_end_offset
+        self._durable_end = DurableEnd(self._log_end_offset, active.base_offset, active.size)
         self.high_watermark.value = self._log_end_offset
         if scanned_bytes:
             logger.info(
@@ -459,6 +528,48 @@ class PartitionLog:
             # a disk that is full or failing now must not keep the log from opening.
             logger.warning("%s: recovery point not saved: %s", self.directory, error)
 
+    async def _discard_after(self, end: DurableEnd) -> None:
+        """Cut everything past ``end`` off the files (see the module docstring).
+
+        Idempotent: a close may have made the cut already, or made part of it.
+        """
+        backend = self._backend
+        segments = self._segments
+        bases = self._segment_bases
+        position: int | None = end.position
+        if end.segment_base in bases:
+            slot = bases.index(end.segment_base)
+        elif end.segment_base < bases[0]:
+            # Retention deleted the segment the durable end was in (it lagged
+            # below the log start): nothing left was ever synced.
+            slot, position = 0, 0
+        else:  # not found but older ones are: those were wholly durable
+            slot, position = bisect.bisect_right(bases, end.segment_base) - 1, None
+        discarded = 0
+        for later in segments[slot + 1 :]:
+            discarded += later.size
+            await later.delete(backend)
+        del segments[slot + 1 :]
+        del bases[slot + 1 :]
+        segment = segments[slot]
+        if position is not None and segment.size > position:
+            discarded += segment.size - position
+            await segment.ensure_index(backend)
+            await segment.truncate(backend, position)
+            # The cut must outlive a power cut too, or recovery would find
+            # the untrusted bytes again (if the disk kept them).
+            await backend.fdatasync(segment.fd)
+        await backend.fsync_directory(self.directory)
+        if discarded:
+            logger.warning(
+                "%s: discarded %d bytes past offset %d, the last one a successful "
+                "fdatasync covered (after a failed fdatasync the page cache may hold "
+                "data the disk does not)",
+                self.directory,
+                discarded,
+                end.offset,
+            )
+
     def _replay_producer_batch(self, header: BatchHeader) -> None:
         self.producers.record(header, header.base_offset, header.max_timestamp_ms)
 
@@ -470,8 +581,31 @@ class PartitionLog:
         if self._failure is not None:
             raise StorageError(
                 f"partition log {self.directory} is offline after a disk error "
-                f"({self._failure}); restart the broker to recover it"
+                f"({self._failure}); it is being recovered from disk, retry"
             )
+
+    def _fail(self, failure: StorageError, *, untrusted: bool) -> None:
+        """Take the log offline for writes; ``untrusted``: after a failed fdatasync."""
+        logger.error("%s is offline for writes: %s", self.directory, failure)
+        first = self._failure is None
+        self._failure = self._failure or failure
+        if untrusted and self._untrusted_after is None:
+            self._untrusted_after = self._durable_end
+            # Readers see only what is on disk from now on; the recovery
+            # cuts the rest off the files.
+            visible = max(self._durable_offset, self.log_start_offset)
+            if visible < self.high_watermark.value:
+                logger.error(
+                    "%s: offsets %d-%d were written but not synced and are lost; "
+                    "the high watermark goes back to %d",
+                    self.directory,
+                    visible,
+                    self.high_watermark.value - 1,
+                    visible,
+                )
+                self.high_watermark.value = visible
+        if first and self._on_failure is not None:
+            self._on_failure()
 
     async def append(
         self,
@@ -659,6 +793,18 @@ class PartitionLog:
                     "%s: appends fail: %s", self.directory, error, key=self.directory
                 )
             return
+        if self._failure is not None:
+            # An fdatasync failed while this group was being written: the log
+            # is offline, its recovery cuts these bytes; they are neither
+            # acknowledged nor shown to readers.
+            self._log_end_offset = next_offset
+            offline = StorageError(
+                f"partition log {self.directory} went offline while this was written "
+                f"({self._failure}); nothing from this request was acknowledged"
+            )
+            for entry in group:
+                entry.error = offline
+            return
         for entry, result in zip(group, results, strict=True):
             entry.result = result
             base = result.base_offset
@@ -675,11 +821,15 @@ class PartitionLog:
             with trio.CancelScope(shield=True):  # see _write_next_group
                 await segment.truncate(self._backend, size)
         except OSError as truncate_error:
-            self._failure = StorageError(
-                f"{segment.log_path}: write failed ({error}) and truncating the partial "
-                f"write failed too ({truncate_error})"
+            # The page cache is sound (nothing failed to sync): recovery
+            # finds the partial write as a torn tail and cuts it.
+            self._fail(
+                StorageError(
+                    f"{segment.log_path}: write failed ({error}) and truncating the partial "
+                    f"write failed too ({truncate_error})"
+                ),
+                untrusted=False,
             )
-            logger.error("%s", self._failure)
 
     # --- durability ---------------------------------------------------------------
 
@@ -708,6 +858,10 @@ class PartitionLog:
 
     async def _sync_all(self) -> None:
         covered = self._log_end_offset
+        # The active segment ends exactly at the log end offset here (both
+        # move together, without a checkpoint between).
+        active = self._segments[-1]
+        covered_end = DurableEnd(covered, active.base_offset, active.size)
         try:
             for segment in list(self._segments):
                 if segment.synced_size < segment.size and not segment.is_deleted:
@@ -716,10 +870,15 @@ class PartitionLog:
                 self._directory_dirty = False
                 await self._backend.fsync_directory(self.directory)
         except OSError as error:
-            self._failure = StorageError(f"fdatasync in {self.directory} failed: {error}")
-            logger.error("%s", self._failure)
-            raise self._failure from error
-        self._durable_offset = max(self._durable_offset, covered)
+            failure = StorageError(
+                f"fdatasync in {self.directory} failed: {error.strerror or error}; nothing "
+                f"past offset {self._durable_offset} was acknowledged as durable"
+            )
+            self._fail(failure, untrusted=True)
+            raise failure from error
+        if covered >= self._durable_offset:
+            self._durable_offset = covered
+            self._durable_end = covered_end
 
     async def checkpoint(self) -> None:
         """Persist a recovery point and the producer state as of it (one atomic file).
@@ -736,10 +895,17 @@ class PartitionLog:
         producers = json.dumps(self.producers.to_json(), separators=(",", ":"))
         await self.flush(offset)
         backend = self._backend
-        # Index entries below the recovery point are trusted at start-up.
+        # Index entries below the recovery point are trusted at start-up:
+        # no recovery point without them on disk.
         for segment in self._segments[-2:]:
             if segment.index.is_open and not segment.is_deleted:
-                await segment.index.sync(backend)
+                try:
+                    await segment.index.sync(backend)
+                except OSError as error:
+                    raise StorageError(
+                        f"syncing index {segment.index.path} failed: {error.strerror or error}; "
+                        "the recovery point stays where it was"
+                    ) from error
         payload = f"{_RECOVERY_POINT_MAGIC} {offset} {producers}\n".encode()
         # No directory fsync: an older recovery point after a power cut only
         # means a longer check at start-up.
@@ -772,6 +938,11 @@ class PartitionLog:
         default) the first batch is returned even if larger than
         ``max_bytes``, as Kafka does so a consumer never stalls on a big batch;
         without it, nothing is returned then (for later partitions of a fetch).
+
+        Batches are checked as they are read: the data stops before a
+        damaged one, and a read that starts at one raises CorruptLogError
+        (logged with the file and byte position). A failed read raises
+        StorageError; neither takes the log offline.
         """
         if self._closed:
             raise BrokerClosedError(f"partition log {self.directory} is closed")
@@ -788,29 +959,63 @@ class PartitionLog:
         segments = self._segments[slot:]
         for segment in segments:
             segment.acquire()
+        # After a failed fdatasync only the durable part is read.
+        untrusted_after = self._untrusted_after
         chunks: list[bytes] = []
         total = 0
         try:
             for segment in segments:
                 if self._closed:
                     raise BrokerClosedError(f"partition log {self.directory} is closed")
-                if chunks:
-                    position: int | None = 0
-                else:
-                    position = await segment.find_position(self._backend, offset)
-                if position is None:
-                    continue
-                data = await segment.read(
-                    self._backend,
-                    position,
-                    max_bytes - total,
-                    oversized_first_batch=first_batch_may_exceed and not chunks,
-                )
+                end: int | None = None
+                if untrusted_after is not None:
+                    if segment.base_offset > untrusted_after.segment_base:
+                        break
+                    if segment.base_offset == untrusted_after.segment_base:
+                        end = untrusted_after.position
+                try:
+                    if chunks:
+                        position: int | None = 0
+                    else:
+                        position = await segment.find_position(self._backend, offset)
+                    if position is None:
+                        continue
+                    data = await segment.read(
+                        self._backend,
+                        position,
+                        max_bytes - total,
+                        oversized_first_batch=first_batch_may_exceed and not chunks,
+                        end=end,
+                        first_offset=segment.base_offset if chunks else offset,
+                    )
+                except CorruptLogError as error:
+                    corruption_log.error(
+                        "%s: reading offset %d: %s",
+                        self.directory,
+                        offset,
+                        error,
+                        key=(error.path, error.position),
+                    )
+                    if chunks:
+                        break  # serve what precedes the damage
+                    raise
+                except OSError as error:
+                    read_failures_log.error(
+                        "%s: reading %s failed: %s",
+                        self.directory,
+                        segment.log_path,
+                        error,
+                        key=self.directory,
+                    )
+                    raise StorageError(
+                        f"reading {segment.log_path} failed: {error.strerror or error}; "
+                        "check the disk (writes go on)"
+                    ) from error
                 if data:
                     chunks.append(data)
                     total += len(data)
                 if position + len(data) < segment.size or total >= max_bytes:
-                    break  # the budget ran out inside this segment
+                    break  # the budget (or the damage) ended the read inside this segment
         finally:
             for segment in segments:
                 await segment.release(self._backend)
@@ -856,7 +1061,8 @@ class PartitionLog:
             finally:
                 await segment.release(self._backend)
             if found is not None:
-                return found[1]
+                # Never past what readers may see (after a failed fdatasync).
+                return found[1] if found[1].base_offset < self.high_watermark.value else None
         return None
 
     # --- retention ----------------------------------------------------------------
@@ -943,9 +1149,25 @@ class PartitionLog:
             await self._writer.acquire()
             await self._syncer.acquire()
             try:
+                failure: StorageError | None = None
                 if self._failure is None:
-                    await self._sync_all()
-                    await self.checkpoint()
+                    try:
+                        await self._sync_all()
+                        await self.checkpoint()
+                    except StorageError as error:
+                        failure = error
+                if self._untrusted_after is not None:
+                    try:
+                        await self._discard_after(self._untrusted_after)
+                    except OSError as error:
+                        # Reopening makes the cut before anything else.
+                        logger.error(
+                            "%s: discarding what a failed fdatasync left untrusted failed: %s",
+                            self.directory,
+                            error,
+                        )
+                if failure is not None:
+                    raise failure
             finally:
                 self._closed = True
                 self._syncer.release()

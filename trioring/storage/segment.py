@@ -15,12 +15,15 @@ from typing import NamedTuple
 import trio
 
 from trioring._constants import BATCH_HEADER_BYTES, KIB, WRITE_BATCHES_MAX
-from trioring.errors import ProtocolError
+from trioring._logging import RateLimitedLogger
+from trioring.errors import CorruptLogError, ProtocolError
 from trioring.protocol.records import BatchHeader, check_batch_crc, read_batch_header
 from trioring.storage.index import NO_TIMESTAMP, IndexDamagedError, OffsetIndex
 from trioring.uring import Buffer, FileBackend
 
 logger = logging.getLogger("trioring.storage")
+#: Failed index writes (a full disk): one line per partition per minute.
+index_failures_log = RateLimitedLogger(logger, burst=1, interval_seconds=60.0)
 
 #: Bytes a header scan reads at a time.
 SCAN_CHUNK_BYTES = 64 * KIB
@@ -245,7 +248,7 @@ class LogSegment:
         if self._readers > 0:
             return
         if self._index_loaded and self.index.is_open:
-            await self.index.write_pending(backend)
+            await self._write_index(backend)
         await self.index.close(backend)
         if self._fd is not None:
             fd, self._fd = self._fd, None
@@ -338,11 +341,28 @@ class LogSegment:
         self.size = position
         self.synced_size = min(self.synced_size, position)
 
+    async def _write_index(self, backend: FileBackend) -> None:
+        """Write pending index entries; a failure (a full disk) keeps them for the next try.
+
+        The index is a cache, rebuilt if damaged: failing to write it must
+        not fail a flush of the log data, nor keep a close from closing.
+        """
+        try:
+            await self.index.write_pending(backend)
+        except OSError as error:
+            index_failures_log.warning(
+                "writing index %s failed (%s); its entries are written later, or the "
+                "index is rebuilt",
+                self.index.path,
+                error.strerror or error,
+                key=self.directory,
+            )
+
     async def sync(self, backend: FileBackend) -> None:
         """fdatasync everything written so far."""
         size = self.size
         if self._index_loaded and self.index.is_open:
-            await self.index.write_pending(backend)
+            await self._write_index(backend)
         if self.synced_size < size:
             await backend.fdatasync(self.fd)
             self.synced_size = max(self.synced_size, size)
@@ -435,7 +455,21 @@ class LogSegment:
             batch_position, header = item
             if header.last_offset >= offset:
                 return batch_position
+        if scanner.stop_reason is not None:
+            # The segment holds only whole batches up to its size: a batch
+            # that does not parse on the way to ``offset`` is damage, and
+            # skipping to the next segment would skip records silently.
+            raise self._corrupt(scanner.position, scanner.stop_reason)
         return None
+
+    def _corrupt(self, position: int, reason: str) -> CorruptLogError:
+        return CorruptLogError(
+            f"{self.log_path} is damaged at byte {position}: {reason}; the records "
+            "before it stay readable; restore the file, or move the log start past "
+            "the damage with DeleteRecords",
+            path=self.log_path,
+            position=position,
+        )
 
     async def boundary_position(self, backend: FileBackend, offset: int) -> int | None:
         """Position where the batch starting at ``offset`` begins, for recovery.
@@ -473,30 +507,84 @@ class LogSegment:
         max_bytes: int,
         *,
         oversized_first_batch: bool = True,
+        end: int | None = None,
+        first_offset: int | None = None,
     ) -> bytes:
-        """Whole batches from ``position``, at most ``max_bytes``.
+        """Whole, intact batches from ``position``, at most ``max_bytes``, up to ``end``.
 
         A first batch larger than ``max_bytes`` is returned whole if
-        ``oversized_first_batch``, else nothing is.
+        ``oversized_first_batch``, else nothing is. Every batch returned is
+        checked as it was written (framing, CRC32C, offsets following on from
+        ``first_offset``, which the first batch must hold): the data stops
+        before a damaged batch, and CorruptLogError is raised if the first one
+        is damaged. ``end`` (default: the segment's size) keeps the read below
+        a byte position.
         """
-        available = self.size - position
+        limit = self.size if end is None else min(end, self.size)
+        available = limit - position
         if available <= 0 or (max_bytes <= 0 and not oversized_first_batch):
             await trio.lowlevel.checkpoint()
             return b""
         data = await backend.pread(
             self.fd, min(available, max(max_bytes, BATCH_HEADER_BYTES)), position
         )
-        first = read_batch_header(data)
+        try:
+            first = read_batch_header(data)
+        except ProtocolError as error:
+            raise self._corrupt(position, str(error)) from None
+        if first.size_bytes > available:
+            raise self._corrupt(
+                position,
+                f"the batch claims {first.size_bytes} bytes, {available} remain in the segment",
+            )
         if first.size_bytes > max_bytes and not oversized_first_batch:
             return b""
-        if first.size_bytes >= len(data):
-            if first.size_bytes > len(data):
-                data = await backend.pread(self.fd, first.size_bytes, position)
-            return data[: first.size_bytes]
-        end = first.size_bytes
-        while end + BATCH_HEADER_BYTES <= len(data):
-            header = read_batch_header(data, end)
-            if end + header.size_bytes > len(data):
-                break
+        if first.size_bytes > len(data):
+            data = await backend.pread(self.fd, first.size_bytes, position)
+        whole = self._intact_prefix(data, position, first_offset)
+        return data if whole == len(data) else data[:whole]
+
+    def _intact_prefix(self, data: bytes, position: int, first_offset: int | None) -> int:
+        """Bytes of the whole, intact batches at the start of ``data`` (read at ``position``).
+
+        A partial batch at the end (the byte budget ended inside it) is left
+        out; a damaged batch ends the run, and raises if it is the first.
+        """
+        end = 0
+        expected_offset: int | None = None
+        size = len(data)
+        while size - end >= BATCH_HEADER_BYTES:
+            try:
+                header = read_batch_header(data, end)
+                if end + header.size_bytes > size:
+                    if position + end + header.size_bytes <= self.size:
+                        break  # whole in the file, cut by the budget
+                    raise ProtocolError(
+                        f"the batch claims {header.size_bytes} bytes, past the segment's end"
+                    )
+                # CRC valid after read: what left the disk is what was written.
+                check_batch_crc(data, end, header)
+                if expected_offset is None:
+                    # The base offset is outside the CRC: check it against
+                    # the offset the read was for.
+                    if first_offset is not None and not (
+                        header.base_offset <= first_offset <= header.last_offset
+                    ):
+                        raise ProtocolError(
+                            f"the batch at offsets {header.base_offset}-{header.last_offset} "
+                            f"should hold offset {first_offset}"
+                        )
+                elif header.base_offset != expected_offset:
+                    raise ProtocolError(
+                        f"batch base offset {header.base_offset} does not follow "
+                        f"the previous batch's end {expected_offset}"
+                    )
+            except ProtocolError as error:
+                if end == 0:
+                    raise self._corrupt(position, str(error)) from None
+                break  # serve what came before; the next read reports the damage
+            expected_offset = header.next_offset
             end += header.size_bytes
-        return data[:end]
+        if end == 0:
+            raise self._corrupt(position, f"{size} bytes do not hold a whole batch")
+        return end
