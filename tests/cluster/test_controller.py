@@ -217,3 +217,32 @@ async def test_a_data_directory_of_trioring_0_1_is_converted(tmp_path: Path) -> 
     async with trioring.open_broker(data) as broker:
         assert await broker.committed_offsets("group-b") == {("old", 0): 7}
         assert broker.cluster.cluster_id == "legacycluster"
+
+
+async def test_a_failed_fdatasync_of_the_metadata_log_is_recovered_from_disk(
+    tmp_path: Path,
+) -> None:
+    # Before: the metadata log stayed offline until a restart, so every topic
+    # change and every InitProducerId failed for good (found by trioring.fuzz).
+    from trioring.fuzz import FaultyBackend  # noqa: PLC0415
+    from trioring.fuzz._backend import Fault  # noqa: PLC0415
+
+    config = config_for(tmp_path)
+    backend = FaultyBackend()
+    async with Controller.open(config, backend, workers=1) as controller:
+        await controller.create_topic("kept", 1)
+        backend.inject(Fault("eio-sync", "sync", 5, 1))  # one fdatasync fails
+        with pytest.raises(StorageError):
+            await controller.create_topic("lost", 1)
+        assert "lost" not in controller.current.topics
+        # The next change reopens the log from disk and goes through.
+        created = await controller.create_topic("after", 2)
+        assert created.partitions == 2
+        first = await controller.allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE)
+        final = controller.current
+    backend.crash()  # what was never synced stays lost; the rest reaches the disk
+    async with Controller.open(config, FaultyBackend(), workers=1) as controller:
+        assert controller.current == final
+        assert {"kept", "after"} <= set(controller.current.topics)
+        assert "lost" not in controller.current.topics
+        assert await controller.allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE) > first

@@ -210,6 +210,21 @@ def test_a_script_plays_its_history_again(tmp_path: Path) -> None:
             DiskFault(kind="enospc", count=1),
             Restart(),
         ],
+        # The cluster metadata log stayed offline after a failed fdatasync, so
+        # InitProducerId (and every topic change) failed until a restart.
+        [
+            CreateTopic(topic=0, partitions=1),
+            DiskFault(kind="eio-sync", count=13),
+            DeleteTopic(topic=0),
+            Produce(topic=0, partition=0, acks=0, records=3, keyed=True, producer=1, retry=True),
+        ],
+        # A fetch meeting a read error answered UNKNOWN_SERVER_ERROR.
+        [
+            CreateTopic(topic=0, partitions=1),
+            DiskFault(kind="eio-read", count=1),
+            Produce(topic=0, partition=0, acks=1, records=1),
+            Fetch(topic=0, partition=0, position=0.0),
+        ],
         # A clean stop on a full disk is a crash as far as the page cache goes.
         [
             CreateTopic(topic=0, partitions=1),

@@ -67,7 +67,7 @@ from trioring.errors import (
 from trioring.protocol.records import Record, build_batch, decode_batch, iterate_batches
 from trioring.storage.files import read_file
 from trioring.storage.layout import remove_deleted_directories, set_aside_orphans
-from trioring.storage.log import LogConfig, PartitionLog
+from trioring.storage.log import DurableEnd, LogConfig, PartitionLog
 from trioring.uring import FileBackend
 
 __all__ = [
@@ -96,6 +96,21 @@ def offsets_log_config(config: BrokerConfig) -> LogConfig:
     )
 
 
+async def _open_metadata_log(
+    config: BrokerConfig, backend: FileBackend, discard_after: DurableEnd | None
+) -> PartitionLog:
+    log_config = LogConfig(
+        retention_ms=None, retention_bytes=None, segment_bytes=METADATA_LOG_COMPACT_BYTES
+    )
+    return await PartitionLog.open(
+        os.path.join(config.data_dir, METADATA_LOG_DIRECTORY),
+        log_config,
+        backend,
+        config.clock,
+        discard_after=discard_after,
+    )
+
+
 class Controller:
     """Owns the cluster metadata. Open with :meth:`open`."""
 
@@ -103,6 +118,8 @@ class Controller:
         self._config = config
         self._backend = backend
         self._log = log
+        #: After a failed fdatasync: where the metadata log's files stop being trusted.
+        self._untrusted_after: DurableEnd | None = None
         self._lock = trio.Lock()
         #: Producer ids below this are handed out (durably reserved).
         self._producer_ids_end = 0
@@ -125,20 +142,15 @@ class Controller:
         """Replay (or create) the metadata log and place every partition over ``workers``."""
         if workers < 1:
             raise InvalidArgumentError(f"a broker needs at least 1 worker, not {workers}")
-        log_config = LogConfig(
-            retention_ms=None, retention_bytes=None, segment_bytes=METADATA_LOG_COMPACT_BYTES
-        )
-        log = await PartitionLog.open(
-            os.path.join(config.data_dir, METADATA_LOG_DIRECTORY), log_config, backend, config.clock
-        )
+        log = await _open_metadata_log(config, backend, None)
+        controller = cls(config, backend, log)
         try:
-            controller = cls(config, backend, log)
             await controller._replay()
             await controller._start(workers)
             yield controller
         finally:
             with trio.CancelScope(shield=True):
-                await log.aclose()
+                await controller._log.aclose()
 
     # --- the log --------------------------------------------------------------------
 
@@ -173,8 +185,41 @@ class Controller:
             self._producer_ids_end = int(event["next"])
         return metadata.apply(event)
 
+    async def _recover_log(self) -> None:
+        """After a failed fdatasync, reopen the metadata log from disk (not the page cache).
+
+        Its events are applied only once durable, so what the failed sync
+        covered was never current: cutting it off loses nothing promised. The
+        next change tries again while the disk still fails (each answers
+        KAFKA_STORAGE_ERROR meanwhile).
+        """
+        failed = self._log
+        if failed.failure is None:
+            return
+        if failed.untrusted_after is not None:
+            self._untrusted_after = failed.untrusted_after
+        logger.warning(
+            "%s: recovering the cluster metadata log from disk after a disk error: %s",
+            failed.directory,
+            failed.failure,
+        )
+        try:
+            await failed.aclose()
+        except Exception as error:  # the reopen cuts what the close could not
+            logger.warning("closing the cluster metadata log failed: %s", error)
+        try:
+            self._log = await _open_metadata_log(self._config, self._backend, self._untrusted_after)
+        except (OSError, StorageError) as error:
+            raise StorageError(
+                f"the cluster metadata log is offline after a disk error and reopening it "
+                f"failed ({error}); it is tried again at the next change"
+            ) from error
+        self._untrusted_after = None
+        logger.warning("%s: the cluster metadata log is back online", failed.directory)
+
     async def _append(self, events: list[dict[str, Any]]) -> None:
         """Make ``events`` durable, then current. The caller holds the lock."""
+        await self._recover_log()
         metadata = self.metadata.value
         for event in events:
             if event["type"] == "cluster":
