@@ -20,7 +20,7 @@ import os
 import random
 import shlex
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 
 import trio
 from kio.static.primitive import i32Timedelta
@@ -150,10 +150,11 @@ class EmbeddedTarget(Target):
         self.backend = self._backend_factory()
         self.backend.faults = faults
         self._stopped = trio.Event()
+        faulty = self.disk_faults_active()
         try:
             self._scope, self._cluster = await self._nursery.start(self._run)
         except Exception as error:
-            if not self.disk_faults_active():
+            if not faulty:
                 raise
             # A broker may refuse to start on a failing disk (its cluster
             # metadata unreadable, say), with an error; the operator mends
@@ -245,51 +246,97 @@ class EmbeddedTarget(Target):
         self.backend.clear()
 
 
-class ProcessTarget(Target):
-    faults = frozenset({"kill", "net"})
+class _WireTarget(Target):
+    """A broker reached over TCP: the Cluster lives in a task of the target's nursery,
+    so a step that restarts the broker can open the next one inside its own scope."""
+
     wire = True
 
-    def __init__(self, data_dir: str, *, workers: int, log_path: str) -> None:
-        super().__init__("fuzz-")
+    def __init__(self, name_prefix: str, nursery: trio.Nursery) -> None:
+        super().__init__(name_prefix)
+        self._nursery = nursery
+        self._cluster_scope: trio.CancelScope | None = None
+        self._cluster_done: trio.Event | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        raise NotImplementedError
+
+    async def _connect(self) -> None:
+        self._cluster_done = trio.Event()
+        self._cluster_scope, self._cluster = await self._nursery.start(
+            self._hold_cluster, self.bootstrap, self._cluster_done
+        )
+
+    async def _hold_cluster(
+        self,
+        bootstrap: str,
+        done: trio.Event,
+        *,
+        task_status: trio.TaskStatus[tuple[trio.CancelScope, Cluster]],
+    ) -> None:
+        try:
+            with trio.CancelScope() as scope:
+                async with Cluster.open(
+                    bootstrap,
+                    allow_auto_create_topics=False,
+                    request_timeout_ms=_REQUEST_TIMEOUT_MS,
+                ) as cluster:
+                    task_status.started((scope, cluster))
+                    await trio.sleep_forever()
+        finally:
+            done.set()
+
+    async def _disconnect(self) -> None:
+        if self._cluster_scope is not None and self._cluster_done is not None:
+            self._cluster_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await self._cluster_done.wait()
+        self._cluster_scope = self._cluster = None
+
+
+class ProcessTarget(_WireTarget):
+    faults = frozenset({"kill", "net"})
+
+    def __init__(
+        self, data_dir: str, nursery: trio.Nursery, *, workers: int, log_path: str
+    ) -> None:
+        super().__init__("fuzz-", nursery)
         from trioring.testing import BrokerProcess  # noqa: PLC0415 - only this target needs it
 
         self.workers = workers
         self.broker = BrokerProcess(
             data_dir, workers=workers, log_path=log_path, log_level="WARNING"
         )
-        self._stack: AsyncExitStack | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls, data_dir: str, *, workers: int = 1, log_path: str | None = None
     ) -> AsyncIterator[ProcessTarget]:
-        target = cls(
-            data_dir, workers=workers, log_path=log_path or os.path.join(data_dir, "broker.log")
-        )
-        await trio.to_thread.run_sync(target.broker.start)
-        try:
-            await target._connect()
-            yield target
-        finally:
-            await target._disconnect()
-            await trio.to_thread.run_sync(target.broker.stop)
-
-    async def _connect(self) -> None:
-        self._stack = AsyncExitStack()
-        self._cluster = await self._stack.enter_async_context(
-            Cluster.open(
-                self.broker.bootstrap,
-                allow_auto_create_topics=False,
-                request_timeout_ms=_REQUEST_TIMEOUT_MS,
+        body = BodyError()
+        async with body_exception_unwrapped(body), trio.open_nursery() as nursery:
+            target = cls(
+                data_dir,
+                nursery,
+                workers=workers,
+                log_path=log_path or os.path.join(data_dir, "broker.log"),
             )
-        )
-
-    async def _disconnect(self) -> None:
-        if self._stack is not None:
-            with trio.CancelScope(shield=True):
-                await self._stack.aclose()
-        self._stack = self._cluster = None
+            await trio.to_thread.run_sync(target.broker.start)
+            try:
+                await target._connect()
+                yield target
+            except BaseException as error:
+                body.error = error
+                raise
+            finally:
+                await target._disconnect()
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(target.broker.stop)
 
     async def restart(self) -> None:
         await self._disconnect()
@@ -308,57 +355,50 @@ class ProcessTarget(Target):
         self.count("kill-worker")
 
 
-class BootstrapTarget(Target):
+class BootstrapTarget(_WireTarget):
     """Any Kafka-protocol broker; crashes only by ``restart_command``."""
 
-    wire = True
-
-    def __init__(self, bootstrap: str, restart_command: str | None) -> None:
-        super().__init__(f"trioring-fuzz-{os.getpid()}-{random.getrandbits(24):06x}-")
-        self.bootstrap = bootstrap
+    def __init__(self, bootstrap: str, restart_command: str | None, nursery: trio.Nursery) -> None:
+        super().__init__(f"trioring-fuzz-{os.getpid()}-{random.getrandbits(24):06x}-", nursery)
+        self._bootstrap = bootstrap
         self.restart_command = restart_command
         if restart_command is not None:
             self.faults = frozenset({"kill", "net"})
         else:
             self.faults = frozenset({"net"})
-        self._stack: AsyncExitStack | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return self._bootstrap
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls, bootstrap: str, restart_command: str | None
     ) -> AsyncIterator[BootstrapTarget]:
-        target = cls(bootstrap, restart_command)
-        await target._connect()
-        try:
-            yield target
-        finally:
-            await target._disconnect()
+        body = BodyError()
+        async with body_exception_unwrapped(body), trio.open_nursery() as nursery:
+            target = cls(bootstrap, restart_command, nursery)
+            await target._connect()
+            try:
+                yield target
+            except BaseException as error:
+                body.error = error
+                raise
+            finally:
+                await target._disconnect()
 
     async def _connect(self) -> None:
-        self._stack = AsyncExitStack()
-        self._cluster = await self._stack.enter_async_context(
-            Cluster.open(
-                self.bootstrap,
-                allow_auto_create_topics=False,
-                request_timeout_ms=_REQUEST_TIMEOUT_MS,
-            )
-        )
+        await super()._connect()
         # Reachable at all? One bounded try, so a wrong address is one clear error.
         with trio.move_on_after(FUZZ_RECOVERY_SECONDS):
             while True:
                 try:
-                    await self._cluster.refresh([], auto_create=False)
+                    await self.cluster.refresh([], auto_create=False)
                     return
                 except ConnectionBrokenError:
                     await trio.sleep(0.2)
         raise ConnectionBrokenError(f"no broker answers at {self.bootstrap}")
-
-    async def _disconnect(self) -> None:
-        if self._stack is not None:
-            with trio.CancelScope(shield=True):
-                await self._stack.aclose()
-        self._stack = self._cluster = None
 
     async def delete_topics(self) -> None:
         """Delete the topics this run created (by their prefix), so a shared broker keeps none."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import random
 import select
 import signal
 import socket
@@ -52,6 +53,37 @@ from trioring.testing._embedded import unique_topic_name
 
 STARTUP_SECONDS_MAX = 30.0
 STOP_SECONDS_MAX = 30.0
+#: Where a multi-worker broker's consecutive ports are looked for: below Linux's
+#: ephemeral range (32768-60999), so no outgoing connection takes one meanwhile.
+_PORT_BLOCK_RANGE = (20_000, 32_000)
+_PORT_BLOCK_TRIES_MAX = 200
+
+
+def _free_port_block(count: int) -> int:
+    """A first port such that ``count`` consecutive loopback ports are free now.
+
+    Port 0 gives each worker a random port; a restart, which must reuse the
+    same ports, would then ask for port+1.. which something else may hold.
+    """
+    chooser = random.Random()
+    for _ in range(_PORT_BLOCK_TRIES_MAX):
+        base = chooser.randrange(_PORT_BLOCK_RANGE[0], _PORT_BLOCK_RANGE[1] - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports in {_PORT_BLOCK_RANGE}")
+
+
 #: CreateTopics v4: every trioring speaks it, and it is not flexible (simpler framing).
 _CREATE_TOPICS_VERSION = 4
 
@@ -186,6 +218,8 @@ class BrokerProcess:
 
     def start(self) -> BrokerProcess:
         assert self.process is None, "already running"
+        if self.port == 0 and self.workers > 1:
+            self.port = _free_port_block(self.workers)
         command = [
             sys.executable,
             "-m",
