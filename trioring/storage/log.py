@@ -398,17 +398,37 @@ class PartitionLog:
             )
             return
         if offset > self._log_end_offset:
-            # Records were deleted up to an offset whose data (acks=1, not yet
-            # synced) did not survive the crash: the log is empty from its end.
+            # Records were deleted up to an offset whose data (acks=0/1, not yet
+            # synced) did not survive the crash. The log start is durable and
+            # was reported: start the log empty there, as Kafka does
+            # (truncateFullyAndStartAt), so no offset below it is handed out
+            # again and the log start never goes back.
             logger.warning(
                 "%s: the log start offset %d is past the recovered log end %d; "
-                "starting the log at its end",
+                "the log starts empty at %d",
                 self.directory,
                 offset,
                 self._log_end_offset,
+                offset,
             )
-            offset = self._log_end_offset
+            await self._start_empty_at(offset)
         self._start_offset = max(offset, 0)
+
+    async def _start_empty_at(self, offset: int) -> None:
+        """Replace every segment with one empty segment at ``offset`` (recovery only)."""
+        backend = self._backend
+        for segment in self._segments:
+            await segment.delete(backend)
+        self._segments.clear()
+        self._segment_bases.clear()
+        active = await self._add_segment(offset, create=True)
+        await backend.fsync_directory(self.directory)
+        self._log_end_offset = self._durable_offset = offset
+        self._durable_end = DurableEnd(offset, active.base_offset, 0)
+        self.high_watermark.value = offset
+        # The batches the producer state described are gone with their segments.
+        self.producers = ProducerStateTable()
+        await self.checkpoint()
 
     async def _add_segment(self, base_offset: int, *, create: bool) -> LogSegment:
         segment = LogSegment(self.directory, base_offset, self.config.index_interval_bytes)
