@@ -37,6 +37,7 @@ from trioring.fuzz._targets import EmbeddedTarget
 from trioring.fuzz.steps import (
     ClearFaults,
     CreateTopic,
+    DeleteRecords,
     DeleteTopic,
     DiskFault,
     Fetch,
@@ -224,6 +225,14 @@ def test_a_script_plays_its_history_again(tmp_path: Path) -> None:
             DiskFault(kind="eio-read", count=1),
             Produce(topic=0, partition=0, acks=1, records=1),
             Fetch(topic=0, partition=0, position=0.0),
+        ],
+        # DeleteRecords past acks=0 records that a power loss then took: the log
+        # started at its recovered end, so its start went back from 6 to 0.
+        [
+            CreateTopic(topic=0, partitions=2),
+            Produce(topic=0, partition=1, acks=0, records=6),
+            DeleteRecords(topic=0, partition=1, position=1.5),
+            PowerLoss(seed=0),
         ],
         # A clean stop on a full disk is a crash as far as the page cache goes.
         [

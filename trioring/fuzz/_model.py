@@ -44,6 +44,9 @@ class PartitionModel:
     observed: dict[int, bytes] = attrs.Factory(dict)
     #: Set by a loss (power loss, failed fdatasync): offsets from here on may be lost.
     loss_floor: int | None = None
+    #: Records produced with no known outcome: the high watermark may be this far
+    #: past the last one seen (so an offset there may be in range).
+    unknown_records: int = 0
 
     def allow_loss(self, floor: int) -> None:
         self.loss_floor = floor if self.loss_floor is None else min(self.loss_floor, floor)

@@ -425,7 +425,7 @@ class Player:
         except ConnectionBrokenError:
             code, base_offset = ErrorCode.network_exception, -1
         if step.acks == 0:
-            self.counts["records_unknown"] += len(values)
+            self._unknown(partition, values)
             self._forget_producer(step.producer)
             return
         if partition is None:
@@ -443,7 +443,7 @@ class Player:
                         step, values=values, base_offset=base_offset, send=send, what=what
                     )
             return
-        self.counts["records_unknown"] += len(values)
+        self._unknown(partition, values)
         self.errors[ErrorCode(code).name] = self.errors.get(ErrorCode(code).name, 0) + 1
         self._forget_producer(step.producer)
         if code in (ErrorCode.network_exception, ErrorCode.request_timed_out):
@@ -463,6 +463,13 @@ class Player:
             # A loss took the producer's last batches: its sequence is ahead now.
             return
         raise ContractViolation(f"{what}: answered {ErrorCode(code).name}")
+
+    def _unknown(self, partition: PartitionModel | None, values: list[bytes]) -> None:
+        """Records that may or may not have been written (the values are in ``maybe``)."""
+        self.model.maybe.update(values)
+        self.counts["records_unknown"] += len(values)
+        if partition is not None:
+            partition.unknown_records += len(values)
 
     def _forget_producer(self, slot: int | None) -> None:
         """After an unknown outcome an idempotent producer starts again with a new id."""
@@ -765,7 +772,10 @@ class Player:
             return
         if code != ErrorCode.none:
             raise ContractViolation(f"{what}: answered {ErrorCode(code).name}")
-        if offset > partition.high_watermark and partition.loss_floor is None:
+        if (
+            offset > partition.high_watermark + partition.unknown_records
+            and partition.loss_floor is None
+        ):
             # DeleteRecords past the high watermark is OFFSET_OUT_OF_RANGE in Kafka.
             raise ContractViolation(f"{what}: accepted past the high watermark")
         if low_watermark < max(partition.log_start, min(offset, partition.high_watermark)):
@@ -1109,8 +1119,7 @@ class Player:
             if step.kind == "reset-mid-request":
                 frames = [frames[0][: len(frames[0]) // 2]]
             else:
-                self.model.maybe.update(values)
-                self.counts["records_unknown"] += len(values)
+                self._unknown(self.model.partition(step.topic, 0), values)
         try:
             stream = await trio.open_tcp_stream(host, port)
         except OSError as error:

@@ -183,9 +183,11 @@ def step_strategy(faults: frozenset[str], *, workers: int = 1) -> st.SearchStrat
                 ),
             )
         )
-    # Hypothesis has no weighted one_of: repeat each choice by its weight.
+    # Hypothesis has no weighted one_of (and one_of folds repeated strategies
+    # into one; integers favour their bounds): sample from the choices repeated
+    # by weight. It shrinks towards the first, a produce.
     choices = [strategy for weight, strategy in weighted for _ in range(weight)]
-    return st.one_of(*choices)
+    return st.sampled_from(choices).flatmap(lambda strategy: strategy)
 
 
 def history_strategy(

@@ -241,9 +241,14 @@ class BrokerProcess:
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
         log.close()
         deadline = time.monotonic() + STARTUP_SECONDS_MAX
-        self.port = self._read_port(self._read_line(deadline))
-        if self.fault_control:
-            self.fault_addresses = _fault_addresses(self._read_line(deadline))
+        try:
+            self.port = self._read_port(self._read_line(deadline))
+            if self.fault_control:
+                self.fault_addresses = _fault_addresses(self._read_line(deadline))
+        except BaseException:
+            # A broker that did not start (a port in use, a bad flag) is not left running.
+            self._terminate()
+            raise
         return self
 
     def _read_line(self, deadline: float) -> str:
