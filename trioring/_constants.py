@@ -506,8 +506,10 @@ WIRE_FUZZ_RESPONSE_BYTES_MAX = 128 * MIB
 WIRE_FUZZ_ANSWER_SECONDS = 30.0
 #: How long opening a connection may take.
 WIRE_FUZZ_CONNECT_SECONDS = 10.0
-#: Connections in a row that could not be opened before the run stops.
+#: Connections in a row that could not be opened before the run stops, and
+#: the pause after each.
 WIRE_FUZZ_CONNECT_FAILURES_MAX = 20
+WIRE_FUZZ_CONNECT_RETRY_SECONDS = 0.05
 #: A fresh connection must answer ApiVersions within WIRE_FUZZ_PROBE_SECONDS
 #: after every WIRE_FUZZ_PROBE_INTERVAL_FRAMES frames (and at the end).
 WIRE_FUZZ_PROBE_INTERVAL_FRAMES = 2000

@@ -41,6 +41,7 @@ from trioring._constants import (
     RECEIVE_BYTES,
     WIRE_FUZZ_ANSWER_SECONDS,
     WIRE_FUZZ_CONNECT_FAILURES_MAX,
+    WIRE_FUZZ_CONNECT_RETRY_SECONDS,
     WIRE_FUZZ_CONNECT_SECONDS,
     WIRE_FUZZ_CONNECTION_BURSTS_MAX,
     WIRE_FUZZ_CONNECTIONS_DEFAULT,
@@ -125,7 +126,9 @@ class WireSummary:
     #: its highest (None without ``broker_pid``).
     rss_baseline_bytes: int | None
     rss_peak_bytes: int | None
+    #: The whole run (set-up and reading back included), and the part spent fuzzing.
     elapsed_seconds: float
+    fuzzing_seconds: float
     failures: tuple[str, ...]
     #: Failures found, those beyond WIRE_FUZZ_FAILURES_MAX not kept in ``failures``.
     failures_total: int
@@ -136,7 +139,8 @@ class WireSummary:
 
     @property
     def frames_per_second(self) -> float:
-        return self.frames_sent / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+        """Frames sent per second of fuzzing."""
+        return self.frames_sent / self.fuzzing_seconds if self.fuzzing_seconds > 0 else 0.0
 
     def with_failures(self, failures: list[str]) -> WireSummary:
         """This summary with more failures (found after the run: the broker's exit, its log)."""
@@ -150,21 +154,18 @@ class WireSummary:
         fields["ok"] = self.ok
         fields["frames_per_second"] = round(self.frames_per_second, 1)
         fields["elapsed_seconds"] = round(self.elapsed_seconds, 3)
+        fields["fuzzing_seconds"] = round(self.fuzzing_seconds, 3)
         return fields
 
 
 def known_record(seed: int, number: int) -> tuple[bytes, bytes]:
-    """Key and value of the well-behaved producer's record ``number``: every length
-    up to 1000 bytes and every byte value, reproducible from the seed."""
+    """Key and value of the well-behaved producer's record ``number``: values of
+    0 to 1000 arbitrary bytes, reproducible from the seed and the number."""
     key = b"%d" % number
     digest = hashlib.blake2b(b"%d:%d" % (seed, number)).digest()
     length = (number * 7919) % 1001
     value = (digest * (length // len(digest) + 1))[:length]
     return key, value
-
-
-class _Stop(Exception):
-    """Internal: a failure after which there is nothing left to test."""
 
 
 class _Run:
@@ -193,6 +194,10 @@ class _Run:
         # A name no fuzzed request carries: longer than any random name, not in NAMES.
         self.topic = f"trioring-wire-fuzz-verify-{secrets.token_hex(8)}"
         self.started = trio.current_time()
+        #: When the fuzzing began and ended (the producer's topic was made, and
+        #: the last connection ended).
+        self.fuzzing_started: float | None = None
+        self.fuzzing_ended: float | None = None
         self.stopped = trio.Event()
         self.fuzzing_done = trio.Event()
         self.fuzz_scope = trio.CancelScope()
@@ -289,6 +294,11 @@ class _Run:
             rss_baseline_bytes=self.rss_baseline,
             rss_peak_bytes=self.rss_peak,
             elapsed_seconds=trio.current_time() - self.started,
+            fuzzing_seconds=(
+                (self.fuzzing_ended or trio.current_time()) - self.fuzzing_started
+                if self.fuzzing_started is not None
+                else 0.0
+            ),
             failures=tuple(self.failures),
             failures_total=self.failures_total,
         )
@@ -309,7 +319,7 @@ class _Run:
                         f"opened, the last: {error!r}"
                     )
                     return
-                await trio.sleep(WIRE_FUZZ_SAMPLE_INTERVAL_SECONDS / 10)
+                await trio.sleep(WIRE_FUZZ_CONNECT_RETRY_SECONDS)
                 continue
             self.connect_failures_in_a_row = 0
             self.connections_opened += 1
@@ -685,6 +695,7 @@ async def fuzz_wire(
         run.fail(f"could not set up (create the fuzzer's topics): {error!r}")
         return run.summary()
     await run.sample()  # the memory baseline
+    run.fuzzing_started = trio.current_time()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run.guarded, "watcher", run.watch)
         nursery.start_soon(run.guarded, "producer", run.produce)
@@ -692,6 +703,7 @@ async def fuzz_wire(
             async with trio.open_nursery() as fuzzers:
                 for _ in range(connections):
                     fuzzers.start_soon(run.guarded, "connection", run.fuzz_connections)
+        run.fuzzing_ended = trio.current_time()
         run.fuzzing_done.set()
         with trio.move_on_after(WIRE_FUZZ_ANSWER_SECONDS) as waiting:
             await run.producer_done.wait()
