@@ -471,7 +471,7 @@ assert CLI_BENCH_RECORD_BYTES_MAX <= CLI_BENCH_VALUE_POOL_BYTES
 #: Connections fuzzing at once. Requests on one connection run one after
 #: another (a long-polling Fetch holds its connection), so throughput comes
 #: from many connections, not deep pipelines.
-WIRE_FUZZ_CONNECTIONS_DEFAULT = 16
+WIRE_FUZZ_CONNECTIONS_DEFAULT = 32
 #: Frames written back to back before the fuzzer waits for their answers.
 #: Beyond the server's in-flight limit (5) they wait in the socket buffers.
 WIRE_FUZZ_PIPELINE_FRAMES_MAX = 16

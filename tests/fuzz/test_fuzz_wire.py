@@ -32,7 +32,7 @@ from trioring.fuzz._frames import (
     WireFrames,
     frame_at,
 )
-from trioring.fuzz._wire import fuzz_wire
+from trioring.fuzz._wire import WireProgress, fuzz_wire
 from trioring.fuzz._wire_process import fuzz_wire_against_process
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import FetchedPartition, FetchRequest, FetchResponse
@@ -45,7 +45,7 @@ from trioring.protocol.kafka import (
 )
 from trioring.protocol.kafka._client import encode_request
 from trioring.protocol.records import iterate_batches
-from trioring.testing import open_embedded_broker
+from trioring.testing import BrokerProcess, open_embedded_broker
 
 SIZE = struct.Struct(">i")
 #: The prefix of the well-behaved client's topic (the rest is random per run).
@@ -205,6 +205,50 @@ def test_a_bounded_run_finds_nothing_wrong_with_the_broker(tmp_path: Path) -> No
     assert summary.connections_closed_by_server > 0 and summary.probes >= 2
     assert summary.records_verified == summary.records_acknowledged > 0
     assert summary.rss_baseline_bytes is not None and summary.rss_peak_bytes is not None
+
+
+def broker_process(tmp_path: Path) -> BrokerProcess:
+    return BrokerProcess(tmp_path / "data").start()
+
+
+async def test_a_broker_that_dies_is_reported(tmp_path: Path) -> None:
+    broker = broker_process(tmp_path)
+    try:
+        assert broker.process is not None
+        pid = broker.process.pid
+
+        def kill_after_some_frames(progress: WireProgress) -> None:
+            if progress.frames_sent >= 1000 and broker.process is not None:
+                broker.process.kill()  # SIGKILL: reaped below, by kill()
+
+        summary = await fuzz_wire(
+            broker.bootstrap,
+            frames=1_000_000,
+            seed=8,
+            broker_pid=pid,
+            progress=kill_after_some_frames,
+        )
+    finally:
+        broker.kill()
+    assert not summary.ok and summary.frames_sent < 1_000_000
+    assert any(f"the broker process {pid} died" in f for f in summary.failures), summary.failures
+
+
+async def test_memory_past_the_bound_is_reported(tmp_path: Path) -> None:
+    broker = broker_process(tmp_path)
+    try:
+        assert broker.process is not None
+        summary = await fuzz_wire(
+            broker.bootstrap,
+            frames=100_000,
+            seed=9,
+            broker_pid=broker.process.pid,
+            rss_growth_bytes_max=1,  # a page more than at the start is too much
+        )
+    finally:
+        broker.stop()
+    assert summary.rss_peak_bytes is not None and summary.frames_sent < 100_000
+    assert any("the broker's memory grew" in f for f in summary.failures), summary.failures
 
 
 class LoseFirstBatch:

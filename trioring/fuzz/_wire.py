@@ -7,9 +7,10 @@ connections at once, pipelined, and checks while it runs that:
   request with its correlation id, decodable, or the connection closed;
   a pipeline of well-formed requests is answered, not closed, and
   answered within WIRE_FUZZ_ANSWER_SECONDS;
-- the broker lives: its process runs (given ``broker_pid``), and a fresh
-  connection answers ApiVersions within WIRE_FUZZ_PROBE_SECONDS every
-  WIRE_FUZZ_PROBE_INTERVAL_FRAMES frames and at the end;
+- the broker lives: its process runs (given ``broker_pid``; checked twice
+  a second), and a fresh connection answers ApiVersions within
+  WIRE_FUZZ_PROBE_SECONDS after every WIRE_FUZZ_PROBE_INTERVAL_FRAMES
+  frames or so (at the next check) and at the end;
 - its memory is bounded: the resident memory of the process and its
   children (given ``broker_pid``) stays within ``rss_growth_bytes_max``
   of what it was once the run was set up;
@@ -313,6 +314,8 @@ class _Run:
                     stream = await trio.open_tcp_stream(self.host, self.port)
             except (OSError, trio.TooSlowError) as error:
                 self.connect_failures_in_a_row += 1
+                if self.stop_if_dead():
+                    return
                 if self.connect_failures_in_a_row >= WIRE_FUZZ_CONNECT_FAILURES_MAX:
                     self.stop(
                         f"{self.connect_failures_in_a_row} connections in a row could not be "
@@ -345,15 +348,28 @@ class _Run:
                             raise AnswerError("the connection closed before the answer")
                         checker.received(data)
         except trio.TooSlowError:
+            if self.stop_if_dead():
+                return
             self.stop(
                 f"hang: a new connection got no ApiVersions answer within "
                 f"{WIRE_FUZZ_PROBE_SECONDS} s after {self.frames_sent} frames"
             )
         except (OSError, trio.BrokenResourceError, AnswerError) as error:
+            if self.stop_if_dead():
+                return
             self.stop(
                 f"the broker does not answer a new connection after {self.frames_sent} "
                 f"frames: {error!r}"
             )
+
+    def died(self) -> str:
+        return f"the broker process {self.broker_pid} died after {self.frames_sent} frames"
+
+    def stop_if_dead(self) -> bool:
+        """Stop the run if the broker process is gone (what failed then follows from that)."""
+        if self.broker_pid is not None and not process_alive(self.broker_pid):
+            self.stop(self.died())
+        return self.stopped.is_set()
 
     def read_broker(self) -> tuple[bool, int | None]:
         """Whether the broker process runs, and its memory (run in a thread: it reads /proc)."""
@@ -365,7 +381,7 @@ class _Run:
         """Check the broker's process and memory, and report progress."""
         alive, rss = await trio.to_thread.run_sync(self.read_broker)
         if not alive:
-            self.stop(f"the broker process {self.broker_pid} died after {self.frames_sent} frames")
+            self.stop(self.died())
             return
         if rss is not None:
             if self.rss_baseline is None:
@@ -617,8 +633,10 @@ class _Connection:
         if answering and self.answered:
             self.unanswered = ()
             return burst.ending == "answer"
-        if burst.ending != "half_close" and all(
-            frame.kind in WELL_FORMED for frame in self.unanswered
+        if (
+            burst.ending != "half_close"
+            and all(frame.kind in WELL_FORMED for frame in self.unanswered)
+            and not run.stop_if_dead()
         ):
             run.fail(
                 "the server closed the connection instead of answering well-formed requests",
