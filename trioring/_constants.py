@@ -502,3 +502,79 @@ FUZZ_STALLED_CONNECTIONS_MAX = 8
 assert FUZZ_RECOVERY_SECONDS * 2 < FUZZ_STEP_SECONDS_MAX
 #: Fetches a stalled connection sends before it stops reading (each asks for 64 MiB).
 FUZZ_STALLED_FETCHES = 16
+
+# --- The wire fuzzer (trioring.fuzz, _wire.py) -------------------------------------
+#: Connections fuzzing at once. Requests on one connection run one after
+#: another (a long-polling Fetch holds its connection), so throughput comes
+#: from many connections, not deep pipelines.
+WIRE_FUZZ_CONNECTIONS_DEFAULT = 32
+#: Frames written back to back before the fuzzer waits for their answers.
+#: Beyond the server's in-flight limit (5) they wait in the socket buffers.
+WIRE_FUZZ_PIPELINE_FRAMES_MAX = 16
+#: Pipelines one connection carries before the fuzzer closes it itself.
+WIRE_FUZZ_CONNECTION_BURSTS_MAX = 32
+#: Encoded valid requests kept per API and version; each frame either reuses
+#: one (cheap) or draws a fresh one in its place (about 40 us).
+WIRE_FUZZ_POOL_FRAMES_PER_VERSION = 4
+#: Fuzzed requests that would make the broker wait longer than this (a Fetch's
+#: max_wait, a JoinGroup's rebalance timeout), or groups whose members outlive
+#: this (session timeout), are drawn again: that waiting is asked for, and a
+#: flipped bit can ask for 24 days of it.
+WIRE_FUZZ_WAIT_MS_MAX = 1000
+WIRE_FUZZ_SESSION_MS_MAX = 10_000
+#: Likewise for partition counts: 10,000 partitions take ~40 s to create
+#: (~4 ms each), and a pipeline may hold several such requests.
+WIRE_FUZZ_PARTITIONS_MAX = 16
+#: Draws of one frame before the fuzzer takes an unmutated request instead.
+WIRE_FUZZ_DRAWS_MAX = 16
+#: Bytes of a whole oversized frame (a valid request padded with trailing bytes).
+WIRE_FUZZ_LARGE_FRAME_BYTES_MAX = 2 * MIB
+#: Bytes sent after a size prefix near the frame limit (the rest never comes:
+#: the fuzzer half-closes), so a campaign never writes GiBs.
+WIRE_FUZZ_OVERSIZED_SENT_BYTES_MAX = 1 * MIB
+#: Bytes of random payload in a random frame (most are far shorter).
+WIRE_FUZZ_RANDOM_FRAME_BYTES_MAX = 64 * KIB
+#: Largest response frame the fuzzer accepts as sane (a Fetch answers at most
+#: FETCH_BYTES_MAX per partition; the fuzzed ones ask for little).
+WIRE_FUZZ_RESPONSE_BYTES_MAX = 128 * MIB
+#: A pipeline must be answered (or its connection closed) within this; every
+#: request is bounded by the waits above, so longer is a hang.
+WIRE_FUZZ_ANSWER_SECONDS = 30.0
+#: How long opening a connection may take.
+WIRE_FUZZ_CONNECT_SECONDS = 10.0
+#: Connections in a row that could not be opened before the run stops, and
+#: the pause after each.
+WIRE_FUZZ_CONNECT_FAILURES_MAX = 20
+WIRE_FUZZ_CONNECT_RETRY_SECONDS = 0.05
+#: A fresh connection must answer ApiVersions within WIRE_FUZZ_PROBE_SECONDS
+#: after every WIRE_FUZZ_PROBE_INTERVAL_FRAMES frames (and at the end).
+WIRE_FUZZ_PROBE_INTERVAL_FRAMES = 2000
+WIRE_FUZZ_PROBE_SECONDS = 10.0
+#: How often the broker's pid and memory are checked and progress is reported.
+WIRE_FUZZ_SAMPLE_INTERVAL_SECONDS = 0.5
+#: The broker's resident memory (all its processes) may grow this much over
+#: its size once the run is set up.
+WIRE_FUZZ_RSS_GROWTH_BYTES_MAX_DEFAULT = 512 * MIB
+#: The well-behaved client's rate: this many records, then a pause.
+WIRE_FUZZ_PRODUCE_RECORDS_PER_ROUND = 10
+WIRE_FUZZ_PRODUCE_INTERVAL_SECONDS = 0.05
+#: Partitions of the well-behaved client's topic.
+WIRE_FUZZ_VERIFY_PARTITIONS = 3
+#: How long setting up (topics) and reading every record back may take.
+WIRE_FUZZ_SETUP_SECONDS = 60.0
+WIRE_FUZZ_VERIFY_SECONDS = 120.0
+#: Reading back stops at a partition whose position has not moved for this
+#: long short of its end (the broker serves nothing there): a finding, not a wait.
+WIRE_FUZZ_VERIFY_STALL_SECONDS = 5.0
+#: Failures kept in the summary (more are counted), and how many of them
+#: carry their frames' bytes in hex, up to WIRE_FUZZ_FAILURE_HEX_BYTES_MAX each.
+WIRE_FUZZ_FAILURES_MAX = 100
+WIRE_FUZZ_FAILURES_WITH_BYTES_MAX = 5
+WIRE_FUZZ_FAILURE_HEX_BYTES_MAX = 4 * KIB
+
+assert WIRE_FUZZ_WAIT_MS_MAX * WIRE_FUZZ_PIPELINE_FRAMES_MAX < WIRE_FUZZ_ANSWER_SECONDS * 1000, (
+    "a pipeline of requests that each wait as long as allowed is answered in time"
+)
+assert WIRE_FUZZ_LARGE_FRAME_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
+assert WIRE_FUZZ_OVERSIZED_SENT_BYTES_MAX < FRAME_BYTES_MAX_DEFAULT
+assert CLIENT_FRAME_BYTES_MAX <= WIRE_FUZZ_RESPONSE_BYTES_MAX

@@ -79,6 +79,19 @@ async def test_small_requests_go_ahead_of_waiting_large_frames() -> None:
     assert memory.bytes_used == 52 and memory.large_bytes_used == 40
 
 
+def test_small_frames_given_back_together_are_not_one_large_frame() -> None:
+    """A closing connection gives back what its requests held in one call per kind:
+    three small frames add up to more than a large one, and stay small."""
+    memory = RequestMemory(100, small_request_bytes_max=10)
+    for size in (8, 8, 8, 20):
+        memory.charge(size)
+    assert memory.large_bytes_used == 20
+    memory.release(24, large=False)
+    assert (memory.bytes_used, memory.large_bytes_used) == (20, 20)
+    memory.release(20, large=True)
+    assert memory.bytes_used == memory.large_bytes_used == 0
+
+
 async def test_a_cancelled_waiter_takes_nothing_and_lets_the_next_through() -> None:
     memory = RequestMemory(100, small_request_bytes_max=5)
     await memory.reserve(80)

@@ -26,7 +26,7 @@ from kio.static.primitive import i16, i32, i32Timedelta
 import trioring
 from trioring.protocol.kafka import ApiKey, encode_request_header
 from trioring.protocol.records import Record, build_batch
-from trioring.server import ServerConfig, serve_kafka
+from trioring.server import KafkaServer, ServerConfig, serve_kafka
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "storage"))
 from storage_support import Gate, TestBackend, UringTestBackend
@@ -76,10 +76,11 @@ async def read_response(stream: trio.SocketStream, buffer: bytearray) -> tuple[i
 
 
 class Server:
-    def __init__(self, broker: trioring.Broker, backend: TestBackend, port: int) -> None:
+    def __init__(self, broker: trioring.Broker, backend: TestBackend, server: KafkaServer) -> None:
         self.broker = broker
         self.backend = backend
-        self.port = port
+        self.server = server
+        self.port = server.port
 
     @property
     def log_end_offset(self) -> int:
@@ -115,7 +116,7 @@ async def start(
     server = await nursery.start(
         serve_kafka, broker, ServerConfig(port=0, in_flight_requests_max=in_flight)
     )
-    return Server(broker, backend, server.port)
+    return Server(broker, backend, server)
 
 
 async def start_gated(
@@ -222,6 +223,45 @@ async def test_acks_zero_between_pipelined_produces_gets_no_response(
         responses = [await read_response(stream, buffer) for _ in range(2)]
         await wait_for_log_end(server, 3)
     assert responses == [(0, 0, 0), (2, 0, 2)]
+    await stream.aclose()
+
+
+async def test_a_connection_closed_with_requests_in_flight_gives_their_memory_back(
+    nursery: trio.Nursery, tmp_path: Path, backend_class: type[TestBackend]
+) -> None:
+    """Found by the wire fuzzer: the bytes of the requests a closing connection still
+    held went back to the server's budget in one lump, which the budget took for one
+    large frame (over 1 MiB). Three small frames of 600 KiB failed its assertion, and
+    the assertion, in the connection's cleanup, took the whole broker down."""
+    server, gate, stream = await start_gated(nursery, tmp_path, 5, backend_class)
+    padded = [
+        # Bytes after a request's body are ignored, as Kafka ignores them.
+        SIZE.pack(600 * 1024) + frame[4:] + bytes(600 * 1024 - len(frame) + 4)
+        for frame in (produce_frame(i, b"v%d" % i) for i in range(3))
+    ]
+    with trio.fail_after(10):
+        await stream.send_all(b"".join(padded))
+        await gate.reached.wait()
+        await wait_for_log_end(server, 3)  # all three read, none answered
+        assert server.server.statistics()["request_bytes_used"] == 3 * 600 * 1024
+        # An API nobody serves: the server closes the connection, requests and all
+        # (once the first one's fdatasync, which is not cancelled, has returned).
+        await stream.send_all(SIZE.pack(8) + struct.pack(">hhi", 999, 0, 3))
+        await trio.testing.wait_all_tasks_blocked()
+        server.backend.sync_gate = None
+        gate.release.set()
+        while await stream.receive_some(65536):
+            pass
+        await stream.aclose()
+        while server.server.connection_count:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+    assert server.server.statistics()["request_bytes_used"] == 0
+    assert server.server.memory.statistics().large_bytes_used == 0
+    # The broker serves on.
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    with trio.fail_after(10):
+        await stream.send_all(produce_frame(7, b"after"))
+        assert (await read_response(stream, bytearray()))[:2] == (7, 0)
     await stream.aclose()
 
 

@@ -1,7 +1,8 @@
 """Every advertised API at every advertised version, with adversarial field values.
 
 Hypothesis builds well-formed requests (they decode as their schema says)
-whose values are what a hostile or broken client sends (request_strategies).
+whose values are what a hostile or broken client sends (trioring.fuzz's
+request strategies, which the wire fuzzer draws from too).
 A real broker process must answer each with a response that decodes (error
 codes as Kafka gives them) or close that connection, and then go on serving:
 after every example it answers ApiVersions on a new connection, and at the
@@ -26,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kio.schema.create_topics.v3.request import CreatableTopic, CreateTopicsRequest
 from kio.static.primitive import i32Timedelta
-from request_strategies import KNOWN_TOPIC, client_ids, entity
 from server_support import exchange
 
+from trioring.fuzz._requests import KNOWN_TOPIC, client_ids, entity
 from trioring.protocol.kafka import (
     ApiKey,
     encode_request_header,

@@ -90,10 +90,14 @@ class RequestMemory:
             self._waits_total,
         )
 
+    def is_large(self, size: int) -> bool:
+        """Whether a frame of ``size`` bytes is a large one (see the module docstring)."""
+        return size > self.small_request_bytes_max
+
     def charge(self, size: int) -> None:
         """Count ``size`` bytes already in memory (no waiting; may overshoot the budget)."""
         assert size >= 0
-        self._take(size, size > self.small_request_bytes_max)
+        self._take(size, self.is_large(size))
 
     async def reserve(self, size: int) -> None:
         """Wait until ``size`` bytes fit, and take them (release with the same size).
@@ -103,7 +107,7 @@ class RequestMemory:
         refused forever.
         """
         assert size >= 0
-        large = size > self.small_request_bytes_max
+        large = self.is_large(size)
         if not self._queued(large) and self._fits(size, large):
             self._take(size, large)
             await trio.lowlevel.checkpoint()
@@ -140,11 +144,16 @@ class RequestMemory:
         if large:
             self.large_bytes_used += size
 
-    def release(self, size: int) -> None:
+    def release(self, size: int, *, large: bool | None = None) -> None:
+        """Give back one frame's bytes (its size says whether it was large), or with
+        ``large`` the bytes of several frames of that kind together: several small
+        frames may add up to more than a large one, and are not one."""
         assert 0 <= size <= self.bytes_used, (size, self.bytes_used)
+        if large is None:
+            large = self.is_large(size)
         self.bytes_used -= size
-        if size > self.small_request_bytes_max:
-            assert size <= self.large_bytes_used
+        if large:
+            assert size <= self.large_bytes_used, (size, self.large_bytes_used)
             self.large_bytes_used -= size
             self._released_large_bytes += size
             if self._released_large_bytes >= HEAP_TRIM_RELEASED_BYTES:

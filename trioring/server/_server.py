@@ -225,9 +225,7 @@ class KafkaServer:
                     )
                 finally:
                     del self._connections[scope]
-                    if connection.held_bytes:
-                        self.memory.release(connection.held_bytes)
-                        connection.held_bytes = 0
+                    connection.release_all(self.memory)
                     if self._draining and not self._connections:
                         self._all_closed.set()
                     with trio.CancelScope(shield=True):
@@ -304,8 +302,7 @@ class KafkaServer:
             assert connection.reserved_bytes == size, (connection.reserved_bytes, size)
             connection.reserved_bytes = 0  # the reservation becomes the request's
         else:
-            self.memory.charge(size)
-            connection.held_bytes += size
+            connection.charge(self.memory, size)
         connection.next_request_bytes = size
 
     async def _start_request(
@@ -509,7 +506,9 @@ class _Connection:
 
     Memory: ``held_bytes`` is what this connection holds of the server's
     budget (requests not yet answered, and the reservation of a partial
-    frame, ``reserved_bytes``); it is all given back when the connection ends.
+    frame, ``reserved_bytes``); it is all given back when the connection ends,
+    small and large frames' bytes apart (``held_large_bytes``), as the budget
+    counts them.
     """
 
     def __init__(self, in_flight_requests_max: int) -> None:
@@ -527,6 +526,8 @@ class _Connection:
         self.unsent_bytes = 0
         self._answers_sent = trio.Event()
         self.held_bytes = 0
+        #: Of ``held_bytes``, those of frames the budget counts as large.
+        self.held_large_bytes = 0
         self.reserved_bytes = 0
         #: Bytes of the frame being started (set by the reader, taken by the request).
         self.next_request_bytes = 0
@@ -552,7 +553,17 @@ class _Connection:
             await self._released.wait()
         await memory.reserve(size)
         self.reserved_bytes = size
+        self._hold(memory, size)
+
+    def charge(self, memory: RequestMemory, size: int) -> None:
+        """Hold a whole frame that arrived without a reservation."""
+        memory.charge(size)
+        self._hold(memory, size)
+
+    def _hold(self, memory: RequestMemory, size: int) -> None:
         self.held_bytes += size
+        if memory.is_large(size):
+            self.held_large_bytes += size
 
     async def wait_for_answers_sent(self, unsent_bytes_max: int) -> None:
         """Return once at most ``unsent_bytes_max`` of this connection's answers wait."""
@@ -567,11 +578,23 @@ class _Connection:
         self._answers_sent.set()
 
     def release(self, memory: RequestMemory, size: int) -> None:
+        """Give back one frame's bytes."""
         if size:
             assert size <= self.held_bytes
             self.held_bytes -= size
+            if memory.is_large(size):
+                self.held_large_bytes -= size
             memory.release(size)
             self._released.set()
+
+    def release_all(self, memory: RequestMemory) -> None:
+        """Give back everything held, once the connection has ended."""
+        large, small = self.held_large_bytes, self.held_bytes - self.held_large_bytes
+        self.held_bytes = self.held_large_bytes = 0
+        if small:
+            memory.release(small, large=False)
+        if large:
+            memory.release(large, large=True)
 
 
 async def serve_kafka(

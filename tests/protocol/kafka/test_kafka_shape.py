@@ -48,6 +48,34 @@ def test_every_supported_schema_has_a_shape(api_key: int, api_version: int) -> N
             assert decode_request(frame).error is None
 
 
+#: Decodes a Metadata v1 answer of 8 bytes that claims 2**31 - 1 brokers.
+RESPONSE_SCRIPT = """
+import resource, struct, sys
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
+from trioring.errors import ProtocolError
+from trioring.protocol.kafka._client import decode_response
+try:
+    decode_response(3, 1, struct.pack(">ii", 7, 0x7FFFFFFF))
+except ProtocolError as error:
+    print(error)
+"""
+
+
+def test_a_response_claiming_more_than_its_bytes_is_refused_not_aborted() -> None:
+    """Found by the wire fuzzer: the client's decoder reserved what a broker's count
+    claimed (17 GiB here) and the failed reservation aborted the client's process."""
+    result = subprocess.run(
+        [sys.executable, "-c", RESPONSE_SCRIPT, str(ADDRESS_SPACE_BYTES)],
+        cwd=HERE.parents[2],  # this tree's trioring
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "array brokers claims 2147483647 elements" in result.stdout
+
+
 def _metadata_v4(body: bytes) -> ProtocolError | None:
     frame = encode_request_header(3, 4, 1, None, flexible=False) + body
     return decode_request(frame).error

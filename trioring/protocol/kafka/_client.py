@@ -19,6 +19,7 @@ from trioring.errors import ProtocolError
 from trioring.protocol.kafka._headers import encode_request_header
 from trioring.protocol.kafka._requests import KIO_DECODE_ERRORS
 from trioring.protocol.kafka._schemas import ApiKey, is_flexible, response_schema
+from trioring.protocol.kafka._shape import check_response_shape
 
 __all__ = ["decode_response", "encode_request"]
 
@@ -60,7 +61,11 @@ def decode_response(api_key: int, api_version: int, frame: bytes) -> Any:
             if tagged != 0:
                 raise ProtocolError("tagged fields in a response header are not expected")
             position += 1
-        response, size = entity_reader(response_schema(api_key, api_version))(frame, position)
+        schema = response_schema(api_key, api_version)
+        # Before kio, whose reservations follow the counts the broker sent: a
+        # failed one aborts the process (a 17 GiB Metadata answer of 8 bytes).
+        check_response_shape(schema, frame, position)
+        response, size = entity_reader(schema)(frame, position)
     except ProtocolError:
         raise
     except KIO_DECODE_ERRORS as error:

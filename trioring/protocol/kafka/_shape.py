@@ -1,4 +1,4 @@
-"""A pre-pass over a request body that checks its shape before kio decodes it.
+"""A pre-pass over a request (or response) body that checks its shape before kio decodes it.
 
 kio's native decoder reserves room for an array from the count the client
 sent before it reads one element, and an allocation that fails aborts the
@@ -18,6 +18,9 @@ where:
 - the body ends early.
 
 Only then does kio decode, and its reservations are bounded by the frame.
+The client side runs the same pass over responses (a broken or hostile
+broker, or an answer read as the wrong API, must cost a ProtocolError, not
+the client's process).
 A step for each field is built once per schema; arrays of fixed-size
 elements (Fetch's partitions) are checked by arithmetic, not by a loop.
 """
@@ -35,7 +38,7 @@ from typing import Any
 from trioring.errors import ProtocolError
 from trioring.protocol.kafka._headers import read_unsigned_varint, skip_tagged_fields
 
-__all__ = ["check_request_shape"]
+__all__ = ["check_request_shape", "check_response_shape"]
 
 #: A step reads the field at ``offset`` of ``frame`` and returns the offset after it.
 _Step = Callable[[bytes, int], int]
@@ -48,6 +51,7 @@ _FIXED_BYTES: dict[str, int] = {
     "bool": 1,
     "int8": 1,
     "int16": 2,
+    "error_code": 2,
     "uint16": 2,
     "int32": 4,
     "uint32": 4,
@@ -68,6 +72,10 @@ def check_request_shape(schema: type, frame: bytes, offset: int) -> None:
     Trailing bytes are left to the caller (kio reports how much it read).
     """
     _entity_step(schema)(frame, offset)
+
+
+#: Responses are checked as requests are: the schema says the shape either way.
+check_response_shape = check_request_shape
 
 
 def _underflow(what: str, needed: int, frame: bytes, offset: int) -> ProtocolError:
