@@ -340,10 +340,23 @@ def test_the_command_line_says_what_it_did_and_refuses_mistakes() -> None:
     summary = json.loads(ran.stdout)
     assert summary["seed"] == 11 and summary["failure"] is None
     assert "seed 11" in ran.stderr
+    wire = subprocess.run(
+        [sys.executable, "-m", "trioring", "fuzz", "--wire-frames", "3000", "--seed", "11"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert wire.returncode == 0, wire.stderr
+    report = json.loads(wire.stdout)
+    assert report["frames_sent"] == 3000 and report["failures_total"] == 0
     for arguments, message in [
-        (["--faults", "lightning"], "unknown fault kind lightning"),
+        (
+            ["--faults", "lightning"],
+            "unknown fault kind lightning; known: kill, power-loss, enospc, eio, slow, net",
+        ),
         (["--restart-command", "true"], "--restart-command needs --bootstrap"),
-        (["--steps", "0"], "--steps must be at least 1"),
+        (["--steps", "0"], "--steps must be at least 1 and --history-steps at least 2"),
     ]:
         refused = subprocess.run(
             [sys.executable, "-m", "trioring", "fuzz", *arguments],

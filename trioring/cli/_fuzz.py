@@ -15,7 +15,10 @@ import logging
 import random
 import sys
 import time
+from functools import partial
 from typing import Any
+
+import trio
 
 from trioring.cli._common import EXIT_FAILURE, UsageError
 
@@ -198,7 +201,62 @@ def _quiet_broker_logs(level: str) -> None:
 
 
 def _wire_main(options: argparse.Namespace, seed: int) -> int:
-    raise UsageError("--wire-frames is not available yet")
+    """The wire fuzzer: mutated and random frames at a broker, beside a well-behaved client."""
+    from trioring.fuzz._wire import WireProgress, fuzz_wire  # noqa: PLC0415
+    from trioring.fuzz._wire_process import fuzz_wire_against_process  # noqa: PLC0415
+
+    if options.wire_frames < 0:
+        raise UsageError("--wire-frames must be at least 1")
+    where = options.bootstrap or f"a 'trioring serve' process ({options.workers} workers)"
+    print(
+        f"trioring fuzz: wire fuzzer, seed {seed}, {options.wire_frames} frames at {where}",
+        file=sys.stderr,
+    )
+    last = [time.monotonic()]
+
+    def progress(state: WireProgress) -> None:
+        now = time.monotonic()
+        if now - last[0] < _PROGRESS_SECONDS:
+            return
+        last[0] = now
+        rss = "" if state.rss_bytes is None else f", broker RSS {state.rss_bytes / 2**20:.0f} MiB"
+        print(
+            f"  {state.frames_sent}/{state.frames_requested} frames, {state.responses} answers, "
+            f"{state.connections_opened} connections, {state.records_acknowledged} records "
+            f"acknowledged, {state.failures} failures{rss}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if options.bootstrap:
+        summary = trio.run(
+            partial(
+                fuzz_wire,
+                options.bootstrap,
+                frames=options.wire_frames,
+                seed=seed,
+                progress=progress,
+            )
+        )
+    else:
+        summary = fuzz_wire_against_process(
+            frames=options.wire_frames,
+            seed=seed,
+            workers=options.workers,
+            directory=options.work_dir,
+            progress=progress,
+        )
+    print(json.dumps(summary.to_json(), sort_keys=True))
+    if summary.ok:
+        return 0
+    print(
+        f"trioring fuzz: FAILED (wire fuzzer, seed {seed}): {len(summary.failures)} failures; "
+        "each names its frame (trioring.fuzz.frame_at(seed, index) rebuilds it)",
+        file=sys.stderr,
+    )
+    for failure in summary.failures[:20]:
+        print(f"  {failure}", file=sys.stderr)
+    return EXIT_FAILURE
 
 
 __all__ = ["add_parser", "fuzz_main"]

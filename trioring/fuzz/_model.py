@@ -173,6 +173,9 @@ class ProducerModel:
     producer_id: int
     epoch: int
     sequences: dict[tuple[int, int], int] = attrs.Factory(dict)
+    #: A loss (power loss, failed fdatasync) may have taken its last batches, and
+    #: with them the broker's state of it: its next batch may be refused.
+    after_loss: bool = False
 
 
 @attrs.define
@@ -210,3 +213,5 @@ class Model:
         """A fault that may drop what is not durable (``durable_only``) or nothing written."""
         for _, _, partition in self.all_partitions():
             partition.allow_loss(partition.durable_end if durable_only else partition.written_end)
+        for producer in self.producers.values():
+            producer.after_loss = True

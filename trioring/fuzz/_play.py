@@ -452,13 +452,13 @@ class Player:
             return
         if (
             producer is not None
+            and producer.after_loss
             and code
             in (
                 ErrorCode.out_of_order_sequence_number,
                 ErrorCode.unknown_producer_id,
                 ErrorCode.invalid_producer_epoch,
             )
-            and partition.loss_floor is not None
         ):
             # A loss took the producer's last batches: its sequence is ahead now.
             return
