@@ -203,7 +203,8 @@ def test_a_script_plays_its_history_again(tmp_path: Path) -> None:
             DeleteTopic(topic=0),
             CreateTopic(topic=0, partitions=3),
         ],
-        # The broker would not start while its recovery point could not be written.
+        # A disk that refuses the recovery point at start-up: the broker may
+        # refuse to start (then the harness mends the disk), never hang or crash.
         [CreateTopic(topic=0, partitions=1), DiskFault(kind="enospc", count=1), Restart()],
         [
             CreateTopic(topic=0, partitions=1),

@@ -295,8 +295,9 @@ class Shard:
                 if log is not None:
                     await log.aclose()
                 removed.append(await set_aside(self.backend, data_dir, entry))
-            except OSError as error:
+            except (OSError, StorageError) as error:
                 # The topic is gone from the metadata; start-up removes what is left.
+                # (Closing a log on a full disk fails its last checkpoint: StorageError.)
                 logger.warning(
                     "removing %s-%d failed: %s; it is removed at the next start",
                     info.name,

@@ -153,7 +153,10 @@ def step_strategy(faults: frozenset[str], *, workers: int = 1) -> st.SearchStrat
     if "kill" in faults:
         weighted.append((1, st.just(s.Restart())))
         worker = st.none() if workers == 1 else st.one_of(st.none(), st.integers(0, workers - 1))
-        weighted.append((1, st.builds(s.Kill, worker=worker)))
+        # Where the disk cannot fail (a broker process), SIGKILL is the fault that
+        # matters most: drawn three times as often.
+        kill_weight = 1 if faults & {"power-loss", "enospc", "eio"} else 3
+        weighted.append((kill_weight, st.builds(s.Kill, worker=worker)))
     if "power-loss" in faults:
         weighted.append((2, st.builds(s.PowerLoss, seed=st.integers(0, 2**32 - 1))))
     disk = [

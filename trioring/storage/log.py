@@ -541,12 +541,7 @@ class PartitionLog:
                 recovery_point,
                 self._log_end_offset,
             )
-        try:
-            await self.checkpoint()
-        except StorageError as error:
-            # Only a shortcut for the next start (it checks from the older point):
-            # a disk that is full or failing now must not keep the log from opening.
-            logger.warning("%s: recovery point not saved: %s", self.directory, error)
+        await self.checkpoint()
 
     async def _discard_after(self, end: DurableEnd) -> None:
         """Cut everything past ``end`` off the files (see the module docstring).
