@@ -89,6 +89,14 @@ class _Unavailable(Exception):
     """A retriable answer; the player asks again while the contract allows it."""
 
 
+def _settled(api: str, code: int) -> ErrorCode:
+    """An answer's error code, unless it says "not now": then _Unavailable (asked again)."""
+    error = ErrorCode(code)
+    if error in _RETRIABLE:
+        raise _Unavailable(f"{api}: {error.name}")
+    return error
+
+
 def _timeout(milliseconds: int) -> i32Timedelta:
     return i32Timedelta.parse(datetime.timedelta(milliseconds=milliseconds))
 
@@ -195,9 +203,7 @@ class Player:
                 timeout=_timeout(10_000),
                 validate_only=False,
             )
-            code = ErrorCode(response.topics[0].error_code)
-            if code in _RETRIABLE:
-                raise _Unavailable(f"CreateTopics: {code.name}")
+            code = _settled("CreateTopics", response.topics[0].error_code)
             return code
 
         what = f"create topic {name} ({step.partitions} partitions)"
@@ -259,9 +265,7 @@ class Player:
             _, response = await connection.request(
                 ApiKey.DELETE_TOPICS, topic_names=(name,), topics=(), timeout=_timeout(10_000)
             )
-            code = ErrorCode(response.responses[0].error_code)
-            if code in _RETRIABLE:
-                raise _Unavailable(f"DeleteTopics: {code.name}")
+            code = _settled("DeleteTopics", response.responses[0].error_code)
             return code
 
         what = f"delete topic {name}"
@@ -300,9 +304,7 @@ class Player:
                 timeout=_timeout(10_000),
                 validate_only=False,
             )
-            code = ErrorCode(response.results[0].error_code)
-            if code in _RETRIABLE:
-                raise _Unavailable(f"CreatePartitions: {code.name}")
+            code = _settled("CreatePartitions", response.results[0].error_code)
             return code
 
         what = f"grow topic {name} to {step.total} partitions"
@@ -622,8 +624,7 @@ class Player:
 
         async def attempt() -> tuple[int, int, int, bytes]:
             answer = await self._fetch_once(step.topic, step.partition, offset)
-            if answer[0] in _RETRIABLE:
-                raise _Unavailable(f"Fetch: {ErrorCode(answer[0]).name}")
+            _settled("Fetch", answer[0])
             return answer
 
         code, high_watermark, log_start, data = await self._retrying(what, attempt)
@@ -703,8 +704,7 @@ class Player:
 
         async def attempt() -> tuple[int, int, int]:
             answer = await self._list_offsets(step.topic, step.partition)
-            if answer[0] in _RETRIABLE:
-                raise _Unavailable(f"ListOffsets: {ErrorCode(answer[0]).name}")
+            _settled("ListOffsets", answer[0])
             return answer
 
         code, log_start, high_watermark = await self._retrying(what, attempt)
@@ -749,9 +749,7 @@ class Player:
                 timeout=_timeout(10_000),
             )
             answer = response.topics[0].partitions[0]
-            code = ErrorCode(answer.error_code)
-            if code in _RETRIABLE:
-                raise _Unavailable(f"DeleteRecords: {code.name}")
+            code = _settled("DeleteRecords", answer.error_code)
             return code, int(answer.low_watermark)
 
         code, low_watermark = await self._retrying(what, attempt)
@@ -898,9 +896,7 @@ class Player:
                 ),
                 require_stable=False,
             )
-            code = ErrorCode(getattr(response, "error_code", ErrorCode.none))
-            if code in _RETRIABLE:
-                raise _Unavailable(f"OffsetFetch: {code.name}")
+            code = _settled("OffsetFetch", getattr(response, "error_code", ErrorCode.none))
             if code != ErrorCode.none:
                 raise ContractViolation(f"{what}: answered {code.name}")
             return {
@@ -1038,9 +1034,7 @@ class Player:
             )
             code = ErrorCode(response.error_code)
             if code == ErrorCode.none and getattr(response, "members", None):
-                code = ErrorCode(response.members[0].error_code)
-            if code in _RETRIABLE:
-                raise _Unavailable(f"LeaveGroup: {code.name}")
+                code = _settled("LeaveGroup", response.members[0].error_code)
             return code
 
         code = await self._retrying(what, attempt)
