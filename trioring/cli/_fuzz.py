@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
+import shlex
+import shutil
 import sys
 import time
 from functools import partial
@@ -20,7 +23,7 @@ from typing import Any
 
 import trio
 
-from trioring.cli._common import EXIT_FAILURE, UsageError
+from trioring.cli._common import EXIT_FAILURE, UsageError, bootstrap_of, check_reachable
 
 #: How often the progress line is written (stderr).
 _PROGRESS_SECONDS = 2.0
@@ -43,7 +46,6 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     fuzz.add_argument(
         "--target",
         choices=["embedded", "process"],
-        default="embedded",
         help="embedded: trioring in this process over a simulated disk (fast; power loss, "
         "ENOSPC, EIO, slow I/O, crashes); process: 'trioring serve' processes, killed for "
         "real (default: %(default)s; --bootstrap instead plays against any broker)",
@@ -60,9 +62,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="with --bootstrap: a command that crashes and restarts that broker (enables "
         "the kill fault)",
     )
-    fuzz.add_argument(
-        "--workers", type=int, default=1, help="process target: workers (default: %(default)s)"
-    )
+    fuzz.add_argument("--workers", type=int, help="process target: worker processes (default: 1)")
     fuzz.add_argument("--seed", type=int, help="default: random (printed, to run it again)")
     fuzz.add_argument(
         "--steps", type=int, default=1000, help="steps to play in all (default: %(default)s)"
@@ -103,6 +103,36 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     fuzz.set_defaults(run=None)
 
 
+def _check_options(options: argparse.Namespace) -> None:
+    """Every mistake in the flags is one line and exit 2, before anything runs."""
+    if options.steps < 1 or options.history_steps < 2:
+        raise UsageError("--steps must be at least 1 and --history-steps at least 2")
+    if options.bootstrap and options.target:
+        raise UsageError("--bootstrap plays against that broker: leave out --target")
+    if options.workers is not None and (options.target or "embedded") == "embedded":
+        raise UsageError("--workers is for --target process")
+    options.workers = 1 if options.workers is None else options.workers
+    if options.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if options.restart_command and not options.bootstrap:
+        raise UsageError("--restart-command needs --bootstrap")
+    if options.restart_command:
+        try:
+            command = shlex.split(options.restart_command)
+        except ValueError as error:
+            raise UsageError(f"--restart-command: {error}") from None
+        if not command or shutil.which(command[0]) is None:
+            raise UsageError(f"--restart-command: no program {command[:1]} on PATH")
+    if options.script:
+        directory = os.path.dirname(os.path.abspath(options.script))
+        if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+            raise UsageError(f"--script: cannot write in {directory}")
+    if options.bootstrap:
+        bootstrap_of(options)
+        reachable = argparse.Namespace(bootstrap=options.bootstrap, connect_timeout=10.0)
+        trio.run(check_reachable, reachable)
+
+
 def _faults(text: str) -> frozenset[str]:
     from trioring.fuzz._run import FAULT_KINDS  # noqa: PLC0415
 
@@ -126,14 +156,9 @@ def fuzz_main(options: argparse.Namespace) -> int:
         run_campaign,
     )
 
-    if options.steps < 1 or options.history_steps < 2:
-        raise UsageError("--steps must be at least 1 and --history-steps at least 2")
-    if options.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if options.restart_command and not options.bootstrap:
-        raise UsageError("--restart-command needs --bootstrap")
+    _check_options(options)
     seed = options.seed if options.seed is not None else random.SystemRandom().getrandbits(32)
-    target: TargetKind = "bootstrap" if options.bootstrap else options.target
+    target: TargetKind = "bootstrap" if options.bootstrap else options.target or "embedded"
     faults = _faults(options.faults)
     if options.wire_frames:
         return _wire_main(options, seed)
@@ -182,11 +207,16 @@ def fuzz_main(options: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     assert summary.script is not None
+    written = False
     if options.script:
-        with open(options.script, "w", encoding="utf-8") as file:
-            file.write(summary.script)
-        print(f"the shrunk history, as a script: {options.script}", file=sys.stderr)
-    else:
+        try:
+            with open(options.script, "w", encoding="utf-8") as file:
+                file.write(summary.script)
+            written = True
+            print(f"the shrunk history, as a script: {options.script}", file=sys.stderr)
+        except OSError as error:
+            print(f"trioring fuzz: could not write {options.script}: {error}", file=sys.stderr)
+    if not written:
         print("the shrunk history, as a script:\n", file=sys.stderr)
         print(summary.script, file=sys.stderr)
     return EXIT_FAILURE

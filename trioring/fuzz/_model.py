@@ -47,19 +47,27 @@ class PartitionModel:
     #: Records produced with no known outcome: the high watermark may be this far
     #: past the last one seen (so an offset there may be in range).
     unknown_records: int = 0
+    #: Values produced here whose outcome is unknown: each may be here, once.
+    maybe: set[bytes] = attrs.Factory(set)
+    #: The highest offset DeleteRecords was asked for (answered or not): the log
+    #: start may not pass it.
+    deletable_to: int = 0
 
     def allow_loss(self, floor: int) -> None:
         self.loss_floor = floor if self.loss_floor is None else min(self.loss_floor, floor)
 
     def lose_from(self, end: int, what: str) -> None:
         """The broker's log ends at ``end`` now: drop what a loss took, if allowed."""
-        floor = self.loss_floor if self.loss_floor is not None else self.written_end
-        if end < floor:
+        if self.loss_floor is None:
+            raise ContractViolation(
+                f"{what}: the log ends at offset {end}, but it reached {self.high_watermark} "
+                "and no fault allowed a loss"
+            )
+        if end < self.loss_floor:
             lost = sorted(o for o in self.acknowledged if o >= end)
             raise ContractViolation(
-                f"{what}: the log ends at offset {end}, but offsets up to {floor} were "
-                f"acknowledged {'durable' if self.loss_floor is not None else 'written'} "
-                f"(lost: {lost[:10]})"
+                f"{what}: the log ends at offset {end}, but offsets up to {self.loss_floor} "
+                f"were acknowledged durable or written before a crash (lost: {lost[:10]})"
             )
         if end < self.high_watermark:
             for offset in [o for o in self.acknowledged if o >= end]:
@@ -79,6 +87,11 @@ class PartitionModel:
         if log_start < self.log_start:
             raise ContractViolation(
                 f"{what}: log start went back from {self.log_start} to {log_start}"
+            )
+        if log_start > max(self.log_start, self.deletable_to):
+            raise ContractViolation(
+                f"{what}: log start moved to {log_start}, past {self.deletable_to}, the most "
+                "DeleteRecords asked for"
             )
         if high_watermark < self.high_watermark:
             self.lose_from(high_watermark, what)
@@ -101,8 +114,9 @@ class PartitionModel:
         self, base_offset: int, values: list[bytes], *, durable: bool, what: str
     ) -> None:
         end = base_offset + len(values)
-        if self.loss_floor is not None and base_offset < self.high_watermark:
-            # Appends after a loss start where the log now ends.
+        if base_offset < self.high_watermark:
+            # Appends after a loss start where the log now ends; without a loss,
+            # an offset below the high watermark is an offset handed out twice.
             self.lose_from(base_offset, what)
         for offset in range(base_offset, end):
             if offset in self.acknowledged:
@@ -125,25 +139,30 @@ class PartitionModel:
         self.written_end = max(self.written_end, end)
         if durable:
             self.durable_end = max(self.durable_end, end)
+            if self.loss_floor is not None:
+                # Durable now, and so is everything below: no later loss may take it.
+                self.loss_floor = max(self.loss_floor, end)
         self.high_watermark = max(self.high_watermark, end)
 
     def check_read(
-        self, offset: int, value: bytes, maybe: set[bytes], seen_values: dict[bytes, int], what: str
+        self, offset: int, value: bytes, seen_values: dict[bytes, int], what: str
     ) -> None:
         """A record read at ``offset``: acknowledged there, or an unacknowledged one, once."""
         expected = self.acknowledged.get(offset)
         if expected is not None and expected != value:
-            if self.loss_floor is not None and offset >= self.loss_floor:
-                del self.acknowledged[offset]
-            else:
+            if self.loss_floor is None or offset < self.loss_floor:
                 raise ContractViolation(
                     f"{what}: offset {offset} holds {value!r}, "
                     f"but {expected!r} was acknowledged there"
                 )
-        elif expected is None and value not in maybe:
+            # A loss took the acknowledged record; what is there now must be
+            # a record of unknown outcome (checked below).
+            del self.acknowledged[offset]
+            expected = None
+        if expected is None and value not in self.maybe:
             raise ContractViolation(
-                f"{what}: offset {offset} holds {value!r}, which was never produced here "
-                "or was acknowledged at another offset"
+                f"{what}: offset {offset} holds {value!r}, which was never produced to this "
+                "partition or was acknowledged at another offset"
             )
         seen = self.observed.get(offset)
         if (
@@ -187,8 +206,6 @@ class MemberModel:
 @attrs.define
 class Model:
     topics: dict[int, TopicModel] = attrs.Factory(dict)
-    #: Values whose produce has no known outcome: each may be in its partition, once.
-    maybe: set[bytes] = attrs.Factory(set)
     #: (group, topic, partition) -> committed offset.
     committed: dict[tuple[int, int, int], int] = attrs.Factory(dict)
     members: dict[int, MemberModel] = attrs.Factory(dict)
@@ -213,5 +230,12 @@ class Model:
         """A fault that may drop what is not durable (``durable_only``) or nothing written."""
         for _, _, partition in self.all_partitions():
             partition.allow_loss(partition.durable_end if durable_only else partition.written_end)
-        for producer in self.producers.values():
-            producer.after_loss = True
+        if durable_only:
+            # A SIGKILL keeps the page cache, and with it every producer's batches.
+            for producer in self.producers.values():
+                producer.after_loss = True
+
+    def loss_realized(self) -> None:
+        """The broker has recovered from the loss (and been checked): no more may go."""
+        for _, _, partition in self.all_partitions():
+            partition.loss_floor = None

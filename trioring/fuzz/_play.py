@@ -112,10 +112,10 @@ class Player:
         self._nonce = random.Random().getrandbits(32)
         #: Until when (trio time) the broker may be unavailable: after a restart or a fault.
         self._unavailable_until = -math.inf
-        #: Whether a disk fault is in force now (the broker may fail work with storage errors).
-        self._disk_faults = False
-        #: Until when storage errors stay allowed after the faults are cleared.
+        #: Until when storage errors stay allowed once no disk fault is in force.
         self._disk_grace_until = -math.inf
+        #: Whether a failing fdatasync was injected (its loss may come late: at recovery).
+        self._sync_fault_injected = False
         #: Connections that stopped reading (``NetFault("stop-reading")``), oldest first.
         self._stalled: list[trio.SocketStream] = []
         #: Produce answers other than NONE, by error name (the summary shows them).
@@ -145,7 +145,12 @@ class Player:
         await method(step)
 
     def _storage_errors_allowed(self) -> bool:
-        return self._disk_faults or trio.current_time() < self._disk_grace_until
+        """A disk fault is in force, or ended less than FUZZ_RECOVERY_SECONDS ago."""
+        now = trio.current_time()
+        if self.target.disk_faults_active():
+            self._disk_grace_until = now + FUZZ_RECOVERY_SECONDS
+            return True
+        return now < self._disk_grace_until
 
     async def _retrying(self, what: str, attempt: Callable[[], Any]) -> Any:
         """``attempt()`` again while it is unavailable and the contract allows it."""
@@ -378,7 +383,8 @@ class Player:
             producer_epoch=producer.epoch if producer is not None else -1,
             base_sequence=sequence,
         )
-        self.model.maybe.update(values)
+        if partition is not None:
+            partition.maybe.update(values)
 
         async def send(connection: BrokerConnection) -> tuple[int, int]:
             version = connection.version(ApiKey.PRODUCE)
@@ -468,9 +474,9 @@ class Player:
 
     def _unknown(self, partition: PartitionModel | None, values: list[bytes]) -> None:
         """Records that may or may not have been written (the values are in ``maybe``)."""
-        self.model.maybe.update(values)
         self.counts["records_unknown"] += len(values)
         if partition is not None:
+            partition.maybe.update(values)
             partition.unknown_records += len(values)
 
     def _forget_producer(self, slot: int | None) -> None:
@@ -490,7 +496,7 @@ class Player:
         if not self._storage_errors_allowed():
             # The broker writes again, so any loss a fault allowed has happened.
             partition.loss_floor = None
-        self.model.maybe.difference_update(values)
+        partition.maybe.difference_update(values)
         self.counts["records_acknowledged"] += len(values)
 
     async def _play_retry(
@@ -607,9 +613,7 @@ class Player:
                         raise ContractViolation(
                             f"{what}: offsets not dense: {record_offset} follows {expected - 1}"
                         )
-                    partition.check_read(
-                        record_offset, record.value or b"", self.model.maybe, seen_values, what
-                    )
+                    partition.check_read(record_offset, record.value or b"", seen_values, what)
                     self.counts["records_verified"] += 1
                     expected += 1
         except TrioringError as error:
@@ -752,6 +756,9 @@ class Player:
             code = _settled("DeleteRecords", answer.error_code)
             return code, int(answer.low_watermark)
 
+        if partition is not None:
+            # Answered or not, the log start may move up to here from now on.
+            partition.deletable_to = max(partition.deletable_to, offset)
         code, low_watermark = await self._retrying(what, attempt)
         if partition is None:
             if code != ErrorCode.unknown_topic_or_partition:
@@ -779,6 +786,10 @@ class Player:
         if low_watermark < max(partition.log_start, min(offset, partition.high_watermark)):
             raise ContractViolation(
                 f"{what}: the new log start is {low_watermark}, below the offset asked for"
+            )
+        if low_watermark > max(partition.log_start, offset):
+            raise ContractViolation(
+                f"{what}: the new log start is {low_watermark}, past the offset asked for"
             )
         partition.raise_log_start(low_watermark)
 
@@ -1032,7 +1043,7 @@ class Player:
                     ),
                 ),
             )
-            code = ErrorCode(response.error_code)
+            code = _settled("LeaveGroup", response.error_code)
             if code == ErrorCode.none and getattr(response, "members", None):
                 code = _settled("LeaveGroup", response.members[0].error_code)
             return code
@@ -1048,47 +1059,53 @@ class Player:
 
     def _after_restart(self) -> None:
         self.unavailable_for(FUZZ_RECOVERY_SECONDS)
-        if self._disk_faults and not self.target.disk_faults_active():
-            # The target mended the disk to start the broker again.
-            self._disk_faults = False
-            self._disk_grace_until = trio.current_time() + FUZZ_RECOVERY_SECONDS
         # Members and generations live in the coordinator's memory (as in
         # Kafka, members rejoin after a coordinator restart).
         self.model.generations.clear()
 
+    async def _restarted(self) -> None:
+        """After a restart or crash: check everything, then no more loss is allowed
+        (unless a failing fdatasync may still take what is not durable)."""
+        self._after_restart()
+        await self.verify()
+        self.model.loss_realized()
+        if self._sync_faults_pending():
+            self.model.allow_loss(durable_only=True)
+
+    def _sync_faults_pending(self) -> bool:
+        return self.target.disk_faults_active() and self._sync_fault_injected
+
     async def _play_Restart(self, step: s.Restart) -> None:
-        if self._disk_faults:
+        if self.target.disk_faults_active():
             # A stop the disk fails is a crash: the page cache survives, no more.
             self.model.allow_loss(durable_only=False)
         await self.target.restart()
-        self._after_restart()
-        await self.verify()
+        await self._restarted()
 
     async def _play_Kill(self, step: s.Kill) -> None:
         self.model.allow_loss(durable_only=False)
         await self.target.kill(step.worker)
-        self._after_restart()
-        await self.verify()
+        await self._restarted()
 
     async def _play_PowerLoss(self, step: s.PowerLoss) -> None:
         self.model.allow_loss(durable_only=True)
         await self.target.power_loss(step.seed)
-        self._after_restart()
-        await self.verify()
+        await self._restarted()
 
     async def _play_DiskFault(self, step: s.DiskFault) -> None:
         if step.kind == "eio-sync":
             # fsyncgate: what was not durable may be dropped when the partition recovers.
             self.model.allow_loss(durable_only=True)
+            self._sync_fault_injected = True
         self.target.disk_fault(step.kind, step.count)
-        self._disk_faults = True
+        self._disk_grace_until = trio.current_time() + FUZZ_RECOVERY_SECONDS
 
     async def _play_ClearFaults(self, step: s.ClearFaults) -> None:
-        self.target.clear_disk_faults()
-        if self._disk_faults:
-            self._disk_faults = False
+        if self._storage_errors_allowed():
+            # The broker may take a moment to find the disk working again.
             self._disk_grace_until = trio.current_time() + FUZZ_RECOVERY_SECONDS
             self.unavailable_for(FUZZ_RECOVERY_SECONDS)
+        self.target.clear_disk_faults()
 
     async def _play_NetFault(self, step: s.NetFault) -> None:
         """A connection that breaks or stalls beside the player's own (wire targets only)."""
@@ -1276,5 +1293,3 @@ class Player:
         missing = sorted(o for o in partition.acknowledged if o >= high_watermark)
         if missing:
             raise ContractViolation(f"{what}: acknowledged offsets {missing[:10]} are gone")
-        if partition.loss_floor is not None and not self._storage_errors_allowed():
-            partition.loss_floor = None

@@ -17,12 +17,12 @@ import os
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import attrs
 import trio
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
@@ -258,6 +258,17 @@ async def _run_one(
             summary.add(player, target, len(history))
 
     data_dir = tempfile.mkdtemp(prefix="history-", dir=work_dir)
+    try:
+        await _play_on_target(settings, data_dir, played)
+    finally:
+        # Passing or not: a failure's script plays it again, and a shrink tries
+        # thousands of histories.
+        _remove_tree(data_dir)
+
+
+async def _play_on_target(
+    settings: CampaignSettings, data_dir: str, played: Callable[[Target], Awaitable[None]]
+) -> None:
     if settings.target == "embedded":
         async with EmbeddedTarget.open(data_dir) as embedded:
             await played(embedded)
@@ -272,8 +283,6 @@ async def _run_one(
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(30):
                     await remote.delete_topics()
-    # Passing histories leave nothing behind.
-    _remove_tree(data_dir)
 
 
 def _run_sync(
@@ -393,6 +402,8 @@ def _scratch_parent(settings: CampaignSettings) -> str | None:
 
 def settings_for(examples: int) -> Any:
     return settings(
+        # Its notes (a slow shrink, say) would land in the JSON summary on stdout.
+        verbosity=Verbosity.quiet,
         max_examples=examples,
         database=None,
         deadline=None,

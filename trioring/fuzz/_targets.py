@@ -26,12 +26,13 @@ import trio
 from kio.static.primitive import i32Timedelta
 
 from trioring._broker import open_broker
-from trioring._constants import FUZZ_RECOVERY_SECONDS
+from trioring._constants import FUZZ_RECOVERY_SECONDS, FUZZ_STEP_SECONDS_MAX
 from trioring._exception_groups import BodyError, body_exception_unwrapped
 from trioring.client._cluster import Cluster
 from trioring.client._connection import ConnectionBrokenError
 from trioring.config import BrokerConfig, GroupConfig
 from trioring.fuzz._backend import Fault, FaultyBackend
+from trioring.fuzz._model import ContractViolation
 from trioring.protocol.kafka import ApiKey
 
 logger = logging.getLogger("trioring.fuzz")
@@ -204,7 +205,9 @@ class EmbeddedTarget(Target):
     async def _stop(self) -> None:
         if self._scope is not None and self._stopped is not None:
             self._scope.cancel()
-            await self._stopped.wait()
+            # Bounded: a broker that does not stop once cancelled is a hang.
+            with trio.fail_after(FUZZ_STEP_SECONDS_MAX):
+                await self._stopped.wait()
         self._scope = self._cluster = None
         # The process is gone; the machine is not: its page cache reaches the disk.
         self.backend.crash()
@@ -359,8 +362,20 @@ class ProcessTarget(_WireTarget):
             self.count("kill")
             return
         # The supervisor starts the worker again; clients find it when it is back.
-        await trio.to_thread.run_sync(self.broker.kill_worker, worker % self.workers)
-        self.count("kill-worker")
+        index = worker % self.workers
+        with trio.move_on_after(FUZZ_RECOVERY_SECONDS):
+            while True:
+                try:
+                    await trio.to_thread.run_sync(self.broker.kill_worker, index)
+                    break
+                except LookupError:
+                    # Still being restarted after the last kill: wait for it.
+                    await trio.sleep(0.05)
+            self.count("kill-worker")
+            return
+        raise ContractViolation(
+            f"worker {index} was not running again {FUZZ_RECOVERY_SECONDS:g} s after it was killed"
+        )
 
 
 class BootstrapTarget(_WireTarget):
@@ -409,7 +424,23 @@ class BootstrapTarget(_WireTarget):
         raise ConnectionBrokenError(f"no broker answers at {self.bootstrap}")
 
     async def delete_topics(self) -> None:
-        """Delete the topics this run created (by their prefix), so a shared broker keeps none."""
+        """Delete the topics this run created (by their prefix), so a shared broker keeps none.
+
+        Never raises: it runs after a failure too, which it must not hide.
+        """
+        try:
+            if self._cluster is None:
+                await self._connect()
+            await self._delete_topics()
+        except Exception as error:
+            logger.warning(
+                "could not delete this run's topics (%s*) at %s: %s",
+                self.name_prefix,
+                self.bootstrap,
+                error,
+            )
+
+    async def _delete_topics(self) -> None:
         await self.cluster.refresh(None, auto_create=False)
         names = tuple(name for name in self.cluster.topics if name.startswith(self.name_prefix))
         if names:
@@ -420,6 +451,10 @@ class BootstrapTarget(_WireTarget):
                 topics=(),
                 timeout=i32Timedelta.parse(datetime.timedelta(seconds=10)),
             )
+
+    async def restart(self) -> None:
+        # The user's command is the only way to stop this broker: as a kill.
+        await self.kill(None)
 
     async def kill(self, worker: int | None) -> None:
         assert self.restart_command is not None
