@@ -201,6 +201,9 @@ class ProducerModel:
 class MemberModel:
     member_id: str
     generation: int
+    #: When it joined (trio time): the player sends no heartbeats, so after the
+    #: session timeout the coordinator may have removed it.
+    joined_at: float = 0.0
 
 
 @attrs.define

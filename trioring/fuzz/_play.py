@@ -112,6 +112,7 @@ class Player:
         self._nonce = random.Random().getrandbits(32)
         #: Until when (trio time) the broker may be unavailable: after a restart or a fault.
         self._unavailable_until = -math.inf
+        self._started = False
         #: Until when storage errors stay allowed once no disk fault is in force.
         self._disk_grace_until = -math.inf
         #: Whether a failing fdatasync was injected (its loss may come late: at recovery).
@@ -141,8 +142,17 @@ class Player:
     # --- playing ------------------------------------------------------------------------
 
     async def play(self, step: s.Step) -> None:
+        if not self._started:
+            self._started = True
+            if self.target.settles_slowly:
+                # Another broker: its offsets topic and coordinators come up lazily.
+                self.unavailable_for(FUZZ_RECOVERY_SECONDS)
         method = getattr(self, f"_play_{type(step).__name__}")
         await method(step)
+
+    def _expired(self, member: MemberModel) -> bool:
+        session_s = FUZZ_GROUP_SESSION_TIMEOUT_MS / 1000
+        return trio.current_time() - member.joined_at >= session_s
 
     def _storage_errors_allowed(self) -> bool:
         """A disk fault is in force, or ended less than FUZZ_RECOVERY_SECONDS ago."""
@@ -161,6 +171,12 @@ class Player:
                 if trio.current_time() >= self._unavailable_until:
                     raise ContractViolation(f"{what}: {error}") from None
                 await trio.sleep(0.05)
+
+    def _settling(self) -> None:
+        """Another broker applies topic changes in the background (KRaft brokers update
+        their metadata before their partitions): retriable answers are allowed a while."""
+        if self.target.settles_slowly:
+            self.unavailable_for(FUZZ_RECOVERY_SECONDS)
 
     def unavailable_for(self, seconds: float) -> None:
         self._unavailable_until = max(self._unavailable_until, trio.current_time() + seconds)
@@ -219,6 +235,7 @@ class Player:
                 [PartitionModel() for _ in range(step.partitions)]
             )
             await self._await_metadata(name, step.partitions)
+            self._settling()
         elif code == ErrorCode.topic_already_exists and exists:
             pass
         elif code == ErrorCode.kafka_storage_error and self._storage_errors_allowed():
@@ -285,6 +302,7 @@ class Player:
                 for sequence_key in [k for k in producer.sequences if k[0] == step.topic]:
                     del producer.sequences[sequence_key]
             await self._await_metadata(name, None)
+            self._settling()
         elif not (
             (code == ErrorCode.unknown_topic_or_partition and not exists)
             or (code == ErrorCode.kafka_storage_error and self._storage_errors_allowed())
@@ -330,6 +348,7 @@ class Player:
                 PartitionModel() for _ in range(step.total - len(topic.partitions))
             )
             await self._await_metadata(name, step.total)
+            self._settling()
 
     # --- producing ----------------------------------------------------------------------
 
@@ -435,6 +454,9 @@ class Player:
         if step.acks == 0:
             self._unknown(partition, values)
             self._forget_producer(step.producer)
+            if partition is None:
+                # Kafka closes the connection of an acks=0 Produce it refuses.
+                self._settling()
             return
         if partition is None:
             if code != ErrorCode.unknown_topic_or_partition:
@@ -870,9 +892,10 @@ class Player:
                 ErrorCode.illegal_generation,
                 ErrorCode.rebalance_in_progress,
             )
-            and trio.current_time() < self._unavailable_until
+            and (trio.current_time() < self._unavailable_until or self._expired(member))
         ):
-            # A restart forgot the member (groups' members live in memory).
+            # A restart forgot the member (groups' members live in memory), or
+            # its session ran out (the player sends no heartbeats).
             del self.model.members[step.group]
             return
         raise ContractViolation(f"{what}: answered {ErrorCode(code).name}")
@@ -1019,7 +1042,7 @@ class Player:
             sync_code in _DISK_ERRORS and self._storage_errors_allowed()
         ):
             raise ContractViolation(f"{what}: SyncGroup answered {sync_code.name}")
-        self.model.members[step.group] = MemberModel(member_id, generation)
+        self.model.members[step.group] = MemberModel(member_id, generation, trio.current_time())
 
     async def _play_LeaveGroup(self, step: s.LeaveGroup) -> None:
         member = self.model.members.pop(step.group, None)
@@ -1051,7 +1074,9 @@ class Player:
         code = await self._retrying(what, attempt)
         if code == ErrorCode.none:
             return
-        if code == ErrorCode.unknown_member_id and trio.current_time() < self._unavailable_until:
+        if code in (ErrorCode.unknown_member_id, ErrorCode.illegal_generation) and (
+            trio.current_time() < self._unavailable_until or self._expired(member)
+        ):
             return
         raise ContractViolation(f"{what}: answered {code.name}")
 
