@@ -490,6 +490,9 @@ assert CLI_BENCH_RECORD_BYTES_MAX <= CLI_BENCH_VALUE_POOL_BYTES
 #: How long the broker may be unavailable after a restart, a crash or cleared disk
 #: faults before the harness calls it a failure (Kafka's clients retry this long).
 FUZZ_RECOVERY_SECONDS = 10.0
+#: How long after the disk works again the broker may still refuse work with storage
+#: errors: its retries of offline partitions back off to PARTITION_RECOVERY_DELAY_LAST_SECONDS.
+FUZZ_DISK_RECOVERY_SECONDS = PARTITION_RECOVERY_DELAY_LAST_SECONDS + 5.0
 #: Longest a step may take before the harness calls it a hang (recovery included).
 FUZZ_STEP_SECONDS_MAX = 60.0
 #: The harness's group members: a session long enough to outlast slow steps, and a
@@ -500,6 +503,7 @@ FUZZ_GROUP_REBALANCE_TIMEOUT_MS = 1_000
 FUZZ_STALLED_CONNECTIONS_MAX = 8
 
 assert FUZZ_RECOVERY_SECONDS * 2 < FUZZ_STEP_SECONDS_MAX
+assert FUZZ_DISK_RECOVERY_SECONDS < FUZZ_STEP_SECONDS_MAX
 #: Fetches a stalled connection sends before it stops reading (each asks for 64 MiB).
 FUZZ_STALLED_FETCHES = 16
 

@@ -28,6 +28,7 @@ from kio.schema.errors import ErrorCode
 from kio.static.primitive import i32Timedelta
 
 from trioring._constants import (
+    FUZZ_DISK_RECOVERY_SECONDS,
     FUZZ_GROUP_REBALANCE_TIMEOUT_MS,
     FUZZ_GROUP_SESSION_TIMEOUT_MS,
     FUZZ_RECOVERY_SECONDS,
@@ -155,10 +156,10 @@ class Player:
         return trio.current_time() - member.joined_at >= session_s
 
     def _storage_errors_allowed(self) -> bool:
-        """A disk fault is in force, or ended less than FUZZ_RECOVERY_SECONDS ago."""
+        """A disk fault is in force, or ended less than FUZZ_DISK_RECOVERY_SECONDS ago."""
         now = trio.current_time()
         if self.target.disk_faults_active():
-            self._disk_grace_until = now + FUZZ_RECOVERY_SECONDS
+            self._disk_grace_until = now + FUZZ_DISK_RECOVERY_SECONDS
             return True
         return now < self._disk_grace_until
 
@@ -376,7 +377,7 @@ class Player:
         saved = self._unavailable_until
         if self._storage_errors_allowed():
             # The id block may have to be written to a failing disk: keep trying a while.
-            self.unavailable_for(FUZZ_RECOVERY_SECONDS)
+            self.unavailable_for(FUZZ_DISK_RECOVERY_SECONDS)
         try:
             producer: ProducerModel = await self._retrying("InitProducerId", attempt)
         finally:
@@ -451,6 +452,21 @@ class Player:
             code, base_offset = ErrorCode.network_exception, -1
         except ConnectionBrokenError:
             code, base_offset = ErrorCode.network_exception, -1
+        if (
+            producer is not None
+            and partition is not None
+            and step.acks != 0
+            and code
+            in (
+                ErrorCode.network_exception,
+                ErrorCode.request_timed_out,
+                ErrorCode.kafka_storage_error,
+            )
+        ):
+            # An idempotent producer sends the same batch again, as a client
+            # does after a lost answer or a refused write: whether or not the
+            # first one was written, the records may then be there only once.
+            code, base_offset = await self._resend(attempt, what)
         if step.acks == 0:
             self._unknown(partition, values)
             self._forget_producer(step.producer)
@@ -493,6 +509,27 @@ class Player:
             # A loss took the producer's last batches: its sequence is ahead now.
             return
         raise ContractViolation(f"{what}: answered {ErrorCode(code).name}")
+
+    async def _resend(self, attempt: Callable[[], Any], what: str) -> tuple[int, int]:
+        """The same idempotent batch again until it is answered, for a bounded time."""
+        seconds = (
+            FUZZ_DISK_RECOVERY_SECONDS if self._storage_errors_allowed() else FUZZ_RECOVERY_SECONDS
+        )
+        deadline = trio.current_time() + seconds
+        code, base_offset = ErrorCode.network_exception, -1
+        while trio.current_time() < deadline:
+            await trio.sleep(0.05)
+            try:
+                code, base_offset = await attempt()
+            except (_Unavailable, ConnectionBrokenError):
+                continue
+            if code not in (ErrorCode.kafka_storage_error, ErrorCode.request_timed_out):
+                break
+        self.counts["idempotent_resends"] = self.counts.get("idempotent_resends", 0) + 1
+        if code == ErrorCode.duplicate_sequence_number:
+            # Written once, at an offset the broker no longer says: still unknown.
+            return ErrorCode.network_exception, -1
+        return code, base_offset
 
     def _unknown(self, partition: PartitionModel | None, values: list[bytes]) -> None:
         """Records that may or may not have been written (the values are in ``maybe``)."""
@@ -1123,13 +1160,13 @@ class Player:
             self.model.allow_loss(durable_only=True)
             self._sync_fault_injected = True
         self.target.disk_fault(step.kind, step.count)
-        self._disk_grace_until = trio.current_time() + FUZZ_RECOVERY_SECONDS
+        self._disk_grace_until = trio.current_time() + FUZZ_DISK_RECOVERY_SECONDS
 
     async def _play_ClearFaults(self, step: s.ClearFaults) -> None:
         if self._storage_errors_allowed():
-            # The broker may take a moment to find the disk working again.
-            self._disk_grace_until = trio.current_time() + FUZZ_RECOVERY_SECONDS
-            self.unavailable_for(FUZZ_RECOVERY_SECONDS)
+            # The broker may take a while to find the disk working again.
+            self._disk_grace_until = trio.current_time() + FUZZ_DISK_RECOVERY_SECONDS
+            self.unavailable_for(FUZZ_DISK_RECOVERY_SECONDS)
         self.target.clear_disk_faults()
 
     async def _play_NetFault(self, step: s.NetFault) -> None:
@@ -1245,7 +1282,7 @@ class Player:
         (by itself, within the recovery time), and everything checks out."""
         await self._play_ClearFaults(s.ClearFaults())
         for topic, index, _partition in self.model.all_partitions():
-            deadline = trio.current_time() + FUZZ_RECOVERY_SECONDS
+            deadline = trio.current_time() + FUZZ_DISK_RECOVERY_SECONDS
             while True:
                 before = self.counts["records_acknowledged"]
                 await self._play_Produce(s.Produce(topic, index, -1, 1))
@@ -1254,7 +1291,7 @@ class Player:
                 if trio.current_time() >= deadline:
                     raise ContractViolation(
                         f"{self.topic_name(topic)}-{index} did not take writes again within "
-                        f"{FUZZ_RECOVERY_SECONDS:.0f} s of the disk working again"
+                        f"{FUZZ_DISK_RECOVERY_SECONDS:.0f} s of the disk working again"
                     )
                 await trio.sleep(0.1)
         await self.verify()
