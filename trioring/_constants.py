@@ -499,6 +499,8 @@ FUZZ_STEP_SECONDS_MAX = 60.0
 #: rebalance timeout short enough that a lone member's JoinGroup answers at once.
 FUZZ_GROUP_SESSION_TIMEOUT_MS = 45_000
 FUZZ_GROUP_REBALANCE_TIMEOUT_MS = 1_000
+#: Times an idempotent batch with no answer (or a storage error) is sent again.
+FUZZ_IDEMPOTENT_RESENDS_MAX = 3
 #: Connections a history may leave stalled (a client that stopped reading).
 FUZZ_STALLED_CONNECTIONS_MAX = 8
 

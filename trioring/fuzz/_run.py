@@ -72,6 +72,8 @@ class Summary:
     records_acknowledged: int = 0
     records_verified: int = 0
     records_unknown: int = 0
+    #: Idempotent batches sent again after no answer or a storage error.
+    idempotent_resends: int = 0
     #: Produce answers other than NONE, by error name.
     produce_errors: dict[str, int] = attrs.Factory(dict)
     elapsed_s: float = 0.0
@@ -87,6 +89,7 @@ class Summary:
         self.records_acknowledged += player.counts["records_acknowledged"]
         self.records_verified += player.counts["records_verified"]
         self.records_unknown += player.counts["records_unknown"]
+        self.idempotent_resends += player.counts["idempotent_resends"]
         for name, number in player.errors.items():
             self.produce_errors[name] = self.produce_errors.get(name, 0) + number
 
