@@ -15,7 +15,6 @@ violations otherwise.
 
 from __future__ import annotations
 
-import datetime
 import math
 import random
 import socket
@@ -25,7 +24,6 @@ from typing import Any
 
 import trio
 from kio.schema.errors import ErrorCode
-from kio.static.primitive import i32Timedelta
 
 from trioring._constants import (
     FUZZ_DISK_RECOVERY_SECONDS,
@@ -39,6 +37,7 @@ from trioring._constants import (
 from trioring.client._cluster import Cluster
 from trioring.client._connection import BrokerConnection, ConnectionBrokenError
 from trioring.errors import TrioringError
+from trioring.fuzz import _kafka as kafka
 from trioring.fuzz import steps as s
 from trioring.fuzz._model import (
     ContractViolation,
@@ -49,9 +48,6 @@ from trioring.fuzz._model import (
     TopicModel,
 )
 from trioring.fuzz._targets import Target
-from trioring.protocol.kafka import ApiKey, request_schema
-from trioring.protocol.kafka._build import build, sibling
-from trioring.protocol.kafka._client import encode_request
 from trioring.protocol.kafka.consumer_protocol import (
     SUBSCRIPTION_VERSION_MAX,
     Subscription,
@@ -83,8 +79,6 @@ _DISK_ERRORS = frozenset(
         ErrorCode.unknown_server_error,
     }
 )
-_EARLIEST, _LATEST = -2, -1
-_FETCH_BYTES_MAX = 1 << 20
 
 
 class _Unavailable(Exception):
@@ -97,10 +91,6 @@ def _settled(api: str, code: int) -> ErrorCode:
     if error in _RETRIABLE:
         raise _Unavailable(f"{api}: {error.name}")
     return error
-
-
-def _timeout(milliseconds: int) -> i32Timedelta:
-    return i32Timedelta.parse(datetime.timedelta(milliseconds=milliseconds))
 
 
 class Player:
@@ -209,26 +199,8 @@ class Player:
         name = self.topic_name(step.topic)
 
         async def attempt() -> int:
-            connection = await self._any()
-            version = connection.version(ApiKey.CREATE_TOPICS)
-            topic_class = sibling(request_schema(ApiKey.CREATE_TOPICS, version), "CreatableTopic")
-            _, response = await connection.request(
-                ApiKey.CREATE_TOPICS,
-                topics=(
-                    build(
-                        topic_class,
-                        name=name,
-                        num_partitions=step.partitions,
-                        replication_factor=1,
-                        assignments=(),
-                        configs=(),
-                    ),
-                ),
-                timeout=_timeout(10_000),
-                validate_only=False,
-            )
-            code = _settled("CreateTopics", response.topics[0].error_code)
-            return code
+            code = await kafka.create_topic(await self._any(), name, step.partitions)
+            return _settled("CreateTopics", code)
 
         what = f"create topic {name} ({step.partitions} partitions)"
         code = await self._retrying(what, attempt)
@@ -286,12 +258,7 @@ class Player:
         name = self.topic_name(step.topic)
 
         async def attempt() -> int:
-            connection = await self._any()
-            _, response = await connection.request(
-                ApiKey.DELETE_TOPICS, topic_names=(name,), topics=(), timeout=_timeout(10_000)
-            )
-            code = _settled("DeleteTopics", response.responses[0].error_code)
-            return code
+            return _settled("DeleteTopics", await kafka.delete_topics(await self._any(), (name,)))
 
         what = f"delete topic {name}"
         code = await self._retrying(what, attempt)
@@ -319,19 +286,8 @@ class Player:
         name = self.topic_name(step.topic)
 
         async def attempt() -> int:
-            connection = await self._any()
-            version = connection.version(ApiKey.CREATE_PARTITIONS)
-            topic_class = sibling(
-                request_schema(ApiKey.CREATE_PARTITIONS, version), "CreatePartitionsTopic"
-            )
-            _, response = await connection.request(
-                ApiKey.CREATE_PARTITIONS,
-                topics=(build(topic_class, name=name, count=step.total, assignments=None),),
-                timeout=_timeout(10_000),
-                validate_only=False,
-            )
-            code = _settled("CreatePartitions", response.results[0].error_code)
-            return code
+            code = await kafka.create_partitions(await self._any(), name, step.total)
+            return _settled("CreatePartitions", code)
 
         what = f"grow topic {name} to {step.total} partitions"
         code = await self._retrying(what, attempt)
@@ -361,20 +317,13 @@ class Player:
             return known
 
         async def attempt() -> ProducerModel:
-            connection = await self._any()
-            _, response = await connection.request(
-                ApiKey.INIT_PRODUCER_ID,
-                transactional_id=None,
-                transaction_timeout=_timeout(60_000),
-                producer_id=-1,
-                producer_epoch=-1,
-            )
-            code = ErrorCode(response.error_code)
+            answer, producer_id, epoch = await kafka.init_producer_id(await self._any())
+            code = ErrorCode(answer)
             if code in _RETRIABLE or (code in _DISK_ERRORS and self._storage_errors_allowed()):
                 raise _Unavailable(f"InitProducerId: {code.name}")
             if code != ErrorCode.none:
                 raise ContractViolation(f"InitProducerId answered {code.name}")
-            return ProducerModel(int(response.producer_id), int(response.producer_epoch))
+            return ProducerModel(producer_id, epoch)
 
         saved = self._unavailable_until
         if self._storage_errors_allowed():
@@ -409,32 +358,7 @@ class Player:
             partition.maybe.update(values)
 
         async def send(connection: BrokerConnection) -> tuple[int, int]:
-            version = connection.version(ApiKey.PRODUCE)
-            request_class = request_schema(ApiKey.PRODUCE, version)
-            fields: dict[str, Any] = {
-                "transactional_id": None,
-                "acks": step.acks,
-                "timeout": _timeout(10_000),
-                "topic_data": (
-                    build(
-                        sibling(request_class, "TopicProduceData"),
-                        name=name,
-                        partition_data=(
-                            build(
-                                sibling(request_class, "PartitionProduceData"),
-                                index=step.partition,
-                                records=batch,
-                            ),
-                        ),
-                    ),
-                ),
-            }
-            if step.acks == 0:
-                await connection.send_only(ApiKey.PRODUCE, **fields)
-                return ErrorCode.none, -1
-            _, response = await connection.request(ApiKey.PRODUCE, **fields)
-            answer = response.responses[0].partition_responses[0]
-            return ErrorCode(answer.error_code), int(answer.base_offset)
+            return await kafka.produce(connection, name, step.partition, step.acks, batch)
 
         async def attempt() -> tuple[int, int]:
             code, base_offset = await send(await self._leader(step.topic, step.partition))
@@ -599,49 +523,8 @@ class Player:
         self, topic: int, partition_index: int, offset: int
     ) -> tuple[int, int, int, bytes]:
         """(error, high watermark, log start, records) of one Fetch at ``offset``."""
-        name = self.topic_name(topic)
         connection = await self._leader(topic, partition_index)
-        version = connection.version(ApiKey.FETCH)
-        schema = request_schema(ApiKey.FETCH, version)
-        _, response = await connection.request(
-            ApiKey.FETCH,
-            replica_id=-1,
-            max_wait=_timeout(0),
-            min_bytes=0,
-            max_bytes=_FETCH_BYTES_MAX,
-            isolation_level=0,
-            session_id=0,
-            session_epoch=-1,
-            topics=(
-                build(
-                    sibling(schema, "FetchTopic"),
-                    topic=name,
-                    partitions=(
-                        build(
-                            sibling(schema, "FetchPartition"),
-                            partition=partition_index,
-                            current_leader_epoch=-1,
-                            fetch_offset=offset,
-                            last_fetched_epoch=-1,
-                            log_start_offset=-1,
-                            partition_max_bytes=_FETCH_BYTES_MAX,
-                        ),
-                    ),
-                ),
-            ),
-            forgotten_topics_data=(),
-            rack_id="",
-        )
-        code = ErrorCode(getattr(response, "error_code", ErrorCode.none))
-        if code != ErrorCode.none:
-            return code, -1, -1, b""
-        answer = response.responses[0].partitions[0]
-        return (
-            ErrorCode(answer.error_code),
-            int(answer.high_watermark),
-            int(getattr(answer, "log_start_offset", -1)),
-            bytes(answer.records or b""),
-        )
+        return await kafka.fetch(connection, self.topic_name(topic), partition_index, offset)
 
     def _check_records(
         self,
@@ -728,37 +611,15 @@ class Player:
 
     async def _list_offsets(self, topic: int, partition_index: int) -> tuple[int, int, int]:
         """(error, log start, high watermark) by ListOffsets."""
-        name = self.topic_name(topic)
         results = []
-        for timestamp in (_EARLIEST, _LATEST):
+        for timestamp in (kafka.EARLIEST, kafka.LATEST):
             connection = await self._leader(topic, partition_index)
-            version = connection.version(ApiKey.LIST_OFFSETS)
-            schema = request_schema(ApiKey.LIST_OFFSETS, version)
-            _, response = await connection.request(
-                ApiKey.LIST_OFFSETS,
-                replica_id=-1,
-                isolation_level=0,
-                timeout_ms=10_000,
-                topics=(
-                    build(
-                        sibling(schema, "ListOffsetsTopic"),
-                        name=name,
-                        partitions=(
-                            build(
-                                sibling(schema, "ListOffsetsPartition"),
-                                partition_index=partition_index,
-                                current_leader_epoch=-1,
-                                timestamp=timestamp,
-                            ),
-                        ),
-                    ),
-                ),
+            code, offset = await kafka.list_offset(
+                connection, self.topic_name(topic), partition_index, timestamp
             )
-            answer = response.topics[0].partitions[0]
-            code = ErrorCode(answer.error_code)
             if code != ErrorCode.none:
                 return code, -1, -1
-            results.append(int(answer.offset))
+            results.append(offset)
         return ErrorCode.none, results[0], results[1]
 
     async def _play_ListOffsets(self, step: s.ListOffsets) -> None:
@@ -791,29 +652,10 @@ class Player:
 
         async def attempt() -> tuple[int, int]:
             connection = await self._leader(step.topic, step.partition)
-            schema = request_schema(
-                ApiKey.DELETE_RECORDS, connection.version(ApiKey.DELETE_RECORDS)
+            code, low_watermark = await kafka.delete_records(
+                connection, name, step.partition, offset
             )
-            _, response = await connection.request(
-                ApiKey.DELETE_RECORDS,
-                topics=(
-                    build(
-                        sibling(schema, "DeleteRecordsTopic"),
-                        name=name,
-                        partitions=(
-                            build(
-                                sibling(schema, "DeleteRecordsPartition"),
-                                partition_index=step.partition,
-                                offset=offset,
-                            ),
-                        ),
-                    ),
-                ),
-                timeout=_timeout(10_000),
-            )
-            answer = response.topics[0].partitions[0]
-            code = _settled("DeleteRecords", answer.error_code)
-            return code, int(answer.low_watermark)
+            return _settled("DeleteRecords", code), low_watermark
 
         if partition is not None:
             # Answered or not, the log start may move up to here from now on.
@@ -874,32 +716,16 @@ class Player:
 
         async def attempt() -> int:
             connection = await self._coordinator(step.group, what)
-            schema = request_schema(ApiKey.OFFSET_COMMIT, connection.version(ApiKey.OFFSET_COMMIT))
-            generation = member.generation if member is not None else -1
-            _, response = await connection.request(
-                ApiKey.OFFSET_COMMIT,
-                group_id=group,
-                generation_id_or_member_epoch=generation,
-                generation_id=generation,
-                member_id=member.member_id if member is not None else "",
-                group_instance_id=None,
-                topics=(
-                    build(
-                        sibling(schema, "OffsetCommitRequestTopic"),
-                        name=topic_name,
-                        partitions=(
-                            build(
-                                sibling(schema, "OffsetCommitRequestPartition"),
-                                partition_index=step.partition,
-                                committed_offset=offset,
-                                committed_leader_epoch=-1,
-                                committed_metadata="",
-                            ),
-                        ),
-                    ),
-                ),
+            code = ErrorCode(
+                await kafka.offset_commit(
+                    connection,
+                    group,
+                    None if member is None else (member.member_id, member.generation),
+                    name=topic_name,
+                    partition=step.partition,
+                    offset=offset,
+                )
             )
-            code = ErrorCode(response.topics[0].partitions[0].error_code)
             if code in _RETRIABLE - {ErrorCode.rebalance_in_progress}:
                 raise _Unavailable(f"OffsetCommit: {code.name}")
             return code
@@ -950,34 +776,14 @@ class Player:
 
         async def attempt() -> dict[tuple[str, int], tuple[int, int]]:
             connection = await self._coordinator(step.group, what)
-            schema = request_schema(ApiKey.OFFSET_FETCH, connection.version(ApiKey.OFFSET_FETCH))
             by_topic: dict[str, list[int]] = {}
             for topic, partition in expected:
                 by_topic.setdefault(self.topic_name(topic), []).append(partition)
-            _, response = await connection.request(
-                ApiKey.OFFSET_FETCH,
-                group_id=group,
-                topics=tuple(
-                    build(
-                        sibling(schema, "OffsetFetchRequestTopic"),
-                        name=name,
-                        partition_indexes=tuple(partitions),
-                    )
-                    for name, partitions in by_topic.items()
-                ),
-                require_stable=False,
-            )
-            code = _settled("OffsetFetch", getattr(response, "error_code", ErrorCode.none))
+            group_code, answers = await kafka.offset_fetch(connection, group, by_topic)
+            code = _settled("OffsetFetch", group_code)
             if code != ErrorCode.none:
                 raise ContractViolation(f"{what}: answered {code.name}")
-            return {
-                (topic.name, int(p.partition_index)): (
-                    ErrorCode(p.error_code),
-                    int(p.committed_offset),
-                )
-                for topic in response.topics
-                for p in topic.partitions
-            }
+            return answers
 
         answers = await self._retrying(what, attempt)
         for (topic, partition), offset in expected.items():
@@ -998,27 +804,14 @@ class Player:
         )
 
         async def join(member_id: str) -> Any:
-            connection = await self._coordinator(step.group, what)
-            schema = request_schema(ApiKey.JOIN_GROUP, connection.version(ApiKey.JOIN_GROUP))
-            _, response = await connection.request(
-                ApiKey.JOIN_GROUP,
-                timeout_s=(FUZZ_GROUP_REBALANCE_TIMEOUT_MS + 10_000) / 1000,
-                group_id=group,
-                session_timeout=_timeout(FUZZ_GROUP_SESSION_TIMEOUT_MS),
-                rebalance_timeout=_timeout(FUZZ_GROUP_REBALANCE_TIMEOUT_MS),
-                member_id=member_id,
-                group_instance_id=None,
-                protocol_type="consumer",
-                protocols=(
-                    build(
-                        sibling(schema, "JoinGroupRequestProtocol"),
-                        name="range",
-                        metadata=subscription,
-                    ),
-                ),
-                reason=None,
+            return await kafka.join_group(
+                await self._coordinator(step.group, what),
+                group,
+                member_id,
+                subscription,
+                session_timeout_ms=FUZZ_GROUP_SESSION_TIMEOUT_MS,
+                rebalance_timeout_ms=FUZZ_GROUP_REBALANCE_TIMEOUT_MS,
             )
-            return response
 
         async def attempt() -> Any:
             response = await join(member.member_id if member is not None else "")
@@ -1053,26 +846,15 @@ class Player:
         assignment = encode_assignment(0, [])
 
         async def sync() -> ErrorCode:
-            connection = await self._coordinator(step.group, what)
-            schema = request_schema(ApiKey.SYNC_GROUP, connection.version(ApiKey.SYNC_GROUP))
-            _, answer = await connection.request(
-                ApiKey.SYNC_GROUP,
-                timeout_s=(FUZZ_GROUP_REBALANCE_TIMEOUT_MS + 10_000) / 1000,
-                group_id=group,
-                generation_id=generation,
-                member_id=member_id,
-                group_instance_id=None,
-                protocol_type="consumer",
-                protocol_name="range",
-                assignments=(
-                    build(
-                        sibling(schema, "SyncGroupRequestAssignment"),
-                        member_id=member_id,
-                        assignment=assignment,
-                    ),
-                ),
+            code = await kafka.sync_group(
+                await self._coordinator(step.group, what),
+                group,
+                member_id,
+                generation,
+                assignment,
+                rebalance_timeout_ms=FUZZ_GROUP_REBALANCE_TIMEOUT_MS,
             )
-            return ErrorCode(answer.error_code)
+            return ErrorCode(code)
 
         sync_code = await sync()
         if sync_code != ErrorCode.none and not (
@@ -1090,22 +872,10 @@ class Player:
 
         async def attempt() -> int:
             connection = await self._coordinator(step.group, what)
-            schema = request_schema(ApiKey.LEAVE_GROUP, connection.version(ApiKey.LEAVE_GROUP))
-            _, response = await connection.request(
-                ApiKey.LEAVE_GROUP,
-                group_id=group,
-                member_id=member.member_id,
-                members=(
-                    build(
-                        sibling(schema, "MemberIdentity"),
-                        member_id=member.member_id,
-                        group_instance_id=None,
-                    ),
-                ),
-            )
-            code = _settled("LeaveGroup", response.error_code)
-            if code == ErrorCode.none and getattr(response, "members", None):
-                code = _settled("LeaveGroup", response.members[0].error_code)
+            group_code, member_code = await kafka.leave_group(connection, group, member.member_id)
+            code = _settled("LeaveGroup", group_code)
+            if code == ErrorCode.none:
+                code = _settled("LeaveGroup", member_code)
             return code
 
         code = await self._retrying(what, attempt)
@@ -1183,12 +953,12 @@ class Player:
         self.target.count(f"net-{step.kind}")
         if step.kind == "stop-reading":
             frames = [
-                self._fetch_frame(versions, name, correlation_id)
+                kafka.fetch_frame(versions, name, correlation_id)
                 for correlation_id in range(FUZZ_STALLED_FETCHES)
             ]
         else:
             values = [self._value() for _ in range(3)]
-            frames = [self._produce_frame(versions, name, values)]
+            frames = [kafka.produce_frame(versions, name, values)]
             if step.kind == "reset-mid-request":
                 frames = [frames[0][: len(frames[0]) // 2]]
             else:
@@ -1212,64 +982,6 @@ class Player:
         # A reset, not a goodbye: the broker sees ECONNRESET.
         stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await stream.aclose()
-
-    def _produce_frame(self, connection: BrokerConnection, name: str, values: list[bytes]) -> bytes:
-        version = connection.version(ApiKey.PRODUCE)
-        request_class = request_schema(ApiKey.PRODUCE, version)
-        body = build(
-            request_class,
-            transactional_id=None,
-            acks=1,
-            timeout=_timeout(10_000),
-            topic_data=(
-                build(
-                    sibling(request_class, "TopicProduceData"),
-                    name=name,
-                    partition_data=(
-                        build(
-                            sibling(request_class, "PartitionProduceData"),
-                            index=0,
-                            records=build_batch([Record(value=value) for value in values]),
-                        ),
-                    ),
-                ),
-            ),
-        )
-        return encode_request(ApiKey.PRODUCE, version, 1, "trioring-fuzz", body)
-
-    def _fetch_frame(self, connection: BrokerConnection, name: str, correlation_id: int) -> bytes:
-        version = connection.version(ApiKey.FETCH)
-        schema = request_schema(ApiKey.FETCH, version)
-        body = build(
-            schema,
-            replica_id=-1,
-            max_wait=_timeout(0),
-            min_bytes=0,
-            max_bytes=64 << 20,
-            isolation_level=0,
-            session_id=0,
-            session_epoch=-1,
-            topics=(
-                build(
-                    sibling(schema, "FetchTopic"),
-                    topic=name,
-                    partitions=(
-                        build(
-                            sibling(schema, "FetchPartition"),
-                            partition=0,
-                            current_leader_epoch=-1,
-                            fetch_offset=0,
-                            last_fetched_epoch=-1,
-                            log_start_offset=-1,
-                            partition_max_bytes=64 << 20,
-                        ),
-                    ),
-                ),
-            ),
-            forgotten_topics_data=(),
-            rack_id="",
-        )
-        return encode_request(ApiKey.FETCH, version, correlation_id, "trioring-fuzz", body)
 
     async def aclose(self) -> None:
         for stream in self._stalled:
