@@ -288,3 +288,32 @@ async def test_a_flood_of_bad_connections_logs_a_bounded_number_of_escaped_lines
     assert 1 <= len(closing) <= 20, len(closing)
     assert all("\x1b" not in line and "\n" not in line and "\r" not in line for line in lines)
     assert any("evil\\x1b[2J\\r\\nforged" in line for line in closing), closing[:1]
+
+
+async def test_a_bug_in_a_connections_clean_up_costs_that_connection_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clean-up after a connection ends was outside the error boundary: a failed
+    assertion in the memory budget's bookkeeping there (found by the wire fuzzer)
+    stopped the whole broker."""
+    from trioring.server import _server  # noqa: PLC0415
+
+    def broken(self: Any, memory: Any) -> None:
+        raise AssertionError("bookkeeping bug, on purpose")
+
+    monkeypatch.setattr(_server._Connection, "release_all", broken)
+    async with running_server(tmp_path / "data") as (broker, server):
+        await broker.create_topic(TOPIC)
+        for _ in range(3):
+            wire = await KafkaWire.connect(server.port)
+            await wire.aclose()
+        await trio.sleep(0.1)
+        # Still serving.
+        wire = await KafkaWire.connect(server.port)
+        response = await wire.request(
+            ApiKey.METADATA, 4, MetadataRequest(topics=None, allow_auto_topic_creation=False)
+        )
+        assert any(topic.name == TOPIC for topic in response.topics)
+        await wire.aclose()
+    lines = [r.getMessage() for r in caplog.records if "releasing the connection" in r.getMessage()]
+    assert lines and "bookkeeping bug" in lines[0]

@@ -225,7 +225,18 @@ class KafkaServer:
                     )
                 finally:
                     del self._connections[scope]
-                    connection.release_all(self.memory)
+                    try:
+                        connection.release_all(self.memory)
+                    except Exception as error:
+                        # The clean-up is inside the boundary too: a bug here
+                        # (once: a failed assertion in the memory budget's
+                        # bookkeeping) must cost one connection, not the broker.
+                        client_log.error(
+                            "%s: releasing the connection's request memory failed: %r",
+                            peer,
+                            error,
+                            exc_info=error,
+                        )
                     if self._draining and not self._connections:
                         self._all_closed.set()
                     with trio.CancelScope(shield=True):
