@@ -26,6 +26,7 @@ from trioring.fuzz import (
     ContractViolation,
     FaultyBackend,
     HistoryFailed,
+    _kafka,
     _run,
     history_strategy,
     replay,
@@ -36,12 +37,16 @@ from trioring.fuzz._run import play_history, render_script
 from trioring.fuzz._targets import EmbeddedTarget
 from trioring.fuzz.steps import (
     ClearFaults,
+    Commit,
     CreateTopic,
     DeleteRecords,
     DeleteTopic,
     DiskFault,
     Fetch,
+    FetchCommitted,
+    JoinGroup,
     Kill,
+    LeaveGroup,
     PowerLoss,
     Produce,
     Restart,
@@ -410,3 +415,39 @@ def test_the_command_line_says_what_it_did_and_refuses_mistakes() -> None:
         )
         assert refused.returncode == 2
         assert refused.stderr.strip().splitlines() == [f"trioring: error: {message}"]
+
+
+REBALANCES = [
+    CreateTopic(topic=0, partitions=2),
+    JoinGroup(group=0, topic=0, member=0),
+    JoinGroup(group=0, topic=0, member=1),
+    Commit(group=0, topic=0, partition=0, position=0.5),
+    JoinGroup(group=0, topic=0, member=0),
+    LeaveGroup(group=0, member=1),
+    Commit(group=0, topic=0, partition=1, position=0.0),
+    JoinGroup(group=0, topic=0, member=1),
+    Restart(),
+    JoinGroup(group=0, topic=0, member=0),
+    FetchCommitted(group=0),
+    LeaveGroup(group=0, member=0),
+    LeaveGroup(group=0, member=1),
+]
+
+
+@pytest.mark.parametrize("target", ["embedded", "process"])
+def test_rebalances_between_two_members(target: str) -> None:
+    replay(REBALANCES, target=target, **({"workers": 2} if target == "process" else {}))
+
+
+async def test_a_member_given_another_members_assignment_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = _kafka.sync_group
+
+    async def swapped(*args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        code, assignment = await real(*args, **kwargs)
+        return code, assignment[::-1]
+
+    monkeypatch.setattr(_kafka, "sync_group", swapped)
+    with pytest.raises(HistoryFailed, match="another member's assignment"):
+        await play_embedded(REBALANCES[:3], tmp_path)

@@ -324,11 +324,12 @@ async def sync_group(
     group: str,
     member_id: str,
     generation: int,
-    assignment: bytes,
     *,
+    assignments: dict[str, bytes],
     rebalance_timeout_ms: int,
-) -> int:
-    """SyncGroup as the group's leader, assigning ``assignment`` to itself."""
+) -> tuple[int, bytes]:
+    """SyncGroup (the leader gives ``assignments``; followers give none): (error, this
+    member's assignment)."""
     schema = request_schema(ApiKey.SYNC_GROUP, connection.version(ApiKey.SYNC_GROUP))
     _, answer = await connection.request(
         ApiKey.SYNC_GROUP,
@@ -339,15 +340,12 @@ async def sync_group(
         group_instance_id=None,
         protocol_type="consumer",
         protocol_name="range",
-        assignments=(
-            build(
-                sibling(schema, "SyncGroupRequestAssignment"),
-                member_id=member_id,
-                assignment=assignment,
-            ),
+        assignments=tuple(
+            build(sibling(schema, "SyncGroupRequestAssignment"), member_id=member, assignment=data)
+            for member, data in assignments.items()
         ),
     )
-    return int(answer.error_code)
+    return int(answer.error_code), bytes(answer.assignment or b"")
 
 
 async def leave_group(connection: BrokerConnection, group: str, member_id: str) -> tuple[int, int]:

@@ -211,7 +211,10 @@ class Model:
     topics: dict[int, TopicModel] = attrs.Factory(dict)
     #: (group, topic, partition) -> committed offset.
     committed: dict[tuple[int, int, int], int] = attrs.Factory(dict)
-    members: dict[int, MemberModel] = attrs.Factory(dict)
+    #: group -> member slot -> member, as of the last rebalance the player saw.
+    members: dict[int, dict[int, MemberModel]] = attrs.Factory(dict)
+    #: group -> until when (trio time) its members may be mid-rebalance (one left).
+    rebalancing_until: dict[int, float] = attrs.Factory(dict)
     producers: dict[int, ProducerModel] = attrs.Factory(dict)
     #: The last generation of each group seen: generations only go up.
     generations: dict[int, int] = attrs.Factory(dict)

@@ -711,7 +711,8 @@ class Player:
         offset = max(0, self._offset_at(partition, step.position))
         topic_name = self.topic_name(step.topic)
         group = self.group_name(step.group)
-        member = self.model.members.get(step.group)
+        members = self.model.members.get(step.group, {})
+        member = members[min(members)] if members else None
         what = f"commit offset {offset} of {topic_name}-{step.partition} for group {group}"
 
         async def attempt() -> int:
@@ -747,19 +748,22 @@ class Player:
             # Unknown: it may have been written before the sync failed.
             self.model.committed.pop(key, None)
             return
-        if (
-            member is not None
-            and code
-            in (
-                ErrorCode.unknown_member_id,
-                ErrorCode.illegal_generation,
-                ErrorCode.rebalance_in_progress,
+        if code in (
+            ErrorCode.unknown_member_id,
+            ErrorCode.illegal_generation,
+            ErrorCode.rebalance_in_progress,
+        ) and (
+            self._rebalancing(step.group)
+            or (
+                member is not None
+                and (trio.current_time() < self._unavailable_until or self._expired(member))
             )
-            and (trio.current_time() < self._unavailable_until or self._expired(member))
         ):
-            # A restart forgot the member (groups' members live in memory), or
-            # its session ran out (the player sends no heartbeats).
-            del self.model.members[step.group]
+            # Refused, so not written: a member left and the others have not
+            # rejoined yet, a restart forgot the members (they live in memory),
+            # or a session ran out (the player sends no heartbeats).
+            if member is not None:
+                self.model.members.pop(step.group, None)
             return
         raise ContractViolation(f"{what}: answered {ErrorCode(code).name}")
 
@@ -794,81 +798,162 @@ class Player:
                     f"reads {committed} ({getattr(code, 'name', code)})"
                 )
 
-    async def _play_JoinGroup(self, step: s.JoinGroup) -> None:
-        group = self.group_name(step.group)
-        what = f"join group {group}"
-        member = self.model.members.get(step.group)
-        topic_name = self.topic_name(step.topic)
+    async def _member_connection(self, group: int, slot: int, what: str) -> BrokerConnection:
+        """The coordinator, over a connection of this member's own: a broker answers a
+        connection's requests in order and holds a JoinGroup for the whole
+        rebalance, so members sharing one would wait for each other for ever."""
+        _code, _message, connection = await self._cluster.coordinator(
+            self.group_name(group), rebalance=slot % 2 == 1
+        )
+        if connection is None:
+            return await self._coordinator(group, what)  # raises with the reason
+        return connection
+
+    async def _join(self, step: s.JoinGroup, slot: int, member_id: str, what: str) -> Any:
+        """One member's JoinGroup (with an empty id: asks for one, MEMBER_ID_REQUIRED)."""
         subscription = encode_subscription(
-            Subscription(version=SUBSCRIPTION_VERSION_MAX, topics=(topic_name,))
+            Subscription(version=SUBSCRIPTION_VERSION_MAX, topics=(self.topic_name(step.topic),))
+        )
+        return await kafka.join_group(
+            await self._member_connection(step.group, slot, what),
+            self.group_name(step.group),
+            member_id,
+            subscription,
+            session_timeout_ms=FUZZ_GROUP_SESSION_TIMEOUT_MS,
+            rebalance_timeout_ms=FUZZ_GROUP_REBALANCE_TIMEOUT_MS,
         )
 
-        async def join(member_id: str) -> Any:
-            return await kafka.join_group(
-                await self._coordinator(step.group, what),
-                group,
-                member_id,
-                subscription,
-                session_timeout_ms=FUZZ_GROUP_SESSION_TIMEOUT_MS,
-                rebalance_timeout_ms=FUZZ_GROUP_REBALANCE_TIMEOUT_MS,
+    async def _play_JoinGroup(self, step: s.JoinGroup) -> None:
+        """A rebalance: the joining member and every other member join at once (as their
+        clients would on being told to), the leader assigns, and all sync."""
+        group = self.group_name(step.group)
+        what = f"member {step.member} joins group {group}"
+        known = self.model.members.get(step.group, {})
+        member_ids = {slot: member.member_id for slot, member in known.items()}
+        member_ids.setdefault(step.member, "")
+
+        async def attempt() -> dict[int, Any]:
+            # A member without an id asks for one first (MEMBER_ID_REQUIRED, which
+            # starts no rebalance), so that one round of joins is one rebalance.
+            for slot in [slot for slot, member_id in member_ids.items() if not member_id]:
+                response = await self._join(step, slot, "", what)
+                code = _settled("JoinGroup", response.error_code)
+                if code != ErrorCode.member_id_required:
+                    self._join_error(code, what)
+                member_ids[slot] = str(response.member_id)
+            answers: dict[int, Any] = {}
+
+            async def join_one(slot: int) -> None:
+                answers[slot] = await self._join(step, slot, member_ids[slot], what)
+
+            async with trio.open_nursery() as nursery:
+                for slot in member_ids:
+                    nursery.start_soon(join_one, slot)
+            for slot, response in answers.items():
+                code = _settled("JoinGroup", response.error_code)
+                if code == ErrorCode.unknown_member_id:
+                    # Forgotten (a restart, a rebalance it missed): a new id, a new round.
+                    member_ids[slot] = ""
+                    raise _Unavailable("JoinGroup: UNKNOWN_MEMBER_ID")
+                if code != ErrorCode.none:
+                    self._join_error(code, what)
+            if len({int(response.generation_id) for response in answers.values()}) > 1:
+                # A member joined a rebalance that ended before the others came:
+                # they all join again, as clients told to rejoin do.
+                raise _Unavailable("JoinGroup: members in different generations")
+            return answers
+
+        # Forgotten members and split generations are the protocol at work, not
+        # faults: the rounds they cost are allowed for a bounded time (this step's).
+        saved = self._unavailable_until
+        self.unavailable_for(FUZZ_RECOVERY_SECONDS)
+        try:
+            answers = await self._retrying(what, attempt)
+        finally:
+            self._unavailable_until = saved
+        member_ids = {slot: str(response.member_id) for slot, response in answers.items()}
+        generations = {int(response.generation_id) for response in answers.values()}
+        leaders = {str(response.leader) for response in answers.values()}
+        if len(generations) != 1 or len(leaders) != 1:
+            raise ContractViolation(
+                f"{what}: one rebalance, but generations {sorted(generations)} and leaders "
+                f"{sorted(leaders)}"
             )
-
-        async def attempt() -> Any:
-            response = await join(member.member_id if member is not None else "")
-            code = ErrorCode(response.error_code)
-            if code == ErrorCode.member_id_required:
-                response = await join(response.member_id)
-                code = ErrorCode(response.error_code)
-            if code == ErrorCode.unknown_member_id and member is not None:
-                response = await join("")
-                code = ErrorCode(response.error_code)
-                if code == ErrorCode.member_id_required:
-                    response = await join(response.member_id)
-                    code = ErrorCode(response.error_code)
-            if code in _RETRIABLE or (code in _DISK_ERRORS and self._storage_errors_allowed()):
-                raise _Unavailable(f"JoinGroup: {code.name}")
-            return response
-
-        response = await self._retrying(what, attempt)
-        code = ErrorCode(response.error_code)
-        if code != ErrorCode.none:
-            raise ContractViolation(f"{what}: answered {code.name}")
-        generation = int(response.generation_id)
-        member_id = str(response.member_id)
+        generation, leader = generations.pop(), leaders.pop()
         last = self.model.generations.get(step.group, -1)
         if generation <= last:
             raise ContractViolation(f"{what}: generation {generation} after generation {last}")
-        if response.leader != member_id:
+        if leader not in member_ids.values():
+            raise ContractViolation(f"{what}: {leader!r} leads, but is not a member")
+        leader_slot = next(slot for slot, member_id in member_ids.items() if member_id == leader)
+        listed = {str(m.member_id) for m in answers[leader_slot].members}
+        if listed != set(member_ids.values()):
             raise ContractViolation(
-                f"{what}: {response.leader!r} leads, but this is the group's only member"
+                f"{what}: the leader was told of members {sorted(listed)}, but "
+                f"{sorted(member_ids.values())} joined"
             )
         self.model.generations[step.group] = generation
-        assignment = encode_assignment(0, [])
+        # Each member gets a distinct assignment, so a mix-up shows.
+        assigned = {
+            member_ids[slot]: encode_assignment(0, [(self.topic_name(step.topic), [slot])])
+            for slot in member_ids
+        }
+        synced: dict[int, tuple[int, bytes]] = {}
 
-        async def sync() -> ErrorCode:
-            code = await kafka.sync_group(
-                await self._coordinator(step.group, what),
+        async def sync_one(slot: int) -> None:
+            synced[slot] = await kafka.sync_group(
+                await self._member_connection(step.group, slot, what),
                 group,
-                member_id,
+                member_ids[slot],
                 generation,
-                assignment,
+                assignments=assigned if slot == leader_slot else {},
                 rebalance_timeout_ms=FUZZ_GROUP_REBALANCE_TIMEOUT_MS,
             )
-            return ErrorCode(code)
 
-        sync_code = await sync()
-        if sync_code != ErrorCode.none and not (
-            sync_code in _DISK_ERRORS and self._storage_errors_allowed()
-        ):
-            raise ContractViolation(f"{what}: SyncGroup answered {sync_code.name}")
-        self.model.members[step.group] = MemberModel(member_id, generation, trio.current_time())
+        async with trio.open_nursery() as nursery:
+            for slot in member_ids:
+                nursery.start_soon(sync_one, slot)
+        now = trio.current_time()
+        members: dict[int, MemberModel] = {}
+        for slot, (sync_code, assignment) in synced.items():
+            if sync_code in _DISK_ERRORS and self._storage_errors_allowed():
+                continue
+            if sync_code != ErrorCode.none:
+                raise ContractViolation(
+                    f"{what}: member {slot}'s SyncGroup answered {ErrorCode(sync_code).name}"
+                )
+            if assignment != assigned[member_ids[slot]]:
+                raise ContractViolation(
+                    f"{what}: member {slot} was given another member's assignment"
+                )
+            members[slot] = MemberModel(member_ids[slot], generation, now)
+        self.model.members[step.group] = members
+        self.model.rebalancing_until.pop(step.group, None)
+
+    def _join_error(self, code: ErrorCode, what: str) -> None:
+        if code in _DISK_ERRORS and self._storage_errors_allowed():
+            raise _Unavailable(f"JoinGroup: {code.name}")
+        if code == ErrorCode.rebalance_in_progress:
+            raise _Unavailable(f"JoinGroup: {code.name}")
+        raise ContractViolation(f"{what}: JoinGroup answered {code.name}")
+
+    def _rebalancing(self, group: int) -> bool:
+        return trio.current_time() < self.model.rebalancing_until.get(group, -math.inf)
 
     async def _play_LeaveGroup(self, step: s.LeaveGroup) -> None:
-        member = self.model.members.pop(step.group, None)
+        members = self.model.members.get(step.group, {})
+        member = members.pop(step.member, None)
         if member is None:
             return
+        if members:
+            # The others must rejoin: until they do, or the rebalance times out
+            # and the coordinator drops them, their commits may be refused.
+            self.model.members[step.group] = {}
+            self.model.rebalancing_until[step.group] = trio.current_time() + (
+                FUZZ_GROUP_REBALANCE_TIMEOUT_MS / 1000 + FUZZ_RECOVERY_SECONDS
+            )
         group = self.group_name(step.group)
-        what = f"leave group {group}"
+        what = f"member {step.member} leaves group {group}"
 
         async def attempt() -> int:
             connection = await self._coordinator(step.group, what)

@@ -150,8 +150,13 @@ def step_strategy(faults: frozenset[str], *, workers: int = 1) -> st.SearchStrat
             st.builds(s.Commit, group=group, topic=topic, partition=partition, position=position),
         ),
         (1, st.builds(s.FetchCommitted, group=group)),
-        (1, st.builds(s.JoinGroup, group=group, topic=topic)),
-        (1, st.builds(s.LeaveGroup, group=group)),
+        (
+            2,
+            st.builds(
+                s.JoinGroup, group=group, topic=topic, member=st.integers(0, s.MEMBERS_MAX - 1)
+            ),
+        ),
+        (1, st.builds(s.LeaveGroup, group=group, member=st.integers(0, s.MEMBERS_MAX - 1))),
     ]
     if "kill" in faults:
         weighted.append((1, st.just(s.Restart())))

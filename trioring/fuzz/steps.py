@@ -22,6 +22,8 @@ import attrs
 #: Topics, groups and idempotent producers a history can name (by index).
 TOPICS_MAX = 3
 GROUPS_MAX = 2
+#: Members a group can have at once (each joins over its own connection).
+MEMBERS_MAX = 2
 PRODUCERS_MAX = 2
 PARTITIONS_MAX = 4
 RECORDS_PER_PRODUCE_MAX = 20
@@ -105,15 +107,20 @@ class FetchCommitted:
 
 @attrs.frozen
 class JoinGroup:
-    """Join ``group`` (JoinGroup and SyncGroup as its leader), subscribed to ``topic``."""
+    """Member ``member`` joins ``group``, subscribed to ``topic``: a rebalance that the
+    group's other members take part in (they rejoin, the leader assigns, all sync)."""
 
     group: int
     topic: int
+    member: int = 0
 
 
 @attrs.frozen
 class LeaveGroup:
+    """Member ``member`` leaves ``group``; the others must rejoin (a rebalance)."""
+
     group: int
+    member: int = 0
 
 
 @attrs.frozen
