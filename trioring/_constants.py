@@ -395,6 +395,9 @@ CLI_CONSUME_END_CHECK_SECONDS = 0.2
 #: cooperative rebalance gives a new member nothing first, its partitions a
 #: moment later.)
 CLI_CONSUME_UNASSIGNED_SECONDS = 3.0
+#: On Ctrl-C or SIGTERM, how long consume waits for a write already under way to
+#: finish (its reader may have the bytes; then they count as written).
+CLI_CONSUME_WRITE_GRACE_SECONDS = 0.5
 
 # --- Fault injection (trioring.testing; a test-only feature) ---------------------
 #: Fault rules pending at once in one injector (each a few hundred bytes).

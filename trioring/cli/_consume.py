@@ -8,6 +8,7 @@ are written as the bytes they are, one record per line by default.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import string
@@ -22,6 +23,7 @@ from trioring._constants import (
     CLI_CONSUME_BATCH_RECORDS_MAX,
     CLI_CONSUME_END_CHECK_SECONDS,
     CLI_CONSUME_UNASSIGNED_SECONDS,
+    CLI_CONSUME_WRITE_GRACE_SECONDS,
 )
 from trioring.cli._common import (
     ENCODING_ERRORS,
@@ -220,13 +222,28 @@ async def _write(fd: int, data: bytes, written: _Written) -> None:
     ``written.whole`` says afterwards whether it all went, cancelled or not (a
     cancel may land just as the thread finishes)."""
 
-    def write() -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        written.whole = True
+    token = trio.lowlevel.current_trio_token()
+    finished = trio.Event()
 
-    await trio.to_thread.run_sync(write, abandon_on_cancel=True)
+    def write() -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            written.whole = True
+        finally:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(finished.set, trio_token=token)
+
+    try:
+        await trio.to_thread.run_sync(write, abandon_on_cancel=True)
+    finally:
+        if not written.whole:
+            # Cancelled: the thread may be finishing this very moment (its reader
+            # has the bytes already). A moment's grace, so that a batch that went
+            # out is counted as written (and committed), not read again.
+            with trio.CancelScope(shield=True), trio.move_on_after(CLI_CONSUME_WRITE_GRACE_SECONDS):
+                await finished.wait()
 
 
 def _unread(consumer: Consumer, records: list[ConsumerRecord]) -> None:
