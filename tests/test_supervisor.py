@@ -82,14 +82,27 @@ async def test_a_trio_program_hosts_a_broker_of_two_workers(tmp_path: Path) -> N
 
 
 async def test_a_worker_that_cannot_listen_stops_the_start(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+    # Worker 0 listens on `first`, worker 1 on `first + 1`, which the test holds. `first` is
+    # held too until just before the start, so that no other test's server takes it meanwhile.
+    for _ in range(100):
+        free, taken = socket.socket(), socket.socket()
+        free.bind(("127.0.0.1", 0))
+        first = free.getsockname()[1]
+        try:
+            taken.bind(("127.0.0.1", first + 1))
+            break
+        except OSError:
+            free.close()
+            taken.close()
+    else:
+        pytest.fail("found no two consecutive free ports")
+    with taken:
         taken.listen()
-        port = taken.getsockname()[1]
+        free.close()
         config = trioring.BrokerConfig(data_dir=str(tmp_path / "data"))
-        expected = f"cannot listen on 127.0.0.1:{port}"
+        expected = f"cannot listen on 127.0.0.1:{first + 1}"
         with trio.fail_after(30), pytest.raises(trioring.ConfigurationError, match=expected):
-            await trioring.serve_cluster(config, ServerConfig(port=port - 1), workers=2)
+            await trioring.serve_cluster(config, ServerConfig(port=first), workers=2)
     assert children() == []
 
 
