@@ -76,7 +76,6 @@ _DISK_ERRORS = frozenset(
         ErrorCode.not_leader_or_follower,
         ErrorCode.coordinator_not_available,
         ErrorCode.not_coordinator,
-        ErrorCode.unknown_server_error,
     }
 )
 
