@@ -10,8 +10,10 @@ tests/uring/test_uring_storage_stateful.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from storage_support import UringTestBackend
+from storage_support import FakeClock, UringTestBackend
 
 from trioring.uring import UringBackend
 from trioring.uring._uring import uring_unavailable_reason
@@ -37,3 +39,14 @@ def storage_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
             if hasattr(request.module, name):
                 monkeypatch.setattr(request.module, name, replacement)
     return kind
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> str:
+    """Where a test's partition log lives."""
+    return str(tmp_path / "topic-0")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

@@ -25,11 +25,23 @@ from typing import Any, TypeVar
 import trio
 
 from trioring.protocol.records import Record, build_batch, iterate_batches
+from trioring.storage.log import LogConfig
 from trioring.uring import Buffer, FallbackBackend, UringBackend
 
 T = TypeVar("T")
 
 CLOCK_START_S = 1_700_000_000.0
+
+
+def log_config(**overrides: object) -> LogConfig:
+    """Settings for a test log: 1 MB segments, an index entry every 500 bytes, kept forever."""
+    settings: dict[str, object] = {
+        "segment_bytes": 1_000_000,
+        "index_interval_bytes": 500,
+        "retention_ms": None,
+    }
+    settings.update(overrides)
+    return LogConfig(**settings)  # type: ignore[arg-type]
 
 
 class FakeClock:

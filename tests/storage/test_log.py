@@ -10,7 +10,6 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 import trio
@@ -24,6 +23,7 @@ from storage_support import (
     exists,
     file_batches,
     file_size,
+    log_config,
     read_file,
     segment_files,
 )
@@ -43,33 +43,13 @@ from trioring.protocol.records import (
     iterate_batches,
 )
 from trioring.storage.index import ENTRY, ENTRY_BYTES
-from trioring.storage.log import RECOVERY_POINT_FILE, LogConfig, PartitionLog
+from trioring.storage.log import RECOVERY_POINT_FILE, PartitionLog
 from trioring.uring import FallbackBackend
 
 STORAGE_LOGGER = "trioring.storage"
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-def config(**overrides: object) -> LogConfig:
-    settings_: dict[str, object] = {
-        "segment_bytes": 1_000_000,
-        "index_interval_bytes": 500,
-        "retention_ms": None,
-    }
-    settings_.update(overrides)
-    return LogConfig(**settings_)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def directory(tmp_path: Path) -> str:
-    return str(tmp_path / "topic-0")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -80,7 +60,7 @@ def backend() -> TestBackend:
 async def open_log(
     directory: str, backend: TestBackend, clock: FakeClock, **overrides: object
 ) -> PartitionLog:
-    return await PartitionLog.open(directory, config(**overrides), backend, clock)
+    return await PartitionLog.open(directory, log_config(**overrides), backend, clock)
 
 
 def value_of(offset: int, size: int = 40) -> bytes:
@@ -242,7 +222,7 @@ async def test_append_rejects_empty_and_closed(
 )
 def test_config_validation(overrides: dict[str, int]) -> None:
     with pytest.raises(InvalidArgumentError):
-        config(**overrides)
+        log_config(**overrides)
 
 
 # --- the sparse index and reads -----------------------------------------------------------
@@ -431,7 +411,7 @@ async def test_retention_by_size_deletes_whole_old_segments(
     assert await log.enforce_retention() == 0
 
     # Keep at least 3 segments' worth: the two oldest go.
-    log.config = config(retention_bytes=sum(sizes[2:]))  # type: ignore[misc]
+    log.config = log_config(retention_bytes=sum(sizes[2:]))  # type: ignore[misc]
     assert await log.enforce_retention() == 2
     assert log.log_start_offset == files[2][0]
     assert [b for b, _ in segment_files(directory)] == [b for b, _ in files[2:]]
@@ -440,7 +420,7 @@ async def test_retention_by_size_deletes_whole_old_segments(
     assert log.size_bytes == sum(sizes[2:])
 
     # Retention 0: everything but the active segment.
-    log.config = config(retention_bytes=0)  # type: ignore[misc]
+    log.config = log_config(retention_bytes=0)  # type: ignore[misc]
     assert await log.enforce_retention() == 3
     assert [b for b, _ in segment_files(directory)] == [files[-1][0]]
     assert await log.enforce_retention() == 0
@@ -1317,7 +1297,7 @@ async def test_inline_appends_skip_schedule_points_taken_moments_ago(
 ) -> None:
     now = [1000.0]
     monkeypatch.setattr(log_module, "monotonic", lambda: now[0])
-    log = await PartitionLog.open(directory, config(), FallbackBackend(), clock)
+    log = await PartitionLog.open(directory, log_config(), FallbackBackend(), clock)
     assert log._backend.writes_inline
     counter = StepCounter(trio.lowlevel.current_task())
     trio.lowlevel.add_instrument(counter)
@@ -1341,7 +1321,7 @@ async def test_an_append_that_skips_its_schedule_point_is_still_a_cancel_point(
     directory: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(log_module, "monotonic", lambda: 1000.0)
-    log = await PartitionLog.open(directory, config(), FallbackBackend(), clock)
+    log = await PartitionLog.open(directory, log_config(), FallbackBackend(), clock)
     await log.append(batch([b"first"], now_ms=clock.now_ms()))  # takes the schedule point
     with trio.CancelScope() as scope:
         scope.cancel()
@@ -1358,7 +1338,7 @@ async def test_a_looping_producer_lets_other_tasks_run(directory: str, clock: Fa
     none of them rolls a segment (a roll would yield on its own).
     """
     log = await PartitionLog.open(
-        directory, config(segment_bytes=64 << 20), FallbackBackend(), clock
+        directory, log_config(segment_bytes=64 << 20), FallbackBackend(), clock
     )
     other_ran = trio.Event()
 

@@ -25,35 +25,16 @@ from storage_support import (
     batch,
     file_batches,
     file_size,
+    log_config,
     read_file,
     segment_files,
 )
 
 from trioring.errors import CorruptLogError, OffsetOutOfRangeError, StorageError
 from trioring.protocol.records import decode_batch, iterate_batches
-from trioring.storage.log import DurableEnd, LogConfig, PartitionLog
+from trioring.storage.log import DurableEnd, PartitionLog
 
 STORAGE_LOGGER = "trioring.storage"
-
-
-def config(**overrides: object) -> LogConfig:
-    settings: dict[str, object] = {
-        "segment_bytes": 1_000_000,
-        "index_interval_bytes": 500,
-        "retention_ms": None,
-    }
-    settings.update(overrides)
-    return LogConfig(**settings)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def directory(tmp_path: Path) -> str:
-    return str(tmp_path / "topic-0")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -70,7 +51,7 @@ async def open_log(
     **overrides: object,
 ) -> PartitionLog:
     return await PartitionLog.open(
-        directory, config(**overrides), backend, clock, discard_after=discard_after
+        directory, log_config(**overrides), backend, clock, discard_after=discard_after
     )
 
 
