@@ -140,6 +140,14 @@ class OffsetIndex:
             return self.base_offset, 0
         return self._offsets[slot], self._positions[slot]
 
+    def lookup_position(self, position: int) -> tuple[int, int]:
+        """(offset, position) of the last entry at or before byte ``position`` (or the segment
+        start): a batch boundary, and the base offset of the batch that starts there."""
+        slot = bisect.bisect_right(self._positions, position) - 1
+        if slot < 0:
+            return self.base_offset, 0
+        return self._offsets[slot], self._positions[slot]
+
     def lookup_timestamp(self, timestamp_ms: int) -> int:
         """Position from which to scan for the first batch with max timestamp >= ``timestamp_ms``.
 

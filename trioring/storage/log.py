@@ -41,10 +41,11 @@ segments.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from time import monotonic
 from typing import NamedTuple
 
@@ -88,6 +89,7 @@ from trioring.storage.segment import (
     AppendedBatch,
     LogSegment,
 )
+from trioring.storage.slices import FileRange, LogSlice
 from trioring.uring import Buffer, FileBackend
 
 logger = logging.getLogger("trioring.storage")
@@ -164,6 +166,15 @@ class ReadResult:
     """Whole batches starting with the one that holds the requested offset."""
 
     data: bytes
+    high_watermark: int
+    log_start_offset: int
+
+
+@attrs.frozen
+class SlicedReadResult:
+    """What :meth:`PartitionLog.read_sliced` returns: the data may be file ranges."""
+
+    data: bytes | LogSlice
     high_watermark: int
     log_start_offset: int
 
@@ -959,6 +970,39 @@ class PartitionLog:
         (logged with the file and byte position). A failed read raises
         StorageError; neither takes the log offline.
         """
+        data, high_watermark, log_start_offset = await self._read(
+            offset, max_bytes, first_batch_may_exceed, None
+        )
+        assert isinstance(data, bytes)
+        return ReadResult(data, high_watermark, log_start_offset)
+
+    async def read_sliced(
+        self,
+        offset: int,
+        max_bytes: int,
+        *,
+        first_batch_may_exceed: bool = True,
+        bytes_min: int,
+    ) -> SlicedReadResult:
+        """What :meth:`read` returns, but data of at least ``bytes_min`` bytes comes back
+        as a :class:`LogSlice`: file ranges whose segments stay open until its
+        ``release``, for a zero-copy send. Its batches are framed but not
+        CRC-checked (the bytes never pass through Python; clients check CRCs,
+        as with Kafka's sendfile path). Smaller data is read and checked as
+        :meth:`read` checks it.
+        """
+        data, high_watermark, log_start_offset = await self._read(
+            offset, max_bytes, first_batch_may_exceed, bytes_min
+        )
+        return SlicedReadResult(data, high_watermark, log_start_offset)
+
+    async def _read(
+        self,
+        offset: int,
+        max_bytes: int,
+        first_batch_may_exceed: bool,
+        zero_copy_bytes_min: int | None,
+    ) -> tuple[bytes | LogSlice, int, int]:
         if self._closed:
             raise BrokerClosedError(f"partition log {self.directory} is closed")
         self._check_offset(offset)
@@ -967,7 +1011,7 @@ class PartitionLog:
             # Capture before the checkpoint: an append may land during it, and
             # an empty result must not claim a watermark past what it read.
             await trio.lowlevel.checkpoint()
-            return ReadResult(b"", high_watermark, self.log_start_offset)
+            return b"", high_watermark, self.log_start_offset
         slot = bisect.bisect_right(self._segment_bases, offset) - 1
         # Hold every segment we may read before the first await, so retention
         # cannot close one under us.
@@ -977,7 +1021,11 @@ class PartitionLog:
         # After a failed fdatasync only the durable part is read.
         untrusted_after = self._untrusted_after
         chunks: list[bytes] = []
+        #: (segment, position, end) of what each segment gives.
+        parts: list[tuple[LogSegment, int, int]] = []
+        next_offset = offset
         total = 0
+        sliced: LogSlice | None = None
         try:
             for segment in segments:
                 if self._closed:
@@ -988,56 +1036,116 @@ class PartitionLog:
                         break
                     if segment.base_offset == untrusted_after.segment_base:
                         end = untrusted_after.position
+                oversized_first_batch = first_batch_may_exceed and not parts
                 try:
-                    if chunks:
-                        position: int | None = 0
-                    else:
-                        position = await segment.find_position(self._backend, offset)
-                    if position is None:
-                        continue
-                    data = await segment.read(
-                        self._backend,
-                        position,
-                        max_bytes - total,
-                        oversized_first_batch=first_batch_may_exceed and not chunks,
-                        end=end,
-                        first_offset=segment.base_offset if chunks else offset,
-                    )
-                except CorruptLogError as error:
-                    corruption_log.error(
-                        "%s: reading offset %d: %s",
-                        self.directory,
-                        offset,
-                        error,
-                        key=(error.path, error.position),
-                    )
-                    if chunks:
+                    with self._read_errors(segment, offset):
+                        if parts:
+                            position: int | None = 0
+                        else:
+                            position = await segment.find_position(self._backend, offset)
+                        if position is None:
+                            continue
+                        if zero_copy_bytes_min is None:
+                            data = await segment.read(
+                                self._backend,
+                                position,
+                                max_bytes - total,
+                                oversized_first_batch=oversized_first_batch,
+                                end=end,
+                                first_offset=segment.base_offset if parts else offset,
+                            )
+                            part_end = position + len(data)
+                            if data:
+                                chunks.append(data)
+                        else:
+                            part_end, part_next = await segment.whole_batches_end(
+                                self._backend,
+                                position,
+                                max_bytes - total,
+                                oversized_first_batch=oversized_first_batch,
+                                end=end,
+                            )
+                            if part_end > position:
+                                next_offset = part_next
+                except CorruptLogError:
+                    if parts:
                         break  # serve what precedes the damage
                     raise
-                except OSError as error:
-                    read_failures_log.error(
-                        "%s: reading %s failed: %s",
-                        self.directory,
-                        segment.log_path,
-                        error,
-                        key=self.directory,
-                    )
-                    raise StorageError(
-                        f"reading {segment.log_path} failed: {error.strerror or error}; "
-                        "check the disk (writes go on)"
-                    ) from error
-                if data:
-                    chunks.append(data)
-                    total += len(data)
-                if position + len(data) < segment.size or total >= max_bytes:
+                if part_end > position:
+                    parts.append((segment, position, part_end))
+                    total += part_end - position
+                if part_end < segment.size or total >= max_bytes:
                     break  # the budget (or the damage) ended the read inside this segment
+            if zero_copy_bytes_min is not None and parts:
+                if total >= zero_copy_bytes_min:
+                    ranges = [FileRange(s.fd, start, stop - start) for s, start, stop in parts]
+                    sliced = LogSlice(self._backend, [p[0] for p in parts], ranges, next_offset)
+                else:
+                    chunks = await self._read_parts(parts, offset)
         finally:
+            # A slice keeps its segments until its release; the read lets go of the rest.
+            kept = [part[0] for part in parts] if sliced is not None else []
             for segment in segments:
-                await segment.release(self._backend)
+                if not any(segment is held for held in kept):
+                    await segment.release(self._backend)
         # Appends may have landed while we read, and the data may include them:
         # report the high watermark as of now, which covers all of it.
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return ReadResult(data, self.high_watermark.value, self.log_start_offset)
+        result = data if sliced is None else sliced
+        return result, self.high_watermark.value, self.log_start_offset
+
+    async def _read_parts(
+        self, parts: list[tuple[LogSegment, int, int]], offset: int
+    ) -> list[bytes]:
+        """The bytes of a zero-copy read too small to send as file ranges, checked as
+        :meth:`read` checks them: the data stops before a damaged batch."""
+        chunks: list[bytes] = []
+        for segment, position, end in parts:
+            try:
+                with self._read_errors(segment, offset):
+                    data = await segment.read(
+                        self._backend,
+                        position,
+                        end - position,
+                        end=end,
+                        first_offset=segment.base_offset if chunks else offset,
+                    )
+            except CorruptLogError:
+                if chunks:
+                    break
+                raise
+            if data:
+                chunks.append(data)
+            if position + len(data) < end:
+                break
+        return chunks
+
+    @contextlib.contextmanager
+    def _read_errors(self, segment: LogSegment, offset: int) -> Iterator[None]:
+        """Log a damaged batch (CorruptLogError goes on); a failed read becomes StorageError."""
+        try:
+            yield
+        except CorruptLogError as error:
+            corruption_log.error(
+                "%s: reading offset %d: %s",
+                self.directory,
+                offset,
+                error,
+                key=(error.path, error.position),
+            )
+            raise
+        except OSError as error:
+            read_failures_log.error(
+                "%s: reading %s failed: %s",
+                self.directory,
+                segment.log_path,
+                error,
+                key=self.directory,
+            )
+            raise StorageError(
+                f"reading {segment.log_path} failed: {error.strerror or error}; "
+                "check the disk (writes go on)"
+            ) from error
 
     async def wait_for_data(self, offset: int) -> None:
         """Return once the high watermark passes ``offset`` (long-poll fetch)."""

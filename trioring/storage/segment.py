@@ -544,6 +544,58 @@ class LogSegment:
         whole = self._intact_prefix(data, position, first_offset)
         return data if whole == len(data) else data[:whole]
 
+    async def whole_batches_end(
+        self,
+        backend: FileBackend,
+        position: int,
+        max_bytes: int,
+        *,
+        oversized_first_batch: bool = True,
+        end: int | None = None,
+    ) -> tuple[int, int]:
+        """Where the whole batches from ``position`` that fit ``max_bytes`` end, and the
+        offset after them: what :meth:`read` would return, found from batch headers only.
+
+        Returns ``(position, -1)`` when nothing fits. Used for zero-copy reads,
+        whose bytes never pass through Python: the index gives the last batch
+        boundary before the budget's end, and the headers after it (less than
+        one index interval of them, or one large batch) are read to find the
+        exact one. Batches are framed but not CRC-checked here (the client
+        checks CRCs, as with Kafka's sendfile path). A batch that does not
+        parse ends the run; CorruptLogError if it is the first.
+        """
+        await self.ensure_index(backend)
+        limit = self.size if end is None else min(end, self.size)
+        if limit <= position or (max_bytes <= 0 and not oversized_first_batch):
+            return position, -1
+        if limit == self.size and limit - position <= max_bytes:
+            # To the segment's end: its size and next offset move together.
+            return limit, self.next_offset
+        target = min(limit, position + max(max_bytes, 0))
+        entry_offset, entry_position = self.index.lookup_position(target)
+        found, next_offset = position, -1
+        if entry_position > position:
+            found, next_offset = entry_position, entry_offset
+        scanner = BatchScanner(
+            backend,
+            self.fd,
+            found,
+            limit,
+            check_crc=False,
+            chunk_bytes=self._index_interval_bytes + 2 * BATCH_HEADER_BYTES,
+        )
+        while (item := await scanner.next()) is not None:
+            batch_position, header = item
+            batch_end = batch_position + header.size_bytes
+            if batch_end > target:
+                if batch_position == position and oversized_first_batch:
+                    return batch_end, header.next_offset
+                return found, next_offset
+            found, next_offset = batch_end, header.next_offset
+        if scanner.stop_reason is not None and found == position:
+            raise self._corrupt(scanner.position, scanner.stop_reason)
+        return found, next_offset
+
     def _intact_prefix(self, data: bytes, position: int, first_offset: int | None) -> int:
         """Bytes of the whole, intact batches at the start of ``data`` (read at ``position``).
 
