@@ -234,11 +234,13 @@ class Broker:
         (fetched,) = response.partitions
         if fetched.error is not None:
             raise fetched.error
+        data = fetched.records
+        assert isinstance(data, bytes), "the embedded API's context takes no LogSlices"
         records: list[Record] = []
-        for position, header in iterate_batches(fetched.records):
+        for position, header in iterate_batches(data):
             if header.is_control:
                 continue
-            _, batch_records = decode_batch(fetched.records, position)
+            _, batch_records = decode_batch(data, position)
             records.extend(r for r in batch_records if r.offset is not None and r.offset >= offset)
         return FetchResult(records, fetched.high_watermark, fetched.log_start_offset)
 

@@ -85,6 +85,10 @@ REQUEST_HEADER_FIXED_BYTES = 8
 #: fetch costs one vectored write instead of a copy, and a fetch of many small
 #: partitions stays one chunk instead of hundreds of tiny writes.
 FETCH_RECORDS_COPY_BYTES_MAX = 64 * KIB
+#: A zero-copy Fetch sends a partition's records from its segment files when
+#: they are at least this large; smaller ones are read (and CRC-checked) and
+#: copied into the response, which costs less than the send's ring round trips.
+FETCH_ZERO_COPY_BYTES_MIN = FETCH_RECORDS_COPY_BYTES_MAX
 
 #: Distinct Metadata answers kept encoded (a few per client configuration).
 METADATA_CACHE_ENTRIES_MAX = 64

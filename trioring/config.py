@@ -203,6 +203,10 @@ class ServerConfig:
     #: together; past it connections stop being read (back-pressure).
     queued_request_bytes_max: int = QUEUED_REQUEST_BYTES_MAX_DEFAULT
     connections_max_idle_ms: int = CONNECTIONS_MAX_IDLE_MS_DEFAULT
+    #: Fetch sends large records from the segment files straight to the socket
+    #: (splice over io_uring, sendfile otherwise); False reads them into memory,
+    #: CRC-checks and copies them (the copy path, for comparison).
+    fetch_zero_copy: bool = True
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.port <= PORT_MAX:

@@ -312,3 +312,31 @@ async def test_long_poll_sees_an_append_that_races_the_first_read(tmp_path):
             with trio.fail_after(5):
                 fetched = await broker.fetch(topic, 0, 0, max_wait=10)
             assert [r.value for r in fetched.records] == [b"fire"]
+
+
+async def test_a_partition_cut_by_its_byte_limit_does_not_make_the_wait_read_again(
+    broker, monkeypatch
+):
+    """min_bytes out of reach because partition_max_bytes cuts the read: the fetch waits
+    out max_wait (as Kafka's does), reading again only when new data arrives, instead
+    of reading the same bytes again and again."""
+    await fill(broker, 0, 30)
+    log = broker.shard.log("t", 0)
+    reads = 0
+    read = log.read
+
+    async def counted_read(*args, **kwargs):
+        nonlocal reads
+        reads += 1
+        return await read(*args, **kwargs)
+
+    monkeypatch.setattr(log, "read", counted_read)
+    fetch_request = request(
+        {0: 0}, partition_max_bytes=2 * BATCH_BYTES, min_bytes=10_000, max_wait_ms=300
+    )
+    start = trio.current_time()
+    (result,) = await run(broker, fetch_request)
+    assert trio.current_time() - start >= 0.3
+    assert batch_count(result) == 2
+    # The first read, one more that shows the budget is the limit, and the last.
+    assert reads <= 3, reads

@@ -11,6 +11,7 @@ import trio
 from trioring.cluster.view import ClusterView
 from trioring.config import ServerConfig
 from trioring.core.shard import Shard
+from trioring.storage.slices import LogSlice
 
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
@@ -46,6 +47,11 @@ class HandlerContext:
     #: it are never answered, as when a broker's connection breaks. None when
     #: the call has no connection (the embedded API's calls).
     drop_connection: Callable[[], None] | None = None
+    #: Set by a listener that sends file ranges itself (zero-copy Fetch):
+    #: Fetch then answers large records as LogSlices and hands each to this
+    #: first; the listener releases them once sent, or when the connection
+    #: ends. None: records are always bytes (the embedded API, the copy path).
+    hold_slice: Callable[[LogSlice], None] | None = None
 
 
 Handler: TypeAlias = Callable[[HandlerContext, RequestT], Awaitable[ResponseT]]

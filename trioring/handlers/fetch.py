@@ -11,11 +11,13 @@ import contextlib
 
 import trio
 
-from trioring._constants import FETCH_BYTES_MAX, FETCH_RESPONSE_BYTES_MAX
+from trioring._constants import FETCH_BYTES_MAX, FETCH_RESPONSE_BYTES_MAX, FETCH_ZERO_COPY_BYTES_MIN
 from trioring.errors import InvalidArgumentError, OffsetOutOfRangeError, TrioringError
 from trioring.handlers.context import HandlerContext
 from trioring.handlers.messages import FetchedPartition, FetchPartition, FetchRequest, FetchResponse
 from trioring.protocol.records import iterate_batches
+from trioring.storage.log import ReadResult, SlicedReadResult
+from trioring.storage.slices import LogSlice
 
 
 async def _read(
@@ -42,7 +44,18 @@ async def _read(
             )
         log = ctx.shard.log(want.topic, want.partition)
         max_bytes = max(0, min(want.max_bytes, budget_bytes, FETCH_BYTES_MAX))
-        result = await log.read(want.offset, max_bytes, first_batch_may_exceed=first)
+        result: ReadResult | SlicedReadResult
+        if ctx.hold_slice is None:
+            result = await log.read(want.offset, max_bytes, first_batch_may_exceed=first)
+        else:
+            result = await log.read_sliced(
+                want.offset,
+                max_bytes,
+                first_batch_may_exceed=first,
+                bytes_min=FETCH_ZERO_COPY_BYTES_MIN,
+            )
+            if isinstance(result.data, LogSlice):
+                ctx.hold_slice(result.data)  # before any await: the holder releases it
         return FetchedPartition(
             want.topic, want.partition, result.data, result.high_watermark, result.log_start_offset
         )
@@ -67,6 +80,7 @@ async def fetch(ctx: HandlerContext, request: FetchRequest) -> FetchResponse:
         raise InvalidArgumentError("max_wait_ms, min_bytes and max_bytes must be >= 0")
     deadline = trio.current_time() + request.max_wait_ms / 1000
     stopping = ctx.stopping
+    ends: list[int] | None = None
     while True:
         results = await _read_all(ctx, request)
         total = sum(len(r.records) for r in results)
@@ -77,26 +91,52 @@ async def fetch(ctx: HandlerContext, request: FetchRequest) -> FetchResponse:
             or (stopping is not None and stopping.is_set())
         ):
             return FetchResponse(tuple(results))
+        # Not answered yet: the slices read go back now, the next read makes new ones.
+        await _release(results)
+        ends = _watch_offsets(request, results, ends)
         with trio.move_on_at(deadline):
-            await _wait_for_any(ctx, request, results)
+            await _wait_for_any(ctx, request, ends)
+
+
+async def _release(results: list[FetchedPartition]) -> None:
+    for result in results:
+        if isinstance(result.records, LogSlice):
+            await result.records.release()
 
 
 def _next_offset(want: FetchPartition, fetched: FetchedPartition) -> int:
     """The offset after the data returned (the requested one if none)."""
+    if isinstance(fetched.records, LogSlice):
+        return fetched.records.next_offset
     next_offset = want.offset
     for _, header in iterate_batches(fetched.records):
         next_offset = header.next_offset
     return next_offset
 
 
-async def _wait_for_any(
-    ctx: HandlerContext, request: FetchRequest, seen: list[FetchedPartition]
-) -> None:
-    """Return once any partition has data past what this fetch returned.
+def _watch_offsets(
+    request: FetchRequest, results: list[FetchedPartition], previous: list[int] | None
+) -> list[int]:
+    """Per partition, the offset past which new data could add to this fetch.
 
-    Watch the end of the data returned, not the reported high watermark: the
-    watermark may already cover batches the read did not include.
+    The end of the data returned, not the reported high watermark: the
+    watermark may already cover batches appended while the read ran. But a
+    read that ended where the one before it did, below the watermark, was
+    cut by its byte budget: more data there cannot add to this fetch, so
+    only data past the watermark counts (else the fetch would read again
+    and again until max_wait; Kafka waits).
     """
+    ends = []
+    for index, (want, result) in enumerate(zip(request.partitions, results, strict=True)):
+        end = _next_offset(want, result)
+        if previous is not None and previous[index] >= end and result.high_watermark > end:
+            end = max(previous[index], result.high_watermark)
+        ends.append(end)
+    return ends
+
+
+async def _wait_for_any(ctx: HandlerContext, request: FetchRequest, ends: list[int]) -> None:
+    """Return once any partition has data past its offset in ``ends``."""
     arrived = trio.Event()
 
     async def watch(topic: str, partition: int, next_offset: int) -> None:
@@ -112,8 +152,8 @@ async def _wait_for_any(
         arrived.set()
 
     async with trio.open_nursery() as nursery:
-        for want, result in zip(request.partitions, seen, strict=True):
-            nursery.start_soon(watch, want.topic, want.partition, _next_offset(want, result))
+        for want, end in zip(request.partitions, ends, strict=True):
+            nursery.start_soon(watch, want.topic, want.partition, end)
         if ctx.stopping is not None:
             nursery.start_soon(stop)
         await arrived.wait()

@@ -27,6 +27,7 @@ from trioring.core.offsets import CommittedOffset, TopicPartition
 from trioring.errors import TrioringError
 from trioring.storage.log import LogConfig
 from trioring.storage.producers import ActiveProducer
+from trioring.storage.slices import LogSlice
 
 #: Kafka's acks values: 0 (no response), 1 (written), -1 (all: durable).
 Acks = Literal[0, 1, -1]
@@ -88,8 +89,9 @@ class FetchRequest:
 class FetchedPartition:
     topic: str
     partition: int
-    #: Whole RecordBatch v2 bytes, starting with the batch holding the requested offset.
-    records: bytes
+    #: Whole RecordBatch v2 bytes, starting with the batch holding the requested offset;
+    #: a LogSlice (file ranges) only for a listener that asked for them (HandlerContext.hold_slice).
+    records: bytes | LogSlice
     high_watermark: int
     log_start_offset: int
     error: TrioringError | None = None

@@ -49,6 +49,7 @@ from trioring.protocol.kafka import (
     EncodedBody,
     FrameDecoder,
     RequestHeader,
+    SentChunk,
     api_name,
     decode_request,
     encode_api_versions_response,
@@ -57,7 +58,8 @@ from trioring.protocol.kafka import (
 from trioring.server._memory import RequestMemory, RequestMemoryStatistics
 from trioring.server.apis import APIS, ApiContext, MetadataCache, produce
 from trioring.server.apis.errors import failed_response
-from trioring.uring import Buffer, TcpStream
+from trioring.storage.slices import LogSlice
+from trioring.uring import Buffer, TcpStream, send_file_range
 
 logger = logging.getLogger("trioring.server")
 #: Every line a client can cause goes through this (see trioring._logging).
@@ -99,6 +101,9 @@ class KafkaServer:
         #: Encoded Metadata answers, shared by every connection.
         self.metadata_cache: MetadataCache[EncodedBody] = MetadataCache()
         self._idle_closed_total = 0
+        #: Fetch records sent straight from segment files (zero-copy), and in how many ranges.
+        self._file_bytes_sent_total = 0
+        self._file_ranges_sent_total = 0
 
     @property
     def node(self) -> Node:
@@ -169,6 +174,8 @@ class KafkaServer:
             "connections_waiting_for_memory": memory.waiting,
             "memory_waits_total": memory.waits_total,
             "idle_connections_closed_total": self._idle_closed_total,
+            "file_bytes_sent_total": self._file_bytes_sent_total,
+            "file_ranges_sent_total": self._file_ranges_sent_total,
         }
 
     async def wait_closed(self) -> None:
@@ -237,6 +244,16 @@ class KafkaServer:
                             error,
                             exc_info=error,
                         )
+                    with trio.CancelScope(shield=True):
+                        try:
+                            await connection.release_all_slices()
+                        except Exception as error:
+                            client_log.error(
+                                "%s: releasing the connection's unsent file ranges failed: %r",
+                                peer,
+                                error,
+                                exc_info=error,
+                            )
                     if self._draining and not self._connections:
                         self._all_closed.set()
                     with trio.CancelScope(shield=True):
@@ -261,6 +278,7 @@ class KafkaServer:
                 auto_create_topics=self.config.auto_create_topics,
                 server=attrs.evolve(self.config, port=self.port),
                 drop_connection=drop,
+                hold_slice=connection.hold_slice if self.config.fetch_zero_copy else None,
             ),
             metadata_cache=self.metadata_cache,
         )
@@ -368,6 +386,9 @@ class KafkaServer:
                 response = await api(context, header.api_version, request.body)
             except Exception as error:
                 response = self._failed(context, header, request.body, error)
+            finally:
+                # Only this request runs: the slices held meanwhile are its answer's.
+                slot.slices = connection.take_request_slices()
             slot.finish(self._encode(context, header, request.body, response))
             return
         # A produce runs in its own task; the next request starts once its
@@ -399,7 +420,7 @@ class KafkaServer:
 
     def _encode(
         self, context: ApiContext, header: RequestHeader, body: Any, response: Any
-    ) -> list[Buffer] | None:
+    ) -> list[SentChunk] | None:
         if response is None:  # acks=0: Kafka sends nothing back
             return None
         try:
@@ -416,7 +437,9 @@ class KafkaServer:
                 header.api_key, header.api_version, header.correlation_id, fallback
             )
         if len(chunks) > 1 and sum(len(c) for c in chunks) <= _JOIN_BYTES_MAX:
-            return [b"".join(chunks)]
+            buffers = [c for c in chunks if isinstance(c, bytes | bytearray | memoryview)]
+            if len(buffers) == len(chunks):
+                return [b"".join(buffers)]
         return chunks
 
     async def _send_responses(
@@ -429,23 +452,16 @@ class KafkaServer:
         """
         async for slot in connection.receive_slots:
             await slot.done.wait()
-            # Large chunks (big fetches) go as they are, without copying.
+            # Large chunks (big fetches) go as they are, without copying;
+            # LogSlices from the segment files to the socket (zero-copy).
             for chunk in slot.chunks or ():
-                for piece in _pieces(chunk):
-                    with trio.move_on_after(connection.idle_seconds) as send_scope:
-                        await stream.send_all(piece)
-                    if send_scope.cancelled_caught:
-                        self._idle_closed_total += 1
-                        logger.info(
-                            "%s: closing connection: it took none of its answers for %.0f s "
-                            "(connections_max_idle_ms)",
-                            peer,
-                            connection.idle_seconds,
-                        )
-                        assert connection.scope is not None
-                        connection.scope.cancel()
-                        return
-                    connection.answer_sent(_size(piece))
+                if isinstance(chunk, LogSlice):
+                    sent = await self._send_slice(stream, peer, connection, chunk)
+                else:
+                    sent = await self._send_buffer(stream, peer, connection, chunk)
+                if not sent:
+                    return
+            await connection.release_slices(slot.slices)
             slot.chunks = None
             connection.release(self.memory, slot.request_bytes)
             connection.slots_free.release()
@@ -456,6 +472,76 @@ class KafkaServer:
                 else:
                     # Idle from now on, unless the client sends again.
                     receive_scope.deadline = trio.current_time() + connection.idle_seconds
+
+    async def _send_buffer(
+        self,
+        stream: trio.abc.HalfCloseableStream,
+        peer: str,
+        connection: _Connection,
+        chunk: SentChunk,
+    ) -> bool:
+        """Send one chunk of an answer; False if the connection is being closed."""
+        assert isinstance(chunk, bytes | bytearray | memoryview), type(chunk)
+        for piece in _pieces(chunk):
+            with trio.move_on_after(connection.idle_seconds) as send_scope:
+                await stream.send_all(piece)
+            if send_scope.cancelled_caught:
+                self._close_idle(peer, connection)
+                return False
+            connection.answer_sent(_size(piece))
+        return True
+
+    async def _send_slice(
+        self,
+        stream: trio.abc.HalfCloseableStream,
+        peer: str,
+        connection: _Connection,
+        records: LogSlice,
+    ) -> bool:
+        """Send records straight from their segment files; False if the connection is being
+        closed. A send cut short (the client went, a file ended) leaves half an answer
+        on the wire: the connection is closed, never reused."""
+        for file_range in records.ranges:
+            for start in range(0, file_range.count, SEND_PIECE_BYTES):
+                size = min(SEND_PIECE_BYTES, file_range.count - start)
+                with trio.move_on_after(connection.idle_seconds) as send_scope:
+                    try:
+                        await send_file_range(
+                            stream, file_range.fd, file_range.position + start, size
+                        )
+                    except (EOFError, OSError) as error:
+                        # The file side failed (a disk error, a file cut shorter
+                        # meanwhile); stream errors are trio's own exceptions.
+                        client_log.error(
+                            "%s: closing connection: sending %d bytes of a segment file failed: %s",
+                            peer,
+                            size,
+                            error,
+                        )
+                        self._close(connection)
+                        return False
+                if send_scope.cancelled_caught:
+                    self._close_idle(peer, connection)
+                    return False
+                connection.answer_sent(size)
+                self._file_bytes_sent_total += size
+            self._file_ranges_sent_total += 1
+        return True
+
+    def _close_idle(self, peer: str, connection: _Connection) -> None:
+        self._idle_closed_total += 1
+        logger.info(
+            "%s: closing connection: it took none of its answers for %.0f s "
+            "(connections_max_idle_ms)",
+            peer,
+            connection.idle_seconds,
+        )
+        self._close(connection)
+
+    @staticmethod
+    def _close(connection: _Connection) -> None:
+        assert connection.scope is not None
+        connection.scope.cancel()
 
 
 #: What Kafka accepts as ApiVersions v3+ client_software_name and _version.
@@ -473,8 +559,11 @@ def _api_versions_error(body: Any) -> int:
     return ErrorCode.invalid_request
 
 
-def _size(chunk: Buffer) -> int:
-    return len(chunk) if isinstance(chunk, bytes) else memoryview(chunk).nbytes
+def _size(chunk: SentChunk) -> int:
+    if isinstance(chunk, bytes | LogSlice):
+        return len(chunk)
+    assert isinstance(chunk, bytearray | memoryview), type(chunk)
+    return memoryview(chunk).nbytes
 
 
 def _pieces(chunk: Buffer) -> list[Buffer]:
@@ -489,17 +578,20 @@ def _pieces(chunk: Buffer) -> list[Buffer]:
 class _ResponseSlot:
     """The response to one request, filled when its handler finishes."""
 
-    __slots__ = ("_connection", "chunks", "done", "request_bytes")
+    __slots__ = ("_connection", "chunks", "done", "request_bytes", "slices")
 
     def __init__(self, connection: _Connection, request_bytes: int) -> None:
         self._connection = connection
         self.done = trio.Event()
         #: Encoded response; None for requests that get none (acks=0 produce).
-        self.chunks: list[Buffer] | None = None
+        self.chunks: list[SentChunk] | None = None
         #: Bytes of the request frame, held in the memory budget until answered.
         self.request_bytes = request_bytes
+        #: Records the handler read as LogSlices (in ``chunks`` or not): released
+        #: once the answer is sent.
+        self.slices: list[LogSlice] = []
 
-    def finish(self, chunks: list[Buffer] | None) -> None:
+    def finish(self, chunks: list[SentChunk] | None) -> None:
         self.chunks = chunks
         if chunks:
             self._connection.unsent_bytes += sum(_size(c) for c in chunks)
@@ -543,6 +635,29 @@ class _Connection:
         #: Bytes of the frame being started (set by the reader, taken by the request).
         self.next_request_bytes = 0
         self._released = trio.Event()
+        #: Every LogSlice a request of this connection read and nobody released yet.
+        self.slices: set[LogSlice] = set()
+        #: Those of the request running (see take_request_slices).
+        self._request_slices: list[LogSlice] = []
+
+    def hold_slice(self, records: LogSlice) -> None:
+        """HandlerContext.hold_slice: the connection releases it, sent or not."""
+        self.slices.add(records)
+        self._request_slices.append(records)
+
+    def take_request_slices(self) -> list[LogSlice]:
+        """The slices of the request that just ended (the one running alone)."""
+        taken, self._request_slices = self._request_slices, []
+        return taken
+
+    async def release_slices(self, slices: list[LogSlice]) -> None:
+        for records in slices:
+            await records.release()
+            self.slices.discard(records)
+
+    async def release_all_slices(self) -> None:
+        """When the connection has ended: answers never sent keep no segment open."""
+        await self.release_slices(list(self.slices))
 
     @property
     def in_flight(self) -> int:

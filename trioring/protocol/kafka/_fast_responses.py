@@ -15,7 +15,7 @@ unpack them as plain tuples. Error codes are ints (an exception's
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from typing import NamedTuple, TypeAlias
 
 from trioring._constants import (
@@ -26,6 +26,10 @@ from trioring._constants import (
 
 #: One piece of an encoded response; the caller writes the pieces in order.
 Chunk: TypeAlias = bytes | bytearray | memoryview
+_BUFFERS = (bytes, bytearray, memoryview)
+#: What an encoded response is written from: buffers, and (Fetch) records
+#: that are not buffers, which the caller sends itself (file ranges).
+SentChunk: TypeAlias = Chunk | Sized
 
 PRODUCE_VERSIONS = (3, 12)
 FETCH_VERSIONS = (4, 17)
@@ -115,7 +119,9 @@ class FetchResponsePartition(NamedTuple):
     #: Sent from v5 on.
     log_start_offset: int
     #: Whole RecordBatch bytes, passed through as they are; None encodes null.
-    records: Chunk | None
+    #: Anything else with a len() (file ranges the caller sends itself) is
+    #: always handed back by reference as one chunk, never copied.
+    records: Chunk | Sized | None
     #: (producer_id, first_offset) pairs; None encodes null. Empty suits
     #: read_committed clients of a broker without transactions.
     aborted_transactions: Sequence[tuple[int, int]] | None = ()
@@ -284,7 +290,7 @@ def _encode_produce_flexible(correlation_id: int, body: ProduceResponseBody) -> 
 
 def _encode_fetch(
     api_version: int, correlation_id: int, body: FetchResponseBody, copy_bytes_max: int
-) -> list[Chunk]:
+) -> list[SentChunk]:
     if not FETCH_VERSIONS[0] <= api_version <= FETCH_VERSIONS[1]:
         _check_version("Fetch", api_version, FETCH_VERSIONS)
     if api_version >= FETCH_FLEXIBLE_VERSION:
@@ -312,7 +318,7 @@ def _encode_fetch(
     # Runs of small parts, each joined into one chunk at the end, separated by
     # records passed by reference. The first part is the frame header's placeholder.
     runs: list[list[Chunk]] = []
-    referenced: list[Chunk] = []
+    referenced: list[SentChunk] = []
     referenced_bytes = 0
     parts: list[Chunk] = [b""]
     append = parts.append
@@ -406,7 +412,7 @@ def _encode_fetch(
                 append(pack_int32(size))
             if records is None:
                 continue
-            if size <= copy_bytes_max:
+            if size <= copy_bytes_max and isinstance(records, _BUFFERS):
                 append(records)
             else:
                 runs.append(parts)
@@ -423,7 +429,7 @@ def _encode_fetch(
     )
     if not referenced:
         return [b"".join(parts)]
-    chunks: list[Chunk] = [b"".join(runs[0])]
+    chunks: list[SentChunk] = [b"".join(runs[0])]
     for records, run in zip(referenced, runs[1:], strict=True):
         chunks.append(records)
         if run:
@@ -433,7 +439,7 @@ def _encode_fetch(
 
 def _encode_fetch_flexible(
     api_version: int, correlation_id: int, body: FetchResponseBody, copy_bytes_max: int
-) -> list[Chunk]:
+) -> list[SentChunk]:
     """Fetch v12-17: compact lengths, empty tagged fields, topic ids from v13.
 
     Records are chunked as in the older versions: large ones are passed on
@@ -446,7 +452,7 @@ def _encode_fetch_flexible(
     pack_partition = _FETCH_PARTITION_V12.pack
     pack_aborted = _ABORTED_TRANSACTION.pack
     runs: list[list[Chunk]] = []
-    referenced: list[Chunk] = []
+    referenced: list[SentChunk] = []
     referenced_bytes = 0
     parts: list[Chunk] = [b"", _FETCH_TOP_V12.pack(throttle_time_ms, error_code, session_id)]
     append = parts.append
@@ -505,7 +511,7 @@ def _encode_fetch_flexible(
                 append(_INT32.pack(preferred_read_replica))
             append(_uvarint(size + 1))
             if records is not None:
-                if size <= copy_bytes_max:
+                if size <= copy_bytes_max and isinstance(records, _BUFFERS):
                     append(records)
                 else:
                     runs.append(parts)
@@ -525,7 +531,7 @@ def _encode_fetch_flexible(
     )
     if not referenced:
         return [b"".join(parts)]
-    chunks: list[Chunk] = [b"".join(runs[0])]
+    chunks: list[SentChunk] = [b"".join(runs[0])]
     for records, run in zip(referenced, runs[1:], strict=True):
         chunks.append(records)
         if run:
@@ -535,7 +541,7 @@ def _encode_fetch_flexible(
 
 def _encode_fetch_one_partition(
     api_version: int, correlation_id: int, body: FetchResponseBody, copy_bytes_max: int
-) -> list[Chunk]:
+) -> list[SentChunk]:
     """The common shape (one partition, no aborted transactions) in three struct calls."""
     topics, throttle_time_ms, error_code, session_id = body
     name, (partition,) = topics[0]
@@ -603,14 +609,14 @@ def _encode_fetch_one_partition(
         )
     if records is None:
         return [b"".join((head, encoded_name, tail))]
-    if size <= copy_bytes_max:
+    if size <= copy_bytes_max and isinstance(records, _BUFFERS):
         return [b"".join((head, encoded_name, tail, records))]
     return [b"".join((head, encoded_name, tail)), records]
 
 
 def encode_fetch_response_chunks(
     api_version: int, correlation_id: int, body: FetchResponseBody
-) -> list[Chunk]:
+) -> list[SentChunk]:
     """A whole framed Fetch response as chunks to write in order.
 
     Records sections up to ``FETCH_RECORDS_COPY_BYTES_MAX`` are copied into
@@ -625,6 +631,7 @@ def encode_fetch_response_chunks(
 def encode_fetch_response(api_version: int, correlation_id: int, body: FetchResponseBody) -> bytes:
     """Like :func:`encode_fetch_response_chunks` but one ``bytes``: copies every record once."""
     # No records section exceeds the frame limit, so everything joins into one chunk.
-    (whole,) = _encode_fetch(api_version, correlation_id, body, FRAME_BYTES_MAX_LIMIT)
-    assert isinstance(whole, bytes)
-    return whole
+    chunks = _encode_fetch(api_version, correlation_id, body, FRAME_BYTES_MAX_LIMIT)
+    if len(chunks) != 1 or not isinstance(chunks[0], bytes):
+        raise TypeError("records that are not buffers cannot be encoded into one bytes")
+    return chunks[0]

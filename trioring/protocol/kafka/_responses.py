@@ -31,9 +31,9 @@ from trioring._constants import FRAME_BYTES_MAX_LIMIT, FRAME_SIZE_BYTES
 from trioring.protocol.kafka._build import NO_THROTTLE, build, sibling
 from trioring.protocol.kafka._fast_responses import (
     FETCH_TOPIC_ID_VERSION,
-    Chunk,
     FetchResponseBody,
     ProduceResponseBody,
+    SentChunk,
     encode_fetch_response_chunks,
     encode_produce_response,
 )
@@ -108,7 +108,7 @@ def _check_matches(api_key: int, api_version: int, expected_api_key: int, what: 
 
 def encode_response_chunks(
     api_key: int, api_version: int, correlation_id: int, response: ResponseBody
-) -> list[Chunk]:
+) -> list[SentChunk]:
     """Encode a framed response as chunks to write in order (fast path for Fetch).
 
     ``response`` is a :class:`ProduceResponseBody`, a :class:`FetchResponseBody`
@@ -149,7 +149,10 @@ def encode_response(
     chunks = encode_response_chunks(api_key, api_version, correlation_id, response)
     if len(chunks) == 1 and isinstance(chunks[0], bytes):
         return chunks[0]
-    return b"".join(chunks)
+    buffers = [chunk for chunk in chunks if isinstance(chunk, bytes | bytearray | memoryview)]
+    if len(buffers) != len(chunks):
+        raise TypeError("records that are not buffers cannot be encoded into one bytes")
+    return b"".join(buffers)
 
 
 def response_object(api_key: int, api_version: int, response: ResponseBody) -> Any:
@@ -254,10 +257,12 @@ def _topic_key(by_id: bool, name: str | bytes) -> dict[str, Any]:
     return {"topic": name}
 
 
-def _records(records: Chunk | None) -> bytes | None:
+def _records(records: SentChunk | None) -> bytes | None:
     """As kio reads them: bytes (a log's read already is; a view is copied)."""
     if records is None or isinstance(records, bytes):
         return records
+    if not isinstance(records, bytearray | memoryview):
+        raise TypeError(f"records must be bytes-like here, not {type(records).__name__}")
     return bytes(records)
 
 
