@@ -501,6 +501,8 @@ class KafkaServer:
         """Send records straight from their segment files; False if the connection is being
         closed. A send cut short (the client went, a file ended) leaves half an answer
         on the wire: the connection is closed, never reused."""
+        # Released, its descriptors may be closed and their numbers reused.
+        assert not records.released, "a LogSlice sent after its release"
         for file_range in records.ranges:
             for start in range(0, file_range.count, SEND_PIECE_BYTES):
                 size = min(SEND_PIECE_BYTES, file_range.count - start)

@@ -1,0 +1,328 @@
+"""Zero-copy Fetch against the copy path, on both I/O backends, in one run, as ratios.
+
+The broker runs as ``python -m trioring serve --workers 1`` on one data
+directory per record size, in four modes that take turns within each repeat:
+
+- ``uring zero-copy``: ``--io-backend uring`` (records spliced file -> pipe -> socket);
+- ``uring copy``: the same with ``[server] fetch_zero_copy = false`` (records
+  pread, CRC-checked and copied into the answer);
+- ``fallback sendfile``: ``--io-backend fallback`` (``os.sendfile`` in a thread);
+- ``fallback copy``: the fallback with ``fetch_zero_copy = false``.
+
+The data (``--mib`` MiB of 1 KiB records, and ``--small-mib`` MiB of 100 B
+records, in one partition) is produced once, before anything is measured,
+with confluent-kafka (linger 5 ms, 1 MiB batches); it stays in the page
+cache. Each case starts 1 or ``--fan-out`` confluent-kafka consumer
+processes that connect first, then on a "go" all read the whole partition
+from offset 0 with ``assign()`` (librdkafka's default fetch sizes: 1 MiB per
+partition, and ``fetch.queue.backoff.ms=0``). The phase is timed from the
+go to the last consumer's end.
+
+Reported per case: MB/s of record values delivered to all consumers
+together (10^6 bytes), and the broker's CPU seconds per GB delivered (its
+process tree, from /proc). Ratios: zero-copy / copy on the same backend. On
+this 2-core machine the consumers (librdkafka plus Python per message) use
+most of the CPU, so MB/s is mostly the clients' pace; CPU per GB is the
+broker's own cost.
+
+    python benchmarks/zero_copy_fetch.py [--mib 512] [--small-mib 64] [--fan-out 10]
+        [--repeat 3] [--output results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import confluent_kafka
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kafka_peers import machine_busy_cpu, machine_lines, process_tree_cpu
+
+from trioring.testing import BrokerProcess
+
+#: Seconds a client may take to connect, and a phase to end.
+CONNECT_SECONDS = 30.0
+PHASE_SECONDS = 600.0
+TOPIC = "zero-copy"
+MODES = {
+    "uring zero-copy": ("uring", True),
+    "uring copy": ("uring", False),
+    "fallback sendfile": ("fallback", True),
+    "fallback copy": ("fallback", False),
+}
+#: (zero-copy mode, copy mode) pairs compared.
+PAIRS = (("uring zero-copy", "uring copy"), ("fallback sendfile", "fallback copy"))
+CPU_RATIO_TARGET = 0.6
+
+
+# --------------------------------------------------------------------------- consumer role
+
+
+def run_consumer(options: argparse.Namespace) -> int:
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": options.bootstrap,
+            "group.id": "zero-copy-bench",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "fetch.queue.backoff.ms": 0,
+        }
+    )
+    consumer.list_topics(TOPIC, timeout=CONNECT_SECONDS)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    consumer.assign([confluent_kafka.TopicPartition(TOPIC, 0, 0)])
+    received = 0
+    wrong = 0
+    deadline = time.monotonic() + PHASE_SECONDS
+    while received < options.count and time.monotonic() < deadline:
+        wanted = min(10_000, options.count - received)
+        for message in consumer.consume(num_messages=wanted, timeout=1.0):
+            if message.error() is not None:
+                continue
+            received += 1
+            value = message.value()
+            if value is None or len(value) != options.record_bytes:
+                wrong += 1
+    consumer.close()
+    print(json.dumps({"received": received, "wrong": wrong}), flush=True)
+    return 0 if received == options.count and not wrong else 1
+
+
+# --------------------------------------------------------------------------- one case
+
+
+@dataclass
+class Result:
+    seconds: float
+    bytes: int
+    broker_cpu: float
+    #: CPU seconds the whole machine was busy (the consumers, mostly).
+    machine_cpu: float
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.bytes / 1e6 / self.seconds
+
+    @property
+    def cpu_seconds_per_gigabyte(self) -> float:
+        return self.broker_cpu / (self.bytes / 1e9)
+
+
+def produce(data_dir: Path, record_bytes: int, count: int) -> None:
+    with BrokerProcess(data_dir, workers=1) as broker:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        for future in admin.create_topics([NewTopic(TOPIC, 1, 1)]).values():
+            future.result(CONNECT_SECONDS)
+        producer = confluent_kafka.Producer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "acks": "1",
+                "linger.ms": 5,
+                "batch.size": 1 << 20,
+                "batch.num.messages": 100_000,
+                "queue.buffering.max.messages": 1_000_000,
+                "compression.type": "none",
+                "delivery.report.only.error": True,
+            }
+        )
+        value = b"v" * record_bytes
+        for index in range(count):
+            while True:
+                try:
+                    producer.produce(TOPIC, value, partition=0)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            if not index & 0xFFFF:
+                producer.poll(0)
+        if producer.flush(PHASE_SECONDS):
+            raise RuntimeError("records left undelivered")
+        broker.stop()
+
+
+def consume(broker: BrokerProcess, consumers: int, record_bytes: int, count: int) -> Result:
+    assert broker.process is not None
+    command = [
+        sys.executable,
+        __file__,
+        "--role",
+        "consume",
+        "--bootstrap",
+        broker.bootstrap,
+        "--count",
+        str(count),
+        "--record-bytes",
+        str(record_bytes),
+    ]
+    processes = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(consumers)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError("a consumer did not connect")
+        broker_before = process_tree_cpu(broker.process.pid)
+        machine_before = machine_busy_cpu()
+        start = time.perf_counter()
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        for process in processes:
+            output, _ = process.communicate(timeout=PHASE_SECONDS)
+            if process.returncode != 0:
+                raise RuntimeError(f"a consumer failed: {output.strip()}")
+        seconds = time.perf_counter() - start
+        broker_cpu = process_tree_cpu(broker.process.pid) - broker_before
+        machine_cpu = machine_busy_cpu() - machine_before
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return Result(seconds, consumers * count * record_bytes, broker_cpu, machine_cpu)
+
+
+def run_mode(
+    mode: str, data_dir: Path, config_dir: Path, record_bytes: int, count: int, fan_out: int
+) -> dict[int, Result]:
+    backend, zero_copy = MODES[mode]
+    config = config_dir / f"{mode.replace(' ', '-')}.toml"
+    config.write_text(f"[server]\nfetch_zero_copy = {'true' if zero_copy else 'false'}\n")
+    arguments = ["--io-backend", backend, "--config", str(config)]
+    results = {}
+    with BrokerProcess(data_dir, workers=1, extra_arguments=arguments) as broker:
+        consume(broker, 1, record_bytes, min(count, 20_000))  # connections and caches warm
+        for consumers in (1, fan_out):
+            results[consumers] = consume(broker, consumers, record_bytes, count)
+        broker.stop()
+    return results
+
+
+# --------------------------------------------------------------------------- report
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def report(
+    args: argparse.Namespace,
+    runs: dict[tuple[int, str, int], list[Result]],
+    parent: Path,
+) -> str:
+    lines = [
+        "# Zero-copy Fetch: trioring's zero-copy and copy paths on both backends",
+        "",
+        *machine_lines(parent),
+        f"- {args.repeat} repeats, modes alternating; medians. Broker: one worker.",
+        f"- Data: {args.mib} MiB of 1 KiB records and {args.small_mib} MiB of 100 B records, "
+        "one partition, page cache warm.",
+        "",
+    ]
+    verdicts = []
+    for record_bytes in (1024, 100):
+        for consumers in (1, args.fan_out):
+            lines += [
+                f"## {record_bytes} B records, {consumers} consumer"
+                + ("s" if consumers > 1 else ""),
+                "",
+                "| mode | seconds | MB/s (all consumers) | broker CPU s/GB "
+                "| broker cores | rest of the machine, cores |",
+                "|---|---:|---:|---:|---:|---:|",
+            ]
+            cpu: dict[str, float] = {}
+            for mode in MODES:
+                results = runs[(record_bytes, mode, consumers)]
+                seconds = median([r.seconds for r in results])
+                rate = median([r.megabytes_per_second for r in results])
+                cpu[mode] = median([r.cpu_seconds_per_gigabyte for r in results])
+                cores = [
+                    median([r.broker_cpu / r.seconds for r in results]),
+                    median([max(0.0, r.machine_cpu - r.broker_cpu) / r.seconds for r in results]),
+                ]
+                lines.append(
+                    f"| {mode} | {seconds:.2f} | {rate:,.1f} | {cpu[mode]:.3f} | "
+                    + " | ".join(f"{c:.2f}" for c in cores)
+                    + " |"
+                )
+            lines.append("")
+            for zero_copy, copy in PAIRS:
+                ratio = cpu[zero_copy] / cpu[copy] if cpu[copy] else float("nan")
+                verdict = "hit" if ratio <= CPU_RATIO_TARGET else "miss"
+                lines.append(
+                    f"- CPU per GB, {zero_copy} / {copy}: {ratio:.2f} "
+                    f"({verdict}: target <= {CPU_RATIO_TARGET})"
+                )
+                verdicts.append(verdict)
+            lines.append("")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--role", choices=["consume"], help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--record-bytes", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mib", type=int, default=512, help="MiB of 1 KiB records (512)")
+    parser.add_argument("--small-mib", type=int, default=64, help="MiB of 100 B records (64)")
+    parser.add_argument("--fan-out", type=int, default=10, help="consumers of the fan-out case")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--output", type=Path, help="also write the report here")
+    args = parser.parse_args(argv)
+    if args.role is None and min(args.mib, args.small_mib, args.fan_out, args.repeat) < 1:
+        parser.error("--mib, --small-mib, --fan-out and --repeat must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.role == "consume":
+        return run_consumer(args)
+    runs: dict[tuple[int, str, int], list[Result]] = {}
+    with tempfile.TemporaryDirectory(prefix="zero-copy-bench-") as temporary:
+        parent = Path(temporary)
+        sizes = {1024: args.mib * (1 << 20) // 1024, 100: args.small_mib * (1 << 20) // 100}
+        for record_bytes, count in sizes.items():
+            print(f"producing {count:,} records of {record_bytes} B", file=sys.stderr)
+            produce(parent / f"data-{record_bytes}", record_bytes, count)
+        modes = list(MODES)
+        for repeat in range(args.repeat):
+            # Rotate the order, so slow drift of the machine spreads over every mode.
+            order = modes[repeat % len(modes) :] + modes[: repeat % len(modes)]
+            for record_bytes, count in sizes.items():
+                for mode in order:
+                    print(f"repeat {repeat + 1}: {record_bytes} B, {mode}", file=sys.stderr)
+                    results = run_mode(
+                        mode,
+                        parent / f"data-{record_bytes}",
+                        parent,
+                        record_bytes,
+                        count,
+                        args.fan_out,
+                    )
+                    for consumers, result in results.items():
+                        runs.setdefault((record_bytes, mode, consumers), []).append(result)
+        text = report(args, runs, parent)
+    print(text)
+    if args.output is not None:
+        args.output.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
