@@ -109,46 +109,32 @@ async def servers(tmp_path: Path, backend: FileBackend) -> AsyncIterator[Servers
         nursery.cancel_scope.cancel()
 
 
-def fetch_v11(
+#: The kio request, topic and partition classes of the Fetch versions the tests send.
+FETCH_CLASSES: dict[int, tuple[Any, Any, Any]] = {
+    11: (FetchRequestV11, FetchTopicV11, FetchPartitionV11),
+    12: (FetchRequestV12, FetchTopicV12, FetchPartitionV12),
+}
+
+
+def fetch_request(
     offsets: dict[int, int],
     partition_max_bytes: int,
     max_bytes: int,
     *,
+    version: int = 11,
     min_bytes: int = 1,
     max_wait_ms: int = 0,
-) -> FetchRequestV11:
-    return FetchRequestV11(
+) -> Any:
+    request_class, topic_class, partition_class = FETCH_CLASSES[version]
+    return request_class(
         max_wait=i32Timedelta.parse(datetime.timedelta(milliseconds=max_wait_ms)),
         min_bytes=i32(min_bytes),
         max_bytes=i32(max_bytes),
         topics=(
-            FetchTopicV11(
-                topic=TOPIC,  # type: ignore[arg-type]
+            topic_class(
+                topic=TOPIC,
                 partitions=tuple(
-                    FetchPartitionV11(
-                        partition=i32(p),
-                        fetch_offset=i64(offset),
-                        partition_max_bytes=i32(partition_max_bytes),
-                    )
-                    for p, offset in offsets.items()
-                ),
-            ),
-        ),
-        forgotten_topics_data=(),
-        rack_id="",
-    )
-
-
-def fetch_v12(offsets: dict[int, int], partition_max_bytes: int, max_bytes: int) -> Any:
-    return FetchRequestV12(
-        max_wait=i32Timedelta.parse(datetime.timedelta(milliseconds=0)),
-        min_bytes=i32(1),
-        max_bytes=i32(max_bytes),
-        topics=(
-            FetchTopicV12(
-                topic=TOPIC,  # type: ignore[arg-type]
-                partitions=tuple(
-                    FetchPartitionV12(
+                    partition_class(
                         partition=i32(p),
                         fetch_offset=i64(offset),
                         partition_max_bytes=i32(partition_max_bytes),
@@ -229,7 +215,7 @@ async def test_answers_are_byte_for_byte_those_of_the_copy_path(servers: Servers
             encode_request(
                 ApiKey.FETCH,
                 11,
-                fetch_v11(offsets, partition_max_bytes, max_bytes),
+                fetch_request(offsets, partition_max_bytes, max_bytes),
                 correlation_id,
             )
         )
@@ -237,7 +223,7 @@ async def test_answers_are_byte_for_byte_those_of_the_copy_path(servers: Servers
             encode_request(
                 ApiKey.FETCH,
                 12,
-                fetch_v12(offsets, partition_max_bytes, max_bytes),
+                fetch_request(offsets, partition_max_bytes, max_bytes, version=12),
                 correlation_id,
             )
         )
@@ -253,7 +239,7 @@ async def test_answers_are_byte_for_byte_those_of_the_copy_path(servers: Servers
     # A whole partition from its start, over several segments.
     (whole,) = await raw_answers(
         servers.zero_copy.port,
-        [encode_request(ApiKey.FETCH, 11, fetch_v11({1: 0}, 50 << 20, 50 << 20), 1)],
+        [encode_request(ApiKey.FETCH, 11, fetch_request({1: 0}, 50 << 20, 50 << 20), 1)],
     )
     assert records_of(whole, 11) == servers.values[1]
     await no_segment_held(servers.broker)
@@ -262,7 +248,7 @@ async def test_answers_are_byte_for_byte_those_of_the_copy_path(servers: Servers
 async def test_a_segment_deleted_during_a_send_is_sent_whole_and_then_closed(
     servers: Servers, tmp_path: Path
 ) -> None:
-    request = encode_request(ApiKey.FETCH, 11, fetch_v11({0: 0}, 50 << 20, 50 << 20), 7)
+    request = encode_request(ApiKey.FETCH, 11, fetch_request({0: 0}, 50 << 20, 50 << 20), 7)
     (expected,) = await raw_answers(servers.copy.port, [request])
     assert len(expected) > 6_000_000  # more than the socket buffers hold
     reader = await KafkaWire.connect(servers.zero_copy.port)
@@ -296,7 +282,7 @@ async def test_a_long_poll_that_reads_again_holds_nothing_between_reads(
 ) -> None:
     """min_bytes above what the partitions hold: each read's slices are let go
     before the wait, and the answer after max_wait is the copy path's."""
-    body = fetch_v11({0: 0, 2: 0}, 1 << 20, 50 << 20, min_bytes=40 << 20, max_wait_ms=300)
+    body = fetch_request({0: 0, 2: 0}, 1 << 20, 50 << 20, min_bytes=40 << 20, max_wait_ms=300)
     frame = encode_request(ApiKey.FETCH, 11, body, 3)
     held_while_waiting: list[int] = []
     async with trio.open_nursery() as nursery:
@@ -334,7 +320,7 @@ async def test_a_client_that_takes_nothing_is_closed_and_its_ranges_released(
         )
         wire = await KafkaWire.connect(server.port)
         await wire.send_raw(
-            encode_request(ApiKey.FETCH, 11, fetch_v11({0: 0}, 50 << 20, 50 << 20), 1)
+            encode_request(ApiKey.FETCH, 11, fetch_request({0: 0}, 50 << 20, 50 << 20), 1)
         )
         with trio.fail_after(10):
             while server.statistics()["idle_connections_closed_total"] == 0:  # noqa: ASYNC110
