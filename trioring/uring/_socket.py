@@ -1,26 +1,31 @@
 """TCP streams and listeners over the io_uring ring, and serving file ranges to them.
 
-:class:`RingSocketStream` is a ``trio.abc.HalfCloseableStream`` whose waits
-happen in the ring of the Trio run (see ``_ring.py``): a receive that finds
-no bytes becomes an IORING_OP_RECV that the kernel completes when they come
-(IORING_FEAT_FAST_POLL: no epoll registration, no second recv), a send the
-socket can't take whole continues as IORING_OP_SEND, and requests from many
-connections queued in one scheduler batch go to the kernel in one
-``io_uring_enter``. Bytes already waiting, and room already free, are taken
-with one plain recv(2) / send(2) first, as Trio's sockets do. Measured on the
-development machine (1 KiB echo, server CPU per round trip): a stream that
-always went through the ring cost the same as Trio's with 32 connections
-(30-38 us both: Trio's recv found bytes waiting 94% of the time, so it made
-two syscalls per round trip and there was nothing for the ring to save) and
-1.7x Trio's with one connection (more scheduler batches per round trip:
-submit, reap, wake); taking ready bytes directly brought both cases to
-parity. So the ring is used where it waits, not where it would only add a
-round trip.
+:class:`RingSocketStream` is a ``trio.abc.HalfCloseableStream`` over a
+socket and the ring of the Trio run (see ``_ring.py``). Bytes already
+waiting, and room already free, are taken with one plain recv(2) / send(2),
+as Trio's sockets do. A send the socket can't take whole continues as
+IORING_OP_SEND on the ring, and requests from many connections queued in one
+scheduler batch go to the kernel in one ``io_uring_enter``. A receive that
+finds no bytes waits on Trio's epoll and then calls recv(2) again, unless
+the stream was made with ``receive_on_ring=True``: then it becomes an
+IORING_OP_RECV that the kernel completes when the bytes come.
+
+Measured (1 KiB echo, server CPU per round trip; docs/uring.md):
+- A stream that always went through the ring cost the same as Trio's with
+  32 connections and 1.7x Trio's with one connection (more scheduler
+  batches per round trip: submit, reap, wake); taking ready bytes directly
+  brought both to parity on the first development machine.
+- On the second (2026-12-07), waiting receives on the ring cost 1.34x
+  Trio's CPU per round trip at one connection and 1.22x at 32.
+- Waiting on epoll instead: 0.88x and 0.91x, this stream's lighter Python
+  path being the difference.
+- So receives wait on epoll by default.
 
 Cancellation and close, the parts that make a completion-based stream hard:
 
-- A cancelled receive on the ring submits an async-cancel and waits for the
-  real completion (``Abort.FAILED``). If the receive completed anyway, its
+- A cancelled receive waiting on epoll took nothing. A cancelled receive on
+  the ring submits an async-cancel and waits for the real completion
+  (``Abort.FAILED``). If the receive completed anyway, its
   bytes are kept in a pending buffer (at most one receive,
   ``PENDING_RECEIVE_BYTES_MAX``) that the next ``receive_some`` returns, and
   Cancelled is raised: a byte is never lost, duplicated or reordered.
@@ -29,7 +34,8 @@ Cancellation and close, the parts that make a completion-based stream hard:
   of the data, so the stream is marked broken (later sends raise
   BrokenResourceError), as a cancelled Trio ``send_all`` leaves its stream
   in an unknown state.
-- ``aclose`` cancels the stream's requests still in flight, waits for their
+- ``aclose`` wakes a receive waiting on epoll (``notify_closing``), cancels
+  the stream's requests still in flight, waits for their
   completions (shielded: the kernel owns the buffers until then, and a
   request still queued must not reach the kernel with a reused fd number),
   then closes the descriptor. The interrupted calls raise ClosedResourceError.
@@ -190,7 +196,9 @@ class RingSocketStream(trio.abc.HalfCloseableStream):
        options. Do not read from or write to it directly.
     """
 
-    def __init__(self, ring: _ring.Ring, sock: socket.socket) -> None:
+    def __init__(
+        self, ring: _ring.Ring, sock: socket.socket, *, receive_on_ring: bool = False
+    ) -> None:
         if sock.type != socket.SOCK_STREAM:
             raise ValueError("RingSocketStream requires a SOCK_STREAM socket")
         if sock.gettimeout() != 0.0:
@@ -198,6 +206,10 @@ class RingSocketStream(trio.abc.HalfCloseableStream):
         self.socket = sock
         self._fd = sock.fileno()
         self._ring = ring
+        #: Whether a receive that finds no bytes waits as an IORING_OP_RECV
+        #: (True) or on Trio's epoll, then recv(2) (False, the default: it
+        #: costs less CPU; see the module docstring).
+        self._receive_on_ring = receive_on_ring
         self._owner = _ring.OperationOwner()
         self._send_conflict = _ConflictDetector("another task is sending on this stream")
         self._receive_conflict = _ConflictDetector("another task is receiving on this stream")
@@ -265,6 +277,8 @@ class RingSocketStream(trio.abc.HalfCloseableStream):
             else:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return ready
+            if not self._receive_on_ring:
+                return await self._receive_after_wait(max_bytes)
             while True:
                 buffer = self._receive_buffer
                 if buffer is None:
@@ -301,6 +315,19 @@ class RingSocketStream(trio.abc.HalfCloseableStream):
                 await trio.lowlevel.checkpoint()
                 raise AssertionError("a cancelled task passed a checkpoint")
             return data
+
+    async def _receive_after_wait(self, max_bytes: int) -> bytes:
+        """Wait on Trio's epoll until bytes (or EOF, or an error) arrive, then recv(2)
+        them. The wait is the schedule point; a cancelled wait took nothing."""
+        while True:
+            await trio.lowlevel.wait_readable(self.socket)
+            self._raise_if_closed()
+            try:
+                return self.socket.recv(min(max_bytes, RECEIVE_BYTES_MAX))
+            except BlockingIOError:
+                continue  # a spurious wake-up
+            except OSError as error:
+                raise _stream_error(-(error.errno or errno.EIO)) from error
 
     def _fit_receive_buffer(self, received: int, asked: int) -> None:
         """Size the next receive buffer to what arrives.
@@ -497,6 +524,8 @@ class RingSocketStream(trio.abc.HalfCloseableStream):
             return
         self._closed = True
         self._pending = b""
+        # A receive waiting on Trio's epoll gets ClosedResourceError.
+        trio.lowlevel.notify_closing(self.socket)
         if self._owner:
             self._ring.cancel_owned(self._owner, _STREAM_CLOSED_MESSAGE)
             with trio.CancelScope(shield=True):
