@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from kio.schema.api_versions.v0.request import ApiVersionsRequest
 from kio.schema.fetch.v11.request import FetchPartition, FetchRequest, FetchTopic
@@ -34,8 +35,21 @@ from trioring.protocol.kafka import (
 )
 from trioring.server import KafkaServer, ServerConfig, serve_kafka
 from trioring.uring import FileBackend
+from trioring.uring._uring import uring_unavailable_reason
 
 SIZE = struct.Struct(">i")
+_URING_UNAVAILABLE = uring_unavailable_reason()
+#: Fixture params for tests that run over both I/O backends ("uring" skips
+#: without io_uring; CI's TRIORING_REQUIRE_URING turns that skip into a failure).
+BACKEND_PARAMS = [
+    "fallback",
+    pytest.param(
+        "uring",
+        marks=pytest.mark.skipif(
+            _URING_UNAVAILABLE is not None, reason=f"io_uring unavailable: {_URING_UNAVAILABLE}"
+        ),
+    ),
+]
 #: Seconds any one exchange with the server may take.
 EXCHANGE_SECONDS = 10.0
 

@@ -29,9 +29,8 @@ from trioring.protocol.records import Record, build_batch
 from trioring.server import KafkaServer, ServerConfig, serve_kafka
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "storage"))
+from server_support import BACKEND_PARAMS
 from storage_support import Gate, TestBackend, UringTestBackend
-
-from trioring.uring._uring import uring_unavailable_reason
 
 TOPIC = "pipelined"
 SIZE = struct.Struct(">i")
@@ -87,21 +86,7 @@ class Server:
         return self.broker.shard.log(TOPIC, 0).log_end_offset
 
 
-_URING_UNAVAILABLE = uring_unavailable_reason()
-
-
-@pytest.fixture(
-    params=[
-        "fallback",
-        pytest.param(
-            "uring",
-            marks=pytest.mark.skipif(
-                _URING_UNAVAILABLE is not None,
-                reason=f"io_uring unavailable: {_URING_UNAVAILABLE}",
-            ),
-        ),
-    ]
-)
+@pytest.fixture(params=BACKEND_PARAMS)
 def backend_class(request: pytest.FixtureRequest) -> type[TestBackend]:
     """The gated test backend over the fallback, or over the ring (files and sockets)."""
     return UringTestBackend if request.param == "uring" else TestBackend

@@ -29,7 +29,7 @@ from kio.schema.fetch.v12.request import FetchRequest as FetchRequestV12
 from kio.schema.fetch.v12.request import FetchTopic as FetchTopicV12
 from kio.serial import entity_reader
 from kio.static.primitive import i32, i32Timedelta, i64
-from server_support import SIZE, KafkaWire, ServerClosed, encode_request
+from server_support import BACKEND_PARAMS, SIZE, KafkaWire, ServerClosed, encode_request
 
 import trioring
 from trioring.handlers.messages import DeleteRecordsRequest
@@ -45,11 +45,9 @@ from trioring.protocol.records import Record, build_batch, decode_batch, iterate
 from trioring.server import KafkaServer, ServerConfig, serve_kafka
 from trioring.storage.log import LogConfig
 from trioring.uring import FallbackBackend, FileBackend, UringBackend
-from trioring.uring._uring import uring_unavailable_reason
 
 TOPIC = "zero-copy"
 PARTITIONS = 3
-_URING_UNAVAILABLE = uring_unavailable_reason()
 
 
 @attrs.define
@@ -61,17 +59,7 @@ class Servers:
     values: dict[int, list[bytes]]
 
 
-@pytest.fixture(
-    params=[
-        "fallback",
-        pytest.param(
-            "uring",
-            marks=pytest.mark.skipif(
-                _URING_UNAVAILABLE is not None, reason=f"io_uring unavailable: {_URING_UNAVAILABLE}"
-            ),
-        ),
-    ]
-)
+@pytest.fixture(params=BACKEND_PARAMS)
 def backend(request: pytest.FixtureRequest) -> FileBackend:
     return UringBackend() if request.param == "uring" else FallbackBackend()
 
