@@ -41,11 +41,10 @@ segments.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from time import monotonic
 from typing import NamedTuple
 
@@ -1038,39 +1037,41 @@ class PartitionLog:
                         end = untrusted_after.position
                 oversized_first_batch = first_batch_may_exceed and not parts
                 try:
-                    with self._read_errors(segment, offset):
-                        if parts:
-                            position: int | None = 0
-                        else:
-                            position = await segment.find_position(self._backend, offset)
-                        if position is None:
-                            continue
-                        if zero_copy_bytes_min is None:
-                            data = await segment.read(
-                                self._backend,
-                                position,
-                                max_bytes - total,
-                                oversized_first_batch=oversized_first_batch,
-                                end=end,
-                                first_offset=segment.base_offset if parts else offset,
-                            )
-                            part_end = position + len(data)
-                            if data:
-                                chunks.append(data)
-                        else:
-                            part_end, part_next = await segment.whole_batches_end(
-                                self._backend,
-                                position,
-                                max_bytes - total,
-                                oversized_first_batch=oversized_first_batch,
-                                end=end,
-                            )
-                            if part_end > position:
-                                next_offset = part_next
-                except CorruptLogError:
+                    if parts:
+                        position: int | None = 0
+                    else:
+                        position = await segment.find_position(self._backend, offset)
+                    if position is None:
+                        continue
+                    if zero_copy_bytes_min is None:
+                        data = await segment.read(
+                            self._backend,
+                            position,
+                            max_bytes - total,
+                            oversized_first_batch=oversized_first_batch,
+                            end=end,
+                            first_offset=segment.base_offset if parts else offset,
+                        )
+                        part_end = position + len(data)
+                        if data:
+                            chunks.append(data)
+                    else:
+                        part_end, part_next = await segment.whole_batches_end(
+                            self._backend,
+                            position,
+                            max_bytes - total,
+                            oversized_first_batch=oversized_first_batch,
+                            end=end,
+                        )
+                        if part_end > position:
+                            next_offset = part_next
+                except CorruptLogError as error:
+                    self._log_corruption(offset, error)
                     if parts:
                         break  # serve what precedes the damage
                     raise
+                except OSError as error:
+                    raise self._read_failure(segment, error) from error
                 if part_end > position:
                     parts.append((segment, position, part_end))
                     total += part_end - position
@@ -1102,50 +1103,48 @@ class PartitionLog:
         chunks: list[bytes] = []
         for segment, position, end in parts:
             try:
-                with self._read_errors(segment, offset):
-                    data = await segment.read(
-                        self._backend,
-                        position,
-                        end - position,
-                        end=end,
-                        first_offset=segment.base_offset if chunks else offset,
-                    )
-            except CorruptLogError:
+                data = await segment.read(
+                    self._backend,
+                    position,
+                    end - position,
+                    end=end,
+                    first_offset=segment.base_offset if chunks else offset,
+                )
+            except CorruptLogError as error:
+                self._log_corruption(offset, error)
                 if chunks:
                     break
                 raise
+            except OSError as error:
+                raise self._read_failure(segment, error) from error
             if data:
                 chunks.append(data)
             if position + len(data) < end:
                 break
         return chunks
 
-    @contextlib.contextmanager
-    def _read_errors(self, segment: LogSegment, offset: int) -> Iterator[None]:
-        """Log a damaged batch (CorruptLogError goes on); a failed read becomes StorageError."""
-        try:
-            yield
-        except CorruptLogError as error:
-            corruption_log.error(
-                "%s: reading offset %d: %s",
-                self.directory,
-                offset,
-                error,
-                key=(error.path, error.position),
-            )
-            raise
-        except OSError as error:
-            read_failures_log.error(
-                "%s: reading %s failed: %s",
-                self.directory,
-                segment.log_path,
-                error,
-                key=self.directory,
-            )
-            raise StorageError(
-                f"reading {segment.log_path} failed: {error.strerror or error}; "
-                "check the disk (writes go on)"
-            ) from error
+    def _log_corruption(self, offset: int, error: CorruptLogError) -> None:
+        corruption_log.error(
+            "%s: reading offset %d: %s",
+            self.directory,
+            offset,
+            error,
+            key=(error.path, error.position),
+        )
+
+    def _read_failure(self, segment: LogSegment, error: OSError) -> StorageError:
+        """Log a failed read; the StorageError to raise for it (writes go on)."""
+        read_failures_log.error(
+            "%s: reading %s failed: %s",
+            self.directory,
+            segment.log_path,
+            error,
+            key=self.directory,
+        )
+        return StorageError(
+            f"reading {segment.log_path} failed: {error.strerror or error}; "
+            "check the disk (writes go on)"
+        )
 
     async def wait_for_data(self, offset: int) -> None:
         """Return once the high watermark passes ``offset`` (long-poll fetch)."""
