@@ -40,12 +40,16 @@ from trioring.uring import (
 )
 from trioring.uring._uring import uring_unavailable_reason
 
-BACKENDS = ("fallback", "uring")
+#: "uring-ring-receive": the ring backend whose streams wait for bytes with ring
+#: receives (the default waits on Trio's epoll; see trioring/uring/_socket.py).
+BACKENDS = ("fallback", "uring", "uring-ring-receive")
 MESSAGE_BYTES = 1024
 
 
 def make_backend(name: str) -> FileBackend:
-    return UringBackend() if name == "uring" else FallbackBackend()
+    if name == "fallback":
+        return FallbackBackend()
+    return UringBackend(receive_on_ring=name == "uring-ring-receive")
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -129,8 +133,18 @@ trio.run(main)
 """
 
 
+#: Set by --baseline-tree: a checkout (extensions built) whose trioring serves the
+#: backends named "base:...", to compare two versions of the code in one run.
+BASELINE_TREE: dict[str, str] = {}
+BASELINE_PREFIX = "base:"
+
+
 class ServerProcess:
     def __init__(self, kind: str, backend_name: str, path: str | None = None) -> None:
+        environment = dict(os.environ)
+        if backend_name.startswith(BASELINE_PREFIX):
+            backend_name = backend_name.removeprefix(BASELINE_PREFIX)
+            environment["PYTHONPATH"] = BASELINE_TREE["path"]
         arguments = [kind, backend_name, os.path.dirname(os.path.abspath(__file__))]
         if path is not None:
             arguments.append(path)
@@ -139,6 +153,7 @@ class ServerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env=environment,
         )
         assert self.process.stdout is not None
         self.port = int(self.process.stdout.readline())
@@ -217,22 +232,27 @@ async def serve_segment(backend_name: str, path: str, size: int) -> dict[str, fl
 
 
 def run_case(
-    title: str, repeat: int, measure: Callable[[str], dict[str, float]], targets: dict[str, str]
+    title: str,
+    repeat: int,
+    measure: Callable[[str], dict[str, float]],
+    targets: dict[str, str],
+    backends: list[str],
 ) -> None:
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in BACKENDS}
+    """Alternate ``backends`` ``repeat`` times; print medians and each one's ratio to the first."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in backends}
     for _ in range(repeat):
-        for name in BACKENDS:
+        for name in backends:
             results[name].append(measure(name))
+    base, others = backends[0], backends[1:]
     print(f"\n### {title} (median of {repeat})\n")
-    print("| metric | fallback | uring | uring / fallback | target |")
-    print("|---|---:|---:|---:|---|")
-    for metric in results["fallback"][0]:
-        values = {name: statistics.median(r[metric] for r in results[name]) for name in BACKENDS}
-        ratio = values["uring"] / values["fallback"]
-        print(
-            f"| {metric} | {values['fallback']:,.1f} | {values['uring']:,.1f} | "
-            f"{ratio:.2f} | {targets.get(metric, '')} |"
-        )
+    header = " | ".join([*backends, *(f"{name} / {base}" for name in others)])
+    print(f"| metric | {header} | target |")
+    print("|---|" + "---:|" * (len(backends) + len(others)) + "---|")
+    for metric in results[base][0]:
+        values = {name: statistics.median(r[metric] for r in results[name]) for name in backends}
+        cells = [f"{values[name]:,.1f}" for name in backends]
+        cells += [f"{values[name] / values[base]:.2f}" for name in others]
+        print(f"| {metric} | {' | '.join(cells)} | {targets.get(metric, '')} |")
 
 
 def main() -> None:
@@ -245,7 +265,26 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--echo-seconds", type=float, default=3.0)
     parser.add_argument("--segment-mebibytes", type=int, default=256)
+    parser.add_argument(
+        "--backends",
+        default="fallback,uring",
+        help=f"comma-separated, the first is the baseline; any of {', '.join(BACKENDS)}",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        default=None,
+        help=f"a checkout with built extensions: {BASELINE_PREFIX}NAME backends in (b) and (c) "
+        "run their server on its code (e.g. --backends base:uring,uring)",
+    )
     options = parser.parse_args()
+    backends = options.backends.split(",")
+    names = {name.removeprefix(BASELINE_PREFIX) for name in backends}
+    if len(backends) < 2 or not names <= set(BACKENDS):
+        parser.error(f"--backends: two or more of {', '.join(BACKENDS)}, each maybe base:")
+    if any(name.startswith(BASELINE_PREFIX) for name in backends):
+        if options.baseline_tree is None or "a" in options.cases:
+            parser.error("base: backends need --baseline-tree, and only cases b and c use it")
+        BASELINE_TREE["path"] = os.path.abspath(options.baseline_tree)
     unavailable = uring_unavailable_reason()
     if unavailable is not None:
         raise SystemExit(f"io_uring unavailable here: {unavailable.strerror}")
@@ -265,6 +304,7 @@ def main() -> None:
                     options.producers,
                 ),
                 {"MB/s": ">= 1.0", "CPU s/GB": "<= 0.8"},
+                backends,
             )
         if "b" in options.cases:
             run_case(
@@ -274,7 +314,8 @@ def main() -> None:
                 lambda name: trio.run(
                     echo_round_trips, name, options.connections, options.echo_seconds
                 ),
-                {"round trips/s": ">= 1.2"},
+                {"round trips/s": ">= 1.2", "server CPU us/round trip": "<= 0.8"},
+                backends,
             )
         if "c" in options.cases:
             path = os.path.join(root, "00000000000000000000.log")
@@ -287,6 +328,7 @@ def main() -> None:
                 options.repeat,
                 lambda name: trio.run(serve_segment, name, path, options.segment_mebibytes << 20),
                 {"MB/s": ">= 1.0"},
+                backends,
             )
     finally:
         shutil.rmtree(root, ignore_errors=True)

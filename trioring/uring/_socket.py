@@ -554,7 +554,9 @@ class RingListener(trio.abc.Listener[RingSocketStream]):
     closes it in :meth:`aclose`): none is leaked or dropped.
     """
 
-    def __init__(self, ring: _ring.Ring, sock: socket.socket) -> None:
+    def __init__(
+        self, ring: _ring.Ring, sock: socket.socket, *, receive_on_ring: bool = False
+    ) -> None:
         if sock.type != socket.SOCK_STREAM:
             raise ValueError("RingListener requires a SOCK_STREAM socket")
         if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
@@ -563,6 +565,7 @@ class RingListener(trio.abc.Listener[RingSocketStream]):
             sock.setblocking(False)
         self.socket = sock
         self._ring = ring
+        self._receive_on_ring = receive_on_ring
         self._owner = _ring.OperationOwner()
         self._accept_conflict = _ConflictDetector("another task is accepting on this listener")
         self._pending_fd: int | None = None
@@ -623,7 +626,7 @@ class RingListener(trio.abc.Listener[RingSocketStream]):
         except BaseException:
             os.close(fd)
             raise
-        return RingSocketStream(self._ring, sock)
+        return RingSocketStream(self._ring, sock, receive_on_ring=self._receive_on_ring)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -801,13 +804,16 @@ async def open_tcp_listeners_for(
 
 
 def ring_listeners_from(
-    ring: _ring.Ring, listeners: Sequence[trio.SocketListener]
+    ring: _ring.Ring, listeners: Sequence[trio.SocketListener], *, receive_on_ring: bool = False
 ) -> list[RingListener]:
-    """Move the listening sockets of Trio ``listeners`` onto ``ring`` (they are consumed)."""
+    """Move the listening sockets of Trio ``listeners`` onto ``ring`` (they are consumed).
+
+    ``receive_on_ring``: their streams wait for bytes with ring receives (see
+    :class:`RingSocketStream`)."""
     ring_listeners = []
     for listener in listeners:
         trio_socket = listener.socket
         family, kind, protocol = trio_socket.family, trio_socket.type, trio_socket.proto
         sock = socket.socket(family, kind, protocol, fileno=trio_socket.detach())
-        ring_listeners.append(RingListener(ring, sock))
+        ring_listeners.append(RingListener(ring, sock, receive_on_ring=receive_on_ring))
     return ring_listeners

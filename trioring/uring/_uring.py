@@ -8,7 +8,9 @@ worker thread, and measured here a 100 KiB write through the ring cost 4.6x
 an inline ``os.pwritev`` (a page-cache copy of microseconds), while an
 fdatasync through the ring cost 0.82-0.87x one through a thread.
 ``write_on_ring=True`` sends writes through the ring too (tests and
-benchmarks use it; see docs/uring.md). Everything else (open, close, rename,
+benchmarks use it; see docs/uring.md); ``receive_on_ring=True`` makes the
+listeners' streams wait for bytes with ring receives instead of Trio's epoll
+(see ``_socket.py``). Everything else (open, close, rename,
 unlink, make_directory, list_directory, ftruncate, fsync_directory,
 file_size) is rare metadata work inherited from the fallback (threads, or
 inline where it cannot block).
@@ -72,9 +74,11 @@ class UringBackend(FallbackBackend):
         operations_in_flight_max: int = OPERATIONS_IN_FLIGHT_MAX,
         read_threads_max: int = READ_THREADS_MAX,
         write_on_ring: bool = False,
+        receive_on_ring: bool = False,
     ) -> None:
         super().__init__(read_threads_max=read_threads_max)
         self._write_on_ring = write_on_ring
+        self._receive_on_ring = receive_on_ring
         if _ring.EXTENSION_IMPORT_ERROR is not None:
             raise UringUnavailableError(
                 errno.ENOSYS, f"the io_uring extension is not built: {_ring.EXTENSION_IMPORT_ERROR}"
@@ -118,7 +122,9 @@ class UringBackend(FallbackBackend):
             logger.info("sockets: Trio's (this kernel's io_uring has no fast poll)")
             return list(listeners)
         logger.info("sockets: io_uring")
-        return list(_socket.ring_listeners_from(ring, listeners))
+        return list(
+            _socket.ring_listeners_from(ring, listeners, receive_on_ring=self._receive_on_ring)
+        )
 
     def statistics(self) -> dict[str, int]:
         ring = self._ring
