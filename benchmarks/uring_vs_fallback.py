@@ -8,6 +8,9 @@
     trips per second and server CPU per round trip.
 (c) one 256 MiB log segment served to a socket with ``send_file_range``
     (splice over the ring, sendfile for Trio's sockets): MB/s.
+(d) the cost of one operation: 1 and 64 tasks reading 4 KiB at a time from a
+    file in the page cache (``pread``: on the ring, or in a worker thread for
+    the fallback), in a child process: reads per second and CPU per read.
 
 Cases alternate between backends, ``--repeat`` times; the median counts.
 Not a test: run it on a quiet machine and record the numbers in docs/uring.md.
@@ -19,6 +22,7 @@ Not a test: run it on a quiet machine and record the numbers in docs/uring.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -154,6 +158,8 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             text=True,
             env=environment,
+            # Not the caller's directory, which could hold another trioring.
+            cwd=os.path.dirname(os.path.abspath(__file__)),
         )
         assert self.process.stdout is not None
         self.port = int(self.process.stdout.readline())
@@ -228,6 +234,62 @@ async def serve_segment(backend_name: str, path: str, size: int) -> dict[str, fl
     return {"MB/s": size / elapsed / 1e6, "server CPU s/GB": cpu / (size / 1e9)}
 
 
+READS_SCRIPT = r"""
+import json, os, sys, time, trio
+sys.path.insert(0, sys.argv[2])
+from uring_vs_fallback import make_backend
+
+backend_name, path = sys.argv[1], sys.argv[3]
+tasks, seconds = int(sys.argv[4]), float(sys.argv[5])
+
+async def main():
+    backend = make_backend(backend_name)
+    fd = os.open(path, os.O_RDONLY)
+    pages = os.fstat(fd).st_size // 4096
+    count = 0
+
+    async def reader(index):
+        nonlocal count
+        offset = index % pages * 4096
+        while trio.current_time() < deadline:
+            await backend.pread(fd, 4096, offset)
+            count += 1
+
+    await backend.pread(fd, 4096, 0)   # set up the ring, start a thread
+    cpu, start = time.process_time(), time.perf_counter()
+    deadline = trio.current_time() + seconds
+    async with trio.open_nursery() as nursery:
+        for index in range(tasks):
+            nursery.start_soon(reader, index)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    os.close(fd)
+    await backend.aclose()
+    print(json.dumps({"reads/s": count / elapsed, "CPU us/read": cpu / count * 1e6}))
+
+trio.run(main)
+"""
+
+
+def page_cache_reads(backend_name: str, path: str, tasks: int, seconds: float) -> dict[str, float]:
+    environment = dict(os.environ)
+    if backend_name.startswith(BASELINE_PREFIX):
+        backend_name = backend_name.removeprefix(BASELINE_PREFIX)
+        environment["PYTHONPATH"] = BASELINE_TREE["path"]
+    directory = os.path.dirname(os.path.abspath(__file__))
+    arguments = [backend_name, directory, path, str(tasks), str(seconds)]
+    output = subprocess.run(
+        [sys.executable, "-c", READS_SCRIPT, *arguments],
+        env=environment,
+        cwd=directory,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    ).stdout
+    result: dict[str, float] = json.loads(output)
+    return result
+
+
 # --- driver ------------------------------------------------------------------------------
 
 
@@ -257,7 +319,7 @@ def run_case(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", default="abc", help="any of a, b, c")
+    parser.add_argument("--cases", default="abcd", help="any of a, b, c, d")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default=None, help="directory on the disk to measure")
     parser.add_argument("--append-megabytes", type=int, default=256)
@@ -265,6 +327,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--echo-seconds", type=float, default=3.0)
     parser.add_argument("--segment-mebibytes", type=int, default=256)
+    parser.add_argument("--read-tasks", default="1,64", help="comma-separated, for (d)")
+    parser.add_argument("--read-seconds", type=float, default=3.0)
     parser.add_argument(
         "--backends",
         default="fallback,uring",
@@ -283,7 +347,7 @@ def main() -> None:
         parser.error(f"--backends: two or more of {', '.join(BACKENDS)}, each maybe base:")
     if any(name.startswith(BASELINE_PREFIX) for name in backends):
         if options.baseline_tree is None or "a" in options.cases:
-            parser.error("base: backends need --baseline-tree, and only cases b and c use it")
+            parser.error("base: backends need --baseline-tree, and only cases b, c, d use it")
         BASELINE_TREE["path"] = os.path.abspath(options.baseline_tree)
     unavailable = uring_unavailable_reason()
     if unavailable is not None:
@@ -330,6 +394,20 @@ def main() -> None:
                 {"MB/s": ">= 1.0"},
                 backends,
             )
+        if "d" in options.cases:
+            path = os.path.join(root, "reads")
+            with open(path, "wb") as file:
+                file.write(os.urandom(1 << 20))
+            for tasks in (int(count) for count in options.read_tasks.split(",")):
+                run_case(
+                    f"(d) {tasks} task(s) reading 4 KiB at a time from the page cache",
+                    options.repeat,
+                    lambda name, tasks=tasks: page_cache_reads(  # type: ignore[misc]
+                        name, path, tasks, options.read_seconds
+                    ),
+                    {"CPU us/read": "<= 0.8"},
+                    backends,
+                )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

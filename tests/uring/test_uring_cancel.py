@@ -37,29 +37,35 @@ async def test_cancelled_blocked_read_raises_and_reads_nothing() -> None:
 
 
 async def test_read_completed_despite_cancel_returns_its_data() -> None:
-    """Cancel and completion in the same scheduler batch: the data is returned.
+    """A read that completed while its cancel was on the way returns its data.
 
-    The canceller and the submitter run in the same batch, in random order:
-    either the cancel is submitted right behind the read (which completes at
-    once, so the cancel finds nothing) or the read is already done.
+    The read waits on an empty pipe; in one later batch a task writes to the
+    pipe (the kernel completes the read before the write returns) and then
+    cancels the reader, whose abort queues an async-cancel. The cancel finds
+    nothing left to cancel, the completion is reaped, and the bytes come back.
     """
     backend = UringBackend(write_on_ring=True)
     read_end, write_end = os.pipe()
     try:
         await backend.pread(read_end, 0, 0)  # the ring is up
         for _ in range(50):
-            os.write(write_end, b"ready")
             returned = b""
             with trio.CancelScope() as scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_cancel_now, scope)
+                    nursery.start_soon(_write_then_cancel, write_end, scope)
                     returned = await backend.pread(read_end, 10, 0)
             assert returned == b"ready"
             assert scope.cancel_called
-        assert backend.statistics()["cancel_requests"] > 0, "the abort path ran"
+        assert backend.statistics()["cancel_requests"] >= 50, "the abort path ran"
     finally:
         close_all(read_end, write_end)
         await backend.aclose()
+
+
+async def _write_then_cancel(write_end: int, scope: trio.CancelScope) -> None:
+    # Started in the reader's batch, this runs once its read is submitted.
+    os.write(write_end, b"ready")
+    scope.cancel()
 
 
 async def _cancel_now(scope: trio.CancelScope) -> None:

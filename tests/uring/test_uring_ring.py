@@ -169,6 +169,69 @@ async def test_one_submit_per_scheduler_batch(backend: UringBackend, tmp_path: P
     await backend.close(fd)
 
 
+class _IoWaitCounter(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.count += 1
+
+
+async def test_a_read_needs_one_scheduler_pass(backend: UringBackend, tmp_path: Path) -> None:
+    """The run loop hooks submit and reap: a page-cache read wakes its task in
+    the batch after the one that asked (tasks alone took a batch more)."""
+    fd = await open_file(backend, tmp_path / "f")
+    await backend.pwritev(fd, [b"data"], 0)
+    await backend.pread(fd, 4, 0)
+    assert backend.statistics()["loop_hooks"] == 1
+    counter = _IoWaitCounter()
+    trio.lowlevel.add_instrument(counter)
+    try:
+        for _ in range(10):
+            assert await backend.pread(fd, 4, 0) == b"data"
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert counter.count == 10
+    await backend.close(fd)
+
+
+async def test_the_tasks_take_over_when_the_hooks_fail(
+    backend: UringBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fd = await open_file(backend, tmp_path / "f")
+    await backend.pwritev(fd, [b"data"], 0)
+    ring = backend.socket_ring()
+    assert ring is not None
+    calls = 0
+
+    def fail_once() -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("a bug in the hook")
+
+    monkeypatch.setattr(ring, "_submit_from_loop", fail_once)
+    # Trio logs the hook's exception and removes the instrument; the read
+    # queued before it is submitted by the submitter task.
+    assert await backend.pread(fd, 4, 0) == b"data"
+    assert calls == 1
+    assert backend.statistics()["loop_hooks"] == 0
+    results = await _read_concurrently(backend, fd, 20)
+    assert results == [b"data"[position:] for position in range(20)]
+    await backend.close(fd)
+
+
+async def _read_concurrently(backend: UringBackend, fd: int, count: int) -> list[bytes]:
+    results: list[bytes] = [b""] * count
+
+    async def read(position: int) -> None:
+        results[position] = await backend.pread(fd, 4, position)
+
+    async with trio.open_nursery() as nursery:
+        for position in range(count):
+            nursery.start_soon(read, position)
+    return results
+
+
 async def test_full_submission_queue_loses_nothing(tmp_path: Path) -> None:
     backend = UringBackend(write_on_ring=True, ring_entries=4)
     fd = await open_file(backend, tmp_path / "f")

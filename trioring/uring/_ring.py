@@ -1,18 +1,31 @@
 """One io_uring instance driven by the Trio run that uses it.
 
 Lifecycle: a :class:`Ring` is set up inside a Trio run and starts one system
-task there, which owns it until :meth:`Ring.aclose` or the end of the run:
+task there, which owns it until :meth:`Ring.aclose` or the end of the run,
+and a Trio instrument (:class:`_LoopHooks`) that lets the run loop itself
+submit and reap:
 
 - **Submission batching.** ``perform`` writes its SQEs straight into the
-  submission queue (or into a backlog when the queue is full) and wakes the
-  submitter task, which Trio runs in the *next* scheduler batch: every request
-  queued during one batch goes to the kernel with one ``io_uring_enter``.
-- **Reaping.** An eventfd registered with the ring (IORING_REGISTER_EVENTFD)
-  becomes readable when completions arrive; the reaper task waits for it with
-  ``trio.lowlevel.wait_readable``, drains every completion (including ones the
-  kernel kept aside when the completion queue overflowed) and reschedules the
-  waiting tasks. The submitter also reaps right after each submit, so requests
-  that complete inline (page-cache hits) need no wake-up.
+  submission queue (or into a backlog when the queue is full). Just before
+  the run loop waits for I/O (the instrument's ``before_io_wait``, once per
+  scheduler batch) everything queued during the batch goes to the kernel
+  with one ``io_uring_enter``, and completions that came back inline
+  (page-cache hits, sockets with bytes or room) are reaped at once. A
+  submit the kernel refuses for a while (EAGAIN, EBUSY) is retried by the
+  submitter task, with a delay, which a run loop hook cannot do.
+- **Reaping.** Right after the run loop's I/O wait (``after_io_wait``) the
+  completion queue is drained, and the waiting tasks run in the batch that
+  follows. An eventfd registered with the ring (IORING_REGISTER_EVENTFD)
+  becomes readable when completions arrive, so the I/O wait ends when one
+  does; the reaper task waits for it with ``trio.lowlevel.wait_readable``,
+  clears it and reaps too (including what the kernel kept aside when the
+  completion queue overflowed).
+- **Why hooks, not tasks alone** (measured, docs/uring.md): with a submitter
+  and a reaper task only, each operation cost two more scheduler batches
+  (the submitter's, then the reaper's, each waking the next) and their
+  Python. If the instrument fails (it raises, and Trio removes it), the
+  tasks take over: ``perform`` wakes the submitter, which submits and reaps
+  in the next batch, as before the hooks.
 - **Cancellation** (Trio's pattern for completion-based I/O, as in
   ``trio._core._io_windows.wait_overlapped``): the abort function of a
   cancellable request queues an IORING_OP_ASYNC_CANCEL and returns
@@ -220,7 +233,11 @@ class Ring:
         #: Chains waiting for room in the submission queue, in order.
         self._backlog: deque[tuple[Sequence[Request], int]] = deque()
         self._submit_requested = False
+        #: The submitter task is retrying a refused submit: the hooks leave it to it.
+        self._submit_retrying = False
         self._submitter_parked: trio.lowlevel.Task | None = None
+        #: Installed in the run while the ring is open; None if it failed or is removed.
+        self._hooks: _LoopHooks | None = None
         self._completions = ffi.new("struct trioring_completion[]", REAP_BATCH_MAX)
         self._reap_error = ffi.new("int *")
         #: Multi-round operations (a write continued after a short write) under way.
@@ -239,6 +256,8 @@ class Ring:
 
     def start(self) -> None:
         trio.lowlevel.spawn_system_task(self._main, name=f"trioring io_uring fd {self.fd}")
+        self._hooks = _LoopHooks(self)
+        trio.lowlevel.add_instrument(self._hooks)
 
     @property
     def closing(self) -> bool:
@@ -294,6 +313,7 @@ class Ring:
             "submit_calls": self._submit_calls,
             "completions": self._completion_count,
             "cancel_requests": self._cancel_requests,
+            "loop_hooks": int(self._hooks is not None),
             "overflow_flushes": int(self._handle.overflow_flushes) if self._handle else 0,
             "submission_entries": self.submission_entries,
             "completion_entries": self.completion_entries,
@@ -345,6 +365,7 @@ class Ring:
             self._reap()
             if self._backlog or lib.trioring_sq_unsubmitted(self._handle):
                 await self._flush()
+        self._remove_hooks()
         trio.lowlevel.notify_closing(self._event_fd)
         close_ring_handle(self._handle)
         self._handle = ffi.NULL
@@ -461,45 +482,92 @@ class Ring:
     def _request_submit(self) -> None:
         if not self._submit_requested:
             self._submit_requested = True
-            task = self._submitter_parked
-            if task is not None:
-                self._submitter_parked = None
-                trio.lowlevel.reschedule(task)
+            if self._hooks is None:
+                self._wake_submitter()
+
+    # --- run loop hooks -----------------------------------------------------------------
+
+    def _submit_from_loop(self) -> None:
+        """before_io_wait: submit what this batch queued (see the module docstring)."""
+        if not self._submit_requested or self._submit_retrying:
+            return
+        self._submit_requested = False
+        result = self._submit_now()
+        if result != 0 and self._retry_submit(result, failures=0):
+            # Retrying needs a delay: the submitter task does it.
+            self._submit_retrying = True
+            self._submit_requested = True
+            self._wake_submitter()
+
+    def _reap_from_loop(self) -> None:
+        """after_io_wait: wake the waiters of whatever completed during the I/O wait."""
+        if self._in_flight:
+            self._reap()
+
+    def _hooks_failed(self) -> None:
+        # Trio logs the exception and removes the instrument; the tasks go on alone.
+        self._hooks = None
+        if self._submit_requested:
+            self._wake_submitter()
+
+    def _remove_hooks(self) -> None:
+        hooks, self._hooks = self._hooks, None
+        if hooks is not None:
+            trio.lowlevel.remove_instrument(hooks)
 
     # --- submitter --------------------------------------------------------------------
+
+    def _wake_submitter(self) -> None:
+        task = self._submitter_parked
+        if task is not None:
+            self._submitter_parked = None
+            trio.lowlevel.reschedule(task)
 
     async def _submit_forever(self) -> None:
         while True:
             if not self._submit_requested:
+                self._submit_retrying = False
                 self._submitter_parked = trio.lowlevel.current_task()
                 await trio.lowlevel.wait_task_rescheduled(self._abort_submitter_wait)
+            # A refusal handed over by the hooks counts as the first failure.
+            failures = int(self._submit_retrying)
             self._submit_requested = False
-            await self._flush()
+            await self._flush(failures)
 
     def _abort_submitter_wait(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
         self._submitter_parked = None
         return trio.lowlevel.Abort.SUCCEEDED
 
-    async def _flush(self) -> None:
-        """Submit everything queued, making room from the backlog, then reap."""
-        failures = 0
+    def _submit_now(self) -> int:
+        """Submit everything queued, making room from the backlog, reaping after each
+        submit; 0, or the submit's -errno (what is left stays queued)."""
         while True:
             self._move_backlog()
-            result = lib.trioring_submit(self._handle)
+            result: int = lib.trioring_submit(self._handle)
             self._submit_calls += 1
             self._reap()
-            if result == 0:
-                failures = 0
-                if not self._backlog:
-                    return
-                continue
-            if -result in _TRANSIENT_SUBMIT_ERRORS and failures < SUBMIT_FAILURES_MAX:
-                failures += 1
+            if result != 0 or not self._backlog:
+                return result
+
+    async def _flush(self, failures: int = 0) -> None:
+        """Submit everything queued (``_submit_now``); after ``failures`` refusals in a
+        row, wait before the next try."""
+        while True:
+            if failures:
                 await trio.sleep(SUBMIT_RETRY_DELAY_SECONDS)
-                continue
-            logger.error("io_uring submit failed: %s; failing queued requests", os_error(result))
-            self._fail_unsubmitted(result)
-            return
+            result = self._submit_now()
+            if result == 0 or not self._retry_submit(result, failures):
+                return
+            failures += 1
+
+    def _retry_submit(self, result: int, failures: int) -> bool:
+        """Whether a submit refused with ``result`` (-errno) after ``failures`` earlier
+        refusals is worth retrying; if not, fail every request still queued."""
+        if -result in _TRANSIENT_SUBMIT_ERRORS and failures < SUBMIT_FAILURES_MAX:
+            return True
+        logger.error("io_uring submit failed: %s; failing queued requests", os_error(result))
+        self._fail_unsubmitted(result)
+        return False
 
     def _move_backlog(self) -> None:
         backlog = self._backlog
@@ -572,3 +640,27 @@ class Ring:
             trio.lowlevel.reschedule(operation.task)
             if self._closing:
                 self._set_idle_if_drained()
+
+
+class _LoopHooks(trio.abc.Instrument):
+    """Submits and reaps for one ring from Trio's run loop (see the module docstring).
+
+    Only the two I/O-wait hooks are defined, so Trio calls nothing else.
+    """
+
+    def __init__(self, ring: Ring) -> None:
+        self._ring = ring
+
+    def before_io_wait(self, timeout: float) -> None:
+        try:
+            self._ring._submit_from_loop()
+        except BaseException:
+            self._ring._hooks_failed()
+            raise
+
+    def after_io_wait(self, timeout: float) -> None:
+        try:
+            self._ring._reap_from_loop()
+        except BaseException:
+            self._ring._hooks_failed()
+            raise
