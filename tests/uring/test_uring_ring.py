@@ -204,12 +204,12 @@ async def test_the_tasks_take_over_when_the_hooks_fail(
     assert ring is not None
     calls = 0
 
-    def fail_once() -> None:
+    def fail_once(timeout: float) -> None:
         nonlocal calls
         calls += 1
         raise RuntimeError("a bug in the hook")
 
-    monkeypatch.setattr(ring, "_submit_from_loop", fail_once)
+    monkeypatch.setattr(ring, "_before_io_wait", fail_once)
     # Trio logs the hook's exception and removes the instrument; the read
     # queued before it is submitted by the submitter task.
     assert await backend.pread(fd, 4, 0) == b"data"

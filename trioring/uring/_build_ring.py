@@ -29,7 +29,6 @@ MODULE_NAME = "trioring.uring._ring_ffi"
 CDEF = """
 struct trioring_ring {
     int ring_fd;
-    int event_fd;
     unsigned sq_entries;
     unsigned cq_entries;
     unsigned features;

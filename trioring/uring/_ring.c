@@ -14,9 +14,6 @@ static int sys_setup(unsigned entries, struct io_uring_params *p) {
 static int sys_enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags) {
     return (int)syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, NULL, 0);
 }
-static int sys_register(int fd, unsigned opcode, const void *arg, unsigned count) {
-    return (int)syscall(__NR_io_uring_register, fd, opcode, arg, count);
-}
 
 static void unmap_ring(struct trioring_ring *r) {
     if (r->sqes && r->sqes != MAP_FAILED) munmap(r->sqes, r->sqes_bytes);
@@ -28,9 +25,7 @@ static void unmap_ring(struct trioring_ring *r) {
 void trioring_ring_close(struct trioring_ring *r) {
     if (!r) return;
     unmap_ring(r);
-    /* Closing the ring fd drops the eventfd registration with it. */
     if (r->ring_fd >= 0) close(r->ring_fd);
-    if (r->event_fd >= 0) close(r->event_fd);
     free(r);
 }
 
@@ -38,7 +33,8 @@ void trioring_ring_close(struct trioring_ring *r) {
 int trioring_ring_setup(struct trioring_ring **ring_out, unsigned entries, unsigned cq_entries) {
     /* Newest flags first; an older kernel answers EINVAL and we drop the newest. */
     static const unsigned optional_flags[] = {
-        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_NO_SQARRAY,
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_NO_SQARRAY | IORING_SETUP_COOP_TASKRUN,
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
         IORING_SETUP_SUBMIT_ALL,
         0,
     };
@@ -51,7 +47,6 @@ int trioring_ring_setup(struct trioring_ring **ring_out, unsigned entries, unsig
     r = calloc(1, sizeof *r);
     if (!r) return -ENOMEM;
     r->ring_fd = -1;
-    r->event_fd = -1;
 
     for (i = 0; i < sizeof optional_flags / sizeof optional_flags[0]; i++) {
         memset(&p, 0, sizeof p);
@@ -108,13 +103,6 @@ int trioring_ring_setup(struct trioring_ring **ring_out, unsigned entries, unsig
     r->cq_tail = (unsigned *)((char *)r->cq_ring + p.cq_off.tail);
     r->cq_mask = *(unsigned *)((char *)r->cq_ring + p.cq_off.ring_mask);
     r->cqes = (struct io_uring_cqe *)((char *)r->cq_ring + p.cq_off.cqes);
-
-    r->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (r->event_fd < 0) { error = -errno; goto fail; }
-    if (sys_register(fd, IORING_REGISTER_EVENTFD, &r->event_fd, 1) < 0) {
-        error = -errno;
-        goto fail;
-    }
     *ring_out = r;
     return 0;
 
@@ -320,11 +308,4 @@ unsigned trioring_reap(struct trioring_ring *r, struct trioring_completion *out,
             return n;
         }
     }
-}
-
-/* Resets the eventfd counter so the next completion makes it readable again. */
-int trioring_eventfd_clear(struct trioring_ring *r) {
-    uint64_t count;
-    if (read(r->event_fd, &count, sizeof count) < 0 && errno != EAGAIN) return -errno;
-    return 0;
 }

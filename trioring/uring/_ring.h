@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -43,6 +42,9 @@
 #ifndef IORING_SETUP_SUBMIT_ALL
 #define IORING_SETUP_SUBMIT_ALL (1U << 7)    /* Linux 5.18 */
 #endif
+#ifndef IORING_SETUP_COOP_TASKRUN
+#define IORING_SETUP_COOP_TASKRUN (1U << 8)  /* Linux 5.19 */
+#endif
 #ifndef IORING_SETUP_NO_SQARRAY
 #define IORING_SETUP_NO_SQARRAY (1U << 16)   /* Linux 6.6 */
 #endif
@@ -70,9 +72,6 @@
 #ifndef IORING_ENTER_GETEVENTS
 #define IORING_ENTER_GETEVENTS (1U << 0)
 #endif
-#ifndef IORING_REGISTER_EVENTFD
-#define IORING_REGISTER_EVENTFD 4
-#endif
 
 /* Opcodes are an enum in the header (no #ifdef possible); their values are ABI. */
 #define TRIORING_OP_WRITEV 2
@@ -94,8 +93,7 @@
     (IORING_FEAT_NODROP | IORING_FEAT_SUBMIT_STABLE | IORING_FEAT_RW_CUR_POS)
 
 struct trioring_ring {
-    int ring_fd;
-    int event_fd;
+    int ring_fd;                /* readable (poll) while completions wait to be reaped */
     unsigned sq_entries;
     unsigned cq_entries;
     unsigned features;
@@ -159,7 +157,6 @@ int trioring_submit(struct trioring_ring *ring);
 unsigned trioring_sq_discard(struct trioring_ring *ring, uint64_t *user_data_out, unsigned max);
 unsigned trioring_reap(struct trioring_ring *ring, struct trioring_completion *out,
                        unsigned max, int *error_out);
-int trioring_eventfd_clear(struct trioring_ring *ring);
 /* END CDEF */
 
 #endif /* TRIORING_RING_H */

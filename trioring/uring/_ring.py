@@ -9,17 +9,26 @@ submit and reap:
   submission queue (or into a backlog when the queue is full). Just before
   the run loop waits for I/O (the instrument's ``before_io_wait``, once per
   scheduler batch) everything queued during the batch goes to the kernel
-  with one ``io_uring_enter``, and completions that came back inline
-  (page-cache hits, sockets with bytes or room) are reaped at once. A
-  submit the kernel refuses for a while (EAGAIN, EBUSY) is retried by the
-  submitter task, with a delay, which a run loop hook cannot do.
-- **Reaping.** Right after the run loop's I/O wait (``after_io_wait``) the
-  completion queue is drained, and the waiting tasks run in the batch that
-  follows. An eventfd registered with the ring (IORING_REGISTER_EVENTFD)
-  becomes readable when completions arrive, so the I/O wait ends when one
-  does; the reaper task waits for it with ``trio.lowlevel.wait_readable``,
-  clears it and reaps too (including what the kernel kept aside when the
-  completion queue overflowed).
+  with one ``io_uring_enter``. A submit the kernel refuses for a while
+  (EAGAIN, EBUSY) is retried by the submitter task, with a delay, which a
+  run loop hook cannot do.
+- **Reaping.** The ring's fd is readable (poll) while completions wait in
+  the completion queue (or in the kernel's overflow list). Right after the
+  run loop's I/O wait (``after_io_wait``) the queue is drained, and the
+  waiting tasks run in the batch that follows. ``before_io_wait`` reaps
+  too, right after its submit, but only when the loop is not going to
+  sleep (a zero timeout): otherwise the completions are left in the queue,
+  so the ring fd stays readable and the I/O wait returns at once. The
+  reaper task waits for the fd with ``trio.lowlevel.wait_readable``, so a
+  sleeping loop wakes when a completion arrives, and reaps too. Since the
+  queue is drained just before each I/O wait of a busy loop, the reaper
+  only wakes when the loop slept (or in a narrow window), not once per
+  batch, and no eventfd has to be signalled and cleared.
+- **Completions without interrupts**: the ring is set up with
+  IORING_SETUP_COOP_TASKRUN (5.19): the kernel runs the work that posts a
+  socket's completion at this thread's next system call instead of
+  interrupting it (an inter-processor interrupt, costly in a VM); a thread
+  sleeping in epoll_wait is still woken.
 - **Why hooks, not tasks alone** (measured, docs/uring.md): with a submitter
   and a reaper task only, each operation cost two more scheduler batches
   (the submitter's, then the reaper's, each waking the next) and their
@@ -50,7 +59,7 @@ submit and reap:
 - **Teardown** (``aclose``): refuse new requests, cancel every cancellable
   request in flight, keep submitting and reaping until every operation has
   ended (including further rounds of a write that came back short, which
-  holds the ring open), then close the ring and its eventfd. When the run
+  holds the ring open), then close the ring. When the run
   ends without ``aclose`` (its system tasks are cancelled), the same happens
   by hand in the system task, shielded, before the run returns.
 """
@@ -117,7 +126,7 @@ def os_error(negative_errno: int) -> OSError:
 
 
 def setup_ring_handle(entries: int, completion_entries: int) -> Any:
-    """Set up a ring in C (io_uring_setup, mmap, eventfd); OSError with the errno if refused."""
+    """Set up a ring in C (io_uring_setup, mmap); OSError with the errno if refused."""
     if EXTENSION_IMPORT_ERROR is not None:
         message = f"the io_uring extension is not built: {EXTENSION_IMPORT_ERROR}"
         raise OSError(errno.ENOSYS, message)
@@ -220,7 +229,6 @@ class Ring:
         self.submission_entries: int = self._handle.sq_entries
         self.completion_entries: int = self._handle.cq_entries
         self._features: int = self._handle.features
-        self._event_fd: int = self._handle.event_fd
         self._operations_in_flight_max = operations_in_flight_max
         #: Every operation in flight (teardown waits for none).
         self._operation_count = 0
@@ -256,6 +264,7 @@ class Ring:
 
     def start(self) -> None:
         trio.lowlevel.spawn_system_task(self._main, name=f"trioring io_uring fd {self.fd}")
+        self._token = trio.lowlevel.current_trio_token()
         self._hooks = _LoopHooks(self)
         trio.lowlevel.add_instrument(self._hooks)
 
@@ -360,13 +369,12 @@ class Ring:
         self._begin_closing()
         await self._flush()
         while self._in_flight:
-            await trio.lowlevel.wait_readable(self._event_fd)
-            lib.trioring_eventfd_clear(self._handle)
+            await trio.lowlevel.wait_readable(self.fd)
             self._reap()
             if self._backlog or lib.trioring_sq_unsubmitted(self._handle):
                 await self._flush()
         self._remove_hooks()
-        trio.lowlevel.notify_closing(self._event_fd)
+        trio.lowlevel.notify_closing(self.fd)
         close_ring_handle(self._handle)
         self._handle = ffi.NULL
         self._closed.set()
@@ -487,20 +495,24 @@ class Ring:
 
     # --- run loop hooks -----------------------------------------------------------------
 
-    def _submit_from_loop(self) -> None:
-        """before_io_wait: submit what this batch queued (see the module docstring)."""
-        if not self._submit_requested or self._submit_retrying:
-            return
-        self._submit_requested = False
-        result = self._submit_now()
-        if result != 0 and self._retry_submit(result, failures=0):
-            # Retrying needs a delay: the submitter task does it.
-            self._submit_retrying = True
-            self._submit_requested = True
-            self._wake_submitter()
+    def _before_io_wait(self, timeout: float) -> None:
+        """Submit what this batch queued; reap if the loop will not sleep (see the
+        module docstring)."""
+        if self._submit_requested and not self._submit_retrying:
+            self._submit_requested = False
+            result = self._submit_now(reap=False)
+            if result != 0 and self._retry_submit(result, failures=0):
+                # Retrying needs a delay: the submitter task does it.
+                self._submit_retrying = True
+                self._submit_requested = True
+                self._wake_submitter_from_hook()
+        # Reaping wakes tasks, so only if the loop will not sleep before they
+        # run; drained now, the ring fd will not wake the reaper needlessly.
+        if timeout == 0 and self._in_flight:
+            self._reap()
 
-    def _reap_from_loop(self) -> None:
-        """after_io_wait: wake the waiters of whatever completed during the I/O wait."""
+    def _after_io_wait(self) -> None:
+        """Wake the waiters of whatever completed during the I/O wait."""
         if self._in_flight:
             self._reap()
 
@@ -508,7 +520,13 @@ class Ring:
         # Trio logs the exception and removes the instrument; the tasks go on alone.
         self._hooks = None
         if self._submit_requested:
-            self._wake_submitter()
+            self._wake_submitter_from_hook()
+
+    def _wake_submitter_from_hook(self) -> None:
+        # A task rescheduled from a hook would wait for the loop's I/O wait,
+        # which may be long (its timeout is already decided): this wakes the
+        # loop too (Trio's wake-up fd). Only on rare paths.
+        self._token.run_sync_soon(self._wake_submitter)
 
     def _remove_hooks(self) -> None:
         hooks, self._hooks = self._hooks, None
@@ -538,14 +556,15 @@ class Ring:
         self._submitter_parked = None
         return trio.lowlevel.Abort.SUCCEEDED
 
-    def _submit_now(self) -> int:
+    def _submit_now(self, *, reap: bool = True) -> int:
         """Submit everything queued, making room from the backlog, reaping after each
-        submit; 0, or the submit's -errno (what is left stays queued)."""
+        submit if ``reap``; 0, or the submit's -errno (what is left stays queued)."""
         while True:
             self._move_backlog()
             result: int = lib.trioring_submit(self._handle)
             self._submit_calls += 1
-            self._reap()
+            if reap:
+                self._reap()
             if result != 0 or not self._backlog:
                 return result
 
@@ -596,10 +615,7 @@ class Ring:
 
     async def _reap_forever(self) -> None:
         while True:
-            await trio.lowlevel.wait_readable(self._event_fd)
-            # Clear before draining: a completion posted after the drain
-            # makes the eventfd readable again, so none is missed.
-            lib.trioring_eventfd_clear(self._handle)
+            await trio.lowlevel.wait_readable(self.fd)
             self._reap()
 
     def _reap(self) -> None:
@@ -653,14 +669,14 @@ class _LoopHooks(trio.abc.Instrument):
 
     def before_io_wait(self, timeout: float) -> None:
         try:
-            self._ring._submit_from_loop()
+            self._ring._before_io_wait(timeout)
         except BaseException:
             self._ring._hooks_failed()
             raise
 
     def after_io_wait(self, timeout: float) -> None:
         try:
-            self._ring._reap_from_loop()
+            self._ring._after_io_wait()
         except BaseException:
             self._ring._hooks_failed()
             raise
