@@ -16,10 +16,13 @@ Measured (1 KiB echo, server CPU per round trip; docs/uring.md):
   batches per round trip: submit, reap, wake); taking ready bytes directly
   brought both to parity on the first development machine.
 - On the second (2026-12-07), waiting receives on the ring cost 1.34x
-  Trio's CPU per round trip at one connection and 1.22x at 32.
-- Waiting on epoll instead: 0.88x and 0.91x, this stream's lighter Python
+  Trio's CPU per round trip at one connection and 1.22x at 32; once the
+  ring submitted and reaped from the run loop's hooks with COOP_TASKRUN
+  (see ``_ring.py``), 1.22x and 0.88x.
+- Waiting on epoll instead: 0.91x and 0.84x, this stream's lighter Python
   path being the difference.
-- So receives wait on epoll by default.
+- So receives wait on epoll by default. A multishot receive (bytes landing
+  in a pool of provided buffers) was tried: 1.17x and 0.83x, not kept.
 
 Cancellation and close, the parts that make a completion-based stream hard:
 
