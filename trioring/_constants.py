@@ -246,7 +246,8 @@ LOG_UNTRUSTED_CHARACTERS_MAX = 200
 
 # --- io_uring backend (trioring.uring) -------------------------------------------
 #: Submission queue entries. One scheduler batch rarely queues more; if it
-#: does, the submitter submits a full queue and refills it (nothing waits on it).
+#: does, the submit before the loop's I/O wait submits a full queue and refills
+#: it from the backlog (nothing waits on it).
 RING_ENTRIES_DEFAULT = 256
 #: Operations waiting for their completion at once, per ring; more wait for a slot.
 OPERATIONS_IN_FLIGHT_MAX = 1024

@@ -184,6 +184,7 @@ async def test_a_read_needs_one_scheduler_pass(backend: UringBackend, tmp_path: 
     await backend.pwritev(fd, [b"data"], 0)
     await backend.pread(fd, 4, 0)
     assert backend.statistics()["loop_hooks"] == 1
+    assert backend.statistics()["cooperative_task_run"] == 1, "Linux 5.19 or newer here"
     counter = _IoWaitCounter()
     trio.lowlevel.add_instrument(counter)
     try:
@@ -195,8 +196,9 @@ async def test_a_read_needs_one_scheduler_pass(backend: UringBackend, tmp_path: 
     await backend.close(fd)
 
 
+@pytest.mark.parametrize("hook", ["_before_io_wait", "_after_io_wait"])
 async def test_the_tasks_take_over_when_the_hooks_fail(
-    backend: UringBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: UringBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: str
 ) -> None:
     fd = await open_file(backend, tmp_path / "f")
     await backend.pwritev(fd, [b"data"], 0)
@@ -204,18 +206,24 @@ async def test_the_tasks_take_over_when_the_hooks_fail(
     assert ring is not None
     calls = 0
 
-    def fail_once(timeout: float) -> None:
+    def fail_once(*arguments: float) -> None:
         nonlocal calls
         calls += 1
+        if hook == "_before_io_wait":
+            # As if it failed between taking the submit request and submitting.
+            ring._submit_requested = False
         raise RuntimeError("a bug in the hook")
 
-    monkeypatch.setattr(ring, "_before_io_wait", fail_once)
-    # Trio logs the hook's exception and removes the instrument; the read
-    # queued before it is submitted by the submitter task.
-    assert await backend.pread(fd, 4, 0) == b"data"
-    assert calls == 1
-    assert backend.statistics()["loop_hooks"] == 0
-    results = await _read_concurrently(backend, fd, 20)
+    monkeypatch.setattr(ring, hook, fail_once)
+    with trio.fail_after(10):
+        # Trio logs the hook's exception and removes the instrument; the
+        # submitter and reaper tasks serve the read, and what follows.
+        assert await backend.pread(fd, 4, 0) == b"data"
+        assert calls == 1
+        assert backend.statistics()["loop_hooks"] == 0
+        await trio.sleep(0.05)  # an idle loop, then a read
+        assert await backend.pread(fd, 4, 0) == b"data"
+        results = await _read_concurrently(backend, fd, 20)
     assert results == [b"data"[position:] for position in range(20)]
     await backend.close(fd)
 
@@ -329,6 +337,7 @@ class _FailingSubmitLibrary:
         return self._real.trioring_submit(handle)  # type: ignore[attr-defined,no-any-return]
 
 
+@pytest.mark.parametrize("idle", [False, True], ids=["busy-loop", "idle-loop"])
 @pytest.mark.parametrize(
     ("errors", "raised"),
     [
@@ -338,8 +347,16 @@ class _FailingSubmitLibrary:
     ],
 )
 async def test_submit_failures(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, errors: list[int], raised: int | None
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    errors: list[int],
+    raised: int | None,
+    idle: bool,
 ) -> None:
+    """A refused submit is retried or fails its requests, and the ring goes on
+    submitting from the run loop's hooks afterwards. ``idle``: the loop has
+    nothing else to run when the submit is refused (it is about to sleep),
+    so whatever wakes the waiting task must also wake the loop."""
     backend = UringBackend(write_on_ring=True)
     fd = await open_file(backend, tmp_path / "f")
     await backend.pwritev(fd, [b"data"], 0)
@@ -347,15 +364,27 @@ async def test_submit_failures(
     monkeypatch.setattr(_ring, "lib", library)
     monkeypatch.setattr(_ring, "SUBMIT_FAILURES_MAX", 3)
     try:
-        if raised is None:
-            assert await backend.pread(fd, 4, 0) == b"data"
-        else:
-            with pytest.raises(OSError) as info:
-                await backend.pread(fd, 4, 0)
-            assert info.value.errno == raised
-        assert library.errors == []
-        assert backend.statistics()["operations_in_flight"] == 0
-        assert await backend.pread(fd, 4, 0) == b"data", "the ring still works"
+        with trio.fail_after(10):
+            if idle:
+                await trio.sleep(0.05)
+            if raised is None:
+                assert await backend.pread(fd, 4, 0) == b"data"
+            else:
+                with pytest.raises(OSError) as info:
+                    await backend.pread(fd, 4, 0)
+                assert info.value.errno == raised
+            assert library.errors == []
+            assert backend.statistics()["operations_in_flight"] == 0
+            assert await backend.pread(fd, 4, 0) == b"data", "the ring still works"
+            # ... and submits from the hooks again: one I/O wait per read.
+            counter = _IoWaitCounter()
+            trio.lowlevel.add_instrument(counter)
+            try:
+                for _ in range(10):
+                    assert await backend.pread(fd, 4, 0) == b"data"
+            finally:
+                trio.lowlevel.remove_instrument(counter)
+            assert counter.count == 10
     finally:
         await backend.close(fd)
         await backend.aclose()

@@ -22,8 +22,9 @@ submit and reap:
   reaper task waits for the fd with ``trio.lowlevel.wait_readable``, so a
   sleeping loop wakes when a completion arrives, and reaps too. Since the
   queue is drained just before each I/O wait of a busy loop, the reaper
-  only wakes when the loop slept (or in a narrow window), not once per
-  batch, and no eventfd has to be signalled and cleared.
+  wakes only when the loop had nothing else to run (it was about to sleep,
+  or slept), not once per batch of a busy loop; and no eventfd has to be
+  signalled and cleared.
 - **Completions without interrupts**: the ring is set up with
   IORING_SETUP_COOP_TASKRUN (5.19): the kernel runs the work that posts a
   socket's completion at this thread's next system call instead of
@@ -224,11 +225,13 @@ class Ring:
     def __init__(
         self, *, entries: int, completion_entries: int, operations_in_flight_max: int
     ) -> None:
+        self._token = trio.lowlevel.current_trio_token()
         self._handle = setup_ring_handle(entries, completion_entries)
         self.fd: int = self._handle.ring_fd
         self.submission_entries: int = self._handle.sq_entries
         self.completion_entries: int = self._handle.cq_entries
         self._features: int = self._handle.features
+        self._setup_flags: int = self._handle.setup_flags
         self._operations_in_flight_max = operations_in_flight_max
         #: Every operation in flight (teardown waits for none).
         self._operation_count = 0
@@ -243,6 +246,8 @@ class Ring:
         self._submit_requested = False
         #: The submitter task is retrying a refused submit: the hooks leave it to it.
         self._submit_retrying = False
+        #: The -errno of a submit the hooks got refused, for the submitter.
+        self._submit_refused = 0
         self._submitter_parked: trio.lowlevel.Task | None = None
         #: Installed in the run while the ring is open; None if it failed or is removed.
         self._hooks: _LoopHooks | None = None
@@ -264,7 +269,6 @@ class Ring:
 
     def start(self) -> None:
         trio.lowlevel.spawn_system_task(self._main, name=f"trioring io_uring fd {self.fd}")
-        self._token = trio.lowlevel.current_trio_token()
         self._hooks = _LoopHooks(self)
         trio.lowlevel.add_instrument(self._hooks)
 
@@ -276,6 +280,10 @@ class Ring:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    def in_current_run(self) -> bool:
+        """Whether this ring belongs to the Trio run calling (a ring serves one run)."""
+        return self._token is trio.lowlevel.current_trio_token()
 
     @property
     def supports_sockets(self) -> bool:
@@ -323,6 +331,7 @@ class Ring:
             "completions": self._completion_count,
             "cancel_requests": self._cancel_requests,
             "loop_hooks": int(self._hooks is not None),
+            "cooperative_task_run": int(bool(self._setup_flags & lib.IORING_SETUP_COOP_TASKRUN)),
             "overflow_flushes": int(self._handle.overflow_flushes) if self._handle else 0,
             "submission_entries": self.submission_entries,
             "completion_entries": self.completion_entries,
@@ -367,7 +376,11 @@ class Ring:
     async def _shut_down(self) -> None:
         """Drain whatever is still in flight by hand, then close the ring."""
         self._begin_closing()
-        await self._flush()
+        # The submitter is gone (maybe mid-retry): from here this task submits,
+        # with the hooks while they last.
+        self._submit_retrying = False
+        refused, self._submit_refused = self._submit_refused, 0
+        await self._flush(refused)
         while self._in_flight:
             await trio.lowlevel.wait_readable(self.fd)
             self._reap()
@@ -501,8 +514,11 @@ class Ring:
         if self._submit_requested and not self._submit_retrying:
             self._submit_requested = False
             result = self._submit_now(reap=False)
-            if result != 0 and self._retry_submit(result, failures=0):
-                # Retrying needs a delay: the submitter task does it.
+            if result != 0:
+                # Whatever it leads to (a retry after a delay, or failing the
+                # queued requests, which wakes their tasks) happens in the
+                # submitter task, which wakes the loop.
+                self._submit_refused = result
                 self._submit_retrying = True
                 self._submit_requested = True
                 self._wake_submitter_from_hook()
@@ -517,10 +533,12 @@ class Ring:
             self._reap()
 
     def _hooks_failed(self) -> None:
-        # Trio logs the exception and removes the instrument; the tasks go on alone.
+        # Trio logs the exception and removes the instrument; the tasks go on
+        # alone. The hook may have failed between taking the submit request
+        # and submitting: the submitter looks (a spare submit costs nothing).
         self._hooks = None
-        if self._submit_requested:
-            self._wake_submitter_from_hook()
+        self._submit_requested = True
+        self._wake_submitter_from_hook()
 
     def _wake_submitter_from_hook(self) -> None:
         # A task rescheduled from a hook would wait for the loop's I/O wait,
@@ -542,15 +560,16 @@ class Ring:
             trio.lowlevel.reschedule(task)
 
     async def _submit_forever(self) -> None:
+        """Submits when the hooks hand a refused submit over, or when there are no hooks."""
         while True:
-            if not self._submit_requested:
+            self._submitter_parked = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort_submitter_wait)
+            while self._submit_requested and (self._hooks is None or self._submit_retrying):
+                refused, self._submit_refused = self._submit_refused, 0
+                self._submit_requested = False
+                await self._flush(refused)
+                # Done retrying: the hooks submit again from the next batch on.
                 self._submit_retrying = False
-                self._submitter_parked = trio.lowlevel.current_task()
-                await trio.lowlevel.wait_task_rescheduled(self._abort_submitter_wait)
-            # A refusal handed over by the hooks counts as the first failure.
-            failures = int(self._submit_retrying)
-            self._submit_requested = False
-            await self._flush(failures)
 
     def _abort_submitter_wait(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
         self._submitter_parked = None
@@ -568,16 +587,21 @@ class Ring:
             if result != 0 or not self._backlog:
                 return result
 
-    async def _flush(self, failures: int = 0) -> None:
-        """Submit everything queued (``_submit_now``); after ``failures`` refusals in a
-        row, wait before the next try."""
+    async def _flush(self, refused: int = 0) -> None:
+        """Submit everything queued (``_submit_now``), retrying refusals that pass,
+        with a delay. ``refused``: the -errno the hooks' submit just got, if any."""
+        failures = 0
+        result = refused
         while True:
-            if failures:
-                await trio.sleep(SUBMIT_RETRY_DELAY_SECONDS)
-            result = self._submit_now()
-            if result == 0 or not self._retry_submit(result, failures):
+            if result == 0:
+                result = self._submit_now()
+                if result == 0:
+                    return
+            if not self._retry_submit(result, failures):
                 return
             failures += 1
+            await trio.sleep(SUBMIT_RETRY_DELAY_SECONDS)
+            result = 0
 
     def _retry_submit(self, result: int, failures: int) -> bool:
         """Whether a submit refused with ``result`` (-errno) after ``failures`` earlier

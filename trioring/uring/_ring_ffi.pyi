@@ -8,6 +8,7 @@ ffi: Any
 class _Lib:
     IORING_FSYNC_DATASYNC: int
     IORING_FEAT_FAST_POLL: int
+    IORING_SETUP_COOP_TASKRUN: int
     TRIORING_SQE_IO_LINK: int
     def trioring_ring_setup(self, ring_out: Any, entries: int, cq_entries: int, /) -> int: ...
     def trioring_ring_close(self, ring: Any, /) -> None: ...

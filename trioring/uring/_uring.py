@@ -94,6 +94,12 @@ class UringBackend(FallbackBackend):
 
     def _running_ring(self) -> _ring.Ring:
         ring = self._ring
+        if ring is not None and not ring.closed and not ring.in_current_run():
+            # Its run ended without closing it (only an internal error in Trio
+            # does that): abandoned, since the kernel may still write into
+            # buffers of requests it had in flight.
+            logger.warning("io_uring: a ring left open by an earlier Trio run is abandoned")
+            ring = None
         if ring is None or ring.closed:
             ring = _ring.Ring(
                 entries=self._ring_entries,
