@@ -264,6 +264,13 @@ IOVECS_MAX = 1024
 #: Bytes the kernel moves in one read or write (Linux's MAX_RW_COUNT); bigger
 #: requests come back short and are continued.
 READ_WRITE_BYTES_MAX = 0x7FFFF000
+#: Reads through the ring of at least this many bytes read into buffers kept
+#: for the next read: a fresh buffer this large is fresh memory from the
+#: kernel, and its page faults cost 5x a thread's whole pread per MiB
+#: (measured: 955 against 192 us of CPU per 1 MiB read from the page cache).
+READ_BUFFER_REUSE_BYTES_MIN = 64 * 1024
+#: Bytes of such buffers kept per backend between reads (more are freed).
+READ_BUFFERS_KEPT_BYTES_MAX = 8 * 1024 * 1024
 #: Consecutive transient submit failures (EAGAIN, EBUSY) before the queued
 #: requests fail with that error instead of being retried.
 SUBMIT_FAILURES_MAX = 100

@@ -15,6 +15,7 @@ import trio
 import trio.testing
 from uring_support import close_all, requires_uring
 
+from trioring._constants import READ_BUFFERS_KEPT_BYTES_MAX
 from trioring.uring import UringBackend, _ring
 from trioring.uring._uring import _advance
 
@@ -149,6 +150,40 @@ def test_advance_over_pieces() -> None:
     assert _advance(pieces, 4) == [(101, 4), (200, 2)]
     assert _advance(pieces, 9) == [(201, 1)]
     assert _advance(pieces, 10) == []
+
+
+async def test_large_reads_reuse_bounded_buffers(backend: UringBackend, tmp_path: Path) -> None:
+    """Reads of 64 KiB and more read into buffers kept for the next read (fresh
+    ones cost page faults): concurrent reads never share one, every read gets
+    its own bytes, and what is kept stays bounded."""
+    data = os.urandom(3 << 20)
+    fd = await open_file(backend, tmp_path / "f")
+    await backend.pwritev(fd, [data], 0)
+    sizes = [64 << 10, 100_000, 1 << 20, (1 << 20) + 1, 3 << 20]
+    results: dict[tuple[int, int], bytes] = {}
+
+    async def read(size: int, offset: int) -> None:
+        results[size, offset] = await backend.pread(fd, size, offset)
+
+    with trio.fail_after(20):
+        for round_ in range(3):
+            async with trio.open_nursery() as nursery:
+                for index, size in enumerate(sizes * 3):
+                    nursery.start_soon(read, size, (index * 4099 + round_) % len(data))
+            for (size, offset), got in results.items():
+                assert got == data[offset : offset + size]
+            results.clear()
+            kept = backend.statistics()["read_buffers_kept_bytes"]
+            assert 0 < kept <= READ_BUFFERS_KEPT_BYTES_MAX
+        # A failed read gives its buffer back too, and raises.
+        directory = os.open(tmp_path, os.O_RDONLY)
+        try:
+            with pytest.raises(OSError) as info:
+                await backend.pread(directory, 1 << 20, 0)
+            assert info.value.errno == errno.EISDIR
+        finally:
+            os.close(directory)
+    await backend.close(fd)
 
 
 async def test_one_submit_per_scheduler_batch(backend: UringBackend, tmp_path: Path) -> None:

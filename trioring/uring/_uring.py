@@ -37,6 +37,8 @@ from trioring._constants import (
     IOVECS_MAX,
     OPERATIONS_IN_FLIGHT_MAX,
     PROBE_ENTRIES,
+    READ_BUFFER_REUSE_BYTES_MIN,
+    READ_BUFFERS_KEPT_BYTES_MAX,
     READ_THREADS_MAX,
     READ_WRITE_BYTES_MAX,
     RING_ENTRIES_DEFAULT,
@@ -87,6 +89,10 @@ class UringBackend(FallbackBackend):
         self._completion_entries = completion_entries
         self._operations_in_flight_max = operations_in_flight_max
         self._ring: _ring.Ring | None = None
+        #: Large read buffers kept for the next read, by size (a power of two),
+        #: and their total (see READ_BUFFER_REUSE_BYTES_MIN).
+        self._read_buffers: dict[int, list[Any]] = {}
+        self._read_buffers_bytes = 0
 
     @property
     def name(self) -> str:
@@ -134,7 +140,9 @@ class UringBackend(FallbackBackend):
 
     def statistics(self) -> dict[str, int]:
         ring = self._ring
-        return {} if ring is None or ring.closed else ring.statistics()
+        if ring is None or ring.closed:
+            return {}
+        return {**ring.statistics(), "read_buffers_kept_bytes": self._read_buffers_bytes}
 
     async def aclose(self) -> None:
         # The ring stays referenced while it closes, so requests made during
@@ -153,15 +161,31 @@ class UringBackend(FallbackBackend):
             raise OSError(errno.EINVAL, "negative size or offset")
         ring = self._running_ring()
         size = min(size, READ_WRITE_BYTES_MAX)
-        buffer = _ring.allocate_uninitialized(size)
+        if size < READ_BUFFER_REUSE_BYTES_MIN:
+            buffer = _ring.allocate_uninitialized(size)
+            capacity = 0
+        else:
+            capacity = 1 << (size - 1).bit_length()
+            kept = self._read_buffers.get(capacity)
+            if kept:
+                buffer = kept.pop()
+                self._read_buffers_bytes -= capacity
+            else:
+                buffer = _ring.allocate_uninitialized(capacity)
         (result,) = await ring.perform(
             ((_ring.lib.trioring_prep_read, (fd, buffer, size, offset)),),
             buffer,
             cancellable=True,
         )
+        # Completed (perform returns or raises only then): the kernel is done
+        # with the buffer, whatever happens next.
+        data = bytes(_ring.ffi.buffer(buffer, max(result, 0)))
+        if capacity and self._read_buffers_bytes + capacity <= READ_BUFFERS_KEPT_BYTES_MAX:
+            self._read_buffers.setdefault(capacity, []).append(buffer)
+            self._read_buffers_bytes += capacity
         if result < 0:
             raise _ring.os_error(result)
-        return bytes(_ring.ffi.buffer(buffer, result))
+        return data
 
     @property
     def writes_inline(self) -> bool:
