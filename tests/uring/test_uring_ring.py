@@ -220,15 +220,20 @@ async def test_a_read_needs_one_scheduler_pass(backend: UringBackend, tmp_path: 
     await backend.pread(fd, 4, 0)
     assert backend.statistics()["loop_hooks"] == 1
     assert backend.statistics()["cooperative_task_run"] == 1, "Linux 5.19 or newer here"
+    assert await _io_waits_for_reads(backend, fd, 10) == 10
+    await backend.close(fd)
+
+
+async def _io_waits_for_reads(backend: UringBackend, fd: int, count: int) -> int:
+    """The run loop's I/O waits while ``count`` reads of b"data" are made one by one."""
     counter = _IoWaitCounter()
     trio.lowlevel.add_instrument(counter)
     try:
-        for _ in range(10):
+        for _ in range(count):
             assert await backend.pread(fd, 4, 0) == b"data"
     finally:
         trio.lowlevel.remove_instrument(counter)
-    assert counter.count == 10
-    await backend.close(fd)
+    return counter.count
 
 
 @pytest.mark.parametrize("hook", ["_before_io_wait", "_after_io_wait"])
@@ -412,14 +417,7 @@ async def test_submit_failures(
             assert backend.statistics()["operations_in_flight"] == 0
             assert await backend.pread(fd, 4, 0) == b"data", "the ring still works"
             # ... and submits from the hooks again: one I/O wait per read.
-            counter = _IoWaitCounter()
-            trio.lowlevel.add_instrument(counter)
-            try:
-                for _ in range(10):
-                    assert await backend.pread(fd, 4, 0) == b"data"
-            finally:
-                trio.lowlevel.remove_instrument(counter)
-            assert counter.count == 10
+            assert await _io_waits_for_reads(backend, fd, 10) == 10
     finally:
         await backend.close(fd)
         await backend.aclose()
