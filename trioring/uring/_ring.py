@@ -376,8 +376,11 @@ class Ring:
     async def _shut_down(self) -> None:
         """Drain whatever is still in flight by hand, then close the ring."""
         self._begin_closing()
-        # The submitter is gone (maybe mid-retry): from here this task submits,
-        # with the hooks while they last.
+        # The submitter and reaper are gone (the submitter maybe mid-retry):
+        # from here this task alone submits and reaps. Without the hooks too,
+        # since a hook reaping the last completion while this task waits for
+        # the ring fd to turn readable would leave it waiting forever.
+        self._remove_hooks()
         self._submit_retrying = False
         refused, self._submit_refused = self._submit_refused, 0
         await self._flush(refused)
@@ -386,7 +389,6 @@ class Ring:
             self._reap()
             if self._backlog or lib.trioring_sq_unsubmitted(self._handle):
                 await self._flush()
-        self._remove_hooks()
         trio.lowlevel.notify_closing(self.fd)
         close_ring_handle(self._handle)
         self._handle = ffi.NULL
@@ -562,14 +564,16 @@ class Ring:
     async def _submit_forever(self) -> None:
         """Submits when the hooks hand a refused submit over, or when there are no hooks."""
         while True:
-            self._submitter_parked = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(self._abort_submitter_wait)
+            # Before parking: work handed over before this task first ran (or
+            # while it was busy) found no parked task to wake.
             while self._submit_requested and (self._hooks is None or self._submit_retrying):
                 refused, self._submit_refused = self._submit_refused, 0
                 self._submit_requested = False
                 await self._flush(refused)
                 # Done retrying: the hooks submit again from the next batch on.
                 self._submit_retrying = False
+            self._submitter_parked = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort_submitter_wait)
 
     def _abort_submitter_wait(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
         self._submitter_parked = None
