@@ -108,6 +108,12 @@ RECEIVE_BYTES = 256 * KIB
 #: (trioring/_heap.py), after a pause so the requests' buffers are gone too.
 HEAP_TRIM_RELEASED_BYTES = 64 * MIB
 HEAP_TRIM_DELAY_SECONDS = 0.5
+#: Server processes: glibc keeps up to this much freed memory at the top of the
+#: heap for the next allocations (instead of returning it at once), and takes
+#: allocations up to the second from the heap rather than from fresh mappings
+#: (trioring/_heap.py; glibc's maximum for the second is 32 MiB).
+HEAP_TRIM_THRESHOLD_BYTES = 64 * MIB
+HEAP_MMAP_THRESHOLD_BYTES = 32 * MIB
 
 assert 0 < FRAME_BYTES_MAX_DEFAULT <= FRAME_BYTES_MAX_LIMIT
 # A frame that arrives whole within one receive is charged as a small request.

@@ -37,6 +37,7 @@ from kio.schema.errors import ErrorCode
 from trioring._broker import Broker
 from trioring._constants import WORKER_ANSWER_SECONDS
 from trioring._exception_groups import leaf_exceptions
+from trioring._heap import keep_free_heap_for_reuse
 from trioring.cluster.channel import Channel, ChannelClosed, error_from_json
 from trioring.cluster.model import ClusterMetadata, Node, TopicInfo, config_to_json
 from trioring.cluster.view import ClusterView
@@ -323,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpu", type=int)
     options = parser.parse_args(argv)
     _die_with_parent(options.supervisor_pid)
+    keep_free_heap_for_reuse()
     # Ctrl-C in a terminal reaches every process of the group: the
     # supervisor decides what happens (it drains the workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -30,6 +30,7 @@ import trio
 
 import trioring
 from trioring._constants import PORT_MAX
+from trioring._heap import keep_free_heap_for_reuse
 from trioring.config import BrokerConfig, GroupConfig, ServerConfig
 from trioring.errors import ConfigurationError, InvalidArgumentError
 from trioring.server._server import KafkaServer, serve_kafka
@@ -409,6 +410,7 @@ def serve_main(options: argparse.Namespace) -> int:
             check_loopback(fault_control[0])
         except InvalidArgumentError as error:
             raise ConfigurationError(f"--fault-control: {error}") from None
+    keep_free_heap_for_reuse()
     if workers == 1:
         return trio.run(
             partial(run_server, broker_config, server_config, fault_control=fault_control)
