@@ -46,14 +46,23 @@ from trioring.uring._uring import uring_unavailable_reason
 
 #: "uring-ring-receive": the ring backend whose streams wait for bytes with ring
 #: receives (the default waits on Trio's epoll; see trioring/uring/_socket.py).
-BACKENDS = ("fallback", "uring", "uring-ring-receive")
+#: "...-offloop-reads": every read goes to the ring or a thread, even one the
+#: page cache holds (the default reads those in the loop; see _fallback.py).
+BACKENDS = (
+    "fallback",
+    "uring",
+    "uring-ring-receive",
+    "fallback-offloop-reads",
+    "uring-offloop-reads",
+)
 MESSAGE_BYTES = 1024
 
 
 def make_backend(name: str) -> FileBackend:
-    if name == "fallback":
-        return FallbackBackend()
-    return UringBackend(receive_on_ring=name == "uring-ring-receive")
+    inline = not name.endswith("-offloop-reads")
+    if name.startswith("fallback"):
+        return FallbackBackend(cached_reads_inline=inline)
+    return UringBackend(receive_on_ring=name == "uring-ring-receive", cached_reads_inline=inline)
 
 
 def process_cpu_seconds(pid: int) -> float:

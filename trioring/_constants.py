@@ -277,6 +277,10 @@ READ_WRITE_BYTES_MAX = 0x7FFFF000
 READ_BUFFER_REUSE_BYTES_MIN = 64 * 1024
 #: Bytes of such buffers kept per backend between reads (more are freed).
 READ_BUFFERS_KEPT_BYTES_MAX = 8 * 1024 * 1024
+#: Reads up to this size whose bytes the page cache holds are made in the loop
+#: (preadv2 with RWF_NOWAIT, into one buffer per backend of at most this size);
+#: larger ones always go to the ring or a thread (trioring/uring/_fallback.py).
+CACHED_READ_BYTES_MAX = 8 * 1024 * 1024
 #: Consecutive transient submit failures (EAGAIN, EBUSY) before the queued
 #: requests fail with that error instead of being retried.
 SUBMIT_FAILURES_MAX = 100

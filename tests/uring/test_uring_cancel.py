@@ -22,7 +22,7 @@ RACES = 400
 
 
 async def test_cancelled_blocked_read_raises_and_reads_nothing() -> None:
-    backend = UringBackend(write_on_ring=True)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
     read_end, write_end = os.pipe()
     try:
         with trio.move_on_after(0.02) as scope:
@@ -44,7 +44,7 @@ async def test_read_completed_despite_cancel_returns_its_data() -> None:
     cancels the reader, whose abort queues an async-cancel. The cancel finds
     nothing left to cancel, the completion is reaped, and the bytes come back.
     """
-    backend = UringBackend(write_on_ring=True)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
     read_end, write_end = os.pipe()
     try:
         await backend.pread(read_end, 0, 0)  # the ring is up
@@ -77,7 +77,7 @@ async def test_read_cancel_races_lose_and_duplicate_nothing(seed: int) -> None:
     """Hundreds of reads, each cancelled at a random moment while a writer feeds
     the pipe: every byte written is read exactly once, in order."""
     chooser = random.Random(seed)
-    backend = UringBackend(write_on_ring=True)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
     read_end, write_end = os.pipe()
     sent = bytearray()
     received = bytearray()
@@ -126,7 +126,7 @@ async def test_read_cancel_races_lose_and_duplicate_nothing(seed: int) -> None:
 
 async def test_write_is_not_cancelled_mid_flight() -> None:
     """A write blocked on a full pipe finishes although its caller was cancelled."""
-    backend = UringBackend(write_on_ring=True)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
     read_end, write_end = os.pipe()
     data = os.urandom(1 << 20)  # far more than the pipe holds
     written = 0
@@ -158,7 +158,7 @@ async def test_write_is_not_cancelled_mid_flight() -> None:
 
 
 async def test_sync_is_not_cancelled(tmp_path: Path) -> None:
-    backend = UringBackend(write_on_ring=True)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
     fd = await backend.open(str(tmp_path / "f"), os.O_RDWR | os.O_CREAT)
     try:
         with trio.CancelScope() as scope:
@@ -175,7 +175,7 @@ async def test_sync_is_not_cancelled(tmp_path: Path) -> None:
 
 
 async def test_checkpoints_even_when_complete() -> None:
-    backend = UringBackend(write_on_ring=True)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
     read_end, write_end = os.pipe()
     try:
         os.write(write_end, b"x")

@@ -24,7 +24,7 @@ pytestmark = requires_uring
 
 @pytest.fixture
 async def backend() -> AsyncIterator[UringBackend]:
-    backend = UringBackend(write_on_ring=True)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
     yield backend
     await backend.aclose()
 
@@ -104,7 +104,7 @@ LIMIT = 4096
 path, sync = sys.argv[1], sys.argv[2] == "sync"
 
 async def main():
-    backend = UringBackend(write_on_ring=True)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
     fd = await backend.open(path, os.O_RDWR | os.O_CREAT)
     data = [b"a" * 3000, b"b" * 3000]
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -281,7 +281,7 @@ async def _read_concurrently(backend: UringBackend, fd: int, count: int) -> list
 
 
 async def test_full_submission_queue_loses_nothing(tmp_path: Path) -> None:
-    backend = UringBackend(write_on_ring=True, ring_entries=4)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False, ring_entries=4)
     fd = await open_file(backend, tmp_path / "f")
     data = os.urandom(4096)
     await backend.pwritev(fd, [data], 0)
@@ -303,7 +303,9 @@ async def test_full_submission_queue_loses_nothing(tmp_path: Path) -> None:
 
 async def test_completion_queue_overflow_loses_nothing() -> None:
     """200 reads complete while the ring's 8-entry completion queue is not drained."""
-    backend = UringBackend(write_on_ring=True, ring_entries=4, completion_entries=8)
+    backend = UringBackend(
+        write_on_ring=True, cached_reads_inline=False, ring_entries=4, completion_entries=8
+    )
     pipes = [os.pipe() for _ in range(200)]
     results: dict[int, bytes] = {}
 
@@ -330,7 +332,9 @@ async def test_completion_queue_overflow_loses_nothing() -> None:
 
 
 async def test_operations_in_flight_are_bounded(tmp_path: Path) -> None:
-    backend = UringBackend(write_on_ring=True, operations_in_flight_max=3)
+    backend = UringBackend(
+        write_on_ring=True, cached_reads_inline=False, operations_in_flight_max=3
+    )
     read_end, write_end = os.pipe()
     received: list[bytes] = []
 
@@ -351,7 +355,7 @@ async def test_operations_in_flight_are_bounded(tmp_path: Path) -> None:
 
 
 async def test_ring_is_set_up_again_after_aclose(tmp_path: Path) -> None:
-    backend = UringBackend(write_on_ring=True)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
     fd = await open_file(backend, tmp_path / "f")
     await backend.pwritev(fd, [b"one"], 0)
     await backend.aclose()
@@ -397,7 +401,7 @@ async def test_submit_failures(
     submitting from the run loop's hooks afterwards. ``idle``: the loop has
     nothing else to run when the submit is refused (it is about to sleep),
     so whatever wakes the waiting task must also wake the loop."""
-    backend = UringBackend(write_on_ring=True)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
     fd = await open_file(backend, tmp_path / "f")
     await backend.pwritev(fd, [b"data"], 0)
     library = _FailingSubmitLibrary(_ring.lib, list(errors))

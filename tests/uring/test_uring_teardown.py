@@ -18,7 +18,7 @@ def test_aclose_with_reads_in_flight_leaks_no_fds() -> None:
     failures: list[BaseException] = []
 
     async def main() -> None:
-        backend = UringBackend(write_on_ring=True)
+        backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
         pipes = [os.pipe() for _ in range(20)]
 
         async def read(read_end: int) -> None:
@@ -49,7 +49,7 @@ def test_end_of_run_tears_the_ring_down() -> None:
     """No aclose: the ring's system task closes it when the run ends."""
 
     async def main() -> None:
-        backend = UringBackend(write_on_ring=True)
+        backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
         read_end, write_end = os.pipe()
         try:
             os.write(write_end, b"x")
@@ -75,7 +75,7 @@ def test_end_of_run_with_a_system_task_read_in_flight() -> None:
             raise
 
     async def main() -> None:
-        backend = UringBackend(write_on_ring=True)
+        backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
         read_end, write_end = os.pipe()
         pipe.extend((read_end, write_end))
         trio.lowlevel.spawn_system_task(reader, backend, read_end)
@@ -93,7 +93,7 @@ def test_end_of_run_with_a_system_task_read_in_flight() -> None:
 async def test_aclose_waits_for_a_write_in_flight() -> None:
     """Teardown does not cancel writes: it refuses new requests, lets the write
     finish (every round of it: a pipe takes 1 MiB in short rounds), then closes."""
-    backend = UringBackend(write_on_ring=True)
+    backend = UringBackend(write_on_ring=True, cached_reads_inline=False)
     read_end, write_end = os.pipe()
     data = os.urandom(1 << 20)
     written: list[int] = []

@@ -7,6 +7,13 @@ milliseconds and reads may miss the cache, so they run in worker threads;
 threads hold no Trio state, so a sync that the caller stops waiting for can't
 corrupt anything, but we still wait for it (uncancellable) so callers learn
 its real outcome.
+
+Reads the page cache holds whole are the exception (both backends): they
+are read in the loop with preadv2(RWF_NOWAIT), which fails with EAGAIN
+rather than wait for the disk, and only the others go to a thread (or the
+ring). Measured: a cached 4 KiB read costs 2 us in the loop against about
+100 us through a thread and 9-20 us through the ring; a cached 1 MiB read
+66 us against 180 and 103.
 """
 
 from __future__ import annotations
@@ -16,18 +23,30 @@ from collections.abc import Sequence
 
 import trio
 
-from trioring._constants import READ_THREADS_MAX
+from trioring._constants import CACHED_READ_BYTES_MAX, READ_THREADS_MAX
 from trioring.uring._base import Buffer
 
 _IOV_MAX = 1024
+#: preadv2's "fail rather than wait for I/O" (Linux 4.14; buffered reads on
+#: ext4, XFS and btrfs since about 5.x); 0 where Python does not have it.
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
 
 
 class FallbackBackend:
-    def __init__(self, *, read_threads_max: int = READ_THREADS_MAX) -> None:
+    def __init__(
+        self, *, read_threads_max: int = READ_THREADS_MAX, cached_reads_inline: bool = True
+    ) -> None:
+        #: Whether reads the page cache holds are made in the loop (see the
+        #: module docstring); False sends every read off the loop (tests of
+        #: that path, and benchmarks of it).
+        self._cached_reads_inline = cached_reads_inline and bool(_RWF_NOWAIT)
         self._read_limiter = trio.CapacityLimiter(read_threads_max)
         self._sync_limiter = trio.CapacityLimiter(read_threads_max)
         #: Why this backend runs, for the start-up line (set by open_backend).
         self.selection_reason = ""
+        #: What cached reads land in before they are copied out; grown to the
+        #: largest such read, at most CACHED_READ_BYTES_MAX.
+        self._cached_read_buffer = bytearray()
 
     @property
     def name(self) -> str:
@@ -60,7 +79,32 @@ class FallbackBackend:
         return write_all(fd, buffers, offset)
 
     async def pread(self, fd: int, size: int, offset: int) -> bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        data = self._read_cached(fd, size, offset)
+        if data is not None:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
         return await trio.to_thread.run_sync(os.pread, fd, size, offset, limiter=self._read_limiter)
+
+    def _read_cached(self, fd: int, size: int, offset: int) -> bytes | None:
+        """The ``size`` bytes at ``offset`` if the page cache holds all of them, read
+        in the loop; None if not (or unknown): then read off the loop.
+
+        None too for a read that comes back short, whether the rest is not
+        cached or the file ends: the off-loop read tells which. Any error
+        also gives None, so the off-loop read reports it as before.
+        """
+        if not self._cached_reads_inline or not 0 < size <= CACHED_READ_BYTES_MAX or offset < 0:
+            return None
+        buffer = self._cached_read_buffer
+        if len(buffer) < size:
+            buffer = self._cached_read_buffer = bytearray(size)
+        with memoryview(buffer) as view, view[:size] as window:
+            try:
+                count = os.preadv(fd, (window,), offset, _RWF_NOWAIT)
+            except OSError:
+                return None  # EAGAIN: not cached; EOPNOTSUPP: a file system without it
+            return bytes(window) if count == size else None
 
     async def fdatasync(self, fd: int) -> None:
         await trio.to_thread.run_sync(os.fdatasync, fd, limiter=self._sync_limiter)
