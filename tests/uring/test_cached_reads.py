@@ -16,18 +16,10 @@ from trioring._constants import CACHED_READ_BYTES_MAX
 from trioring.uring import FallbackBackend, FileBackend, UringBackend
 
 
-def _make_fallback() -> FallbackBackend:
-    return FallbackBackend()
-
-
-def _make_uring() -> UringBackend:
-    return UringBackend()
-
-
 @pytest.fixture(
     params=[
-        pytest.param(_make_fallback, id="fallback"),
-        pytest.param(_make_uring, id="uring", marks=requires_uring),
+        pytest.param(FallbackBackend, id="fallback"),
+        pytest.param(UringBackend, id="uring", marks=requires_uring),
     ]
 )
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[FileBackend]:
