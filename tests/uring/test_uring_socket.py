@@ -11,6 +11,7 @@ import random
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -588,12 +589,17 @@ RANGES = [
 ]
 
 
+#: "trio-threads": Trio's sockets with ``cached_inline=False``, every piece by
+#: sendfile in a worker thread (by default pieces in the page cache go in the loop).
+FILE_RANGE_KINDS = ["ring", "trio", "trio-threads", "memory"]
+
+
 async def stream_pair_of(
     kind: str, ring: Ring
 ) -> tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]:
     if kind == "ring":
         return ring_pair(ring)
-    if kind == "trio":
+    if kind in ("trio", "trio-threads"):
         left, right = tcp_socket_pair()
         return (
             trio.SocketStream(trio.socket.from_stdlib_socket(left)),
@@ -602,7 +608,7 @@ async def stream_pair_of(
     return trio.testing.memory_stream_pair()
 
 
-@pytest.mark.parametrize("kind", ["ring", "trio", "memory"])
+@pytest.mark.parametrize("kind", FILE_RANGE_KINDS)
 async def test_send_file_range_is_byte_exact(
     ring: Ring, data_file: tuple[Path, bytes], kind: str
 ) -> None:
@@ -613,7 +619,13 @@ async def test_send_file_range_is_byte_exact(
         async with stream, peer:
             for offset, count in RANGES:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(send_file_range, stream, file_fd, offset, count)
+                    nursery.start_soon(
+                        partial(send_file_range, cached_inline=kind != "trio-threads"),
+                        stream,
+                        file_fd,
+                        offset,
+                        count,
+                    )
                     received = await receive_exactly(peer, count) if count else b""
                 assert received == content[offset : offset + count], (offset, count)
             # The ranges were back to back on the stream: nothing extra arrived.
@@ -624,7 +636,7 @@ async def test_send_file_range_is_byte_exact(
         os.close(file_fd)
 
 
-@pytest.mark.parametrize("kind", ["ring", "trio", "memory"])
+@pytest.mark.parametrize("kind", FILE_RANGE_KINDS)
 async def test_send_file_range_past_the_end_raises_eof(
     ring: Ring, data_file: tuple[Path, bytes], kind: str
 ) -> None:
@@ -640,7 +652,9 @@ async def test_send_file_range_past_the_end_raises_eof(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(drain)
                 with pytest.raises(EOFError):
-                    await send_file_range(stream, file_fd, FILE_BYTES - 10, 20)
+                    await send_file_range(
+                        stream, file_fd, FILE_BYTES - 10, 20, cached_inline=kind != "trio-threads"
+                    )
                 await stream.aclose()
     finally:
         os.close(file_fd)

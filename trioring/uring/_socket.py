@@ -49,9 +49,10 @@ Cancellation and close, the parts that make a completion-based stream hard:
 splices file -> pipe -> socket (IORING_OP_SPLICE, two requests linked in one
 submission), the pipe lent from a small pool per ring, so the bytes go from
 the page cache to the socket without a copy through Python. For Trio's
-sockets it uses ``os.sendfile`` in a worker thread (a page-cache miss must
-not block the loop), for any other stream preads and ``send_all``: callers
-work with either backend.
+sockets it uses ``os.sendfile``: in the loop for pieces the page cache holds
+(``_pagecache.py``), in a worker thread for the others (a page-cache miss
+must not block the loop). For any other stream, preads and ``send_all``:
+callers work with either backend.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ from trioring._constants import (
     SPLICE_PIPE_BYTES,
     SPLICE_PIPES_MAX,
 )
-from trioring.uring import _ring
+from trioring.uring import _pagecache, _ring
 from trioring.uring._base import Buffer, FileBackend
 
 __all__ = [
@@ -118,6 +119,10 @@ _ACCEPT_FLAGS = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 #: splice offset meaning "none": pipes have no file position.
 _NO_OFFSET = -1
 _STREAM_CLOSED_MESSAGE = "the stream was closed during the operation"
+#: sendfile(2) errors that come from the file, not the socket: raised as
+#: OSError (the caller closes the connection and says why), not as a broken
+#: stream.
+_FILE_SIDE_ERRNOS = frozenset({errno.EIO, errno.EOVERFLOW, errno.ESPIPE, errno.EINVAL})
 _LISTENER_CLOSED_MESSAGE = "the listener was closed during accept"
 
 
@@ -729,14 +734,22 @@ def _splice_pipes(ring: _ring.Ring) -> _SplicePipes:
 
 
 async def send_file_range(
-    stream: trio.abc.HalfCloseableStream, file_fd: int, offset: int, count: int
+    stream: trio.abc.HalfCloseableStream,
+    file_fd: int,
+    offset: int,
+    count: int,
+    *,
+    cached_inline: bool = True,
 ) -> None:
     """Send bytes ``[offset, offset + count)`` of the file ``file_fd`` on ``stream``.
 
     Over a :class:`RingSocketStream` the bytes are spliced (file -> pipe ->
-    socket) on the ring; over a ``trio.SocketStream`` they go by
-    ``os.sendfile`` in a worker thread; over any other stream by preads and
-    ``send_all``. ``file_fd``'s position is not used or moved.
+    socket) on the ring. Over a ``trio.SocketStream`` they go by
+    ``os.sendfile``: in the loop for each 1 MiB piece the page cache holds
+    whole (see ``_pagecache.py``), in a worker thread for the others, or for
+    all of them with ``cached_inline=False`` (tests and benchmarks of that
+    path). Over any other stream, by preads and ``send_all``. ``file_fd``'s
+    position is not used or moved.
 
     Raises EOFError if the file ends before ``offset + count``. Like
     ``send_all``, an interrupted call (cancelled, or the file ended) may have
@@ -749,35 +762,49 @@ async def send_file_range(
     if isinstance(stream, RingSocketStream):
         await stream.send_file_range(file_fd, offset, count)
     elif isinstance(stream, trio.SocketStream):
-        await _sendfile(stream, file_fd, offset, count)
+        await _sendfile(stream, file_fd, offset, count, cached_inline=cached_inline)
     else:
         await _pread_and_send(stream, file_fd, offset, count)
 
 
-async def _sendfile(stream: trio.SocketStream, file_fd: int, offset: int, count: int) -> None:
+async def _sendfile(
+    stream: trio.SocketStream, file_fd: int, offset: int, count: int, *, cached_inline: bool
+) -> None:
     if count == 0:
         await trio.lowlevel.checkpoint()
         return
+    await trio.lowlevel.checkpoint_if_cancelled()
     sent = 0
+    scheduled = False  # whether other tasks have had a chance to run meanwhile
     while sent < count:
         socket_fd = stream.socket.fileno()
         if socket_fd == -1:
             raise trio.ClosedResourceError("the socket was already closed")
         size = min(count - sent, FILE_CHUNK_BYTES_MAX)
         try:
-            # The socket is non-blocking: the thread returns as soon as its
-            # buffer is full; it exists for file pages not in the cache.
-            result = await trio.to_thread.run_sync(
-                os.sendfile, socket_fd, file_fd, offset + sent, size
-            )
+            if cached_inline and _pagecache.holds(file_fd, offset + sent, size):
+                result = os.sendfile(socket_fd, file_fd, offset + sent, size)
+            else:
+                # The socket is non-blocking: the thread returns as soon as
+                # its buffer is full; it exists for file pages not in the
+                # cache.
+                scheduled = True
+                result = await trio.to_thread.run_sync(
+                    os.sendfile, socket_fd, file_fd, offset + sent, size
+                )
         except BlockingIOError:
+            scheduled = True
             await stream.socket.wait_writable()
             continue
         except OSError as error:
+            if error.errno in _FILE_SIDE_ERRNOS:
+                raise
             raise _stream_error(-(error.errno or errno.EIO)) from error
         if result == 0:
             raise EOFError(f"the file ends before offset {offset + count}")
         sent += result
+    if not scheduled:  # sent in the loop without a wait: still a schedule point
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 async def _pread_and_send(
