@@ -6,7 +6,8 @@ directory per record size, in four modes that take turns within each repeat:
 - ``uring zero-copy``: ``--io-backend uring`` (records spliced file -> pipe -> socket);
 - ``uring copy``: the same with ``[server] fetch_zero_copy = false`` (records
   pread, CRC-checked and copied into the answer);
-- ``fallback sendfile``: ``--io-backend fallback`` (``os.sendfile`` in a thread);
+- ``fallback sendfile``: ``--io-backend fallback`` (``os.sendfile``, in the loop for
+  pieces the page cache holds, in a thread for the others);
 - ``fallback copy``: the fallback with ``fetch_zero_copy = false``.
 
 The data (``--mib`` MiB of 1 KiB records, and ``--small-mib`` MiB of 100 B
@@ -25,14 +26,25 @@ this 2-core machine the consumers (librdkafka plus Python per message) use
 most of the CPU, so MB/s is mostly the clients' pace; CPU per GB is the
 broker's own cost.
 
+First, the kernel's own floor: what a zero-copy send can save at all on this
+machine. A child process with no Python per byte sends a page-cached file of
+``--floor-mib`` MiB to a reader (this process) over loopback TCP, 1 MiB at a
+time, by ``pread`` + ``send``, by ``sendfile`` and by ``splice`` through a
+pipe; its CPU seconds per GB, and each zero-copy way's ratio to the copy.
+On loopback the sender's CPU also pays for the receiving side's TCP work
+(softirq), which zero-copy does not shorten.
+
     python benchmarks/zero_copy_fetch.py [--mib 512] [--small-mib 64] [--fan-out 10]
-        [--repeat 3] [--output results.md]
+        [--floor-mib 256] [--repeat 3] [--output results.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -97,6 +109,101 @@ def run_consumer(options: argparse.Namespace) -> int:
     consumer.close()
     print(json.dumps({"received": received, "wrong": wrong}), flush=True)
     return 0 if received == options.count and not wrong else 1
+
+
+# --------------------------------------------------------------------------- the kernel's floor
+
+FLOOR_WAYS = ("pread + send", "sendfile", "splice")
+FLOOR_PIECE_BYTES = 1 << 20
+
+
+def run_floor_sender(options: argparse.Namespace) -> int:
+    """Send ``options.file`` whole to 127.0.0.1:``options.port`` one way; print CPU seconds."""
+    fd = os.open(options.file, os.O_RDONLY)
+    size = os.fstat(fd).st_size
+    os.pread(fd, size, 0)  # in the page cache before the clock starts
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, FLOOR_PIECE_BYTES)
+    with socket.create_connection(("127.0.0.1", options.port)) as sock:
+        out = sock.fileno()
+        start = time.process_time()
+        for offset in range(0, size, FLOOR_PIECE_BYTES):
+            count = min(FLOOR_PIECE_BYTES, size - offset)
+            if options.way == "pread + send":
+                sock.sendall(os.pread(fd, count, offset))
+            elif options.way == "sendfile":
+                sent = 0
+                while sent < count:
+                    sent += os.sendfile(out, fd, offset + sent, count - sent)
+            else:
+                in_pipe = os.splice(fd, write_end, count, offset_src=offset)
+                while in_pipe:
+                    in_pipe -= os.splice(read_end, out, in_pipe)
+        cpu = time.process_time() - start
+    print(json.dumps({"cpu": cpu, "bytes": size}), flush=True)
+    return 0
+
+
+def floor_once(path: Path, way: str) -> float:
+    """The sender's CPU seconds per GB for one way."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        command = [
+            sys.executable,
+            __file__,
+            "--role",
+            "floor-send",
+            "--file",
+            str(path),
+            "--way",
+            way,
+            "--port",
+            str(server.getsockname()[1]),
+        ]
+        sender = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        try:
+            server.settimeout(CONNECT_SECONDS)
+            connection, _ = server.accept()
+            with connection:
+                connection.settimeout(PHASE_SECONDS)
+                buffer = bytearray(FLOOR_PIECE_BYTES)
+                while connection.recv_into(buffer):
+                    pass
+            output, _ = sender.communicate(timeout=PHASE_SECONDS)
+        finally:
+            if sender.poll() is None:
+                sender.kill()
+                sender.wait()
+    if sender.returncode != 0:
+        raise RuntimeError(f"the {way} sender failed")
+    result = json.loads(output)
+    return float(result["cpu"]) / (result["bytes"] / 1e9)
+
+
+def kernel_floor(parent: Path, mebibytes: int, repeat: int) -> dict[str, list[float]]:
+    path = parent / "floor"
+    with open(path, "wb") as file:
+        for _ in range(mebibytes):
+            file.write(os.urandom(1 << 20))
+    runs: dict[str, list[float]] = {way: [] for way in FLOOR_WAYS}
+    for _ in range(repeat):
+        for way in FLOOR_WAYS:
+            runs[way].append(floor_once(path, way))
+    path.unlink()
+    return runs
+
+
+def floor_lines(runs: dict[str, list[float]], mebibytes: int) -> list[str]:
+    copy = median(runs["pread + send"])
+    lines = [
+        f"## The kernel's floor: {mebibytes} MiB to a loopback socket, no Python per byte",
+        "",
+        "| way | sender CPU s/GB | / pread + send |",
+        "|---|---:|---:|",
+    ]
+    for way in FLOOR_WAYS:
+        value = median(runs[way])
+        lines.append(f"| {way} | {value:.3f} | {value / copy:.2f} |")
+    return [*lines, ""]
 
 
 # --------------------------------------------------------------------------- one case
@@ -222,6 +329,7 @@ def median(values: Sequence[float]) -> float:
 def report(
     args: argparse.Namespace,
     runs: dict[tuple[int, str, int], list[Result]],
+    floor: dict[str, list[float]],
     parent: Path,
 ) -> str:
     lines = [
@@ -232,6 +340,7 @@ def report(
         f"- Data: {args.mib} MiB of 1 KiB records and {args.small_mib} MiB of 100 B records, "
         "one partition, page cache warm.",
         "",
+        *floor_lines(floor, args.floor_mib),
     ]
     verdicts = []
     for record_bytes in (1024, 100):
@@ -274,18 +383,27 @@ def report(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--role", choices=["consume"], help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["consume", "floor-send"], help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    parser.add_argument("--way", choices=FLOOR_WAYS, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--record-bytes", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mib", type=int, default=512, help="MiB of 1 KiB records (512)")
     parser.add_argument("--small-mib", type=int, default=64, help="MiB of 100 B records (64)")
     parser.add_argument("--fan-out", type=int, default=10, help="consumers of the fan-out case")
+    parser.add_argument(
+        "--floor-mib", type=int, default=256, help="MiB sent for the kernel's floor (256)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
-    if args.role is None and min(args.mib, args.small_mib, args.fan_out, args.repeat) < 1:
-        parser.error("--mib, --small-mib, --fan-out and --repeat must be at least 1")
+    if (
+        args.role is None
+        and min(args.mib, args.small_mib, args.fan_out, args.floor_mib, args.repeat) < 1
+    ):
+        parser.error("--mib, --small-mib, --fan-out, --floor-mib and --repeat must be at least 1")
     return args
 
 
@@ -293,9 +411,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.role == "consume":
         return run_consumer(args)
+    if args.role == "floor-send":
+        return run_floor_sender(args)
     runs: dict[tuple[int, str, int], list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="zero-copy-bench-") as temporary:
         parent = Path(temporary)
+        print("the kernel's floor", file=sys.stderr)
+        floor = kernel_floor(parent, args.floor_mib, args.repeat)
         sizes = {1024: args.mib * (1 << 20) // 1024, 100: args.small_mib * (1 << 20) // 100}
         for record_bytes, count in sizes.items():
             print(f"producing {count:,} records of {record_bytes} B", file=sys.stderr)
@@ -317,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     for consumers, result in results.items():
                         runs.setdefault((record_bytes, mode, consumers), []).append(result)
-        text = report(args, runs, parent)
+        text = report(args, runs, floor, parent)
     print(text)
     if args.output is not None:
         args.output.write_text(text + "\n")
