@@ -452,7 +452,11 @@ def test_classic_static_member_comes_back_without_a_rebalance(
         "every record consumed and committed",
         [m.process for m in members],
     )
-    generation = _generations(steady)[-1]
+    # The steady member may have seen one generation or two by now (two
+    # when the second member joined after the first rebalance ended).
+    steady_generations = _generations(steady)
+    steady_revocations = len(steady.process.events("REVOKED"))
+    generation = steady_generations[-1]
     assert _generations(leaving)[-1] == generation
     its_partitions = leaving.owned()
     _stop(leaving)
@@ -470,8 +474,9 @@ def test_classic_static_member_comes_back_without_a_rebalance(
     )
     assert [parse_partitions(e[1]) for e in back.process.events("ASSIGNED")] == [its_partitions]
     assert _generations(back) == [generation], "the returning static member caused a rebalance"
-    assert _generations(steady) == [generation], "the other member saw a rebalance"
-    assert not steady.process.events("REVOKED"), steady.process.describe()
+    assert _generations(steady) == steady_generations, "the other member saw a rebalance"
+    revocations = steady.process.events("REVOKED")
+    assert len(revocations) == steady_revocations, steady.process.describe()
     starts = parse_offsets(back.process.events("STARTS")[0][1])
     assert starts == {partition: ends[partition] for partition in its_partitions}
     members.append(back)
