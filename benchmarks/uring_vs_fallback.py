@@ -321,7 +321,11 @@ def run_case(
     print("|---|" + "---:|" * (len(backends) + len(others)) + "---|")
     for metric in results[base][0]:
         values = {name: statistics.median(r[metric] for r in results[name]) for name in backends}
-        cells = [f"{values[name]:,.1f}" for name in backends]
+        # Small figures (CPU seconds per GB) need more than one decimal.
+        cells = [
+            f"{values[name]:,.1f}" if values[name] >= 10 else f"{values[name]:.3f}"
+            for name in backends
+        ]
         cells += [f"{values[name] / values[base]:.2f}" for name in others]
         print(f"| {metric} | {' | '.join(cells)} | {targets.get(metric, '')} |")
 
