@@ -154,43 +154,43 @@ async def test_a_cached_range_is_sent_in_the_loop(
     assert calls.off_loop == 0
 
 
-async def test_a_range_not_cached_leaves_the_loop(
-    data: tuple[int, bytes], monkeypatch: pytest.MonkeyPatch
+def paths_taken(order: list[str]) -> list[str]:
+    """``order`` with repeats in a row collapsed: ["loop", "thread"] for a range
+    whose first pieces went in the loop and the rest in threads."""
+    return [path for index, path in enumerate(order) if index == 0 or order[index - 1] != path]
+
+
+@pytest.mark.parametrize(
+    ("dropped_from", "cached_inline", "first_paths"),
+    [
+        # The thread's read brings later pages in ahead of need (readahead),
+        # so later pieces may go in the loop again.
+        pytest.param(0, True, ["thread"], id="not-cached"),
+        pytest.param(CACHED_PREFIX_BYTES, True, ["loop", "thread"], id="partly-cached"),
+        pytest.param(None, False, ["thread"], id="cached-inline-false"),
+    ],
+)
+async def test_pieces_not_cached_or_not_inline_go_to_threads_in_order(
+    data: tuple[int, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    dropped_from: int | None,
+    cached_inline: bool,
+    first_paths: list[str],
 ) -> None:
     fd, content = data
-    drop_from_cache(fd)
+    if dropped_from is not None:
+        drop_from_cache(fd, dropped_from)
     calls = SendfileCalls(monkeypatch)
     stream, peer = stream_pair()
     async with stream, peer:
-        assert await send_and_receive(stream, peer, fd, 0, FILE_BYTES) == content
-    # The thread's read brings later pages in ahead of need (readahead), so
-    # later pieces may be sent from the loop.
-    assert calls.order[0] == "thread"
-
-
-async def test_a_partly_cached_range_takes_both_paths_in_order(
-    data: tuple[int, bytes], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fd, content = data
-    drop_from_cache(fd, CACHED_PREFIX_BYTES)
-    calls = SendfileCalls(monkeypatch)
-    stream, peer = stream_pair()
-    async with stream, peer:
-        assert await send_and_receive(stream, peer, fd, 0, FILE_BYTES) == content
-    assert calls.order[0] == "loop"
-    assert "thread" in calls.order
-
-
-async def test_cached_inline_false_sends_nothing_in_the_loop(
-    data: tuple[int, bytes], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fd, content = data
-    calls = SendfileCalls(monkeypatch)
-    stream, peer = stream_pair()
-    async with stream, peer:
-        received = await send_and_receive(stream, peer, fd, 0, FILE_BYTES, cached_inline=False)
+        received = await send_and_receive(
+            stream, peer, fd, 0, FILE_BYTES, cached_inline=cached_inline
+        )
         assert received == content
-    assert calls.in_loop == 0
+    paths = paths_taken(calls.order)
+    assert paths[: len(first_paths)] == first_paths
+    if not cached_inline:
+        assert paths == ["thread"]
 
 
 async def test_a_slow_reader_makes_the_loop_wait_for_room(
