@@ -82,7 +82,7 @@ class _Cachestat:
 @functools.cache
 def _cachestat() -> _Cachestat | None:
     number = _SYSCALL_NUMBERS.get(platform.machine())
-    if number is None or not hasattr(os, "sendfile"):
+    if number is None:
         return None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
