@@ -11,8 +11,9 @@ threads (one consumer; 0.61 against 0.70 with ten; medians of 5,
 docs/uring.md).
 
 The io_uring backend keeps splicing on the ring (file -> pipe -> socket)
-even for cached pieces: sendfile in the loop measured 1.17-1.29x the ring's
-CPU per GB in the same runs.
+even for cached pieces: sendfile in its loop cost 1.25-1.29x the splices'
+CPU per GB with ten consumers in two such A/B runs (with one consumer,
+1.17x and 0.86x).
 
 cachestat is one system call that counts the cached pages of a range, about
 4 us for 1 MiB here (ctypes included): far cheaper than the hop it saves.
