@@ -126,6 +126,76 @@ def _stat_fields(pid: int) -> list[str]:
 
 def process_tree_cpu(root: int) -> float:
     """CPU seconds (user + system) of ``root``, its waited-for children and live descendants."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            fields = _stat_fields(pid)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if pid == root:
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return total / CLOCK_TICKS
+
+
+def _thread_nanoseconds(pid: int) -> dict[int, int] | None:
+    """Nanoseconds on a CPU of each live thread of ``pid`` (schedstat), or None if unreadable."""
+    threads = {}
+    try:
+        for entry in Path(f"/proc/{pid}/task").iterdir():
+            threads[int(entry.name)] = int((entry / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return threads
+
+
+@dataclass
+class TreeCpu:
+    """A snapshot of a process tree's CPU: per process its /proc ticks and, where
+    readable, each live thread's nanoseconds (schedstat).
+
+    ``later - earlier`` is the CPU seconds between two snapshots. /proc's
+    utime and stime come in 10 ms ticks, too coarse for a phase under a
+    second; schedstat counts nanoseconds but only for threads still alive.
+    So a process whose threads all lived through the phase counts in
+    nanoseconds, and one that lost a thread, started during the phase or
+    has no schedstat counts in ticks (a thread that ended took its
+    nanoseconds with it; its ticks stay in the process's total). Children
+    the root waited for count in ticks.
+    """
+
+    ticks: dict[int, float]
+    threads: dict[int, dict[int, int] | None]
+    #: The root's waited-for children (cutime + cstime), in seconds.
+    waited: float
+
+    @classmethod
+    def of(cls, root: int) -> TreeCpu:
+        ticks, threads, waited = {}, {}, 0.0
+        for pid in process_tree(root):
+            try:
+                fields = _stat_fields(pid)
+            except OSError:
+                continue
+            ticks[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            threads[pid] = _thread_nanoseconds(pid)
+            if pid == root:
+                waited = (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+        return cls(ticks, threads, waited)
+
+    def __sub__(self, earlier: TreeCpu) -> float:
+        total = self.waited - earlier.waited
+        for pid, ticks in self.ticks.items():
+            now, before = self.threads[pid], earlier.threads.get(pid)
+            if now is not None and before is not None and before.keys() <= now.keys():
+                total += (sum(now.values()) - sum(before.values())) / 1e9
+            else:
+                total += ticks - earlier.ticks.get(pid, 0.0)
+        return total
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and its live descendants."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -135,19 +205,13 @@ def process_tree_cpu(root: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry.name))
-    total = 0
+    found = []
     pending = [root]
     while pending:
         pid = pending.pop()
-        try:
-            fields = _stat_fields(pid)
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-        if pid == root:
-            total += int(fields[13]) + int(fields[14])  # cutime, cstime
+        found.append(pid)
         pending.extend(children.get(pid, ()))
-    return total / CLOCK_TICKS
+    return found
 
 
 def machine_busy_cpu() -> float:

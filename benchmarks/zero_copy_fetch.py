@@ -21,7 +21,8 @@ go to the last consumer's end.
 
 Reported per case: MB/s of record values delivered to all consumers
 together (10^6 bytes), and the broker's CPU seconds per GB delivered (its
-process tree, from /proc). Ratios: zero-copy / copy on the same backend. On
+process tree, from /proc: each thread's nanoseconds, see
+``kafka_peers.TreeCpu``). Ratios: zero-copy / copy on the same backend. On
 this 2-core machine the consumers (librdkafka plus Python per message) use
 most of the CPU, so MB/s is mostly the clients' pace; CPU per GB is the
 broker's own cost.
@@ -58,7 +59,7 @@ import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kafka_peers import machine_busy_cpu, machine_lines, process_tree_cpu
+from kafka_peers import TreeCpu, machine_busy_cpu, machine_lines
 
 from trioring.testing import BrokerProcess
 
@@ -281,7 +282,7 @@ def consume(broker: BrokerProcess, consumers: int, record_bytes: int, count: int
             assert process.stdout is not None
             if process.stdout.readline().strip() != "ready":
                 raise RuntimeError("a consumer did not connect")
-        broker_before = process_tree_cpu(broker.process.pid)
+        broker_before = TreeCpu.of(broker.process.pid)
         machine_before = machine_busy_cpu()
         start = time.perf_counter()
         for process in processes:
@@ -293,7 +294,7 @@ def consume(broker: BrokerProcess, consumers: int, record_bytes: int, count: int
             if process.returncode != 0:
                 raise RuntimeError(f"a consumer failed: {output.strip()}")
         seconds = time.perf_counter() - start
-        broker_cpu = process_tree_cpu(broker.process.pid) - broker_before
+        broker_cpu = TreeCpu.of(broker.process.pid) - broker_before
         machine_cpu = machine_busy_cpu() - machine_before
     finally:
         for process in processes:
