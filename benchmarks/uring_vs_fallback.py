@@ -3,9 +3,15 @@
 (a) produce-path appends, acks="all", 64 concurrent producers, batches of
     100 x 1 KiB records: MB/s and CPU seconds per GB (this process's CPU,
     all threads, including io_uring's kernel workers, which belong to it).
-(b) 32 connections doing 1 KiB request/response against an echo server on
-    the backend's streams (server in a child process, clients here): round
-    trips per second and server CPU per round trip.
+(b) 32 and 1 connections doing 1 KiB request/response against an echo
+    server on the backend's streams (server in a child process): round trips
+    per second and server CPU per round trip, with two clients. "trio": Trio
+    streams in this process, which cost more CPU per round trip than the
+    server, so the server is partly idle and its CPU includes waking up for
+    few connections at a time. "epoll": a bare select.epoll loop in a child
+    process, cheaper per round trip than the server, so that the server is
+    the bottleneck (about one core busy) and its CPU per round trip is what
+    serving costs.
 (c) one 256 MiB log segment served to a socket with ``send_file_range``
     (splice over the ring, sendfile for Trio's sockets): MB/s.
 (d) the cost of one operation: 1 and 64 tasks reading 4 KiB at a time from a
@@ -117,11 +123,14 @@ path = sys.argv[4] if len(sys.argv) > 4 else None
 
 async def echo(stream):
     async with stream:
-        while True:
-            data = await stream.receive_some(65536)
-            if not data:
-                return
-            await stream.send_all(data)
+        try:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                await stream.send_all(data)
+        except trio.BrokenResourceError:
+            return   # a client that closes with an answer unread resets the connection
 
 async def serve_file(stream):
     async with stream:
@@ -186,7 +195,86 @@ class ServerProcess:
             self.process.wait()
 
 
-async def echo_round_trips(backend_name: str, connections: int, seconds: float) -> dict[str, float]:
+EPOLL_CLIENT_SCRIPT = r"""
+import select, socket, sys, time
+port, connections, seconds, size = (int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]),
+                                    int(sys.argv[4]))
+message = bytes(size)
+epoll = select.epoll()
+sockets, received = {}, {}
+for _ in range(connections):
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    sockets[sock.fileno()], received[sock.fileno()] = sock, 0
+    epoll.register(sock.fileno(), select.EPOLLIN)
+print("ready", flush=True)
+sys.stdin.readline()
+start = time.perf_counter()
+deadline, count = start + seconds, 0
+for sock in sockets.values():
+    sock.send(message)
+while time.perf_counter() < deadline:
+    for fd, _ in epoll.poll(0.1):
+        try:
+            data = sockets[fd].recv(size - received[fd])
+        except BlockingIOError:
+            continue
+        if not data:
+            raise SystemExit("the echo server closed a connection")
+        received[fd] += len(data)
+        if received[fd] == size:
+            received[fd] = 0
+            count += 1
+            sockets[fd].send(message)  # 1 KiB: the buffer has room
+elapsed = time.perf_counter() - start
+print(count, elapsed, flush=True)
+sys.stdin.readline()   # the parent read the server's CPU: now close (and stop echoing)
+"""
+
+
+def echo_round_trips(
+    client: str, backend_name: str, connections: int, seconds: float
+) -> dict[str, float]:
+    if client == "trio":
+        return trio.run(trio_echo_round_trips, backend_name, connections, seconds)
+    server = ServerProcess("echo", backend_name)
+    try:
+        arguments = [server.port, connections, seconds, MESSAGE_BYTES]
+        process = subprocess.Popen(
+            [sys.executable, "-c", EPOLL_CLIENT_SCRIPT, *map(str, arguments)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError("the epoll client did not connect")
+            cpu = server.cpu_seconds()
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            count_text, elapsed_text = process.stdout.readline().split()
+            cpu = server.cpu_seconds() - cpu
+            process.stdin.write("done\n")
+            process.stdin.close()
+            process.wait(timeout=15)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    finally:
+        server.stop()
+    round_trips, elapsed = int(count_text), float(elapsed_text)
+    return {
+        "round trips/s": round_trips / elapsed,
+        "server CPU us/round trip": cpu / round_trips * 1e6,
+    }
+
+
+async def trio_echo_round_trips(
+    backend_name: str, connections: int, seconds: float
+) -> dict[str, float]:
     server = ServerProcess("echo", backend_name)
     message = os.urandom(MESSAGE_BYTES)
     counts = [0] * connections
@@ -337,7 +425,10 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="directory on the disk to measure")
     parser.add_argument("--append-megabytes", type=int, default=256)
     parser.add_argument("--producers", type=int, default=64)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", default="32,1", help="comma-separated, for (b)")
+    parser.add_argument(
+        "--echo-clients", default="trio,epoll", help="comma-separated, for (b): trio, epoll"
+    )
     parser.add_argument("--echo-seconds", type=float, default=3.0)
     parser.add_argument("--segment-mebibytes", type=int, default=256)
     parser.add_argument("--read-tasks", default="1,64", help="comma-separated, for (d)")
@@ -354,6 +445,8 @@ def main() -> None:
         "run their server on its code (e.g. --backends base:uring,uring)",
     )
     options = parser.parse_args()
+    if not set(options.echo_clients.split(",")) <= {"trio", "epoll"}:
+        parser.error("--echo-clients: trio, epoll or both")
     backends = options.backends.split(",")
     names = {name.removeprefix(BASELINE_PREFIX) for name in backends}
     if len(backends) < 2 or not names <= set(BACKENDS):
@@ -384,16 +477,18 @@ def main() -> None:
                 backends,
             )
         if "b" in options.cases:
-            run_case(
-                f"(b) {options.connections} connections, 1 KiB request/response, "
-                f"{options.echo_seconds:g} s",
-                options.repeat,
-                lambda name: trio.run(
-                    echo_round_trips, name, options.connections, options.echo_seconds
-                ),
-                {"round trips/s": ">= 1.2", "server CPU us/round trip": "<= 0.8"},
-                backends,
-            )
+            for client in options.echo_clients.split(","):
+                for connections in (int(count) for count in options.connections.split(",")):
+                    run_case(
+                        f"(b) {connections} connection(s), 1 KiB request/response, "
+                        f"{options.echo_seconds:g} s, {client} client",
+                        options.repeat,
+                        lambda name, client=client, connections=connections: (  # type: ignore[misc]
+                            echo_round_trips(client, name, connections, options.echo_seconds)
+                        ),
+                        {"round trips/s": ">= 1.2", "server CPU us/round trip": "<= 0.8"},
+                        backends,
+                    )
         if "c" in options.cases:
             path = os.path.join(root, "00000000000000000000.log")
             with open(path, "wb") as file:
