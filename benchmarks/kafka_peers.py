@@ -158,10 +158,11 @@ class TreeCpu:
     utime and stime come in 10 ms ticks, too coarse for a phase under a
     second; schedstat counts nanoseconds but only for threads still alive.
     So a process whose threads all lived through the phase counts in
-    nanoseconds, and one that lost a thread, started during the phase or
-    has no schedstat counts in ticks (a thread that ended took its
-    nanoseconds with it; its ticks stay in the process's total). Children
-    the root waited for count in ticks.
+    nanoseconds, and one that lost a thread, started during the phase, has
+    no schedstat, or whose ticks exceed its threads' nanoseconds by more
+    than rounding, counts in ticks (a thread that ended took its nanoseconds
+    with it; its ticks stay in the process's total). Children the root
+    waited for count in ticks.
     """
 
     ticks: dict[int, float]
@@ -186,11 +187,17 @@ class TreeCpu:
     def __sub__(self, earlier: TreeCpu) -> float:
         total = self.waited - earlier.waited
         for pid, ticks in self.ticks.items():
+            in_ticks = ticks - earlier.ticks.get(pid, 0.0)
             now, before = self.threads[pid], earlier.threads.get(pid)
             if now is not None and before is not None and before.keys() <= now.keys():
-                total += (sum(now.values()) - sum(before.values())) / 1e9
-            else:
-                total += ticks - earlier.ticks.get(pid, 0.0)
+                in_nanoseconds = (sum(now.values()) - sum(before.values())) / 1e9
+                # A thread that started and ended within the phase (an
+                # io_uring worker, a thread pool's) is in neither snapshot:
+                # the ticks show its CPU.
+                if in_ticks - in_nanoseconds <= 2 / CLOCK_TICKS + 0.05 * in_ticks:
+                    total += in_nanoseconds
+                    continue
+            total += in_ticks
         return total
 
 
