@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -227,6 +226,19 @@ def test_several_processes(bootstrap: str) -> None:
     assert summary["settings"]["processes"] == 2
 
 
+async def _wait_for_records(bootstrap: str, topic: str) -> None:
+    """Until ``topic`` holds a record: a bench producing to it has started its load."""
+    async with open_admin(bootstrap) as admin:
+        with trio.fail_after(TIMEOUT_SECONDS):
+            while True:
+                info = (await admin.describe_topics()).get(topic)
+                if info is not None and info.partitions:
+                    keys = [(topic, partition.partition) for partition in info.partitions]
+                    if any((await admin.list_offsets(keys, "latest")).values()):
+                        return
+                await trio.sleep(0.1)
+
+
 def test_ctrl_c_still_reports(bootstrap: str, tmp_path: Path) -> None:
     output = tmp_path / "out"
     with output.open("w") as stdout:
@@ -239,9 +251,21 @@ def test_ctrl_c_still_reports(bootstrap: str, tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(1.5)  # started or not, the run ends with its summary
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=TIMEOUT_SECONDS)
+        interrupted = False
+        try:
+            # Once the load runs (a Ctrl-C while Python still imports ends the
+            # process with a traceback, as any Python program; one before the
+            # load starts ends it with "interrupted" and no summary).
+            trio.run(_wait_for_records, bootstrap, "interrupted")
+            process.send_signal(signal.SIGINT)
+            interrupted = True
+            _, err = process.communicate(timeout=TIMEOUT_SECONDS)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                _, err = process.communicate()
+                if interrupted:
+                    pytest.fail(f"the bench did not end after Ctrl-C; its stderr: {err}")
     assert process.returncode == 130, err
     summary = json.loads(output.read_text())
     assert summary["interrupted"] is True
