@@ -11,9 +11,9 @@ threads (one consumer; 0.61 against 0.70 with ten; medians of 5,
 docs/uring.md).
 
 The io_uring backend keeps splicing on the ring (file -> pipe -> socket)
-even for cached pieces: sendfile in its loop cost 1.25-1.29x the splices'
-CPU per GB with ten consumers in two such A/B runs (with one consumer,
-1.17x and 0.86x).
+even for cached pieces: with ten consumers, sendfile in its loop cost
+1.2-1.4x the splices' CPU per GB in six A/B runs (by their medians, three
+variants of it); with one consumer the runs went both ways.
 
 cachestat is one system call that counts the cached pages of a range, about
 4 us for 1 MiB here (ctypes included): far cheaper than the hop it saves.
