@@ -109,3 +109,38 @@ def test_custom_ranges() -> None:
 def test_version_beyond_four_cannot_be_built() -> None:
     with pytest.raises(ValueError, match="not a supported version"):
         build_api_versions_response(5)
+
+
+@pytest.mark.parametrize("api_version", [0, 3, 4, 9])
+@pytest.mark.parametrize("error_code", [ErrorCode.none, ErrorCode.invalid_request])
+def test_answers_kept_between_requests_differ_only_by_correlation_id(
+    api_version: int, error_code: ErrorCode
+) -> None:
+    """The frame is encoded once per kind of answer; each request gets its own id."""
+    frames = [
+        encode_api_versions_response(correlation_id, api_version, error_code=error_code)
+        for correlation_id in (7, -(2**31), 2**31 - 1, 7)
+    ]
+    assert [RESPONSE_HEADER.unpack_from(f, 0)[1] for f in frames] == [7, -(2**31), 2**31 - 1, 7]
+    assert len({f[:4] + f[8:] for f in frames}) == 1
+    assert frames[0] == frames[3]
+    shown = api_version if api_version <= 4 else 0
+    ok = error_code == ErrorCode.none
+    expected = build_api_versions_response(
+        shown,
+        error_code=error_code if api_version <= 4 else ErrorCode.unsupported_version,
+        supported_versions=ADVERTISED_VERSIONS if ok or api_version > 4 else {},
+        with_features=ok or api_version > 4,
+    )
+    assert decode(frames[0], shown) == expected
+
+
+def test_answers_kept_follow_the_ranges_and_throttle_asked() -> None:
+    plain = encode_api_versions_response(1, 2)
+    narrow = {ApiKey.API_VERSIONS: (0, 3), ApiKey.METADATA: (1, 1)}
+    assert decode(encode_api_versions_response(1, 2, supported_versions=narrow), 2) == (
+        build_api_versions_response(2, supported_versions=narrow)
+    )
+    throttled = decode(encode_api_versions_response(1, 2, throttle_time_ms=250), 2)
+    assert throttled == build_api_versions_response(2, throttle_time_ms=250)
+    assert encode_api_versions_response(1, 2) == plain

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import struct
 import sys
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -119,21 +120,46 @@ def encode_api_versions_response(
     librdkafka reconnect forever and kafka-python time out. Any other
     ``error_code`` (INVALID_REQUEST for a bad client software name) is
     answered, as Kafka does, with no ranges.
+
+    Every connection asks this first, and building the answer through kio
+    costs 0.35-0.6 ms; a frame encoded once per kind of answer is copied
+    with the request's correlation id instead.
     """
     low, high = supported_versions[ApiKey.API_VERSIONS]
-    if low <= api_version <= high:
-        ok = error_code == ErrorCode.none
-        response = build_api_versions_response(
-            api_version,
-            error_code=error_code,
-            throttle_time_ms=throttle_time_ms,
-            supported_versions=supported_versions if ok else {},
-            with_features=ok,
-        )
-        return encode_response(ApiKey.API_VERSIONS, api_version, correlation_id, response)
-    response = build_api_versions_response(
-        0,
-        error_code=ErrorCode.unsupported_version,
-        supported_versions=supported_versions,
+    if not low <= api_version <= high:
+        api_version, error_code, throttle_time_ms = -1, ErrorCode.unsupported_version, 0
+    frame = _encoded_frame(
+        api_version, int(error_code), throttle_time_ms, tuple(sorted(supported_versions.items()))
     )
-    return encode_response(ApiKey.API_VERSIONS, 0, correlation_id, response)
+    return b"".join((frame[: _INT32.size], _INT32.pack(correlation_id), frame[2 * _INT32.size :]))
+
+
+_INT32 = struct.Struct(">i")
+#: Frames kept by _encoded_frame: a server answers a handful of kinds (per
+#: version, with or without an error); any other caller's are rebuilt.
+_ENCODED_FRAMES_KEPT = 32
+
+
+@functools.lru_cache(maxsize=_ENCODED_FRAMES_KEPT)
+def _encoded_frame(
+    api_version: int,
+    error_code: int,
+    throttle_time_ms: int,
+    ranges: tuple[tuple[int, tuple[int, int]], ...],
+) -> bytes:
+    """The answer with correlation id 0; ``api_version`` -1 is the UNSUPPORTED_VERSION one."""
+    supported_versions = dict(ranges)
+    if api_version < 0:
+        response = build_api_versions_response(
+            0, error_code=error_code, supported_versions=supported_versions
+        )
+        return encode_response(ApiKey.API_VERSIONS, 0, 0, response)
+    ok = error_code == ErrorCode.none
+    response = build_api_versions_response(
+        api_version,
+        error_code=error_code,
+        throttle_time_ms=throttle_time_ms,
+        supported_versions=supported_versions if ok else {},
+        with_features=ok,
+    )
+    return encode_response(ApiKey.API_VERSIONS, api_version, 0, response)
