@@ -19,6 +19,14 @@ from offset 0 with ``assign()`` (librdkafka's default fetch sizes: 1 MiB per
 partition, and ``fetch.queue.backoff.ms=0``). The phase is timed from the
 go to the last consumer's end.
 
+A last case per mode takes the consumers' cost out: a raw client (one thread
+per connection, ``--raw-connections`` of them, plain sockets, no Python per
+record) sends ``--raw-fetches`` Fetch requests of 1 MiB from offsets spread
+over the partition, one in flight per connection, and reads each answer into
+one buffer. The broker is then the bottleneck, and its CPU per Fetch is what
+it costs to answer one. That case's MB/s and s/GB count the answers' bytes
+(batches and framing), not record values.
+
 Reported per case: MB/s of record values delivered to all consumers
 together (10^6 bytes), and the broker's CPU seconds per GB delivered (its
 process tree, from /proc: each thread's nanoseconds, see
@@ -37,21 +45,25 @@ On loopback the sender's CPU also pays for the receiving side's TCP work
 (softirq), which zero-copy does not shorten.
 
     python benchmarks/zero_copy_fetch.py [--mib 512] [--small-mib 64] [--fan-out 10]
-        [--floor-mib 256] [--repeat 3] [--output results.md]
+        [--floor-mib 256] [--repeat 3] [--raw-fetches 3000] [--raw-connections 4]
+        [--output results.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import fcntl
 import json
 import mmap
 import os
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +75,9 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kafka_peers import TreeCpu, machine_busy_cpu, machine_lines
 
+from trioring.protocol.kafka import ApiKey, request_schema
+from trioring.protocol.kafka._build import build, sibling
+from trioring.protocol.kafka._client import encode_request
 from trioring.testing import BrokerProcess
 
 #: Seconds a client may take to connect, and a phase to end.
@@ -78,6 +93,16 @@ MODES = {
 #: (zero-copy mode, copy mode) pairs compared.
 PAIRS = (("uring zero-copy", "uring copy"), ("fallback sendfile", "fallback copy"))
 CPU_RATIO_TARGET = 0.6
+#: The key of the raw Fetch client's case in the results (where the others
+#: have their number of consumers).
+RAW_CLIENT = 0
+#: Fetch version the raw client sends (the first flexible one), and its limits:
+#: librdkafka's defaults (1 MiB per partition, 50 MiB per answer).
+RAW_FETCH_VERSION = 12
+RAW_PARTITION_BYTES = 1 << 20
+RAW_ANSWER_BYTES = 50 << 20
+#: An answer smaller than this is an error or an empty one: the run fails.
+RAW_ANSWER_BYTES_MIN = RAW_PARTITION_BYTES // 2
 
 
 # --------------------------------------------------------------------------- consumer role
@@ -114,12 +139,98 @@ def run_consumer(options: argparse.Namespace) -> int:
     return 0 if received == options.count and not wrong else 1
 
 
+def raw_fetch_frame(correlation_id: int, offset: int) -> bytes:
+    schema = request_schema(ApiKey.FETCH, RAW_FETCH_VERSION)
+    partition = build(
+        sibling(schema, "FetchPartition"),
+        partition=0,
+        current_leader_epoch=-1,
+        fetch_offset=offset,
+        last_fetched_epoch=-1,
+        log_start_offset=-1,
+        partition_max_bytes=RAW_PARTITION_BYTES,
+    )
+    body = build(
+        schema,
+        replica_id=-1,
+        max_wait=datetime.timedelta(milliseconds=500),
+        min_bytes=1,
+        max_bytes=RAW_ANSWER_BYTES,
+        isolation_level=0,
+        session_id=0,
+        session_epoch=-1,
+        topics=(build(sibling(schema, "FetchTopic"), topic=TOPIC, partitions=(partition,)),),
+        forgotten_topics_data=(),
+        rack_id="",
+    )
+    return encode_request(ApiKey.FETCH, RAW_FETCH_VERSION, correlation_id, "raw-fetch", body)
+
+
+def run_raw_fetcher(options: argparse.Namespace) -> int:
+    """Send ``options.count`` Fetch requests over ``options.connections`` connections."""
+    # Offsets spread over the partition, each with at least 1 MiB after it.
+    last = options.records - 2 * RAW_PARTITION_BYTES // options.record_bytes
+    step = max(1, last // 64)
+    frames = [raw_fetch_frame(index, (index * step) % max(1, last)) for index in range(64)]
+    sockets = [
+        socket.create_connection(("127.0.0.1", options.port), timeout=PHASE_SECONDS)
+        for _ in range(options.connections)
+    ]
+    per_connection = options.count // options.connections
+    received: list[int] = []
+    failures: list[str] = []
+
+    def fetch(sock: socket.socket, first: int) -> None:
+        buffer = bytearray(2 * RAW_PARTITION_BYTES)
+        view = memoryview(buffer)
+        total = 0
+        try:
+            for index in range(first, first + per_connection):
+                sock.sendall(frames[index % len(frames)])
+                head = 0
+                while head < 8:  # size and correlation id
+                    got = sock.recv_into(view[head:8])
+                    if not got:
+                        raise EOFError("the broker closed the connection")
+                    head += got
+                size, correlation_id = struct.unpack_from(">ii", buffer)
+                if correlation_id != index % len(frames) or size < RAW_ANSWER_BYTES_MIN:
+                    raise ValueError(f"answer {correlation_id} of {size} bytes")
+                left = size - 4
+                while left:
+                    got = sock.recv_into(view, min(left, len(buffer)))
+                    if not got:
+                        raise EOFError("the broker closed the connection")
+                    left -= got
+                total += size
+        except (OSError, ValueError) as error:
+            failures.append(str(error))
+        received.append(total)
+
+    print("ready", flush=True)
+    sys.stdin.readline()
+    threads = [
+        threading.Thread(target=fetch, args=(sock, index * per_connection))
+        for index, sock in enumerate(sockets)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for sock in sockets:
+        sock.close()
+    print(json.dumps({"fetches": per_connection * len(sockets), "bytes": sum(received)}))
+    if failures:
+        print(f"raw fetch failed: {failures[0]}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 # --------------------------------------------------------------------------- the kernel's floor
 
 #: "send from a mapping": send(2) straight from an mmap of the file, one copy in
 #: the kernel (page cache -> socket buffers) and none in user space: not
-#: zero-copy, but cheaper than both zero-copy ways on loopback here
-#: (docs/uring.md), so the table shows it.
+#: zero-copy, but on some days cheaper than both zero-copy ways on loopback
+#: here (docs/uring.md), so the table shows it.
 FLOOR_WAYS = ("pread + send", "sendfile", "splice", "send from a mapping")
 FLOOR_PIECE_BYTES = 1 << 20
 
@@ -229,6 +340,8 @@ class Result:
     broker_cpu: float
     #: CPU seconds the whole machine was busy (the consumers, mostly).
     machine_cpu: float
+    #: Fetch requests answered (the raw client's case only).
+    fetches: int = 0
 
     @property
     def megabytes_per_second(self) -> float:
@@ -316,8 +429,57 @@ def consume(broker: BrokerProcess, consumers: int, record_bytes: int, count: int
     return Result(seconds, consumers * count * record_bytes, broker_cpu, machine_cpu)
 
 
+def fetch_raw(
+    broker: BrokerProcess, args: argparse.Namespace, record_bytes: int, count: int
+) -> Result:
+    assert broker.process is not None
+    command = [
+        sys.executable,
+        __file__,
+        "--role",
+        "raw-fetch",
+        "--port",
+        str(broker.port),
+        "--count",
+        str(args.raw_fetches),
+        "--connections",
+        str(args.raw_connections),
+        "--records",
+        str(count),
+        "--record-bytes",
+        str(record_bytes),
+    ]
+    client = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout is not None and client.stdin is not None
+        if client.stdout.readline().strip() != "ready":
+            raise RuntimeError("the raw Fetch client did not connect")
+        broker_before = TreeCpu.of(broker.process.pid)
+        machine_before = machine_busy_cpu()
+        start = time.perf_counter()
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        output, _ = client.communicate(timeout=PHASE_SECONDS)
+        seconds = time.perf_counter() - start
+        broker_cpu = TreeCpu.of(broker.process.pid) - broker_before
+        machine_cpu = machine_busy_cpu() - machine_before
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    if client.returncode != 0:
+        raise RuntimeError(f"the raw Fetch client failed: {output.strip()}")
+    result = json.loads(output)
+    return Result(seconds, result["bytes"], broker_cpu, machine_cpu, result["fetches"])
+
+
 def run_mode(
-    mode: str, data_dir: Path, config_dir: Path, record_bytes: int, count: int, fan_out: int
+    mode: str,
+    data_dir: Path,
+    config_dir: Path,
+    record_bytes: int,
+    count: int,
+    args: argparse.Namespace,
 ) -> dict[int, Result]:
     backend, zero_copy = MODES[mode]
     config = config_dir / f"{mode.replace(' ', '-')}.toml"
@@ -326,8 +488,9 @@ def run_mode(
     results = {}
     with BrokerProcess(data_dir, workers=1, extra_arguments=arguments) as broker:
         consume(broker, 1, record_bytes, min(count, 20_000))  # connections and caches warm
-        for consumers in (1, fan_out):
+        for consumers in (1, args.fan_out):
             results[consumers] = consume(broker, consumers, record_bytes, count)
+        results[RAW_CLIENT] = fetch_raw(broker, args, record_bytes, count)
         broker.stop()
     return results
 
@@ -357,14 +520,22 @@ def report(
     ]
     verdicts = []
     for record_bytes in (1024, 100):
-        for consumers in (1, args.fan_out):
+        for consumers in (1, args.fan_out, RAW_CLIENT):
+            if consumers == RAW_CLIENT:
+                title = (
+                    f"## {record_bytes} B records, the raw Fetch client "
+                    f"({args.raw_connections} connections, {args.raw_fetches} Fetches)"
+                )
+            else:
+                title = f"## {record_bytes} B records, {consumers} consumer" + (
+                    "s" if consumers > 1 else ""
+                )
             lines += [
-                f"## {record_bytes} B records, {consumers} consumer"
-                + ("s" if consumers > 1 else ""),
+                title,
                 "",
-                "| mode | seconds | MB/s (all consumers) | broker CPU s/GB "
-                "| broker cores | rest of the machine, cores |",
-                "|---|---:|---:|---:|---:|---:|",
+                "| mode | seconds | MB/s delivered | broker CPU s/GB "
+                "| broker cores | rest of the machine, cores | broker CPU per Fetch, us |",
+                "|---|---:|---:|---:|---:|---:|---:|",
             ]
             cpu: dict[str, float] = {}
             for mode in MODES:
@@ -376,10 +547,15 @@ def report(
                     median([r.broker_cpu / r.seconds for r in results]),
                     median([max(0.0, r.machine_cpu - r.broker_cpu) / r.seconds for r in results]),
                 ]
+                per_fetch = (
+                    f"{median([r.broker_cpu / r.fetches * 1e6 for r in results]):,.0f}"
+                    if consumers == RAW_CLIENT
+                    else ""
+                )
                 lines.append(
                     f"| {mode} | {seconds:.2f} | {rate:,.1f} | {cpu[mode]:.3f} | "
                     + " | ".join(f"{c:.2f}" for c in cores)
-                    + " |"
+                    + f" | {per_fetch} |"
                 )
             lines.append("")
             for zero_copy, copy in PAIRS:
@@ -396,13 +572,23 @@ def report(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--role", choices=["consume", "floor-send"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--role", choices=["consume", "floor-send", "raw-fetch"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--way", choices=FLOOR_WAYS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--record-bytes", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--records", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--connections", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--raw-fetches", type=int, default=3000, help="Fetch requests of the raw client (3000)"
+    )
+    parser.add_argument(
+        "--raw-connections", type=int, default=4, help="connections of the raw client (4)"
+    )
     parser.add_argument("--mib", type=int, default=512, help="MiB of 1 KiB records (512)")
     parser.add_argument("--small-mib", type=int, default=64, help="MiB of 100 B records (64)")
     parser.add_argument("--fan-out", type=int, default=10, help="consumers of the fan-out case")
@@ -414,9 +600,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if (
         args.role is None
-        and min(args.mib, args.small_mib, args.fan_out, args.floor_mib, args.repeat) < 1
+        and min(
+            args.mib,
+            args.small_mib,
+            args.fan_out,
+            args.floor_mib,
+            args.repeat,
+            args.raw_connections,
+        )
+        < 1
     ):
-        parser.error("--mib, --small-mib, --fan-out, --floor-mib and --repeat must be at least 1")
+        parser.error(
+            "--mib, --small-mib, --fan-out, --floor-mib, --repeat and --raw-connections "
+            "must be at least 1"
+        )
+    if args.role is None and args.raw_fetches < args.raw_connections:
+        parser.error("--raw-fetches must be at least --raw-connections")
     return args
 
 
@@ -426,6 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_consumer(args)
     if args.role == "floor-send":
         return run_floor_sender(args)
+    if args.role == "raw-fetch":
+        return run_raw_fetcher(args)
     runs: dict[tuple[int, str, int], list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="zero-copy-bench-") as temporary:
         parent = Path(temporary)
@@ -448,7 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         parent,
                         record_bytes,
                         count,
-                        args.fan_out,
+                        args,
                     )
                     for consumers, result in results.items():
                         runs.setdefault((record_bytes, mode, consumers), []).append(result)
