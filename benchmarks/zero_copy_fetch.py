@@ -294,13 +294,11 @@ def floor_once(path: Path, way: str) -> float:
                     pass
             output, _ = sender.communicate(timeout=PHASE_SECONDS)
         finally:
-            if sender.poll() is None:
-                sender.kill()
-                sender.wait()
+            stop(sender)
     if sender.returncode != 0:
         raise RuntimeError(f"the {way} sender failed")
     result = json.loads(output)
-    return float(result["cpu"]) / (result["bytes"] / 1e9)
+    return float(result["cpu"]) / (float(result["bytes"]) / 1e9)
 
 
 def kernel_floor(parent: Path, mebibytes: int, repeat: int) -> dict[str, list[float]]:
@@ -423,9 +421,7 @@ def consume(broker: BrokerProcess, consumers: int, record_bytes: int, count: int
         machine_cpu = machine_busy_cpu() - machine_before
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            stop(process)
     return Result(seconds, consumers * count * record_bytes, broker_cpu, machine_cpu)
 
 
@@ -464,9 +460,7 @@ def fetch_raw(
         broker_cpu = TreeCpu.of(broker.process.pid) - broker_before
         machine_cpu = machine_busy_cpu() - machine_before
     finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
+        stop(client)
     if client.returncode != 0:
         raise RuntimeError(f"the raw Fetch client failed: {output.strip()}")
     result = json.loads(output)
@@ -496,6 +490,13 @@ def run_mode(
 
 
 # --------------------------------------------------------------------------- report
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Kill a child still running (a phase that failed or timed out)."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 def median(values: Sequence[float]) -> float:
