@@ -382,8 +382,45 @@ def produce(data_dir: Path, record_bytes: int, count: int) -> None:
         broker.stop()
 
 
-def consume(broker: BrokerProcess, consumers: int, record_bytes: int, count: int) -> Result:
+def timed_phase(
+    broker: BrokerProcess, commands: list[list[str]], who: str
+) -> tuple[float, float, float, list[str]]:
+    """Start the clients, wait until each prints "ready", then say "go" to all and
+    time them to the last one's end: seconds, the broker's CPU seconds, the
+    machine's busy CPU seconds, and each client's output."""
     assert broker.process is not None
+    processes = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for command in commands
+    ]
+    outputs = []
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{who} did not connect")
+        broker_before = TreeCpu.of(broker.process.pid)
+        machine_before = machine_busy_cpu()
+        start = time.perf_counter()
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        for process in processes:
+            output, _ = process.communicate(timeout=PHASE_SECONDS)
+            if process.returncode != 0:
+                raise RuntimeError(f"{who} failed: {output.strip()}")
+            outputs.append(output)
+        seconds = time.perf_counter() - start
+        broker_cpu = TreeCpu.of(broker.process.pid) - broker_before
+        machine_cpu = machine_busy_cpu() - machine_before
+    finally:
+        for process in processes:
+            stop(process)
+    return seconds, broker_cpu, machine_cpu, outputs
+
+
+def consume(broker: BrokerProcess, consumers: int, record_bytes: int, count: int) -> Result:
     command = [
         sys.executable,
         __file__,
@@ -396,39 +433,13 @@ def consume(broker: BrokerProcess, consumers: int, record_bytes: int, count: int
         "--record-bytes",
         str(record_bytes),
     ]
-    processes = [
-        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for _ in range(consumers)
-    ]
-    try:
-        for process in processes:
-            assert process.stdout is not None
-            if process.stdout.readline().strip() != "ready":
-                raise RuntimeError("a consumer did not connect")
-        broker_before = TreeCpu.of(broker.process.pid)
-        machine_before = machine_busy_cpu()
-        start = time.perf_counter()
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        for process in processes:
-            output, _ = process.communicate(timeout=PHASE_SECONDS)
-            if process.returncode != 0:
-                raise RuntimeError(f"a consumer failed: {output.strip()}")
-        seconds = time.perf_counter() - start
-        broker_cpu = TreeCpu.of(broker.process.pid) - broker_before
-        machine_cpu = machine_busy_cpu() - machine_before
-    finally:
-        for process in processes:
-            stop(process)
+    seconds, broker_cpu, machine_cpu, _ = timed_phase(broker, [command] * consumers, "a consumer")
     return Result(seconds, consumers * count * record_bytes, broker_cpu, machine_cpu)
 
 
 def fetch_raw(
     broker: BrokerProcess, args: argparse.Namespace, record_bytes: int, count: int
 ) -> Result:
-    assert broker.process is not None
     command = [
         sys.executable,
         __file__,
@@ -445,24 +456,9 @@ def fetch_raw(
         "--record-bytes",
         str(record_bytes),
     ]
-    client = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert client.stdout is not None and client.stdin is not None
-        if client.stdout.readline().strip() != "ready":
-            raise RuntimeError("the raw Fetch client did not connect")
-        broker_before = TreeCpu.of(broker.process.pid)
-        machine_before = machine_busy_cpu()
-        start = time.perf_counter()
-        client.stdin.write("go\n")
-        client.stdin.flush()
-        output, _ = client.communicate(timeout=PHASE_SECONDS)
-        seconds = time.perf_counter() - start
-        broker_cpu = TreeCpu.of(broker.process.pid) - broker_before
-        machine_cpu = machine_busy_cpu() - machine_before
-    finally:
-        stop(client)
-    if client.returncode != 0:
-        raise RuntimeError(f"the raw Fetch client failed: {output.strip()}")
+    seconds, broker_cpu, machine_cpu, (output,) = timed_phase(
+        broker, [command], "the raw Fetch client"
+    )
     result = json.loads(output)
     return Result(seconds, result["bytes"], broker_cpu, machine_cpu, result["fetches"])
 
