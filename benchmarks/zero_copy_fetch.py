@@ -101,8 +101,10 @@ RAW_CLIENT = 0
 RAW_FETCH_VERSION = 12
 RAW_PARTITION_BYTES = 1 << 20
 RAW_ANSWER_BYTES = 50 << 20
-#: An answer smaller than this is an error or an empty one: the run fails.
-RAW_ANSWER_BYTES_MIN = RAW_PARTITION_BYTES // 2
+#: An answer smaller than this holds no record batch (an error, or nothing
+#: found): the run fails. Not more: a Fetch returns whole batches, and with
+#: batches of up to 1 MiB an answer may hold one of half a MiB or less.
+RAW_ANSWER_BYTES_MIN = 4096
 
 
 # --------------------------------------------------------------------------- consumer role
