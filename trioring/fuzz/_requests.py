@@ -182,8 +182,14 @@ def _for_type(annotation: Any) -> st.SearchStrategy[Any]:
     raise _unknown(annotation)
 
 
+@functools.cache
 def entity(cls: type) -> st.SearchStrategy[Any]:
-    """A kio request or nested entity of ``cls`` with adversarial field values."""
+    """A kio request or nested entity of ``cls`` with adversarial field values.
+
+    Built once per class: Hypothesis works out a new strategy's properties
+    (can it be empty, are its values reusable) on its first draw, which cost
+    more than the draw itself when every example built the strategy anew.
+    """
     fields = {
         field.name: st.sampled_from(PARTITION_COUNTS).map(field.type)  # type: ignore[arg-type]
         if field.name in PARTITION_COUNT_FIELDS
