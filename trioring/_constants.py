@@ -512,6 +512,13 @@ assert CLI_BENCH_RECORD_BYTES_MAX <= CLI_BENCH_VALUE_POOL_BYTES
 
 # --- the fuzz harness (trioring.fuzz) ---------------------------------------------------
 
+#: Every fault kind the harness knows (``trioring fuzz --faults``); each target takes
+#: the ones it can inject. Here, not in trioring.fuzz, so the command line's parser
+#: does not import the harness (and Hypothesis) for every command.
+FUZZ_FAULT_KINDS = ("kill", "power-loss", "enospc", "eio", "slow", "net")
+#: Steps per history, at most (``--history-steps``); Hypothesis draws shorter ones too.
+FUZZ_HISTORY_STEPS_MAX = 40
+
 #: How long the broker may be unavailable after a restart, a crash or cleared disk
 #: faults before the harness calls it a failure (Kafka's clients retry this long).
 FUZZ_RECOVERY_SECONDS = 10.0

@@ -23,6 +23,7 @@ from typing import Any
 
 import trio
 
+from trioring._constants import FUZZ_FAULT_KINDS, FUZZ_HISTORY_STEPS_MAX
 from trioring.cli._common import EXIT_FAILURE, UsageError, bootstrap_of, check_reachable
 
 #: How often the progress line is written (stderr).
@@ -30,8 +31,6 @@ _PROGRESS_SECONDS = 2.0
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
-    from trioring.fuzz._run import FAULT_KINDS, HISTORY_STEPS_MAX  # noqa: PLC0415
-
     fuzz = commands.add_parser(
         "fuzz",
         parents=parents,
@@ -69,15 +68,15 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     fuzz.add_argument(
         "--faults",
-        default=",".join(FAULT_KINDS),
+        default=",".join(FUZZ_FAULT_KINDS),
         help="comma-separated fault kinds: "
-        f"{', '.join(FAULT_KINDS)}, or 'none' (default: all; each target takes those it "
+        f"{', '.join(FUZZ_FAULT_KINDS)}, or 'none' (default: all; each target takes those it "
         "can inject)",
     )
     fuzz.add_argument(
         "--history-steps",
         type=int,
-        default=HISTORY_STEPS_MAX,
+        default=FUZZ_HISTORY_STEPS_MAX,
         help="longest history (default: %(default)s)",
     )
     fuzz.add_argument(
@@ -134,15 +133,13 @@ def _check_options(options: argparse.Namespace) -> None:
 
 
 def _faults(text: str) -> frozenset[str]:
-    from trioring.fuzz._run import FAULT_KINDS  # noqa: PLC0415
-
     if text.strip() in ("", "none"):
         return frozenset()
     kinds = frozenset(part.strip() for part in text.split(",") if part.strip())
-    unknown = sorted(kinds - set(FAULT_KINDS))
+    unknown = sorted(kinds - set(FUZZ_FAULT_KINDS))
     if unknown:
         raise UsageError(
-            f"unknown fault kind {', '.join(unknown)}; known: {', '.join(FAULT_KINDS)}"
+            f"unknown fault kind {', '.join(unknown)}; known: {', '.join(FUZZ_FAULT_KINDS)}"
         )
     return kinds
 

@@ -26,7 +26,11 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
-from trioring._constants import FUZZ_STEP_SECONDS_MAX
+from trioring._constants import (
+    FUZZ_FAULT_KINDS,
+    FUZZ_HISTORY_STEPS_MAX,
+    FUZZ_STEP_SECONDS_MAX,
+)
 from trioring.fuzz import steps as s
 from trioring.fuzz._model import ContractViolation
 from trioring.fuzz._play import Player
@@ -34,11 +38,8 @@ from trioring.fuzz._targets import BootstrapTarget, EmbeddedTarget, ProcessTarge
 
 TargetKind = Literal["embedded", "process", "bootstrap"]
 
-#: Every fault kind the CLI knows; each target takes the ones it can inject.
-FAULT_KINDS = ("kill", "power-loss", "enospc", "eio", "slow", "net")
-
-#: Steps per history, at most; Hypothesis draws shorter ones too.
-HISTORY_STEPS_MAX = 40
+FAULT_KINDS = FUZZ_FAULT_KINDS
+HISTORY_STEPS_MAX = FUZZ_HISTORY_STEPS_MAX
 #: Histories per Hypothesis run (a round), by target: process histories cost seconds each.
 _ROUND_EXAMPLES = {"embedded": 25, "process": 4, "bootstrap": 4}
 #: How long shrinking a failure may take before the best history so far is reported.
