@@ -3,6 +3,8 @@
 Public names live here; everything else may change between versions.
 """
 
+# First, before kio is imported: see its docstring (start-up time of our own processes).
+import trioring._startup  # noqa: F401
 from trioring._broker import Broker, FetchResult, ProduceResult, open_broker
 from trioring.cluster.model import TopicInfo
 from trioring.config import BrokerConfig
