@@ -7,8 +7,10 @@
 - process (``trioring_server``): ``BrokerProcess(faults=True).start()``
   from the fork until the broker answers an ApiVersions request on its port,
   with ``--workers 1`` and ``--workers 2``; and, for scale, the bare
-  interpreter and ``python -c "import trioring.server._cli"`` (the imports
-  every broker process pays before it can listen).
+  interpreter, ``python -m trioring --version`` (the imports every broker
+  process and command pays before it can work) and ``python -c "import
+  trioring.server._cli"`` (the same imports in a program that uses trioring
+  as a library, where kio also imports Hypothesis: trioring/_startup.py).
 
 Median, lowest and highest of ``--runs`` runs each (default 7)::
 
@@ -113,7 +115,7 @@ def command_runs(runs: int, command: list[str]) -> list[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(command, check=True, timeout=START_SECONDS)
+        subprocess.run(command, check=True, timeout=START_SECONDS, stdout=subprocess.DEVNULL)
         times.append(time.perf_counter() - start)
     return times
 
@@ -140,6 +142,9 @@ def main() -> None:
     options = parser.parse_args()
     cases: dict[str, Callable[[Path], list[float]]] = {
         "python -c pass": lambda _: command_runs(options.runs, [sys.executable, "-c", "pass"]),
+        "python -m trioring --version": lambda _: command_runs(
+            options.runs, [sys.executable, "-m", "trioring", "--version"]
+        ),
         "python -c 'import trioring.server._cli'": lambda _: command_runs(
             options.runs, [sys.executable, "-c", "import trioring.server._cli"]
         ),
