@@ -38,8 +38,8 @@ from trioring.fuzz._targets import BootstrapTarget, EmbeddedTarget, ProcessTarge
 
 TargetKind = Literal["embedded", "process", "bootstrap"]
 
+#: trioring.fuzz's public name for the fault kinds (kept in the constants table).
 FAULT_KINDS = FUZZ_FAULT_KINDS
-HISTORY_STEPS_MAX = FUZZ_HISTORY_STEPS_MAX
 #: Histories per Hypothesis run (a round), by target: process histories cost seconds each.
 _ROUND_EXAMPLES = {"embedded": 25, "process": 4, "bootstrap": 4}
 #: How long shrinking a failure may take before the best history so far is reported.
@@ -57,7 +57,7 @@ class CampaignSettings:
     restart_command: str | None = None
     #: Where the broker's data (and a process broker's log) go; a temporary directory if None.
     work_dir: str | None = None
-    history_steps_max: int = HISTORY_STEPS_MAX
+    history_steps_max: int = FUZZ_HISTORY_STEPS_MAX
     shrink_seconds_max: float = SHRINK_SECONDS_MAX
 
 
@@ -203,7 +203,7 @@ def step_strategy(faults: frozenset[str], *, workers: int = 1) -> st.SearchStrat
 
 
 def history_strategy(
-    faults: frozenset[str], *, workers: int = 1, steps_max: int = HISTORY_STEPS_MAX
+    faults: frozenset[str], *, workers: int = 1, steps_max: int = FUZZ_HISTORY_STEPS_MAX
 ) -> st.SearchStrategy[list[s.Step]]:
     """A history: a first topic (so most steps have something to work on), then steps."""
     first = st.builds(s.CreateTopic, topic=st.just(0), partitions=st.sampled_from([2, 1, 3, 4]))
